@@ -1,0 +1,12 @@
+//! Types shared by `mcp-node` and the operator.
+//!
+//! The node's configuration lives here, as one Rust type, so the operator can embed it in the
+//! `McpCluster` resource and render it into a ConfigMap without a second definition drifting
+//! from the one the node parses. Entry point: [`NodeConfig`].
+
+pub mod node_config;
+
+pub use node_config::{
+    ContentConfig, HttpToolConfig, LimitsConfig, LogConfig, LogFormat, NodeConfig, PromptArgConfig,
+    PromptConfig, ResourceConfig, SecurityConfig,
+};

@@ -1,0 +1,93 @@
+//! The admin endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process runs) and
+//! `/readyz` (the node accepts new clients; false while draining).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::node::Node;
+
+fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/metrics" => {
+            node.metrics.sessions.set(node.sessions.len() as i64);
+            respond(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                node.metrics.encode(),
+            )
+        }
+        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n"),
+        "/readyz" => {
+            if node.is_draining() {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+            } else {
+                respond(StatusCode::OK, "text/plain", "ready\n")
+            }
+        }
+        "/status" => {
+            let body = json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "connections": node.connections.load(std::sync::atomic::Ordering::Relaxed),
+                "maxConnections": node.settings.max_connections,
+                "sessions": node.sessions.len(),
+                "inflight": node.inflight.load(std::sync::atomic::Ordering::Relaxed),
+                "draining": node.is_draining(),
+            });
+            respond(StatusCode::OK, "application/json", body.to_string())
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// Serves the admin endpoint until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    tracing::warn!(error = %err, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let n = node.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let r = route(&n, &req);
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,36 @@
+//! The `echo` pack: one `echo` tool returning its `text` argument. This is the tool every
+//! benchmark calls, on our node and on the peer servers we compare against.
+
+use std::sync::Arc;
+
+use rmcp::model::{CallToolResult, ContentBlock, Tool};
+use serde_json::{Map, Value, json};
+
+use super::{CallError, CatalogBuilder, ToolCx};
+
+/// The JSON Schema of `echo`'s arguments.
+pub fn echo_schema() -> Map<String, Value> {
+    let schema = json!({
+        "type": "object",
+        "properties": { "text": { "type": "string", "description": "Text to send back" } },
+        "required": ["text"],
+        "additionalProperties": false
+    });
+    match schema {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Adds the `echo` tool.
+pub fn register(b: &mut CatalogBuilder) {
+    let tool = Tool::new(
+        "echo",
+        "Returns the `text` argument unchanged.",
+        Arc::new(echo_schema()),
+    );
+    b.tool(tool, |_cx: ToolCx, args: Map<String, Value>| async move {
+        let text = args.get("text").and_then(Value::as_str).unwrap_or_default();
+        Ok::<_, CallError>(CallToolResult::success(vec![ContentBlock::text(text)]))
+    });
+}

@@ -1,0 +1,325 @@
+//! 2025-11-25 (and 2025-06-18, 2025-03-26) sessions over Streamable HTTP: `initialize`,
+//! requests within a session, the GET stream with `Last-Event-ID` resumption, and DELETE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Response, StatusCode};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use super::body::{Body, StreamGuard};
+use super::exchange::{self, Inflight};
+use super::mcp::{PROTOCOL_VERSION, SESSION_ID, accepts};
+use super::outbound::{SessionOut, StreamOut};
+use super::reply;
+use crate::content::context::{Era, ToolCxBuilder};
+use crate::jsonrpc::{self, Incoming, RequestId, RequestMsg, RpcError};
+use crate::metrics::{MethodLabel, Outcome, Reason};
+use crate::node::Node;
+use crate::protocol::dispatch::{self, Scope};
+use crate::protocol::versions;
+use crate::session::{EventId, ProtocolEra, Session, SessionId, StreamKind};
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Finds the session named by the request: 400 without the header, 404 if unknown.
+fn find_session(node: &Node, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {
+    let Some(raw) = header(headers, SESSION_ID) else {
+        node.metrics.reject(Reason::bad_request);
+        return Err(reply::refuse(
+            StatusCode::BAD_REQUEST,
+            "missing Mcp-Session-Id header",
+        ));
+    };
+    match SessionId::parse(raw).and_then(|id| node.sessions.get(&id)) {
+        Some(s) => Ok(s),
+        None => {
+            node.metrics.reject(Reason::unknown_session);
+            let mut r = reply::refuse(StatusCode::NOT_FOUND, "unknown or expired session");
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            Err(r)
+        }
+    }
+}
+
+/// Checks `MCP-Protocol-Version` on a request inside a session.
+fn check_version_header(node: &Node, headers: &HeaderMap) -> Result<(), Response<Body>> {
+    match header(headers, PROTOCOL_VERSION) {
+        None => Ok(()),
+        Some(v) if versions::LEGACY.contains(&v) => Ok(()),
+        Some(v) => {
+            node.metrics.reject(Reason::bad_request);
+            Err(reply::refuse(
+                StatusCode::BAD_REQUEST,
+                &format!("unsupported MCP-Protocol-Version `{v}`"),
+            ))
+        }
+    }
+}
+
+/// POST in the legacy era.
+pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Response<Body> {
+    if let Incoming::Request(r) = &msg
+        && r.method == "initialize"
+    {
+        return initialize(&node, r);
+    }
+    if let Err(r) = check_version_header(&node, headers) {
+        return r;
+    }
+    let session = match find_session(&node, headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let now = node.now_ms();
+    match msg {
+        Incoming::Notification { method, params } => {
+            let mut st = session.state.lock();
+            st.last_seen_ms = now;
+            match method.as_str() {
+                "notifications/initialized" => st.initialized = true,
+                "notifications/cancelled" => {
+                    let id = params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
+                    if let Some(id) = id {
+                        st.cancel_inflight(&id);
+                    }
+                }
+                _ => {}
+            }
+            node.metrics
+                .observe(MethodLabel::notification, Outcome::ok, 0.0);
+            reply::accepted()
+        }
+        Incoming::Response { id, outcome } => {
+            let mut st = session.state.lock();
+            st.last_seen_ms = now;
+            st.complete_client_request(&id, outcome);
+            node.metrics
+                .observe(MethodLabel::response, Outcome::ok, 0.0);
+            reply::accepted()
+        }
+        Incoming::Request(r) => request(node, session, r, now).await,
+    }
+}
+
+async fn request(
+    node: Arc<Node>,
+    session: Arc<Session>,
+    r: RequestMsg,
+    now: u64,
+) -> Response<Body> {
+    let limits = &node.settings.config.limits;
+    let (caps, log_level, cancel) = {
+        let mut st = session.state.lock();
+        st.last_seen_ms = now;
+        if !st
+            .bucket
+            .try_take(limits.session_rate_per_sec, limits.session_burst, now)
+        {
+            drop(st);
+            node.metrics.reject(Reason::rate_limited);
+            return reply::overloaded(
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(&r.id),
+                "rate limit exceeded for this session",
+                limits.retry_after_secs,
+            );
+        }
+        let cancel = (r.method == "tools/call").then(|| st.track_inflight(r.id.clone()));
+        (st.client_capabilities(), st.log_level, cancel)
+    };
+    let Some(mut inflight) = Inflight::admit(&node, &r.method) else {
+        session.state.lock().untrack_inflight(&r.id);
+        node.metrics.reject(Reason::overload);
+        return reply::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&r.id),
+            "server overloaded",
+            limits.retry_after_secs,
+        );
+    };
+    let (tx, rx) = mpsc::channel(limits.outbound_queue as usize);
+    let out = Arc::new(SessionOut::new(
+        session.clone(),
+        tx,
+        limits.event_log_capacity as usize,
+        Duration::from_secs(limits.client_request_timeout_secs),
+    ));
+    let mut params = r.params.unwrap_or_default();
+    let progress_token = params
+        .get("_meta")
+        .and_then(|m| m.get("progressToken"))
+        .cloned();
+    params.remove("_meta");
+    let cx = ToolCxBuilder::new(Era::Legacy)
+        .progress_token(progress_token)
+        .send_logs(Some(log_level))
+        .client_capabilities(caps)
+        .outbound(out.clone())
+        .node(node.clone())
+        .build();
+    let work = dispatch::dispatch(
+        node.clone(),
+        Scope::Legacy(session.clone()),
+        cx,
+        r.method,
+        params,
+    );
+    let id = r.id.clone();
+    let untrack_session = session.clone();
+    inflight.on_finish(move || untrack_session.state.lock().untrack_inflight(&id));
+    let guard = stream_guard(&node);
+    exchange::drive(
+        out as Arc<dyn StreamOut>,
+        rx,
+        Box::pin(work),
+        r.id,
+        Era::Legacy,
+        cancel,
+        inflight,
+        Vec::new(),
+        Some(guard),
+    )
+    .await
+}
+
+/// Counts an open stream until the returned guard is dropped.
+pub fn stream_guard(node: &Arc<Node>) -> StreamGuard {
+    node.metrics.streams.inc();
+    let n = node.clone();
+    StreamGuard::new(move || {
+        n.metrics.streams.dec();
+    })
+}
+
+fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
+    let limits = &node.settings.config.limits;
+    if node.is_draining() {
+        node.metrics.reject(Reason::draining);
+        return reply::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&r.id),
+            "node is shutting down",
+            limits.retry_after_secs,
+        );
+    }
+    let empty = Map::new();
+    let params = r.params.as_ref().unwrap_or(&empty);
+    let requested = params.get("protocolVersion").and_then(Value::as_str);
+    if requested.is_none() {
+        let err = RpcError::invalid_params("initialize: missing `protocolVersion`");
+        return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
+    }
+    let caps = params
+        .get("capabilities")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    if !caps.is_object() {
+        let err = RpcError::invalid_params("initialize: `capabilities` must be an object");
+        return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
+    }
+    let version = versions::negotiate(requested);
+    let id = SessionId::random();
+    let session = Arc::new(Session::new(
+        id,
+        version,
+        &caps,
+        limits.session_burst,
+        node.now_ms(),
+    ));
+    if node.sessions.insert(session).is_err() {
+        node.metrics.reject(Reason::session_cap);
+        return reply::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(&r.id),
+            "session limit reached",
+            limits.retry_after_secs,
+        );
+    }
+    node.metrics.sessions.set(node.sessions.len() as i64);
+    let result = json!({
+        "protocolVersion": version.as_str(),
+        "capabilities": dispatch::capabilities(node, Era::Legacy),
+        "serverInfo": dispatch::server_info(node),
+        "instructions": "mcpcluster node: call tools/list to see what it serves.",
+    });
+    node.metrics
+        .observe(MethodLabel::initialize, Outcome::ok, 0.0);
+    let mut response = reply::json(StatusCode::OK, jsonrpc::response(&r.id, &result));
+    if let Ok(v) = http::HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert(SESSION_ID, v);
+    }
+    response
+}
+
+/// GET: the session's standalone SSE stream, or the resumption of any of its streams.
+pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
+    if header(headers, PROTOCOL_VERSION).is_some_and(|v| !versions::LEGACY.contains(&v)) {
+        node.metrics.reject(Reason::method_not_allowed);
+        return reply::method_not_allowed("POST");
+    }
+    if !accepts(headers, "text/event-stream") {
+        node.metrics.reject(Reason::not_acceptable);
+        return reply::refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must list text/event-stream",
+        );
+    }
+    let session = match find_session(&node, headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let limits = &node.settings.config.limits;
+    let (tx, rx) = mpsc::channel::<Bytes>(limits.outbound_queue as usize);
+    let mut st = session.state.lock();
+    st.last_seen_ms = node.now_ms();
+    let resume = header(headers, "last-event-id").and_then(EventId::parse);
+    let resumed = match resume {
+        Some(ev) => match st.stream_mut(ev.stream) {
+            Some(stream) => {
+                stream.resume(ev.seq, tx.clone());
+                true
+            }
+            None => false,
+        },
+        None => false,
+    };
+    if !resumed {
+        let id = st.open_stream(StreamKind::Standalone, Some(tx.clone()));
+        if st.version >= ProtocolEra::V2025_11_25 {
+            let priming = format!("id: {}\ndata: \n\n", EventId { stream: id, seq: 0 });
+            let _ = tx.try_send(Bytes::from(priming));
+        }
+    }
+    drop(st);
+    drop(tx);
+    reply::sse(None, rx, Some(stream_guard(&node)))
+}
+
+/// DELETE: ends the session.
+pub fn delete(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
+    if header(headers, PROTOCOL_VERSION).is_some_and(|v| !versions::LEGACY.contains(&v)) {
+        node.metrics.reject(Reason::method_not_allowed);
+        return reply::method_not_allowed("POST");
+    }
+    let session = match find_session(&node, headers) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if let Some(s) = node.sessions.remove(&session.id) {
+        for stream in s.state.lock().streams.iter_mut() {
+            stream.finish();
+        }
+    }
+    node.metrics.sessions.set(node.sessions.len() as i64);
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::OK;
+    r
+}

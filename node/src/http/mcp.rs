@@ -1,0 +1,162 @@
+//! The `/mcp` endpoint: transport-level checks shared by both eras, then the era decision.
+//!
+//! Era rule: `initialize` starts a 2025-11-25-or-earlier session; a request whose
+//! `params._meta` carries `io.modelcontextprotocol/protocolVersion`, or whose
+//! `MCP-Protocol-Version` header names a version that is not a legacy one, is a stateless
+//! 2026-07-28 request; everything else belongs to a legacy session.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming as IncomingBody;
+use serde_json::value::RawValue;
+
+use super::body::Body;
+use super::guard::{self, Refusal};
+use super::{legacy, modern, reply};
+use crate::jsonrpc::{self, Incoming, RpcError};
+use crate::metrics::Reason;
+use crate::node::Node;
+use crate::protocol::versions;
+
+/// `MCP-Protocol-Version` header name.
+pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
+/// `Mcp-Session-Id` header name.
+pub const SESSION_ID: &str = "mcp-session-id";
+
+/// Handles one HTTP request on the MCP listener.
+pub async fn handle(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
+    if req.uri().path() != node.settings.config.mcp_path {
+        let mut r = Response::new(Body::full("not found\n"));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    if let Err(refusal) = guard::check(&node, req.headers()) {
+        let (reason, what) = match refusal {
+            Refusal::Host => (Reason::bad_host, "Host"),
+            Refusal::Origin => (Reason::bad_origin, "Origin"),
+        };
+        node.metrics.reject(reason);
+        return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
+    }
+    match *req.method() {
+        Method::POST => post(node, req).await,
+        Method::GET => legacy::get(node, req.headers()),
+        Method::DELETE => legacy::delete(node, req.headers()),
+        _ => {
+            node.metrics.reject(Reason::method_not_allowed);
+            reply::method_not_allowed("GET, POST, DELETE")
+        }
+    }
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether an `Accept` header admits `mime` (exactly, by `type/*`, or `*/*`).
+pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
+    let Some(accept) = header(headers, header::ACCEPT.as_str()) else {
+        return false;
+    };
+    let family = mime.split('/').next().unwrap_or("");
+    accept.split(',').any(|part| {
+        let m = part.split(';').next().unwrap_or("").trim();
+        m == mime || m == "*/*" || m.strip_suffix("/*") == Some(family)
+    })
+}
+
+async fn post(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
+    let headers = req.headers().clone();
+    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+        node.metrics.reject(Reason::not_acceptable);
+        return reply::refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept must list both application/json and text/event-stream",
+        );
+    }
+    let json_content = header(&headers, header::CONTENT_TYPE.as_str())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if !json_content {
+        node.metrics.reject(Reason::unsupported_media_type);
+        return reply::refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json",
+        );
+    }
+    let max = node.settings.config.limits.max_body_bytes as usize;
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => {
+            if err
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                node.metrics.reject(Reason::body_too_large);
+                return reply::refuse(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("request body exceeds {max} bytes"),
+                );
+            }
+            return reply::refuse(StatusCode::BAD_REQUEST, "could not read the request body");
+        }
+    };
+    handle_body(node, &headers, body).await
+}
+
+async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+    let raw: Box<RawValue> = match serde_json::from_slice(&body) {
+        Ok(raw) => raw,
+        Err(e) => {
+            node.metrics.reject(Reason::bad_request);
+            return reply::rpc_error(
+                StatusCode::BAD_REQUEST,
+                None,
+                &RpcError::parse(format!("invalid JSON: {e}")),
+            );
+        }
+    };
+    if raw.get().trim_start().starts_with('[') {
+        node.metrics.reject(Reason::bad_request);
+        return reply::rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::invalid_request(
+                "JSON-RPC batches are not supported; send one message per request",
+            ),
+        );
+    }
+    let msg = match jsonrpc::parse_message(&raw) {
+        Ok(msg) => msg,
+        Err(e) => {
+            node.metrics.reject(Reason::bad_request);
+            return reply::rpc_error(StatusCode::BAD_REQUEST, e.id.as_ref(), &e.error);
+        }
+    };
+    let header_version = header(headers, PROTOCOL_VERSION);
+    let is_initialize = matches!(&msg, Incoming::Request(r) if r.method == "initialize");
+    let meta_version = match &msg {
+        Incoming::Request(r) => r
+            .params
+            .as_ref()
+            .and_then(|p| p.get("_meta"))
+            .and_then(|m| m.get(modern::META_PROTOCOL_VERSION))
+            .is_some(),
+        _ => false,
+    };
+    let header_is_modern = header_version.is_some_and(|v| !versions::LEGACY.contains(&v));
+    if header_is_modern || (!is_initialize && meta_version) {
+        modern::post(node, headers, msg).await
+    } else {
+        legacy::post(node, headers, msg).await
+    }
+}

@@ -1,0 +1,185 @@
+//! `mcp-node`: an MCP server node that serves Streamable HTTP clients of both protocol eras
+//! (2025-11-25 sessions and 2026-07-28 stateless requests) on one endpoint, bounded under load.
+//!
+//! Entry point: [`run`] (or [`start`] for tests and embedders, which returns the bound
+//! addresses and a handle). Codemap: `docs/ARCHITECTURE.md`.
+//!
+//! - [`settings`]: configuration from file, environment and flags, validated before binding.
+//! - [`http`]: accept loop, `/mcp` transport rules, the two eras, SSE streams.
+//! - [`protocol`]: the method table shared by both eras.
+//! - [`session`]: legacy sessions as data (registry, record, event logs).
+//! - [`content`]: tools/resources/prompts ([`content::Catalog`]) and the built-in packs.
+//! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
+
+pub mod admin;
+pub mod content;
+pub mod fdlimit;
+pub mod http;
+pub mod jsonrpc;
+pub mod metrics;
+pub mod node;
+pub mod protocol;
+pub mod ratelimit;
+pub mod request_state;
+pub mod session;
+pub mod settings;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use content::{Catalog, CatalogBuilder};
+pub use node::Node;
+pub use settings::Settings;
+
+/// A running node (see [`start`]).
+#[derive(Debug)]
+pub struct Running {
+    /// Where MCP is served.
+    pub mcp_addr: SocketAddr,
+    /// Where the admin endpoint is served.
+    pub admin_addr: SocketAddr,
+    /// The shared state.
+    pub node: Arc<Node>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Starts a graceful shutdown and waits for it to finish.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Binds both listeners and starts serving with the catalog from `settings` plus whatever
+/// `extend` registers (the library hook for Rust users' own tools).
+pub async fn start_with(
+    settings: Settings,
+    extend: impl FnOnce(&mut CatalogBuilder),
+) -> anyhow::Result<Running> {
+    let mut builder = CatalogBuilder::new();
+    content::packs::register_configured(&mut builder, &settings.config);
+    extend(&mut builder);
+    let catalog = builder.build()?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", settings.listen))?;
+    let admin = TcpListener::bind(settings.admin_listen)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot listen on {} (`adminListen`): {e}",
+                settings.admin_listen
+            )
+        })?;
+    let mcp_addr = listener.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+    let node = Node::new(settings, catalog);
+    let (stop, stop_rx) = watch::channel(false);
+    let task_node = node.clone();
+    let task = tokio::spawn(async move {
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let housekeeping = tokio::spawn(housekeeping(task_node.clone(), stop_rx.clone()));
+        let admin_task = tokio::spawn(admin::serve(
+            admin,
+            task_node.clone(),
+            stopped(stop_rx.clone()),
+        ));
+        let drain_node = task_node.clone();
+        let mcp_stop = {
+            let rx = stop_rx.clone();
+            async move {
+                stopped(rx).await;
+                drain_node.draining.store(true, Ordering::Release);
+                // End every stream so clients see the node go (they resume elsewhere).
+                drain_node.sessions.for_each(|s| {
+                    for stream in s.state.lock().streams.iter_mut() {
+                        stream.detach();
+                    }
+                });
+            }
+        };
+        http::serve(listener, task_node.clone(), mcp_stop).await;
+        housekeeping.abort();
+        let _ = admin_task.await;
+    });
+    tracing::info!(%mcp_addr, %admin_addr, max_connections = node.settings.max_connections, "mcp-node serving");
+    Ok(Running {
+        mcp_addr,
+        admin_addr,
+        node,
+        stop,
+        task,
+    })
+}
+
+/// [`start_with`] without extra content.
+pub async fn start(settings: Settings) -> anyhow::Result<Running> {
+    start_with(settings, |_| {}).await
+}
+
+/// Runs a node until `shutdown` resolves, then drains and returns.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let running = start(settings).await?;
+    shutdown.await;
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Periodic work: expire idle sessions, send SSE keep-alives on idle streams.
+async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let now = node.now_ms();
+        let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
+        if expired > 0 {
+            tracing::debug!(expired, "expired idle sessions");
+        }
+        node.sessions.for_each(|s| {
+            for stream in s.state.lock().streams.iter_mut() {
+                stream.keepalive();
+            }
+        });
+        node.metrics.sessions.set(node.sessions.len() as i64);
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

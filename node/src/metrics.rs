@@ -1,0 +1,227 @@
+//! Prometheus metrics of one node (prefix `mcp_`), encoded by `prometheus-client`.
+//!
+//! Label values come from closed enums (method, outcome, rejection reason), so cardinality is
+//! bounded whatever clients send.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// The JSON-RPC methods we count separately; anything else is `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum MethodLabel {
+    initialize,
+    ping,
+    tools_list,
+    tools_call,
+    resources_list,
+    resources_templates_list,
+    resources_read,
+    resources_subscribe,
+    resources_unsubscribe,
+    prompts_list,
+    prompts_get,
+    completion_complete,
+    logging_setLevel,
+    server_discover,
+    subscriptions_listen,
+    notification,
+    response,
+    other,
+}
+
+impl MethodLabel {
+    /// Maps a method name to its label.
+    pub fn of(method: &str) -> Self {
+        match method {
+            "initialize" => Self::initialize,
+            "ping" => Self::ping,
+            "tools/list" => Self::tools_list,
+            "tools/call" => Self::tools_call,
+            "resources/list" => Self::resources_list,
+            "resources/templates/list" => Self::resources_templates_list,
+            "resources/read" => Self::resources_read,
+            "resources/subscribe" => Self::resources_subscribe,
+            "resources/unsubscribe" => Self::resources_unsubscribe,
+            "prompts/list" => Self::prompts_list,
+            "prompts/get" => Self::prompts_get,
+            "completion/complete" => Self::completion_complete,
+            "logging/setLevel" => Self::logging_setLevel,
+            "server/discover" => Self::server_discover,
+            "subscriptions/listen" => Self::subscriptions_listen,
+            _ => Self::other,
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Outcome {
+    ok,
+    error,
+    tool_error,
+    input_required,
+}
+
+/// Why a request or connection was refused before it was handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Reason {
+    connection_cap,
+    overload,
+    session_cap,
+    rate_limited,
+    body_too_large,
+    bad_host,
+    bad_origin,
+    bad_request,
+    unknown_session,
+    not_acceptable,
+    unsupported_media_type,
+    method_not_allowed,
+    draining,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    method: MethodLabel,
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct MethodLabels {
+    method: MethodLabel,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: Reason,
+}
+
+/// All metrics of a node.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Open client TCP connections.
+    pub connections: Gauge,
+    /// Client TCP connections accepted since start.
+    pub connections_accepted: Counter,
+    /// Live legacy sessions.
+    pub sessions: Gauge,
+    /// Open SSE streams (GET streams, SSE responses, subscriptions/listen).
+    pub streams: Gauge,
+    /// Requests being handled now.
+    pub inflight: Gauge,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<MethodLabels, Histogram>,
+    rejections: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp");
+        let connections = Gauge::default();
+        let connections_accepted = Counter::default();
+        let sessions = Gauge::default();
+        let streams = Gauge::default();
+        let inflight = Gauge::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0, 5.0,
+            ])
+        });
+        let rejections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections",
+            "Open client connections",
+            connections.clone(),
+        );
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            connections_accepted.clone(),
+        );
+        registry.register(
+            "sessions",
+            "Live legacy (2025-11-25 and earlier) sessions",
+            sessions.clone(),
+        );
+        registry.register("streams", "Open SSE streams", streams.clone());
+        registry.register(
+            "inflight_requests",
+            "Requests being handled",
+            inflight.clone(),
+        );
+        registry.register(
+            "requests",
+            "JSON-RPC messages handled, by method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to handle a JSON-RPC request, by method",
+            latency.clone(),
+        );
+        registry.register(
+            "rejections",
+            "Requests or connections refused, by reason",
+            rejections.clone(),
+        );
+        Self {
+            registry,
+            connections,
+            connections_accepted,
+            sessions,
+            streams,
+            inflight,
+            requests,
+            latency,
+            rejections,
+        }
+    }
+
+    /// Counts one handled message and its latency.
+    pub fn observe(&self, method: MethodLabel, outcome: Outcome, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels { method, outcome })
+            .inc();
+        self.latency
+            .get_or_create(&MethodLabels { method })
+            .observe(seconds);
+    }
+
+    /// Counts one refusal.
+    pub fn reject(&self, reason: Reason) {
+        self.rejections
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Number of refusals for `reason` so far (used by tests and the admin view).
+    pub fn rejected(&self, reason: Reason) -> u64 {
+        self.rejections
+            .get_or_create(&ReasonLabels { reason })
+            .get()
+    }
+
+    /// OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

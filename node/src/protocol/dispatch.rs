@@ -1,0 +1,296 @@
+//! The method table shared by both eras. A handler returns the `result` object; the era only
+//! changes decoration (`resultType`, cache hints, `_meta.serverInfo` for 2026-07-28) and which
+//! methods exist (`initialize`, `logging/setLevel` and `resources/subscribe` need a session;
+//! `server/discover` is 2026-07-28 only).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value, json};
+
+use super::versions;
+use crate::content::context::{Era, log_level_index};
+use crate::content::{CallError, ToolCx};
+use crate::jsonrpc::RpcError;
+use crate::node::Node;
+use crate::session::Session;
+
+/// Where a request runs.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    /// Inside a legacy session.
+    Legacy(Arc<Session>),
+    /// A stateless 2026-07-28 request.
+    Modern,
+}
+
+impl Scope {
+    fn era(&self) -> Era {
+        match self {
+            Scope::Legacy(_) => Era::Legacy,
+            Scope::Modern => Era::Modern,
+        }
+    }
+}
+
+/// `serverInfo` / `Implementation` of this node.
+pub fn server_info(node: &Node) -> Value {
+    json!({ "name": node.settings.config.server_name, "version": env!("CARGO_PKG_VERSION") })
+}
+
+/// Server capabilities for either era.
+pub fn capabilities(node: &Node, era: Era) -> Value {
+    let mut caps = Map::new();
+    if node.catalog.has_tools() {
+        caps.insert("tools".into(), json!({ "listChanged": true }));
+    }
+    if node.catalog.has_resources() {
+        caps.insert(
+            "resources".into(),
+            json!({ "subscribe": true, "listChanged": true }),
+        );
+    }
+    if node.catalog.has_prompts() {
+        caps.insert("prompts".into(), json!({ "listChanged": true }));
+    }
+    caps.insert("completions".into(), json!({}));
+    if era == Era::Legacy {
+        caps.insert("logging".into(), json!({}));
+    }
+    Value::Object(caps)
+}
+
+fn str_param<'a>(params: &'a Map<String, Value>, name: &str) -> Result<&'a str, CallError> {
+    match params.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(CallError::InvalidParams(format!(
+            "`{name}` must be a string"
+        ))),
+        None => Err(CallError::InvalidParams(format!("missing `{name}`"))),
+    }
+}
+
+fn object_param(
+    params: &mut Map<String, Value>,
+    name: &str,
+) -> Result<Map<String, Value>, CallError> {
+    match params.remove(name) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(CallError::InvalidParams(format!(
+            "`{name}` must be an object"
+        ))),
+    }
+}
+
+/// Handles one request (everything except `initialize` and `subscriptions/listen`, which the
+/// transport handles because they change connection state).
+pub async fn dispatch(
+    node: Arc<Node>,
+    scope: Scope,
+    cx: ToolCx,
+    method: String,
+    mut params: Map<String, Value>,
+) -> Result<Value, CallError> {
+    let era = scope.era();
+    let result = match method.as_str() {
+        "ping" if era == Era::Legacy => json!({}),
+        "tools/list" => list(era, "tools", node.catalog.tools_json()),
+        "resources/list" => list(era, "resources", node.catalog.resources_json()),
+        "resources/templates/list" => list(era, "resourceTemplates", node.catalog.templates_json()),
+        "prompts/list" => list(era, "prompts", node.catalog.prompts_json()),
+        "tools/call" => {
+            let name = str_param(&params, "name")?.to_string();
+            let args = object_param(&mut params, "arguments")?;
+            let call = node.catalog.call_tool(cx, &name, args)?;
+            match call.await {
+                Ok(result) => finish(era, serde_json::to_value(result).unwrap_or_default()),
+                Err(e) => {
+                    return input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v));
+                }
+            }
+        }
+        "resources/read" => {
+            let uri = str_param(&params, "uri")?.to_string();
+            let read = node.catalog.read_resource(cx, &uri)?;
+            match read.await {
+                Ok(result) => {
+                    let mut v = finish(era, serde_json::to_value(result).unwrap_or_default());
+                    if era == Era::Modern {
+                        add_cache_hints(&mut v);
+                    }
+                    v
+                }
+                Err(e) => {
+                    return input_or_error(&node, &uri, era, e).map(|v| decorate(&node, era, v));
+                }
+            }
+        }
+        "prompts/get" => {
+            let name = str_param(&params, "name")?.to_string();
+            let args = object_param(&mut params, "arguments")?;
+            for (k, v) in &args {
+                if !v.is_string() {
+                    return Err(CallError::InvalidParams(format!(
+                        "argument `{k}` must be a string"
+                    )));
+                }
+            }
+            let get = node.catalog.get_prompt(cx, &name, args)?;
+            match get.await {
+                Ok(result) => finish(era, serde_json::to_value(result).unwrap_or_default()),
+                Err(e) => {
+                    return input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v));
+                }
+            }
+        }
+        "completion/complete" => complete(&node, &params)?,
+        "resources/subscribe" | "resources/unsubscribe" => {
+            let Scope::Legacy(session) = &scope else {
+                return Err(CallError::Rpc(RpcError::method_not_found(&method)));
+            };
+            let uri = str_param(&params, "uri")?;
+            let mut st = session.state.lock();
+            st.subscriptions.retain(|u| &**u != uri);
+            if method == "resources/subscribe" {
+                if st.subscriptions.len() >= 256 {
+                    return Err(CallError::InvalidParams(
+                        "at most 256 subscriptions per session".into(),
+                    ));
+                }
+                st.subscriptions.push(uri.into());
+            }
+            json!({})
+        }
+        "logging/setLevel" => {
+            let Scope::Legacy(session) = &scope else {
+                return Err(CallError::Rpc(RpcError::method_not_found(&method)));
+            };
+            let level = str_param(&params, "level")?;
+            let idx = log_level_index(level)
+                .ok_or_else(|| CallError::InvalidParams(format!("unknown log level `{level}`")))?;
+            session.state.lock().log_level = idx;
+            json!({})
+        }
+        "server/discover" if era == Era::Modern => {
+            let mut v = json!({
+                "supportedVersions": versions::ALL,
+                "capabilities": capabilities(&node, era),
+            });
+            add_cache_hints(&mut v);
+            v
+        }
+        "initialize" if era == Era::Legacy => {
+            return Err(CallError::Rpc(RpcError::invalid_request(
+                "`initialize` is only valid as the first request",
+            )));
+        }
+        other => return Err(CallError::Rpc(RpcError::method_not_found(other))),
+    };
+    Ok(decorate(&node, era, result))
+}
+
+fn list(era: Era, key: &str, items: &Value) -> Value {
+    let mut v = json!({ key: items });
+    if era == Era::Modern {
+        add_cache_hints(&mut v);
+    }
+    v
+}
+
+fn add_cache_hints(v: &mut Value) {
+    if let Value::Object(m) = v {
+        m.insert("ttlMs".into(), json!(0));
+        m.insert("cacheScope".into(), json!("public"));
+    }
+}
+
+/// Legacy results carry no `resultType` (older clients do not know it).
+fn finish(era: Era, mut v: Value) -> Value {
+    if era == Era::Legacy
+        && let Value::Object(m) = &mut v
+    {
+        m.remove("resultType");
+    }
+    v
+}
+
+fn decorate(node: &Node, era: Era, mut v: Value) -> Value {
+    if era == Era::Modern
+        && let Value::Object(m) = &mut v
+    {
+        m.entry("resultType").or_insert_with(|| json!("complete"));
+        let meta = m.entry("_meta").or_insert_with(|| json!({}));
+        if let Value::Object(meta) = meta {
+            meta.insert(
+                "io.modelcontextprotocol/serverInfo".into(),
+                server_info(node),
+            );
+        }
+    }
+    v
+}
+
+/// Turns a handler's request for input into the 2026-07-28 `input_required` result, signing
+/// the state it wants back (bound to `name`, the tool, prompt or resource).
+fn input_or_error(node: &Node, name: &str, era: Era, e: CallError) -> Result<Value, CallError> {
+    match (era, e) {
+        (Era::Modern, CallError::InputRequired { requests, state }) => {
+            let mut input_requests = Map::new();
+            for r in requests {
+                input_requests.insert(r.key, json!({ "method": r.method, "params": r.params }));
+            }
+            let mut v = json!({ "resultType": "input_required", "inputRequests": input_requests });
+            if let Some(state) = state {
+                v["requestState"] = json!(node.state_signer.sign(name, &state));
+            }
+            Ok(v)
+        }
+        (_, e) => Err(e),
+    }
+}
+
+fn complete(node: &Node, params: &Map<String, Value>) -> Result<Value, CallError> {
+    let reference = params
+        .get("ref")
+        .and_then(Value::as_object)
+        .ok_or_else(|| CallError::InvalidParams("missing `ref`".into()))?;
+    let key = match reference.get("type").and_then(Value::as_str) {
+        Some("ref/prompt") => format!(
+            "ref/prompt:{}",
+            reference
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CallError::InvalidParams("missing `ref.name`".into()))?
+        ),
+        Some("ref/resource") => format!(
+            "ref/resource:{}",
+            reference
+                .get("uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| CallError::InvalidParams("missing `ref.uri`".into()))?
+        ),
+        _ => {
+            return Err(CallError::InvalidParams(
+                "`ref.type` must be `ref/prompt` or `ref/resource`".into(),
+            ));
+        }
+    };
+    if !node.catalog.reference_exists(&key) {
+        return Err(CallError::InvalidParams(format!(
+            "unknown reference `{}`",
+            &key[4..]
+        )));
+    }
+    let argument = params
+        .get("argument")
+        .and_then(Value::as_object)
+        .ok_or_else(|| CallError::InvalidParams("missing `argument`".into()))?;
+    let name = argument
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| CallError::InvalidParams("missing `argument.name`".into()))?;
+    let value = argument.get("value").and_then(Value::as_str).unwrap_or("");
+    let (values, total) = node.catalog.complete(&key, name, value).unwrap_or_default();
+    let has_more = total > values.len();
+    Ok(json!({ "completion": { "values": values, "total": total, "hasMore": has_more } }))
+}

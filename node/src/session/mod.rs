@@ -1,0 +1,15 @@
+//! Legacy (2025-11-25 and earlier) sessions: the registry, the per-session record and the
+//! per-stream event logs used for `Last-Event-ID` resumption.
+//!
+//! A session is data, not a task: nothing runs for an idle session, and its record is what
+//! the cluster will replicate.
+
+mod id;
+mod record;
+mod registry;
+mod stream;
+
+pub use id::SessionId;
+pub use record::{ProtocolEra, Session, SessionState};
+pub use registry::{Registry, RegistryFull};
+pub use stream::{EventId, StreamKind, StreamState};

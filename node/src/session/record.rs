@@ -1,0 +1,235 @@
+//! The session record: everything a legacy session needs between requests, kept compact (it
+//! is held for every connected client and will be replicated to peers).
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::id::SessionId;
+use super::stream::{EventId, StreamKind, StreamState};
+use crate::jsonrpc::RequestId;
+use crate::ratelimit::TokenBucket;
+
+/// Negotiated legacy protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProtocolEra {
+    /// 2025-03-26 (batches allowed, no priming events).
+    V2025_03_26,
+    /// 2025-06-18.
+    V2025_06_18,
+    /// 2025-11-25 (priming events, polling SSE).
+    V2025_11_25,
+}
+
+impl ProtocolEra {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V2025_03_26 => "2025-03-26",
+            Self::V2025_06_18 => "2025-06-18",
+            Self::V2025_11_25 => "2025-11-25",
+        }
+    }
+    /// Parses a legacy version string.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "2025-03-26" => Some(Self::V2025_03_26),
+            "2025-06-18" => Some(Self::V2025_06_18),
+            "2025-11-25" => Some(Self::V2025_11_25),
+            _ => None,
+        }
+    }
+}
+
+/// Mutable state of a session, behind its mutex.
+#[derive(Debug)]
+pub struct SessionState {
+    /// Negotiated version.
+    pub version: ProtocolEra,
+    /// `notifications/initialized` was received.
+    pub initialized: bool,
+    /// Client capabilities from `initialize`, as compact JSON.
+    pub client_capabilities: Box<str>,
+    /// Minimum log level to send (index into the MCP level list).
+    pub log_level: u8,
+    /// Resource URIs subscribed with `resources/subscribe`.
+    pub subscriptions: Vec<Box<str>>,
+    /// Per-session rate limit.
+    pub bucket: TokenBucket,
+    /// Last request or stream activity, ms since node start.
+    pub last_seen_ms: u64,
+    /// Open and recently finished streams.
+    pub streams: Vec<StreamState>,
+    next_stream: u32,
+    next_request: i64,
+    /// Server→client requests awaiting the client's response.
+    pending: Vec<(i64, oneshot::Sender<Result<Value, Value>>)>,
+    /// Client requests in progress that `notifications/cancelled` may cancel.
+    inflight: Vec<(RequestId, oneshot::Sender<()>)>,
+}
+
+/// Streams kept per session; finished ones beyond this are dropped oldest first.
+const MAX_STREAMS: usize = 16;
+
+/// One session.
+#[derive(Debug)]
+pub struct Session {
+    /// The id.
+    pub id: SessionId,
+    /// The state.
+    pub state: Mutex<SessionState>,
+}
+
+impl Session {
+    /// A new session right after `initialize`.
+    pub fn new(
+        id: SessionId,
+        version: ProtocolEra,
+        client_capabilities: &Value,
+        burst: u32,
+        now_ms: u64,
+    ) -> Self {
+        let caps = serde_json::to_string(client_capabilities).unwrap_or_else(|_| "{}".into());
+        Self {
+            id,
+            state: Mutex::new(SessionState {
+                version,
+                initialized: false,
+                client_capabilities: caps.into_boxed_str(),
+                log_level: 0,
+                subscriptions: Vec::new(),
+                bucket: TokenBucket::full(burst, now_ms),
+                last_seen_ms: now_ms,
+                streams: Vec::new(),
+                next_stream: 1,
+                next_request: 1,
+                pending: Vec::new(),
+                inflight: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl SessionState {
+    /// Client capabilities as JSON.
+    pub fn client_capabilities(&self) -> Value {
+        serde_json::from_str(&self.client_capabilities).unwrap_or(Value::Null)
+    }
+
+    /// Opens a stream; returns its number.
+    pub fn open_stream(&mut self, kind: StreamKind, live: Option<mpsc::Sender<Bytes>>) -> u32 {
+        let id = self.next_stream;
+        self.next_stream += 1;
+        if self.streams.len() >= MAX_STREAMS
+            && let Some(pos) = self.streams.iter().position(|s| s.finished || !s.is_live())
+        {
+            self.streams.remove(pos);
+        }
+        self.streams.push(StreamState::new(id, kind, live));
+        id
+    }
+
+    /// The stream numbered `id`.
+    pub fn stream_mut(&mut self, id: u32) -> Option<&mut StreamState> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    /// Sends a message on stream `id`.
+    pub fn push(&mut self, id: u32, json: &[u8], log_capacity: usize) -> Option<EventId> {
+        self.stream_mut(id).map(|s| s.push(json, log_capacity))
+    }
+
+    /// Sends a message unrelated to any request on a live standalone (GET) stream; returns
+    /// `false` if the client has none open (the message is then dropped, as the transport
+    /// allows for a client that did not open a GET stream).
+    pub fn push_standalone(&mut self, json: &[u8], log_capacity: usize) -> bool {
+        let target = self
+            .streams
+            .iter_mut()
+            .rev()
+            .find(|s| s.kind == StreamKind::Standalone && s.is_live());
+        match target {
+            Some(s) => {
+                s.push(json, log_capacity);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether any stream has a reader attached.
+    pub fn has_live_stream(&self) -> bool {
+        self.streams.iter().any(StreamState::is_live)
+    }
+
+    /// Registers a server→client request; returns its id and the receiver of the answer.
+    pub fn new_client_request(&mut self) -> (i64, oneshot::Receiver<Result<Value, Value>>) {
+        let id = self.next_request;
+        self.next_request += 1;
+        let (tx, rx) = oneshot::channel();
+        self.pending.retain(|(_, tx)| !tx.is_closed());
+        self.pending.push((id, tx));
+        (id, rx)
+    }
+
+    /// Delivers the client's answer to a server→client request; `false` if none was waiting.
+    pub fn complete_client_request(
+        &mut self,
+        id: &RequestId,
+        outcome: Result<Value, Value>,
+    ) -> bool {
+        let RequestId::Number(n) = id else {
+            return false;
+        };
+        match self.pending.iter().position(|(pid, _)| pid == n) {
+            Some(pos) => {
+                let (_, tx) = self.pending.swap_remove(pos);
+                tx.send(outcome).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Registers a cancellable request.
+    pub fn track_inflight(&mut self, id: RequestId) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.inflight.retain(|(_, tx)| !tx.is_closed());
+        self.inflight.push((id, tx));
+        rx
+    }
+
+    /// Forgets a finished request.
+    pub fn untrack_inflight(&mut self, id: &RequestId) {
+        self.inflight.retain(|(rid, _)| rid != id);
+    }
+
+    /// Cancels a request in progress (for `notifications/cancelled`).
+    pub fn cancel_inflight(&mut self, id: &RequestId) -> bool {
+        match self.inflight.iter().position(|(rid, _)| rid == id) {
+            Some(pos) => {
+                let (_, tx) = self.inflight.swap_remove(pos);
+                tx.send(()).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Approximate heap bytes held by this record beyond its fixed size.
+    pub fn heap_bytes(&self) -> usize {
+        self.client_capabilities.len()
+            + self
+                .subscriptions
+                .iter()
+                .map(|s| s.len() + 16)
+                .sum::<usize>()
+            + self.streams.capacity() * std::mem::size_of::<StreamState>()
+            + self
+                .streams
+                .iter()
+                .map(StreamState::log_bytes)
+                .sum::<usize>()
+            + self.pending.capacity() * 16
+            + self.inflight.capacity() * 40
+    }
+}

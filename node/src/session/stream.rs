@@ -1,0 +1,194 @@
+//! One SSE stream of a session: a bounded log of the events sent on it (for resumption) and
+//! the live connection reading it, if any.
+//!
+//! Sending never blocks: the event goes into the log, then to the live reader if its queue has
+//! room. A reader that falls behind is cut off; it resumes with `Last-Event-ID` and the log
+//! replays what it missed — bounded memory, no silent loss while the log holds the events.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// What opened the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// The standalone stream of a GET request.
+    Standalone,
+    /// The response stream of a POST request.
+    Response,
+}
+
+/// An SSE event id: `<stream>-<seq>`. Unique within a session and names its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId {
+    /// Stream number within the session.
+    pub stream: u32,
+    /// Sequence number within the stream (0 is the priming event).
+    pub seq: u32,
+}
+
+impl EventId {
+    /// Parses a `Last-Event-ID` value.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (s, q) = text.trim().split_once('-')?;
+        Some(Self {
+            stream: s.parse().ok()?,
+            seq: q.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for EventId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.stream, self.seq)
+    }
+}
+
+/// Formats one SSE event carrying a JSON message.
+pub(super) fn sse_event(id: EventId, json: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(json.len() + 32);
+    out.extend_from_slice(b"id: ");
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    out.extend_from_slice(json);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// State of one stream.
+#[derive(Debug)]
+pub struct StreamState {
+    /// Stream number.
+    pub id: u32,
+    /// GET or POST stream.
+    pub kind: StreamKind,
+    next_seq: u32,
+    log: VecDeque<(u32, Bytes)>,
+    live: Option<mpsc::Sender<Bytes>>,
+    /// No more events will be added (the POST's response was sent).
+    pub finished: bool,
+}
+
+impl StreamState {
+    /// A new stream with an optional live reader.
+    pub fn new(id: u32, kind: StreamKind, live: Option<mpsc::Sender<Bytes>>) -> Self {
+        Self {
+            id,
+            kind,
+            next_seq: 1,
+            log: VecDeque::new(),
+            live,
+            finished: false,
+        }
+    }
+
+    /// Whether a reader is attached.
+    pub fn is_live(&self) -> bool {
+        self.live.as_ref().is_some_and(|tx| !tx.is_closed())
+    }
+
+    /// Appends a message (logged, then offered to the live reader).
+    pub fn push(&mut self, json: &[u8], log_capacity: usize) -> EventId {
+        let id = EventId {
+            stream: self.id,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        let event = sse_event(id, json);
+        if self.log.len() >= log_capacity {
+            self.log.pop_front();
+        }
+        self.log.push_back((id.seq, event.clone()));
+        if let Some(tx) = &self.live
+            && tx.try_send(event).is_err()
+        {
+            // Full (slow reader) or closed: detach; the client resumes from the log.
+            self.live = None;
+        }
+        id
+    }
+
+    /// Attaches a new reader and replays the events after `after_seq` to it. Returns `false`
+    /// when events the reader needs were already evicted from the log.
+    pub fn resume(&mut self, after_seq: u32, tx: mpsc::Sender<Bytes>) -> bool {
+        let oldest = self.log.front().map(|(s, _)| *s).unwrap_or(self.next_seq);
+        let complete = after_seq + 1 >= oldest;
+        for (seq, event) in &self.log {
+            if *seq > after_seq && tx.try_send(event.clone()).is_err() {
+                break;
+            }
+        }
+        if self.finished {
+            self.live = None; // dropping our sender ends the reader's stream after the replay
+        } else {
+            self.live = Some(tx);
+        }
+        complete
+    }
+
+    /// Marks the stream finished and releases the live reader (its stream ends once drained).
+    pub fn finish(&mut self) {
+        self.finished = true;
+        self.live = None;
+    }
+
+    /// Detaches the reader without finishing (server-initiated disconnect, drain).
+    pub fn detach(&mut self) {
+        self.live = None;
+    }
+
+    /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged).
+    pub fn keepalive(&mut self) {
+        if let Some(tx) = &self.live
+            && tx.try_send(Bytes::from_static(b":\n\n")).is_err()
+        {
+            self.live = None;
+        }
+    }
+
+    /// Bytes held by the log (for memory accounting).
+    pub fn log_bytes(&self) -> usize {
+        self.log.iter().map(|(_, e)| e.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn slow_reader_is_cut_off_and_resumes_without_loss() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let mut s = StreamState::new(3, StreamKind::Standalone, Some(tx));
+        for i in 0..5 {
+            s.push(format!("{{\"n\":{i}}}").as_bytes(), 16);
+        }
+        assert!(!s.is_live(), "queue of 2 overflowed");
+        let first = rx.recv().await.expect("event");
+        assert!(first.starts_with(b"id: 3-1\n"));
+        let _second = rx.recv().await.expect("event");
+        assert!(rx.recv().await.is_none(), "sender dropped after overflow");
+        let (tx2, mut rx2) = mpsc::channel(16);
+        assert!(s.resume(2, tx2));
+        let mut seqs = Vec::new();
+        while let Ok(ev) = rx2.try_recv() {
+            seqs.push(String::from_utf8_lossy(&ev[..8]).to_string());
+        }
+        assert_eq!(seqs.len(), 3);
+        assert!(seqs[0].starts_with("id: 3-3"));
+    }
+
+    #[test]
+    fn log_is_bounded_and_reports_gaps() {
+        let mut s = StreamState::new(1, StreamKind::Response, None);
+        for _ in 0..10 {
+            s.push(b"{}", 4);
+        }
+        assert_eq!(s.log.len(), 4);
+        let (tx, _rx) = mpsc::channel(16);
+        assert!(!s.resume(1, tx), "events 2..6 were evicted");
+        assert_eq!(EventId::parse("7-12"), Some(EventId { stream: 7, seq: 12 }));
+        assert_eq!(EventId::parse("bogus"), None);
+    }
+}

@@ -1,0 +1,320 @@
+//! Where the configuration comes from: the YAML file, then `MCP_NODE_*` environment variables,
+//! then flags (each later source wins), validated before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use mcpcluster_api::NodeConfig;
+
+use crate::fdlimit;
+
+/// Command line of `mcp-node`. Every flag is also an `MCP_NODE_*` variable and a config field.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-node",
+    version,
+    about = "MCP server node (Streamable HTTP, both protocol eras)"
+)]
+pub struct Cli {
+    /// MCP listen address [config: listen] [default: 127.0.0.1:8080]
+    #[arg(long, env = "MCP_NODE_LISTEN")]
+    pub listen: Option<String>,
+    /// Admin listen address for /metrics /healthz /readyz [config: adminListen] [default: 127.0.0.1:9090]
+    #[arg(long, env = "MCP_NODE_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
+    /// YAML configuration file
+    #[arg(long, env = "MCP_NODE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Comma-separated built-in packs: echo, conformance [config: packs]
+    #[arg(long, env = "MCP_NODE_PACKS", value_delimiter = ',')]
+    pub packs: Option<Vec<String>>,
+    /// Maximum client connections, 0 = derive from RLIMIT_NOFILE [config: limits.maxConnections]
+    #[arg(long, env = "MCP_NODE_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+    /// Maximum live sessions [config: limits.maxSessions]
+    #[arg(long, env = "MCP_NODE_MAX_SESSIONS")]
+    pub max_sessions: Option<u32>,
+    /// Requests handled at once before 503 [config: limits.maxInflightRequests]
+    #[arg(long, env = "MCP_NODE_MAX_INFLIGHT_REQUESTS")]
+    pub max_inflight_requests: Option<u32>,
+    /// Per-session sustained request rate [config: limits.sessionRatePerSec]
+    #[arg(long, env = "MCP_NODE_SESSION_RATE_PER_SEC")]
+    pub session_rate_per_sec: Option<f64>,
+    /// Per-session burst [config: limits.sessionBurst]
+    #[arg(long, env = "MCP_NODE_SESSION_BURST")]
+    pub session_burst: Option<u32>,
+    /// Comma-separated accepted Host names, `*` for any [config: security.allowedHosts]
+    #[arg(long, env = "MCP_NODE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Log filter, e.g. info or mcp_node=debug [config: log.level]
+    #[arg(long, env = "MCP_NODE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Log format: text or json [config: log.format]
+    #[arg(long, env = "MCP_NODE_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Print the default configuration as YAML and exit
+    #[arg(long)]
+    pub print_default_config: bool,
+}
+
+/// A validated configuration plus what was derived from the machine.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The merged configuration.
+    pub config: NodeConfig,
+    /// Parsed MCP listen address.
+    pub listen: SocketAddr,
+    /// Parsed admin listen address.
+    pub admin_listen: SocketAddr,
+    /// Effective connection cap (configured or derived from `RLIMIT_NOFILE`).
+    pub max_connections: u32,
+}
+
+/// A configuration problem, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for [`NodeConfig`].
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    /// A field has a value that cannot work.
+    #[error("field `{field}`: {message}")]
+    Field {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn field(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Field {
+        field,
+        message: message.into(),
+    }
+}
+
+/// The default configuration, as the YAML a user would start editing from.
+pub fn default_config_yaml() -> String {
+    serde_yaml_ng::to_string(&NodeConfig::default()).unwrap_or_default()
+}
+
+impl Settings {
+    /// Reads the file named by `--config` (if any), applies environment and flags, validates.
+    pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = match &cli.config {
+            Some(path) => {
+                let shown = path.display().to_string();
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: shown.clone(),
+                    source,
+                })?;
+                parse_config(&text).map_err(|message| ConfigError::Parse {
+                    path: shown,
+                    message,
+                })?
+            }
+            None => NodeConfig::default(),
+        };
+        apply_overrides(&mut config, cli)?;
+        Self::validate(config)
+    }
+
+    /// Validates a configuration and derives the effective limits.
+    pub fn validate(config: NodeConfig) -> Result<Self, ConfigError> {
+        let listen: SocketAddr = config.listen.parse().map_err(|e| {
+            field(
+                "listen",
+                format!("`{}` is not IP:PORT ({e})", config.listen),
+            )
+        })?;
+        let admin_listen: SocketAddr = config.admin_listen.parse().map_err(|e| {
+            field(
+                "adminListen",
+                format!("`{}` is not IP:PORT ({e})", config.admin_listen),
+            )
+        })?;
+        if listen.port() != 0 && listen == admin_listen {
+            return Err(field("adminListen", "must differ from `listen`"));
+        }
+        if !config.mcp_path.starts_with('/') {
+            return Err(field("mcpPath", "must start with `/`"));
+        }
+        for pack in &config.packs {
+            if !crate::content::packs::KNOWN.contains(&pack.as_str()) {
+                return Err(field(
+                    "packs",
+                    format!(
+                        "unknown pack `{pack}` (known: {})",
+                        crate::content::packs::KNOWN.join(", ")
+                    ),
+                ));
+            }
+        }
+        let limits = &config.limits;
+        let max_connections = fdlimit::connection_cap(limits.max_connections, limits.fd_reserve)
+            .map_err(|m| field("limits.maxConnections", m))?;
+        if limits.max_sessions == 0 {
+            return Err(field("limits.maxSessions", "must be at least 1"));
+        }
+        if limits.max_body_bytes < 1024 {
+            return Err(field("limits.maxBodyBytes", "must be at least 1024"));
+        }
+        if !(limits.session_rate_per_sec.is_finite() && limits.session_rate_per_sec > 0.0) {
+            return Err(field(
+                "limits.sessionRatePerSec",
+                "must be a positive number",
+            ));
+        }
+        if limits.session_burst == 0 {
+            return Err(field("limits.sessionBurst", "must be at least 1"));
+        }
+        if limits.event_log_capacity == 0 {
+            return Err(field("limits.eventLogCapacity", "must be at least 1"));
+        }
+        if limits.outbound_queue == 0 {
+            return Err(field("limits.outboundQueue", "must be at least 1"));
+        }
+        if limits.max_inflight_requests == 0 {
+            return Err(field("limits.maxInflightRequests", "must be at least 1"));
+        }
+        if limits.session_idle_ttl_secs == 0 {
+            return Err(field("limits.sessionIdleTtlSecs", "must be at least 1"));
+        }
+        for (i, r) in config.content.resources.iter().enumerate() {
+            if r.uri.is_empty() || !r.uri.contains(':') {
+                return Err(field(
+                    "content.resources",
+                    format!("entry {i}: `uri` must be an absolute URI"),
+                ));
+            }
+        }
+        for (i, t) in config.content.tools.iter().enumerate() {
+            crate::content::http_tool::validate(t)
+                .map_err(|m| field("content.tools", format!("entry {i} (`{}`): {m}", t.name)))?;
+        }
+        for (i, p) in config.content.prompts.iter().enumerate() {
+            if p.name.is_empty() {
+                return Err(field(
+                    "content.prompts",
+                    format!("entry {i}: `name` is empty"),
+                ));
+            }
+        }
+        if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
+            return Err(field(
+                "log.level",
+                format!("`{}` is not a valid filter", config.log.level),
+            ));
+        }
+        Ok(Self {
+            config,
+            listen,
+            admin_listen,
+            max_connections,
+        })
+    }
+}
+
+/// Parses YAML into a [`NodeConfig`]; the message names the offending field and line.
+pub fn parse_config(text: &str) -> Result<NodeConfig, String> {
+    if text.trim().is_empty() {
+        return Ok(NodeConfig::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| e.to_string())
+}
+
+fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError> {
+    if let Some(v) = &cli.listen {
+        config.listen = v.clone();
+    }
+    if let Some(v) = &cli.admin_listen {
+        config.admin_listen = v.clone();
+    }
+    if let Some(v) = &cli.packs {
+        config.packs = v
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+    }
+    if let Some(v) = cli.max_connections {
+        config.limits.max_connections = v;
+    }
+    if let Some(v) = cli.max_sessions {
+        config.limits.max_sessions = v;
+    }
+    if let Some(v) = cli.max_inflight_requests {
+        config.limits.max_inflight_requests = v;
+    }
+    if let Some(v) = cli.session_rate_per_sec {
+        config.limits.session_rate_per_sec = v;
+    }
+    if let Some(v) = cli.session_burst {
+        config.limits.session_burst = v;
+    }
+    if let Some(v) = &cli.allowed_hosts {
+        config.security.allowed_hosts = v.clone();
+    }
+    if let Some(v) = &cli.log_level {
+        config.log.level = v.clone();
+    }
+    if let Some(v) = &cli.log_format {
+        config.log.format = match v.as_str() {
+            "text" => mcpcluster_api::LogFormat::Text,
+            "json" => mcpcluster_api::LogFormat::Json,
+            other => {
+                return Err(field(
+                    "log.format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
+        };
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_validates() {
+        let s = Settings::validate(NodeConfig::default()).expect("default is valid");
+        assert_eq!(s.listen.port(), 8080);
+        assert_eq!(s.admin_listen.port(), 9090);
+        assert!(s.max_connections > 0);
+    }
+
+    #[test]
+    fn bad_listen_names_the_field() {
+        let c = NodeConfig { listen: "nope".into(), ..Default::default() };
+        let err = Settings::validate(c).expect_err("invalid");
+        assert!(err.to_string().contains("`listen`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_pack_is_refused() {
+        let c = NodeConfig { packs: vec!["nonsense".into()], ..Default::default() };
+        let err = Settings::validate(c).expect_err("invalid");
+        assert!(err.to_string().contains("packs"), "{err}");
+    }
+
+    #[test]
+    fn connection_cap_above_fd_limit_is_refused() {
+        let mut c = NodeConfig::default();
+        c.limits.max_connections = u32::MAX;
+        let err = Settings::validate(c).expect_err("invalid");
+        assert!(err.to_string().contains("limits.maxConnections"), "{err}");
+    }
+
+    #[test]
+    fn yaml_type_error_mentions_field() {
+        let err = parse_config("limits:\n  maxSessions: lots\n").expect_err("invalid");
+        assert!(err.contains("maxSessions"), "{err}");
+    }
+}
