@@ -292,14 +292,20 @@ mod tests {
 
     #[test]
     fn bad_listen_names_the_field() {
-        let c = NodeConfig { listen: "nope".into(), ..Default::default() };
+        let c = NodeConfig {
+            listen: "nope".into(),
+            ..Default::default()
+        };
         let err = Settings::validate(c).expect_err("invalid");
         assert!(err.to_string().contains("`listen`"), "{err}");
     }
 
     #[test]
     fn unknown_pack_is_refused() {
-        let c = NodeConfig { packs: vec!["nonsense".into()], ..Default::default() };
+        let c = NodeConfig {
+            packs: vec!["nonsense".into()],
+            ..Default::default()
+        };
         let err = Settings::validate(c).expect_err("invalid");
         assert!(err.to_string().contains("packs"), "{err}");
     }
