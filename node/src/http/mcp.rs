@@ -113,7 +113,8 @@ async fn post(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
     handle_body(node, &headers, body).await
 }
 
-async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+/// Handles a POST body whose transport checks already passed (the fuzzing entry point).
+pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
     let raw: Box<RawValue> = match serde_json::from_slice(&body) {
         Ok(raw) => raw,
         Err(e) => {
