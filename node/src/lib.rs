@@ -23,6 +23,7 @@ pub mod ratelimit;
 pub mod request_state;
 pub mod session;
 pub mod settings;
+pub mod stream_queue;
 pub mod telemetry;
 
 use std::future::Future;

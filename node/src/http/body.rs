@@ -5,9 +5,9 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::stream_queue;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use tokio::sync::mpsc;
 
 /// A response body.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub enum Body {
 #[derive(Debug)]
 pub struct SseStream {
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: stream_queue::Receiver,
     _guard: Option<StreamGuard>,
 }
 
@@ -51,6 +51,16 @@ impl Drop for StreamGuard {
     }
 }
 
+impl SseStream {
+    /// The next chunk to send; `None` when the stream is over.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        self.rx.recv().await
+    }
+}
+
 impl Body {
     /// An empty body.
     pub fn empty() -> Self {
@@ -63,7 +73,7 @@ impl Body {
     /// A streaming SSE body.
     pub fn sse(
         first: Option<Bytes>,
-        rx: mpsc::Receiver<Bytes>,
+        rx: stream_queue::Receiver,
         guard: Option<StreamGuard>,
     ) -> Self {
         Self::Stream(SseStream {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Response, StatusCode};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::stream_queue;
 
 use super::body::{Body, StreamGuard};
 use super::outbound::StreamOut;
@@ -124,7 +125,7 @@ fn encode(
 #[allow(clippy::too_many_arguments)]
 pub async fn drive(
     out: Arc<dyn StreamOut>,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: stream_queue::Receiver,
     mut work: BoxFuture<'static, Result<Value, CallError>>,
     id: RequestId,
     era: Era,

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::stream_queue;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use super::body::{Body, StreamGuard};
 use super::exchange::{self, Inflight};
@@ -145,7 +145,7 @@ async fn request(
             limits.retry_after_secs,
         );
     };
-    let (tx, rx) = mpsc::channel(limits.outbound_queue as usize);
+    let (tx, rx) = stream_queue::channel(limits.outbound_queue as usize);
     let out = Arc::new(SessionOut::new(
         session.clone(),
         tx,
@@ -277,7 +277,7 @@ pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
         Err(r) => return r,
     };
     let limits = &node.settings.config.limits;
-    let (tx, rx) = mpsc::channel::<Bytes>(limits.outbound_queue as usize);
+    let (tx, rx) = stream_queue::channel(limits.outbound_queue as usize);
     let mut st = session.state.lock();
     st.last_seen_ms = node.now_ms();
     let resume = header(headers, "last-event-id").and_then(EventId::parse);

@@ -8,9 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming as IncomingBody;
+use http::{HeaderMap, Method, Response, StatusCode, header};
 use serde_json::value::RawValue;
 
 use super::body::Body;
@@ -26,14 +24,22 @@ pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// `Mcp-Session-Id` header name.
 pub const SESSION_ID: &str = "mcp-session-id";
 
-/// Handles one HTTP request on the MCP listener.
-pub async fn handle(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
-    if req.uri().path() != node.settings.config.mcp_path {
+/// Handles one HTTP request on the MCP listener (the body was read, within
+/// `limits.maxBodyBytes`, by the connection loop).
+pub async fn handle(
+    node: Arc<Node>,
+    method: Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
+    let path = target.split('?').next().unwrap_or(target);
+    if path != node.settings.config.mcp_path {
         let mut r = Response::new(Body::full("not found\n"));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     }
-    if let Err(refusal) = guard::check(&node, req.headers()) {
+    if let Err(refusal) = guard::check(&node, headers) {
         let (reason, what) = match refusal {
             Refusal::Host => (Reason::bad_host, "Host"),
             Refusal::Origin => (Reason::bad_origin, "Origin"),
@@ -41,10 +47,10 @@ pub async fn handle(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Bod
         node.metrics.reject(reason);
         return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
     }
-    match *req.method() {
-        Method::POST => post(node, req).await,
-        Method::GET => legacy::get(node, req.headers()),
-        Method::DELETE => legacy::delete(node, req.headers()),
+    match method {
+        Method::POST => post(node, headers, body).await,
+        Method::GET => legacy::get(node, headers),
+        Method::DELETE => legacy::delete(node, headers),
         _ => {
             node.metrics.reject(Reason::method_not_allowed);
             reply::method_not_allowed("GET, POST, DELETE")
@@ -68,16 +74,15 @@ pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     })
 }
 
-async fn post(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
-    let headers = req.headers().clone();
-    if !(accepts(&headers, "application/json") && accepts(&headers, "text/event-stream")) {
+async fn post(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+    if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
         node.metrics.reject(Reason::not_acceptable);
         return reply::refuse(
             StatusCode::NOT_ACCEPTABLE,
             "Accept must list both application/json and text/event-stream",
         );
     }
-    let json_content = header(&headers, header::CONTENT_TYPE.as_str())
+    let json_content = header(headers, header::CONTENT_TYPE.as_str())
         .map(|ct| {
             ct.split(';')
                 .next()
@@ -93,24 +98,7 @@ async fn post(node: Arc<Node>, req: Request<IncomingBody>) -> Response<Body> {
             "Content-Type must be application/json",
         );
     }
-    let max = node.settings.config.limits.max_body_bytes as usize;
-    let body = match Limited::new(req.into_body(), max).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => {
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                node.metrics.reject(Reason::body_too_large);
-                return reply::refuse(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("request body exceeds {max} bytes"),
-                );
-            }
-            return reply::refuse(StatusCode::BAD_REQUEST, "could not read the request body");
-        }
-    };
-    handle_body(node, &headers, body).await
+    handle_body(node, headers, body).await
 }
 
 /// Handles a POST body whose transport checks already passed (the fuzzing entry point).

@@ -1,7 +1,8 @@
-//! The client-facing HTTP server: an accept loop bounded by the connection cap, one hyper
-//! HTTP/1.1 connection task per client, and the `/mcp` endpoint.
+//! The client-facing HTTP server: an accept loop bounded by the connection cap, one lean
+//! HTTP/1.1 connection task per client ([`conn`]), and the `/mcp` endpoint.
 
 pub mod body;
+pub mod conn;
 pub mod exchange;
 pub mod guard;
 pub mod legacy;
@@ -15,23 +16,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 use crate::metrics::Reason;
 use crate::node::Node;
 
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 88\r\nConnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\"connection limit reached\"}}";
 
-/// Serves MCP on `listener` until `shutdown` resolves, then stops accepting and waits up to
-/// the configured grace period for open connections.
+/// Serves MCP on `listener` until `shutdown` resolves, then stops accepting, closes idle
+/// connections and waits up to the configured grace period for the others.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    let graceful = GracefulShutdown::new();
     let cap = node.settings.max_connections;
+    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -61,31 +59,30 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
         node.connections.fetch_add(1, Ordering::AcqRel);
         node.metrics.connections.inc();
         let conn_node = node.clone();
-        let service = service_fn(move |req| {
-            let n = conn_node.clone();
-            async move { Ok::<_, std::convert::Infallible>(mcp::handle(n, req).await) }
-        });
-        let conn = http1::Builder::new()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
-            .serve_connection(TokioIo::new(stream), service);
-        let watched = graceful.watch(conn);
-        let done_node = node.clone();
+        let stop = stop_rx.clone();
         tokio::spawn(async move {
-            if let Err(err) = watched.await {
-                tracing::debug!(%peer, error = %err, "connection ended with an error");
-            }
-            done_node.connections.fetch_sub(1, Ordering::AcqRel);
-            done_node.metrics.connections.dec();
+            conn::serve(stream, conn_node.clone(), stop).await;
+            tracing::trace!(%peer, "connection closed");
+            conn_node.connections.fetch_sub(1, Ordering::AcqRel);
+            conn_node.metrics.connections.dec();
         });
     }
     drop(listener);
+    let _ = stop_tx.send(true);
     let grace = Duration::from_secs(node.settings.config.shutdown_grace_secs);
-    tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections closed"),
-        _ = tokio::time::sleep(grace) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+    let deadline = tokio::time::Instant::now() + grace;
+    while node.connections.load(Ordering::Acquire) > 0 {
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                ?grace,
+                open = node.connections.load(Ordering::Acquire),
+                "grace period over; closing remaining connections"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    tracing::info!("all connections closed");
 }
 
 /// Answers a connection over the cap with 503 and closes it.

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
+
+use crate::stream_queue;
 
 use super::body::Body;
 use super::exchange::{self, Inflight};
@@ -145,7 +147,7 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
             );
         }
     };
-    let (tx, rx) = mpsc::channel(limits.outbound_queue as usize);
+    let (tx, rx) = stream_queue::channel(limits.outbound_queue as usize);
     let out = Arc::new(DirectOut::new(tx));
     let cx = ToolCxBuilder::new(Era::Modern)
         .progress_token(meta.get("progressToken").cloned())
@@ -351,7 +353,7 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
         honored.insert("resourceSubscriptions".into(), json!(uris));
     }
     let sub_id = id.to_value();
-    let (tx, rx) = mpsc::channel::<Bytes>(node.settings.config.limits.outbound_queue as usize);
+    let (tx, rx) = stream_queue::channel(node.settings.config.limits.outbound_queue as usize);
     let ack = jsonrpc::notification(
         "notifications/subscriptions/acknowledged",
         &json!({ "_meta": { META_SUBSCRIPTION_ID: sub_id }, "notifications": honored }),

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::stream_queue;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::content::CallError;
 use crate::content::context::Outbound;
@@ -31,7 +31,7 @@ pub trait StreamOut: Outbound {
 /// Output of a request inside a legacy session.
 pub struct SessionOut {
     session: Arc<Session>,
-    tx: mpsc::Sender<Bytes>,
+    tx: stream_queue::Sender,
     stream: Mutex<Option<u32>>,
     log_capacity: usize,
     client_request_timeout: Duration,
@@ -49,7 +49,7 @@ impl SessionOut {
     /// Output into `session`, with `tx` feeding the POST's response stream once opened.
     pub fn new(
         session: Arc<Session>,
-        tx: mpsc::Sender<Bytes>,
+        tx: stream_queue::Sender,
         log_capacity: usize,
         timeout: Duration,
     ) -> Self {
@@ -130,14 +130,14 @@ impl StreamOut for SessionOut {
 /// Output of a stateless 2026-07-28 request: events without ids straight to the response.
 #[derive(Debug)]
 pub struct DirectOut {
-    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
-    closed_probe: mpsc::Sender<Bytes>,
+    tx: Mutex<Option<stream_queue::Sender>>,
+    closed_probe: stream_queue::Sender,
     opened: AtomicBool,
 }
 
 impl DirectOut {
     /// Output feeding `tx`.
-    pub fn new(tx: mpsc::Sender<Bytes>) -> Self {
+    pub fn new(tx: stream_queue::Sender) -> Self {
         Self {
             closed_probe: tx.clone(),
             tx: Mutex::new(Some(tx)),

@@ -1,8 +1,8 @@
 //! Building HTTP responses: JSON-RPC answers, refusals with their status, SSE streams.
 
+use crate::stream_queue;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
-use tokio::sync::mpsc;
 
 use super::body::{Body, StreamGuard};
 use crate::jsonrpc::{self, RequestId, RpcError};
@@ -67,7 +67,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response<Body> {
 /// An SSE response streaming from `rx`, with `first` sent before anything else.
 pub fn sse(
     first: Option<Bytes>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: stream_queue::Receiver,
     guard: Option<StreamGuard>,
 ) -> Response<Body> {
     let mut r = Response::new(Body::sse(first, rx, guard));

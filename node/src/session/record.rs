@@ -1,10 +1,11 @@
 //! The session record: everything a legacy session needs between requests, kept compact (it
 //! is held for every connected client and will be replicated to peers).
 
-use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::stream_queue;
 
 use super::id::SessionId;
 use super::stream::{EventId, StreamKind, StreamState};
@@ -118,7 +119,7 @@ impl SessionState {
     }
 
     /// Opens a stream; returns its number.
-    pub fn open_stream(&mut self, kind: StreamKind, live: Option<mpsc::Sender<Bytes>>) -> u32 {
+    pub fn open_stream(&mut self, kind: StreamKind, live: Option<stream_queue::Sender>) -> u32 {
         let id = self.next_stream;
         self.next_stream += 1;
         if self.streams.len() >= MAX_STREAMS

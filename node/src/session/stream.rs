@@ -7,8 +7,8 @@
 
 use std::collections::VecDeque;
 
+use crate::stream_queue;
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 /// What opened the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +65,14 @@ pub struct StreamState {
     pub kind: StreamKind,
     next_seq: u32,
     log: VecDeque<(u32, Bytes)>,
-    live: Option<mpsc::Sender<Bytes>>,
+    live: Option<stream_queue::Sender>,
     /// No more events will be added (the POST's response was sent).
     pub finished: bool,
 }
 
 impl StreamState {
     /// A new stream with an optional live reader.
-    pub fn new(id: u32, kind: StreamKind, live: Option<mpsc::Sender<Bytes>>) -> Self {
+    pub fn new(id: u32, kind: StreamKind, live: Option<stream_queue::Sender>) -> Self {
         Self {
             id,
             kind,
@@ -111,7 +111,7 @@ impl StreamState {
 
     /// Attaches a new reader and replays the events after `after_seq` to it. Returns `false`
     /// when events the reader needs were already evicted from the log.
-    pub fn resume(&mut self, after_seq: u32, tx: mpsc::Sender<Bytes>) -> bool {
+    pub fn resume(&mut self, after_seq: u32, tx: stream_queue::Sender) -> bool {
         let oldest = self.log.front().map(|(s, _)| *s).unwrap_or(self.next_seq);
         let complete = after_seq + 1 >= oldest;
         for (seq, event) in &self.log {
@@ -159,7 +159,7 @@ mod tests {
 
     #[tokio::test]
     async fn slow_reader_is_cut_off_and_resumes_without_loss() {
-        let (tx, mut rx) = mpsc::channel(2);
+        let (tx, mut rx) = stream_queue::channel(2);
         let mut s = StreamState::new(3, StreamKind::Standalone, Some(tx));
         for i in 0..5 {
             s.push(format!("{{\"n\":{i}}}").as_bytes(), 16);
@@ -169,10 +169,10 @@ mod tests {
         assert!(first.starts_with(b"id: 3-1\n"));
         let _second = rx.recv().await.expect("event");
         assert!(rx.recv().await.is_none(), "sender dropped after overflow");
-        let (tx2, mut rx2) = mpsc::channel(16);
+        let (tx2, mut rx2) = stream_queue::channel(16);
         assert!(s.resume(2, tx2));
         let mut seqs = Vec::new();
-        while let Ok(ev) = rx2.try_recv() {
+        while let Some(ev) = rx2.try_recv() {
             seqs.push(String::from_utf8_lossy(&ev[..8]).to_string());
         }
         assert_eq!(seqs.len(), 3);
@@ -186,7 +186,7 @@ mod tests {
             s.push(b"{}", 4);
         }
         assert_eq!(s.log.len(), 4);
-        let (tx, _rx) = mpsc::channel(16);
+        let (tx, _rx) = stream_queue::channel(16);
         assert!(!s.resume(1, tx), "events 2..6 were evicted");
         assert_eq!(EventId::parse("7-12"), Some(EventId { stream: 7, seq: 12 }));
         assert_eq!(EventId::parse("bogus"), None);
