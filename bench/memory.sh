@@ -23,7 +23,7 @@ import json, sys, platform, os, subprocess, datetime
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
-commit = subprocess.run(["git","rev-parse","--short","HEAD"],capture_output=True,text=True).stdout.strip()
+commit = subprocess.run(["git","describe","--always","--dirty"],capture_output=True,text=True).stdout.strip()
 out = ["## Memory (make bench-memory)", "",
        f"Command: `make bench-memory` (bench/memory.sh). Machine: {os.cpu_count()} cores, {cpu}, {int(mem)//1024} MiB; "
        f"commit {commit}; {datetime.date.today()}. Each row is a fresh node; RSS from /proc/PID/status.", "",
