@@ -190,6 +190,134 @@ async fn request(
     .await
 }
 
+/// A JSON-RPC batch: part of 2025-03-26 only, so it needs a session that negotiated it. Each
+/// request is answered in the JSON array (no streaming inside a batch: its notifications are
+/// dropped and it cannot ask the client anything); notifications and responses are applied.
+pub async fn post_batch(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    raw: &serde_json::value::RawValue,
+) -> Response<Body> {
+    let refuse_batch = |node: &Node, message: &str| {
+        node.metrics.reject(Reason::bad_request);
+        reply::rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            &RpcError::invalid_request(message),
+        )
+    };
+    let items: Vec<Box<serde_json::value::RawValue>> = match serde_json::from_str(raw.get()) {
+        Ok(items) => items,
+        Err(_) => return refuse_batch(&node, "invalid batch"),
+    };
+    if items.is_empty() {
+        return refuse_batch(&node, "empty batch");
+    }
+    let session = match find_session(&node, headers) {
+        Ok(s) => s,
+        Err(_) => {
+            return refuse_batch(
+                &node,
+                "JSON-RPC batches exist only in 2025-03-26 and need an Mcp-Session-Id",
+            );
+        }
+    };
+    if session.state.lock().version != ProtocolEra::V2025_03_26 {
+        return refuse_batch(
+            &node,
+            "JSON-RPC batches exist only in protocol 2025-03-26; send one message per request",
+        );
+    }
+    let limits = &node.settings.config.limits;
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+    for item in items {
+        let msg = match jsonrpc::parse_message(&item) {
+            Ok(msg) => msg,
+            Err(e) => {
+                answers.push(jsonrpc::error_response(e.id.as_ref(), &e.error));
+                continue;
+            }
+        };
+        let now = node.now_ms();
+        match msg {
+            Incoming::Request(r) if r.method == "initialize" => {
+                answers.push(jsonrpc::error_response(
+                    Some(&r.id),
+                    &RpcError::invalid_request("initialize must not be part of a batch"),
+                ));
+            }
+            Incoming::Request(r) => {
+                let (allowed, caps) = {
+                    let mut st = session.state.lock();
+                    st.last_seen_ms = now;
+                    let allowed =
+                        st.bucket
+                            .try_take(limits.session_rate_per_sec, limits.session_burst, now);
+                    (allowed, st.client_capabilities())
+                };
+                if !allowed {
+                    node.metrics.reject(Reason::rate_limited);
+                    let err = RpcError::new(
+                        jsonrpc::code::OVERLOADED,
+                        "rate limit exceeded for this session",
+                    );
+                    answers.push(jsonrpc::error_response(Some(&r.id), &err));
+                    continue;
+                }
+                let Some(inflight) = Inflight::admit(&node, &r.method) else {
+                    node.metrics.reject(Reason::overload);
+                    let err = RpcError::new(jsonrpc::code::OVERLOADED, "server overloaded");
+                    answers.push(jsonrpc::error_response(Some(&r.id), &err));
+                    continue;
+                };
+                let mut params = r.params.unwrap_or_default();
+                params.remove("_meta");
+                let cx = ToolCxBuilder::new(Era::Legacy)
+                    .client_capabilities(caps)
+                    .node(node.clone())
+                    .build();
+                let result = Box::pin(dispatch::dispatch(
+                    node.clone(),
+                    Scope::Legacy(session.clone()),
+                    cx,
+                    r.method,
+                    params,
+                ))
+                .await;
+                drop(inflight);
+                answers.push(match result {
+                    Ok(v) => jsonrpc::response(&r.id, &v),
+                    Err(e) => jsonrpc::error_response(Some(&r.id), &e.to_rpc(Era::Legacy)),
+                });
+            }
+            Incoming::Notification { method, .. } => {
+                let mut st = session.state.lock();
+                st.last_seen_ms = now;
+                if method == "notifications/initialized" {
+                    st.initialized = true;
+                }
+            }
+            Incoming::Response { id, outcome } => {
+                session.state.lock().complete_client_request(&id, outcome);
+            }
+        }
+    }
+    if answers.is_empty() {
+        return reply::accepted();
+    }
+    let mut body =
+        Vec::with_capacity(answers.iter().map(Vec::len).sum::<usize>() + answers.len() + 2);
+    body.push(b'[');
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(a);
+    }
+    body.push(b']');
+    reply::json(StatusCode::OK, body)
+}
+
 /// Counts an open stream until the returned guard is dropped.
 pub fn stream_guard(node: &Arc<Node>) -> StreamGuard {
     node.metrics.streams.inc();

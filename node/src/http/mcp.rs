@@ -115,14 +115,7 @@ pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> R
         }
     };
     if raw.get().trim_start().starts_with('[') {
-        node.metrics.reject(Reason::bad_request);
-        return reply::rpc_error(
-            StatusCode::BAD_REQUEST,
-            None,
-            &RpcError::invalid_request(
-                "JSON-RPC batches are not supported; send one message per request",
-            ),
-        );
+        return legacy::post_batch(node, headers, &raw).await;
     }
     let msg = match jsonrpc::parse_message(&raw) {
         Ok(msg) => msg,
