@@ -309,4 +309,37 @@ mod tests {
         assert_eq!(v["id"], "x");
         assert_eq!(v["result"]["a"], 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_json_value_is_classified_without_panic(text in ".{0,200}") {
+            if let Ok(raw) = serde_json::from_str::<Box<RawValue>>(&text) {
+                let _ = parse_message(&raw);
+            }
+        }
+
+        #[test]
+        fn requests_round_trip(id in proptest::prelude::any::<i64>(), method in "[a-z/]{1,20}", key in "[a-z]{1,8}", val in ".{0,20}") {
+            let body = json!({"jsonrpc":"2.0","id":id,"method":method,"params":{key.clone(): val.clone()}});
+            let raw: Box<RawValue> = serde_json::from_str(&body.to_string()).expect("json");
+            match parse_message(&raw) {
+                Ok(Incoming::Request(r)) => {
+                    proptest::prop_assert_eq!(r.id, RequestId::Number(id));
+                    proptest::prop_assert_eq!(r.method, method);
+                    proptest::prop_assert_eq!(r.params.and_then(|p| p.get(&key).cloned()), Some(json!(val)));
+                }
+                other => proptest::prop_assert!(false, "unexpected {:?}", other),
+            }
+        }
+
+        #[test]
+        fn responses_are_valid_json(id in ".{0,30}", n in proptest::prelude::any::<i64>()) {
+            let bytes = response(&RequestId::String(id.clone()), &json!({"n": n}));
+            let v: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+            proptest::prop_assert_eq!(&v["id"], &json!(id));
+            let bytes = error_response(Some(&RequestId::Number(n)), &RpcError::invalid_params(id));
+            let v: Value = serde_json::from_slice(&bytes).expect("valid JSON");
+            proptest::prop_assert_eq!(&v["error"]["code"], &json!(-32602));
+        }
+    }
 }

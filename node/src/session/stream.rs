@@ -191,4 +191,30 @@ mod tests {
         assert_eq!(EventId::parse("7-12"), Some(EventId { stream: 7, seq: 12 }));
         assert_eq!(EventId::parse("bogus"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn event_ids_round_trip(stream in proptest::prelude::any::<u32>(), seq in proptest::prelude::any::<u32>()) {
+            let id = EventId { stream, seq };
+            proptest::prop_assert_eq!(EventId::parse(&id.to_string()), Some(id));
+        }
+
+        #[test]
+        fn resume_replays_exactly_the_missed_events(total in 1u32..40, seen in 0u32..40, cap in 1usize..16) {
+            let mut s = StreamState::new(1, StreamKind::Response, None);
+            for i in 0..total {
+                s.push(format!("{i}").as_bytes(), cap);
+            }
+            let (tx, mut rx) = stream_queue::channel(64);
+            let complete = s.resume(seen, tx);
+            let mut got = Vec::new();
+            while let Some(ev) = rx.try_recv() {
+                got.push(ev);
+            }
+            let oldest = total.saturating_sub(cap as u32) + 1;
+            let expected = total.saturating_sub(seen.max(oldest - 1));
+            proptest::prop_assert_eq!(got.len() as u32, expected);
+            proptest::prop_assert_eq!(complete, seen + 1 >= oldest);
+        }
+    }
 }
