@@ -547,6 +547,18 @@ fn register_input_tools(b: &mut CatalogBuilder) {
 fn register_trigger_tools(b: &mut CatalogBuilder) {
     b.tool(
         tool(
+            "test_reconnection",
+            "Closes its SSE stream mid-call; the client resumes with Last-Event-ID.",
+            no_args(),
+        ),
+        |cx: ToolCx, _a| async move {
+            cx.end_stream_for_polling(200);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            ok(vec![text("Reconnection test completed")])
+        },
+    );
+    b.tool(
+        tool(
             "test_trigger_tool_change",
             "Announces notifications/tools/list_changed.",
             no_args(),

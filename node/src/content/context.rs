@@ -26,6 +26,10 @@ pub trait Outbound: Send + Sync {
         method: &'static str,
         params: Value,
     ) -> BoxFuture<'_, Result<Value, CallError>>;
+    /// Closes the client's connection for this request's stream (after telling it to retry
+    /// in `retry_ms`) while the request goes on; the client resumes with `Last-Event-ID`
+    /// (2025-11-25 polling, SEP-1699). No-op where streams are not resumable.
+    fn end_stream_for_polling(&self, _retry_ms: u32) {}
 }
 
 /// Which protocol era a request belongs to.
@@ -321,6 +325,14 @@ impl ToolCx {
             params["logger"] = json!(logger);
         }
         out.notify("notifications/message", params);
+    }
+
+    /// Ends the live connection of this request's stream and lets the client poll for the rest
+    /// (legacy sessions; a no-op in 2026-07-28, whose streams are not resumable).
+    pub fn end_stream_for_polling(&self, retry_ms: u32) {
+        if let Some(out) = &self.0.outbound {
+            out.end_stream_for_polling(retry_ms);
+        }
     }
 
     /// Tells subscribed clients (on every era) that something changed.

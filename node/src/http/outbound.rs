@@ -31,7 +31,7 @@ pub trait StreamOut: Outbound {
 /// Output of a request inside a legacy session.
 pub struct SessionOut {
     session: Arc<Session>,
-    tx: stream_queue::Sender,
+    tx: Mutex<Option<stream_queue::Sender>>,
     stream: Mutex<Option<u32>>,
     log_capacity: usize,
     client_request_timeout: Duration,
@@ -55,7 +55,7 @@ impl SessionOut {
     ) -> Self {
         Self {
             session,
-            tx,
+            tx: Mutex::new(Some(tx)),
             stream: Mutex::new(None),
             log_capacity,
             client_request_timeout: timeout,
@@ -68,12 +68,15 @@ impl SessionOut {
         let id = match *stream {
             Some(id) => id,
             None => {
-                let id = st.open_stream(StreamKind::Response, Some(self.tx.clone()));
-                if st.version >= ProtocolEra::V2025_11_25 {
+                let tx = self.tx.lock();
+                let id = st.open_stream(StreamKind::Response, tx.clone());
+                if st.version >= ProtocolEra::V2025_11_25
+                    && let Some(tx) = &*tx
+                {
                     // Priming event: lets the client resume this stream even before the first
                     // real message arrives.
                     let priming = format!("id: {}\ndata: \n\n", EventId { stream: id, seq: 0 });
-                    let _ = self.tx.try_send(Bytes::from(priming));
+                    let _ = tx.try_send(Bytes::from(priming));
                 }
                 *stream = Some(id);
                 id
@@ -103,6 +106,39 @@ impl Outbound for SessionOut {
                 Ok(Ok(Err(e))) => Err(CallError::Client(e)),
             }
         })
+    }
+
+    fn end_stream_for_polling(&self, retry_ms: u32) {
+        self.end_live(retry_ms);
+    }
+}
+
+impl SessionOut {
+    fn end_live(&self, retry_ms: u32) {
+        self.send_priming_only();
+        if let Some(tx) = self.tx.lock().take() {
+            let _ = tx.try_send(Bytes::from(format!("retry: {retry_ms}\n\n")));
+        }
+        if let Some(id) = *self.stream.lock()
+            && let Some(s) = self.session.state.lock().stream_mut(id)
+        {
+            s.detach();
+        }
+    }
+
+    /// Opens the stream (with its priming event) if nothing was sent yet.
+    fn send_priming_only(&self) {
+        let mut stream = self.stream.lock();
+        if stream.is_none() {
+            let mut st = self.session.state.lock();
+            let tx = self.tx.lock();
+            let id = st.open_stream(StreamKind::Response, tx.clone());
+            if let Some(tx) = &*tx {
+                let priming = format!("id: {}\ndata: \n\n", EventId { stream: id, seq: 0 });
+                let _ = tx.try_send(Bytes::from(priming));
+            }
+            *stream = Some(id);
+        }
     }
 }
 
