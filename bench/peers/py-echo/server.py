@@ -24,7 +24,9 @@ def main() -> None:
     # per-request "Processing request of type ..." lines.
     mcp = FastMCP("py-echo", host="127.0.0.1", port=port, log_level="WARNING")
 
-    @mcp.tool(description="Echo back the given text")
+    # structured_output=False: plain text content only (no outputSchema /
+    # structuredContent), like the rmcp and ts peers.
+    @mcp.tool(description="Echo back the given text", structured_output=False)
     def echo(text: str) -> str:
         return text
 
