@@ -358,7 +358,7 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
         "notifications/subscriptions/acknowledged",
         &json!({ "_meta": { META_SUBSCRIPTION_ID: sub_id }, "notifications": honored }),
     );
-    let _ = tx.try_send(sse_data(&ack));
+    let _ = tx.try_send(reply::sse_data(&ack));
     let mut changes = node.subscribe_changes();
     let (tools, prompts, resources) = (
         flag("toolsListChanged"),
@@ -384,7 +384,7 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
                             "resultType": "complete",
                             "_meta": { META_SUBSCRIPTION_ID: id.to_value() },
                         }));
-                        let _ = tx.try_send(sse_data(&done));
+                        let _ = tx.try_send(reply::sse_data(&done));
                         break;
                     }
                     let _ = tx.try_send(Bytes::from_static(b":\n\n"));
@@ -393,7 +393,7 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
                     Ok(ev) if wants(&ev) => {
                         let (method, mut params) = change_message(&ev);
                         params["_meta"] = json!({ META_SUBSCRIPTION_ID: id.to_value() });
-                        if tx.try_send(sse_data(&jsonrpc::notification(method, &params))).is_err() {
+                        if tx.try_send(reply::sse_data(&jsonrpc::notification(method, &params))).is_err() {
                             break; // reader too slow or gone: end the stream, the client re-listens
                         }
                     }
@@ -407,14 +407,6 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
     node.metrics
         .observe(MethodLabel::subscriptions_listen, Outcome::ok, 0.0);
     reply::sse(None, rx, Some(stream_guard(&node)))
-}
-
-fn sse_data(json: &[u8]) -> Bytes {
-    let mut ev = Vec::with_capacity(json.len() + 8);
-    ev.extend_from_slice(b"data: ");
-    ev.extend_from_slice(json);
-    ev.extend_from_slice(b"\n\n");
-    Bytes::from(ev)
 }
 
 /// A minimal standard base64 decoder for `=?base64?…?=` header values (no dependency needed

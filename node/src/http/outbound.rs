@@ -185,11 +185,7 @@ impl DirectOut {
     pub fn send(&self, json: &[u8]) {
         self.opened.store(true, Ordering::Release);
         if let Some(tx) = &*self.tx.lock() {
-            let mut ev = Vec::with_capacity(json.len() + 8);
-            ev.extend_from_slice(b"data: ");
-            ev.extend_from_slice(json);
-            ev.extend_from_slice(b"\n\n");
-            let _ = tx.try_send(Bytes::from(ev));
+            let _ = tx.try_send(super::reply::sse_data(json));
         }
     }
 }

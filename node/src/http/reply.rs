@@ -80,3 +80,12 @@ pub fn sse(
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
+
+/// One SSE event without an id (2026-07-28 streams are not resumable).
+pub fn sse_data(json: &[u8]) -> Bytes {
+    let mut ev = Vec::with_capacity(json.len() + 8);
+    ev.extend_from_slice(b"data: ");
+    ev.extend_from_slice(json);
+    ev.extend_from_slice(b"\n\n");
+    Bytes::from(ev)
+}
