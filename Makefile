@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory clean
+.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchai
 
 bench-memory: release ## Memory per idle session / open connection at 1K and 10K (writes docs/BENCHMARKS.md)
 	bench/memory.sh target/release/mcp-node
+
+bench-memory-peers: release ## The same at 1K for mcp-node and the peers (rmcp, TypeScript SDK, Python SDK)
+	SERVERS="node rmcp ts py" COUNTS="1000" bench/memory.sh target/release/mcp-node
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -29,13 +29,21 @@ def request(host, port, method, body=None, headers=()):
     return ("\r\n".join(lines) + "\r\n\r\n" + (body or "")).encode()
 
 
-async def read_response(reader):
+async def read_response(reader, body=True):
     head = await reader.readuntil(b"\r\n\r\n")
     text = head.decode()
     status = int(text.split()[1])
     hdrs = {l.split(":", 1)[0].lower(): l.split(":", 1)[1].strip() for l in text.split("\r\n")[1:] if ":" in l}
+    if not body:
+        return status, hdrs
     if "content-length" in hdrs:
         await reader.readexactly(int(hdrs["content-length"]))
+    elif "chunked" in hdrs.get("transfer-encoding", ""):
+        while True:  # SSE answers to POST end after the JSON-RPC response
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+            await reader.readexactly(size + 2)
+            if size == 0:
+                break
     return status, hdrs
 
 
@@ -70,11 +78,10 @@ async def phase_connections(host, port, n, held):
             r, w = await asyncio.open_connection(host, port)
             sid = await initialize(r, w, host, port)
             w.write(request(host, port, "GET", None, [f"mcp-session-id: {sid}", "mcp-protocol-version: 2025-11-25"]))
-            status, hdrs = await read_response(r)
+            status, hdrs = await read_response(r, body=False)
             if status != 200 or "text/event-stream" not in hdrs.get("content-type", ""):
                 raise RuntimeError(f"GET stream answered {status}")
-            await r.readuntil(b"\n\n")  # priming event
-            held.append((r, w))
+            held.append((r, w))  # not every server sends an event right away: don't wait for one
     await asyncio.gather(*(one() for _ in range(n)))
 
 
