@@ -71,8 +71,11 @@ pub struct Report {
     pub calls_ok: u64,
     /// Answered calls per second over the call phase.
     pub throughput_per_sec: f64,
-    /// Latency from the due time.
+    /// Latency from the due time (what a client on a schedule sees; includes any lateness of
+    /// the generator itself, e.g. up to ~1 ms of tokio timer granularity).
     pub latency: Latency,
+    /// Latency from the moment the request was actually written (service time only).
+    pub service: Latency,
     /// Failures by kind (ramp and calls).
     pub errors: BTreeMap<String, u64>,
 }
@@ -164,10 +167,12 @@ pub async fn run(cfg: LoadConfig, progress: impl Fn(Progress) + Send + Sync + 's
             }
         });
         let mut hist = new_hist();
+        let mut service = new_hist();
         let mut ok = 0;
         for wk in workers {
-            if let Ok((h, n)) = wk.await {
+            if let Ok((h, s, n)) = wk.await {
                 let _ = hist.add(&h);
+                let _ = service.add(&s);
                 ok += n;
             }
         }
@@ -175,13 +180,8 @@ pub async fn run(cfg: LoadConfig, progress: impl Fn(Progress) + Send + Sync + 's
         let elapsed = start.elapsed().as_secs_f64().max(1e-9);
         report.calls_ok = ok;
         report.throughput_per_sec = ok as f64 / elapsed.max(cfg.duration.as_secs_f64());
-        report.latency = Latency {
-            p50_us: hist.value_at_quantile(0.50),
-            p95_us: hist.value_at_quantile(0.95),
-            p99_us: hist.value_at_quantile(0.99),
-            p999_us: hist.value_at_quantile(0.999),
-            max_us: hist.max(),
-        };
+        report.latency = percentiles(&hist);
+        report.service = percentiles(&service);
     }
     report.errors = errors.lock().map(|m| m.clone()).unwrap_or_default();
     drop(held);
@@ -197,6 +197,16 @@ fn parking_errors() -> Errors {
 fn count(errors: &Errors, kind: String) {
     if let Ok(mut m) = errors.lock() {
         *m.entry(kind).or_insert(0) += 1;
+    }
+}
+
+fn percentiles(h: &Histogram<u64>) -> Latency {
+    Latency {
+        p50_us: h.value_at_quantile(0.50),
+        p95_us: h.value_at_quantile(0.95),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
     }
 }
 
@@ -222,8 +232,9 @@ async fn call_worker(
     slot: Arc<AtomicU64>,
     done: Arc<AtomicU64>,
     errors: Arc<Errors>,
-) -> (Histogram<u64>, u64) {
+) -> (Histogram<u64>, Histogram<u64>, u64) {
     let mut hist = new_hist();
+    let mut service = new_hist();
     let mut ok = 0;
     let mut client: Option<Client> = None;
     loop {
@@ -244,14 +255,17 @@ async fn call_worker(
             }
         }
         let Some(c) = client.as_mut() else { continue };
+        let sent = Instant::now();
         match c
             .call_tool(cfg.modern, &cfg.tool, json!({ "text": "load" }))
             .await
         {
             Ok(_) => {
                 ok += 1;
-                let us = Instant::now().saturating_duration_since(due).as_micros() as u64;
-                let _ = hist.record(us.max(1));
+                let now = Instant::now();
+                let _ = hist.record((now.saturating_duration_since(due).as_micros() as u64).max(1));
+                let _ =
+                    service.record((now.saturating_duration_since(sent).as_micros() as u64).max(1));
             }
             Err(e) => {
                 if matches!(e, ClientError::Io(_) | ClientError::BadHttp(_)) {
@@ -262,7 +276,7 @@ async fn call_worker(
         }
         done.fetch_add(1, Ordering::Relaxed);
     }
-    (hist, ok)
+    (hist, service, ok)
 }
 
 async fn connect_worker(cfg: &LoadConfig, w: usize) -> Result<Client, ClientError> {

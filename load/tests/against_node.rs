@@ -76,6 +76,11 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
         assert_eq!(report.calls_ok, 100, "{report:?}");
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         assert!(report.latency.p50_us > 0 && report.latency.p50_us <= report.latency.max_us);
+        assert!(
+            report.service.p99_us <= report.latency.p99_us
+                && report.service.max_us <= report.latency.max_us,
+            "service time never exceeds time from the due time: {report:?}"
+        );
     }
     let status = n.node.sessions.len();
     assert!(

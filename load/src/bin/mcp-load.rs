@@ -129,8 +129,13 @@ async fn main() -> anyhow::Result<()> {
     );
     let l = &report.latency;
     println!(
-        "latency (us)      p50 {} p95 {} p99 {} p99.9 {} max {}",
+        "latency (us)      p50 {} p95 {} p99 {} p99.9 {} max {}  (from the due time)",
         l.p50_us, l.p95_us, l.p99_us, l.p999_us, l.max_us
+    );
+    let s = &report.service;
+    println!(
+        "service (us)      p50 {} p95 {} p99 {} p99.9 {} max {}  (from the actual send)",
+        s.p50_us, s.p95_us, s.p99_us, s.p999_us, s.max_us
     );
     if report.errors.is_empty() {
         println!("errors            none");
