@@ -376,17 +376,21 @@ pub fn sse_messages(raw: &[u8]) -> Vec<Value> {
         .collect()
 }
 
+fn rpc_error(err: &Value) -> ClientError {
+    ClientError::Rpc {
+        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+        message: err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
 fn expect_result(reply: &Reply, id: i64) -> Result<Value, ClientError> {
     if !(200..300).contains(&reply.status) {
         if let Some(err) = reply.message.as_ref().and_then(|m| m.get("error")) {
-            return Err(ClientError::Rpc {
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            });
+            return Err(rpc_error(err));
         }
         return Err(ClientError::Status(reply.status));
     }
@@ -400,14 +404,7 @@ fn expect_result(reply: &Reply, id: i64) -> Result<Value, ClientError> {
         )));
     }
     if let Some(err) = msg.get("error") {
-        return Err(ClientError::Rpc {
-            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-            message: err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        });
+        return Err(rpc_error(err));
     }
     msg.get("result")
         .cloned()

@@ -118,18 +118,19 @@ pub async fn serve(mut stream: TcpStream, node: Arc<Node>, mut shutdown: watch::
     }
 }
 
+/// Reads more bytes into `buf`; a closed or failed socket means the client is gone.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ReadError> {
+    match stream.read_buf(buf).await {
+        Ok(0) | Err(_) => Err(ReadError::Closed),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// Reads one request (head and body) into buffers sized to it.
 async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request, ReadError> {
     let mut buf = BytesMut::with_capacity(1024);
     let (head_len, method, path, headers, version_11) = loop {
-        if stream
-            .read_buf(&mut buf)
-            .await
-            .map_err(|_| ReadError::Closed)?
-            == 0
-        {
-            return Err(ReadError::Closed);
-        }
+        read_more(stream, &mut buf).await?;
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut slots);
         match req.parse(&buf) {
@@ -202,14 +203,7 @@ async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request
         let n = content_length.unwrap_or(0);
         while buf.len() < n {
             buf.reserve(n - buf.len());
-            if stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(|_| ReadError::Closed)?
-                == 0
-            {
-                return Err(ReadError::Closed);
-            }
+            read_more(stream, &mut buf).await?;
         }
         buf.split_to(n).freeze()
     };
@@ -238,14 +232,7 @@ async fn read_chunked(
             if buf.len() > 1024 {
                 return Err(ReadError::Bad("invalid chunk size line"));
             }
-            if stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(|_| ReadError::Closed)?
-                == 0
-            {
-                return Err(ReadError::Closed);
-            }
+            read_more(stream, &mut buf).await?;
         };
         let line = std::str::from_utf8(&buf[..line_end])
             .map_err(|_| ReadError::Bad("invalid chunk size"))?;
@@ -264,14 +251,7 @@ async fn read_chunked(
                     }
                     continue;
                 }
-                if stream
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|_| ReadError::Closed)?
-                    == 0
-                {
-                    return Err(ReadError::Closed);
-                }
+                read_more(stream, &mut buf).await?;
             }
         }
         if body.len() + size > max_body {
@@ -279,14 +259,7 @@ async fn read_chunked(
         }
         while buf.len() < size + 2 {
             buf.reserve(size + 2 - buf.len());
-            if stream
-                .read_buf(&mut buf)
-                .await
-                .map_err(|_| ReadError::Closed)?
-                == 0
-            {
-                return Err(ReadError::Closed);
-            }
+            read_more(stream, &mut buf).await?;
         }
         body.extend_from_slice(&buf[..size]);
         if &buf[size..size + 2] != b"\r\n" {
