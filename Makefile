@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 30
 .PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers clean
 
 help: ## List targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
 
 run: ## Run one node on 127.0.0.1:8080/mcp (admin 127.0.0.1:9090) with the default config
 	$(CARGO) run --release -p mcp-node -- $(ARGS)
@@ -44,3 +44,30 @@ bench-memory-peers: release ## The same at 1K for mcp-node and the peers (rmcp, 
 
 clean: ## Remove build output
 	$(CARGO) clean
+
+# --- Kubernetes packaging and the e2e control plane (e2e/k8s/, image/, helm/, manifests/)
+.PHONY: k8s-tools k8s-up k8s-down image helm-lint manifests manifests-check e2e-kind
+
+k8s-tools: ## Build kube-apiserver/-controller-manager/-scheduler, etcd, kwok, kwokctl, helm from Go modules (cached)
+	e2e/k8s/install.sh
+
+k8s-up: k8s-tools ## Start the local control plane (kwokctl --runtime binary); e2e/k8s/cluster.sh env prints its KUBECONFIG
+	e2e/k8s/cluster.sh up
+
+k8s-down: ## Stop the local control plane and remove its state
+	e2e/k8s/cluster.sh down
+
+image: ## Build the mcp-node image with buildah from target/release (else debug) and check it runs
+	image/build.sh $(IMAGE_ARGS)
+
+helm-lint: k8s-tools ## helm lint --strict the chart (default values and every optional part on)
+	helm/render.sh --lint
+
+manifests: k8s-tools ## Regenerate manifests/ and the chart's CRD copy from the chart and crds/generated
+	helm/render.sh
+
+manifests-check: k8s-tools ## Fail with a diff when manifests/ or the chart's CRD copy is stale
+	helm/render.sh --check
+
+e2e-kind: ## For users with Docker + kind (not run in CI): image, kind cluster, helm install
+	e2e/k8s/kind.sh
