@@ -1,12 +1,14 @@
-//! The admin endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process runs) and
-//! `/readyz` (the node accepts new clients; false while draining).
+//! The admin endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process runs),
+//! `/readyz` (the node accepts new clients; false while draining), `/status`, `GET /cluster`
+//! (the membership and load the operator sizes the cluster by) and `POST`/`GET /drain` (start a
+//! drain, report its progress). Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -29,6 +31,52 @@ fn respond(
         http::HeaderValue::from_static(content_type),
     );
     r
+}
+
+fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", body.to_string())
+}
+
+/// `GET /cluster`: the members this node knows and their load. Until the cluster layer
+/// (gossip) exists a node knows only itself; the shape is the contract the operator reads.
+fn cluster_view(node: &Node) -> serde_json::Value {
+    let connections = node.connections.load(std::sync::atomic::Ordering::Relaxed);
+    let sessions = node.sessions.len();
+    json!({
+        "self": node.name,
+        "members": [{
+            "name": node.name,
+            "address": node.settings.listen.to_string(),
+            "state": "alive",
+            "connections": connections,
+            "sessions": sessions,
+            "draining": node.is_draining(),
+        }],
+        "connections": connections,
+        "sessions": sessions,
+    })
+}
+
+/// `POST /drain` starts a drain (202), `GET /drain` reports its progress (200).
+fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
+    let (status, progress) = match *method {
+        Method::POST => {
+            node.begin_drain();
+            (StatusCode::ACCEPTED, node.drain_progress())
+        }
+        Method::GET => (StatusCode::OK, node.drain_progress()),
+        _ => {
+            let mut r = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "GET or POST\n",
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, http::HeaderValue::from_static("GET, POST"));
+            return r;
+        }
+    };
+    json_reply(status, &json!(progress))
 }
 
 fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -60,6 +108,8 @@ fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             });
             respond(StatusCode::OK, "application/json", body.to_string())
         }
+        "/cluster" => json_reply(StatusCode::OK, &cluster_view(node)),
+        "/drain" => drain(node, req.method()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
 }

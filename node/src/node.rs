@@ -43,6 +43,9 @@ pub struct Node {
     pub state_signer: crate::request_state::StateSigner,
     /// Set when shutdown starts: new sessions and connections are refused, `/readyz` fails.
     pub draining: AtomicBool,
+    /// This node's name in the cluster (`/cluster`'s `self`): `MCP_NODE_NAME`, else `POD_NAME`,
+    /// else `HOSTNAME` (a pod's name), else `mcp-node`.
+    pub name: String,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
 }
@@ -60,6 +63,7 @@ impl Node {
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
+            name: node_name(|k| std::env::var(k).ok()),
             state_signer: crate::request_state::StateSigner::random(),
             started: Instant::now(),
             changes,
@@ -74,6 +78,39 @@ impl Node {
     /// Whether the node is shutting down.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Starts draining (what `POST /drain` and the first phase of SIGTERM do): new connections
+    /// and sessions are refused, `/readyz` answers 503 so the Service stops routing here, and
+    /// open streams end so their clients resume on another node. Open connections and
+    /// sessions keep being served. Returns whether this call started it (false: already draining).
+    pub fn begin_drain(&self) -> bool {
+        if self.draining.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.sessions.for_each(|s| {
+            for stream in s.state.lock().streams.iter_mut() {
+                stream.detach();
+            }
+        });
+        tracing::info!(node = %self.name, "draining");
+        true
+    }
+
+    /// Where a drain stands (`GET /drain`).
+    pub fn drain_progress(&self) -> DrainProgress {
+        let draining = self.is_draining();
+        let connections = self.connections.load(Ordering::Acquire);
+        let inflight = self.inflight.load(Ordering::Acquire);
+        DrainProgress {
+            draining,
+            sessions: self.sessions.len(),
+            connections,
+            // Without peers there is nowhere to hand sessions to, so a drain is done when no
+            // client is connected and nothing is in flight; the cluster layer adds "every
+            // session handed off" here.
+            done: draining && connections == 0 && inflight == 0,
+        }
     }
 
     /// Announces a change to every subscribed client of this node (legacy sessions subscribed
@@ -99,5 +136,54 @@ impl Node {
     /// Receives every change announced from now on.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
+    }
+}
+
+/// Progress of a drain, as `GET /drain` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DrainProgress {
+    /// Whether the node is draining.
+    pub draining: bool,
+    /// Live legacy sessions still held here.
+    pub sessions: usize,
+    /// Open client connections.
+    pub connections: u32,
+    /// Whether the node can be removed without cutting a client off.
+    pub done: bool,
+}
+
+/// The node's name from the environment (`lookup` is `std::env::var` outside tests).
+fn node_name(lookup: impl Fn(&str) -> Option<String>) -> String {
+    ["MCP_NODE_NAME", "POD_NAME", "HOSTNAME"]
+        .iter()
+        .filter_map(|k| lookup(k))
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "mcp-node".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_name;
+
+    #[test]
+    fn name_prefers_the_explicit_variable_then_the_pod() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            node_name(env(&[("HOSTNAME", "h"), ("MCP_NODE_NAME", "n")])),
+            "n"
+        );
+        assert_eq!(node_name(env(&[("HOSTNAME", "h"), ("POD_NAME", "p")])), "p");
+        assert_eq!(
+            node_name(env(&[("MCP_NODE_NAME", ""), ("HOSTNAME", "h")])),
+            "h"
+        );
+        assert_eq!(node_name(env(&[])), "mcp-node");
     }
 }
