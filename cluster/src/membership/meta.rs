@@ -1,0 +1,257 @@
+//! Per-member metadata (name, load, draining) carried as foca custom broadcasts.
+//!
+//! Each node owns one versioned record about itself. It re-broadcasts it
+//! when it changes, when it sees a new member, and every
+//! `Config::meta_refresh`, so a node that joins late learns every record
+//! within one refresh period and any node can answer the whole cluster's view.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use bytes::{Buf, BufMut};
+use foca::{BroadcastHandler, Invalidates};
+
+use super::NodeId;
+use super::codec::{CodecError, get_id, put_id};
+
+/// The longest node name carried on the wire, in bytes.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// What a member says about itself; rides on gossip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeMeta {
+    /// Human name (the pod name in Kubernetes); at most [`MAX_NAME_LEN`] bytes.
+    pub name: String,
+    /// Open client connections.
+    pub connections: u64,
+    /// Live sessions it owns.
+    pub sessions: u64,
+    /// Draining: takes no new sessions, hands its sessions off.
+    pub draining: bool,
+}
+
+/// One versioned record: who, which version of its metadata, and the data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MetaRecord {
+    pub(crate) id: NodeId,
+    pub(crate) version: u64,
+    pub(crate) meta: NodeMeta,
+}
+
+impl MetaRecord {
+    /// `id`, `version: u64`, `connections: u64`, `sessions: u64`, `flags: u8`
+    /// (bit 0 draining), `name_len: u8`, `name`.
+    pub(crate) fn encode(&self, buf: &mut impl BufMut) {
+        put_id(&self.id, buf);
+        buf.put_u64(self.version);
+        buf.put_u64(self.meta.connections);
+        buf.put_u64(self.meta.sessions);
+        buf.put_u8(u8::from(self.meta.draining));
+        let name = truncate(&self.meta.name);
+        // `truncate` bounds the length by MAX_NAME_LEN, which fits in a u8.
+        buf.put_u8(name.len() as u8);
+        buf.put_slice(name.as_bytes());
+    }
+
+    pub(crate) fn decode(mut buf: &[u8]) -> Result<Self, CodecError> {
+        let id = get_id(&mut buf)?;
+        if buf.remaining() < 8 * 3 + 2 {
+            return Err(CodecError::Truncated);
+        }
+        let version = buf.get_u64();
+        let connections = buf.get_u64();
+        let sessions = buf.get_u64();
+        let draining = buf.get_u8() & 1 == 1;
+        let len = usize::from(buf.get_u8());
+        if buf.remaining() < len {
+            return Err(CodecError::Truncated);
+        }
+        let name = String::from_utf8_lossy(&buf[..len]).into_owned();
+        Ok(Self {
+            id,
+            version,
+            meta: NodeMeta {
+                name,
+                connections,
+                sessions,
+                draining,
+            },
+        })
+    }
+}
+
+fn truncate(name: &str) -> &str {
+    if name.len() <= MAX_NAME_LEN {
+        return name;
+    }
+    let mut end = MAX_NAME_LEN;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The dissemination key of a record: a newer (generation, version) for the
+/// same address replaces an older one still being gossiped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetaKey {
+    addr: SocketAddr,
+    generation: u64,
+    version: u64,
+}
+
+impl Invalidates for MetaKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.addr == other.addr
+            && (self.generation, self.version) >= (other.generation, other.version)
+    }
+}
+
+/// The latest record known for each address.
+#[derive(Debug, Default)]
+pub struct MetaStore {
+    records: HashMap<SocketAddr, MetaRecord>,
+}
+
+/// foca's broadcast handler: a handle on the [`MetaStore`] that
+/// [`super::Membership`] reads (foca owns its handler and lends no access).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct SharedMeta(pub(crate) Arc<Mutex<MetaStore>>);
+
+impl MetaStore {
+    /// The newest metadata known for `id` (same generation only).
+    pub fn get(&self, id: &NodeId) -> Option<&NodeMeta> {
+        self.records
+            .get(&id.addr)
+            .filter(|r| r.id.generation == id.generation)
+            .map(|r| &r.meta)
+    }
+
+    /// Forgets everything about `addr` older than `generation`.
+    pub(crate) fn forget_before(&mut self, addr: SocketAddr, generation: u64) {
+        if self
+            .records
+            .get(&addr)
+            .is_some_and(|r| r.id.generation < generation)
+        {
+            self.records.remove(&addr);
+        }
+    }
+}
+
+impl BroadcastHandler<NodeId> for SharedMeta {
+    type Key = MetaKey;
+    type Error = CodecError;
+
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        sender: Option<&NodeId>,
+    ) -> Result<Option<MetaKey>, CodecError> {
+        self.0.lock().receive(data, sender)
+    }
+}
+
+impl MetaStore {
+    fn receive(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&NodeId>,
+    ) -> Result<Option<MetaKey>, CodecError> {
+        let record = MetaRecord::decode(data)?;
+        let key = MetaKey {
+            addr: record.id.addr,
+            generation: record.id.generation,
+            version: record.version,
+        };
+        let newer = self
+            .records
+            .get(&key.addr)
+            .is_none_or(|old| (old.id.generation, old.version) < (key.generation, key.version));
+        if !newer {
+            return Ok(None);
+        }
+        self.records.insert(key.addr, record);
+        Ok(Some(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(version: u64) -> MetaRecord {
+        MetaRecord {
+            id: NodeId::new(SocketAddr::from(([127, 0, 0, 1], 7000)), 3),
+            version,
+            meta: NodeMeta {
+                name: "mcp-0".into(),
+                connections: 12,
+                sessions: 7,
+                draining: true,
+            },
+        }
+    }
+
+    fn bytes(r: &MetaRecord) -> Vec<u8> {
+        let mut v = Vec::new();
+        r.encode(&mut v);
+        v
+    }
+
+    #[test]
+    fn record_round_trips() {
+        let r = record(4);
+        assert_eq!(MetaRecord::decode(&bytes(&r)).expect("decodes"), r);
+    }
+
+    #[test]
+    fn only_newer_versions_are_disseminated() {
+        let mut store = MetaStore::default();
+        assert!(
+            store
+                .receive(&bytes(&record(2)), None)
+                .expect("ok")
+                .is_some()
+        );
+        assert!(
+            store
+                .receive(&bytes(&record(2)), None)
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            store
+                .receive(&bytes(&record(1)), None)
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            store
+                .receive(&bytes(&record(3)), None)
+                .expect("ok")
+                .is_some()
+        );
+        assert_eq!(store.get(&record(0).id).map(|m| m.sessions), Some(7));
+    }
+
+    #[test]
+    fn long_names_are_cut_on_a_char_boundary() {
+        let mut r = record(1);
+        r.meta.name = "é".repeat(40);
+        let back = MetaRecord::decode(&bytes(&r)).expect("decodes");
+        assert!(back.meta.name.len() <= MAX_NAME_LEN);
+        assert!(r.meta.name.starts_with(&back.meta.name));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..96)) {
+            let _ = MetaRecord::decode(&b);
+        }
+    }
+}
