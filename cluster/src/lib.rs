@@ -6,7 +6,11 @@
 //! - [`sim`]: a deterministic simulator (virtual time, lossy links, partitions)
 //!   that drives [`membership::Membership`] nodes through a scripted scenario.
 //!
+//! - [`ownership`]: rendezvous hashing of a session id over live members →
+//!   owner and replicas (pure functions).
+//!
 //! See `docs/PROTOCOL.md` for the wire format and the invariants.
 
 pub mod membership;
+pub mod ownership;
 pub mod sim;
