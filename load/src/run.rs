@@ -1,33 +1,60 @@
-//! One load run: ramp held sessions, then open-loop `tools/call` traffic, then a report.
+//! One process's share of a load run: ramp and hold sessions, then send open-loop `tools/call`.
 //!
 //! Open loop: call *i* is due at `start + i / rate` whatever happened to earlier calls, and its
 //! latency is measured from that due time, so a server that stalls cannot hide the stall by
-//! slowing the generator down (coordinated omission).
+//! slowing the generator down (coordinated omission). [`crate::pacer`] releases the calls;
+//! whichever worker connection is free sends the next one.
+//!
+//! The two phases are separate functions so that several processes ([`crate::fleet`]) can ramp
+//! independently and then start their call phases at one shared instant.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
 use crate::client::{Client, ClientError};
+use crate::pacer;
+use crate::stats::{Bins, Hist, SecondReport, Timeline};
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// Which protocol era the sessions and calls use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Era {
+    /// 2025-11-25 sessions: `initialize`, `Mcp-Session-Id`, a GET stream per held session.
+    Legacy,
+    /// 2026-07-28 stateless requests; held connections carry `subscriptions/listen`.
+    Modern,
+    /// Every other held session and worker is modern.
+    Mix,
+}
+
+impl Era {
+    /// Whether the `i`-th session or worker is modern.
+    pub fn modern(self, i: usize) -> bool {
+        match self {
+            Era::Legacy => false,
+            Era::Modern => true,
+            Era::Mix => i % 2 == 1,
+        }
+    }
+}
+
+/// What one process runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadConfig {
     /// Server address.
     pub addr: SocketAddr,
     /// MCP path.
     pub path: String,
-    /// Sessions to open and hold idle (legacy: with a GET stream each).
+    /// Sessions to open and hold idle, one connection each.
     pub sessions: u32,
-    /// Sessions opened per second during the ramp.
+    /// Sessions opened per second during the ramp (0: as fast as 256 concurrent opens go).
     pub ramp_rate: f64,
     /// Connections sending `tools/call`.
     pub workers: u32,
@@ -35,255 +62,286 @@ pub struct LoadConfig {
     pub rate: f64,
     /// Length of the call phase.
     pub duration: Duration,
-    /// Use 2026-07-28 stateless calls instead of legacy sessions.
-    pub modern: bool,
+    /// Protocol era.
+    pub era: Era,
     /// Local source addresses to spread connections over (empty: the OS picks).
     pub sources: Vec<IpAddr>,
-    /// Tool to call and its `text` argument.
+    /// Tool to call with `{"text": "load"}`.
     pub tool: String,
 }
 
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Latency {
-    /// Median.
-    pub p50_us: u64,
-    /// 95th percentile.
-    pub p95_us: u64,
-    /// 99th percentile.
-    pub p99_us: u64,
-    /// 99.9th percentile.
-    pub p999_us: u64,
-    /// Maximum.
-    pub max_us: u64,
-}
+impl LoadConfig {
+    fn source(&self, i: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()])
+    }
 
-/// The outcome of a run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// Sessions held open at the end of the ramp.
-    pub sessions_held: u32,
-    /// Seconds the ramp took.
-    pub ramp_seconds: f64,
     /// Calls due in the call phase.
-    pub calls_due: u64,
+    pub fn total_calls(&self) -> u64 {
+        if self.rate > 0.0 && self.workers > 0 {
+            (self.rate * self.duration.as_secs_f64()).round() as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Counters a progress display reads while the run goes on.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Sessions held open.
+    pub held: AtomicU64,
+    /// Calls finished (answered or failed).
+    pub calls_done: AtomicU64,
     /// Calls answered with a result.
-    pub calls_ok: u64,
-    /// Answered calls per second over the call phase.
-    pub throughput_per_sec: f64,
-    /// Latency from the due time (what a client on a schedule sees; includes any lateness of
-    /// the generator itself, e.g. up to ~1 ms of tokio timer granularity).
-    pub latency: Latency,
-    /// Latency from the moment the request was actually written (service time only).
-    pub service: Latency,
-    /// Failures by kind (ramp and calls).
-    pub errors: BTreeMap<String, u64>,
+    pub calls_ok: AtomicU64,
+    /// Failures of any kind so far.
+    pub errors: AtomicU64,
 }
 
-/// Progress updates for a progress bar.
-#[derive(Debug, Clone, Copy)]
-pub enum Progress {
-    /// Sessions opened so far of the total.
-    Ramp(u32, u32),
-    /// Calls done so far of the total due.
-    Calls(u64, u64),
+/// Failures by kind.
+pub type Errors = BTreeMap<String, u64>;
+
+/// The ramp's outcome.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RampReport {
+    /// Sessions requested.
+    pub requested: u32,
+    /// Sessions held open at the end of the ramp.
+    pub held: u32,
+    /// Seconds the ramp took.
+    pub seconds: f64,
+    /// Failures by kind.
+    pub errors: Errors,
 }
 
-fn source(cfg: &LoadConfig, i: usize) -> Option<IpAddr> {
-    (!cfg.sources.is_empty()).then(|| cfg.sources[i % cfg.sources.len()])
+/// The call phase's outcome, in a form that merges exactly across processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CallReport {
+    /// Calls due.
+    pub due: u64,
+    /// Calls answered with a result.
+    pub ok: u64,
+    /// Seconds from the start to the last answer.
+    pub seconds: f64,
+    /// Latency from the due time.
+    pub latency: Bins,
+    /// Latency from the actual send.
+    pub service: Bins,
+    /// Per second of due time.
+    pub timeline: Vec<SecondReport>,
+    /// Failures by kind.
+    pub errors: Errors,
 }
 
-/// Runs the load described by `cfg`; `progress` is called a few times a second.
-pub async fn run(cfg: LoadConfig, progress: impl Fn(Progress) + Send + Sync + 'static) -> Report {
-    let progress = Arc::new(progress);
-    let mut report = Report::default();
-    let errors = Arc::new(parking_errors());
+/// Connections held open by [`ramp`]; dropping it closes them.
+#[derive(Debug, Default)]
+pub struct Held {
+    clients: Vec<Client>,
+}
 
-    // Ramp: open and hold sessions.
-    let ramp_start = Instant::now();
-    let held = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let gate = Arc::new(Semaphore::new(256));
-    let opened = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for i in 0..cfg.sessions {
-        if cfg.ramp_rate > 0.0 {
-            tokio::time::sleep_until(
-                ramp_start + Duration::from_secs_f64(f64::from(i) / cfg.ramp_rate),
-            )
-            .await;
-        }
-        let Ok(permit) = gate.clone().acquire_owned().await else {
-            break;
-        };
-        let (cfg2, held, errors, opened, progress) = (
-            cfg.clone(),
-            held.clone(),
-            errors.clone(),
-            opened.clone(),
-            progress.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let _permit = permit;
-            match hold_one(&cfg2, i as usize).await {
-                Ok(c) => {
-                    held.lock().await.push(c);
-                    let n = opened.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n % 500 == 0 {
-                        progress(Progress::Ramp(n as u32, cfg2.sessions));
-                    }
-                }
-                Err(e) => count(&errors, e.kind()),
-            }
-        }));
+impl Held {
+    /// Number of held connections.
+    pub fn len(&self) -> usize {
+        self.clients.len()
     }
-    for t in tasks {
-        let _ = t.await;
-    }
-    report.sessions_held = held.lock().await.len() as u32;
-    report.ramp_seconds = ramp_start.elapsed().as_secs_f64();
-    progress(Progress::Ramp(report.sessions_held, cfg.sessions));
 
-    // Calls: open loop over `workers` connections.
-    if cfg.rate > 0.0 && cfg.workers > 0 {
-        let total = (cfg.rate * cfg.duration.as_secs_f64()).round() as u64;
-        report.calls_due = total;
-        let slot = Arc::new(AtomicU64::new(0));
-        let done = Arc::new(AtomicU64::new(0));
-        let start = Instant::now() + Duration::from_millis(200);
-        let mut workers = Vec::new();
-        for w in 0..cfg.workers {
-            let (cfg2, slot, done, errors) =
-                (cfg.clone(), slot.clone(), done.clone(), errors.clone());
-            workers.push(tokio::spawn(async move {
-                call_worker(cfg2, w as usize, start, total, slot, done, errors).await
-            }));
-        }
-        let ticker_done = done.clone();
-        let ticker_progress = progress.clone();
-        let ticker = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
-                ticker_progress(Progress::Calls(ticker_done.load(Ordering::Relaxed), total));
-            }
-        });
-        let mut hist = new_hist();
-        let mut service = new_hist();
-        let mut ok = 0;
-        for wk in workers {
-            if let Ok((h, s, n)) = wk.await {
-                let _ = hist.add(&h);
-                let _ = service.add(&s);
-                ok += n;
-            }
-        }
-        ticker.abort();
-        let elapsed = start.elapsed().as_secs_f64().max(1e-9);
-        report.calls_ok = ok;
-        report.throughput_per_sec = ok as f64 / elapsed.max(cfg.duration.as_secs_f64());
-        report.latency = percentiles(&hist);
-        report.service = percentiles(&service);
+    /// Nothing held.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
     }
-    report.errors = errors.lock().map(|m| m.clone()).unwrap_or_default();
-    drop(held);
-    report
 }
 
-type Errors = std::sync::Mutex<BTreeMap<String, u64>>;
+type SharedErrors = Arc<std::sync::Mutex<Errors>>;
 
-fn parking_errors() -> Errors {
-    std::sync::Mutex::new(BTreeMap::new())
-}
-
-fn count(errors: &Errors, kind: String) {
+fn count(errors: &SharedErrors, live: &Live, kind: String) {
+    live.errors.fetch_add(1, Ordering::Relaxed);
     if let Ok(mut m) = errors.lock() {
         *m.entry(kind).or_insert(0) += 1;
     }
 }
 
-fn percentiles(h: &Histogram<u64>) -> Latency {
-    Latency {
-        p50_us: h.value_at_quantile(0.50),
-        p95_us: h.value_at_quantile(0.95),
-        p99_us: h.value_at_quantile(0.99),
-        p999_us: h.value_at_quantile(0.999),
-        max_us: h.max(),
-    }
+fn take(errors: &SharedErrors) -> Errors {
+    errors.lock().map(|m| m.clone()).unwrap_or_default()
 }
 
-fn new_hist() -> Histogram<u64> {
-    // 1 µs to 60 s at 3 significant digits: constant, valid bounds.
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+/// Opens `cfg.sessions` sessions at `cfg.ramp_rate` and holds them (legacy: with the GET
+/// stream; modern: with `subscriptions/listen`).
+pub async fn ramp(cfg: &LoadConfig, live: Arc<Live>) -> (Held, RampReport) {
+    let started = Instant::now();
+    let errors: SharedErrors = Arc::default();
+    let held = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+        cfg.sessions as usize,
+    )));
+    let gate = Arc::new(Semaphore::new(256));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..cfg.sessions {
+        if cfg.ramp_rate > 0.0 {
+            let due = started + Duration::from_secs_f64(f64::from(i) / cfg.ramp_rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let Ok(permit) = gate.clone().acquire_owned().await else {
+            break;
+        };
+        let (cfg, held, errors, live) = (cfg.clone(), held.clone(), errors.clone(), live.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            match hold_one(&cfg, i as usize).await {
+                Ok(c) => {
+                    if let Ok(mut h) = held.lock() {
+                        h.push(c);
+                    }
+                    live.held.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => count(&errors, &live, e.kind()),
+            }
+        });
+        // Reap finished opens as we go so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let clients = held
+        .lock()
+        .map(|mut h| std::mem::take(&mut *h))
+        .unwrap_or_default();
+    let report = RampReport {
+        requested: cfg.sessions,
+        held: clients.len() as u32,
+        seconds: started.elapsed().as_secs_f64(),
+        errors: take(&errors),
+    };
+    (Held { clients }, report)
 }
 
 async fn hold_one(cfg: &LoadConfig, i: usize) -> Result<Client, ClientError> {
-    let mut c = Client::connect(cfg.addr, &cfg.path, source(cfg, i)).await?;
-    if !cfg.modern {
+    let mut c = Client::connect(cfg.addr, &cfg.path, cfg.source(i)).await?;
+    if cfg.era.modern(i) {
+        c.listen().await?;
+    } else {
         c.initialize().await?;
-        c.open_stream().await?;
+        c.open_stream(None).await?;
     }
     Ok(c)
+}
+
+/// Connects the workers, then sends `tools/call` open-loop from `start` for `cfg.duration`.
+pub async fn calls(cfg: &LoadConfig, start: Instant, live: Arc<Live>) -> CallReport {
+    let total = cfg.total_calls();
+    let mut report = CallReport {
+        due: total,
+        ..CallReport::default()
+    };
+    if total == 0 {
+        return report;
+    }
+    let errors: SharedErrors = Arc::default();
+    let due_rx = match pacer::start(start, cfg.rate, total) {
+        Ok(rx) => rx,
+        Err(e) => {
+            count(&errors, &live, format!("pacer: {e}"));
+            report.errors = take(&errors);
+            return report;
+        }
+    };
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..cfg.workers as usize {
+        let (cfg, rx, errors, live) = (cfg.clone(), due_rx.clone(), errors.clone(), live.clone());
+        workers.spawn(async move { call_worker(cfg, w, start, rx, errors, live).await });
+    }
+    drop(due_rx);
+    let (mut latency, mut service, mut timeline) =
+        (Hist::default(), Hist::default(), Timeline::default());
+    while let Some(done) = workers.join_next().await {
+        if let Ok(w) = done {
+            latency.merge(&w.latency);
+            service.merge(&w.service);
+            timeline.merge(&w.timeline.report());
+            report.ok += w.ok;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report.latency = latency.to_bins();
+    report.service = service.to_bins();
+    report.timeline = timeline.report();
+    report.errors = take(&errors);
+    report
+}
+
+#[derive(Default)]
+struct WorkerResult {
+    latency: Hist,
+    service: Hist,
+    timeline: Timeline,
+    ok: u64,
 }
 
 async fn call_worker(
     cfg: LoadConfig,
     w: usize,
     start: Instant,
-    total: u64,
-    slot: Arc<AtomicU64>,
-    done: Arc<AtomicU64>,
-    errors: Arc<Errors>,
-) -> (Histogram<u64>, Histogram<u64>, u64) {
-    let mut hist = new_hist();
-    let mut service = new_hist();
-    let mut ok = 0;
-    let mut client: Option<Client> = None;
-    loop {
-        let i = slot.fetch_add(1, Ordering::Relaxed);
-        if i >= total {
-            break;
+    due: async_channel::Receiver<pacer::Due>,
+    errors: SharedErrors,
+    live: Arc<Live>,
+) -> WorkerResult {
+    let mut out = WorkerResult::default();
+    let modern = cfg.era.modern(w);
+    let source = cfg.source(w + cfg.sessions as usize);
+    let mut client = connect_worker(&cfg, modern, source).await;
+    while let Ok(d) = due.recv().await {
+        let at = d.at.saturating_duration_since(start);
+        if client.is_err() {
+            client = connect_worker(&cfg, modern, source).await;
         }
-        let due = start + Duration::from_secs_f64(i as f64 / cfg.rate);
-        tokio::time::sleep_until(due).await;
-        if client.is_none() {
-            match connect_worker(&cfg, w).await {
-                Ok(c) => client = Some(c),
-                Err(e) => {
-                    count(&errors, e.kind());
-                    done.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
+        let result = match client.as_mut() {
+            Ok(c) => {
+                let sent = Instant::now();
+                c.call_tool(modern, &cfg.tool, json!({ "text": "load" }))
+                    .await
+                    .map(|_| sent)
             }
-        }
-        let Some(c) = client.as_mut() else { continue };
-        let sent = Instant::now();
-        match c
-            .call_tool(cfg.modern, &cfg.tool, json!({ "text": "load" }))
-            .await
-        {
-            Ok(_) => {
-                ok += 1;
+            Err(e) => Err(ClientError::Connect(std::io::Error::other(e.to_string()))),
+        };
+        match result {
+            Ok(sent) => {
                 let now = Instant::now();
-                let _ = hist.record((now.saturating_duration_since(due).as_micros() as u64).max(1));
-                let _ =
-                    service.record((now.saturating_duration_since(sent).as_micros() as u64).max(1));
+                let latency = now.saturating_duration_since(d.at);
+                out.latency.record(latency);
+                out.service.record(now.saturating_duration_since(sent));
+                out.timeline.ok(at, latency);
+                out.ok += 1;
+                live.calls_ok.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
                 if matches!(e, ClientError::Io(_) | ClientError::BadHttp(_)) {
-                    client = None; // reconnect on the next call
+                    client = Err(e.kind()); // reconnect before the next call
                 }
-                count(&errors, e.kind());
+                out.timeline.error(at);
+                count(&errors, &live, e.kind());
             }
         }
-        done.fetch_add(1, Ordering::Relaxed);
+        live.calls_done.fetch_add(1, Ordering::Relaxed);
     }
-    (hist, service, ok)
+    out
 }
 
-async fn connect_worker(cfg: &LoadConfig, w: usize) -> Result<Client, ClientError> {
-    let mut c =
-        Client::connect(cfg.addr, &cfg.path, source(cfg, w + cfg.sessions as usize)).await?;
-    if !cfg.modern {
-        c.initialize().await?;
-    }
-    Ok(c)
+async fn connect_worker(
+    cfg: &LoadConfig,
+    modern: bool,
+    source: Option<IpAddr>,
+) -> Result<Client, String> {
+    let connect = async {
+        let mut c = Client::connect(cfg.addr, &cfg.path, source).await?;
+        if !modern {
+            c.initialize().await?;
+        }
+        Ok::<_, ClientError>(c)
+    };
+    connect.await.map_err(|e| e.to_string())
+}
+
+/// A whole run in this process: ramp, calls starting 200 ms after the ramp, then the report.
+pub async fn run(cfg: &LoadConfig, live: Arc<Live>) -> (RampReport, CallReport) {
+    let (held, ramp) = ramp(cfg, live.clone()).await;
+    let calls = calls(cfg, Instant::now() + Duration::from_millis(200), live).await;
+    drop(held);
+    (ramp, calls)
 }

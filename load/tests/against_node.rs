@@ -2,9 +2,15 @@
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
 use mcp_load::client::Client;
-use mcp_load::run::{LoadConfig, run};
+use mcp_load::client::resume::{Backoff, Endpoint, ResumableSession};
+use mcp_load::report::Report;
+use mcp_load::run::{Era, Live, LoadConfig, run};
 use mcpcluster_api::NodeConfig;
+use serde_json::json;
 
 async fn node() -> mcp_node::Running {
     let config = NodeConfig {
@@ -57,7 +63,7 @@ async fn client_speaks_both_eras() {
 #[tokio::test]
 async fn open_loop_run_reports_latency_and_holds_sessions() {
     let n = node().await;
-    for modern in [false, true] {
+    for era in [Era::Legacy, Era::Modern, Era::Mix] {
         let cfg = LoadConfig {
             addr: n.mcp_addr,
             path: "/mcp".into(),
@@ -66,26 +72,181 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
             workers: 4,
             rate: 200.0,
             duration: Duration::from_millis(500),
-            modern,
+            era,
             sources: Vec::new(),
             tool: "echo".into(),
         };
-        let report = run(cfg, |_| {}).await;
-        assert_eq!(report.sessions_held, 20, "{report:?}");
+        let live = Arc::new(Live::default());
+        let (ramp, calls) = run(&cfg, live.clone()).await;
+        let report = Report::merge("t", cfg.rate, 0.5, &[ramp], &[calls]);
+        assert_eq!(report.sessions_held, 20, "{era:?}: {report:?}");
         assert_eq!(report.calls_due, 100);
-        assert_eq!(report.calls_ok, 100, "{report:?}");
+        assert_eq!(report.calls_ok, 100, "{era:?}: {:?}", report.errors);
         assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(live.calls_ok.load(Ordering::Relaxed), 100);
         assert!(report.latency.p50_us > 0 && report.latency.p50_us <= report.latency.max_us);
         assert!(
             report.service.p99_us <= report.latency.p99_us
                 && report.service.max_us <= report.latency.max_us,
             "service time never exceeds time from the due time: {report:?}"
         );
+        assert_eq!(
+            report.timeline.iter().map(|s| s.ok).sum::<u64>(),
+            100,
+            "every answered call is in the timeline"
+        );
     }
     let status = n.node.sessions.len();
     assert!(
         status >= 20,
         "legacy held sessions exist on the node: {status}"
+    );
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lost_stream_resumes_with_last_event_id_and_misses_nothing() {
+    let n = node().await;
+    let endpoint = Endpoint {
+        addr: n.mcp_addr,
+        path: "/mcp".into(),
+        source: None,
+    };
+    let backoff = Backoff::new(Duration::from_millis(10), Duration::from_millis(100), 5);
+    let mut session = ResumableSession::open(endpoint, backoff)
+        .await
+        .expect("session with stream");
+    let sid = session.session().to_string();
+    let mut caller = session.request_client().await.expect("request connection");
+
+    // An event while connected.
+    caller
+        .call_tool(false, "test_trigger_tool_change", json!({}))
+        .await
+        .expect("trigger");
+    let first = next_notification(&mut session).await;
+    assert_eq!(first, "notifications/tools/list_changed");
+    let seen = session
+        .last_event_id()
+        .expect("events carry ids")
+        .to_string();
+
+    // Lose the connection, miss two events, come back.
+    session.drop_connection();
+    caller
+        .call_tool(false, "test_trigger_prompt_change", json!({}))
+        .await
+        .expect("trigger");
+    caller
+        .call_tool(false, "test_trigger_tool_change", json!({}))
+        .await
+        .expect("trigger");
+    assert_eq!(
+        next_notification(&mut session).await,
+        "notifications/prompts/list_changed"
+    );
+    assert_eq!(
+        next_notification(&mut session).await,
+        "notifications/tools/list_changed"
+    );
+    assert_eq!(session.reconnects(), 1);
+    assert_eq!(session.session(), sid, "same session, never re-initialized");
+    assert_ne!(session.last_event_id(), Some(seen.as_str()));
+
+    // A session the server forgot is a permanent error, not an endless retry.
+    let mut gone = Client::connect(n.mcp_addr, "/mcp", None)
+        .await
+        .expect("connect");
+    gone.set_session(Some("0".repeat(32)));
+    let err = gone.open_stream(None).await.expect_err("unknown session");
+    assert!(!err.is_transient(), "{err}");
+    n.shutdown().await;
+}
+
+async fn next_notification(session: &mut ResumableSession) -> String {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(5), session.next_event())
+            .await
+            .expect("an event within 5 s")
+            .expect("stream event");
+        if let Some(method) = ev
+            .message()
+            .and_then(|m| m["method"].as_str().map(String::from))
+        {
+            return method;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_merges_processes_and_measures_the_server() {
+    let n = node().await;
+    let dir = std::env::temp_dir().join(format!("mcp-load-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json_path = dir.join("report.json");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-load"))
+        .args(["--url", &format!("http://{}/mcp", n.mcp_addr)])
+        .args(["--sessions", "60", "--ramp-rate", "0", "--workers", "4"])
+        .args([
+            "--rate",
+            "300",
+            "--duration",
+            "1",
+            "--processes",
+            "2",
+            "--source-ips",
+            "3",
+        ])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .args([
+            "--admin",
+            &n.admin_addr.to_string(),
+            "--label",
+            "test",
+            "--quiet",
+        ])
+        .arg("--json")
+        .arg(&json_path)
+        .arg("--plot")
+        .arg(dir.join("test"))
+        .output()
+        .await
+        .expect("runs mcp-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "mcp-load failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json_path).expect("json written")).expect("json");
+    assert_eq!(report["processes"], 2);
+    assert_eq!(report["sessions_held"], 60, "{stdout}");
+    assert_eq!(report["calls_due"], 300);
+    assert_eq!(report["calls_ok"], 300, "{stdout}");
+    let server = &report["server"];
+    assert!(server["rss_held_bytes"].as_u64() > Some(0), "{server}");
+    assert!(
+        server["node_gauges"]["mcp_sessions"].as_f64() >= Some(60.0),
+        "the node's own gauges: {server}"
+    );
+    for plot in ["test-latency.png", "test-memory.png"] {
+        let bytes = std::fs::read(dir.join(plot)).expect("plot written");
+        assert!(bytes.starts_with(b"\x89PNG"), "{plot} is a PNG");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Past RLIMIT_NOFILE with too few processes: a clear refusal before any connection.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-load"))
+        .args(["--sessions", "4000000", "--processes", "1", "--quiet"])
+        .output()
+        .await
+        .expect("runs mcp-load");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--processes 1") && err.contains("RLIMIT_NOFILE"),
+        "{err}"
     );
     n.shutdown().await;
 }

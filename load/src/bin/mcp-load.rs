@@ -1,14 +1,18 @@
 //! `mcp-load`: holds N MCP sessions open and sends `tools/call` at an open-loop rate; prints
-//! throughput, latency percentiles (from the intended send time) and errors by kind, as text
-//! and optionally JSON. Bounded in count and time.
+//! throughput, latency percentiles (from the intended send time), errors by kind and the
+//! server's memory, as text, JSON and PNG plots. Past the per-process file limit it spreads the
+//! connections over several processes and source addresses. Bounded in count and time.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
 use mcp_load::client::parse_url;
-use mcp_load::run::{LoadConfig, Progress, run};
+use mcp_load::fleet::{self, FleetConfig, Snapshot};
+use mcp_load::run::{Era, LoadConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,10 +24,12 @@ struct Args {
     /// MCP endpoint, http://IP:PORT/mcp
     #[arg(long, default_value = "http://127.0.0.1:8080/mcp")]
     url: String,
-    /// Sessions to open and hold (legacy: each with its GET stream; one connection each)
+    /// Sessions to open and hold, one connection each (legacy: with its GET stream; modern:
+    /// with subscriptions/listen)
     #[arg(long, default_value_t = 0)]
     sessions: u32,
-    /// Sessions opened per second during the ramp (0 = as fast as possible)
+    /// Sessions opened per second during the ramp, all processes together (0 = as fast as
+    /// possible)
     #[arg(long, default_value_t = 2000.0)]
     ramp_rate: f64,
     /// Connections sending tools/call
@@ -35,21 +41,39 @@ struct Args {
     /// Seconds of calls (at most 600)
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
-    /// Era: legacy (2025-11-25 sessions) or modern (2026-07-28 stateless)
+    /// Era: legacy (2025-11-25 sessions), modern (2026-07-28 stateless) or mix
     #[arg(long, default_value = "legacy")]
     era: String,
-    /// Spread connections over 127.0.0.1 .. 127.0.0.N
-    #[arg(long, default_value_t = 1)]
+    /// Spread connections over 127.0.0.1 .. 127.0.0.N (0 = one address per 20,000 connections)
+    #[arg(long, default_value_t = 0)]
     source_ips: u8,
     /// Tool to call with {"text": ...}
     #[arg(long, default_value = "echo")]
     tool: String,
+    /// Load-generator processes (0 = as many as RLIMIT_NOFILE requires)
+    #[arg(long, default_value_t = 0)]
+    processes: u32,
+    /// Server process id: report its RSS (from /proc) and memory per connection
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// mcp-node admin address (IP:PORT): report its gauges with every session held
+    #[arg(long)]
+    admin: Option<SocketAddr>,
+    /// Label for the report and plots
+    #[arg(long, default_value = "mcp-load")]
+    label: String,
     /// Also write the report as JSON to this file
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
-    /// No progress line on stderr
+    json: Option<PathBuf>,
+    /// Write PNG plots PREFIX-latency.png and PREFIX-memory.png
+    #[arg(long, value_name = "PREFIX")]
+    plot: Option<PathBuf>,
+    /// No progress bar
     #[arg(long)]
     quiet: bool,
+    /// Internal: run as a shard of a parent mcp-load (configuration as JSON)
+    #[arg(long, hide = true)]
+    shard: Option<String>,
 }
 
 fn nofile_limit() -> u64 {
@@ -64,89 +88,134 @@ fn nofile_limit() -> u64 {
         .unwrap_or(1024)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+/// File descriptors a process needs beyond its connections (runtime, pipes, stdio).
+const FD_MARGIN: u64 = 128;
+/// Connections per source address (the ephemeral port range is ~28K per address).
+const CONNECTIONS_PER_SOURCE: u64 = 20_000;
+
+fn processes_needed(connections: u64, limit: u64) -> anyhow::Result<u32> {
+    let per = limit.saturating_sub(FD_MARGIN);
+    if per < 64 {
+        bail!("RLIMIT_NOFILE is {limit}: too low to run any connections");
+    }
+    Ok(connections.div_ceil(per).max(1) as u32)
+}
+
+fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
     let (addr, path) = parse_url(&args.url)
         .map_err(anyhow::Error::msg)
         .context("--url")?;
-    let modern = match args.era.as_str() {
-        "legacy" => false,
-        "modern" => true,
-        other => bail!("--era: `{other}` is not legacy or modern"),
+    let era = match args.era.as_str() {
+        "legacy" => Era::Legacy,
+        "modern" => Era::Modern,
+        "mix" => Era::Mix,
+        other => bail!("--era: `{other}` is not legacy, modern or mix"),
     };
     if !(0.0..=600.0).contains(&args.duration) {
         bail!("--duration must be between 0 and 600 seconds");
     }
-    let needed = u64::from(args.sessions) + u64::from(args.workers) + 64;
-    let limit = nofile_limit();
-    if needed > limit {
-        bail!(
-            "--sessions + --workers need {needed} file descriptors but RLIMIT_NOFILE is {limit}; \
-             run several mcp-load processes (multi-process mode is not built yet)"
-        );
+    if args.rate < 0.0 || args.ramp_rate < 0.0 {
+        bail!("--rate and --ramp-rate must not be negative");
     }
-    let sources: Vec<IpAddr> = if args.source_ips > 1 {
-        (1..=args.source_ips)
+    if args.rate > 0.0 && args.workers == 0 {
+        bail!("--rate needs at least one --workers connection");
+    }
+    let connections = u64::from(args.sessions) + u64::from(args.workers);
+    let limit = nofile_limit();
+    let needed = processes_needed(connections, limit)?;
+    let processes = if args.processes == 0 {
+        needed
+    } else if args.processes < needed {
+        bail!(
+            "--processes {}: {connections} connections need at least {needed} processes \
+             under RLIMIT_NOFILE {limit}",
+            args.processes
+        );
+    } else {
+        args.processes
+    };
+    let source_ips = if args.source_ips == 0 {
+        connections.div_ceil(CONNECTIONS_PER_SOURCE).min(250) as u8
+    } else {
+        args.source_ips
+    };
+    let sources = if source_ips > 1 {
+        (1..=source_ips)
             .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
             .collect()
     } else {
         Vec::new()
     };
-    let cfg = LoadConfig {
-        addr,
-        path,
-        sessions: args.sessions,
-        ramp_rate: args.ramp_rate,
-        workers: args.workers,
-        rate: args.rate,
-        duration: Duration::from_secs_f64(args.duration),
-        modern,
-        sources,
-        tool: args.tool.clone(),
-    };
-    let quiet = args.quiet;
-    let report = run(cfg, move |p| {
-        if quiet {
-            return;
-        }
-        match p {
-            Progress::Ramp(n, total) => eprint!("\rramp  {n}/{total} sessions        "),
-            Progress::Calls(n, total) => eprint!("\rcalls {n}/{total}        "),
-        }
+    Ok(FleetConfig {
+        load: LoadConfig {
+            addr,
+            path,
+            sessions: args.sessions,
+            ramp_rate: args.ramp_rate,
+            workers: args.workers,
+            rate: args.rate,
+            duration: Duration::from_secs_f64(args.duration),
+            era,
+            sources,
+            tool: args.tool.clone(),
+        },
+        processes,
+        label: args.label.clone(),
+        server_pid: args.server_pid,
+        admin: args.admin,
     })
-    .await;
-    if !quiet {
-        eprintln!();
+}
+
+fn progress_bar(quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
     }
-    println!(
-        "sessions held     {} (ramp {:.2} s)",
-        report.sessions_held, report.ramp_seconds
-    );
-    println!(
-        "calls             {} due, {} ok, {:.0}/s",
-        report.calls_due, report.calls_ok, report.throughput_per_sec
-    );
-    let l = &report.latency;
-    println!(
-        "latency (us)      p50 {} p95 {} p99 {} p99.9 {} max {}  (from the due time)",
-        l.p50_us, l.p95_us, l.p99_us, l.p999_us, l.max_us
-    );
-    let s = &report.service;
-    println!(
-        "service (us)      p50 {} p95 {} p99 {} p99.9 {} max {}  (from the actual send)",
-        s.p50_us, s.p95_us, s.p99_us, s.p999_us, s.max_us
-    );
-    if report.errors.is_empty() {
-        println!("errors            none");
+    let bar = ProgressBar::new(1);
+    let style = ProgressStyle::with_template(
+        "{prefix:>5} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn show(bar: &ProgressBar, s: Snapshot) {
+    if s.calling {
+        bar.set_prefix("calls");
+        bar.set_length(s.calls_total.max(1));
+        bar.set_position(s.calls_done);
+        bar.set_message(format!("{} ok, {} errors", s.calls_ok, s.errors));
     } else {
-        for (kind, n) in &report.errors {
-            println!("errors            {kind}: {n}");
-        }
+        bar.set_prefix("ramp");
+        bar.set_length(s.sessions.max(1));
+        bar.set_position(s.held);
+        bar.set_message(format!("sessions held, {} errors", s.errors));
     }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(shard) = &args.shard {
+        let cfg: LoadConfig = serde_json::from_str(shard).context("--shard configuration")?;
+        return fleet::shard_main(cfg).await;
+    }
+    let fc = parse_args(&args)?;
+    let exe = std::env::current_exe().context("locating the mcp-load binary")?;
+    let bar = progress_bar(args.quiet);
+    let shown = bar.clone();
+    let report = fleet::run(&exe, &fc, move |s| show(&shown, s)).await;
+    bar.finish_and_clear();
+    let report = report?;
+    print!("{}", report.text());
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(prefix) = &args.plot {
+        for file in mcp_load::plot::write(&report, prefix)? {
+            println!("plot              {}", file.display());
+        }
     }
     Ok(())
 }

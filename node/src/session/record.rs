@@ -141,15 +141,20 @@ impl SessionState {
         self.stream_mut(id).map(|s| s.push(json, log_capacity))
     }
 
-    /// Sends a message unrelated to any request on a live standalone (GET) stream; returns
-    /// `false` if the client has none open (the message is then dropped, as the transport
-    /// allows for a client that did not open a GET stream).
+    /// Sends a message unrelated to any request on the session's standalone (GET) stream: the
+    /// live one, else the newest unfinished one whose reader went away, where it is logged for
+    /// a reconnect with `Last-Event-ID` to replay. Returns `false` if the client never opened a
+    /// GET stream (the message is then dropped, as the transport allows).
     pub fn push_standalone(&mut self, json: &[u8], log_capacity: usize) -> bool {
-        let target = self
+        let standalone = |s: &&mut StreamState| s.kind == StreamKind::Standalone && !s.finished;
+        let live = self
             .streams
-            .iter_mut()
-            .rev()
-            .find(|s| s.kind == StreamKind::Standalone && s.is_live());
+            .iter()
+            .rposition(|s| s.kind == StreamKind::Standalone && s.is_live());
+        let target = match live {
+            Some(i) => self.streams.get_mut(i),
+            None => self.streams.iter_mut().rev().find(standalone),
+        };
         match target {
             Some(s) => {
                 s.push(json, log_capacity);

@@ -2,12 +2,21 @@
 //!
 //! Written for load generation: one connection per client, requests one at a time, JSON or SSE
 //! answers (an SSE answer is read until the JSON-RPC response for the request arrives), an
-//! optional local source address so many clients can spread over 127.0.0.0/8.
+//! optional local source address so many clients can spread over 127.0.0.0/8. A connection can
+//! instead be dedicated to a long-lived stream (the legacy GET stream, resumable with
+//! `Last-Event-ID`, or a 2026-07-28 `subscriptions/listen`) whose events are read one by one.
+//! [`resume`] adds reconnection with backoff on top.
+
+pub mod resume;
+mod sse;
+
+pub use sse::{SseEvent, sse_messages};
 
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, BytesMut};
 use serde_json::{Value, json};
+use sse::EventReader;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -83,6 +92,9 @@ pub struct Client {
     path: String,
     session: Option<String>,
     next_id: i64,
+    /// Set once the connection carries a long-lived event stream.
+    events: Option<EventReader>,
+    last_event_id: Option<String>,
 }
 
 /// Splits `http://host:port/path` into the socket address and path.
@@ -127,6 +139,8 @@ impl Client {
             path: path.to_string(),
             session: None,
             next_id: 1,
+            events: None,
+            last_event_id: None,
         })
     }
 
@@ -176,11 +190,7 @@ impl Client {
         let mut params = json!({ "name": name, "arguments": arguments });
         let extra: Vec<(&str, &str)>;
         if modern {
-            params["_meta"] = json!({
-                "io.modelcontextprotocol/protocolVersion": MODERN,
-                "io.modelcontextprotocol/clientCapabilities": {},
-                "io.modelcontextprotocol/clientInfo": {"name":"mcp-load","version":env!("CARGO_PKG_VERSION")}
-            });
+            params["_meta"] = modern_meta();
             extra = vec![("mcp-method", "tools/call"), ("mcp-name", name)];
         } else {
             extra = Vec::new();
@@ -190,9 +200,15 @@ impl Client {
         expect_result(&reply, id)
     }
 
-    /// Opens the session's GET stream on this connection and reads its first event; the
-    /// connection is then dedicated to the stream.
-    pub async fn open_stream(&mut self) -> Result<(), ClientError> {
+    /// The id of the last event read from this connection's stream.
+    pub fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    /// Opens the session's GET stream on this connection, resuming after `last_event_id` when
+    /// given; the connection is then dedicated to the stream (read it with
+    /// [`Client::next_event`]).
+    pub async fn open_stream(&mut self, last_event_id: Option<&str>) -> Result<(), ClientError> {
         let mut req = format!(
             "GET {} HTTP/1.1\r\nhost: {}\r\naccept: text/event-stream\r\n",
             self.path, self.host
@@ -202,11 +218,41 @@ impl Client {
                 "mcp-session-id: {s}\r\nmcp-protocol-version: {LEGACY}\r\n"
             ));
         }
+        if let Some(id) = last_event_id {
+            req.push_str(&format!("last-event-id: {id}\r\n"));
+            self.last_event_id = Some(id.to_string());
+        }
         req.push_str("\r\n");
         self.stream
             .write_all(req.as_bytes())
             .await
             .map_err(ClientError::Io)?;
+        self.start_events().await
+    }
+
+    /// 2026-07-28: opens `subscriptions/listen` for list changes on this connection and waits
+    /// for the acknowledgement; the connection is then dedicated to the stream.
+    pub async fn listen(&mut self) -> Result<(), ClientError> {
+        let id = self.next_id();
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen","params":{
+            "notifications": {"toolsListChanged": true, "promptsListChanged": true, "resourcesListChanged": true},
+            "_meta": modern_meta()}});
+        let req = self.request_bytes(&body, &[("mcp-method", "subscriptions/listen")])?;
+        self.stream.write_all(&req).await.map_err(ClientError::Io)?;
+        self.start_events().await?;
+        loop {
+            let ev = self.next_event().await?;
+            let ack = ev.message().is_some_and(|m| {
+                m.get("method").and_then(Value::as_str)
+                    == Some("notifications/subscriptions/acknowledged")
+            });
+            if ack {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn start_events(&mut self) -> Result<(), ClientError> {
         let (status, headers) = self.read_head().await?;
         if status != 200 {
             return Err(ClientError::Status(status));
@@ -216,18 +262,55 @@ impl Client {
             .any(|(k, v)| k == "content-type" && v.contains("text/event-stream"))
         {
             return Err(ClientError::BadAnswer(
-                "GET answer is not an event stream".into(),
+                "answer is not an event stream".into(),
             ));
         }
+        let chunked = headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+        self.events = Some(EventReader::new(chunked));
         Ok(())
     }
 
-    /// Sends a JSON-RPC message and reads the answer.
-    pub async fn post(
-        &mut self,
-        body: &Value,
-        extra: &[(&str, &str)],
-    ) -> Result<Reply, ClientError> {
+    /// The next event of the stream opened by [`Client::open_stream`] or [`Client::listen`]
+    /// (comments and keep-alives skipped). Remembers its id for resumption.
+    pub async fn next_event(&mut self) -> Result<SseEvent, ClientError> {
+        let Some(reader) = self.events.as_mut() else {
+            return Err(ClientError::BadAnswer(
+                "no stream is open on this connection".into(),
+            ));
+        };
+        loop {
+            match reader.next(&mut self.buf)? {
+                Some(ev) => {
+                    if let Some(id) = &ev.id {
+                        self.last_event_id = Some(id.clone());
+                    }
+                    if ev.data.is_empty() && ev.id.is_none() {
+                        continue;
+                    }
+                    return Ok(ev);
+                }
+                None if reader.ended() => {
+                    return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                None => {
+                    if self.buf.capacity() - self.buf.len() < 1024 {
+                        self.buf.reserve(4096);
+                    }
+                    match self.stream.read_buf(&mut self.buf).await {
+                        Ok(0) => {
+                            return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(ClientError::Io(e)),
+                    }
+                }
+            }
+        }
+    }
+
+    fn request_bytes(&self, body: &Value, extra: &[(&str, &str)]) -> Result<Vec<u8>, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::BadAnswer(e.to_string()))?;
         let mut req = Vec::with_capacity(body.len() + 256);
         req.extend_from_slice(
@@ -252,6 +335,21 @@ impl Client {
         }
         req.extend_from_slice(b"\r\n");
         req.extend_from_slice(&body);
+        Ok(req)
+    }
+
+    /// Sends a JSON-RPC message and reads the answer.
+    pub async fn post(
+        &mut self,
+        body: &Value,
+        extra: &[(&str, &str)],
+    ) -> Result<Reply, ClientError> {
+        if self.events.is_some() {
+            return Err(ClientError::BadAnswer(
+                "this connection carries a stream; use another one for requests".into(),
+            ));
+        }
+        let req = self.request_bytes(body, extra)?;
         self.stream.write_all(&req).await.map_err(ClientError::Io)?;
         let (status, headers) = self.read_head().await?;
         let is_sse = headers
@@ -358,22 +456,13 @@ impl Client {
     }
 }
 
-/// The JSON messages in an SSE body (`data:` lines; empty priming events skipped).
-pub fn sse_messages(raw: &[u8]) -> Vec<Value> {
-    let text = String::from_utf8_lossy(raw);
-    text.split("\n\n")
-        .filter_map(|event| {
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim_start)
-                .collect();
-            if data.is_empty() || data.iter().all(|d| d.is_empty()) {
-                return None;
-            }
-            serde_json::from_str(&data.join("\n")).ok()
-        })
-        .collect()
+/// The per-request `_meta` of a 2026-07-28 request.
+fn modern_meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name":"mcp-load","version":env!("CARGO_PKG_VERSION")}
+    })
 }
 
 fn rpc_error(err: &Value) -> ClientError {
