@@ -2,10 +2,16 @@
 //!
 //! The node's configuration lives here, as one Rust type, so the operator can embed it in the
 //! `McpCluster` resource and render it into a ConfigMap without a second definition drifting
-//! from the one the node parses. Entry point: [`NodeConfig`].
+//! from the one the node parses. Entry points: [`NodeConfig`]; with the `resource` feature, the
+//! custom resource [`McpCluster`] (module [`mcpcluster`]) and the `crdgen` binary that prints
+//! its CustomResourceDefinition.
 
+#[cfg(feature = "resource")]
+pub mod mcpcluster;
 pub mod node_config;
 
+#[cfg(feature = "resource")]
+pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus};
 pub use node_config::{
     ContentConfig, HttpToolConfig, LimitsConfig, LogConfig, LogFormat, NodeConfig, PromptArgConfig,
     PromptConfig, ResourceConfig, SecurityConfig,
