@@ -1,0 +1,101 @@
+use super::*;
+use crate::children::test_support::cluster;
+use mcpcluster_api::McpClusterSpec;
+
+fn pod_spec(s: &StatefulSet) -> &PodSpec {
+    s.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+#[test]
+fn stable_identities_config_probes_and_grace() {
+    let c = cluster(McpClusterSpec::default());
+    let names = Names::of(&c);
+    let s = statefulset(&c, &names, 3, "abc");
+    let spec = s.spec.as_ref().expect("spec");
+    assert_eq!(spec.replicas, Some(3));
+    assert_eq!(spec.service_name.as_deref(), Some("demo-peers"));
+    assert_eq!(spec.selector.match_labels, Some(names.selector()));
+    let meta = spec.template.metadata.as_ref().expect("meta");
+    assert_eq!(
+        meta.annotations.as_ref().expect("a")[CONFIG_HASH_ANNOTATION],
+        "abc"
+    );
+
+    let pod = pod_spec(&s);
+    assert_eq!(pod.service_account_name.as_deref(), Some("demo-node"));
+    // 10 s node grace + 5 s preStop + 10 s margin.
+    assert_eq!(pod.termination_grace_period_seconds, Some(25));
+    let c0 = &pod.containers[0];
+    let ready = c0
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref());
+    assert_eq!(ready.and_then(|h| h.path.as_deref()), Some("/readyz"));
+    let live = c0.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref());
+    assert_eq!(live.and_then(|h| h.path.as_deref()), Some("/healthz"));
+    let env = c0.env.as_ref().expect("env");
+    let peer = env
+        .iter()
+        .find(|e| e.name == "MCP_PEER_SERVICE")
+        .expect("peer env");
+    assert_eq!(peer.value.as_deref(), Some("demo-peers"));
+    let ports: Vec<_> = c0
+        .ports
+        .as_ref()
+        .expect("ports")
+        .iter()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            ("mcp".into(), 8080),
+            ("admin".into(), 9090),
+            ("peer".into(), 7946)
+        ]
+    );
+    let args = c0.args.as_ref().expect("args");
+    assert_eq!(args, &["--config", "/etc/mcp-node/config.yaml"]);
+}
+
+#[test]
+fn pod_template_overrides_apply_but_the_selector_wins() {
+    let mut spec = McpClusterSpec::default();
+    let o = &mut spec.pod_template;
+    o.labels.insert("team".into(), "platform".into());
+    o.labels
+        .insert("app.kubernetes.io/instance".into(), "hijack".into());
+    o.annotations.insert("note".into(), "x".into());
+    o.node_selector.insert("disk".into(), "ssd".into());
+    o.priority_class_name = Some("high".into());
+    o.service_account_name = Some("custom".into());
+    let c = cluster(spec);
+    let s = statefulset(&c, &Names::of(&c), 2, "h");
+    let meta = s
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .expect("m");
+    let labels = meta.labels.as_ref().expect("labels");
+    assert_eq!(labels["team"], "platform");
+    assert_eq!(labels["app.kubernetes.io/instance"], "demo");
+    assert_eq!(meta.annotations.as_ref().expect("a")["note"], "x");
+    let pod = pod_spec(&s);
+    assert_eq!(pod.node_selector.as_ref().expect("ns")["disk"], "ssd");
+    assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("custom"));
+}
+
+#[test]
+fn serializes_with_kind_and_owner_for_server_side_apply() {
+    let c = cluster(McpClusterSpec::default());
+    let s = statefulset(&c, &Names::of(&c), 1, "h");
+    let v = serde_json::to_value(&s).expect("serializes");
+    assert_eq!(v["apiVersion"], "apps/v1");
+    assert_eq!(v["kind"], "StatefulSet");
+    assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "0000-uid");
+    assert_eq!(v["metadata"]["ownerReferences"][0]["controller"], true);
+}

@@ -1,0 +1,115 @@
+//! Moving replicas: the autoscaler's number written through the scale subresource (so
+//! `kubectl scale` and the autoscaler edit the same field), and the drain gate that keeps a
+//! scale-down from lowering the StatefulSet before the departing pods (the highest ordinals)
+//! have drained, or `--drain-timeout` has passed.
+
+use std::time::Instant;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use mcpcluster_api::McpCluster;
+use mcpcluster_api::mcpcluster::condition::{SCALING, reason};
+use serde_json::json;
+
+use crate::conditions::Report;
+use crate::context::{Context, Drain};
+use crate::error::Error;
+use crate::names::{MANAGER, Names};
+
+/// Writes `spec.replicas` through the scale subresource.
+pub async fn write_replicas(
+    ctx: &Context,
+    cluster: &McpCluster,
+    replicas: i32,
+) -> Result<(), Error> {
+    let name = cluster.name_any();
+    let api: Api<McpCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let patch = json!({ "spec": { "replicas": replicas } });
+    api.patch_scale(&name, &PatchParams::apply(MANAGER), &Patch::Merge(&patch))
+        .await
+        .map_err(|e| Error::kube("patch-scale", "McpCluster", &name, e))?;
+    Ok(())
+}
+
+/// Publishes an event about `cluster`, logging (not failing) when that is impossible.
+pub async fn event(ctx: &Context, cluster: &McpCluster, warning: bool, reason: &str, note: String) {
+    let ev = Event {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&ev, &cluster.object_ref(&())).await {
+        tracing::warn!(error = %err, reason, "cannot publish event");
+    }
+}
+
+/// The StatefulSet size to apply while going from `current` down to `desired`: `desired`
+/// once every departing node reports its drain done (or cannot be reached, or the drain
+/// timed out), else `current` and a `Scaling` report saying what it waits for.
+pub async fn drain_gate(
+    ctx: &Context,
+    cluster: &McpCluster,
+    key: &str,
+    names: &Names,
+    current: i32,
+    desired: i32,
+) -> (i32, Option<Report>) {
+    let since = ctx.remember(key, |m| match m.drain {
+        Some(d) if d.to == desired => d.since,
+        _ => {
+            let d = Drain {
+                to: desired,
+                since: Instant::now(),
+            };
+            m.drain = Some(d);
+            d.since
+        }
+    });
+    let port = cluster.spec.ports.admin;
+    let mut waiting = Vec::new();
+    for ordinal in desired..current {
+        let pod = names.pod(ordinal);
+        let Some(addr) = ctx.admin.resolve(&pod, names, port) else {
+            continue;
+        };
+        // POST is idempotent: it starts the drain the first time and reports progress after.
+        match ctx.nodes.drain(&addr, true).await {
+            Ok(p) if p.done => {}
+            Ok(p) => waiting.push(format!("{pod} ({} sessions)", p.sessions)),
+            Err(err) => {
+                tracing::info!(%pod, error = %err, "departing node unreachable; nothing to drain")
+            }
+        }
+    }
+    if waiting.is_empty() {
+        tracing::info!(from = current, to = desired, "departing nodes drained");
+        return (desired, None);
+    }
+    if since.elapsed() >= ctx.drain_timeout {
+        let note = format!(
+            "drain timed out after {:?}; removing {} anyway",
+            ctx.drain_timeout,
+            waiting.join(", ")
+        );
+        event(ctx, cluster, true, "DrainTimeout", note).await;
+        return (desired, None);
+    }
+    let report = Report::new(
+        SCALING,
+        true,
+        reason::SCALING_DOWN,
+        format!(
+            "{current} to {desired} replicas: draining {}",
+            waiting.join(", ")
+        ),
+    );
+    (current, Some(report))
+}

@@ -1,0 +1,143 @@
+//! What the CRD's schema and CEL rules cannot refuse, checked before anything is applied. A
+//! problem becomes `Degraded=True, reason InvalidSpec` and a Warning event naming the field;
+//! nothing is changed until the spec is fixed (no crash loop, no half-applied cluster).
+//!
+//! The node-config checks mirror the machine-independent part of the node's own validation
+//! (`mcp_node::settings::Settings::validate`), so a spec the operator accepts does not leave
+//! pods crash-looping on a config the node refuses.
+
+use mcpcluster_api::{McpCluster, NodeConfig};
+
+use crate::names::MAX_NAME_LEN;
+
+/// Built-in packs the node knows (`mcp_node::content::packs::KNOWN`).
+pub const KNOWN_PACKS: &[&str] = &["echo", "conformance"];
+
+/// The first problem found, as `field: why`.
+pub fn check(cluster: &McpCluster, name: &str) -> Result<(), String> {
+    check_name(name)?;
+    check_node(&cluster.spec.node).map_err(|m| format!("spec.node.{m}"))
+}
+
+/// Children are named after the cluster: Service names must be DNS-1035 labels (a letter
+/// first, no dots) and the StatefulSet's revision label caps the length.
+fn check_name(name: &str) -> Result<(), String> {
+    let dns1035 = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !dns1035 {
+        return Err(format!(
+            "metadata.name: `{name}` must be a DNS-1035 label (lowercase letters, digits, '-', \
+             starting with a letter): the Services are named after it"
+        ));
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "metadata.name: `{name}` is {} characters, at most {MAX_NAME_LEN} fit the \
+             StatefulSet's pod labels",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
+fn check_node(c: &NodeConfig) -> Result<(), String> {
+    if !c.mcp_path.starts_with('/') {
+        return Err("mcpPath: must start with `/`".into());
+    }
+    if let Some(p) = c.packs.iter().find(|p| !KNOWN_PACKS.contains(&p.as_str())) {
+        return Err(format!(
+            "packs: unknown pack `{p}` (known: {})",
+            KNOWN_PACKS.join(", ")
+        ));
+    }
+    let l = &c.limits;
+    let at_least_one = [
+        ("limits.maxSessions", u64::from(l.max_sessions)),
+        ("limits.sessionBurst", u64::from(l.session_burst)),
+        ("limits.eventLogCapacity", u64::from(l.event_log_capacity)),
+        ("limits.outboundQueue", u64::from(l.outbound_queue)),
+        (
+            "limits.maxInflightRequests",
+            u64::from(l.max_inflight_requests),
+        ),
+        ("limits.sessionIdleTtlSecs", l.session_idle_ttl_secs),
+    ];
+    if let Some((f, _)) = at_least_one.iter().find(|(_, v)| *v == 0) {
+        return Err(format!("{f}: must be at least 1"));
+    }
+    if l.max_body_bytes < 1024 {
+        return Err("limits.maxBodyBytes: must be at least 1024".into());
+    }
+    if !(l.session_rate_per_sec.is_finite() && l.session_rate_per_sec > 0.0) {
+        return Err("limits.sessionRatePerSec: must be a positive number".into());
+    }
+    for (i, r) in c.content.resources.iter().enumerate() {
+        if !r.uri.contains(':') {
+            return Err(format!(
+                "content.resources[{i}].uri: must be an absolute URI"
+            ));
+        }
+    }
+    for (i, t) in c.content.tools.iter().enumerate() {
+        if !t.url.starts_with("http://") {
+            return Err(format!(
+                "content.tools[{i}].url: must be http://host:port/path"
+            ));
+        }
+    }
+    for (i, p) in c.content.prompts.iter().enumerate() {
+        if p.name.is_empty() {
+            return Err(format!("content.prompts[{i}].name: is empty"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcpcluster_api::McpClusterSpec;
+
+    fn cluster() -> McpCluster {
+        McpCluster::new("demo", McpClusterSpec::default())
+    }
+
+    #[test]
+    fn the_default_spec_is_valid() {
+        assert_eq!(check(&cluster(), "demo"), Ok(()));
+    }
+
+    #[test]
+    fn names_that_cannot_name_services_are_refused() {
+        for bad in ["1abc", "a.b", "a-", &"a".repeat(53)] {
+            let err = check(&cluster(), bad).expect_err(bad);
+            assert!(err.starts_with("metadata.name"), "{err}");
+        }
+        assert_eq!(check(&cluster(), &"a".repeat(52)), Ok(()));
+    }
+
+    #[test]
+    fn node_config_problems_name_the_field() {
+        let mut c = cluster();
+        c.spec.node.packs = vec!["echo".into(), "nope".into()];
+        let err = check(&c, "demo").expect_err("unknown pack");
+        assert!(
+            err.starts_with("spec.node.packs: unknown pack `nope`"),
+            "{err}"
+        );
+
+        let mut c = cluster();
+        c.spec.node.limits.max_sessions = 0;
+        assert_eq!(
+            check(&c, "demo"),
+            Err("spec.node.limits.maxSessions: must be at least 1".into())
+        );
+
+        let mut c = cluster();
+        c.spec.node.mcp_path = "mcp".into();
+        assert!(check(&c, "demo").expect_err("path").contains("mcpPath"));
+    }
+}
