@@ -9,8 +9,12 @@
 //! - [`ownership`]: rendezvous hashing of a session id over live members →
 //!   owner and replicas (pure functions).
 //!
+//! - [`frame`]: batched, zstd-streamed, length-prefixed peer frames with a
+//!   bounded send queue.
+//!
 //! See `docs/PROTOCOL.md` for the wire format and the invariants.
 
+pub mod frame;
 pub mod membership;
 pub mod ownership;
 pub mod sim;
