@@ -300,7 +300,9 @@ pub async fn run(
         let snap = shared.snapshot(false, sessions, calls_total);
         // Sample right after a count arrives (the wait below wakes on it), once per new count.
         if let Some(pid) = fc.server_pid
-            && samples.last().is_none_or(|s: &MemorySample| s.held != snap.held)
+            && samples
+                .last()
+                .is_none_or(|s: &MemorySample| s.held != snap.held)
         {
             samples.push(MemorySample {
                 t: ramp_started.elapsed().as_secs_f64(),
@@ -317,6 +319,15 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let rss_held = rss(fc.server_pid);
+    // The curve's last point: every session held, the server settled (a fast ramp may finish
+    // before any sample above saw a session).
+    if fc.server_pid.is_some() {
+        samples.push(MemorySample {
+            t: ramp_started.elapsed().as_secs_f64(),
+            held: shared.snapshot(false, sessions, calls_total).held,
+            rss_bytes: rss_held,
+        });
+    }
     let node_gauges = match fc.admin {
         Some(a) => Some(
             probe::node_gauges(a)
@@ -335,7 +346,7 @@ pub async fn run(
             .await
             .context("telling a shard to go")?;
     }
-    let calls_bound = fc.load.duration + Duration::from_secs(60);
+    let calls_bound = fc.load.duration + fc.load.timeout + Duration::from_secs(60);
     let calls_started = Instant::now();
     loop {
         let (done, dead) = shared.with(|s| {
@@ -429,6 +440,8 @@ mod tests {
                 .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
                 .collect(),
             tool: "echo".into(),
+            timeout: crate::run::DEFAULT_TIMEOUT,
+            closed_loop: false,
         };
         let parts = split(&load, 3);
         assert_eq!(parts.iter().map(|p| p.sessions).sum::<u32>(), 10_001);

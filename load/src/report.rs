@@ -137,11 +137,19 @@ impl Report {
             self.processes,
             if self.processes == 1 { "" } else { "es" }
         );
-        let _ = writeln!(
-            s,
-            "calls             {} due at {:.0}/s, {} ok, {:.0}/s answered",
-            self.calls_due, self.rate, self.calls_ok, self.throughput_per_sec
-        );
+        if self.rate > 0.0 {
+            let _ = writeln!(
+                s,
+                "calls             {} due at {:.0}/s, {} ok, {:.0}/s answered",
+                self.calls_due, self.rate, self.calls_ok, self.throughput_per_sec
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "calls             {} sent closed-loop, {} ok, {:.0}/s answered",
+                self.calls_due, self.calls_ok, self.throughput_per_sec
+            );
+        }
         let l = &self.latency;
         let _ = writeln!(
             s,

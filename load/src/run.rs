@@ -58,7 +58,7 @@ pub struct LoadConfig {
     pub ramp_rate: f64,
     /// Connections sending `tools/call`.
     pub workers: u32,
-    /// Calls per second (open loop); 0 = no call phase.
+    /// Calls per second (open loop); 0 = no call phase unless `closed_loop`.
     pub rate: f64,
     /// Length of the call phase.
     pub duration: Duration,
@@ -68,6 +68,23 @@ pub struct LoadConfig {
     pub sources: Vec<IpAddr>,
     /// Tool to call with `{"text": "load"}`.
     pub tool: String,
+    /// Longest wait for one exchange (connect + open, or one call); past it the exchange counts
+    /// as a `timeout` error and its connection is replaced. Also the grace after `duration`
+    /// for calls still queued: those not sent by then count as `unsent_at_deadline`.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Closed loop instead of open loop: every worker sends its next call as soon as the last
+    /// one is answered, for `duration` (the server's saturation throughput; latency is then
+    /// service time, there being no due time).
+    #[serde(default)]
+    pub closed_loop: bool,
+}
+
+/// Default of [`LoadConfig::timeout`].
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
 }
 
 impl LoadConfig {
@@ -75,9 +92,9 @@ impl LoadConfig {
         (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()])
     }
 
-    /// Calls due in the call phase.
+    /// Calls due in the call phase (0 in a closed loop, where the count is not known ahead).
     pub fn total_calls(&self) -> u64 {
-        if self.rate > 0.0 && self.workers > 0 {
+        if self.rate > 0.0 && self.workers > 0 && !self.closed_loop {
             (self.rate * self.duration.as_secs_f64()).round() as u64
         } else {
             0
@@ -185,7 +202,8 @@ pub async fn ramp(cfg: &LoadConfig, live: Arc<Live>) -> (Held, RampReport) {
         let (cfg, held, errors, live) = (cfg.clone(), held.clone(), errors.clone(), live.clone());
         tasks.spawn(async move {
             let _permit = permit;
-            match hold_one(&cfg, i as usize).await {
+            let opened = tokio::time::timeout(cfg.timeout, hold_one(&cfg, i as usize)).await;
+            match opened.unwrap_or(Err(ClientError::Timeout)) {
                 Ok(c) => {
                     if let Ok(mut h) = held.lock() {
                         h.push(c);
@@ -223,39 +241,57 @@ async fn hold_one(cfg: &LoadConfig, i: usize) -> Result<Client, ClientError> {
     Ok(c)
 }
 
-/// Connects the workers, then sends `tools/call` open-loop from `start` for `cfg.duration`.
+/// Connects the workers, then sends `tools/call` from `start` for `cfg.duration`: open loop
+/// (released by the pacer at `cfg.rate`) or, with `cfg.closed_loop`, back to back.
 pub async fn calls(cfg: &LoadConfig, start: Instant, live: Arc<Live>) -> CallReport {
     let total = cfg.total_calls();
     let mut report = CallReport {
         due: total,
         ..CallReport::default()
     };
-    if total == 0 {
-        return report;
-    }
     let errors: SharedErrors = Arc::default();
-    let due_rx = match pacer::start(start, cfg.rate, total) {
-        Ok(rx) => rx,
-        Err(e) => {
-            count(&errors, &live, format!("pacer: {e}"));
-            report.errors = take(&errors);
-            return report;
+    let source = if cfg.closed_loop && cfg.workers > 0 {
+        Due::Closed {
+            until: start + cfg.duration,
+        }
+    } else if total == 0 {
+        return report;
+    } else {
+        match pacer::start(start, cfg.rate, total) {
+            Ok(rx) => Due::Paced(rx),
+            Err(e) => {
+                count(&errors, &live, format!("pacer: {e}"));
+                report.errors = take(&errors);
+                return report;
+            }
         }
     };
+    let deadline = start + cfg.duration + cfg.timeout;
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..cfg.workers as usize {
-        let (cfg, rx, errors, live) = (cfg.clone(), due_rx.clone(), errors.clone(), live.clone());
-        workers.spawn(async move { call_worker(cfg, w, start, rx, errors, live).await });
+        let (cfg, due, errors, live) = (cfg.clone(), source.clone(), errors.clone(), live.clone());
+        workers.spawn(async move { call_worker(cfg, w, start, deadline, due, errors, live).await });
     }
-    drop(due_rx);
+    drop(source);
     let (mut latency, mut service, mut timeline) =
         (Hist::default(), Hist::default(), Timeline::default());
+    let mut sent = 0;
     while let Some(done) = workers.join_next().await {
         if let Ok(w) = done {
             latency.merge(&w.latency);
             service.merge(&w.service);
             timeline.merge(&w.timeline.report());
             report.ok += w.ok;
+            sent += w.sent;
+        }
+    }
+    if cfg.closed_loop {
+        report.due = sent;
+    } else if sent < total {
+        let unsent = total - sent;
+        live.errors.fetch_add(unsent, Ordering::Relaxed);
+        if let Ok(mut m) = errors.lock() {
+            *m.entry("unsent_at_deadline".into()).or_insert(0) += unsent;
         }
     }
     report.seconds = start.elapsed().as_secs_f64();
@@ -266,11 +302,34 @@ pub async fn calls(cfg: &LoadConfig, start: Instant, live: Arc<Live>) -> CallRep
     report
 }
 
+/// Where a worker's calls come from.
+#[derive(Clone)]
+enum Due {
+    /// Open loop: due calls from the pacer.
+    Paced(async_channel::Receiver<pacer::Due>),
+    /// Closed loop: the next call right away, until `until`.
+    Closed { until: Instant },
+}
+
+impl Due {
+    /// The next call to send and its due time, or `None` when the phase is over.
+    async fn next(&mut self) -> Option<Instant> {
+        match self {
+            Due::Paced(rx) => rx.recv().await.ok().map(|d| d.at),
+            Due::Closed { until } => {
+                let now = Instant::now();
+                (now < *until).then_some(now)
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct WorkerResult {
     latency: Hist,
     service: Hist,
     timeline: Timeline,
+    sent: u64,
     ok: u64,
 }
 
@@ -278,7 +337,8 @@ async fn call_worker(
     cfg: LoadConfig,
     w: usize,
     start: Instant,
-    due: async_channel::Receiver<pacer::Due>,
+    deadline: Instant,
+    mut due: Due,
     errors: SharedErrors,
     live: Arc<Live>,
 ) -> WorkerResult {
@@ -286,24 +346,35 @@ async fn call_worker(
     let modern = cfg.era.modern(w);
     let source = cfg.source(w + cfg.sessions as usize);
     let mut client = connect_worker(&cfg, modern, source).await;
-    while let Ok(d) = due.recv().await {
-        let at = d.at.saturating_duration_since(start);
+    while let Some(due_at) = due.next().await {
+        if Instant::now() >= deadline {
+            break; // the rest of the queue counts as unsent
+        }
+        out.sent += 1;
+        let at = due_at.saturating_duration_since(start);
         if client.is_err() {
             client = connect_worker(&cfg, modern, source).await;
         }
-        let result = match client.as_mut() {
-            Ok(c) => {
-                let sent = Instant::now();
-                c.call_tool(modern, &cfg.tool, json!({ "text": "load" }))
-                    .await
-                    .map(|_| sent)
+        let c = match client.as_mut() {
+            Ok(c) => c,
+            Err(kind) => {
+                // Could not (re)connect: the call fails with the connection's error kind.
+                out.timeline.error(at);
+                count(&errors, &live, kind.clone());
+                live.calls_done.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
-            Err(e) => Err(ClientError::Connect(std::io::Error::other(e.to_string()))),
+        };
+        let sent = Instant::now();
+        let call = c.call_tool(modern, &cfg.tool, json!({ "text": "load" }));
+        let result = match tokio::time::timeout(cfg.timeout, call).await {
+            Ok(r) => r.map(|_| sent),
+            Err(_) => Err(ClientError::Timeout),
         };
         match result {
             Ok(sent) => {
                 let now = Instant::now();
-                let latency = now.saturating_duration_since(d.at);
+                let latency = now.saturating_duration_since(due_at);
                 out.latency.record(latency);
                 out.service.record(now.saturating_duration_since(sent));
                 out.timeline.ok(at, latency);
@@ -311,7 +382,10 @@ async fn call_worker(
                 live.calls_ok.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {
-                if matches!(e, ClientError::Io(_) | ClientError::BadHttp(_)) {
+                if matches!(
+                    e,
+                    ClientError::Io(_) | ClientError::BadHttp(_) | ClientError::Timeout
+                ) {
                     client = Err(e.kind()); // reconnect before the next call
                 }
                 out.timeline.error(at);
@@ -323,6 +397,7 @@ async fn call_worker(
     out
 }
 
+/// Opens a worker connection (legacy: with its session); `Err` is the failure kind for reports.
 async fn connect_worker(
     cfg: &LoadConfig,
     modern: bool,
@@ -335,7 +410,10 @@ async fn connect_worker(
         }
         Ok::<_, ClientError>(c)
     };
-    connect.await.map_err(|e| e.to_string())
+    match tokio::time::timeout(cfg.timeout, connect).await {
+        Ok(r) => r.map_err(|e| e.kind()),
+        Err(_) => Err(ClientError::Timeout.kind()),
+    }
 }
 
 /// A whole run in this process: ramp, calls starting 200 ms after the ramp, then the report.

@@ -75,6 +75,8 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
             era,
             sources: Vec::new(),
             tool: "echo".into(),
+            timeout: mcp_load::run::DEFAULT_TIMEOUT,
+            closed_loop: false,
         };
         let live = Arc::new(Live::default());
         let (ramp, calls) = run(&cfg, live.clone()).await;
@@ -102,6 +104,96 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
         "legacy held sessions exist on the node: {status}"
     );
     n.shutdown().await;
+}
+
+fn config(addr: std::net::SocketAddr) -> LoadConfig {
+    LoadConfig {
+        addr,
+        path: "/mcp".into(),
+        sessions: 0,
+        ramp_rate: 0.0,
+        workers: 2,
+        rate: 0.0,
+        duration: Duration::from_millis(300),
+        era: Era::Legacy,
+        sources: Vec::new(),
+        tool: "echo".into(),
+        timeout: mcp_load::run::DEFAULT_TIMEOUT,
+        closed_loop: false,
+    }
+}
+
+#[tokio::test]
+async fn closed_loop_sends_back_to_back_for_the_duration() {
+    let n = node().await;
+    // Stateless calls: a legacy session's token bucket (200/s by default) would refuse part of
+    // a closed loop, which is the node's job, not what this test is about.
+    let cfg = LoadConfig {
+        closed_loop: true,
+        era: Era::Modern,
+        ..config(n.mcp_addr)
+    };
+    let live = Arc::new(Live::default());
+    let started = std::time::Instant::now();
+    let (_, calls) = run(&cfg, live).await;
+    assert!(calls.ok >= 10, "a closed loop keeps sending: {calls:?}");
+    assert_eq!(
+        calls.due, calls.ok,
+        "every call sent was answered: {:?}",
+        calls.errors
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "it stops after its duration"
+    );
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_silent_server_gives_timeouts_and_the_run_still_ends() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let cfg = LoadConfig {
+        sessions: 3,
+        rate: 100.0,
+        timeout: Duration::from_millis(200),
+        ..config(addr)
+    };
+    let live = Arc::new(Live::default());
+    let started = std::time::Instant::now();
+    let (ramp, calls) = run(&cfg, live).await;
+    assert_eq!(ramp.held, 0);
+    assert_eq!(ramp.errors.get("timeout"), Some(&3), "{:?}", ramp.errors);
+    assert_eq!(calls.ok, 0);
+    let timeouts = calls.errors.get("timeout").copied().unwrap_or(0);
+    let unsent = calls.errors.get("unsent_at_deadline").copied().unwrap_or(0);
+    assert!(timeouts > 0, "{:?}", calls.errors);
+    assert_eq!(
+        calls.errors.values().sum::<u64>(),
+        calls.due,
+        "every due call is accounted for: {:?}",
+        calls.errors
+    );
+    assert!(
+        unsent > 0,
+        "calls still queued at the deadline are counted: {:?}",
+        calls.errors
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    holder.abort();
 }
 
 #[tokio::test]

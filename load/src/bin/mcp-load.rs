@@ -38,6 +38,13 @@ struct Args {
     /// tools/call per second, open loop (0 = no call phase)
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// Closed loop: each worker sends its next call as soon as the last is answered (saturation
+    /// throughput; --rate is then ignored and latency is service time)
+    #[arg(long)]
+    closed_loop: bool,
+    /// Seconds to wait for one exchange (open + stream, or one call) before counting a timeout
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
     /// Seconds of calls (at most 600)
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -120,6 +127,12 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
     if args.rate > 0.0 && args.workers == 0 {
         bail!("--rate needs at least one --workers connection");
     }
+    if args.closed_loop && (args.workers == 0 || args.duration <= 0.0) {
+        bail!("--closed-loop needs --workers > 0 and --duration > 0");
+    }
+    if !(0.1..=300.0).contains(&args.timeout) {
+        bail!("--timeout must be between 0.1 and 300 seconds");
+    }
     let connections = u64::from(args.sessions) + u64::from(args.workers);
     let limit = nofile_limit();
     let needed = processes_needed(connections, limit)?;
@@ -153,11 +166,13 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
             sessions: args.sessions,
             ramp_rate: args.ramp_rate,
             workers: args.workers,
-            rate: args.rate,
+            rate: if args.closed_loop { 0.0 } else { args.rate },
             duration: Duration::from_secs_f64(args.duration),
             era,
             sources,
             tool: args.tool.clone(),
+            timeout: Duration::from_secs_f64(args.timeout),
+            closed_loop: args.closed_loop,
         },
         processes,
         label: args.label.clone(),
@@ -182,7 +197,12 @@ fn progress_bar(quiet: bool) -> ProgressBar {
 fn show(bar: &ProgressBar, s: Snapshot) {
     if s.calling {
         bar.set_prefix("calls");
-        bar.set_length(s.calls_total.max(1));
+        // A closed loop has no total ahead of time: the bar then just counts.
+        bar.set_length(if s.calls_total > 0 {
+            s.calls_total
+        } else {
+            s.calls_done.max(1)
+        });
         bar.set_position(s.calls_done);
         bar.set_message(format!("{} ok, {} errors", s.calls_ok, s.errors));
     } else {

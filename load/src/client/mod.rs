@@ -46,6 +46,9 @@ pub enum ClientError {
     /// An answer that is not the expected JSON-RPC response.
     #[error("bad answer: {0}")]
     BadAnswer(String),
+    /// No answer within the caller's time limit (the connection is then in an unknown state).
+    #[error("timed out")]
+    Timeout,
 }
 
 impl ClientError {
@@ -58,6 +61,7 @@ impl ClientError {
             Self::Status(s) => format!("http_{s}"),
             Self::Rpc { code, .. } => format!("rpc_{code}"),
             Self::BadAnswer(_) => "bad_answer".into(),
+            Self::Timeout => "timeout".into(),
         }
     }
 }

@@ -80,7 +80,7 @@ impl ClientError {
     /// (429/503). A 404 for a session means it is gone and is not transient.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Connect(_) | Self::Io(_) | Self::BadHttp(_) => true,
+            Self::Connect(_) | Self::Io(_) | Self::BadHttp(_) | Self::Timeout => true,
             Self::Status(s) => matches!(s, 429 | 502 | 503 | 504),
             Self::Rpc { .. } | Self::BadAnswer(_) => false,
         }
