@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers clean
+.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -42,11 +42,15 @@ bench-memory: release ## Memory per idle session / open connection at 1K and 10K
 bench-memory-peers: release ## The same at 1K for mcp-node and the peers (rmcp, TypeScript SDK, Python SDK)
 	SERVERS="node rmcp ts py" COUNTS="1000" bench/memory.sh target/release/mcp-node
 
+bench-node: ## One node at 1K-19K connections, max rate at p99 < 5 ms, vs bare hyper and the peers (writes docs/BENCHMARKS.md)
+	$(CARGO) build --release -p mcp-node -p mcp-load -p hyper-baseline
+	bench/node.py
+
 clean: ## Remove build output
 	$(CARGO) clean
 
 # --- Kubernetes packaging and the e2e control plane (e2e/k8s/, image/, helm/, manifests/)
-.PHONY: k8s-tools k8s-up k8s-down image helm-lint manifests manifests-check e2e-kind
+.PHONY: k8s-tools k8s-up k8s-down image helm-lint manifests manifests-check e2e-chart e2e-kind
 
 k8s-tools: ## Build kube-apiserver/-controller-manager/-scheduler, etcd, kwok, kwokctl, helm from Go modules (cached)
 	e2e/k8s/install.sh
@@ -68,6 +72,10 @@ manifests: k8s-tools ## Regenerate manifests/ and the chart's CRD copy from the 
 
 manifests-check: k8s-tools ## Fail with a diff when manifests/ or the chart's CRD copy is stale
 	helm/render.sh --check
+
+e2e-chart: k8s-up ## manifests/ (server dry run, apply) and helm install on the local control plane, RBAC checked
+	e2e/k8s/cluster.sh smoke
+	e2e/k8s/chart.sh
 
 e2e-kind: ## For users with Docker + kind (not run in CI): image, kind cluster, helm install
 	e2e/k8s/kind.sh

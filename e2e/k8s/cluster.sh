@@ -65,10 +65,11 @@ healthy() { readyz && (($(ready_nodes) >= 1)); }
 # every component's config, certs and data dir under it), so a stale cluster whose pid files
 # are gone is still found. Only our own cluster's processes match.
 cluster_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [[ "${p#/proc/}" == "$$" ]] && continue
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$CLUSTER_DIR/"; then echo "${p#/proc/}"; fi
+    local f
+    for f in $(grep -lsF -- "$CLUSTER_DIR/" /proc/[0-9]*/cmdline); do
+        f="${f#/proc/}"; f="${f%/cmdline}"
+        # Skip this shell, and grep itself (its own command line matched; it has exited now).
+        [[ "$f" == "$$" || "$f" == "$BASHPID" || ! -d "/proc/$f" ]] || echo "$f"
     done
 }
 
@@ -180,9 +181,10 @@ status() {
 # all their pods Running: scheduler, controllers and kwok's fake kubelet all work.
 smoke() {
     healthy || die "cluster $NAME is not up (run: $0 up)"
-    local ns="smoke-$$" t0=$SECONDS
+    SMOKE_NS="smoke-$$"
+    local ns="$SMOKE_NS" t0=$SECONDS
     kc create namespace "$ns" >/dev/null
-    trap 'kc delete namespace "$ns" --wait=false >/dev/null 2>&1 || true' EXIT
+    trap 'kc delete namespace "$SMOKE_NS" --wait=false >/dev/null 2>&1 || true' EXIT
     kc -n "$ns" apply -f - >/dev/null <<'EOF'
 apiVersion: apps/v1
 kind: Deployment

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The chart and manifests/ against the real API server of the local control plane
+# (cluster.sh up first). kwok fakes the kubelet, so the operator pods become Running without a
+# container running: what is tested is what the API server decides (schemas, CRD structural
+# schema and CEL, RBAC, Pod Security admission, scheduling, Deployment rollout), not the
+# operator's behaviour.
+#
+#   1. kubectl apply --dry-run=server -f manifests/   (namespace created for real first)
+#   2. kubectl apply -f manifests/; the operator Deployment rolls out (2/2); delete it all
+#   3. helm install (default values + the sample McpCluster) --wait; RBAC of the operator's
+#      ServiceAccount checked with `kubectl auth can-i` (allowed and refused verbs); uninstall
+#   4. helm install with operator.watchNamespace: permissions only in that namespace
+#
+# Usage: e2e/k8s/chart.sh        (prints a timing per step; exit 1 on the first failure)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="$("$HERE/install.sh" --print-bin-dir)"
+HELM="$BIN/helm"
+T0=$SECONDS
+
+log() { echo "chart.sh: [$((SECONDS - T0))s] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+[[ -x "$HELM" ]] || die "no helm at $HELM (make k8s-tools)"
+"$HERE/cluster.sh" status >/dev/null || die "the local control plane is not up (make k8s-up)"
+eval "$("$HERE/cluster.sh" env)"
+kc() { kubectl --request-timeout=30s "$@"; }
+helm() { "$HELM" "$@"; }
+
+MANIFEST_NS=mcpcluster-system
+HELM_NS=mcpcluster-helm
+WATCH_NS=team-a
+cleanup() {
+    helm uninstall -n "$HELM_NS" chart-e2e --wait --timeout 60s >/dev/null 2>&1 || true
+    helm uninstall -n "$HELM_NS" chart-e2e-ns --wait --timeout 60s >/dev/null 2>&1 || true
+    kc delete -f "$ROOT/manifests/20-operator.yaml" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kc delete namespace "$MANIFEST_NS" "$HELM_NS" "$WATCH_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    kc delete crd mcpclusters.mcpcluster.dev --ignore-not-found --wait=false >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+cleanup
+for ns in "$MANIFEST_NS" "$HELM_NS" "$WATCH_NS"; do # an earlier run's namespaces must be gone
+    kc wait --for=delete "namespace/$ns" --timeout=120s >/dev/null 2>&1 || true
+done
+kc wait --for=delete crd/mcpclusters.mcpcluster.dev --timeout=120s >/dev/null 2>&1 || true
+
+# --- 1. server-side dry run of the plain manifests.
+kc apply -f "$ROOT/manifests/00-namespace.yaml" >/dev/null
+kc apply --dry-run=server -f "$ROOT/manifests/" >&2 || die "kubectl apply --dry-run=server -f manifests/ refused"
+log "kubectl apply --dry-run=server -f manifests/: accepted"
+
+# --- 2. the manifests for real.
+kc apply -f "$ROOT/manifests/" >/dev/null || die "kubectl apply -f manifests/ failed"
+kc wait --for=condition=Established crd/mcpclusters.mcpcluster.dev --timeout=60s >/dev/null ||
+    die "CRD not Established"
+kc -n "$MANIFEST_NS" rollout status deployment/mcpcluster-operator --timeout=180s >&2 ||
+    die "operator Deployment from manifests/ did not roll out"
+kc apply --dry-run=server -n "$MANIFEST_NS" -f "$ROOT/crds/examples/mcpcluster-sample.yaml" >&2 ||
+    die "the sample McpCluster is refused by the CRD"
+log "kubectl apply -f manifests/: CRD Established, operator 2/2 Running (kwok), sample McpCluster accepted"
+kc delete -f "$ROOT/manifests/" --wait=true --timeout=120s >/dev/null || die "kubectl delete -f manifests/ failed"
+log "kubectl delete -f manifests/: done"
+
+# can SA VERB RESOURCE [NS] -> yes|no
+can() {
+    local sa="$1" verb="$2" res="$3" ns="${4:-}"
+    local where=(--all-namespaces)
+    [[ -n "$ns" ]] && where=(--namespace "$ns")
+    kc auth can-i --as="system:serviceaccount:$HELM_NS:$sa" "$verb" "$res" "${where[@]}" 2>/dev/null || true
+}
+expect() { # expect yes|no SA VERB RESOURCE [NS]
+    local want="$1"; shift
+    local got; got="$(can "$@")"
+    [[ "$got" == "$want" ]] || die "RBAC: can-i $* = '$got', expected $want"
+}
+
+# --- 3. helm install, default values plus the sample cluster.
+kc create namespace "$HELM_NS" >/dev/null
+kc label namespace "$HELM_NS" pod-security.kubernetes.io/enforce=restricted >/dev/null
+helm install chart-e2e "$ROOT/helm/mcpcluster" -n "$HELM_NS" --set sampleCluster.enabled=true \
+    --wait --timeout 180s >&2 || die "helm install failed"
+kc -n "$HELM_NS" get deployment chart-e2e-mcpcluster-operator >&2
+kc -n "$HELM_NS" get pods -o wide >&2
+kc -n "$HELM_NS" get mcpclusters demo >/dev/null || die "the sample McpCluster is missing"
+SA=chart-e2e-mcpcluster-operator
+expect yes "$SA" watch mcpclusters.mcpcluster.dev
+expect yes "$SA" patch mcpclusters.mcpcluster.dev/scale
+expect yes "$SA" update mcpclusters.mcpcluster.dev/status
+expect no "$SA" create mcpclusters.mcpcluster.dev
+expect no "$SA" delete mcpclusters.mcpcluster.dev
+expect yes "$SA" create statefulsets.apps
+expect yes "$SA" delete secrets
+expect yes "$SA" create poddisruptionbudgets.policy
+expect yes "$SA" list pods
+expect no "$SA" delete pods
+expect no "$SA" create pods
+expect yes "$SA" create events.events.k8s.io
+expect no "$SA" list nodes
+expect no "$SA" create deployments.apps
+expect yes "$SA" create leases.coordination.k8s.io "$HELM_NS"
+expect no "$SA" create leases.coordination.k8s.io default
+log "helm install: operator rolled out, sample McpCluster created, RBAC as specified (16 can-i checks)"
+helm uninstall chart-e2e -n "$HELM_NS" --wait --timeout 120s >/dev/null || die "helm uninstall failed"
+log "helm uninstall: done"
+
+# --- 4. a namespaced install: no cluster-wide permission.
+kc create namespace "$WATCH_NS" >/dev/null
+helm install chart-e2e-ns "$ROOT/helm/mcpcluster" -n "$HELM_NS" --set "operator.watchNamespace=$WATCH_NS" \
+    --set operator.replicas=1 --skip-crds --wait --timeout 180s >/dev/null || die "helm install (watchNamespace) failed"
+SA=chart-e2e-ns-mcpcluster-operator
+expect yes "$SA" watch mcpclusters.mcpcluster.dev "$WATCH_NS"
+expect yes "$SA" create statefulsets.apps "$WATCH_NS"
+expect no "$SA" watch mcpclusters.mcpcluster.dev default
+expect no "$SA" watch mcpclusters.mcpcluster.dev
+expect no "$SA" create statefulsets.apps default
+log "helm install (watchNamespace=$WATCH_NS): permissions in $WATCH_NS only (5 can-i checks)"
+echo "chart.sh: ok in $((SECONDS - T0))s"
