@@ -69,9 +69,10 @@ manifests: k8s-tools ## Regenerate manifests/ and the chart's CRD copy from the 
 manifests-check: k8s-tools ## Fail with a diff when manifests/ or the chart's CRD copy is stale
 	helm/render.sh --check
 
-e2e-chart: k8s-up ## manifests/ (server dry run, apply) and helm install on the local control plane, RBAC checked
+e2e-chart: k8s-up ## manifests/ and helm install on the local control plane; RBAC checked, mcp-operator run under it
+	$(CARGO) build -p mcp-operator
 	e2e/k8s/cluster.sh smoke
-	e2e/k8s/chart.sh
+	e2e/k8s/chart.sh --operator target/debug/mcp-operator
 
 e2e-kind: ## For users with Docker + kind (not run in CI): image, kind cluster, helm install
 	e2e/k8s/kind.sh

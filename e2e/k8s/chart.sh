@@ -10,12 +10,22 @@
 #   3. helm install (default values + the sample McpCluster) --wait; RBAC of the operator's
 #      ServiceAccount checked with `kubectl auth can-i` (allowed and refused verbs); uninstall
 #   4. helm install with operator.watchNamespace: permissions only in that namespace
+#   5. with --operator BINARY: helm install, then that mcp-operator runs on this host
+#      authenticated as the chart's ServiceAccount (a TokenRequest token), so it has exactly the
+#      chart's RBAC; an McpCluster must become Available with no "forbidden" in its log
 #
-# Usage: e2e/k8s/chart.sh        (prints a timing per step; exit 1 on the first failure)
+# Usage: e2e/k8s/chart.sh [--operator PATH]   (a timing per step; exit 1 on the first failure)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
+OPERATOR=""
+case "${1:-}" in
+    "") ;;
+    --operator) OPERATOR="${2:?--operator needs the path of mcp-operator}" ;;
+    *) sed -n '17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 64 ;;
+esac
+[[ -z "$OPERATOR" || -x "$OPERATOR" ]] || { echo "chart.sh: ERROR: $OPERATOR is not executable" >&2; exit 1; }
 BIN="$("$HERE/install.sh" --print-bin-dir)"
 HELM="$BIN/helm"
 T0=$SECONDS
@@ -31,16 +41,22 @@ helm() { "$HELM" "$@"; }
 MANIFEST_NS=mcpcluster-system
 HELM_NS=mcpcluster-helm
 WATCH_NS=team-a
+DEMO_NS=chart-e2e-demo
+OP_PID=""
+OP_DIR="$(mktemp -d)"
 cleanup() {
+    [[ -n "$OP_PID" ]] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null
+    kc delete namespace "$DEMO_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
+    helm uninstall -n "$HELM_NS" chart-e2e-op --wait --timeout 60s >/dev/null 2>&1 || true
     helm uninstall -n "$HELM_NS" chart-e2e --wait --timeout 60s >/dev/null 2>&1 || true
     helm uninstall -n "$HELM_NS" chart-e2e-ns --wait --timeout 60s >/dev/null 2>&1 || true
     kc delete -f "$ROOT/manifests/20-operator.yaml" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     kc delete namespace "$MANIFEST_NS" "$HELM_NS" "$WATCH_NS" --ignore-not-found --wait=false >/dev/null 2>&1 || true
     kc delete crd mcpclusters.mcpcluster.dev --ignore-not-found --wait=false >/dev/null 2>&1 || true
 }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$OP_DIR"' EXIT
 cleanup
-for ns in "$MANIFEST_NS" "$HELM_NS" "$WATCH_NS"; do # an earlier run's namespaces must be gone
+for ns in "$MANIFEST_NS" "$HELM_NS" "$WATCH_NS" "$DEMO_NS"; do # an earlier run's namespaces must be gone
     kc wait --for=delete "namespace/$ns" --timeout=120s >/dev/null 2>&1 || true
 done
 kc wait --for=delete crd/mcpclusters.mcpcluster.dev --timeout=120s >/dev/null 2>&1 || true
@@ -115,4 +131,43 @@ expect no "$SA" watch mcpclusters.mcpcluster.dev default
 expect no "$SA" watch mcpclusters.mcpcluster.dev
 expect no "$SA" create statefulsets.apps default
 log "helm install (watchNamespace=$WATCH_NS): permissions in $WATCH_NS only (5 can-i checks)"
+helm uninstall chart-e2e-ns -n "$HELM_NS" --wait --timeout 120s >/dev/null || die "helm uninstall failed"
+
+# --- 5. the real operator with exactly the chart's permissions.
+if [[ -n "$OPERATOR" ]]; then
+    helm install chart-e2e-op "$ROOT/helm/mcpcluster" -n "$HELM_NS" --set operator.replicas=1 \
+        --wait --timeout 180s >/dev/null || die "helm install (operator run) failed"
+    SA=chart-e2e-op-mcpcluster-operator
+    token="$(kc -n "$HELM_NS" create token "$SA" --duration 1h)" || die "kubectl create token $SA failed"
+    server="$(kc config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+    ca="$(kc config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority}')"
+    ca_data="$(kc config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')"
+    [[ -n "$ca_data" ]] || ca_data="$(base64 -w0 <"$ca")"
+    cat >"$OP_DIR/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: "$server", certificate-authority-data: "$ca_data"}}]
+users: [{name: operator, user: {token: "$token"}}]
+contexts: [{name: operator, context: {cluster: e2e, user: operator}}]
+current-context: operator
+EOF
+    KUBECONFIG="$OP_DIR/kubeconfig" POD_NAMESPACE="$HELM_NS" POD_NAME=chart-e2e-host \
+        RUST_LOG=info,mcp_operator=debug "$OPERATOR" --listen 127.0.0.1:0 --log-format text \
+        >"$OP_DIR/operator.log" 2>&1 &
+    OP_PID=$!
+    kc create namespace "$DEMO_NS" >/dev/null
+    kc -n "$DEMO_NS" apply -f "$ROOT/crds/examples/mcpcluster-sample.yaml" >/dev/null
+    if ! kc -n "$DEMO_NS" wait mcpcluster/demo --for=condition=Available --timeout=120s >/dev/null; then
+        kc -n "$DEMO_NS" get mcpcluster,statefulset,pods >&2 || true
+        tail -30 "$OP_DIR/operator.log" >&2
+        die "McpCluster demo not Available within 120s under the chart's RBAC"
+    fi
+    if grep -qi forbidden "$OP_DIR/operator.log"; then
+        grep -i forbidden "$OP_DIR/operator.log" | head -5 >&2
+        die "the operator was refused something under the chart's RBAC (above)"
+    fi
+    kill -0 "$OP_PID" 2>/dev/null || { tail -30 "$OP_DIR/operator.log" >&2; die "the operator exited"; }
+    kc -n "$DEMO_NS" get mcpcluster demo >&2
+    log "operator as the chart's ServiceAccount: McpCluster Available, nothing forbidden"
+fi
 echo "chart.sh: ok in $((SECONDS - T0))s"
