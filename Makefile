@@ -76,3 +76,8 @@ e2e-chart: k8s-up ## manifests/ and helm install on the local control plane; RBA
 
 e2e-kind: ## For users with Docker + kind (not run in CI): image, kind cluster, helm install
 	e2e/k8s/kind.sh
+
+# --- The operator end to end (e2e/k8s/e2e.sh; starts the control plane when it is not up)
+.PHONY: e2e
+e2e: k8s-tools ## mcp-operator on the local control plane: children, rollout, scale, CEL, autoscaling on real nodes, drained scale-down, GC
+	e2e/k8s/e2e.sh

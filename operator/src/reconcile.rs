@@ -140,7 +140,8 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
                 spec.autoscaling.target_connections_per_node
             );
             tracing::info!(from = requested, to = d.desired, "{note}");
-            scaler::event(ctx, cluster, false, "Autoscaled", note).await;
+            let reason = if d.desired > requested { "ScaledUp" } else { "ScaledDown" };
+            scaler::event(ctx, cluster, false, reason, note).await;
         }
         autoscaled = Some(d);
         d.desired

@@ -1,0 +1,245 @@
+#!/usr/bin/env bash
+# End-to-end test of mcp-operator against a real control plane (cluster.sh: kube-apiserver,
+# etcd, controller manager, scheduler; kwok fakes the kubelet). The operator runs here as a
+# local process, with the permissions of the Helm chart's ServiceAccount (a token for it), and
+# reaches real `mcp-node` processes that nodes.sh runs for the kwok pods on 127.0.0.x.
+#
+#   1. the chart installs the CRD and the operator's RBAC (operator.replicas=0); the operator
+#      starts, wins the Lease; a second replica stays standby
+#   2. the sample McpCluster: every child exists with a controller owner reference, pods
+#      Running, Available=True for the current generation
+#   3. a spec change rolls the pods (new config hash) and the conditions follow the generation
+#   4. `kubectl scale mcpcluster` goes through the scale subresource to the StatefulSet
+#   5. every crds/examples/invalid/*.yaml is refused with its `# expect:` message; a spec only
+#      the operator can refuse gets Degraded=InvalidSpec and a Warning event, and no children
+#   6. autoscaling on real load (mcp-load) scales up; a node still holding clients delays the
+#      scale-down (drain) until they leave, then the StatefulSet shrinks
+#   7. deleting the McpCluster garbage-collects every child
+#
+# Usage: e2e/k8s/e2e.sh   (exit 1 on the first failure, with the operator's log tail)
+# Environment: MCPCLUSTER_E2E_CLUSTER (cluster.sh's), E2E_KEEP=1 keeps the namespace and the
+# cluster for inspection, CARGO (default cargo).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+CARGO="${CARGO:-cargo}"
+NS="mcp-e2e-$$"
+WORK="$(mktemp -d /tmp/mcp-operator-e2e.XXXXXX)"
+T0=$SECONDS
+PIDS=()
+CREATED_CLUSTER=0
+
+log() { echo "e2e.sh: [$((SECONDS - T0))s] $*" >&2; }
+fail() {
+    log "FAIL: $*"
+    for f in "$WORK"/operator.log; do [[ -f "$f" ]] && { log "--- tail of $f"; tail -n 40 "$f" >&2; }; done
+    exit 1
+}
+kc() { kubectl --request-timeout=20s -n "$NS" "$@"; }
+jp() { kc get "$1" -o "jsonpath=$2" 2>/dev/null || true; } # jp OBJECT JSONPATH
+# wait_for SECONDS WHAT COMMAND... : polls COMMAND every second
+wait_for() {
+    local limit="$1" what="$2" deadline=$((SECONDS + $1))
+    shift 2
+    until "$@"; do
+        ((SECONDS < deadline)) || fail "timed out after ${limit}s waiting for: $what"
+        sleep 1
+    done
+    log "ok: $what"
+}
+
+cleanup() {
+    local pid
+    # Each background job leads its own group where it was started with setsid (mcp-load
+    # forks shard processes); the others are plain children.
+    for pid in "${PIDS[@]}"; do kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [[ "${E2E_KEEP:-0}" == 1 ]]; then
+        log "kept namespace $NS and $WORK (E2E_KEEP=1)"
+        return
+    fi
+    if [[ -n "${HELM:-}" ]]; then "$HELM" uninstall -n "$NS" op-e2e --wait --timeout 60s >/dev/null 2>&1 || true; fi
+    kubectl delete namespace "$NS" --wait=false --ignore-not-found >/dev/null 2>&1 || true
+    ((CREATED_CLUSTER)) && "$HERE/cluster.sh" down >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- 0. build and cluster -----------------------------------------------------------------
+log "building mcp-operator, mcp-node, mcp-load (debug)"
+(cd "$ROOT" && nice "$CARGO" build -q -p mcp-operator -p mcp-node -p mcp-load) || fail "cargo build"
+BIN="$ROOT/target/debug"
+if ! "$HERE/cluster.sh" status >/dev/null 2>&1; then
+    CREATED_CLUSTER=1
+    "$HERE/cluster.sh" up >/dev/null || fail "cluster.sh up"
+fi
+eval "$("$HERE/cluster.sh" env)"
+ADMIN_KUBECONFIG="$KUBECONFIG"
+kubectl create namespace "$NS" >/dev/null
+
+# --- 1. CRD + RBAC from the chart, operator as the chart's ServiceAccount -------------------
+HELM="$("$HERE/install.sh" --print-bin-dir)/helm"
+if [[ -x "$HELM" && -d "$ROOT/helm/mcpcluster" ]]; then
+    "$HELM" install op-e2e "$ROOT/helm/mcpcluster" -n "$NS" --wait --timeout 120s \
+        --set operator.replicas=0 --set operator.watchNamespace="$NS" \
+        --set operator.leaderElection.leaseName=mcp-operator >"$WORK/helm.log" 2>&1 ||
+        fail "helm install (log: $(cat "$WORK/helm.log"))"
+    SA="$(kc get serviceaccount -l app.kubernetes.io/component=operator -o jsonpath='{.items[0].metadata.name}')"
+    [[ -n "$SA" ]] || fail "the chart created no operator ServiceAccount"
+    TOKEN="$(kc create token "$SA" --duration=1h)"
+    cp "$ADMIN_KUBECONFIG" "$WORK/operator.kubeconfig"
+    KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-credentials op-e2e --token="$TOKEN" >/dev/null
+    KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-context --current --user=op-e2e >/dev/null
+    log "CRD and RBAC from the chart; the operator runs as ServiceAccount $NS/$SA"
+else
+    HELM=""
+    kubectl apply --server-side -f "$ROOT/crds/generated/mcpclusters.mcpcluster.dev.yaml" >/dev/null
+    cp "$ADMIN_KUBECONFIG" "$WORK/operator.kubeconfig"
+    log "no helm chart/binary: CRD from crds/generated, the operator runs as admin"
+fi
+kubectl wait --for=condition=Established crd/mcpclusters.mcpcluster.dev --timeout=60s >/dev/null
+
+"$HERE/nodes.sh" "$NS" demo "$BIN/mcp-node" "$WORK" 2>"$WORK/nodes.log" &
+PIDS+=($!)
+start_operator() { # start_operator NAME PORT
+    KUBECONFIG="$WORK/operator.kubeconfig" POD_NAME="$1" POD_NAMESPACE="$NS" RUST_LOG=info,mcp_operator=debug \
+        "$BIN/mcp-operator" --listen "127.0.0.1:$2" --watch-namespace "$NS" \
+        --leader-election-lease mcp-operator --poll-interval 2 --drain-timeout 90 \
+        --node-admin-override "$WORK/admin-map" >"$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+}
+start_operator operator 18181
+ln -sf "$WORK/operator.log" "$WORK/operator-a.log"
+ready() { [[ "$(curl -s http://127.0.0.1:18181/readyz)" == ready ]]; }
+wait_for 60 "operator /readyz" ready
+leader() { [[ "$(jp lease/mcp-operator '{.spec.holderIdentity}')" == operator ]]; }
+wait_for 30 "operator holds Lease mcp-operator" leader
+start_operator standby 18182
+sleep 4
+grep -q "waiting for leadership" "$WORK/standby.log" || fail "standby did not wait for the Lease"
+grep -q "leading: reconciling" "$WORK/standby.log" && fail "standby reconciles while the leader holds the Lease"
+log "ok: a second replica stands by"
+
+# --- 2. the sample ------------------------------------------------------------------------
+kc apply -f "$ROOT/crds/examples/mcpcluster-sample.yaml" >/dev/null
+UID_="$(jp mcpcluster/demo '{.metadata.uid}')"
+owned() { # owned KIND/NAME: exists with a controller reference to the McpCluster
+    [[ "$(jp "$1" '{.metadata.ownerReferences[?(@.controller==true)].uid}')" == "$UID_" ]]
+}
+for obj in statefulset/demo service/demo service/demo-peers configmap/demo-config \
+    poddisruptionbudget/demo secret/demo-tls serviceaccount/demo-node; do
+    wait_for 60 "$obj owned by mcpcluster/demo" owned "$obj"
+done
+[[ "$(jp service/demo-peers '{.spec.clusterIP}')" == None ]] || fail "demo-peers is not headless"
+[[ "$(jp secret/demo-tls '{.data.ca\.crt}')" != "" ]] || fail "demo-tls has no ca.crt"
+running() { # running N: exactly N pods of demo Running
+    [[ "$(kc get pods -l app.kubernetes.io/instance=demo --field-selector=status.phase=Running -o name | wc -l)" -eq "$1" ]]
+}
+wait_for 90 "2 pods Running" running 2
+cond() { # cond TYPE STATUS: the condition has STATUS for the current generation
+    local gen; gen="$(jp mcpcluster/demo '{.metadata.generation}')"
+    [[ "$(jp mcpcluster/demo "{.status.conditions[?(@.type==\"$1\")].status}")" == "$2" &&
+        "$(jp mcpcluster/demo "{.status.conditions[?(@.type==\"$1\")].observedGeneration}")" == "$gen" &&
+        "$(jp mcpcluster/demo '{.status.observedGeneration}')" == "$gen" ]]
+}
+wait_for 90 "Available=True for the current generation" cond Available True
+SECRET_RV="$(jp secret/demo-tls '{.metadata.resourceVersion}')"
+
+# --- 3. a spec change rolls the pods ------------------------------------------------------
+HASH="$(jp statefulset/demo '{.spec.template.metadata.annotations.mcpcluster\.dev/config-hash}')"
+POD0="$(jp pod/demo-0 '{.metadata.uid}')"
+kc patch mcpcluster demo --type merge -p '{"spec":{"node":{"limits":{"maxSessions":50000}}}}' >/dev/null
+new_hash() { [[ "$(jp statefulset/demo '{.spec.template.metadata.annotations.mcpcluster\.dev/config-hash}')" != "$HASH" ]]; }
+wait_for 30 "config change reaches the pod template" new_hash
+grep -q 'maxSessions: 50000' <(jp configmap/demo-config '{.data.config\.yaml}') || fail "ConfigMap not updated"
+rolled() { [[ "$(jp pod/demo-0 '{.metadata.uid}')" != "$POD0" ]] && running 2; }
+wait_for 120 "pods replaced by the rollout" rolled
+wait_for 120 "Progressing=False (RolloutComplete) for the new generation" cond Progressing False
+wait_for 60 "Available=True for the new generation" cond Available True
+[[ "$(jp secret/demo-tls '{.metadata.resourceVersion}')" == "$SECRET_RV" ]] || fail "the TLS Secret was rewritten"
+
+# --- 4. kubectl scale ---------------------------------------------------------------------
+kc scale mcpcluster demo --replicas=3 >/dev/null || fail "kubectl scale mcpcluster"
+[[ "$(kc get mcpcluster demo --subresource=scale -o jsonpath='{.spec.replicas}')" == 3 ]] || fail "scale subresource does not read 3"
+sts3() { [[ "$(jp statefulset/demo '{.spec.replicas}')" == 3 ]] && running 3; }
+wait_for 90 "kubectl scale → StatefulSet 3, 3 pods Running" sts3
+status3() { [[ "$(jp mcpcluster/demo '{.status.replicas}')" == 3 && "$(jp mcpcluster/demo '{.status.selector}')" == *instance=demo* ]]; }
+wait_for 60 "status.replicas=3 and status.selector set" status3
+
+# --- 5. invalid specs ---------------------------------------------------------------------
+for f in "$ROOT"/crds/examples/invalid/*.yaml; do
+    expect="$(sed -n 's/^# expect: //p' "$f")"
+    if out="$(kc apply -f "$f" 2>&1)"; then fail "$(basename "$f") was accepted"; fi
+    [[ "$out" == *"$expect"* ]] || fail "$(basename "$f"): refusal does not say '$expect': $out"
+    log "ok: $(basename "$f") refused ($expect)"
+done
+kc apply -f - >/dev/null <<'EOF'
+apiVersion: mcpcluster.dev/v1alpha1
+kind: McpCluster
+metadata: {name: bad}
+spec: {node: {packs: [echo, nope]}}
+EOF
+bad() {
+    [[ "$(jp mcpcluster/bad '{.status.conditions[?(@.type=="Degraded")].reason}')" == InvalidSpec ]] &&
+        kc get events --field-selector reason=InvalidSpec -o name | grep -q .
+}
+wait_for 60 "operator-refused spec: Degraded=InvalidSpec and a Warning event" bad
+kc get statefulset bad >/dev/null 2>&1 && fail "an invalid McpCluster got a StatefulSet"
+kc delete mcpcluster bad >/dev/null
+
+# --- 6. autoscaling on real load, drained scale-down ----------------------------------------
+kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"targetConnectionsPerNode":200,
+  "scaleUpStabilizationSeconds":0,"scaleDownStabilizationSeconds":10,"maxStepReplicas":2}}}' >/dev/null
+sts_is() { [[ "$(jp statefulset/demo '{.spec.replicas}')" == "$1" ]] && running "$1"; }
+wait_for 90 "idle cluster scaled down to minReplicas (2)" sts_is 2
+admin_of() { sed -n "s/^$1 //p" "$WORK/admin-map"; }
+nodes_up() { [[ -n "$(admin_of demo-0)" ]] && curl -sf "http://$(admin_of demo-0)/cluster" >/dev/null; }
+wait_for 60 "real node for demo-0 answers /cluster" nodes_up
+MCP0="$(admin_of demo-0)"
+MCP0="http://${MCP0%:*}:8080/mcp"
+log "load: 700 held sessions against $MCP0"
+setsid "$BIN/mcp-load" --url "$MCP0" --sessions 700 --ramp-rate 0 --rate 2 --workers 1 --duration 60 \
+    --quiet >"$WORK/load.log" 2>&1 &
+LOAD=$!
+PIDS+=($LOAD)
+conns() { local c; c="$(jp mcpcluster/demo '{.status.connections}')"; ((${c:-0} >= 600)); }
+wait_for 90 "status.connections >= 600" conns
+wait_for 90 "autoscaled up to 4 (ceil(700/200), step 2)" sts_is 4
+kc get events --field-selector reason=ScaledUp -o jsonpath='{.items[*].message}' | grep -q "to 4 replicas" ||
+    fail "no ScaledUp event for 4 replicas"
+# Hold a few clients on the highest ordinal: its drain must wait for them.
+node3() { [[ -n "$(admin_of demo-3)" ]] && curl -sf "http://$(admin_of demo-3)/cluster" >/dev/null; }
+wait_for 60 "real node for demo-3" node3
+ADM3="$(admin_of demo-3)"
+setsid "$BIN/mcp-load" --url "http://${ADM3%:*}:8080/mcp" --sessions 20 --ramp-rate 0 --rate 1 --workers 1 \
+    --duration 25 --quiet >"$WORK/load-3.log" 2>&1 &
+PIDS+=($!)
+json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1" 2>/dev/null || echo 0; }
+few() { (($(curl -s "http://$ADM3/cluster" | json connections) >= 20)); }
+wait_for 30 "20 clients held on demo-3" few
+kill -- -"$LOAD" 2>/dev/null || true
+draining() {
+    [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="Scaling")].message}')" == *"draining demo-3"* &&
+        "$(jp statefulset/demo '{.spec.replicas}')" == 4 ]]
+}
+wait_for 90 "scale-down waits: Scaling=True 'draining demo-3', StatefulSet still 4" draining
+if progress="$(curl -sf "http://$ADM3/drain")"; then
+    [[ "$(json draining <<<"$progress")" == True ]] || fail "demo-3 was not asked to drain: $progress"
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADM3/readyz")" == 503 ]] || fail "draining demo-3 still ready"
+    log "ok: demo-3 reports $progress, /readyz 503"
+fi
+wait_for 90 "clients gone: drained scale-down to 2" sts_is 2
+grep -q "departing nodes drained" "$WORK/operator.log" || fail "operator did not log the drain"
+
+# --- 7. metrics, then deletion garbage-collects -------------------------------------------
+metrics="$(curl -s http://127.0.0.1:18181/metrics)"
+for m in 'mcp_operator_reconciles_total{outcome="success"}' 'mcp_operator_desired_replicas{namespace="'"$NS"'",name="demo"} 2' \
+    mcp_operator_reconcile_duration_seconds_count 'mcp_operator_reconciles_total{outcome="invalid"}'; do
+    [[ "$metrics" == *"$m"* ]] || fail "/metrics lacks $m"
+done
+log "ok: /metrics"
+kc delete mcpcluster demo --wait=true --timeout=60s >/dev/null
+gone() { [[ -z "$(kc get statefulset,service,configmap,secret,serviceaccount,poddisruptionbudget -l app.kubernetes.io/instance=demo -o name 2>/dev/null)" ]]; }
+wait_for 90 "children garbage-collected" gone
+log "PASS in $((SECONDS - T0))s"

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The e2e's stand-in for the kubelet: kwok reports pods Running without running anything, so
+# for every Running pod of an McpCluster this loop runs a real `mcp-node` on its own loopback
+# address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap, and keeps the
+# operator's --node-admin-override map (`POD HOST:PORT` lines) up to date. A pod that goes away
+# (scale-down, rollout) has its node stopped; a pod recreated under the same name (new uid)
+# gets a fresh node with the current config.
+#
+# Usage: nodes.sh NAMESPACE CLUSTER NODE_BINARY WORKDIR   (runs until killed; stops its nodes)
+set -euo pipefail
+
+NS="$1" CLUSTER="$2" NODE_BIN="$3" WORK="$4"
+MAP="$WORK/admin-map"
+mkdir -p "$WORK/nodes"
+: >"$MAP"
+
+log() { echo "nodes.sh: $*" >&2; }
+
+stop_node() { # stop_node PIDFILE
+    local pid; pid="$(cat "$1" 2>/dev/null || true)"
+    [[ -n "$pid" ]] && kill "$pid" 2>/dev/null || true
+    rm -f "$1"
+}
+
+stop_all() {
+    local f
+    for f in "$WORK"/nodes/*.pid; do [[ -e "$f" ]] && stop_node "$f"; done
+    exit 0
+}
+trap stop_all TERM INT EXIT
+
+port_of() { # port_of KEY CONFIG_FILE -> the port of `KEY: host:port`
+    sed -n "s/^$1: *['\"]\{0,1\}[^'\"]*:\([0-9][0-9]*\)['\"]\{0,1\} *\$/\1/p" "$2" | head -1
+}
+
+while true; do
+    # name uid phase, for the cluster's pods
+    pods="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$CLUSTER" --request-timeout=5s \
+        -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.uid} {.status.phase} {.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null || true)"
+    wanted=" "
+    while read -r name uid phase deleting; do
+        [[ -z "$name" || "$phase" != Running || -n "$deleting" ]] && continue
+        wanted+="$name.$uid "
+        pidfile="$WORK/nodes/$name.$uid.pid"
+        if [[ -f "$pidfile" ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then continue; fi
+        ordinal="${name##*-}"
+        ip="127.0.0.$((10 + ordinal))"
+        cfg="$WORK/nodes/$name.$uid.yaml"
+        kubectl -n "$NS" get configmap "$CLUSTER-config" --request-timeout=5s \
+            -o jsonpath='{.data.config\.yaml}' >"$cfg" 2>/dev/null || continue
+        mcp_port="$(port_of listen "$cfg")" admin_port="$(port_of adminListen "$cfg")"
+        MCP_NODE_NAME="$name" "$NODE_BIN" --config "$cfg" --listen "$ip:${mcp_port:-8080}" \
+            --admin-listen "$ip:${admin_port:-9090}" --allowed-hosts '*' --log-level warn \
+            >"$WORK/nodes/$name.$uid.log" 2>&1 &
+        echo $! >"$pidfile"
+        log "pod $name ($uid) Running: mcp-node pid $! on $ip:${mcp_port:-8080} (admin ${admin_port:-9090})"
+    done <<<"$pods"
+    # Nodes whose pod is gone.
+    for f in "$WORK"/nodes/*.pid; do
+        [[ -e "$f" ]] || continue
+        key="$(basename "$f" .pid)"
+        if [[ "$wanted" != *" $key "* ]]; then
+            log "pod ${key%%.*} gone: stopping its node"
+            stop_node "$f"
+        fi
+    done
+    # The operator's map: the live node of each pod.
+    tmp="$MAP.tmp"
+    : >"$tmp"
+    for f in "$WORK"/nodes/*.pid; do
+        [[ -e "$f" ]] || continue
+        key="$(basename "$f" .pid)" name="${key%%.*}"
+        cfg="$WORK/nodes/$key.yaml"
+        echo "$name 127.0.0.$((10 + ${name##*-})):$(port_of adminListen "$cfg")" >>"$tmp"
+    done
+    mv "$tmp" "$MAP"
+    sleep 1
+done
