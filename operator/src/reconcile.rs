@@ -140,7 +140,11 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
                 spec.autoscaling.target_connections_per_node
             );
             tracing::info!(from = requested, to = d.desired, "{note}");
-            let reason = if d.desired > requested { "ScaledUp" } else { "ScaledDown" };
+            let reason = if d.desired > requested {
+                "ScaledUp"
+            } else {
+                "ScaledDown"
+            };
             scaler::event(ctx, cluster, false, reason, note).await;
         }
         autoscaled = Some(d);
