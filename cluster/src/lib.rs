@@ -12,9 +12,13 @@
 //! - [`frame`]: batched, zstd-streamed, length-prefixed peer frames with a
 //!   bounded send queue.
 //!
+//! - [`transport`]: the async shell — QUIC with mutual TLS, one connection
+//!   per peer, frames on a uni stream per direction, gossip on datagrams.
+//!
 //! See `docs/PROTOCOL.md` for the wire format and the invariants.
 
 pub mod frame;
 pub mod membership;
 pub mod ownership;
 pub mod sim;
+pub mod transport;
