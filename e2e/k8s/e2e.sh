@@ -14,7 +14,8 @@
 #      the operator can refuse gets Degraded=InvalidSpec and a Warning event, and no children
 #   6. autoscaling on real load (mcp-load) scales up; a node still holding clients delays the
 #      scale-down (drain) until they leave, then the StatefulSet shrinks
-#   7. deleting the McpCluster garbage-collects every child
+#   7. /metrics; SIGTERM to the leader releases the Lease and the standby takes over; deleting
+#      the McpCluster garbage-collects every child
 #
 # Usage: e2e/k8s/e2e.sh   (exit 1 on the first failure, with the operator's log tail)
 # Environment: MCPCLUSTER_E2E_CLUSTER (cluster.sh's), E2E_KEEP=1 keeps the namespace and the
@@ -107,9 +108,11 @@ start_operator() { # start_operator NAME PORT
         "$BIN/mcp-operator" --listen "127.0.0.1:$2" --watch-namespace "$NS" \
         --leader-election-lease mcp-operator --poll-interval 2 --drain-timeout 90 \
         --node-admin-override "$WORK/admin-map" >"$WORK/$1.log" 2>&1 &
-    PIDS+=($!)
+    LAST_PID=$!
+    PIDS+=($LAST_PID)
 }
 start_operator operator 18181
+LEADER_PID=$LAST_PID
 ln -sf "$WORK/operator.log" "$WORK/operator-a.log"
 ready() { [[ "$(curl -s http://127.0.0.1:18181/readyz)" == ready ]]; }
 wait_for 60 "operator /readyz" ready
@@ -232,13 +235,23 @@ fi
 wait_for 90 "clients gone: drained scale-down to 2" sts_is 2
 grep -q "departing nodes drained" "$WORK/operator.log" || fail "operator did not log the drain"
 
-# --- 7. metrics, then deletion garbage-collects -------------------------------------------
+# --- 7. metrics, failover to the standby, then deletion garbage-collects --------------------
 metrics="$(curl -s http://127.0.0.1:18181/metrics)"
 for m in 'mcp_operator_reconciles_total{outcome="success"}' 'mcp_operator_desired_replicas{namespace="'"$NS"'",name="demo"} 2' \
     mcp_operator_reconcile_duration_seconds_count 'mcp_operator_reconciles_total{outcome="invalid"}'; do
     [[ "$metrics" == *"$m"* ]] || fail "/metrics lacks $m"
 done
 log "ok: /metrics"
+kill "$LEADER_PID"
+standby_leads() {
+    [[ "$(jp lease/mcp-operator '{.spec.holderIdentity}')" == standby ]] &&
+        grep -q "leading: reconciling" "$WORK/standby.log" &&
+        curl -s http://127.0.0.1:18182/metrics | grep -q 'mcp_operator_desired_replicas{namespace="'"$NS"'",name="demo"} 2'
+}
+wait_for 30 "leader stopped (Lease released): the standby takes over and reconciles demo" standby_leads
+grep -q "released leadership" "$WORK/operator.log" || fail "the stopped leader did not release the Lease"
+kc scale mcpcluster demo --replicas=3 >/dev/null
+wait_for 60 "the new leader scales (kubectl scale → 3 pods)" sts_is 3
 kc delete mcpcluster demo --wait=true --timeout=60s >/dev/null
 gone() { [[ -z "$(kc get statefulset,service,configmap,secret,serviceaccount,poddisruptionbudget -l app.kubernetes.io/instance=demo -o name 2>/dev/null)" ]]; }
 wait_for 90 "children garbage-collected" gone

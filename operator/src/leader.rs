@@ -140,6 +140,27 @@ impl Elector {
         }
     }
 
+    /// Hands the Lease back if we hold it (client-go's `ReleaseOnCancel`), so a standby takes
+    /// over at once instead of after the lease duration. Call after [`Elector::run`] stopped.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.me.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        self.api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await?;
+        tracing::info!(lease = %self.name, "released leadership");
+        Ok(())
+    }
+
     /// Campaigns until elected, then renews; `leading` follows. Resolves when leadership is
     /// lost (not renewed within the lease duration); never returns while leading.
     pub async fn run(self, leading: watch::Sender<bool>) {

@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     ));
 
     let (leading_tx, mut leading) = watch::channel(cli.no_leader_election);
+    let mut election = None;
     if !cli.no_leader_election {
         let elector = Elector {
             api: Api::<Lease>::namespaced(client.clone(), &cli.lease_namespace()),
@@ -83,7 +84,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             lease_duration: Duration::from_secs(15),
             retry: Duration::from_secs(3),
         };
-        tokio::spawn(elector.run(leading_tx));
+        election = Some((elector.clone(), tokio::spawn(elector.run(leading_tx))));
         tracing::info!(lease = %cli.leader_election_lease, "waiting for leadership");
         tokio::select! {
             _ = leading.wait_for(|l| *l) => {}
@@ -130,12 +131,19 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         }
     });
     tracing::info!("leading: reconciling");
-    if cli.no_leader_election {
+    let Some((elector, campaign)) = election else {
         controller.await;
         return Ok(());
-    }
+    };
     tokio::select! {
-        _ = controller => Ok(()),
+        _ = controller => {
+            // Shut down by a signal: stop renewing, then hand the Lease over.
+            campaign.abort();
+            if let Err(err) = elector.release().await {
+                tracing::warn!(error = %err, "cannot release the Lease; a standby takes over when it expires");
+            }
+            Ok(())
+        }
         _ = leading.wait_for(|l| !*l) => Err(RunError::LostLeadership(cli.leader_election_lease.clone())),
     }
 }
