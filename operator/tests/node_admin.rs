@@ -7,9 +7,11 @@ use mcp_operator::nodes::{NodeClient, total};
 use mcpcluster_api::NodeConfig;
 
 async fn node() -> mcp_node::Running {
-    let mut config = NodeConfig::default();
-    config.listen = "127.0.0.1:0".into();
-    config.admin_listen = "127.0.0.1:0".into();
+    let mut config = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        ..NodeConfig::default()
+    };
     config.log.level = "warn".into();
     let settings = mcp_node::Settings::validate(config).expect("valid config");
     mcp_node::start(settings).await.expect("node starts")
