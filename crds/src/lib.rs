@@ -6,10 +6,12 @@
 //! custom resource [`McpCluster`] (module [`mcpcluster`]) and the `crdgen` binary that prints
 //! its CustomResourceDefinition.
 
+pub mod cluster_config;
 #[cfg(feature = "resource")]
 pub mod mcpcluster;
 pub mod node_config;
 
+pub use cluster_config::{ClusterConfig, ClusterTlsConfig, MembershipTimers};
 #[cfg(feature = "resource")]
 pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus};
 pub use node_config::{

@@ -32,6 +32,8 @@ pub struct NodeConfig {
     pub log: LogConfig,
     /// Seconds a shutdown waits for open requests and streams before closing them. Default 10.
     pub shutdown_grace_secs: u64,
+    /// Clustering with peer nodes (off by default).
+    pub cluster: crate::ClusterConfig,
 }
 
 impl Default for NodeConfig {
@@ -47,6 +49,7 @@ impl Default for NodeConfig {
             content: ContentConfig::default(),
             log: LogConfig::default(),
             shutdown_grace_secs: 10,
+            cluster: crate::ClusterConfig::default(),
         }
     }
 }

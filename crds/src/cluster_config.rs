@@ -1,0 +1,137 @@
+//! The `cluster` section of [`crate::NodeConfig`]: how a node finds its peers, proves who it is
+//! to them, and how fast it detects that one is gone. Off by default: a node started by hand is
+//! a single node.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Clustering: SWIM membership over QUIC with mutual TLS (`docs/PROTOCOL.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Join a cluster. Default false: the node serves alone and `/cluster` lists only itself.
+    pub enabled: bool,
+    /// This node's name in the cluster (`/cluster`'s `self`; the pod name in Kubernetes).
+    /// Empty (default): `POD_NAME`, else `HOSTNAME`, else `mcp-node`.
+    pub node_name: String,
+    /// UDP address the QUIC peer endpoint binds (gossip and peer frames share it). Default
+    /// `0.0.0.0:7946`.
+    pub peer_listen: String,
+    /// `IP:PORT` peers reach this node on; it is the node's identity in the membership. Empty
+    /// (default): `peerListen` when it names an IP, else `POD_IP` with `peerListen`'s port.
+    pub advertise: String,
+    /// Static seed peers, `IP:PORT` or `host:port`. A node announces itself to every seed until
+    /// it is part of a cluster; listing the node itself is harmless. Default none.
+    pub seeds: Vec<String>,
+    /// A DNS name whose A/AAAA records are seeds (e.g. the StatefulSet's headless Service,
+    /// with `publishNotReadyAddresses`), `name` or `name:port`; the port defaults to
+    /// `peerListen`'s. Re-resolved while the node is alone. Default none.
+    pub seed_dns: String,
+    /// Peer certificates (mutual TLS from the cluster CA).
+    pub tls: ClusterTlsConfig,
+    /// Milliseconds between two publications of this node's load (connections, sessions,
+    /// draining) into gossip; unchanged load is re-sent by the membership's own refresh.
+    /// Default 500.
+    pub load_publish_ms: u64,
+    /// Failure detection and dissemination timers.
+    pub membership: MembershipTimers,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node_name: String::new(),
+            peer_listen: "0.0.0.0:7946".into(),
+            advertise: String::new(),
+            seeds: Vec::new(),
+            seed_dns: String::new(),
+            tls: ClusterTlsConfig::default(),
+            load_publish_ms: 500,
+            membership: MembershipTimers::default(),
+        }
+    }
+}
+
+/// Where the peer certificates come from. In Kubernetes: a Secret in cert-manager's layout
+/// (`ca.crt`, `tls.crt`, `tls.key`). With none of the three files set, the node generates a CA
+/// and a certificate in memory and logs a warning; such a CA is the node's own, so peers refuse
+/// it (fine for a one-node cluster). For several local nodes, `mcp-node --write-dev-certs DIR`
+/// writes one CA and one certificate they can all be given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ClusterTlsConfig {
+    /// PEM file of the cluster CA every peer certificate must chain to. Default none.
+    pub ca_file: String,
+    /// PEM file of this node's certificate chain (server and client use). Default none.
+    pub cert_file: String,
+    /// PEM file of this node's private key. Default none.
+    pub key_file: String,
+    /// Name peer certificates are verified against. Default `mcp-peer` (what generated
+    /// certificates are issued for).
+    pub server_name: String,
+}
+
+impl Default for ClusterTlsConfig {
+    fn default() -> Self {
+        Self {
+            ca_file: String::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            server_name: "mcp-peer".into(),
+        }
+    }
+}
+
+/// SWIM timers. The defaults detect a dead node in well under a second on a LAN (about
+/// `probePeriodMs` + `probeRttMs` + `suspectToDownMs`) and are those of the cluster crate's
+/// `membership::Config`; a unit test in the node keeps the two equal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MembershipTimers {
+    /// How often one member is probed. Default 150. Lower detects sooner, costs more packets.
+    pub probe_period_ms: u64,
+    /// Wait for a direct ack before probing indirectly; must be below `probePeriodMs`.
+    /// Default 50.
+    pub probe_rtt_ms: u64,
+    /// Members asked to probe indirectly after a missed ack. Default 3.
+    pub indirect_probes: u32,
+    /// How long a suspect has to refute before it is declared dead. Default 300. Longer means
+    /// fewer false positives under loss or CPU starvation, slower detection.
+    pub suspect_to_down_ms: u64,
+    /// Times one update is piggybacked (enough for ~50 nodes). Default 10.
+    pub max_transmissions: u32,
+    /// Period of gossip outside the probe cycle. Default 50.
+    pub gossip_period_ms: u64,
+    /// Members each periodic gossip goes to. Default 3.
+    pub gossip_fanout: u32,
+    /// How often a random member is asked for its member list. Default 2000.
+    pub announce_period_ms: u64,
+    /// How often members believed dead are announced to (heals partitions). Default 500.
+    pub announce_down_period_ms: u64,
+    /// How long a dead identity is remembered. Default 900 (15 min).
+    pub remove_down_after_secs: u64,
+    /// Largest gossip packet; gossip rides on QUIC datagrams (~1200 bytes). Default 1100.
+    pub max_packet_size: u32,
+    /// How often a node re-sends its metadata unchanged, for late joiners. Default 1000.
+    pub meta_refresh_ms: u64,
+}
+
+impl Default for MembershipTimers {
+    fn default() -> Self {
+        Self {
+            probe_period_ms: 150,
+            probe_rtt_ms: 50,
+            indirect_probes: 3,
+            suspect_to_down_ms: 300,
+            max_transmissions: 10,
+            gossip_period_ms: 50,
+            gossip_fanout: 3,
+            announce_period_ms: 2000,
+            announce_down_period_ms: 500,
+            remove_down_after_secs: 900,
+            max_packet_size: 1100,
+            meta_refresh_ms: 1000,
+        }
+    }
+}
