@@ -37,26 +37,6 @@ fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Byt
     respond(status, "application/json", body.to_string())
 }
 
-/// `GET /cluster`: the members this node knows and their load. Until the cluster layer
-/// (gossip) exists a node knows only itself; the shape is the contract the operator reads.
-fn cluster_view(node: &Node) -> serde_json::Value {
-    let connections = node.connections.load(std::sync::atomic::Ordering::Relaxed);
-    let sessions = node.sessions.len();
-    json!({
-        "self": node.name,
-        "members": [{
-            "name": node.name,
-            "address": node.settings.listen.to_string(),
-            "state": "alive",
-            "connections": connections,
-            "sessions": sessions,
-            "draining": node.is_draining(),
-        }],
-        "connections": connections,
-        "sessions": sessions,
-    })
-}
-
 /// `POST /drain` starts a drain (202), `GET /drain` reports its progress (200).
 fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
     let (status, progress) = match *method {
@@ -108,7 +88,10 @@ fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
             });
             respond(StatusCode::OK, "application/json", body.to_string())
         }
-        "/cluster" => json_reply(StatusCode::OK, &cluster_view(node)),
+        "/cluster" => json_reply(
+            StatusCode::OK,
+            &json!(crate::cluster::view::cluster_view(node)),
+        ),
         "/drain" => drain(node, req.method()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }

@@ -9,9 +9,11 @@
 //! - [`protocol`]: the method table shared by both eras.
 //! - [`session`]: legacy sessions as data (registry, record, event logs).
 //! - [`content`]: tools/resources/prompts ([`content::Catalog`]) and the built-in packs.
+//! - [`cluster`]: membership with peer nodes (QUIC, SWIM), the `/cluster` view.
 //! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
+pub mod cluster;
 pub mod content;
 pub mod fdlimit;
 pub mod http;
@@ -84,6 +86,10 @@ pub async fn start_with(
     let mcp_addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let node = Node::new(settings, catalog);
+    let cluster = match &node.settings.cluster {
+        Some(c) => Some(cluster::start(c, node.clone(), mcp_addr).await?),
+        None => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let task_node = node.clone();
     let task = tokio::spawn(async move {
@@ -111,6 +117,10 @@ pub async fn start_with(
             }
         };
         http::serve(listener, task_node.clone(), mcp_stop).await;
+        // After the drain: peers reached this node while it drained; now they learn it left.
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
+        }
         housekeeping.abort();
         let _ = admin_task.await;
     });

@@ -12,6 +12,23 @@ fn main() -> ExitCode {
         print!("{}", mcp_node::settings::default_config_yaml());
         return ExitCode::SUCCESS;
     }
+    if let Some(dir) = &cli.write_dev_certs {
+        let name = cli
+            .cluster
+            .cluster_server_name
+            .as_deref()
+            .unwrap_or(mcp_cluster_default_server_name());
+        return match mcp_node::cluster::tls::write_dev_certs(dir, name) {
+            Ok(()) => {
+                println!("wrote {0}/ca.crt {0}/tls.crt {0}/tls.key", dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("mcp-node: cannot write dev certificates: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let settings = match Settings::load(&cli) {
         Ok(settings) => settings,
         Err(err) => {
@@ -38,4 +55,9 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The peer name generated certificates are issued for (`cluster.tls.serverName`'s default).
+fn mcp_cluster_default_server_name() -> &'static str {
+    mcp_node::cluster::tls::DEFAULT_SERVER_NAME
 }

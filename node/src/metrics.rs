@@ -120,6 +120,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<MethodLabels, Histogram>,
     rejections: Family<ReasonLabels, Counter>,
+    /// Membership metrics (`mcp_cluster_*`); registered whether or not clustering is on.
+    pub cluster: crate::cluster::ClusterMetrics,
 }
 
 impl Default for Metrics {
@@ -181,8 +183,10 @@ impl Metrics {
             "Requests or connections refused, by reason",
             rejections.clone(),
         );
+        let cluster = crate::cluster::ClusterMetrics::register(&mut registry);
         Self {
             registry,
+            cluster,
             connections,
             connections_accepted,
             sessions,

@@ -43,9 +43,11 @@ pub struct Node {
     pub state_signer: crate::request_state::StateSigner,
     /// Set when shutdown starts: new sessions and connections are refused, `/readyz` fails.
     pub draining: AtomicBool,
-    /// This node's name in the cluster (`/cluster`'s `self`): `MCP_NODE_NAME`, else `POD_NAME`,
-    /// else `HOSTNAME` (a pod's name), else `mcp-node`.
+    /// This node's name in the cluster (`/cluster`'s `self`): `cluster.nodeName` (also
+    /// `MCP_NODE_NAME`), else `POD_NAME`, else `HOSTNAME` (a pod's name), else `mcp-node`.
     pub name: String,
+    /// The cluster layer's view, once it runs (`cluster.enabled`); `/cluster` reads it.
+    pub cluster: std::sync::OnceLock<crate::cluster::ClusterHandle>,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
 }
@@ -55,6 +57,10 @@ impl Node {
     pub fn new(settings: Settings, catalog: Catalog) -> Arc<Self> {
         let sessions = Registry::new(settings.config.limits.max_sessions as usize);
         let (changes, _) = broadcast::channel(256);
+        let name = match settings.config.cluster.node_name.as_str() {
+            "" => node_name(|k| std::env::var(k).ok()),
+            configured => configured.to_owned(),
+        };
         Arc::new(Self {
             settings,
             catalog,
@@ -63,7 +69,8 @@ impl Node {
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
-            name: node_name(|k| std::env::var(k).ok()),
+            name,
+            cluster: std::sync::OnceLock::new(),
             state_signer: crate::request_state::StateSigner::random(),
             started: Instant::now(),
             changes,

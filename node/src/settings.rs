@@ -56,6 +56,13 @@ pub struct Cli {
     /// Print the default configuration as YAML and exit
     #[arg(long)]
     pub print_default_config: bool,
+    /// Write a dev cluster CA and one peer certificate (ca.crt, tls.crt, tls.key) into DIR and
+    /// exit; give the three files to every local node (cluster.tls.*)
+    #[arg(long, value_name = "DIR")]
+    pub write_dev_certs: Option<PathBuf>,
+    /// The `cluster` section.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// A validated configuration plus what was derived from the machine.
@@ -69,6 +76,8 @@ pub struct Settings {
     pub admin_listen: SocketAddr,
     /// Effective connection cap (configured or derived from `RLIMIT_NOFILE`).
     pub max_connections: u32,
+    /// The validated `cluster` section; `None` when clustering is off.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
 }
 
 /// A configuration problem, naming the field.
@@ -211,11 +220,16 @@ impl Settings {
                 format!("`{}` is not a valid filter", config.log.level),
             ));
         }
+        let cluster = crate::cluster::ClusterSettings::validate(
+            &config.cluster,
+            std::env::var("POD_IP").ok(),
+        )?;
         Ok(Self {
             config,
             listen,
             admin_listen,
             max_connections,
+            cluster,
         })
     }
 }
@@ -263,6 +277,7 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
     if let Some(v) = &cli.log_level {
         config.log.level = v.clone();
     }
+    cli.cluster.apply(&mut config.cluster);
     if let Some(v) = &cli.log_format {
         config.log.format = match v.as_str() {
             "text" => mcpcluster_api::LogFormat::Text,

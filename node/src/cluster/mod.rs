@@ -1,0 +1,143 @@
+//! The node's cluster layer, a thin tokio shell over `mcp-cluster`: the QUIC transport (mutual
+//! TLS), SWIM membership with this node's load gossiped, and the view `GET /cluster` returns.
+//!
+//! Entry point: [`start`], called by [`crate::start_with`] when `cluster.enabled`; the returned
+//! [`Cluster`] leaves gracefully in [`Cluster::leave`] at shutdown (after the drain: peers keep
+//! reaching a draining node, which gossips `draining: true`, until it goes).
+//!
+//! - [`config`]: the validated `cluster` section; [`args`]: its flags and variables.
+//! - [`tls`]: peer certificates from files, generated in memory, or written for local runs.
+//! - [`seeds`]: static seeds and a DNS name resolved to addresses.
+//! - [`shell`]: load publication, membership events → logs and metrics.
+//! - [`view`]: the `/cluster` answer; [`metrics`]: `mcp_cluster_*`.
+
+pub mod args;
+pub mod config;
+pub mod metrics;
+pub mod seeds;
+pub mod shell;
+pub mod tls;
+pub mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mcp_cluster::membership::{Membership, NodeId};
+use mcp_cluster::transport::{self, Incoming, MembershipHandle, Transport, spawn_membership};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use args::ClusterArgs;
+pub use config::ClusterSettings;
+pub use metrics::ClusterMetrics;
+pub use view::{ClusterHandle, ClusterView};
+
+use crate::node::Node;
+
+/// How long a leave waits for the membership driver to send its last gossip.
+const LEAVE_WAIT: Duration = Duration::from_secs(1);
+
+/// The running cluster layer of one node.
+#[derive(Debug)]
+pub struct Cluster {
+    id: NodeId,
+    transport: Transport,
+    membership: Arc<MembershipHandle>,
+    shell: JoinHandle<()>,
+    /// Peer frames; nothing sends any yet (forwarding and replication will).
+    _messages: mpsc::Receiver<Incoming>,
+}
+
+/// Binds the peer endpoint, joins the seeds, and starts publishing this node's load.
+pub async fn start(
+    s: &ClusterSettings,
+    node: Arc<Node>,
+    mcp_addr: SocketAddr,
+) -> anyhow::Result<Cluster> {
+    if s.dev_tls {
+        tracing::warn!(
+            "cluster.tls: no certificate files configured; using a CA generated in memory, \
+             which no other node trusts (set cluster.tls.caFile/certFile/keyFile, or run \
+             `mcp-node --write-dev-certs DIR` once for local nodes)"
+        );
+    }
+    let config = transport::Config {
+        bind: s.peer_listen,
+        server_name: s.server_name.clone(),
+        ..transport::Config::default()
+    };
+    let (transport, rx) = Transport::bind(config, &s.tls).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot start the peer endpoint on {} (`cluster.peerListen`): {e}",
+            s.peer_listen
+        )
+    })?;
+    let addr = s.advertise.unwrap_or_else(|| transport.local_addr());
+    // A restarted process must win over its old identity at once: start time in ms.
+    let generation = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let id = NodeId::new(addr, generation);
+    let membership = Membership::new(
+        id,
+        shell::node_meta(&node),
+        s.membership.clone(),
+        rand::random(),
+        Instant::now(),
+    )?;
+    let seeds = seeds::resolve(&s.seeds, s.seed_dns.as_ref(), addr).await;
+    tracing::info!(%id, peer_listen = %transport.local_addr(), seeds = seeds.len(), "cluster starting");
+    let membership = Arc::new(spawn_membership(
+        membership,
+        transport.clone(),
+        rx.gossip,
+        seeds,
+    ));
+    let _ = node.cluster.set(ClusterHandle {
+        view: membership.view.clone(),
+        mcp_addr,
+    });
+    let shell = tokio::spawn(shell::run(
+        node,
+        transport.clone(),
+        membership.clone(),
+        s.load_publish,
+    ));
+    Ok(Cluster {
+        id,
+        transport,
+        membership,
+        shell,
+        _messages: rx.messages,
+    })
+}
+
+impl Cluster {
+    /// This node's identity at start.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Leaves gracefully (peers mark this node dead at once instead of detecting a failure),
+    /// then closes the peer endpoint.
+    pub async fn leave(self) {
+        let mut view = self.membership.view.clone();
+        self.membership.leave().await;
+        // The driver drops its side of the view once the leave is sent.
+        let _ =
+            tokio::time::timeout(LEAVE_WAIT, async { while view.changed().await.is_ok() {} }).await;
+        // Let the last datagrams leave before the connections close.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.shell.abort();
+        self.transport.close();
+        tracing::info!(id = %self.id, "left the cluster");
+    }
+
+    /// Stops without a leave, as a crash would (tests).
+    pub fn abort(self) {
+        self.membership.abort();
+        self.shell.abort();
+        self.transport.close();
+    }
+}

@@ -1,0 +1,137 @@
+//! The node's side of the membership: pushes this node's load into gossip, turns membership
+//! events into logs (a span per peer) and metrics, and forgets the links of dead peers.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mcp_cluster::membership::{Event, MemberState, NodeMeta};
+use mcp_cluster::transport::{MembershipHandle, Transport};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::metrics::EventLabel;
+use crate::node::Node;
+
+/// What this node says about itself.
+pub fn node_meta(node: &Node) -> NodeMeta {
+    NodeMeta {
+        name: node.name.clone(),
+        connections: u64::from(node.connections.load(Ordering::Relaxed)),
+        sessions: node.sessions.len() as u64,
+        draining: node.is_draining(),
+    }
+}
+
+/// Runs until the membership driver stops (after a leave).
+pub async fn run(
+    node: Arc<Node>,
+    transport: Transport,
+    membership: Arc<MembershipHandle>,
+    period: Duration,
+) {
+    let mut events = membership.events();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut published = node_meta(&node);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let meta = node_meta(&node);
+                if meta != published {
+                    published = meta.clone();
+                    membership.set_meta(meta).await;
+                }
+                observe(&node, &transport, &membership);
+            }
+            event = events.recv() => match event {
+                Ok(event) => on_event(&node, &transport, &membership, event),
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "membership events lagged"),
+                Err(RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Member counts by state and the RTT to each peer.
+fn observe(node: &Node, transport: &Transport, membership: &MembershipHandle) {
+    let view = membership.view.borrow().clone();
+    let count = |s: MemberState| view.iter().filter(|r| r.state == s).count() as i64;
+    let m = &node.metrics.cluster;
+    m.set_members(
+        count(MemberState::Alive),
+        count(MemberState::Suspect),
+        count(MemberState::Down),
+    );
+    for r in view.iter().skip(1) {
+        let name = r
+            .meta
+            .as_ref()
+            .map_or_else(|| r.id.addr.to_string(), |m| m.name.clone());
+        let rtt = r
+            .state
+            .is_live()
+            .then(|| transport.peer_stats(r.id.addr))
+            .flatten()
+            .and_then(|s| s.rtt)
+            .map(|d| d.as_secs_f64());
+        m.set_rtt(&name, rtt);
+    }
+}
+
+fn on_event(node: &Node, transport: &Transport, membership: &MembershipHandle, event: Event) {
+    let m = &node.metrics.cluster;
+    let name_of = |addr| {
+        membership
+            .view
+            .borrow()
+            .iter()
+            .find(|r| r.id.addr == addr)
+            .and_then(|r| r.meta.as_ref().map(|m| m.name.clone()))
+            .unwrap_or_default()
+    };
+    match event {
+        Event::Up(id) => {
+            m.event(EventLabel::up);
+            let _span =
+                tracing::info_span!("peer", peer = %id.addr, name = %name_of(id.addr)).entered();
+            tracing::info!(generation = id.generation, "member up");
+        }
+        Event::Down(id) => {
+            m.event(EventLabel::down);
+            let name = name_of(id.addr);
+            let _span = tracing::info_span!("peer", peer = %id.addr, name = %name).entered();
+            tracing::info!(generation = id.generation, "member down");
+            // Its connection is dead or closing; a restarted process dials afresh.
+            transport.forget(id.addr);
+            m.set_rtt(&name, None);
+        }
+        Event::Renamed { old, new } => {
+            m.event(EventLabel::renamed);
+            let _span = tracing::info_span!("peer", peer = %new.addr).entered();
+            tracing::info!(
+                old = old.generation,
+                new = new.generation,
+                "member restarted"
+            );
+        }
+        Event::Rejoined(id) => {
+            m.event(EventLabel::rejoined);
+            tracing::warn!(
+                generation = id.generation,
+                "this node was declared down; rejoined"
+            );
+        }
+        Event::Active => {
+            m.event(EventLabel::active);
+            tracing::info!("joined the cluster");
+        }
+        Event::Idle => {
+            m.event(EventLabel::idle);
+            tracing::info!("no other live member");
+        }
+        Event::Defunct => {
+            m.event(EventLabel::defunct);
+            tracing::error!("this node was declared down and cannot rejoin");
+        }
+    }
+}
