@@ -195,3 +195,100 @@ fn five_percent_loss_gives_no_false_positive_in_sixty_seconds() {
     }
     assert_eq!(total_downs, 0, "false positives under 5% loss");
 }
+
+#[test]
+fn nodes_joining_one_by_one_converge_within_one_second_of_the_last() {
+    let mut took = Vec::new();
+    for seed in 0..10 {
+        let mut sim = Sim::new(Config::default(), 200 + seed);
+        let mut ops = Vec::new();
+        for i in 0..N {
+            ops.push(Operation::AddNode {
+                node: i,
+                seeds: if i == 0 {
+                    vec![]
+                } else {
+                    vec![(i * 7 + seed as u16) % i]
+                },
+            });
+            ops.push(Operation::Wait(ms(37)));
+        }
+        ops.push(Operation::AssertConverged { within: ms(1000) });
+        let out = sim.run(&ops).expect("converges");
+        took.push(out[0].took);
+    }
+    summary(
+        "convergence after the last of 10 staggered joins (random seed member), 10 seeds",
+        took,
+    );
+}
+
+/// A saturated CPU makes a node answer late. Modelled as per-packet delay
+/// jitter on every link (the receiver is scheduled late), plus 1% loss:
+/// counts false `Down` events over 60 s of virtual time at each level.
+#[test]
+fn false_positives_when_nodes_answer_late() {
+    let mut worst_ok = 0;
+    for jitter_ms in [20u64, 80, 150] {
+        let mut downs = 0;
+        for seed in 0..2 {
+            let mut sim = converged(300 + seed);
+            let before = sim.downs.len();
+            sim.run(&[
+                Operation::SetDefaultLink(Link {
+                    drop: 0.01,
+                    delay: Duration::from_micros(100),
+                    jitter: ms(jitter_ms),
+                }),
+                Operation::Wait(Duration::from_secs(60)),
+            ])
+            .expect("runs");
+            downs += sim.downs.len() - before;
+        }
+        println!(
+            "one-way delay jitter 0-{jitter_ms} ms + 1% loss, 2 x 60 s: {downs} false down events"
+        );
+        if downs == 0 {
+            worst_ok = jitter_ms;
+        }
+        if jitter_ms <= 20 {
+            assert_eq!(downs, 0, "false positives at {jitter_ms} ms jitter");
+        }
+    }
+    println!("largest jitter without a false positive: {worst_ok} ms");
+}
+
+/// How long a node may stall (GC pause, CPU starvation) before the cluster
+/// declares it down: stall one node of 10 and count who saw it down.
+#[test]
+fn stall_tolerance() {
+    for stall_ms in [100u64, 200, 300, 400, 500, 700, 1000] {
+        let mut declared = 0;
+        let runs = 5;
+        for seed in 0..runs {
+            let mut sim = converged(400 + seed);
+            let before = sim.downs.len();
+            sim.run(&[
+                Operation::Wait(ms(500)),
+                Operation::Stall {
+                    node: 6,
+                    duration: ms(stall_ms),
+                },
+                Operation::Wait(ms(stall_ms + 2000)),
+                // Whatever happened, it is back (rejoined under a new generation if declared down).
+                Operation::AssertConverged { within: ms(2000) },
+            ])
+            .expect("stalled node is back");
+            if sim.downs[before..]
+                .iter()
+                .any(|(_, _, id)| id.addr == mcp_cluster::sim::addr(6))
+            {
+                declared += 1;
+            }
+        }
+        println!("node stalled {stall_ms:>4} ms: declared down in {declared} of {runs} runs");
+        if stall_ms <= 200 {
+            assert_eq!(declared, 0, "a {stall_ms} ms stall must not be a failure");
+        }
+    }
+}

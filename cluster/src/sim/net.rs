@@ -112,6 +112,13 @@ impl Network {
         self.payloads.insert(self.seq, data);
     }
 
+    /// Puts a packet back to arrive at `at` (its receiver was stalled).
+    pub fn requeue(&mut self, at: Duration, from: Idx, to: Idx, data: Bytes) {
+        self.seq += 1;
+        self.in_flight.push(Reverse((at, self.seq, from, to)));
+        self.payloads.insert(self.seq, data);
+    }
+
     /// When the next packet arrives.
     pub fn next_arrival(&self) -> Option<Duration> {
         self.in_flight.peek().map(|Reverse((at, ..))| *at)

@@ -24,6 +24,15 @@ pub enum Operation {
     Restart(Idx),
     /// Leave gracefully (then stop).
     Leave(Idx),
+    /// Freeze a node (a stalled or CPU-starved process) for a while: it
+    /// handles no packet and no timer; packets wait for it, as in a socket
+    /// buffer, and its timers fire late.
+    Stall {
+        /// The node.
+        node: Idx,
+        /// For how long.
+        duration: Duration,
+    },
     /// Cut every link between the two groups.
     Partition(Vec<Idx>, Vec<Idx>),
     /// Restore every cut link.
@@ -84,6 +93,7 @@ struct SimNode {
     membership: Membership,
     running: bool,
     seeds: Vec<Idx>,
+    stalled_until: Duration,
 }
 
 /// A simulated cluster: nodes, network and virtual clock.
@@ -177,6 +187,10 @@ impl Sim {
                 self.flush(*i);
                 self.running(*i)?.running = false;
             }
+            Operation::Stall { node, duration } => {
+                let until = self.now + *duration;
+                self.running(*node)?.stalled_until = until;
+            }
             Operation::Partition(a, b) => {
                 for x in a {
                     for y in b {
@@ -261,6 +275,7 @@ impl Sim {
                 membership: m,
                 running: true,
                 seeds,
+                stalled_until: Duration::ZERO,
             },
         );
         self.flush(i);
@@ -296,6 +311,7 @@ impl Sim {
                     n.membership
                         .poll_timeout()
                         .saturating_duration_since(self.base)
+                        .max(n.stalled_until)
                 })
                 .min();
             let next = match (next_timer, self.net.next_arrival()) {
@@ -310,7 +326,16 @@ impl Sim {
             }
             self.now = self.now.max(next);
             let at = self.instant();
-            while let Some((_from, to, data)) = self.net.pop_due(self.now) {
+            while let Some((from, to, data)) = self.net.pop_due(self.now) {
+                if let Some(until) = self
+                    .nodes
+                    .get(&to)
+                    .map(|n| n.stalled_until)
+                    .filter(|u| *u > self.now)
+                {
+                    self.net.requeue(until, from, to, data);
+                    continue;
+                }
                 if let Some(n) = self.nodes.get_mut(&to).filter(|n| n.running) {
                     // Refused packets (from a down member, stale) are normal.
                     let _ = n.membership.handle_packet(&data, at);
@@ -320,7 +345,9 @@ impl Sim {
             let due: Vec<Idx> = self
                 .nodes
                 .iter()
-                .filter(|(_, n)| n.running && n.membership.poll_timeout() <= at)
+                .filter(|(_, n)| {
+                    n.running && n.stalled_until <= self.now && n.membership.poll_timeout() <= at
+                })
                 .map(|(i, _)| *i)
                 .collect();
             for i in due {
