@@ -152,6 +152,11 @@ SECRET_RV="$(jp secret/demo-tls '{.metadata.resourceVersion}')"
 # --- 3. a spec change rolls the pods ------------------------------------------------------
 HASH="$(jp statefulset/demo '{.spec.template.metadata.annotations.mcpcluster\.dev/config-hash}')"
 POD0="$(jp pod/demo-0 '{.metadata.uid}')"
+# Every status write of the rollout, as the API server sends them to a watcher.
+kc get mcpcluster demo --watch -o jsonpath='{.metadata.generation} {.status.conditions[?(@.type=="Progressing")].reason}{"\n"}' \
+    >"$WORK/progressing.log" 2>/dev/null &
+WATCH=$!
+PIDS+=($WATCH)
 kc patch mcpcluster demo --type merge -p '{"spec":{"node":{"limits":{"maxSessions":50000}}}}' >/dev/null
 new_hash() { [[ "$(jp statefulset/demo '{.spec.template.metadata.annotations.mcpcluster\.dev/config-hash}')" != "$HASH" ]]; }
 wait_for 30 "config change reaches the pod template" new_hash
@@ -160,6 +165,11 @@ rolled() { [[ "$(jp pod/demo-0 '{.metadata.uid}')" != "$POD0" ]] && running 2; }
 wait_for 120 "pods replaced by the rollout" rolled
 wait_for 120 "Progressing=False (RolloutComplete) for the new generation" cond Progressing False
 wait_for 60 "Available=True for the new generation" cond Available True
+kill "$WATCH" 2>/dev/null || true
+GEN="$(jp mcpcluster/demo '{.metadata.generation}')"
+grep -q "^$GEN RolloutInProgress" "$WORK/progressing.log" ||
+    fail "no Progressing=RolloutInProgress seen for generation $GEN: $(tr '\n' '|' <"$WORK/progressing.log")"
+log "ok: conditions went $(grep "^$GEN " "$WORK/progressing.log" | cut -d' ' -f2 | uniq | tr '\n' ' ')for generation $GEN"
 [[ "$(jp secret/demo-tls '{.metadata.resourceVersion}')" == "$SECRET_RV" ]] || fail "the TLS Secret was rewritten"
 
 # --- 4. kubectl scale ---------------------------------------------------------------------
