@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use mcp_cluster::frame::Message;
 use mcp_cluster::membership::{self, MemberState, Membership, NodeId, NodeMeta};
-use mcp_cluster::transport::{Config, LocalCa, PeerTls, Receivers, Transport, spawn_membership};
+use mcp_cluster::transport::{
+    Config, LocalCa, PeerTls, Receivers, Seeds, Transport, spawn_membership,
+};
 use tokio::time::timeout;
 
 fn config() -> Config {
@@ -124,7 +126,7 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
         ..membership::Config::default()
     };
     let mut nodes = Vec::new();
-    let mut seed_addr = None;
+    let mut seed_addr: Option<SocketAddr> = None;
     let started = Instant::now();
     for i in 0..5u64 {
         let (t, rx) = bind(&ca.issue(&["mcp-peer"]).expect("cert"));
@@ -136,7 +138,12 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
             draining: false,
         };
         let m = Membership::new(id, meta, mcfg.clone(), i, Instant::now()).expect("membership");
-        let seeds: Vec<SocketAddr> = seed_addr.into_iter().collect();
+        // Half the nodes find the seed by name (resolved like a headless Service).
+        let seeds = match seed_addr {
+            Some(a) if i % 2 == 0 => Seeds::new([format!("localhost:{}", a.port())]),
+            Some(a) => Seeds::addrs([a]),
+            None => Seeds::default(),
+        };
         let h = spawn_membership(m, t.clone(), rx.gossip, seeds);
         seed_addr.get_or_insert(t.local_addr());
         nodes.push((t, h, rx.messages));

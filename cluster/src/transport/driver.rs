@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::Transport;
+use super::{Seeds, Transport};
 use crate::membership::{Event, MemberView, Membership, NodeMeta};
 
 /// How often the published view is refreshed when nothing else changes it
@@ -55,13 +55,13 @@ impl MembershipHandle {
     }
 }
 
-/// Runs `membership` on `transport`'s gossip; announces to `seeds` until
-/// the node is part of a cluster.
+/// Runs `membership` on `transport`'s gossip; resolves and announces to
+/// `seeds` every second until the node is part of a cluster.
 pub fn spawn_membership(
     mut membership: Membership,
     transport: Transport,
     mut gossip: mpsc::Receiver<(SocketAddr, Bytes)>,
-    seeds: Vec<SocketAddr>,
+    seeds: Seeds,
 ) -> MembershipHandle {
     let (view_tx, view) = watch::channel(membership.view());
     let (events, _) = broadcast::channel(256);
@@ -74,10 +74,12 @@ pub fn spawn_membership(
         loop {
             let now = Instant::now();
             if !active && !seeds.is_empty() && now >= next_join {
-                if let Err(err) = membership.join(seeds.iter().copied(), now) {
+                let addrs = seeds.resolve().await;
+                if let Err(err) = membership.join(addrs, Instant::now()) {
                     tracing::debug!(%err, "join");
                 }
-                next_join = now + JOIN_RETRY;
+                flush(&mut membership, &transport, &events_tx, &mut active);
+                next_join = Instant::now() + JOIN_RETRY;
             }
             let mut deadline = membership.poll_timeout().min(next_view);
             if !active && !seeds.is_empty() {

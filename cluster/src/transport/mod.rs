@@ -18,11 +18,13 @@ mod config;
 mod driver;
 mod endpoint;
 mod peer;
+mod seeds;
 mod tls;
 
 pub use config::Config;
 pub use driver::{MembershipHandle, spawn_membership};
 pub use endpoint::{Incoming, PeerStats, Receivers, Transport};
+pub use seeds::Seeds;
 pub use tls::{ALPN, LOCAL_SERVER_NAME, LocalCa, PeerTls};
 
 /// Why the transport could not start or reach a peer.
