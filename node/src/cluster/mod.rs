@@ -7,14 +7,12 @@
 //!
 //! - [`config`]: the validated `cluster` section; [`args`]: its flags and variables.
 //! - [`tls`]: peer certificates from files, generated in memory, or written for local runs.
-//! - [`seeds`]: static seeds and a DNS name resolved to addresses.
 //! - [`shell`]: load publication, membership events → logs and metrics.
 //! - [`view`]: the `/cluster` answer; [`metrics`]: `mcp_cluster_*`.
 
 pub mod args;
 pub mod config;
 pub mod metrics;
-pub mod seeds;
 pub mod shell;
 pub mod tls;
 pub mod view;
@@ -24,7 +22,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcp_cluster::membership::{Membership, NodeId};
-use mcp_cluster::transport::{self, Incoming, MembershipHandle, Transport, spawn_membership};
+use mcp_cluster::transport::{
+    self, Incoming, MembershipHandle, Seeds, Transport, spawn_membership,
+};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -86,8 +86,14 @@ pub async fn start(
         rand::random(),
         Instant::now(),
     )?;
-    let seeds = seeds::resolve(&s.seeds, s.seed_dns.as_ref(), addr).await;
-    tracing::info!(%id, peer_listen = %transport.local_addr(), seeds = seeds.len(), "cluster starting");
+    // Names (the headless Service) are resolved again at every join attempt, so a node that
+    // started first finds the pods that start after it.
+    let mut entries = s.seeds.clone();
+    if let Some((name, port)) = &s.seed_dns {
+        entries.push(format!("{name}:{port}"));
+    }
+    let seeds = Seeds::new(entries);
+    tracing::info!(%id, peer_listen = %transport.local_addr(), ?seeds, "cluster starting");
     let membership = Arc::new(spawn_membership(
         membership,
         transport.clone(),

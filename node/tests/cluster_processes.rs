@@ -1,0 +1,191 @@
+//! Three real `mcp-node` processes on 127.0.0.1 form a cluster over QUIC; one is killed with
+//! SIGKILL and the survivors mark it dead; restarted, it rejoins alive under a new generation.
+//! Prints the figures (detection target < 1 s); asserts only generous bounds. `make
+//! e2e-cluster` runs it with its output.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-node");
+
+struct Ports {
+    mcp: SocketAddr,
+    admin: SocketAddr,
+    peer: SocketAddr,
+}
+
+/// Three sets of free ports; every socket stays bound until all are chosen, so no port is
+/// handed out twice.
+fn free_ports() -> Vec<Ports> {
+    let tcp = || TcpListener::bind("127.0.0.1:0").expect("bind");
+    let udp = || UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let held: Vec<_> = (0..3).map(|_| (tcp(), tcp(), udp())).collect();
+    held.iter()
+        .map(|(m, a, p)| Ports {
+            mcp: m.local_addr().expect("addr"),
+            admin: a.local_addr().expect("addr"),
+            peer: p.local_addr().expect("addr"),
+        })
+        .collect()
+}
+
+/// Children killed on drop, whatever the test's outcome.
+struct Fleet(Vec<Option<Child>>);
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(i: usize, ports: &[Ports], certs: &Path, logs: &Path) -> Child {
+    let p = &ports[i];
+    let seeds: Vec<String> = ports.iter().map(|p| p.peer.to_string()).collect();
+    let log = std::fs::File::create(logs.join(format!("node-{i}.log"))).expect("log file");
+    Command::new(BIN)
+        .args(["--listen", &p.mcp.to_string()])
+        .args(["--admin-listen", &p.admin.to_string()])
+        .arg("--cluster=true")
+        .args(["--node-name", &format!("node-{i}")])
+        .args(["--peer-listen", &p.peer.to_string()])
+        .args(["--seeds", &seeds.join(",")])
+        .args([
+            "--cluster-ca-file",
+            &certs.join("ca.crt").display().to_string(),
+        ])
+        .args([
+            "--cluster-cert-file",
+            &certs.join("tls.crt").display().to_string(),
+        ])
+        .args([
+            "--cluster-key-file",
+            &certs.join("tls.key").display().to_string(),
+        ])
+        .args(["--log-level", "info"])
+        .env_remove("MCP_NODE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("mcp-node starts")
+}
+
+async fn view(admin: SocketAddr) -> Option<Value> {
+    tokio::net::TcpStream::connect(admin).await.ok()?;
+    let r = common::send_with(admin, "GET", "/cluster", &[], "", Duration::from_secs(2)).await;
+    (r.status == 200).then(|| r.json())
+}
+
+fn member<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v["members"].as_array()?.iter().find(|m| m["name"] == name)
+}
+
+/// Polls the given admin addresses until `ok` holds for all, at most `limit`.
+async fn until(
+    admins: &[SocketAddr],
+    limit: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let mut all = true;
+        for a in admins {
+            all &= view(*a).await.is_some_and(|v| ok(&v));
+        }
+        if all {
+            return started.elapsed();
+        }
+        if started.elapsed() > limit {
+            let last = view(admins[0]).await;
+            panic!("{what}: not within {limit:?}; last view {last:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-node-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
+    let certs = temp("certs");
+    let status = Command::new(BIN)
+        .arg("--write-dev-certs")
+        .arg(&certs)
+        .stdout(Stdio::null())
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    let logs = temp("logs");
+    let ports = free_ports();
+    let started = Instant::now();
+    let mut fleet = Fleet(
+        (0..3)
+            .map(|i| Some(spawn(i, &ports, &certs, &logs)))
+            .collect(),
+    );
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    let all_alive = |v: &Value| {
+        (0..3).all(|i| member(v, &format!("node-{i}")).is_some_and(|m| m["state"] == "alive"))
+    };
+    until(
+        &admins,
+        Duration::from_secs(30),
+        "3 processes converge",
+        all_alive,
+    )
+    .await;
+    println!(
+        "3 mcp-node processes: all see 3 alive {:?} after spawning",
+        started.elapsed()
+    );
+
+    let survivors = &admins[..2];
+    let old = view(admins[0]).await.expect("view");
+    let old_generation = member(&old, "node-2").expect("node-2")["generation"]
+        .as_u64()
+        .expect("generation");
+    let mut victim = fleet.0[2].take().expect("node-2");
+    victim.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    let _ = victim.wait();
+    until(survivors, Duration::from_secs(10), "kill detected", |v| {
+        member(v, "node-2").is_some_and(|m| m["state"] == "dead")
+    })
+    .await;
+    println!(
+        "SIGKILL of node-2: both survivors' /cluster mark it dead after {:?} (target < 1 s)",
+        killed.elapsed()
+    );
+
+    let restarted = Instant::now();
+    fleet.0[2] = Some(spawn(2, &ports, &certs, &logs));
+    until(&admins, Duration::from_secs(30), "restart rejoins", |v| {
+        member(v, "node-2").is_some_and(|m| {
+            m["state"] == "alive" && m["generation"].as_u64().is_some_and(|g| g > old_generation)
+        }) && all_alive(v)
+    })
+    .await;
+    let new = view(admins[0]).await.expect("view");
+    println!(
+        "node-2 restarted: all 3 see it alive again after {:?}, generation {} -> {}",
+        restarted.elapsed(),
+        old_generation,
+        member(&new, "node-2").expect("node-2")["generation"]
+    );
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}
