@@ -33,6 +33,11 @@ fmt: ## Format the code
 e2e-protocol: build ## Conformance suite (both eras) and real SDK clients against a real node
 	e2e/protocol.sh target/debug/mcp-node
 
+# --- The cluster layer with real processes (node/tests/cluster_processes.rs)
+.PHONY: e2e-cluster
+e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints detection time), restart it (rejoins)
+	$(CARGO) test -p mcp-node --test cluster_processes -- --nocapture
+
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain)
 	node/fuzz/run.sh $(FUZZ_SECONDS)
 
