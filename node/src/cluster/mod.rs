@@ -19,6 +19,7 @@ pub mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcp_cluster::membership::{Membership, NodeId};
@@ -45,6 +46,7 @@ pub struct Cluster {
     transport: Transport,
     membership: Arc<MembershipHandle>,
     shell: JoinHandle<()>,
+    leaving: Arc<AtomicBool>,
     /// Peer frames; nothing sends any yet (forwarding and replication will).
     _messages: mpsc::Receiver<Incoming>,
 }
@@ -104,17 +106,20 @@ pub async fn start(
         view: membership.view.clone(),
         mcp_addr,
     });
+    let leaving = Arc::new(AtomicBool::new(false));
     let shell = tokio::spawn(shell::run(
         node,
         transport.clone(),
         membership.clone(),
         s.load_publish,
+        leaving.clone(),
     ));
     Ok(Cluster {
         id,
         transport,
         membership,
         shell,
+        leaving,
         _messages: rx.messages,
     })
 }
@@ -129,6 +134,7 @@ impl Cluster {
     /// then closes the peer endpoint.
     pub async fn leave(self) {
         let mut view = self.membership.view.clone();
+        self.leaving.store(true, Ordering::Release);
         self.membership.leave().await;
         // The driver drops its side of the view once the leave is sent.
         let _ =

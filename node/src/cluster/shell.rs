@@ -2,7 +2,7 @@
 //! events into logs (a span per peer) and metrics, and forgets the links of dead peers.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use mcp_cluster::membership::{Event, MemberState, NodeMeta};
@@ -28,6 +28,7 @@ pub async fn run(
     transport: Transport,
     membership: Arc<MembershipHandle>,
     period: Duration,
+    leaving: Arc<AtomicBool>,
 ) {
     let mut events = membership.events();
     let mut tick = tokio::time::interval(period);
@@ -44,7 +45,7 @@ pub async fn run(
                 observe(&node, &transport, &membership);
             }
             event = events.recv() => match event {
-                Ok(event) => on_event(&node, &transport, &membership, event),
+                Ok(event) => on_event(&node, &transport, &membership, event, &leaving),
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "membership events lagged"),
                 Err(RecvError::Closed) => return,
             },
@@ -78,7 +79,13 @@ fn observe(node: &Node, transport: &Transport, membership: &MembershipHandle) {
     }
 }
 
-fn on_event(node: &Node, transport: &Transport, membership: &MembershipHandle, event: Event) {
+fn on_event(
+    node: &Node,
+    transport: &Transport,
+    membership: &MembershipHandle,
+    event: Event,
+    leaving: &AtomicBool,
+) {
     let m = &node.metrics.cluster;
     let name_of = |addr| {
         membership
@@ -128,6 +135,10 @@ fn on_event(node: &Node, transport: &Transport, membership: &MembershipHandle, e
         Event::Idle => {
             m.event(EventLabel::idle);
             tracing::info!("no other live member");
+        }
+        Event::Defunct if leaving.load(Ordering::Acquire) => {
+            m.event(EventLabel::defunct);
+            tracing::debug!("left: this node is down for its peers");
         }
         Event::Defunct => {
             m.event(EventLabel::defunct);
