@@ -219,6 +219,12 @@ PIDS+=($LOAD)
 conns() { local c; c="$(jp mcpcluster/demo '{.status.connections}')"; ((${c:-0} >= 600)); }
 wait_for 90 "status.connections >= 600" conns
 wait_for 90 "autoscaled up to 4 (ceil(700/200), step 2)" sts_is 4
+alive_seen_by() { # alive_seen_by POD: members demo-0's /cluster lists as alive
+    curl -s "http://$(admin_of "$1")/cluster" | python3 -c 'import json,sys
+print(sum(m["state"] == "alive" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0
+}
+members4() { [[ "$(jp mcpcluster/demo '{.status.members}')" == 4 && "$(alive_seen_by demo-0)" == 4 ]]; }
+wait_for 60 "status.members=4 and demo-0 sees 4 alive members: one cluster (QUIC, mTLS with the operator's CA)" members4
 kc get events --field-selector reason=ScaledUp -o jsonpath='{.items[*].message}' | grep -q "to 4 replicas" ||
     fail "no ScaledUp event for 4 replicas"
 # Hold a few clients on the highest ordinal: its drain must wait for them.
@@ -229,7 +235,11 @@ setsid "$BIN/mcp-load" --url "http://${ADM3%:*}:8080/mcp" --sessions 20 --ramp-r
     --duration 25 --quiet >"$WORK/load-3.log" 2>&1 &
 PIDS+=($!)
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1" 2>/dev/null || echo 0; }
-few() { (($(curl -s "http://$ADM3/cluster" | json connections) >= 20)); }
+own() { # own FIELD: demo-3's own row of its /cluster
+    curl -s "http://$ADM3/cluster" | python3 -c 'import json,sys; v=json.load(sys.stdin)
+print(next((m[sys.argv[1]] for m in v["members"] if m["name"] == v["self"]), 0))' "$1" 2>/dev/null || echo 0
+}
+few() { (($(own connections) >= 20)); }
 wait_for 30 "20 clients held on demo-3" few
 kill -- -"$LOAD" 2>/dev/null || true
 draining() {

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The e2e's stand-in for the kubelet: kwok reports pods Running without running anything, so
 # for every Running pod of an McpCluster this loop runs a real `mcp-node` on its own loopback
-# address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap, and keeps the
-# operator's --node-admin-override map (`POD HOST:PORT` lines) up to date. A pod that goes away
+# address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap and the pod's
+# certificates from the cluster's TLS Secret, and keeps the operator's --node-admin-override
+# map (`POD HOST:PORT` lines) up to date. The nodes form a real cluster (QUIC, mutual TLS with
+# the operator's generated CA): what DNS and the pod IP give a pod (seeds from the headless
+# Service, the advertised address) is replaced by flags: the peer port on the node's own
+# address, and demo-0's as the seed. A pod that goes away
 # (scale-down, rollout) has its node stopped; a pod recreated under the same name (new uid)
 # gets a fresh node with the current config.
 #
@@ -29,8 +33,20 @@ stop_all() {
 }
 trap stop_all TERM INT EXIT
 
-port_of() { # port_of KEY CONFIG_FILE -> the port of `KEY: host:port`
-    sed -n "s/^$1: *['\"]\{0,1\}[^'\"]*:\([0-9][0-9]*\)['\"]\{0,1\} *\$/\1/p" "$2" | head -1
+port_of() { # port_of KEY CONFIG_FILE -> the port of `KEY: host:port` (at any indentation)
+    sed -n "s/^ *$1: *['\"]\{0,1\}[^'\"]*:\([0-9][0-9]*\)['\"]\{0,1\} *\$/\1/p" "$2" | head -1
+}
+
+# The pods' mounted Secret, as files (the operator generates it once; read it once).
+tls_files() {
+    local k
+    [[ -s "$WORK/tls/tls.key" ]] && return 0
+    mkdir -p "$WORK/tls"
+    for k in ca.crt tls.crt tls.key; do
+        kubectl -n "$NS" get secret "$CLUSTER-tls" --request-timeout=5s \
+            -o jsonpath="{.data.${k//./\\.}}" 2>/dev/null | base64 -d >"$WORK/tls/$k" || return 1
+        [[ -s "$WORK/tls/$k" ]] || return 1
+    done
 }
 
 while true; do
@@ -48,12 +64,17 @@ while true; do
         cfg="$WORK/nodes/$name.$uid.yaml"
         kubectl -n "$NS" get configmap "$CLUSTER-config" --request-timeout=5s \
             -o jsonpath='{.data.config\.yaml}' >"$cfg" 2>/dev/null || continue
+        tls_files || continue
         mcp_port="$(port_of listen "$cfg")" admin_port="$(port_of adminListen "$cfg")"
+        peer_port="$(port_of peerListen "$cfg")"
         MCP_NODE_NAME="$name" "$NODE_BIN" --config "$cfg" --listen "$ip:${mcp_port:-8080}" \
             --admin-listen "$ip:${admin_port:-9090}" --allowed-hosts '*' --log-level warn \
+            --peer-listen "$ip:${peer_port:-7946}" --seeds "127.0.0.10:${peer_port:-7946}" --seed-dns "" \
+            --cluster-ca-file "$WORK/tls/ca.crt" --cluster-cert-file "$WORK/tls/tls.crt" \
+            --cluster-key-file "$WORK/tls/tls.key" \
             >"$WORK/nodes/$name.$uid.log" 2>&1 &
         echo $! >"$pidfile"
-        log "pod $name ($uid) Running: mcp-node pid $! on $ip:${mcp_port:-8080} (admin ${admin_port:-9090})"
+        log "pod $name ($uid) Running: mcp-node pid $! on $ip:${mcp_port:-8080} (admin ${admin_port:-9090}, peer ${peer_port:-7946})"
     done <<<"$pods"
     # Nodes whose pod is gone.
     for f in "$WORK"/nodes/*.pid; do

@@ -38,6 +38,8 @@ impl std::fmt::Debug for Bundle {
 /// DNS names the node certificate is valid for.
 pub fn dns_names(names: &Names) -> Vec<String> {
     let (ns, peers, client) = (&names.namespace, &names.peers, &names.cluster);
+    // `<peers>.<ns>.svc` is also the name the nodes verify each other's certificate against
+    // (`cluster.tls.serverName` in the rendered config).
     vec![
         format!("*.{peers}.{ns}.svc"),
         format!("*.{peers}.{ns}.svc.cluster.local"),

@@ -124,10 +124,16 @@ pub struct Load {
     pub members: i32,
 }
 
-/// Merges views: each member counted once (the first report of it wins), so the sum is right
-/// whether a node knows only itself (today) or the whole membership (with gossip).
+/// Merges views: each member counted once, so the sum is right whether a node knows only
+/// itself (no clustering) or the whole membership (gossip). A node's report of itself wins
+/// over what others gossip about it (theirs may be half a second old).
 pub fn total(views: &[ClusterView]) -> Load {
     let mut seen = BTreeMap::new();
+    for v in views {
+        if let Some(me) = v.members.iter().find(|m| m.name == v.self_) {
+            seen.insert(me.name.as_str(), me);
+        }
+    }
     for m in views.iter().flat_map(|v| &v.members) {
         seen.entry(m.name.as_str()).or_insert(m);
     }
@@ -293,6 +299,12 @@ mod tests {
         let both = [("a", 10), ("b", 5)];
         let l = total(&[view("a", &both), view("b", &both)]);
         assert_eq!((l.connections, l.members), (15, 2));
+        // b's own (fresher) report wins over a's gossip about it; c is known only by gossip.
+        let l = total(&[
+            view("a", &[("a", 10), ("b", 1), ("c", 7)]),
+            view("b", &[("b", 5)]),
+        ]);
+        assert_eq!((l.connections, l.members), (22, 3));
     }
 
     #[test]

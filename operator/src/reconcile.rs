@@ -160,7 +160,7 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
         &children::service_account(cluster, &names),
     )
     .await?;
-    let rendered = config::render(spec)?;
+    let rendered = config::render(spec, &names)?;
     apply(
         &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
         &config::config_map(cluster, &names, &rendered),

@@ -6,7 +6,7 @@
 //! (`mcp_node::settings::Settings::validate`), so a spec the operator accepts does not leave
 //! pods crash-looping on a config the node refuses.
 
-use mcpcluster_api::{McpCluster, NodeConfig};
+use mcpcluster_api::{ClusterConfig, McpCluster, NodeConfig};
 
 use crate::names::MAX_NAME_LEN;
 
@@ -43,7 +43,34 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The parts of `node.cluster` the operator sets itself: a value there would be overwritten, so
+/// it is refused rather than silently ignored (like `listen`, which CEL refuses).
+fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
+    let d = ClusterConfig::default();
+    let owned = [
+        (
+            "peerListen",
+            c.peer_listen != d.peer_listen,
+            "from spec.ports.peer",
+        ),
+        ("advertise", !c.advertise.is_empty(), "from the pod IP"),
+        ("nodeName", !c.node_name.is_empty(), "from the pod name"),
+        (
+            "tls.caFile",
+            !(c.tls.ca_file.is_empty() && c.tls.cert_file.is_empty() && c.tls.key_file.is_empty()),
+            "from the TLS Secret (spec.tls)",
+        ),
+    ];
+    match owned.iter().find(|(_, set, _)| *set) {
+        Some((field, _, from)) => Err(format!(
+            "cluster.{field}: set by the operator ({from}); leave it unset"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn check_node(c: &NodeConfig) -> Result<(), String> {
+    check_cluster(&c.cluster)?;
     if !c.mcp_path.starts_with('/') {
         return Err("mcpPath: must start with `/`".into());
     }
@@ -135,6 +162,20 @@ mod tests {
             check(&c, "demo"),
             Err("spec.node.limits.maxSessions: must be at least 1".into())
         );
+
+        let mut c = cluster();
+        c.spec.node.cluster.peer_listen = "0.0.0.0:1".into();
+        assert_eq!(
+            check(&c, "demo"),
+            Err("spec.node.cluster.peerListen: set by the operator (from spec.ports.peer); leave it unset".into())
+        );
+        let mut c = cluster();
+        c.spec.node.cluster.tls.key_file = "/k".into();
+        assert!(check(&c, "demo").expect_err("tls").contains("cluster.tls"));
+        let mut c = cluster();
+        c.spec.node.cluster.seeds = vec!["10.0.0.1:7946".into()];
+        c.spec.node.cluster.membership.suspect_to_down_ms = 1000;
+        assert_eq!(check(&c, "demo"), Ok(()), "seeds and timers are the user's");
 
         let mut c = cluster();
         c.spec.node.mcp_path = "mcp".into();

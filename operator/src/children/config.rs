@@ -1,12 +1,17 @@
 //! The ConfigMap with the node's `config.yaml`: `spec.node` (the node's own `NodeConfig` type,
-//! so there is no second definition) with `listen` / `adminListen` derived from `spec.ports`.
+//! so there is no second definition) with what the operator owns filled in: `listen` /
+//! `adminListen` from `spec.ports`, and the `cluster` section: clustering on, the peer port,
+//! seeds from the headless Service's DNS name, the certificates from the mounted TLS Secret,
+//! and the name peer certificates are verified against. The node takes its name
+//! (`MCP_NODE_NAME`) and its advertised address (`POD_IP`) from the pod's environment.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use mcpcluster_api::{McpCluster, McpClusterSpec};
+use mcpcluster_api::{ClusterTlsConfig, McpCluster, McpClusterSpec};
 
 use super::meta;
+use super::secret::TLS_DIR;
 use crate::names::Names;
 
 /// Key of the node config in the ConfigMap.
@@ -14,11 +19,32 @@ pub const CONFIG_KEY: &str = "config.yaml";
 /// Where the pods mount the ConfigMap.
 pub const CONFIG_DIR: &str = "/etc/mcp-node";
 
-/// The node config as YAML: `spec.node` listening on every interface on the spec's ports.
-pub fn render(spec: &McpClusterSpec) -> Result<String, serde_yaml_ng::Error> {
+/// The node config as YAML: `spec.node` listening on every interface on the spec's ports,
+/// clustered with its peers through the headless Service.
+pub fn render(spec: &McpClusterSpec, names: &Names) -> Result<String, serde_yaml_ng::Error> {
     let mut node = spec.node.clone();
     node.listen = format!("0.0.0.0:{}", spec.ports.mcp);
     node.admin_listen = format!("0.0.0.0:{}", spec.ports.admin);
+    let peers_domain = format!("{}.{}.svc", names.peers, names.namespace);
+    let c = &mut node.cluster;
+    c.enabled = true;
+    c.peer_listen = format!("0.0.0.0:{}", spec.ports.peer);
+    if c.seed_dns.is_empty() {
+        c.seed_dns = peers_domain.clone();
+    }
+    let user_server_name = c.tls.server_name != ClusterTlsConfig::default().server_name;
+    c.tls = ClusterTlsConfig {
+        ca_file: format!("{TLS_DIR}/ca.crt"),
+        cert_file: format!("{TLS_DIR}/tls.crt"),
+        key_file: format!("{TLS_DIR}/tls.key"),
+        // The generated certificate names the headless Service's domain; a user's Secret
+        // (cert-manager) for that Service does too, unless the spec names another.
+        server_name: if user_server_name {
+            c.tls.server_name.clone()
+        } else {
+            peers_domain
+        },
+    };
     serde_yaml_ng::to_string(&node)
 }
 
@@ -58,13 +84,30 @@ mod tests {
         spec.ports.mcp = 8000;
         spec.ports.admin = 9000;
         spec.node.limits.max_sessions = 1234;
-        let text = render(&spec).expect("renders");
+        spec.ports.peer = 7000;
+        spec.node.cluster.membership.probe_period_ms = 500;
+        let c = cluster(spec.clone());
+        let text = render(&spec, &Names::of(&c)).expect("renders");
         let parsed: NodeConfig = serde_yaml_ng::from_str(&text).expect("the node's type parses it");
         assert_eq!(parsed.listen, "0.0.0.0:8000");
         assert_eq!(parsed.admin_listen, "0.0.0.0:9000");
         assert_eq!(parsed.limits.max_sessions, 1234);
+        let cl = &parsed.cluster;
+        assert!(cl.enabled);
+        assert_eq!(cl.peer_listen, "0.0.0.0:7000");
+        assert_eq!(cl.seed_dns, "demo-peers.ns.svc");
+        assert_eq!(cl.tls.ca_file, "/etc/mcp-node/tls/ca.crt");
+        assert_eq!(cl.tls.key_file, "/etc/mcp-node/tls/tls.key");
+        assert_eq!(cl.tls.server_name, "demo-peers.ns.svc");
+        assert_eq!(
+            cl.membership.probe_period_ms, 500,
+            "the user's timers are kept"
+        );
+        assert!(
+            cl.node_name.is_empty() && cl.advertise.is_empty(),
+            "from the pod's env"
+        );
 
-        let c = cluster(spec);
         let cm = config_map(&c, &Names::of(&c), &text);
         assert_eq!(cm.metadata.name.as_deref(), Some("demo-config"));
         assert_eq!(cm.data.expect("data")[CONFIG_KEY], text);
