@@ -86,6 +86,10 @@ pub fn spawn_membership(
                 deadline = deadline.min(next_join);
             }
             tokio::select! {
+                // Packets first: after a stall (a starved CPU), the acks and
+                // refutations already received must count before timers
+                // that are now overdue declare anyone suspect or down.
+                biased;
                 packet = gossip.recv() => {
                     let Some((from, data)) = packet else { return };
                     if let Err(err) = membership.handle_packet(&data, Instant::now()) {
@@ -93,6 +97,11 @@ pub fn spawn_membership(
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
+                    while let Ok((from, data)) = gossip.try_recv() {
+                        if let Err(err) = membership.handle_packet(&data, Instant::now()) {
+                            tracing::trace!(peer = %from, %err, "gossip packet refused");
+                        }
+                    }
                     if let Err(err) = membership.handle_timeout(Instant::now()) {
                         tracing::debug!(%err, "membership timer");
                     }
