@@ -136,6 +136,7 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
             connections: i,
             sessions: 2 * i,
             draining: false,
+            address: String::new(),
         };
         let m = Membership::new(id, meta, mcfg.clone(), i, Instant::now()).expect("membership");
         // Half the nodes find the seed by name (resolved like a headless Service).

@@ -31,6 +31,10 @@ pub struct NodeMeta {
     pub sessions: u64,
     /// Draining: takes no new sessions, hands its sessions off.
     pub draining: bool,
+    /// Where clients reach its MCP endpoint (`IP:PORT`), empty if not said; at most
+    /// [`MAX_NAME_LEN`] bytes. Carried after the name, so a record without it (an older
+    /// node) decodes with it empty.
+    pub address: String,
 }
 
 /// One versioned record: who, which version of its metadata, and the data.
@@ -54,6 +58,9 @@ impl MetaRecord {
         // `truncate` bounds the length by MAX_NAME_LEN, which fits in a u8.
         buf.put_u8(name.len() as u8);
         buf.put_slice(name.as_bytes());
+        let address = truncate(&self.meta.address);
+        buf.put_u8(address.len() as u8);
+        buf.put_slice(address.as_bytes());
     }
 
     pub(crate) fn decode(mut buf: &[u8]) -> Result<Self, CodecError> {
@@ -70,6 +77,15 @@ impl MetaRecord {
             return Err(CodecError::Truncated);
         }
         let name = String::from_utf8_lossy(&buf[..len]).into_owned();
+        buf.advance(len);
+        // Optional: absent in records from nodes that predate it.
+        let address = match buf.first() {
+            Some(&n) if buf.len() > usize::from(n) => {
+                String::from_utf8_lossy(&buf[1..=usize::from(n)]).into_owned()
+            }
+            Some(_) => return Err(CodecError::Truncated),
+            None => String::new(),
+        };
         Ok(Self {
             id,
             version,
@@ -78,6 +94,7 @@ impl MetaRecord {
                 connections,
                 sessions,
                 draining,
+                address,
             },
         })
     }
@@ -193,6 +210,7 @@ mod tests {
                 connections: 12,
                 sessions: 7,
                 draining: true,
+                address: "10.0.0.7:8080".into(),
             },
         }
     }
@@ -237,6 +255,19 @@ mod tests {
                 .is_some()
         );
         assert_eq!(store.get(&record(0).id).map(|m| m.sessions), Some(7));
+    }
+
+    #[test]
+    fn a_record_without_the_address_decodes_with_it_empty() {
+        let mut r = record(1);
+        let full = bytes(&r);
+        let old = &full[..full.len() - 1 - r.meta.address.len()];
+        r.meta.address.clear();
+        assert_eq!(MetaRecord::decode(old).expect("decodes"), r);
+        assert_eq!(
+            MetaRecord::decode(&full[..full.len() - 1]),
+            Err(CodecError::Truncated)
+        );
     }
 
     #[test]

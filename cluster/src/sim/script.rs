@@ -262,6 +262,7 @@ impl Sim {
             connections: u64::from(i),
             sessions: u64::from(i) * 10,
             draining: false,
+            address: String::new(),
         };
         let id = NodeId::new(addr(i), generation);
         let seed = self.seed ^ (u64::from(i) << 32) ^ generation;
