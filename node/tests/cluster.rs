@@ -152,6 +152,14 @@ async fn three_nodes_converge_share_load_and_see_a_leave() {
     .await;
     println!("node-c shut down in {shut:?}; the others saw it leave {seen:?} later");
     let v = cluster(&a).await;
+    let b_row = v["members"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["name"] == "node-b"));
+    assert_eq!(
+        b_row.expect("node-b")["address"],
+        b.mcp_addr.to_string(),
+        "{v}"
+    );
     assert_eq!(v["self"], "node-a");
     assert_eq!(v["members"][0]["name"], "node-a", "{v}");
     a.shutdown().await;

@@ -83,7 +83,7 @@ pub async fn start(
     let id = NodeId::new(addr, generation);
     let membership = Membership::new(
         id,
-        shell::node_meta(&node),
+        shell::node_meta(&node, mcp_addr),
         s.membership.clone(),
         rand::random(),
         Instant::now(),
@@ -113,6 +113,7 @@ pub async fn start(
         membership.clone(),
         s.load_publish,
         leaving.clone(),
+        mcp_addr,
     ));
     Ok(Cluster {
         id,

@@ -1,6 +1,7 @@
 //! The node's side of the membership: pushes this node's load into gossip, turns membership
 //! events into logs (a span per peer) and metrics, and forgets the links of dead peers.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,9 +13,10 @@ use tokio::sync::broadcast::error::RecvError;
 use super::metrics::EventLabel;
 use crate::node::Node;
 
-/// What this node says about itself.
-pub fn node_meta(node: &Node) -> NodeMeta {
+/// What this node says about itself; `mcp_addr` is where it serves MCP.
+pub fn node_meta(node: &Node, mcp_addr: SocketAddr) -> NodeMeta {
     NodeMeta {
+        address: mcp_addr.to_string(),
         name: node.name.clone(),
         connections: u64::from(node.connections.load(Ordering::Relaxed)),
         sessions: node.sessions.len() as u64,
@@ -29,15 +31,16 @@ pub async fn run(
     membership: Arc<MembershipHandle>,
     period: Duration,
     leaving: Arc<AtomicBool>,
+    mcp_addr: SocketAddr,
 ) {
     let mut events = membership.events();
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut published = node_meta(&node);
+    let mut published = node_meta(&node, mcp_addr);
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let meta = node_meta(&node);
+                let meta = node_meta(&node, mcp_addr);
                 if meta != published {
                     published = meta.clone();
                     membership.set_meta(meta).await;

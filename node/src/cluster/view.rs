@@ -26,7 +26,7 @@ pub struct ClusterHandle {
 pub struct MemberRow {
     /// Node (pod) name; a member whose metadata has not arrived yet shows its peer address.
     pub name: String,
-    /// MCP address; known for this node only (the gossiped metadata does not carry it yet).
+    /// MCP address, as the member gossips it (`null` until its metadata arrives).
     pub address: Option<String>,
     /// `alive`, `suspect` or `dead`.
     pub state: &'static str,
@@ -109,9 +109,10 @@ fn merge(mut me: MemberRow, mcp_addr: SocketAddr, rows: &[MemberView]) -> Cluste
         } else {
             meta.name
         };
+        let address = (!meta.address.is_empty()).then(|| meta.address.clone());
         let row = MemberRow {
             name: name.clone(),
-            address: None,
+            address,
             state: state(r.state),
             connections: meta.connections,
             sessions: meta.sessions,
@@ -158,6 +159,7 @@ mod tests {
                 connections: c,
                 sessions: c,
                 draining: false,
+                address: format!("127.0.0.1:{}", 8000 + port),
             }),
         }
     }
@@ -191,6 +193,7 @@ mod tests {
         assert_eq!(names, [("a", "alive"), ("b", "alive"), ("c", "alive")]);
         assert_eq!(v.members[0].generation, 5);
         assert_eq!(v.members[0].address.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(v.members[1].address.as_deref(), Some("127.0.0.1:8002"));
         assert_eq!((v.connections, v.sessions), (31, 31));
     }
 }
