@@ -143,6 +143,26 @@ async fn three_nodes_converge_share_load_and_see_a_leave() {
         metrics.body
     );
 
+    // A drain is gossiped: peers see node-c draining while it is still a member.
+    let r = send_with(
+        c.admin_addr,
+        "POST",
+        "/drain",
+        &[],
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let seen = until(&[&a, &b], Duration::from_secs(5), |v| {
+        v["members"].as_array().is_some_and(|m| {
+            m.iter()
+                .any(|m| m["name"] == "node-c" && m["draining"] == true && m["state"] == "alive")
+        })
+    })
+    .await;
+    println!("node-c's drain reached the other views after {seen:?}");
+
     let left = Instant::now();
     c.shutdown().await;
     let shut = left.elapsed();
