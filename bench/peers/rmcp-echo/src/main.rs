@@ -43,6 +43,8 @@ impl ServerHandler for Echo {
     }
 }
 
+use axum::serve::ListenerExt;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let port: u16 = std::env::args()
@@ -61,7 +63,14 @@ async fn main() -> std::io::Result<()> {
         StreamableHttpServerConfig::default(),
     );
     let router = axum::Router::new().nest_service("/mcp", service);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    // TCP_NODELAY, as our node and the bare hyper baseline set it: without it (axum's default)
+    // a keep-alive client waits for Nagle + delayed ACK (~40 ms) on every SSE answer, which
+    // would measure a socket option rather than rmcp.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     eprintln!("rmcp-echo listening on http://127.0.0.1:{port}/mcp (pid {})", std::process::id());
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
