@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers clean
+.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ bench-memory: release ## Memory per idle session / open connection at 1K and 10K
 
 bench-memory-peers: release ## The same at 1K for mcp-node and the peers (rmcp, TypeScript SDK, Python SDK)
 	SERVERS="node rmcp ts py" COUNTS="1000" bench/memory.sh target/release/mcp-node
+
+bench-node: ## One node at 1K-19K connections, max rate at p99 < 5 ms, vs bare hyper and the peers (writes docs/BENCHMARKS.md)
+	$(CARGO) build --release -p mcp-node -p mcp-load -p hyper-baseline
+	bench/node.py
 
 clean: ## Remove build output
 	$(CARGO) clean
