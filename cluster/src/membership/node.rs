@@ -188,7 +188,8 @@ impl Membership {
         self.foca.iter_members().map(|m| *m.id())
     }
 
-    /// The whole cluster as this node sees it, this node first.
+    /// The whole cluster as this node sees it, this node first (its own row
+    /// shows incarnation 0: foca does not expose its own incarnation).
     pub fn view(&self) -> Vec<MemberView> {
         let me = self.id();
         let mut rows = vec![MemberView {
