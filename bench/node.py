@@ -26,6 +26,7 @@ smoke run).
 import datetime
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -151,17 +152,25 @@ def load(server, sessions, *, rate=0.0, closed=False, duration=TRIAL, plot=None,
         cmd += ["--admin", server.admin]
     if plot:
         cmd += ["--plot", plot]
+    before, started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 400)
     except subprocess.TimeoutExpired:
         log(f"mcp-load timed out: {' '.join(cmd)}")
         return None
+    after, wall = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic() - started
     try:
         if r.returncode != 0:
             log(f"mcp-load failed ({r.returncode}): {r.stderr.strip()[-500:]}")
             return None
         with open(out) as f:
-            return json.load(f)
+            rep = json.load(f)
+        # The generator's own CPU (mcp-load and its shards, all waited for by now; the server
+        # is still running, so it is not in these figures): near one full CPU per load CPU,
+        # the generator and not the server is the limit.
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        rep["generator_cpu_share"] = cpu / max(wall, 1e-9) / len(LOAD_CPUS)
+        return rep
     finally:
         os.unlink(out)
 
@@ -233,6 +242,11 @@ def us(v):
     return f"{v / 1000:.2f} ms"
 
 
+def gen(rep):
+    """mcp-load's CPU over its whole run (ramp included), as a share of its pinned CPUs."""
+    return f"{rep['generator_cpu_share']:.0%}" if rep and "generator_cpu_share" in rep else "–"
+
+
 def main():
     for b in (NODE, LOAD, BASELINE):
         if not os.access(b, os.X_OK):
@@ -290,12 +304,12 @@ def write(levels, peers, seconds):
              f"p99 < {BOUND_US / 1000:g} ms ({TRIAL:g} s trials, doubling then three bisections; a failed "
              f"trial is retried once before the rate counts as failed).", "",
              "### mcp-node by connection level", "",
-             "| open connections (sessions + GET streams) | held | ramp (/s) | RSS held (MiB) | bytes per connection | node gauges | highest rate, p99 < bound | p50 / p99 / p99.9 there |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| open connections (sessions + GET streams) | held | ramp (/s) | RSS held (MiB) | bytes per connection | node gauges | highest rate, p99 < bound | p50 / p99 / p99.9 there | generator CPU there |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for lv in levels:
         f, r = lv["first"], lv["rep"]
         if not f:
-            lines.append(f"| {lv['n']} | failed | | | | | | |")
+            lines.append(f"| {lv['n']} | failed | | | | | | | |")
             continue
         srv = f.get("server") or {}
         g = (srv.get("node_gauges") or {})
@@ -303,15 +317,15 @@ def write(levels, peers, seconds):
                            if k in ("mcp_connections", "mcp_sessions", "mcp_streams")) if isinstance(g, dict) else ""
         there = f"{us(r['latency']['p50_us'])} / {us(r['latency']['p99_us'])} / {us(r['latency']['p999_us'])}" if r else "–"
         lines.append(f"| {lv['n']} | {f['sessions_held']} | {f['ramp_per_sec']:.0f} | {srv.get('rss_held_bytes', 0) / 2**20:.1f} | "
-                     f"{srv.get('bytes_per_connection', 0):,} | {gauges} | {lv['rate']:,.0f}/s | {there} |")
+                     f"{srv.get('bytes_per_connection', 0):,} | {gauges} | {lv['rate']:,.0f}/s | {there} | {gen(r)} |")
     lines += ["", f"Plots: `docs/bench/node-N-memory.png` (server RSS while the sessions ramp), "
               f"`docs/bench/node-{levels[-1]['n'] if levels else 'N'}-at-max-latency.png` (latency per second at the highest passing rate).", "",
               "### Against the physical limit and the peers", "",
               f"Same tool, same load, same run. Saturation: closed loop, {WORKERS} connections, {TRIAL + 2:g} s. "
               f"Highest rate: open loop with {PEER_HELD} sessions held. Capacity: sessions opened as fast as "
               f"the server takes them, up to {LEVELS[-1] if LEVELS else 0}.", "",
-              "| server | saturation (req/s) | service p99 at saturation | highest rate, p99 < bound | p99 there | sessions held (of requested) | bytes per open session there |",
-              "|---|---|---|---|---|---|---|"]
+              "| server | saturation (req/s) | service p99 at saturation | generator CPU at saturation | highest rate, p99 < bound | p99 there | sessions held (of requested) | bytes per open session there |",
+              "|---|---|---|---|---|---|---|---|"]
     ours = next((p for p in peers if p["kind"] == "node"), None)
 
     def sat_rate(p):
@@ -324,7 +338,7 @@ def write(levels, peers, seconds):
     for p in peers:
         s, r, c = p["sat"], p["rep"], p["cap"]
         lines.append(
-            f"| {NAMES.get(p['kind'], p['kind'])} | {sat_rate(p):,.0f} | {us(s['service']['p99_us']) if s else '–'} | "
+            f"| {NAMES.get(p['kind'], p['kind'])} | {sat_rate(p):,.0f} | {us(s['service']['p99_us']) if s else '–'} | {gen(s)} | "
             f"{p['rate']:,.0f}/s | {us(r['latency']['p99_us']) if r else '–'} | "
             f"{c['sessions_held'] if c else 'failed'} of {c['sessions_requested'] if c else '–'}"
             f"{' (errors: ' + ', '.join(f'{k} {v}' for k, v in c['errors'].items()) + ')' if c and c['errors'] else ''} | "
