@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,8 +17,11 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint test-unit e2e-protocol ## Everything CI runs: lint, unit + black-box tests, protocol e2e
+test: lint crds-check test-unit e2e-protocol e2e-cluster manifests-check helm-lint image e2e e2e-chart ## Everything CI runs (see the stage list in the README)
 	@echo "make test: all stages passed"
+
+crds-check: ## Fail when crds/generated/ differs from what crdgen prints for the Rust types
+	$(CARGO) run -q -p mcpcluster-api --features resource --bin crdgen -- --check crds/generated/mcpclusters.mcpcluster.dev.yaml
 
 test-unit: ## Unit and black-box tests (cargo test)
 	$(CARGO) test --workspace
