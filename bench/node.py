@@ -183,6 +183,21 @@ def trial(kind, config, sessions, **kw):
         s.stop()
 
 
+def session_record_bytes(config, n):
+    """RSS per idle session with no connection kept (the record alone), by bench/memory.py's
+    `sessions` phase on a fresh node; None if it failed."""
+    s = Server("node", config)
+    try:
+        r = subprocess.run([sys.executable, os.path.join(HERE, "memory.py"), "--addr", f"127.0.0.1:{s.port}",
+                            "--pid", str(s.proc.pid), "--phase", "sessions", "-n", str(n)],
+                           capture_output=True, text=True, timeout=300)
+        return json.loads(r.stdout)["bytes_per_item"] if r.returncode == 0 else None
+    except (subprocess.TimeoutExpired, ValueError, KeyError):
+        return None
+    finally:
+        s.stop()
+
+
 def passes(rep):
     return (rep is not None and rep["calls_ok"] == rep["calls_due"] > 0
             and not rep["errors"] and rep["latency"]["p99_us"] < BOUND_US)
@@ -273,13 +288,15 @@ def main():
     for n in LEVELS:
         log(f"level {n}: memory and ramp")
         first = trial("node", config, n, rate=0, plot=os.path.join(PLOTS, f"node-{n}"), label=f"mcp-node {n} held")
+        log(f"level {n}: memory per idle session record (bench/memory.py, no connection kept)")
+        record = session_record_bytes(config, n)
         log(f"level {n}: highest rate with p99 < {BOUND_US / 1000:g} ms")
         rate, rep = max_rate("node", config, n, 2000)
         if rep and n == LEVELS[-1]:
             # The latency-over-time plot of the highest passing rate at the largest level.
             trial("node", config, n, rate=rate, plot=os.path.join(PLOTS, f"node-{n}-at-max"),
                   label=f"mcp-node {n} held, {rate:.0f} calls/s")
-        levels.append({"n": n, "first": first, "rate": rate, "rep": rep})
+        levels.append({"n": n, "first": first, "record": record, "rate": rate, "rep": rep})
 
     peers = []
     for kind in SERVERS:
@@ -304,12 +321,12 @@ def write(levels, peers, seconds):
              f"p99 < {BOUND_US / 1000:g} ms ({TRIAL:g} s trials, doubling then three bisections; a failed "
              f"trial is retried once before the rate counts as failed).", "",
              "### mcp-node by connection level", "",
-             "| open connections (sessions + GET streams) | held | ramp (/s) | RSS held (MiB) | bytes per connection | node gauges | highest rate, p99 < bound | p50 / p99 / p99.9 there | generator CPU there |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| open connections (sessions + GET streams) | held | ramp (/s) | RSS held (MiB) | bytes per connection | bytes per session record | node gauges | highest rate, p99 < bound | p50 / p99 / p99.9 there | generator CPU there |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for lv in levels:
         f, r = lv["first"], lv["rep"]
         if not f:
-            lines.append(f"| {lv['n']} | failed | | | | | | | |")
+            lines.append(f"| {lv['n']} | failed | | | | | | | | |")
             continue
         srv = f.get("server") or {}
         g = (srv.get("node_gauges") or {})
@@ -317,7 +334,12 @@ def write(levels, peers, seconds):
                            if k in ("mcp_connections", "mcp_sessions", "mcp_streams")) if isinstance(g, dict) else ""
         there = f"{us(r['latency']['p50_us'])} / {us(r['latency']['p99_us'])} / {us(r['latency']['p999_us'])}" if r else "–"
         lines.append(f"| {lv['n']} | {f['sessions_held']} | {f['ramp_per_sec']:.0f} | {srv.get('rss_held_bytes', 0) / 2**20:.1f} | "
-                     f"{srv.get('bytes_per_connection', 0):,} | {gauges} | {lv['rate']:,.0f}/s | {there} | {gen(r)} |")
+                     f"{srv.get('bytes_per_connection', 0):,} | {lv['record'] if lv['record'] is not None else '–'} | {gauges} | {lv['rate']:,.0f}/s | {there} | {gen(r)} |")
+    lines += ["", "Bytes per connection: (RSS with every session held − RSS before) / held, for a connection "
+              "with its session and open GET stream. Bytes per session record: the same for sessions "
+              "whose connection is gone (`bench/memory.py --phase sessions`, a fresh node). The "
+              "generator column is mcp-load's CPU over its whole run as a share of its one CPU; near "
+              "100 % the generator, not the node, sets the highest rate."]
     lines += ["", f"Plots: `docs/bench/node-N-memory.png` (server RSS while the sessions ramp), "
               f"`docs/bench/node-{levels[-1]['n'] if levels else 'N'}-at-max-latency.png` (latency per second at the highest passing rate).", "",
               "### Against the physical limit and the peers", "",
