@@ -12,8 +12,9 @@
 #   4. `kubectl scale mcpcluster` goes through the scale subresource to the StatefulSet
 #   5. every crds/examples/invalid/*.yaml is refused with its `# expect:` message; a spec only
 #      the operator can refuse gets Degraded=InvalidSpec and a Warning event, and no children
-#   6. autoscaling on real load (mcp-load) scales up; a node still holding clients delays the
-#      scale-down (drain) until they leave, then the StatefulSet shrinks
+#   6. autoscaling on real load (mcp-load) scales up, the real nodes form one gossip cluster;
+#      a node still holding clients delays the scale-down (drain); calling the scale-down off
+#      cancels its drain; once its clients leave, the StatefulSet shrinks
 #   7. /metrics; SIGTERM to the leader releases the Lease and the standby takes over; deleting
 #      the McpCluster garbage-collects every child
 #
@@ -232,7 +233,7 @@ node3() { [[ -n "$(admin_of demo-3)" ]] && curl -sf "http://$(admin_of demo-3)/c
 wait_for 60 "real node for demo-3" node3
 ADM3="$(admin_of demo-3)"
 setsid "$BIN/mcp-load" --url "http://${ADM3%:*}:8080/mcp" --sessions 20 --ramp-rate 0 --rate 1 --workers 1 \
-    --duration 25 --quiet >"$WORK/load-3.log" 2>&1 &
+    --duration 40 --quiet >"$WORK/load-3.log" 2>&1 &
 PIDS+=($!)
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1" 2>/dev/null || echo 0; }
 own() { # own FIELD: demo-3's own row of its /cluster
@@ -252,6 +253,15 @@ if progress="$(curl -sf "http://$ADM3/drain")"; then
     [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADM3/readyz")" == 503 ]] || fail "draining demo-3 still ready"
     log "ok: demo-3 reports $progress, /readyz 503"
 fi
+# Calling the scale-down off (autoscaling off, replicas 4) cancels demo-3's drain.
+kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"enabled":false},"replicas":4}}' >/dev/null
+undrained() {
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADM3/readyz")" == 200 &&
+        "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="Scaling")].status}')" == False ]]
+}
+wait_for 30 "scale-down called off: demo-3's drain cancelled (DELETE /drain), ready again" undrained
+kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"enabled":true}}}' >/dev/null
+wait_for 60 "autoscaling back on: draining demo-3 again" draining
 wait_for 90 "clients gone: drained scale-down to 2" sts_is 2
 grep -q "departing nodes drained" "$WORK/operator.log" || fail "operator did not log the drain"
 

@@ -1,7 +1,7 @@
 //! The admin endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process runs),
 //! `/readyz` (the node accepts new clients; false while draining), `/status`, `GET /cluster`
-//! (the membership and load the operator sizes the cluster by) and `POST`/`GET /drain` (start a
-//! drain, report its progress). Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
+//! (the membership and load the operator sizes the cluster by) and `POST`/`GET`/`DELETE
+//! /drain` (start a drain, report its progress, call it off). Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -37,7 +37,8 @@ fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Byt
     respond(status, "application/json", body.to_string())
 }
 
-/// `POST /drain` starts a drain (202), `GET /drain` reports its progress (200).
+/// `POST /drain` starts a drain (202), `GET /drain` reports its progress (200), `DELETE
+/// /drain` cancels it (200).
 fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
     let (status, progress) = match *method {
         Method::POST => {
@@ -45,14 +46,20 @@ fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
             (StatusCode::ACCEPTED, node.drain_progress())
         }
         Method::GET => (StatusCode::OK, node.drain_progress()),
+        Method::DELETE => {
+            node.cancel_drain();
+            (StatusCode::OK, node.drain_progress())
+        }
         _ => {
             let mut r = respond(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
-                "GET or POST\n",
+                "GET, POST or DELETE\n",
             );
-            r.headers_mut()
-                .insert(header::ALLOW, http::HeaderValue::from_static("GET, POST"));
+            r.headers_mut().insert(
+                header::ALLOW,
+                http::HeaderValue::from_static("GET, POST, DELETE"),
+            );
             return r;
         }
     };

@@ -104,6 +104,18 @@ impl Node {
         true
     }
 
+    /// Cancels a drain started by `POST /drain` (`DELETE /drain`: the operator's scale-down
+    /// was called off): the node is ready and accepts clients again. Streams ended by the
+    /// drain stay ended (their clients resumed elsewhere). Not for SIGTERM's drain, which the
+    /// admin endpoint does not outlive. Returns whether the node was draining.
+    pub fn cancel_drain(&self) -> bool {
+        let was = self.draining.swap(false, Ordering::AcqRel);
+        if was {
+            tracing::info!(node = %self.name, "drain cancelled");
+        }
+        was
+    }
+
     /// Where a drain stands (`GET /drain`).
     pub fn drain_progress(&self) -> DrainProgress {
         let draining = self.is_draining();

@@ -94,15 +94,22 @@ async fn drain_refuses_new_sessions_and_reports_progress() {
 
     // A second POST is idempotent.
     assert_eq!(admin(&node, "POST", "/drain").await.status, 202);
+
+    // DELETE calls it off: ready again, new clients welcome.
+    let cancelled = admin(&node, "DELETE", "/drain").await;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    assert_eq!(cancelled.json()["draining"], false);
+    assert_eq!(admin(&node, "GET", "/readyz").await.status, 200);
+    let _again = common::initialize(node.mcp_addr).await;
     node.shutdown().await;
 }
 
 #[tokio::test]
 async fn drain_refuses_other_methods() {
     let node = common::start(NodeConfig::default()).await;
-    let r = admin(&node, "DELETE", "/drain").await;
+    let r = admin(&node, "PUT", "/drain").await;
     assert_eq!(r.status, 405);
-    assert_eq!(r.header("allow"), Some("GET, POST"));
+    assert_eq!(r.header("allow"), Some("GET, POST, DELETE"));
     assert_eq!(admin(&node, "GET", "/readyz").await.status, 200);
     node.shutdown().await;
 }

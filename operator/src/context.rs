@@ -17,6 +17,8 @@ use crate::server::Health;
 pub struct Drain {
     /// Replicas after the scale-down.
     pub to: i32,
+    /// Replicas before it: ordinals `to..from` were asked to drain.
+    pub from: i32,
     /// When the first `POST /drain` went out.
     pub since: Instant,
 }

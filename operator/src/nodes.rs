@@ -224,6 +224,11 @@ impl NodeClient {
         let method = if start { Method::POST } else { Method::GET };
         self.call(method, addr, "/drain").await
     }
+
+    /// `DELETE /drain`: calls a drain off.
+    pub async fn cancel_drain(&self, addr: &str) -> Result<DrainProgress, NodeError> {
+        self.call(Method::DELETE, addr, "/drain").await
+    }
 }
 
 #[cfg(test)]

@@ -176,7 +176,7 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
             scaler::drain_gate(ctx, cluster, &key, &names, cur, desired).await
         }
         _ => {
-            ctx.remember(&key, |m| m.drain = None);
+            scaler::call_off(ctx, cluster, &key, &names, desired).await;
             (desired, None)
         }
     };

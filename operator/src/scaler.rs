@@ -62,17 +62,23 @@ pub async fn drain_gate(
     current: i32,
     desired: i32,
 ) -> (i32, Option<Report>) {
-    let since = ctx.remember(key, |m| match m.drain {
-        Some(d) if d.to == desired => d.since,
-        _ => {
+    let (since, replaced) = ctx.remember(key, |m| match m.drain {
+        Some(d) if d.to == desired => (d.since, None),
+        old => {
             let d = Drain {
                 to: desired,
+                from: current,
                 since: Instant::now(),
             };
             m.drain = Some(d);
-            d.since
+            (d.since, old)
         }
     });
+    if let Some(old) = replaced {
+        // A deeper or shallower scale-down replaced an earlier one: pods that stay get their
+        // drain called off.
+        cancel(ctx, cluster, names, old.to..desired.min(old.from)).await;
+    }
     let port = cluster.spec.ports.admin;
     let mut waiting = Vec::new();
     for ordinal in desired..current {
@@ -91,6 +97,7 @@ pub async fn drain_gate(
     }
     if waiting.is_empty() {
         tracing::info!(from = current, to = desired, "departing nodes drained");
+        ctx.remember(key, |m| m.drain = None);
         return (desired, None);
     }
     if since.elapsed() >= ctx.drain_timeout {
@@ -100,6 +107,7 @@ pub async fn drain_gate(
             waiting.join(", ")
         );
         event(ctx, cluster, true, "DrainTimeout", note).await;
+        ctx.remember(key, |m| m.drain = None);
         return (desired, None);
     }
     let report = Report::new(
@@ -112,4 +120,30 @@ pub async fn drain_gate(
         ),
     );
     (current, Some(report))
+}
+
+/// Called when no scale-down is pending: a drain that was in progress (the scale-down was
+/// called off by `kubectl scale` or the autoscaler) is cancelled on the pods that stay.
+pub async fn call_off(ctx: &Context, cluster: &McpCluster, key: &str, names: &Names, desired: i32) {
+    if let Some(old) = ctx.remember(key, |m| m.drain.take()) {
+        cancel(ctx, cluster, names, old.to..desired.min(old.from)).await;
+    }
+}
+
+async fn cancel(
+    ctx: &Context,
+    cluster: &McpCluster,
+    names: &Names,
+    ordinals: std::ops::Range<i32>,
+) {
+    for ordinal in ordinals {
+        let pod = names.pod(ordinal);
+        let Some(addr) = ctx.admin.resolve(&pod, names, cluster.spec.ports.admin) else {
+            continue;
+        };
+        match ctx.nodes.cancel_drain(&addr).await {
+            Ok(_) => tracing::info!(%pod, "scale-down called off: drain cancelled"),
+            Err(err) => tracing::warn!(%pod, error = %err, "cannot cancel the drain"),
+        }
+    }
 }

@@ -36,6 +36,8 @@ async fn reads_load_and_drains_a_real_node() {
     assert!(started.done, "no client connected: done at once");
     let view = client.cluster(&admin).await.expect("GET /cluster");
     assert!(view.members[0].draining);
+    let cancelled = client.cancel_drain(&admin).await.expect("DELETE /drain");
+    assert!(!cancelled.draining);
     node.shutdown().await;
 }
 
