@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use foca::{Foca, Identity, State};
+use foca::{Foca, Identity, Runtime, State, Timer};
 use rand010::SeedableRng;
 use rand010::rngs::SmallRng;
 
@@ -140,7 +140,19 @@ impl Membership {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), MembershipError> {
         self.queues.now = now;
         let seen = self.queues.events.len();
-        while let Some(timer) = self.queues.pop_due(now) {
+        while let Some((due, timer)) = self.queues.pop_due(now) {
+            // A suspicion timer that fires more than a probe period late means
+            // this node was stalled (starved of CPU, paused): the suspect's
+            // refutation may be waiting unread. Trust our clock again only
+            // after a full `suspect_to_down` of running (Lifeguard's idea that
+            // a node whose own timers are late is the unhealthy one).
+            let late = now.saturating_duration_since(due);
+            if late > self.config.probe_period && matches!(timer, Timer::ChangeSuspectToDown { .. })
+            {
+                tracing::debug!(?late, "membership timers late: suspicion deferred");
+                self.queues.submit_after(timer, self.config.suspect_to_down);
+                continue;
+            }
             // A stale timer (an old probe, a changed identity) is an error in
             // foca's eyes but harmless here: keep firing the others.
             if let Err(err) = self.foca.handle_timer(timer, &mut self.queues) {

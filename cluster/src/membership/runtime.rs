@@ -67,13 +67,14 @@ impl Queues {
         self.timers.keys().next().map(|(at, _)| *at)
     }
 
-    /// Removes and returns the earliest timer due at or before `now`.
-    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer<NodeId>> {
+    /// Removes and returns the earliest timer due at or before `now`, with
+    /// the instant it was due.
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer<NodeId>)> {
         let first = *self.timers.keys().next()?;
         if first.0 > now {
             return None;
         }
-        self.timers.remove(&first)
+        self.timers.remove(&first).map(|t| (first.0, t))
     }
 
     pub(crate) fn pending_timers(&self) -> usize {
