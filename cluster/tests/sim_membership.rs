@@ -295,6 +295,10 @@ fn stall_tolerance() {
         println!(
             "node stalled {stall_ms:>4} ms: declared down in {declared} of {runs} runs; it declared {accused} healthy nodes down"
         );
+        assert_eq!(
+            accused, 0,
+            "after a {stall_ms} ms stall the node blamed healthy peers"
+        );
         if stall_ms <= 200 {
             assert_eq!(declared, 0, "a {stall_ms} ms stall must not be a failure");
         }
