@@ -226,6 +226,8 @@ print(sum(m["state"] == "alive" for m in json.load(sys.stdin)["members"]))' 2>/d
 }
 members4() { [[ "$(jp mcpcluster/demo '{.status.members}')" == 4 && "$(alive_seen_by demo-0)" == 4 ]]; }
 wait_for 60 "status.members=4 and demo-0 sees 4 alive members: one cluster (QUIC, mTLS with the operator's CA)" members4
+not_degraded() { [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="Degraded")].reason}')" == AsExpected ]]; }
+wait_for 30 "Degraded=False (AsExpected): the nodes' views agree" not_degraded
 # The ramp may be read half-way (2 → 3 → 4); repeated events of one reason fold into a series.
 scaled_up="$(kc get events --field-selector reason=ScaledUp -o jsonpath='{.items[*].message}')"
 [[ "$scaled_up" == *"autoscaled from 2 to "* ]] || fail "no ScaledUp event from 2 replicas: '$scaled_up'"

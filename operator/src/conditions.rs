@@ -56,6 +56,8 @@ pub struct Observed {
     pub invalid: Option<String>,
     /// Why the last reconcile failed.
     pub failed: Option<String>,
+    /// How the nodes' membership views disagree (persistently).
+    pub diverged: Option<String>,
     /// The `Scaling` condition (the scaler decides it).
     pub scaling: Option<Report>,
 }
@@ -108,6 +110,8 @@ pub fn reports(o: &Observed) -> Vec<Report> {
         Report::new(DEGRADED, true, reason::INVALID_SPEC, why.clone())
     } else if let Some(why) = &o.failed {
         Report::new(DEGRADED, true, reason::RECONCILE_FAILED, why.clone())
+    } else if let Some(why) = &o.diverged {
+        Report::new(DEGRADED, true, reason::MEMBERSHIP_DIVERGED, why.clone())
     } else if o.desired < o.replication_factor {
         Report::new(
             DEGRADED,

@@ -58,6 +58,14 @@ fn degraded_reasons_in_priority_order() {
         find(&reports(&below), "Degraded").reason,
         "BelowReplicationFactor"
     );
+    let split = Observed {
+        diverged: Some("a sees [a, b]; b sees [b]".into()),
+        ..below.clone()
+    };
+    assert_eq!(
+        find(&reports(&split), "Degraded").reason,
+        "MembershipDiverged"
+    );
     let failed = Observed {
         failed: Some("boom".into()),
         ..below.clone()

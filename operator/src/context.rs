@@ -36,6 +36,9 @@ pub struct ClusterMemory {
     pub load: Option<(Instant, Option<Load>)>,
     /// Consecutive failed reconciles (for the backoff).
     pub failures: u32,
+    /// Consecutive load readings in which the nodes disagreed on membership, and the last
+    /// disagreement.
+    pub divergence: (u32, Option<String>),
 }
 
 /// Shared by all reconciles.

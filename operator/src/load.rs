@@ -1,5 +1,5 @@
 //! Reading the cluster's load: every running pod's `GET /cluster`, merged so each member
-//! counts once. A reading is cached for half the poll interval, so the reconcile that our own
+//! counts once; and whether the nodes' views of the membership agree. A reading is cached for half the poll interval, so the reconcile that our own
 //! status write triggers reuses it instead of polling again (no write → watch → write loop).
 
 use std::time::Instant;
@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams};
 use crate::context::Context;
 use crate::error::Error;
 use crate::names::Names;
-use crate::nodes::{Load, total};
+use crate::nodes::{Load, divergence, total};
 
 /// Names of the cluster's pods that run and are not being deleted.
 pub async fn running_pods(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
@@ -58,6 +58,26 @@ pub async fn read(
         }
     }
     let load = (!views.is_empty()).then(|| total(&views));
-    ctx.remember(key, |m| m.load = Some((Instant::now(), load)));
+    let diverged = divergence(&views);
+    ctx.remember(key, |m| {
+        m.load = Some((Instant::now(), load));
+        m.divergence = match diverged {
+            Some(why) => (m.divergence.0.saturating_add(1), Some(why)),
+            None => (0, None),
+        };
+    });
     Ok(load)
+}
+
+/// Readings in a row that must disagree before `Degraded=MembershipDiverged`: gossip
+/// converges in well under a second, so a short disagreement while a node joins or leaves
+/// is not reported.
+pub const DIVERGED_READINGS: u32 = 3;
+
+/// The membership disagreement to report, if it persisted for [`DIVERGED_READINGS`].
+pub fn diverged(ctx: &Context, key: &str) -> Option<String> {
+    ctx.remember(key, |m| match &m.divergence {
+        (n, Some(why)) if *n >= DIVERGED_READINGS => Some(why.clone()),
+        _ => None,
+    })
 }

@@ -145,6 +145,31 @@ pub fn total(views: &[ClusterView]) -> Load {
     })
 }
 
+/// Whether the nodes disagree on who is alive (a partition, or a view not converged yet):
+/// `Some("demo-0 sees [..]; demo-2 sees [..]")` naming the first two different views.
+pub fn divergence(views: &[ClusterView]) -> Option<String> {
+    fn alive(v: &ClusterView) -> Vec<&str> {
+        let mut names: Vec<&str> = v
+            .members
+            .iter()
+            .filter(|m| m.state == "alive")
+            .map(|m| m.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+    let first = views.first()?;
+    let seen = alive(first);
+    let other = views.iter().find(|v| alive(v) != seen)?;
+    Some(format!(
+        "{} sees [{}]; {} sees [{}]",
+        first.self_,
+        seen.join(", "),
+        other.self_,
+        alive(other).join(", ")
+    ))
+}
+
 /// Why a node could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -310,6 +335,31 @@ mod tests {
             view("b", &[("b", 5)]),
         ]);
         assert_eq!((l.connections, l.members), (22, 3));
+    }
+
+    #[test]
+    fn divergence_names_two_different_views() {
+        let view = |me: &str, alive: &[&str]| ClusterView {
+            self_: me.into(),
+            members: alive
+                .iter()
+                .map(|n| Member {
+                    name: (*n).into(),
+                    state: "alive".into(),
+                    connections: 0,
+                    sessions: 0,
+                    draining: false,
+                })
+                .collect(),
+        };
+        let agree = [view("a", &["a", "b"]), view("b", &["b", "a"])];
+        assert_eq!(divergence(&agree), None);
+        assert_eq!(divergence(&[view("a", &["a"])]), None);
+        let split = [view("a", &["a", "b", "c"]), view("c", &["c"])];
+        assert_eq!(
+            divergence(&split).as_deref(),
+            Some("a sees [a, b, c]; c sees [c]")
+        );
     }
 
     #[test]

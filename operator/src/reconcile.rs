@@ -185,6 +185,7 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
 
     // 4. Status.
     let mut observed = status::observe(Some(&applied), desired, spec.replication_factor);
+    observed.diverged = load::diverged(ctx, &key);
     observed.scaling = draining.clone().or_else(|| {
         let d = autoscaled?;
         let settled = observed.replicas == desired;
