@@ -35,19 +35,19 @@ for server in $servers; do
     done
   done
 done
-python3 - "$results" "$here/../docs/BENCHMARKS.md" "$servers" <<'PY'
-import json, sys, os, subprocess, datetime
+BENCH_DIR="$here" python3 - "$results" "$here/../docs/BENCHMARKS.md" "$servers" <<'PY'
+import json, sys, os
+sys.path.insert(0, os.environ["BENCH_DIR"])
+import benchdoc
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
-commit = subprocess.run(["git","describe","--always","--dirty"],capture_output=True,text=True).stdout.strip()
 peers = sys.argv[3].split() != ["node"]
 title = "## Memory against peers (SERVERS=\"" + sys.argv[3] + "\" bench/memory.sh)" if peers else "## Memory (make bench-memory)"
 names = {"node": "mcp-node", "rmcp": "rmcp 3.11 stock", "ts": "TypeScript SDK 1.32.2", "py": "Python mcp 1.30.0"}
 label = {"sessions": "idle session", "connections": "open idle connection + session + GET stream"}
+command = (f"`SERVERS=\"{sys.argv[3]}\" bench/memory.sh` (`make bench-memory-peers`)" if peers
+           else "`make bench-memory` (bench/memory.sh)")
 out = [title, "",
-       f"Command: `SERVERS=\"{sys.argv[3]}\" bench/memory.sh` (`make bench-memory-peers`). Machine: {os.cpu_count()} cores, {cpu}, {int(mem)//1024} MiB; "
-       f"commit {commit}; {datetime.date.today()}. Each row is a fresh server; RSS from /proc/PID/status.", "",
+       f"Command: {command}. Machine: {benchdoc.machine(os.path.join(os.environ['BENCH_DIR'], '..'))}. Each row is a fresh server; RSS from /proc/PID/status.", "",
        "| server | what | N | RSS before (KiB) | RSS after (KiB) | bytes per item | ramp rate (/s) |", "|---|---|---|---|---|---|---|"]
 for r in rows:
     if r.get("failed"):
@@ -61,14 +61,6 @@ if peers:
         if r["server"] != "node" and not r.get("failed") and (r["phase"], r["n"]) in ours and ours[(r["phase"], r["n"])] > 0:
             out.append(f"- {names.get(r['server'])}, {label[r['phase']]}, N={r['n']}: {r['bytes_per_item'] / ours[(r['phase'], r['n'])]:.1f}x")
 section = "\n".join(out) + "\n"
-path = sys.argv[2]
-text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-start = text.find(title)
-if start >= 0:
-    end = text.find("\n## ", start + 5)
-    text = text[:start] + section + (text[end+1:] if end >= 0 else "")
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
+benchdoc.replace_section(sys.argv[2], section)
 print(section)
 PY

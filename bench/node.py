@@ -23,7 +23,6 @@ others), RT (1: SCHED_FIFO when root), QUICK (1: LEVELS=1000 5000, SERVERS=node 
 smoke run).
 """
 
-import datetime
 import json
 import os
 import resource
@@ -34,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import benchdoc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -244,13 +245,9 @@ def max_rate(kind, config, sessions, start):
 
 
 def machine():
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                            cwd=ROOT).stdout.strip()
     pin = (f"server pinned to CPU {SERVER_CPUS[0]}, mcp-load to CPU {','.join(map(str, LOAD_CPUS))}"
            if PIN else "no pinning") + (", both SCHED_FIFO (chrt -f 10)" if RT else "")
-    return f"{os.cpu_count()} cores ({cpu}), {mem} MiB; {pin}; commit {commit}; {datetime.date.today()}"
+    return f"{benchdoc.machine(ROOT)}; {pin}"
 
 
 def us(v):
@@ -383,16 +380,7 @@ def write(levels, peers, seconds):
             lines.append(f"- {NAMES.get(p['kind'], p['kind'])}: " + "; ".join(parts))
     section = "\n".join(lines) + "\n"
     print(section)
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n\n"
-    title = lines[0]
-    start = text.find(title)
-    if start >= 0:
-        end = text.find("\n## ", start + 5)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(DOC, "w") as f:
-        f.write(text)
+    benchdoc.replace_section(DOC, section)
     log(f"wrote {os.path.relpath(DOC, ROOT)} and plots in {os.path.relpath(PLOTS, ROOT)}/")
 
 
