@@ -41,6 +41,11 @@ e2e-protocol: build ## Conformance suite (both eras) and real SDK clients agains
 e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints detection time), restart it (rejoins)
 	$(CARGO) test -p mcp-node --test cluster_processes -- --nocapture
 
+.PHONY: e2e-netns
+e2e-netns: ## (root) 3 mcp-node in their own network namespaces: converge, cut/heal a link, 50 ms delay, SIGKILL/restart (prints times)
+	$(CARGO) build -p mcp-node
+	e2e/cluster/netns.sh target/debug/mcp-node
+
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain)
 	node/fuzz/run.sh $(FUZZ_SECONDS)
 
