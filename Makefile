@@ -17,7 +17,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit e2e-protocol e2e-cluster manifests-check helm-lint image e2e e2e-chart ## Everything CI runs (see the stage list in the README)
+test: lint crds-check test-unit e2e-protocol e2e-cluster e2e-netns manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
 	@echo "make test: all stages passed"
 
 crds-check: ## Fail when crds/generated/ differs from what crdgen prints for the Rust types
