@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use mcp_cluster::frame::Message;
 use mcp_cluster::membership::{self, MemberState, Membership, NodeId, NodeMeta};
+use mcp_cluster::transport::Incoming;
 use mcp_cluster::transport::{
     Config, LocalCa, PeerTls, Receivers, Seeds, Transport, spawn_membership,
 };
+use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 fn config() -> Config {
@@ -20,8 +22,52 @@ fn config() -> Config {
     }
 }
 
+/// Logs to the test output when `RUST_LOG` is set (shown for failed tests).
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Every link's figures, printed when a receiver gives up.
+fn dump(transports: &[Transport]) {
+    for (i, t) in transports.iter().enumerate() {
+        for (j, u) in transports.iter().enumerate() {
+            if i != j {
+                println!("node {i} -> {j}: {:?}", t.peer_stats(u.local_addr()));
+            }
+        }
+    }
+}
+
 fn bind(tls: &PeerTls) -> (Transport, Receivers) {
     Transport::bind(config(), tls).expect("binds")
+}
+
+/// How long a receiver waits for the next message before the test fails: a
+/// bound against hanging, not a measurement (the machine may be loaded).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Sends `m` to `to`, waiting while the peer's queue is full (order kept).
+async fn send_in_order(t: &Transport, to: SocketAddr, mut m: Message) {
+    loop {
+        match t.send(to, m) {
+            Ok(()) => return,
+            Err(mcp_cluster::frame::Refused::Full(back)) => {
+                m = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Nothing beyond the expected messages arrives (a duplicate would).
+async fn assert_nothing_more(rx: &mut mpsc::Receiver<Incoming>, who: &str) {
+    if let Ok(extra) = timeout(Duration::from_millis(200), rx.recv()).await {
+        panic!("{who}: unexpected extra message {extra:?}");
+    }
 }
 
 fn json(i: u64) -> Vec<u8> {
@@ -31,6 +77,7 @@ fn json(i: u64) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_endpoints_exchange_frames_in_order() {
+    logs();
     let ca = LocalCa::generate().expect("ca");
     let (transports, mut rx): (Vec<Transport>, Vec<Receivers>) = (0..3)
         .map(|_| bind(&ca.issue(&["mcp-peer"]).expect("cert")))
@@ -44,18 +91,8 @@ async fn three_endpoints_exchange_frames_in_order() {
                 continue;
             }
             for n in 0..PER_PEER {
-                let mut m = Message::new(7, json(n));
                 // Backpressure: the queue refuses when full; wait and retry in order.
-                loop {
-                    match t.send(*to, m) {
-                        Ok(()) => break,
-                        Err(mcp_cluster::frame::Refused::Full(back)) => {
-                            m = back;
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
-                        Err(other) => panic!("{other:?}"),
-                    }
-                }
+                send_in_order(t, *to, Message::new(7, json(n))).await;
             }
         }
     }
@@ -63,20 +100,32 @@ async fn three_endpoints_exchange_frames_in_order() {
         let mut next: HashMap<SocketAddr, u64> = HashMap::new();
         let mut got = 0;
         while got < 2 * PER_PEER {
-            let inc = timeout(Duration::from_secs(20), r.messages.recv())
-                .await
-                .expect("in time")
-                .expect("open");
+            let Ok(inc) = timeout(PATIENCE, r.messages.recv()).await else {
+                dump(&transports);
+                panic!(
+                    "node {i}: {got} of {} messages ({next:?} by sender), then none",
+                    2 * PER_PEER
+                );
+            };
+            let inc = inc.expect("open");
             let n = next.entry(inc.from).or_default();
+            assert!(
+                *n < PER_PEER,
+                "node {i} from {}: no message past the last",
+                inc.from
+            );
             assert_eq!(
                 inc.message.body,
                 json(*n),
-                "node {i} from {}: order kept",
+                "node {i} from {}: every message once, in order",
                 inc.from
             );
             *n += 1;
             got += 1;
         }
+    }
+    for (i, r) in rx.iter_mut().enumerate() {
+        assert_nothing_more(&mut r.messages, &format!("node {i}")).await;
     }
     let took = started.elapsed();
     for (i, t) in transports.iter().enumerate() {
@@ -98,6 +147,84 @@ async fn three_endpoints_exchange_frames_in_order() {
     for t in &transports {
         t.close();
     }
+}
+
+/// Both ends of a pair start sending at the same instant, so both dial at
+/// once (and, in half the rounds, both also call `connect` at once): two
+/// connections come up and one is closed. Every message must still arrive
+/// exactly once and in order, both ways, whichever connection survives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dial_loses_and_reorders_nothing() {
+    logs();
+    const ROUNDS: usize = 24;
+    const PER_SIDE: u64 = 300;
+    let ca = LocalCa::generate().expect("ca");
+    for round in 0..ROUNDS {
+        let (a, mut a_rx) = bind(&ca.issue(&["mcp-peer"]).expect("cert"));
+        let (b, mut b_rx) = bind(&ca.issue(&["mcp-peer"]).expect("cert"));
+        let start = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let side =
+            |from: Transport, to: SocketAddr, start: std::sync::Arc<tokio::sync::Barrier>| {
+                tokio::spawn(async move {
+                    start.wait().await;
+                    if round % 2 == 1 {
+                        // Errors are fine here (the other side's dial may win);
+                        // what matters is that the messages below all arrive.
+                        let _ = from.connect(to).await;
+                    }
+                    for n in 0..PER_SIDE {
+                        send_in_order(&from, to, Message::new(3, json(n))).await;
+                        if n % 50 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            };
+        let sa = side(a.clone(), b.local_addr(), start.clone());
+        let sb = side(b.clone(), a.local_addr(), start);
+        sa.await.expect("a sends");
+        sb.await.expect("b sends");
+        for (who, rx, from) in [
+            ("a", &mut a_rx, b.local_addr()),
+            ("b", &mut b_rx, a.local_addr()),
+        ] {
+            for n in 0..PER_SIDE {
+                let inc = timeout(PATIENCE, rx.messages.recv())
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!("round {round}: {who} got {n} of {PER_SIDE} messages, then none")
+                    })
+                    .expect("open");
+                assert_eq!(inc.from, from, "round {round}: {who}: sender");
+                assert_eq!(
+                    String::from_utf8_lossy(&inc.message.body),
+                    String::from_utf8_lossy(&json(n)),
+                    "round {round}: {who}: message {n} arrives once, in order"
+                );
+            }
+            assert_nothing_more(&mut rx.messages, &format!("round {round}: {who}")).await;
+        }
+        a.close();
+        b.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wildcard_bind_needs_advertise() {
+    let ca = LocalCa::generate().expect("ca");
+    let tls = ca.issue(&["mcp-peer"]).expect("cert");
+    let wildcard = Config {
+        bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+        ..Config::default()
+    };
+    let err = Transport::bind(wildcard.clone(), &tls).expect_err("no address to compare");
+    println!("refused: {err}");
+    let advertised = Config {
+        advertise: Some(SocketAddr::from(([127, 0, 0, 1], 7946))),
+        ..wildcard
+    };
+    let (t, _rx) = Transport::bind(advertised, &tls).expect("binds with advertise");
+    t.close();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,11 @@ pub struct Config {
     /// Where to bind the UDP socket (gossip and frames share it). Peers must
     /// reach this node at the address its `NodeId` advertises (the pod IP).
     pub bind: SocketAddr,
+    /// The address peers see this node at (its `NodeId::addr`), when `bind`
+    /// is a wildcard (`0.0.0.0`, `::`); required then. Default: the bound
+    /// address. The lower address of a pair decides which connection
+    /// carries frames, so both ends must compare the same addresses.
+    pub advertise: Option<SocketAddr>,
     /// The name peers' certificates are verified against (SNI). Default
     /// `mcp-peer` (what [`super::LocalCa`] issues); in Kubernetes a name the
     /// wildcard node certificate covers, e.g. `node.<peers>.<ns>.svc`.
@@ -49,6 +54,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             bind: SocketAddr::from(([0, 0, 0, 0], 7946)),
+            advertise: None,
             server_name: LOCAL_SERVER_NAME.to_owned(),
             udp_buffer_bytes: 4 * 1024 * 1024,
             dial_timeout: Duration::from_secs(1),

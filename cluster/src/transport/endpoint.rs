@@ -47,6 +47,10 @@ pub struct PeerStats {
 pub(crate) struct Inner {
     pub(crate) endpoint: quinn::Endpoint,
     pub(crate) local: SocketAddr,
+    /// This node's address as its peers see it (`Config::advertise`, else
+    /// the bound address): compared with a peer's to decide which of the
+    /// pair picks the connection that carries frames.
+    me: SocketAddr,
     pub(crate) client: quinn::ClientConfig,
     pub(crate) config: Config,
     peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
@@ -133,11 +137,21 @@ impl Transport {
         let local = endpoint
             .local_addr()
             .map_err(|e| TransportError::Io("local address", e))?;
+        let me = match config.advertise {
+            Some(a) => a,
+            None if local.ip().is_unspecified() => {
+                return Err(TransportError::Config(
+                    "a wildcard bind address needs `advertise` (the address peers see)",
+                ));
+            }
+            None => local,
+        };
         let (incoming, messages) = mpsc::channel(config.incoming_capacity);
         let (gossip, gossip_rx) = mpsc::channel(config.gossip_capacity);
         let inner = Arc::new(Inner {
             endpoint,
             local,
+            me,
             client,
             config,
             peers: Mutex::new(HashMap::new()),
@@ -192,15 +206,30 @@ impl Transport {
         }
     }
 
-    /// Connects to `to` now (tests, warm-up); `Ok` once a connection is up.
+    /// Connects to `to` now (tests, warm-up); `Ok` once a connection is up
+    /// (frames may still wait for the peer to confirm it). If a dial is
+    /// already under way, waits for it instead of dialing a second time.
     pub async fn connect(&self, to: SocketAddr) -> Result<(), TransportError> {
         let peer = self.inner.peer(to);
         if peer.live().is_some() {
             return Ok(());
         }
-        let conn = self.inner.dial_now(to).await?;
-        self.inner.install(&peer, conn, true);
-        Ok(())
+        if peer.start_dialing() {
+            let result = self.inner.dial_now(to).await;
+            if let Ok(conn) = &result {
+                self.inner.install(&peer, conn.clone(), true);
+            }
+            peer.stop_dialing();
+            return result.map(drop);
+        }
+        let give_up = Instant::now() + self.inner.config.dial_timeout * 2;
+        while peer.is_dialing() && Instant::now() < give_up {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        match peer.live() {
+            Some(_) => Ok(()),
+            None => Err(TransportError::Timeout),
+        }
     }
 
     /// The largest gossip packet the connection to `to` carries, once connected.
@@ -252,7 +281,7 @@ impl Inner {
         if let Some(p) = peers.get(&addr) {
             return p.clone();
         }
-        let p = Arc::new(Peer::new(addr, self.config.frame.clone()));
+        let p = Arc::new(Peer::new(addr, self.me, self.config.frame.clone()));
         peers.insert(addr, p.clone());
         drop(peers);
         let (inner, sender) = (self.clone(), p.clone());
@@ -293,26 +322,28 @@ impl Inner {
         let (inner, peer) = (self.clone(), peer.clone());
         self.spawn(async move {
             let result = inner.dial_now(peer.addr).await;
-            peer.stop_dialing();
+            // Installed before the flag drops: until then `live()` is empty,
+            // and a second dial of ours could replace the first connection.
             match result {
                 Ok(conn) => inner.install(&peer, conn, true),
                 Err(err) => tracing::debug!(peer = %peer.addr, %err, "dial failed"),
             }
+            peer.stop_dialing();
         });
     }
 
-    /// Adopts a new connection to `peer` (dialed by us or accepted), keeping
-    /// one per pair, and starts reading it.
+    /// Takes a new connection to `peer` (dialed by us or accepted), keeping
+    /// one per pair to carry frames (see [`Peer::install`]), and starts
+    /// reading it.
     pub(crate) fn install(
         self: &Arc<Self>,
         peer: &Arc<Peer>,
         conn: Connection,
         dialed_by_us: bool,
     ) {
-        let dialer = if dialed_by_us { self.local } else { peer.addr };
         peer::spawn_readers(self, peer, &conn);
-        if let Some(loser) = peer.adopt(conn, dialer) {
-            loser.close(VarInt::from_u32(1), b"duplicate connection");
+        if let Some(loser) = peer.install(conn, dialed_by_us) {
+            loser.close(VarInt::from_u32(peer::DUPLICATE), b"duplicate connection");
         }
     }
 }

@@ -1,8 +1,11 @@
 //! The async shell: QUIC (quinn + rustls, mutual TLS from the cluster CA)
 //! between peers, moving frames and gossip for the sans-IO parts.
 //!
-//! - One QUIC connection per peer pair (when both dial at once, both keep
-//!   the one dialed by the lower address and close the other).
+//! - One QUIC connection per peer pair carries frames. The node with the
+//!   lower address decides which (the first one up; a later one is closed);
+//!   the other node writes frames only on a connection the lower one has
+//!   confirmed by opening its frame stream on it, so no frame is ever
+//!   written on a connection that is then closed as a duplicate.
 //! - One long-lived unidirectional stream per direction carries frames
 //!   ([`crate::frame`]): a per-peer bounded [`crate::frame::Batcher`] feeds a
 //!   sender task that writes whole frames and never waits for ACK-based
@@ -51,6 +54,9 @@ pub enum TransportError {
     /// The peer did not answer within `Config::dial_timeout`.
     #[error("peer did not answer in time")]
     Timeout,
+    /// The settings cannot work.
+    #[error("transport config: {0}")]
+    Config(&'static str),
     /// Frame encoding state could not be created.
     #[error(transparent)]
     Frame(#[from] crate::frame::FrameError),

@@ -19,14 +19,40 @@ use crate::frame::{
 
 /// Error code when a peer sent a frame we cannot decode.
 const BAD_FRAME: u32 = 2;
+/// Error code on a connection closed because another one carries the pair's frames.
+pub(crate) const DUPLICATE: u32 = 1;
+
+/// The first bytes of every frame stream. A stream from the deciding peer
+/// (the lower address) is also its confirmation that the connection it
+/// arrives on is the one that carries frames.
+pub(crate) const PREAMBLE: &[u8; 5] = b"MCPF\x01";
+
+/// The connection that carries a pair's frames, and who dialed it.
+#[derive(Clone)]
+struct Link {
+    conn: Connection,
+    dialed_by_us: bool,
+}
 
 pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
+    /// This node's address is the lower of the pair: it alone decides which
+    /// connection carries frames; the other node writes frames only on a
+    /// connection this one has confirmed (by opening its frame stream on it).
+    decides: bool,
     max_batch_bytes: usize,
     batcher: Mutex<Batcher>,
     wake: Notify,
-    /// The kept connection and who dialed it (the lower dialer wins a tie).
-    conn: watch::Sender<Option<(Connection, SocketAddr)>>,
+    /// The connection that carries frames: kept (when this node decides) or
+    /// confirmed by the peer (when it decides). Nothing else carries frames.
+    conn: watch::Sender<Option<Link>>,
+    /// Connections that are up but not confirmed (only when the peer
+    /// decides); gossip may use them, frames never do. All are kept while
+    /// open, so this node dials again only when it has no open connection.
+    candidates: Mutex<Vec<Connection>>,
+    /// Held while a frame stream from this peer is delivered: a later stream
+    /// (a replacement connection) is delivered only after the earlier one ended.
+    reading: tokio::sync::Mutex<()>,
     dialing: AtomicBool,
     shut: AtomicBool,
     pending_gossip: Mutex<VecDeque<Bytes>>,
@@ -34,13 +60,16 @@ pub(crate) struct Peer {
 }
 
 impl Peer {
-    pub(crate) fn new(addr: SocketAddr, frame: FrameConfig) -> Self {
+    pub(crate) fn new(addr: SocketAddr, local: SocketAddr, frame: FrameConfig) -> Self {
         Self {
             addr,
+            decides: canonical(local) < canonical(addr),
             max_batch_bytes: frame.max_batch_bytes,
             batcher: Mutex::new(Batcher::new(frame)),
             wake: Notify::new(),
             conn: watch::Sender::new(None),
+            candidates: Mutex::new(Vec::new()),
+            reading: tokio::sync::Mutex::new(()),
             dialing: AtomicBool::new(false),
             shut: AtomicBool::new(false),
             pending_gossip: Mutex::new(VecDeque::new()),
@@ -69,13 +98,23 @@ impl Peer {
         *self.stats.lock()
     }
 
-    /// The kept connection, if it is open.
-    pub(crate) fn live(&self) -> Option<Connection> {
+    /// The connection that carries frames, if it is open.
+    pub(crate) fn kept(&self) -> Option<Connection> {
         self.conn
             .borrow()
             .as_ref()
-            .filter(|(c, _)| c.close_reason().is_none())
-            .map(|(c, _)| c.clone())
+            .filter(|l| l.conn.close_reason().is_none())
+            .map(|l| l.conn.clone())
+    }
+
+    /// An open connection (the one carrying frames, else one awaiting the
+    /// peer's confirmation): enough for gossip, and no need to dial.
+    pub(crate) fn live(&self) -> Option<Connection> {
+        self.kept().or_else(|| {
+            let mut candidates = self.candidates.lock();
+            candidates.retain(|c| c.close_reason().is_none());
+            candidates.last().cloned()
+        })
     }
 
     pub(crate) fn start_dialing(&self) -> bool {
@@ -86,6 +125,10 @@ impl Peer {
         self.dialing.store(false, Ordering::Release);
     }
 
+    pub(crate) fn is_dialing(&self) -> bool {
+        self.dialing.load(Ordering::Acquire)
+    }
+
     pub(crate) fn hold_gossip(&self, data: Bytes, max: usize) {
         let mut q = self.pending_gossip.lock();
         if q.len() < max {
@@ -93,30 +136,56 @@ impl Peer {
         }
     }
 
-    /// Keeps `conn` unless an open connection dialed by a lower address
-    /// exists; returns the connection to close, if any. Both ends apply the
-    /// same rule, so they keep the same connection.
-    pub(crate) fn adopt(&self, conn: Connection, dialer: SocketAddr) -> Option<Connection> {
-        let mut loser = None;
-        let mut kept_new = false;
-        self.conn.send_modify(|cur| match cur {
-            Some((old, old_dialer))
-                if old.close_reason().is_none() && old.stable_id() != conn.stable_id() =>
-            {
-                if dialer < *old_dialer {
-                    loser = Some(old.clone());
-                    *cur = Some((conn.clone(), dialer));
-                    kept_new = true;
-                } else {
-                    loser = Some(conn.clone());
+    /// Takes a new connection (dialed by us or accepted); returns the one to
+    /// close, if any.
+    ///
+    /// When this node decides, the first connection up is kept and stays
+    /// kept while it is open: a later one is closed, so frames already
+    /// written on the kept one are never lost. The one exception is a new
+    /// connection dialed by the peer while the kept one was also dialed by
+    /// it: the peer dials only when it has no open connection, so the old
+    /// one is dead on its side and the new one replaces it.
+    ///
+    /// When the peer decides, the connection waits as a candidate until the
+    /// peer confirms it ([`Self::confirm`]); nothing is closed here.
+    pub(crate) fn install(&self, conn: Connection, dialed_by_us: bool) -> Option<Connection> {
+        let loser = if self.decides {
+            let mut loser = None;
+            self.conn.send_modify(|cur| match cur {
+                Some(old)
+                    if old.conn.close_reason().is_none()
+                        && old.conn.stable_id() != conn.stable_id() =>
+                {
+                    if !dialed_by_us && !old.dialed_by_us {
+                        loser = Some(old.conn.clone());
+                        *cur = Some(Link {
+                            conn: conn.clone(),
+                            dialed_by_us,
+                        });
+                    } else {
+                        loser = Some(conn.clone());
+                    }
                 }
+                _ => {
+                    *cur = Some(Link {
+                        conn: conn.clone(),
+                        dialed_by_us,
+                    });
+                }
+            });
+            loser
+        } else {
+            let mut candidates = self.candidates.lock();
+            candidates.retain(|c| c.close_reason().is_none());
+            if !candidates.iter().any(|c| c.stable_id() == conn.stable_id()) {
+                candidates.push(conn.clone());
             }
-            _ => {
-                *cur = Some((conn.clone(), dialer));
-                kept_new = true;
-            }
-        });
-        if kept_new {
+            None
+        };
+        if loser
+            .as_ref()
+            .is_none_or(|l| l.stable_id() != conn.stable_id())
+        {
             for data in self.pending_gossip.lock().drain(..) {
                 let _ = conn.send_datagram(data);
             }
@@ -124,23 +193,55 @@ impl Peer {
         loser
     }
 
-    /// Forgets `conn` if it is the kept one (it closed).
+    /// The deciding peer opened its frame stream on `conn`: from now on our
+    /// frames go there. Returns the connection it replaces (to close: the
+    /// peer confirms a new one only when the old one is dead on its side).
+    fn confirm(&self, conn: &Connection) -> Option<Connection> {
+        if self.decides || conn.close_reason().is_some() {
+            return None;
+        }
+        let mut old = None;
+        self.conn.send_if_modified(|cur| {
+            if cur
+                .as_ref()
+                .is_some_and(|l| l.conn.stable_id() == conn.stable_id())
+            {
+                return false;
+            }
+            old = cur.take().map(|l| l.conn);
+            *cur = Some(Link {
+                conn: conn.clone(),
+                dialed_by_us: false,
+            });
+            true
+        });
+        self.candidates
+            .lock()
+            .retain(|c| c.stable_id() != conn.stable_id());
+        old.filter(|o| o.close_reason().is_none())
+    }
+
+    /// Forgets `conn` (it closed).
     fn clear_if(&self, id: usize) {
         self.conn.send_if_modified(|cur| {
-            if cur.as_ref().is_some_and(|(c, _)| c.stable_id() == id) {
+            if cur.as_ref().is_some_and(|l| l.conn.stable_id() == id) {
                 *cur = None;
                 true
             } else {
                 false
             }
         });
+        self.candidates.lock().retain(|c| c.stable_id() != id);
     }
 
     /// Stops the sender and closes the connection.
     pub(crate) fn shut(&self) {
         self.shut.store(true, Ordering::Release);
         self.wake.notify_one();
-        if let Some(conn) = self.live() {
+        if let Some(conn) = self.kept() {
+            conn.close(VarInt::from_u32(0), b"forgotten");
+        }
+        for conn in self.candidates.lock().drain(..) {
             conn.close(VarInt::from_u32(0), b"forgotten");
         }
     }
@@ -148,6 +249,12 @@ impl Peer {
     fn is_shut(&self) -> bool {
         self.shut.load(Ordering::Acquire)
     }
+}
+
+/// `::ffff:a.b.c.d` (a dual-stack socket's view of an IPv4 peer) as `a.b.c.d`,
+/// so both ends of a pair compare the same addresses.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 fn add(a: FrameStats, b: FrameStats) -> FrameStats {
@@ -163,6 +270,10 @@ fn add(a: FrameStats, b: FrameStats) -> FrameStats {
 /// Writes `peer`'s queue as frames on one uni stream per connection; a new
 /// connection gets a new stream and a fresh zstd context. Writes complete
 /// when quinn has buffered them; nothing waits for the peer's ACKs.
+///
+/// Frames go only on the connection that carries them ([`Peer::kept`]); the
+/// stream is opened (with its preamble) as soon as there is one, even with
+/// nothing queued, because that is how the deciding node confirms it.
 pub(crate) async fn run_sender(inner: Arc<Inner>, peer: Arc<Peer>) {
     let mut conn_rx = peer.conn.subscribe();
     let mut buf = Vec::new();
@@ -171,12 +282,19 @@ pub(crate) async fn run_sender(inner: Arc<Inner>, peer: Arc<Peer>) {
         if peer.is_shut() {
             return;
         }
-        if peer.queued() == 0 {
-            peer.wake.notified().await;
-            continue;
-        }
-        let Some(conn) = peer.live() else {
-            inner.dial(&peer);
+        conn_rx.borrow_and_update();
+        let Some(conn) = peer.kept() else {
+            if peer.queued() == 0 {
+                tokio::select! {
+                    () = peer.wake.notified() => {}
+                    r = conn_rx.changed() => if r.is_err() { return },
+                }
+                continue;
+            }
+            if peer.live().is_none() {
+                inner.dial(&peer);
+            }
+            // A connection comes up, or the peer confirms the one that is up.
             let _ = tokio::time::timeout(inner.config.dial_timeout, conn_rx.changed()).await;
             continue;
         };
@@ -188,6 +306,11 @@ pub(crate) async fn run_sender(inner: Arc<Inner>, peer: Arc<Peer>) {
                 continue;
             }
         };
+        if let Err(err) = stream.write_all(PREAMBLE).await {
+            tracing::debug!(peer = %peer.addr, %err, "frame stream closed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         let mut enc = match FrameEncoder::new(inner.config.frame.clone()) {
             Ok(e) => e,
             Err(err) => {
@@ -224,8 +347,17 @@ pub(crate) async fn run_sender(inner: Arc<Inner>, peer: Arc<Peer>) {
                 () = peer.wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
                 _ = conn.closed() => break,
+                r = conn_rx.changed() => {
+                    let same = peer.kept().is_some_and(|c| c.stable_id() == conn.stable_id());
+                    if r.is_err() || !same {
+                        break;
+                    }
+                }
             }
         }
+        // Ends the stream (a no-op when the connection is gone), so the
+        // peer's reader of it finishes and a later stream can be delivered.
+        let _ = stream.finish();
         past = add(past, enc.stats());
     }
 }
@@ -240,10 +372,10 @@ pub(crate) fn spawn_readers(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Connect
         }
         p.clear_if(c.stable_id());
     });
-    let (c, owner) = (conn.clone(), inner.clone());
+    let (c, owner, p) = (conn.clone(), inner.clone(), peer.clone());
     inner.spawn(async move {
         while let Ok(recv) = c.accept_uni().await {
-            let task = read_frames(recv, from, owner.clone(), c.clone());
+            let task = read_frames(recv, p.clone(), owner.clone(), c.clone());
             owner.spawn(task);
         }
     });
@@ -251,10 +383,23 @@ pub(crate) fn spawn_readers(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Connect
 
 async fn read_frames(
     mut recv: quinn::RecvStream,
-    from: SocketAddr,
+    peer: Arc<Peer>,
     inner: Arc<Inner>,
     conn: Connection,
 ) {
+    let from = peer.addr;
+    let mut preamble = [0u8; PREAMBLE.len()];
+    if recv.read_exact(&mut preamble).await.is_err() {
+        return;
+    }
+    if &preamble != PREAMBLE {
+        tracing::warn!(peer = %from, "frame stream without our preamble; closing the connection");
+        conn.close(VarInt::from_u32(BAD_FRAME), b"bad preamble");
+        return;
+    }
+    if let Some(old) = peer.confirm(&conn) {
+        old.close(VarInt::from_u32(DUPLICATE), b"replaced");
+    }
     let mut dec = match FrameDecoder::new(inner.config.frame.clone()) {
         Ok(d) => d,
         Err(err) => {
@@ -262,6 +407,9 @@ async fn read_frames(
             return;
         }
     };
+    // One stream from this peer at a time: what an earlier connection still
+    // delivers comes before what a later one brings.
+    let _turn = peer.reading.lock().await;
     let mut out = Vec::new();
     while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
         dec.push(&chunk.bytes);

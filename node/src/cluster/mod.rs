@@ -66,6 +66,7 @@ pub async fn start(
     }
     let config = transport::Config {
         bind: s.peer_listen,
+        advertise: s.advertise,
         server_name: s.server_name.clone(),
         ..transport::Config::default()
     };
