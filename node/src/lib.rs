@@ -107,13 +107,10 @@ pub async fn start_with(
             let rx = stop_rx.clone();
             async move {
                 stopped(rx).await;
+                // Unconditionally, unlike `begin_drain`: streams opened since a `POST /drain`
+                // must end too.
                 drain_node.draining.store(true, Ordering::Release);
-                // End every stream so clients see the node go (they resume elsewhere).
-                drain_node.sessions.for_each(|s| {
-                    for stream in s.state.lock().streams.iter_mut() {
-                        stream.detach();
-                    }
-                });
+                drain_node.end_streams();
             }
         };
         http::serve(listener, task_node.clone(), mcp_stop).await;

@@ -95,13 +95,19 @@ impl Node {
         if self.draining.swap(true, Ordering::AcqRel) {
             return false;
         }
+        self.end_streams();
+        tracing::info!(node = %self.name, "draining");
+        true
+    }
+
+    /// Ends every session stream so clients see the node go and resume elsewhere with
+    /// `Last-Event-ID` (the events stay in the log).
+    pub fn end_streams(&self) {
         self.sessions.for_each(|s| {
             for stream in s.state.lock().streams.iter_mut() {
                 stream.detach();
             }
         });
-        tracing::info!(node = %self.name, "draining");
-        true
     }
 
     /// Cancels a drain started by `POST /drain` (`DELETE /drain`: the operator's scale-down
