@@ -18,6 +18,7 @@ release: ## Optimized build
 	$(CARGO) build --release --workspace
 
 test: lint crds-check test-unit e2e-protocol e2e-cluster e2e-netns manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
+	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
 crds-check: ## Fail when crds/generated/ differs from what crdgen prints for the Rust types
