@@ -9,6 +9,7 @@
 //!   gauges; [`plot`]: PNG plots.
 
 pub mod client;
+pub mod failover;
 pub mod fleet;
 pub mod pacer;
 pub mod plot;
