@@ -33,6 +33,14 @@ pub struct ClusterConfig {
     /// draining) into gossip; unchanged load is re-sent by the membership's own refresh.
     /// Default 500.
     pub load_publish_ms: u64,
+    /// Copies of each legacy session, the owner's included: the owner replicates every change
+    /// to `replicationFactor − 1` peers, so a session survives the loss of that many nodes
+    /// minus one. 1 = no replication. Default 2 (at most 5).
+    pub replication_factor: u32,
+    /// Milliseconds a node waits for the first answer to a request it forwarded to the
+    /// session's owner before answering 503 with `Retry-After`; re-routed at once if the owner
+    /// is declared down meanwhile. Default 5000.
+    pub forward_timeout_ms: u64,
     /// Failure detection and dissemination timers.
     pub membership: MembershipTimers,
 }
@@ -48,6 +56,8 @@ impl Default for ClusterConfig {
             seed_dns: String::new(),
             tls: ClusterTlsConfig::default(),
             load_publish_ms: 500,
+            replication_factor: 2,
+            forward_timeout_ms: 5000,
             membership: MembershipTimers::default(),
         }
     }

@@ -116,7 +116,7 @@ pub async fn start_with(
         http::serve(listener, task_node.clone(), mcp_stop).await;
         // After the drain: peers reached this node while it drained; now they learn it left.
         if let Some(cluster) = cluster {
-            cluster.leave().await;
+            cluster.leave(&task_node).await;
         }
         housekeeping.abort();
         let _ = admin_task.await;
@@ -158,6 +158,14 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
         if expired > 0 {
             tracing::debug!(expired, "expired idle sessions");
+        }
+        if let Some(peers) = node.peers.get() {
+            // Copies whose owner stopped refreshing them (it expired or deleted the session
+            // and the message was lost) go after the same idle time; the owner re-sends its
+            // live sessions every tick, which keeps their copies fresh.
+            peers.replicas.expire(now.saturating_sub(ttl_ms));
+            node.metrics.cluster.set_replicas(peers.replicas.len());
+            node.sessions.for_each(|s| peers.mark(s));
         }
         node.sessions.for_each(|s| {
             for stream in s.state.lock().streams.iter_mut() {

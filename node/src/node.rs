@@ -48,6 +48,8 @@ pub struct Node {
     pub name: String,
     /// The cluster layer's view, once it runs (`cluster.enabled`); `/cluster` reads it.
     pub cluster: std::sync::OnceLock<crate::cluster::ClusterHandle>,
+    /// The session layer between nodes (routing, replication, hand-off), once it runs.
+    pub peers: std::sync::OnceLock<Arc<crate::cluster::peers::Peers>>,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
 }
@@ -71,6 +73,7 @@ impl Node {
             draining: AtomicBool::new(false),
             name,
             cluster: std::sync::OnceLock::new(),
+            peers: std::sync::OnceLock::new(),
             state_signer: crate::request_state::StateSigner::random(),
             started: Instant::now(),
             changes,
@@ -132,16 +135,30 @@ impl Node {
             sessions: self.sessions.len(),
             connections,
             // Without peers there is nowhere to hand sessions to, so a drain is done when no
-            // client is connected and nothing is in flight; the cluster layer adds "every
-            // session handed off" here.
-            done: draining && connections == 0 && inflight == 0,
+            // client is connected and nothing is in flight. With peers it is done when every
+            // session was handed off (clients still connected are served by forwarding).
+            done: draining
+                && inflight == 0
+                && match self.peers.get() {
+                    Some(_) => self.sessions.is_empty(),
+                    None => connections == 0,
+                },
         }
     }
 
     /// Announces a change to every subscribed client of this node (legacy sessions subscribed
     /// with `resources/subscribe` or holding a GET stream, and 2026-07-28 `subscriptions/listen`
     /// streams that asked for it).
+    /// Peers announce it to their own clients.
     pub fn announce(&self, event: ChangeEvent) {
+        if let Some(peers) = self.peers.get() {
+            peers.notify(&event);
+        }
+        self.announce_local(event);
+    }
+
+    /// Announces a change to this node's clients only (a peer's `Notify`).
+    pub fn announce_local(&self, event: ChangeEvent) {
         let _ = self.changes.send(event.clone());
         let log_cap = self.settings.config.limits.event_log_capacity as usize;
         let (method, params) = crate::protocol::notify::change_message(&event);
@@ -152,10 +169,18 @@ impl Node {
                 ChangeEvent::ResourceUpdated(uri) => st.subscriptions.iter().any(|u| &**u == uri),
                 _ => true,
             };
-            if wanted {
-                st.push_standalone(&bytes, log_cap);
+            if wanted && st.push_standalone(&bytes, log_cap) {
+                drop(st);
+                self.session_changed(s);
             }
         });
+    }
+
+    /// A session's durable state or event log changed: its replicas get the change.
+    pub fn session_changed(&self, s: &Arc<crate::session::Session>) {
+        if let Some(peers) = self.peers.get() {
+            peers.mark(s);
+        }
     }
 
     /// Receives every change announced from now on.

@@ -39,6 +39,12 @@ pub struct ClusterArgs {
     /// Milliseconds between load publications [config: cluster.loadPublishMs] [default: 500]
     #[arg(long, env = "MCP_NODE_CLUSTER_LOAD_PUBLISH_MS")]
     pub cluster_load_publish_ms: Option<u64>,
+    /// Copies of each session, the owner's included [config: cluster.replicationFactor] [default: 2]
+    #[arg(long, env = "MCP_NODE_CLUSTER_REPLICATION_FACTOR")]
+    pub replication_factor: Option<u32>,
+    /// Wait for a forwarded request's first answer [config: cluster.forwardTimeoutMs] [default: 5000]
+    #[arg(long, env = "MCP_NODE_CLUSTER_FORWARD_TIMEOUT_MS")]
+    pub cluster_forward_timeout_ms: Option<u64>,
     /// [config: cluster.membership.probePeriodMs] [default: 150]
     #[arg(long, env = "MCP_NODE_CLUSTER_PROBE_PERIOD_MS")]
     pub cluster_probe_period_ms: Option<u64>,
@@ -103,6 +109,8 @@ impl ClusterArgs {
         set(&mut c.tls.key_file, &self.cluster_key_file);
         set(&mut c.tls.server_name, &self.cluster_server_name);
         set(&mut c.load_publish_ms, &self.cluster_load_publish_ms);
+        set(&mut c.replication_factor, &self.replication_factor);
+        set(&mut c.forward_timeout_ms, &self.cluster_forward_timeout_ms);
         let m = &mut c.membership;
         set(&mut m.probe_period_ms, &self.cluster_probe_period_ms);
         set(&mut m.probe_rtt_ms, &self.cluster_probe_rtt_ms);

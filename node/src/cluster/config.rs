@@ -31,6 +31,10 @@ pub struct ClusterSettings {
     pub membership: membership::Config,
     /// How often this node's load is pushed into gossip.
     pub load_publish: Duration,
+    /// Copies of each session, the owner's included (1..=5).
+    pub replication_factor: usize,
+    /// How long a forwarded request waits for the owner's first answer.
+    pub forward_timeout: Duration,
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -93,6 +97,18 @@ impl ClusterSettings {
         if c.load_publish_ms == 0 {
             return Err(bad("cluster.loadPublishMs", "must be at least 1"));
         }
+        if !(1..=5).contains(&c.replication_factor) {
+            return Err(bad(
+                "cluster.replicationFactor",
+                format!("{} is not in 1..=5", c.replication_factor),
+            ));
+        }
+        if !(100..=60_000).contains(&c.forward_timeout_ms) {
+            return Err(bad(
+                "cluster.forwardTimeoutMs",
+                format!("{} is not in 100..=60000", c.forward_timeout_ms),
+            ));
+        }
         Ok(Some(Self {
             peer_listen,
             advertise,
@@ -103,6 +119,8 @@ impl ClusterSettings {
             server_name: c.tls.server_name.clone(),
             membership,
             load_publish: Duration::from_millis(c.load_publish_ms),
+            replication_factor: c.replication_factor as usize,
+            forward_timeout: Duration::from_millis(c.forward_timeout_ms),
         }))
     }
 }

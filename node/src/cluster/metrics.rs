@@ -2,7 +2,13 @@
 //! The peer label is a member's name: bounded by the cluster's size, and removed when the
 //! member is declared dead.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
+
+use mcp_cluster::frame::FrameStats;
+use parking_lot::Mutex;
+use prometheus_client::metrics::histogram::Histogram;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +38,41 @@ pub enum EventLabel {
     defunct,
 }
 
+/// How a forwarded request ended (from the forwarding node's side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum ForwardOutcome {
+    ok,
+    refused,
+    timeout,
+    target_down,
+}
+
+/// Bytes of peer frames: before compression (`raw`) or on the wire (`wire`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum Stage {
+    raw,
+    wire,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: ForwardOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StageLabels {
+    stage: Stage,
+}
+
+/// Seconds: 50 µs to ~3 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 16,
+    ))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StateLabels {
     state: StateLabel,
@@ -48,11 +89,53 @@ struct PeerLabels {
 }
 
 /// The cluster's metrics, registered in the node's registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterMetrics {
     members: Family<StateLabels, Gauge>,
     events: Family<EventLabels, Counter>,
     rtt: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    forwarded: Family<OutcomeLabels, Counter>,
+    forward_seconds: Histogram,
+    ack_seconds: Histogram,
+    ack_timeouts: Counter,
+    replicated: Counter,
+    replication_refused: Counter,
+    resyncs: Counter,
+    failovers: Counter,
+    handoffs_sent: Counter,
+    handoffs_received: Counter,
+    bad_messages: Counter,
+    replicas: Gauge,
+    frames_sent: Counter,
+    messages_sent: Counter,
+    bytes_sent: Family<StageLabels, Counter>,
+    last_frames: Mutex<HashMap<SocketAddr, FrameStats>>,
+}
+
+impl Default for ClusterMetrics {
+    fn default() -> Self {
+        Self {
+            members: Family::default(),
+            events: Family::default(),
+            rtt: Family::default(),
+            forwarded: Family::default(),
+            forward_seconds: latency_histogram(),
+            ack_seconds: latency_histogram(),
+            ack_timeouts: Counter::default(),
+            replicated: Counter::default(),
+            replication_refused: Counter::default(),
+            resyncs: Counter::default(),
+            failovers: Counter::default(),
+            handoffs_sent: Counter::default(),
+            handoffs_received: Counter::default(),
+            bad_messages: Counter::default(),
+            replicas: Gauge::default(),
+            frames_sent: Counter::default(),
+            messages_sent: Counter::default(),
+            bytes_sent: Family::default(),
+            last_frames: Mutex::new(HashMap::new()),
+        }
+    }
 }
 
 impl ClusterMetrics {
@@ -75,7 +158,157 @@ impl ClusterMetrics {
             "Smoothed QUIC round-trip time to each connected peer",
             m.rtt.clone(),
         );
+        r.register(
+            "forwarded",
+            "Client requests forwarded to the node holding their session, by outcome",
+            m.forwarded.clone(),
+        );
+        r.register(
+            "forward_seconds",
+            "Forwarded request sent to the owner until its answer's head arrived",
+            m.forward_seconds.clone(),
+        );
+        r.register(
+            "replication_ack_seconds",
+            "A new session's copy sent until every replica acknowledged it (replication lag)",
+            m.ack_seconds.clone(),
+        );
+        r.register(
+            "replication_ack_timeouts",
+            "New sessions answered before every replica acknowledged them",
+            m.ack_timeouts.clone(),
+        );
+        r.register(
+            "replication_messages",
+            "Session copies (whole or deltas) sent to replicas",
+            m.replicated.clone(),
+        );
+        r.register(
+            "replication_refused",
+            "Session copies a full peer queue refused (the replica resyncs later)",
+            m.replication_refused.clone(),
+        );
+        r.register(
+            "resyncs",
+            "Full copies asked for after a gap in a replica's copy",
+            m.resyncs.clone(),
+        );
+        r.register(
+            "failovers",
+            "Sessions this node took over from a dead owner",
+            m.failovers.clone(),
+        );
+        r.register(
+            "handoffs_sent",
+            "Sessions handed to a peer while draining",
+            m.handoffs_sent.clone(),
+        );
+        r.register(
+            "handoffs_received",
+            "Sessions received from a draining peer",
+            m.handoffs_received.clone(),
+        );
+        r.register(
+            "bad_messages",
+            "Peer messages that did not decode (dropped)",
+            m.bad_messages.clone(),
+        );
+        r.register(
+            "replicas",
+            "Copies of other nodes' sessions held here",
+            m.replicas.clone(),
+        );
+        r.register(
+            "peer_frames_sent",
+            "Peer frames sent (all peers)",
+            m.frames_sent.clone(),
+        );
+        r.register(
+            "peer_messages_sent",
+            "Peer messages sent in those frames (messages / frames = batching factor)",
+            m.messages_sent.clone(),
+        );
+        r.register(
+            "peer_bytes_sent",
+            "Peer frame bytes before compression (raw) and on the wire",
+            m.bytes_sent.clone(),
+        );
         m
+    }
+
+    /// Counts a forwarded request's outcome.
+    pub fn forwarded(&self, outcome: ForwardOutcome) {
+        self.forwarded
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+    /// Records a forward's latency to the head.
+    pub fn forward_seconds(&self, s: f64) {
+        self.forward_seconds.observe(s);
+    }
+    /// Records a replica acknowledgement's latency.
+    pub fn ack_seconds(&self, s: f64) {
+        self.ack_seconds.observe(s);
+    }
+    /// Counts an acknowledgement that did not come in time.
+    pub fn ack_timeout(&self) {
+        self.ack_timeouts.inc();
+    }
+    /// Counts a copy sent.
+    pub fn replicated(&self) {
+        self.replicated.inc();
+    }
+    /// Counts a copy a full queue refused.
+    pub fn replication_refused(&self) {
+        self.replication_refused.inc();
+    }
+    /// Counts a resync asked for.
+    pub fn resync(&self) {
+        self.resyncs.inc();
+    }
+    /// Counts a session taken over.
+    pub fn failover(&self) {
+        self.failovers.inc();
+    }
+    /// Sessions taken over so far.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.get()
+    }
+    /// Counts a session handed off.
+    pub fn handoff_sent(&self) {
+        self.handoffs_sent.inc();
+    }
+    /// Counts a session received by hand-off.
+    pub fn handoff_received(&self) {
+        self.handoffs_received.inc();
+    }
+    /// Counts an undecodable peer message.
+    pub fn bad_message(&self) {
+        self.bad_messages.inc();
+    }
+    /// Sets the number of replica copies held.
+    pub fn set_replicas(&self, n: usize) {
+        self.replicas.set(n as i64);
+    }
+
+    /// Adds what the link to `peer` sent since the last call (its counters start again at 0
+    /// when the peer is forgotten and reached again).
+    pub fn frames(&self, peer: SocketAddr, now: FrameStats) {
+        let mut last = self.last_frames.lock();
+        let before = last.insert(peer, now).unwrap_or_default();
+        let before = if now.frames < before.frames {
+            FrameStats::default()
+        } else {
+            before
+        };
+        self.frames_sent.inc_by(now.frames - before.frames);
+        self.messages_sent.inc_by(now.messages - before.messages);
+        self.bytes_sent
+            .get_or_create(&StageLabels { stage: Stage::raw })
+            .inc_by(now.raw_bytes.saturating_sub(before.raw_bytes));
+        self.bytes_sent
+            .get_or_create(&StageLabels { stage: Stage::wire })
+            .inc_by(now.wire_bytes.saturating_sub(before.wire_bytes));
     }
 
     /// Sets the member count of each state.

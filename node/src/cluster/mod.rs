@@ -9,13 +9,20 @@
 //! - [`tls`]: peer certificates from files, generated in memory, or written for local runs.
 //! - [`shell`]: load publication, membership events → logs and metrics.
 //! - [`view`]: the `/cluster` answer; [`metrics`]: `mcp_cluster_*`.
+//! - [`peers`]: sessions across nodes (routing, replication, failover, hand-off, fan-out);
+//!   [`forward`]: requests relayed to the node holding their session; [`inbound`]: the peer
+//!   messages received; [`wire`]: their binary form.
 
 pub mod args;
 pub mod config;
+pub mod forward;
+pub mod inbound;
 pub mod metrics;
+pub mod peers;
 pub mod shell;
 pub mod tls;
 pub mod view;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,10 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcp_cluster::membership::{Membership, NodeId};
-use mcp_cluster::transport::{
-    self, Incoming, MembershipHandle, Seeds, Transport, spawn_membership,
-};
-use tokio::sync::mpsc;
+use mcp_cluster::transport::{self, MembershipHandle, Seeds, Transport, spawn_membership};
 use tokio::task::JoinHandle;
 
 pub use args::ClusterArgs;
@@ -47,9 +51,13 @@ pub struct Cluster {
     membership: Arc<MembershipHandle>,
     shell: JoinHandle<()>,
     leaving: Arc<AtomicBool>,
-    /// Peer frames; nothing sends any yet (forwarding and replication will).
-    _messages: mpsc::Receiver<Incoming>,
+    peers: Arc<peers::Peers>,
+    tasks: Vec<JoinHandle<()>>,
 }
+
+/// How long a leaving node tries to hand its sessions off before it goes anyway (their
+/// replicas then take over).
+const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Binds the peer endpoint, joins the seeds, and starts publishing this node's load.
 pub async fn start(
@@ -107,6 +115,18 @@ pub async fn start(
         view: membership.view.clone(),
         mcp_addr,
     });
+    let (peers, dirty) = peers::Peers::new(
+        id,
+        transport.clone(),
+        membership.view.clone(),
+        s,
+        node.settings.config.limits.max_sessions as usize,
+    );
+    let _ = node.peers.set(peers.clone());
+    let tasks = vec![
+        tokio::spawn(inbound::run(node.clone(), peers.clone(), rx.messages)),
+        tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
+    ];
     let leaving = Arc::new(AtomicBool::new(false));
     let shell = tokio::spawn(shell::run(
         node,
@@ -122,7 +142,8 @@ pub async fn start(
         membership,
         shell,
         leaving,
-        _messages: rx.messages,
+        peers,
+        tasks,
     })
 }
 
@@ -134,7 +155,8 @@ impl Cluster {
 
     /// Leaves gracefully (peers mark this node dead at once instead of detecting a failure),
     /// then closes the peer endpoint.
-    pub async fn leave(self) {
+    pub async fn leave(self, node: &Arc<Node>) {
+        self.peers.handoff_all(node, HANDOFF_DEADLINE).await;
         let mut view = self.membership.view.clone();
         self.leaving.store(true, Ordering::Release);
         self.membership.leave().await;
@@ -144,6 +166,9 @@ impl Cluster {
         // Let the last datagrams leave before the connections close.
         tokio::time::sleep(Duration::from_millis(50)).await;
         self.shell.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         self.transport.close();
         tracing::info!(id = %self.id, "left the cluster");
     }
@@ -152,6 +177,9 @@ impl Cluster {
     pub fn abort(self) {
         self.membership.abort();
         self.shell.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         self.transport.close();
     }
 }

@@ -46,6 +46,9 @@ pub async fn run(
                     membership.set_meta(meta).await;
                 }
                 observe(&node, &transport, &membership);
+                if node.is_draining() && let Some(peers) = node.peers.get() {
+                    peers.handoff_round(&node);
+                }
             }
             event = events.recv() => match event {
                 Ok(event) => on_event(&node, &transport, &membership, event, &leaving),
@@ -79,11 +82,14 @@ fn observe(node: &Node, transport: &Transport, membership: &MembershipHandle) {
             .and_then(|s| s.rtt)
             .map(|d| d.as_secs_f64());
         m.set_rtt(&name, rtt);
+        if let Some(stats) = transport.peer_stats(r.id.addr) {
+            m.frames(r.id.addr, stats.frames);
+        }
     }
 }
 
 fn on_event(
-    node: &Node,
+    node: &Arc<Node>,
     transport: &Transport,
     membership: &MembershipHandle,
     event: Event,
@@ -105,6 +111,9 @@ fn on_event(
             let _span =
                 tracing::info_span!("peer", peer = %id.addr, name = %name_of(id.addr)).entered();
             tracing::info!(generation = id.generation, "member up");
+            if let Some(peers) = node.peers.get() {
+                peers.membership_changed(node, None);
+            }
         }
         Event::Down(id) => {
             m.event(EventLabel::down);
@@ -114,6 +123,9 @@ fn on_event(
             // Its connection is dead or closing; a restarted process dials afresh.
             transport.forget(id.addr);
             m.set_rtt(&name, None);
+            if let Some(peers) = node.peers.get() {
+                peers.membership_changed(node, Some(id));
+            }
         }
         Event::Renamed { old, new } => {
             m.event(EventLabel::renamed);
@@ -123,6 +135,10 @@ fn on_event(
                 new = new.generation,
                 "member restarted"
             );
+            if let Some(peers) = node.peers.get() {
+                // The old process is gone: what it owned is taken over, like a death.
+                peers.membership_changed(node, Some(old));
+            }
         }
         Event::Rejoined(id) => {
             m.event(EventLabel::rejoined);

@@ -66,7 +66,7 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
     if let Incoming::Request(r) = &msg
         && r.method == "initialize"
     {
-        return initialize(&node, r);
+        return initialize(&node, r).await;
     }
     if let Err(r) = check_version_header(&node, headers) {
         return r;
@@ -93,6 +93,8 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
                 }
                 _ => {}
             }
+            drop(st);
+            node.session_changed(&session);
             node.metrics
                 .observe(MethodLabel::notification, Outcome::ok, 0.0);
             reply::accepted()
@@ -151,6 +153,7 @@ async fn request(
         tx,
         limits.event_log_capacity as usize,
         Duration::from_secs(limits.client_request_timeout_secs),
+        node.peers.get().cloned(),
     ));
     let mut params = r.params.unwrap_or_default();
     let progress_token = params
@@ -165,6 +168,12 @@ async fn request(
         .outbound(out.clone())
         .node(node.clone())
         .build();
+    // Requests that change the session's durable state (the others only add events, which
+    // the stream output replicates as they happen).
+    let mutates = matches!(
+        r.method.as_str(),
+        "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
+    );
     let work = dispatch::dispatch(
         node.clone(),
         Scope::Legacy(session.clone()),
@@ -176,7 +185,7 @@ async fn request(
     let untrack_session = session.clone();
     inflight.on_finish(move || untrack_session.state.lock().untrack_inflight(&id));
     let guard = stream_guard(&node);
-    exchange::drive(
+    let response = exchange::drive(
         out as Arc<dyn StreamOut>,
         rx,
         Box::pin(work),
@@ -187,7 +196,11 @@ async fn request(
         Vec::new(),
         Some(guard),
     )
-    .await
+    .await;
+    if mutates {
+        node.session_changed(&session);
+    }
+    response
 }
 
 /// A JSON-RPC batch: part of 2025-03-26 only, so it needs a session that negotiated it. Each
@@ -302,6 +315,7 @@ pub async fn post_batch(
             }
         }
     }
+    node.session_changed(&session);
     if answers.is_empty() {
         return reply::accepted();
     }
@@ -327,7 +341,7 @@ pub fn stream_guard(node: &Arc<Node>) -> StreamGuard {
     })
 }
 
-fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
+async fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
     let limits = &node.settings.config.limits;
     if node.is_draining() {
         node.metrics.reject(Reason::draining);
@@ -354,7 +368,8 @@ fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
         return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
     }
     let version = versions::negotiate(requested);
-    let id = SessionId::random();
+    let peers = node.peers.get();
+    let id = peers.map_or_else(SessionId::random, |p| p.new_session_id());
     let session = Arc::new(Session::new(
         id,
         version,
@@ -362,7 +377,7 @@ fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
         limits.session_burst,
         node.now_ms(),
     ));
-    if node.sessions.insert(session).is_err() {
+    if node.sessions.insert(session.clone()).is_err() {
         node.metrics.reject(Reason::session_cap);
         return reply::overloaded(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -372,6 +387,10 @@ fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
         );
     }
     node.metrics.sessions.set(node.sessions.len() as i64);
+    if let Some(peers) = peers {
+        // The client learns the session only once a replica holds it too.
+        peers.replicate_and_wait(node, &session).await;
+    }
     let result = json!({
         "protocolVersion": version.as_str(),
         "capabilities": dispatch::capabilities(node, Era::Legacy),
@@ -428,6 +447,9 @@ pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
     }
     drop(st);
     drop(tx);
+    if !resumed {
+        node.session_changed(&session);
+    }
     reply::sse(None, rx, Some(stream_guard(&node)))
 }
 
@@ -444,6 +466,9 @@ pub fn delete(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
     if let Some(s) = node.sessions.remove(&session.id) {
         for stream in s.state.lock().streams.iter_mut() {
             stream.finish();
+        }
+        if let Some(peers) = node.peers.get() {
+            peers.deleted(&s);
         }
     }
     node.metrics.sessions.set(node.sessions.len() as i64);

@@ -33,6 +33,19 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
+    handle_hop(node, method, target, headers, body, 0).await
+}
+
+/// [`handle`] for a request that `hop` nodes already forwarded (0: from a client). A request
+/// naming a session held on another node is forwarded there (`crate::cluster::forward`).
+pub async fn handle_hop(
+    node: Arc<Node>,
+    method: Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    hop: u8,
+) -> Response<Body> {
     let path = target.split('?').next().unwrap_or(target);
     if path != node.settings.config.mcp_path {
         let mut r = Response::new(Body::full("not found\n"));
@@ -46,6 +59,12 @@ pub async fn handle(
         };
         node.metrics.reject(reason);
         return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
+    }
+    if node.peers.get().is_some()
+        && let Some(forwarded) =
+            crate::cluster::forward::intercept(&node, &method, target, headers, &body, hop).await
+    {
+        return forwarded;
     }
     match method {
         Method::POST => post(node, headers, body).await,

@@ -35,6 +35,8 @@ pub struct SessionOut {
     stream: Mutex<Option<u32>>,
     log_capacity: usize,
     client_request_timeout: Duration,
+    /// The session layer, which copies each event to the replicas.
+    peers: Option<Arc<crate::cluster::peers::Peers>>,
 }
 
 impl std::fmt::Debug for SessionOut {
@@ -52,6 +54,7 @@ impl SessionOut {
         tx: stream_queue::Sender,
         log_capacity: usize,
         timeout: Duration,
+        peers: Option<Arc<crate::cluster::peers::Peers>>,
     ) -> Self {
         Self {
             session,
@@ -59,6 +62,13 @@ impl SessionOut {
             stream: Mutex::new(None),
             log_capacity,
             client_request_timeout: timeout,
+            peers,
+        }
+    }
+
+    fn changed(&self) {
+        if let Some(p) = &self.peers {
+            p.mark(&self.session);
         }
     }
 
@@ -83,6 +93,9 @@ impl SessionOut {
             }
         };
         st.push(id, json, self.log_capacity);
+        drop(st);
+        drop(stream);
+        self.changed();
     }
 }
 
@@ -156,6 +169,7 @@ impl StreamOut for SessionOut {
         {
             s.finish();
         }
+        self.changed();
     }
 
     fn gone(&self) -> BoxFuture<'static, ()> {

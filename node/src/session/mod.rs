@@ -4,12 +4,14 @@
 //! A session is data, not a task: nothing runs for an idle session, and its record is what
 //! the cluster will replicate.
 
+mod copy;
 mod id;
 mod record;
 mod registry;
 mod stream;
 
+pub use copy::Gap;
 pub use id::SessionId;
-pub use record::{ProtocolEra, Session, SessionState};
+pub use record::{ProtocolEra, ReplicaOf, Session, SessionState};
 pub use registry::{Registry, RegistryFull};
 pub use stream::{EventId, StreamKind, StreamState};

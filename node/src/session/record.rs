@@ -24,6 +24,16 @@ pub enum ProtocolEra {
 }
 
 impl ProtocolEra {
+    /// Its index on the peer wire (oldest first).
+    pub fn index(self) -> u8 {
+        self as u8
+    }
+    /// From [`Self::index`].
+    pub fn from_index(i: u8) -> Option<Self> {
+        [Self::V2025_03_26, Self::V2025_06_18, Self::V2025_11_25]
+            .get(usize::from(i))
+            .copied()
+    }
     /// The wire string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -62,16 +72,33 @@ pub struct SessionState {
     pub last_seen_ms: u64,
     /// Open and recently finished streams.
     pub streams: Vec<StreamState>,
-    next_stream: u32,
-    next_request: i64,
+    pub(super) next_stream: u32,
+    pub(super) next_request: i64,
     /// Server→client requests awaiting the client's response.
     pending: Vec<(i64, oneshot::Sender<Result<Value, Value>>)>,
     /// Client requests in progress that `notifications/cancelled` may cancel.
     inflight: Vec<(RequestId, oneshot::Sender<()>)>,
+    /// Bumped at each change of owner (failover, hand-off); peers ignore older copies.
+    pub epoch: u32,
+    /// The replicas the last copy went to; a different set gets a full copy.
+    pub repl_to: Vec<std::net::SocketAddr>,
+    /// Set on a replica's copy: who owns the session and whom it replicates to.
+    pub replica_of: Option<Box<ReplicaOf>>,
+}
+
+/// Where a replica's copy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaOf {
+    /// The owner's peer address.
+    pub owner: std::net::SocketAddr,
+    /// The owner's process generation (a restart at the same address is another owner).
+    pub owner_generation: u64,
+    /// The replicas the owner chose, in order: the first live one takes over.
+    pub replicas: Vec<std::net::SocketAddr>,
 }
 
 /// Streams kept per session; finished ones beyond this are dropped oldest first.
-const MAX_STREAMS: usize = 16;
+pub(super) const MAX_STREAMS: usize = 16;
 
 /// One session.
 #[derive(Debug)]
@@ -80,6 +107,8 @@ pub struct Session {
     pub id: SessionId,
     /// The state.
     pub state: Mutex<SessionState>,
+    /// Queued for replication (set by whoever changes the state, cleared by the replicator).
+    pub dirty: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
@@ -107,7 +136,11 @@ impl Session {
                 next_request: 1,
                 pending: Vec::new(),
                 inflight: Vec::new(),
+                epoch: 0,
+                repl_to: Vec::new(),
+                replica_of: None,
             }),
+            dirty: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -203,6 +236,11 @@ impl SessionState {
         self.inflight.retain(|(_, tx)| !tx.is_closed());
         self.inflight.push((id, tx));
         rx
+    }
+
+    /// Whether a cancellable request is in progress.
+    pub fn has_inflight(&self) -> bool {
+        self.inflight.iter().any(|(_, tx)| !tx.is_closed())
     }
 
     /// Forgets a finished request.

@@ -63,9 +63,15 @@ pub struct StreamState {
     pub id: u32,
     /// GET or POST stream.
     pub kind: StreamKind,
-    next_seq: u32,
-    log: VecDeque<(u32, Bytes)>,
+    pub(super) next_seq: u32,
+    pub(super) log: VecDeque<(u32, Bytes)>,
     live: Option<stream_queue::Sender>,
+    /// Highest event number already sent to the replicas.
+    pub(super) repl_seq: u32,
+    /// The replicas know this stream exists.
+    pub(super) repl_known: bool,
+    /// The replicas know it finished.
+    pub(super) repl_finished: bool,
     /// No more events will be added (the POST's response was sent).
     pub finished: bool,
 }
@@ -79,6 +85,9 @@ impl StreamState {
             next_seq: 1,
             log: VecDeque::new(),
             live,
+            repl_seq: 0,
+            repl_known: false,
+            repl_finished: false,
             finished: false,
         }
     }

@@ -1,0 +1,50 @@
+//! The peer messages this node receives: decoded and handed to replication, forwarding or the
+//! change fan-out. One task reads them all, in order per peer.
+
+use std::sync::Arc;
+
+use mcp_cluster::transport::Incoming;
+use tokio::sync::mpsc;
+
+use super::forward;
+use super::peers::{self, Peers};
+use super::wire::PeerMsg;
+use crate::node::Node;
+use crate::session::SessionId;
+
+/// Reads peer messages until the transport closes.
+pub async fn run(node: Arc<Node>, peers: Arc<Peers>, mut rx: mpsc::Receiver<Incoming>) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for Incoming { from, message } in batch.drain(..) {
+            let msg = match PeerMsg::decode(message.kind, &message.body) {
+                Ok(m) => m,
+                Err(e) => {
+                    // A peer of another version, or a bug: say so, drop the message.
+                    node.metrics.cluster.bad_message();
+                    tracing::warn!(%from, error = %e, "undecodable peer message dropped");
+                    continue;
+                }
+            };
+            handle(&node, &peers, from, msg);
+        }
+    }
+}
+
+fn handle(node: &Arc<Node>, peers: &Arc<Peers>, from: std::net::SocketAddr, msg: PeerMsg) {
+    match msg {
+        PeerMsg::Replicate(r) => peers.apply(node, from, &r),
+        PeerMsg::ReplicaAck { token, .. } => peers.acked(token),
+        PeerMsg::Forward(f) => forward::serve(node.clone(), peers.clone(), from, *f),
+        PeerMsg::ForwardHead(h) => forward::on_head(node, peers, from, *h),
+        PeerMsg::ForwardChunk { req, end, data } => forward::on_chunk(peers, from, req, end, data),
+        PeerMsg::ForwardCancel { req } => forward::on_cancel(peers, from, req),
+        PeerMsg::Resync { session } => peers.resync(node, SessionId(session)),
+        PeerMsg::Notify { event, uri } => {
+            if let Some(ev) = peers::change_event(event, uri) {
+                node.announce_local(ev);
+            }
+        }
+        PeerMsg::Forget { session } => peers.forget(node, from, SessionId(session)),
+    }
+}

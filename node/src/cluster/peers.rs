@@ -1,0 +1,653 @@
+//! [`Peers`]: the session layer between nodes — where a session lives (routing), its copies
+//! on the replicas (replication), the take-over when its owner dies (failover), the hand-off
+//! when its owner drains, and the fan-out of change notifications.
+//!
+//! Rules (docs/PROTOCOL.md, "Sessions across the cluster"):
+//! - The node that receives `initialize` owns the session, and picks an id for which it ranks
+//!   first by rendezvous hashing over the live members, so any node finds the owner by ranking.
+//! - The owner copies every change to the next `R − 1` ranked live members (not draining),
+//!   in order per link; a replica that sees a gap asks for a full copy (`Resync`).
+//! - When the owner is declared down, the first live replica of the list the owner sent takes
+//!   the session (epoch + 1) and replicates it to its own replicas.
+//! - A node that holds nothing of a session forwards the request to the top-ranked live member;
+//!   a holder that is not the owner forwards to the owner; hops are bounded.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mcp_cluster::membership::{MemberView, NodeId};
+use mcp_cluster::ownership;
+use mcp_cluster::transport::Transport;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::forward::Relays;
+use super::wire::{PeerMsg, Replicate};
+use crate::node::{ChangeEvent, Node};
+use crate::session::{Registry, ReplicaOf, Session, SessionId};
+
+/// Most nodes a request passes through before it is answered 404.
+pub const MAX_HOPS: u8 = 3;
+/// How long `initialize` waits for the replicas' acknowledgement.
+const ACK_WAIT: Duration = Duration::from_millis(500);
+/// How long a hand-off waits for the successor before trying again.
+const HANDOFF_RETRY: Duration = Duration::from_secs(2);
+
+/// Where a request for a session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Served here (owned, or just taken over).
+    Local,
+    /// Forwarded to this peer.
+    Forward(SocketAddr),
+    /// Nobody to ask: answered here (404).
+    NotFound,
+}
+
+struct AckWait {
+    remaining: usize,
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
+/// The session layer of one node.
+pub struct Peers {
+    /// This node's identity.
+    pub me: NodeId,
+    pub(super) transport: Transport,
+    view: watch::Receiver<Vec<MemberView>>,
+    r: usize,
+    pub(super) forward_timeout: Duration,
+    /// Copies of sessions other nodes own.
+    pub replicas: Registry,
+    /// Sessions this node handed off while draining, and where to.
+    moved: Mutex<HashMap<SessionId, SocketAddr>>,
+    /// Hand-offs sent and not yet acknowledged, with when.
+    handing: Mutex<HashMap<SessionId, Instant>>,
+    dirty: mpsc::UnboundedSender<Arc<Session>>,
+    want_ack: Mutex<HashMap<SessionId, Vec<oneshot::Sender<()>>>>,
+    acks: Mutex<HashMap<u64, AckWait>>,
+    next_token: AtomicU64,
+    pub(super) relays: Relays,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers")
+            .field("me", &self.me)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(id: SessionId) -> [u8; 16] {
+    id.0.to_be_bytes()
+}
+
+impl Peers {
+    /// The session layer over a running transport and membership view; returns it and the
+    /// receiver the replicator task reads.
+    pub fn new(
+        me: NodeId,
+        transport: Transport,
+        view: watch::Receiver<Vec<MemberView>>,
+        s: &super::ClusterSettings,
+        max_sessions: usize,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<Session>>) {
+        let (dirty, rx) = mpsc::unbounded_channel();
+        let peers = Arc::new(Self {
+            me,
+            transport,
+            view,
+            r: s.replication_factor,
+            forward_timeout: s.forward_timeout,
+            replicas: Registry::new(max_sessions),
+            moved: Mutex::new(HashMap::new()),
+            handing: Mutex::new(HashMap::new()),
+            dirty,
+            want_ack: Mutex::new(HashMap::new()),
+            acks: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(1),
+            relays: Relays::default(),
+        });
+        (peers, rx)
+    }
+
+    /// Live members (alive or suspect), this node included.
+    pub fn live(&self) -> Vec<NodeId> {
+        self.view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live())
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Live members that take new copies: not draining (this node's own flag is its node's).
+    fn live_takers(&self) -> Vec<NodeId> {
+        self.view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live() && !m.meta.as_ref().is_some_and(|m| m.draining))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    fn is_live(&self, id: NodeId) -> bool {
+        self.view
+            .borrow()
+            .iter()
+            .any(|m| m.id == id && m.state.is_live())
+    }
+
+    fn addr_is_live(&self, addr: SocketAddr) -> bool {
+        self.view
+            .borrow()
+            .iter()
+            .any(|m| m.id.addr == addr && m.state.is_live())
+    }
+
+    /// Sends a message; `false` when the peer's queue refused it (full) .
+    pub fn send(&self, to: SocketAddr, msg: &PeerMsg) -> bool {
+        self.transport.send(to, msg.to_message()).is_ok()
+    }
+
+    /// A fresh session id for which this node ranks first among the live members, so that
+    /// every node finds it by ranking (bounded tries; with N members about N are needed).
+    pub fn new_session_id(&self) -> SessionId {
+        let live = self.live();
+        for _ in 0..256 {
+            let id = SessionId::random();
+            if ownership::rank(&key(id), &live).first().map(|m| m.addr) == Some(self.me.addr) {
+                return id;
+            }
+        }
+        SessionId::random()
+    }
+
+    /// Where a request for `id` goes from this node (`hop`: nodes it already passed).
+    pub fn route(&self, node: &Arc<Node>, id: SessionId, hop: u8) -> Route {
+        if node.sessions.get(&id).is_some() {
+            return Route::Local;
+        }
+        if let Some(to) = self.moved.lock().get(&id).copied()
+            && self.addr_is_live(to)
+        {
+            return Route::Forward(to);
+        }
+        if let Some(copy) = self.replicas.get(&id) {
+            let of = copy.state.lock().replica_of.clone();
+            if let Some(of) = of {
+                let owner = NodeId::new(of.owner, of.owner_generation);
+                if self.is_live(owner) {
+                    return Route::Forward(of.owner);
+                }
+                let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
+                match successor {
+                    Some(a) if a == self.me.addr => {
+                        self.promote(node, &copy);
+                        return Route::Local;
+                    }
+                    Some(a) => return Route::Forward(a),
+                    None => {
+                        self.promote(node, &copy);
+                        return Route::Local;
+                    }
+                }
+            }
+        }
+        if hop >= MAX_HOPS {
+            return Route::NotFound;
+        }
+        let ranked = ownership::rank(&key(id), &self.live());
+        let next = if hop == 0 {
+            ranked.iter().find(|m| m.addr != self.me.addr)
+        } else {
+            // Already forwarded here by a node that ranked us first: ask the next one.
+            match ranked.iter().position(|m| m.addr == self.me.addr) {
+                Some(p) => ranked.get(p + 1),
+                None => ranked.first(),
+            }
+        };
+        match next {
+            Some(m) if m.addr != self.me.addr => Route::Forward(m.addr),
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Makes a replica's copy the session (the owner is gone and this node is its successor).
+    pub fn promote(&self, node: &Arc<Node>, copy: &Arc<Session>) {
+        let Some(copy) = self.replicas.remove(&copy.id) else {
+            return; // promoted already
+        };
+        {
+            let mut st = copy.state.lock();
+            st.replica_of = None;
+            st.epoch += 1;
+            st.reset_replication();
+            st.repl_to.clear();
+            st.last_seen_ms = node.now_ms();
+        }
+        if node.sessions.insert(copy.clone()).is_err() {
+            tracing::error!(session = %copy.id, "cannot take over a session: session limit reached");
+            return;
+        }
+        node.metrics.sessions.set(node.sessions.len() as i64);
+        node.metrics.cluster.failover();
+        self.mark(&copy);
+    }
+
+    /// Queues a session for replication (coalesced: at most once in the queue).
+    pub fn mark(&self, s: &Arc<Session>) {
+        if !s.dirty.swap(true, Ordering::AcqRel) {
+            let _ = self.dirty.send(s.clone());
+        }
+    }
+
+    /// Replicates the session and waits (bounded) until every replica acknowledged it.
+    pub async fn replicate_and_wait(&self, node: &Node, s: &Arc<Session>) {
+        let (tx, rx) = oneshot::channel();
+        self.want_ack.lock().entry(s.id).or_default().push(tx);
+        self.mark(s);
+        let started = Instant::now();
+        match tokio::time::timeout(ACK_WAIT, rx).await {
+            Ok(_) => node
+                .metrics
+                .cluster
+                .ack_seconds(started.elapsed().as_secs_f64()),
+            Err(_) => {
+                node.metrics.cluster.ack_timeout();
+                tracing::warn!(session = %s.id, "replicas did not acknowledge a new session in time");
+            }
+        }
+    }
+
+    /// Sends what changed in `s` to its replicas (a full copy to a new replica set).
+    pub fn replicate(&self, node: &Node, s: &Arc<Session>) {
+        s.dirty.store(false, Ordering::Release);
+        let owned = node.sessions.get(&s.id).is_some_and(|o| Arc::ptr_eq(&o, s));
+        let waiters = self.want_ack.lock().remove(&s.id).unwrap_or_default();
+        if !owned {
+            return; // deleted, expired or handed off meanwhile
+        }
+        let set: Vec<SocketAddr> =
+            ownership::replicas(&key(s.id), self.me.addr, &self.live_takers(), self.r)
+                .into_iter()
+                .map(|m| m.addr)
+                .collect();
+        let mut st = s.state.lock();
+        let full = set != st.repl_to;
+        if full {
+            for gone in st.repl_to.iter().filter(|a| !set.contains(a)) {
+                self.send(*gone, &PeerMsg::Forget { session: s.id.0 });
+            }
+            st.reset_replication();
+            st.repl_to = set.clone();
+        }
+        if set.is_empty() {
+            drop(st);
+            for w in waiters {
+                let _ = w.send(());
+            }
+            return;
+        }
+        let token = if waiters.is_empty() {
+            0
+        } else {
+            let t = self.next_token.fetch_add(1, Ordering::Relaxed);
+            self.acks.lock().insert(
+                t,
+                AckWait {
+                    remaining: set.len(),
+                    waiters,
+                },
+            );
+            t
+        };
+        let msg = PeerMsg::Replicate(Box::new(Replicate {
+            session: s.id.0,
+            epoch: st.epoch,
+            owner: self.me.addr,
+            owner_generation: self.me.generation,
+            replicas: set.clone(),
+            token,
+            handoff: false,
+            full,
+            state: st.state_copy(),
+            streams: st.take_stream_copies(full),
+        }));
+        drop(st);
+        let message = msg.to_message();
+        for to in set {
+            if self.transport.send(to, message.clone()).is_err() {
+                // Queue full: this replica misses the delta; the next one shows a gap and it
+                // asks for a full copy.
+                node.metrics.cluster.replication_refused();
+            }
+        }
+        node.metrics.cluster.replicated();
+    }
+
+    /// Applies a copy from `from` (a replica's update, or a hand-off making this node the owner).
+    pub fn apply(&self, node: &Arc<Node>, from: SocketAddr, r: &Replicate) {
+        let id = SessionId(r.session);
+        let log_cap = node.settings.config.limits.event_log_capacity as usize;
+        let burst = node.settings.config.limits.session_burst;
+        let ack = |ok: bool| {
+            if ok && r.token != 0 {
+                self.send(
+                    from,
+                    &PeerMsg::ReplicaAck {
+                        session: r.session,
+                        token: r.token,
+                    },
+                );
+            }
+        };
+        if r.handoff {
+            self.replicas.remove(&id);
+            let s = Arc::new(Session::from_copy(
+                id,
+                &r.state,
+                &r.streams,
+                burst,
+                node.now_ms(),
+                log_cap,
+            ));
+            s.state.lock().epoch = r.epoch;
+            if let Some(old) = node.sessions.remove(&id) {
+                tracing::warn!(session = %old.id, "hand-off replaces a session held here");
+            }
+            let ok = node.sessions.insert(s.clone()).is_ok();
+            node.metrics.sessions.set(node.sessions.len() as i64);
+            if ok {
+                node.metrics.cluster.handoff_received();
+                self.mark(&s);
+            }
+            ack(ok);
+            return;
+        }
+        if let Some(own) = node.sessions.get(&id) {
+            // A copy of a session this node owns: an old owner that did not learn of the
+            // take-over. The higher epoch is the truth; ours is at least as new here.
+            tracing::debug!(session = %own.id, %from, epoch = r.epoch, "ignored a copy of an owned session");
+            return;
+        }
+        let of = Box::new(ReplicaOf {
+            owner: r.owner,
+            owner_generation: r.owner_generation,
+            replicas: r.replicas.clone(),
+        });
+        match self.replicas.get(&id) {
+            Some(copy) => {
+                let mut st = copy.state.lock();
+                if r.epoch < st.epoch {
+                    return;
+                }
+                match st.apply_copy(r.full, &r.state, &r.streams, log_cap) {
+                    Ok(()) => {
+                        st.epoch = r.epoch;
+                        st.replica_of = Some(of);
+                        st.last_seen_ms = node.now_ms();
+                        drop(st);
+                        ack(true);
+                    }
+                    Err(_) => {
+                        drop(st);
+                        node.metrics.cluster.resync();
+                        self.send(from, &PeerMsg::Resync { session: r.session });
+                    }
+                }
+            }
+            None if r.full => {
+                let s = Arc::new(Session::from_copy(
+                    id,
+                    &r.state,
+                    &r.streams,
+                    burst,
+                    node.now_ms(),
+                    log_cap,
+                ));
+                {
+                    let mut st = s.state.lock();
+                    st.epoch = r.epoch;
+                    st.replica_of = Some(of);
+                }
+                let ok = self.replicas.insert(s).is_ok();
+                node.metrics.cluster.set_replicas(self.replicas.len());
+                ack(ok);
+            }
+            None => {
+                node.metrics.cluster.resync();
+                self.send(from, &PeerMsg::Resync { session: r.session });
+            }
+        }
+    }
+
+    /// A replica acknowledged the copy carrying `token`.
+    pub fn acked(&self, token: u64) {
+        let mut acks = self.acks.lock();
+        let done = match acks.get_mut(&token) {
+            Some(w) => {
+                w.remaining = w.remaining.saturating_sub(1);
+                w.remaining == 0
+            }
+            None => false,
+        };
+        if done && let Some(w) = acks.remove(&token) {
+            for tx in w.waiters {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// A replica asks for a full copy.
+    pub fn resync(&self, node: &Node, id: SessionId) {
+        if let Some(s) = node.sessions.get(&id) {
+            s.state.lock().reset_replication();
+            s.state.lock().repl_to.clear();
+            self.mark(&s);
+        }
+    }
+
+    /// The owner deleted the session.
+    pub fn forget(&self, node: &Node, from: SocketAddr, id: SessionId) {
+        let is_from_owner = self.replicas.get(&id).is_some_and(|c| {
+            c.state
+                .lock()
+                .replica_of
+                .as_ref()
+                .is_some_and(|o| o.owner == from)
+        });
+        if is_from_owner {
+            self.replicas.remove(&id);
+            node.metrics.cluster.set_replicas(self.replicas.len());
+        }
+    }
+
+    /// The session was deleted here: its replicas drop their copies.
+    pub fn deleted(&self, s: &Session) {
+        let to = std::mem::take(&mut s.state.lock().repl_to);
+        for a in to {
+            self.send(a, &PeerMsg::Forget { session: s.id.0 });
+        }
+    }
+
+    /// The membership changed: take over the sessions of a dead owner this node succeeds,
+    /// end relays to dead peers, and re-replicate every owned session (new replica sets).
+    pub fn membership_changed(&self, node: &Arc<Node>, down: Option<NodeId>) {
+        if let Some(dead) = down {
+            self.relays.peer_down(dead.addr);
+            let mut promote = Vec::new();
+            self.replicas.for_each(|c| {
+                let st = c.state.lock();
+                if let Some(of) = &st.replica_of
+                    && of.owner == dead.addr
+                    && of.owner_generation == dead.generation
+                {
+                    let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
+                    if successor.is_none_or(|a| a == self.me.addr) {
+                        promote.push(c.clone());
+                    }
+                }
+            });
+            if !promote.is_empty() {
+                tracing::info!(sessions = promote.len(), owner = %dead.addr, "taking over the sessions of a dead owner");
+            }
+            for c in promote {
+                self.promote(node, &c);
+            }
+        }
+        node.sessions.for_each(|s| self.mark(s));
+    }
+
+    /// Sends every owned session to its successor (drain). Sessions with a request in progress
+    /// wait for a later round. Returns how many are still here.
+    pub fn handoff_round(self: &Arc<Self>, node: &Arc<Node>) -> usize {
+        let takers: Vec<NodeId> = self
+            .live_takers()
+            .into_iter()
+            .filter(|m| m.addr != self.me.addr)
+            .collect();
+        if takers.is_empty() {
+            return node.sessions.len();
+        }
+        let now = Instant::now();
+        let mut sent = Vec::new();
+        node.sessions.for_each(|s| {
+            if self
+                .handing
+                .lock()
+                .get(&s.id)
+                .is_some_and(|t| now.duration_since(*t) < HANDOFF_RETRY)
+            {
+                return;
+            }
+            let mut st = s.state.lock();
+            if st.has_inflight() {
+                return;
+            }
+            let Some(to) = ownership::rank(&key(s.id), &takers).first().map(|m| m.addr) else {
+                return;
+            };
+            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            st.reset_replication();
+            let msg = PeerMsg::Replicate(Box::new(Replicate {
+                session: s.id.0,
+                epoch: st.epoch + 1,
+                owner: self.me.addr,
+                owner_generation: self.me.generation,
+                replicas: Vec::new(),
+                token,
+                handoff: true,
+                full: true,
+                state: st.state_copy(),
+                streams: st.take_stream_copies(true),
+            }));
+            let others: Vec<SocketAddr> = st.repl_to.iter().copied().filter(|a| *a != to).collect();
+            drop(st);
+            let (tx, rx) = oneshot::channel();
+            self.acks.lock().insert(
+                token,
+                AckWait {
+                    remaining: 1,
+                    waiters: vec![tx],
+                },
+            );
+            if self.send(to, &msg) {
+                self.handing.lock().insert(s.id, now);
+                sent.push((s.clone(), to, others, rx));
+            } else {
+                self.acks.lock().remove(&token);
+            }
+        });
+        for (s, to, others, rx) in sent {
+            let peers = self.clone();
+            let node = node.clone();
+            tokio::spawn(async move {
+                if tokio::time::timeout(HANDOFF_RETRY, rx)
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
+                    peers.moved.lock().insert(s.id, to);
+                    if node.sessions.remove(&s.id).is_some() {
+                        for stream in s.state.lock().streams.iter_mut() {
+                            stream.finish();
+                        }
+                    }
+                    for a in others {
+                        peers.send(a, &PeerMsg::Forget { session: s.id.0 });
+                    }
+                    node.metrics.sessions.set(node.sessions.len() as i64);
+                    node.metrics.cluster.handoff_sent();
+                }
+                peers.handing.lock().remove(&s.id);
+            });
+        }
+        node.sessions.len()
+    }
+
+    /// Hands every session off, in rounds, until none is left or `deadline`.
+    pub async fn handoff_all(self: &Arc<Self>, node: &Arc<Node>, deadline: Duration) {
+        let until = Instant::now() + deadline;
+        let start = node.sessions.len();
+        if start == 0 {
+            return;
+        }
+        tracing::info!(sessions = start, "handing sessions to peers");
+        while self.handoff_round(node) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = node.sessions.len();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "sessions not handed off before the deadline; their replicas take over"
+            );
+        } else {
+            tracing::info!(sessions = start, "every session handed off");
+        }
+    }
+
+    /// Tells every live peer about a change announced here.
+    pub fn notify(&self, event: &ChangeEvent) {
+        let (event, uri) = match event {
+            ChangeEvent::ResourceUpdated(u) => (0, u.clone()),
+            ChangeEvent::ToolsListChanged => (1, String::new()),
+            ChangeEvent::PromptsListChanged => (2, String::new()),
+            ChangeEvent::ResourcesListChanged => (3, String::new()),
+        };
+        let msg = PeerMsg::Notify { event, uri };
+        for m in self.live() {
+            if m.addr != self.me.addr {
+                self.send(m.addr, &msg);
+            }
+        }
+    }
+}
+
+/// The change a `Notify` names.
+pub fn change_event(event: u8, uri: String) -> Option<ChangeEvent> {
+    match event {
+        0 => Some(ChangeEvent::ResourceUpdated(uri)),
+        1 => Some(ChangeEvent::ToolsListChanged),
+        2 => Some(ChangeEvent::PromptsListChanged),
+        3 => Some(ChangeEvent::ResourcesListChanged),
+        _ => None,
+    }
+}
+
+/// Replicates queued sessions until the queue closes.
+pub async fn replicator(
+    node: Arc<Node>,
+    peers: Arc<Peers>,
+    mut rx: mpsc::UnboundedReceiver<Arc<Session>>,
+) {
+    let mut batch = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        for s in batch.drain(..) {
+            peers.replicate(&node, &s);
+        }
+    }
+}

@@ -1,0 +1,643 @@
+//! Peer messages of the session layer and their binary form: the body of one
+//! `mcp_cluster::frame::Message` (its `kind` byte says which message).
+//!
+//! Integers are big-endian, lengths LEB128 varints. Decoding checks every length against what
+//! is left and returns a [`WireError`] for anything malformed: it never panics (fuzzed by the
+//! property test below). The layout is in docs/PROTOCOL.md, "Sessions across the cluster".
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bytes::Bytes;
+
+/// Message kinds (the frame message's `kind`).
+pub mod kind {
+    /// [`super::Replicate`]: owner → replicas (and leaving owner → successor on hand-off).
+    pub const REPLICATE: u8 = 1;
+    /// [`super::PeerMsg::ReplicaAck`].
+    pub const REPLICA_ACK: u8 = 2;
+    /// [`super::Forward`]: a client request for a session held elsewhere.
+    pub const FORWARD: u8 = 3;
+    /// [`super::ForwardHead`]: status, headers and (for a complete body) the body.
+    pub const FORWARD_HEAD: u8 = 4;
+    /// [`super::PeerMsg::ForwardChunk`]: the next piece of a streamed (SSE) body.
+    pub const FORWARD_CHUNK: u8 = 5;
+    /// [`super::PeerMsg::ForwardCancel`]: the client went away.
+    pub const FORWARD_CANCEL: u8 = 6;
+    /// [`super::PeerMsg::Resync`]: a replica saw a gap and asks for a full copy.
+    pub const RESYNC: u8 = 7;
+    /// [`super::PeerMsg::Notify`]: a change announced to every node's subscribers.
+    pub const NOTIFY: u8 = 8;
+    /// [`super::PeerMsg::Forget`]: the session was deleted.
+    pub const FORGET: u8 = 9;
+}
+
+/// A message that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("peer message kind {kind}: {what}")]
+pub struct WireError {
+    /// The message kind.
+    pub kind: u8,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+/// The durable state of a legacy session, as replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCopy {
+    /// Negotiated version (`ProtocolEra` as its index).
+    pub version: u8,
+    /// `notifications/initialized` was received.
+    pub initialized: bool,
+    /// Client capabilities (compact JSON).
+    pub caps: String,
+    /// Log level index.
+    pub log_level: u8,
+    /// Subscribed resource URIs.
+    pub subscriptions: Vec<String>,
+    /// Next stream number.
+    pub next_stream: u32,
+    /// Next server→client request id.
+    pub next_request: i64,
+}
+
+/// One stream's replicated part: its identity and the events not yet sent to this replica
+/// (all of its log in a full copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCopy {
+    /// Stream number.
+    pub id: u32,
+    /// 0 standalone (GET), 1 response (POST).
+    pub kind: u8,
+    /// No more events will come.
+    pub finished: bool,
+    /// The owner's next event number after these events.
+    pub next_seq: u32,
+    /// `(seq, SSE event bytes)`, ascending.
+    pub events: Vec<(u32, Bytes)>,
+}
+
+/// A session's copy sent to a replica (or to the successor on hand-off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicate {
+    /// The session id.
+    pub session: u128,
+    /// Bumped at each change of owner; a copy with an older epoch is ignored.
+    pub epoch: u32,
+    /// The owner's peer address and generation.
+    pub owner: SocketAddr,
+    /// The owner's generation.
+    pub owner_generation: u64,
+    /// The replicas the owner chose, in order (the first live one takes over).
+    pub replicas: Vec<SocketAddr>,
+    /// Nonzero: answer with a `ReplicaAck` carrying it.
+    pub token: u64,
+    /// The receiver becomes the owner (drain hand-off).
+    pub handoff: bool,
+    /// The whole session (replace any copy) rather than what changed.
+    pub full: bool,
+    /// The durable state (always whole: it is small).
+    pub state: StateCopy,
+    /// Streams with events to add.
+    pub streams: Vec<StreamCopy>,
+}
+
+/// A client request relayed to the node holding its session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// Chosen by the forwarding node; names the answer.
+    pub req: u64,
+    /// How many nodes forwarded it already (bounded).
+    pub hop: u8,
+    /// HTTP method.
+    pub method: String,
+    /// Request target (path and query).
+    pub target: String,
+    /// Request headers (hop-by-hop ones removed).
+    pub headers: Vec<(String, Bytes)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// The start of the answer to a [`Forward`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardHead {
+    /// The request it answers.
+    pub req: u64,
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers (hop-by-hop ones removed).
+    pub headers: Vec<(String, Bytes)>,
+    /// `true`: chunks follow, ended by one with `end`; `false`: `body` is all of it.
+    pub streaming: bool,
+    /// The whole body when not streaming.
+    pub body: Bytes,
+}
+
+/// One peer message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerMsg {
+    /// Session copy.
+    Replicate(Box<Replicate>),
+    /// A replica stored the copy carrying `token`.
+    ReplicaAck {
+        /// The session.
+        session: u128,
+        /// The copy's token.
+        token: u64,
+    },
+    /// A relayed request.
+    Forward(Box<Forward>),
+    /// Its answer's head.
+    ForwardHead(Box<ForwardHead>),
+    /// A body chunk of a streamed answer; `end` closes it.
+    ForwardChunk {
+        /// The request.
+        req: u64,
+        /// Last chunk.
+        end: bool,
+        /// Bytes (may be empty when `end`).
+        data: Bytes,
+    },
+    /// The forwarding node's client went away: stop the answer.
+    ForwardCancel {
+        /// The request.
+        req: u64,
+    },
+    /// Send a full copy of this session.
+    Resync {
+        /// The session.
+        session: u128,
+    },
+    /// Announce a change to local subscribers (0 resource updated, 1 tools, 2 prompts, 3
+    /// resources list changed).
+    Notify {
+        /// Which change.
+        event: u8,
+        /// The resource URI for event 0.
+        uri: String,
+    },
+    /// The session ended (DELETE): drop the copy.
+    Forget {
+        /// The session.
+        session: u128,
+    },
+}
+
+impl PeerMsg {
+    /// The frame message kind.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::Replicate(_) => kind::REPLICATE,
+            Self::ReplicaAck { .. } => kind::REPLICA_ACK,
+            Self::Forward(_) => kind::FORWARD,
+            Self::ForwardHead(_) => kind::FORWARD_HEAD,
+            Self::ForwardChunk { .. } => kind::FORWARD_CHUNK,
+            Self::ForwardCancel { .. } => kind::FORWARD_CANCEL,
+            Self::Resync { .. } => kind::RESYNC,
+            Self::Notify { .. } => kind::NOTIFY,
+            Self::Forget { .. } => kind::FORGET,
+        }
+    }
+
+    /// The frame message.
+    pub fn to_message(&self) -> mcp_cluster::frame::Message {
+        mcp_cluster::frame::Message::new(self.kind(), self.encode())
+    }
+
+    /// The body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64));
+        match self {
+            Self::Replicate(r) => {
+                w.u128(r.session);
+                w.u32(r.epoch);
+                w.addr(r.owner);
+                w.u64(r.owner_generation);
+                w.len(r.replicas.len());
+                for a in &r.replicas {
+                    w.addr(*a);
+                }
+                w.u64(r.token);
+                w.u8(u8::from(r.handoff) | (u8::from(r.full) << 1));
+                let s = &r.state;
+                w.u8(s.version);
+                w.u8(u8::from(s.initialized));
+                w.str(&s.caps);
+                w.u8(s.log_level);
+                w.len(s.subscriptions.len());
+                for sub in &s.subscriptions {
+                    w.str(sub);
+                }
+                w.u32(s.next_stream);
+                w.u64(s.next_request as u64);
+                w.len(r.streams.len());
+                for st in &r.streams {
+                    w.u32(st.id);
+                    w.u8(st.kind | (u8::from(st.finished) << 1));
+                    w.u32(st.next_seq);
+                    w.len(st.events.len());
+                    for (seq, ev) in &st.events {
+                        w.u32(*seq);
+                        w.bytes(ev);
+                    }
+                }
+            }
+            Self::ReplicaAck { session, token } => {
+                w.u128(*session);
+                w.u64(*token);
+            }
+            Self::Forward(f) => {
+                w.u64(f.req);
+                w.u8(f.hop);
+                w.str(&f.method);
+                w.str(&f.target);
+                w.headers(&f.headers);
+                w.bytes(&f.body);
+            }
+            Self::ForwardHead(h) => {
+                w.u64(h.req);
+                w.u16(h.status);
+                w.headers(&h.headers);
+                w.u8(u8::from(h.streaming));
+                w.bytes(&h.body);
+            }
+            Self::ForwardChunk { req, end, data } => {
+                w.u64(*req);
+                w.u8(u8::from(*end));
+                w.bytes(data);
+            }
+            Self::ForwardCancel { req } => w.u64(*req),
+            Self::Resync { session } | Self::Forget { session } => w.u128(*session),
+            Self::Notify { event, uri } => {
+                w.u8(*event);
+                w.str(uri);
+            }
+        }
+        w.0
+    }
+
+    /// Decodes a message of `kind` from `body`.
+    pub fn decode(kind: u8, body: &Bytes) -> Result<Self, WireError> {
+        let mut r = Reader {
+            buf: body,
+            pos: 0,
+            kind,
+        };
+        let msg = match kind {
+            kind::REPLICATE => {
+                let session = r.u128()?;
+                let epoch = r.u32()?;
+                let owner = r.addr()?;
+                let owner_generation = r.u64()?;
+                let n = r.count(7)?;
+                let mut replicas = Vec::with_capacity(n);
+                for _ in 0..n {
+                    replicas.push(r.addr()?);
+                }
+                let token = r.u64()?;
+                let flags = r.u8()?;
+                let state = StateCopy {
+                    version: r.u8()?,
+                    initialized: r.u8()? != 0,
+                    caps: r.string()?,
+                    log_level: r.u8()?,
+                    subscriptions: {
+                        let n = r.count(1)?;
+                        let mut v = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            v.push(r.string()?);
+                        }
+                        v
+                    },
+                    next_stream: r.u32()?,
+                    next_request: r.u64()? as i64,
+                };
+                let n = r.count(10)?;
+                let mut streams = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = r.u32()?;
+                    let k = r.u8()?;
+                    let next_seq = r.u32()?;
+                    let m = r.count(5)?;
+                    let mut events = Vec::with_capacity(m);
+                    for _ in 0..m {
+                        events.push((r.u32()?, r.bytes()?));
+                    }
+                    streams.push(StreamCopy {
+                        id,
+                        kind: k & 1,
+                        finished: k & 2 != 0,
+                        next_seq,
+                        events,
+                    });
+                }
+                Self::Replicate(Box::new(Replicate {
+                    session,
+                    epoch,
+                    owner,
+                    owner_generation,
+                    replicas,
+                    token,
+                    handoff: flags & 1 != 0,
+                    full: flags & 2 != 0,
+                    state,
+                    streams,
+                }))
+            }
+            kind::REPLICA_ACK => Self::ReplicaAck {
+                session: r.u128()?,
+                token: r.u64()?,
+            },
+            kind::FORWARD => Self::Forward(Box::new(Forward {
+                req: r.u64()?,
+                hop: r.u8()?,
+                method: r.string()?,
+                target: r.string()?,
+                headers: r.headers()?,
+                body: r.bytes()?,
+            })),
+            kind::FORWARD_HEAD => Self::ForwardHead(Box::new(ForwardHead {
+                req: r.u64()?,
+                status: r.u16()?,
+                headers: r.headers()?,
+                streaming: r.u8()? != 0,
+                body: r.bytes()?,
+            })),
+            kind::FORWARD_CHUNK => Self::ForwardChunk {
+                req: r.u64()?,
+                end: r.u8()? != 0,
+                data: r.bytes()?,
+            },
+            kind::FORWARD_CANCEL => Self::ForwardCancel { req: r.u64()? },
+            kind::RESYNC => Self::Resync { session: r.u128()? },
+            kind::NOTIFY => Self::Notify {
+                event: r.u8()?,
+                uri: r.string()?,
+            },
+            kind::FORGET => Self::Forget { session: r.u128()? },
+            _ => return Err(r.err("unknown kind")),
+        };
+        if r.pos != body.len() {
+            return Err(r.err("trailing bytes"));
+        }
+        Ok(msg)
+    }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u128(&mut self, v: u128) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn len(&mut self, mut n: usize) {
+        loop {
+            let b = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                self.0.push(b);
+                return;
+            }
+            self.0.push(b | 0x80);
+        }
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn addr(&mut self, a: SocketAddr) {
+        match a.ip() {
+            IpAddr::V4(ip) => {
+                self.u8(4);
+                self.0.extend_from_slice(&ip.octets());
+            }
+            IpAddr::V6(ip) => {
+                self.u8(6);
+                self.0.extend_from_slice(&ip.octets());
+            }
+        }
+        self.u16(a.port());
+    }
+    fn headers(&mut self, h: &[(String, Bytes)]) {
+        self.len(h.len());
+        for (k, v) in h {
+            self.str(k);
+            self.bytes(v);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a Bytes,
+    pos: usize,
+    kind: u8,
+}
+
+impl Reader<'_> {
+    fn err(&self, what: &'static str) -> WireError {
+        WireError {
+            kind: self.kind,
+            what,
+        }
+    }
+    fn take(&mut self, n: usize) -> Result<&[u8], WireError> {
+        if self.buf.len() - self.pos < n {
+            return Err(self.err("truncated"));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+    fn u128(&mut self) -> Result<u128, WireError> {
+        Ok(u128::from_be_bytes(self.array()?))
+    }
+    fn len(&mut self) -> Result<usize, WireError> {
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            n |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return usize::try_from(n).map_err(|_| self.err("length too large"));
+            }
+        }
+        Err(self.err("length varint too long"))
+    }
+    /// A count of items each at least `min_item` bytes long: refused when the rest of the
+    /// message cannot hold them (no allocation from a forged count).
+    fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
+        let n = self.len()?;
+        if n.saturating_mul(min_item) > self.buf.len() - self.pos {
+            return Err(self.err("count exceeds the message"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<Bytes, WireError> {
+        let n = self.len()?;
+        if self.buf.len() - self.pos < n {
+            return Err(self.err("truncated"));
+        }
+        let b = self.buf.slice(self.pos..self.pos + n);
+        self.pos += n;
+        Ok(b)
+    }
+    fn string(&mut self) -> Result<String, WireError> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| self.err("invalid UTF-8"))
+    }
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        let ip = match self.u8()? {
+            4 => IpAddr::V4(Ipv4Addr::from(self.array::<4>()?)),
+            6 => IpAddr::V6(Ipv6Addr::from(self.array::<16>()?)),
+            _ => return Err(self.err("bad address family")),
+        };
+        Ok(SocketAddr::new(ip, self.u16()?))
+    }
+    fn headers(&mut self) -> Result<Vec<(String, Bytes)>, WireError> {
+        let n = self.count(2)?;
+        let mut h = Vec::with_capacity(n);
+        for _ in 0..n {
+            h.push((self.string()?, self.bytes()?));
+        }
+        Ok(h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<PeerMsg> {
+        vec![
+            PeerMsg::Replicate(Box::new(Replicate {
+                session: u128::MAX - 7,
+                epoch: 3,
+                owner: "10.0.0.1:7946".parse().expect("addr"),
+                owner_generation: 1_700_000_000_000,
+                replicas: vec!["[::1]:7000".parse().expect("addr")],
+                token: 9,
+                handoff: true,
+                full: true,
+                state: StateCopy {
+                    version: 2,
+                    initialized: true,
+                    caps: "{\"sampling\":{}}".into(),
+                    log_level: 4,
+                    subscriptions: vec!["file:///a".into(), "file:///b".into()],
+                    next_stream: 5,
+                    next_request: -2,
+                },
+                streams: vec![StreamCopy {
+                    id: 4,
+                    kind: 1,
+                    finished: true,
+                    next_seq: 3,
+                    events: vec![(1, Bytes::from_static(b"id: 4-1\ndata: {}\n\n"))],
+                }],
+            })),
+            PeerMsg::ReplicaAck {
+                session: 1,
+                token: 2,
+            },
+            PeerMsg::Forward(Box::new(Forward {
+                req: 77,
+                hop: 1,
+                method: "POST".into(),
+                target: "/mcp".into(),
+                headers: vec![("mcp-session-id".into(), Bytes::from_static(b"ab"))],
+                body: Bytes::from_static(b"{\"jsonrpc\":\"2.0\"}"),
+            })),
+            PeerMsg::ForwardHead(Box::new(ForwardHead {
+                req: 77,
+                status: 200,
+                headers: vec![(
+                    "content-type".into(),
+                    Bytes::from_static(b"text/event-stream"),
+                )],
+                streaming: true,
+                body: Bytes::new(),
+            })),
+            PeerMsg::ForwardChunk {
+                req: 77,
+                end: false,
+                data: Bytes::from_static(b"data: x\n\n"),
+            },
+            PeerMsg::ForwardCancel { req: 77 },
+            PeerMsg::Resync { session: 5 },
+            PeerMsg::Notify {
+                event: 0,
+                uri: "test://r".into(),
+            },
+            PeerMsg::Forget { session: 6 },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            let body = Bytes::from(m.encode());
+            assert_eq!(PeerMsg::decode(m.kind(), &body), Ok(m));
+        }
+    }
+
+    #[test]
+    fn truncation_and_trailing_bytes_are_errors() {
+        for m in samples() {
+            let body = m.encode();
+            for cut in 0..body.len() {
+                assert!(PeerMsg::decode(m.kind(), &Bytes::from(body[..cut].to_vec())).is_err());
+            }
+            let mut long = body.clone();
+            long.push(0);
+            assert!(PeerMsg::decode(m.kind(), &Bytes::from(long)).is_err());
+        }
+        assert!(PeerMsg::decode(200, &Bytes::new()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(kind in 0u8..12, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = PeerMsg::decode(kind, &Bytes::from(body));
+        }
+
+        #[test]
+        fn corrupted_messages_never_panic(which in 0usize..9, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+            let m = &samples()[which];
+            let mut body = m.encode();
+            let i = at % body.len().max(1);
+            if let Some(b) = body.get_mut(i) { *b = byte; }
+            let _ = PeerMsg::decode(m.kind(), &Bytes::from(body));
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! A session as it travels to replicas: the durable state (version, capabilities, log level,
+//! subscriptions, counters) and the SSE event logs, whole or as what changed since the last
+//! copy. Live parts (readers, pending server→client requests, in-flight cancellation) stay on
+//! the owner: they belong to connections, which do not survive the owner anyway.
+
+use crate::cluster::wire::{StateCopy, StreamCopy};
+
+use super::id::SessionId;
+use super::record::{ProtocolEra, Session, SessionState};
+use super::stream::{StreamKind, StreamState};
+
+/// A delta did not continue the replica's copy (a lost message): it needs a full copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the copy has a gap; a full copy is needed")]
+pub struct Gap;
+
+fn kind_byte(k: StreamKind) -> u8 {
+    match k {
+        StreamKind::Standalone => 0,
+        StreamKind::Response => 1,
+    }
+}
+
+fn kind_of(b: u8) -> StreamKind {
+    if b == 0 {
+        StreamKind::Standalone
+    } else {
+        StreamKind::Response
+    }
+}
+
+impl SessionState {
+    /// The durable state.
+    pub fn state_copy(&self) -> StateCopy {
+        StateCopy {
+            version: self.version.index(),
+            initialized: self.initialized,
+            caps: self.client_capabilities.to_string(),
+            log_level: self.log_level,
+            subscriptions: self.subscriptions.iter().map(|s| s.to_string()).collect(),
+            next_stream: self.next_stream,
+            next_request: self.next_request,
+        }
+    }
+
+    /// The streams to send: all of them with their whole logs (`full`), else those with events
+    /// or a state the replicas have not seen. Marks what it returns as sent.
+    pub fn take_stream_copies(&mut self, full: bool) -> Vec<StreamCopy> {
+        let mut out = Vec::new();
+        for s in &mut self.streams {
+            let new_events = s.next_seq.saturating_sub(1) > s.repl_seq;
+            let news = full || new_events || !s.repl_known || (s.finished && !s.repl_finished);
+            if !news {
+                continue;
+            }
+            let after = if full { 0 } else { s.repl_seq };
+            out.push(StreamCopy {
+                id: s.id,
+                kind: kind_byte(s.kind),
+                finished: s.finished,
+                next_seq: s.next_seq,
+                events: s
+                    .log
+                    .iter()
+                    .filter(|(seq, _)| *seq > after)
+                    .cloned()
+                    .collect(),
+            });
+            s.repl_seq = s.next_seq.saturating_sub(1);
+            s.repl_known = true;
+            s.repl_finished = s.finished;
+        }
+        out
+    }
+
+    /// Forgets what was sent, so the next copy is whole (new replicas, a resync).
+    pub fn reset_replication(&mut self) {
+        for s in &mut self.streams {
+            s.repl_seq = 0;
+            s.repl_known = false;
+            s.repl_finished = false;
+        }
+    }
+
+    /// Applies a copy from the owner: a full one replaces everything; a delta must continue
+    /// each stream exactly where this copy ends.
+    pub fn apply_copy(
+        &mut self,
+        full: bool,
+        state: &StateCopy,
+        streams: &[StreamCopy],
+        log_capacity: usize,
+    ) -> Result<(), Gap> {
+        if full {
+            self.streams.clear();
+        } else {
+            // Check every stream first: a delta is applied whole or not at all.
+            for c in streams {
+                let first = c.events.first().map(|(seq, _)| *seq);
+                match (self.streams.iter().find(|s| s.id == c.id), first) {
+                    (Some(s), Some(f)) if f != s.next_seq => return Err(Gap),
+                    (None, Some(f)) if f != 1 => return Err(Gap),
+                    _ => {}
+                }
+            }
+        }
+        self.version = ProtocolEra::from_index(state.version).unwrap_or(ProtocolEra::V2025_11_25);
+        self.initialized = state.initialized;
+        self.client_capabilities = state.caps.clone().into_boxed_str();
+        self.log_level = state.log_level;
+        self.subscriptions = state
+            .subscriptions
+            .iter()
+            .map(|s| s.clone().into_boxed_str())
+            .collect();
+        self.next_stream = state.next_stream;
+        self.next_request = state.next_request;
+        for c in streams {
+            let pos = match self.streams.iter().position(|s| s.id == c.id) {
+                Some(p) => p,
+                None => {
+                    if self.streams.len() >= super::record::MAX_STREAMS
+                        && let Some(old) = self.streams.iter().position(|s| s.finished)
+                    {
+                        self.streams.remove(old);
+                    }
+                    self.streams
+                        .push(StreamState::new(c.id, kind_of(c.kind), None));
+                    self.streams.len() - 1
+                }
+            };
+            let s = &mut self.streams[pos];
+            for (seq, ev) in &c.events {
+                if s.log.len() >= log_capacity {
+                    s.log.pop_front();
+                }
+                s.log.push_back((*seq, ev.clone()));
+            }
+            s.next_seq = c.next_seq;
+            s.finished = c.finished;
+        }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// A replica's (or successor's) record built from a full copy.
+    pub fn from_copy(
+        id: SessionId,
+        state: &StateCopy,
+        streams: &[StreamCopy],
+        burst: u32,
+        now_ms: u64,
+        log_capacity: usize,
+    ) -> Self {
+        let session = Session::new(
+            id,
+            ProtocolEra::from_index(state.version).unwrap_or(ProtocolEra::V2025_11_25),
+            &serde_json::Value::Null,
+            burst,
+            now_ms,
+        );
+        // A full copy always applies.
+        let _ = session
+            .state
+            .lock()
+            .apply_copy(true, state, streams, log_capacity);
+        session
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::SessionId;
+
+    fn owner() -> Session {
+        Session::new(
+            SessionId(7),
+            ProtocolEra::V2025_11_25,
+            &serde_json::json!({"sampling": {}}),
+            10,
+            0,
+        )
+    }
+
+    #[test]
+    fn deltas_rebuild_the_owners_logs_and_a_gap_is_refused() {
+        let o = owner();
+        let mut st = o.state.lock();
+        st.initialized = true;
+        let a = st.open_stream(StreamKind::Standalone, None);
+        st.push(a, b"{\"n\":1}", 8);
+        let full = st.take_stream_copies(true);
+        let r = Session::from_copy(SessionId(7), &st.state_copy(), &full, 10, 0, 8);
+        let b = st.open_stream(StreamKind::Response, None);
+        st.push(a, b"{\"n\":2}", 8);
+        st.push(b, b"{\"n\":3}", 8);
+        st.stream_mut(b).expect("b").finish();
+        let delta = st.take_stream_copies(false);
+        assert_eq!(delta.len(), 2, "both streams changed");
+        let mut rs = r.state.lock();
+        rs.apply_copy(false, &st.state_copy(), &delta, 8)
+            .expect("continues");
+        assert!(rs.initialized);
+        assert_eq!(
+            rs.client_capabilities(),
+            serde_json::json!({"sampling": {}})
+        );
+        for id in [a, b] {
+            let (o, c) = (st.stream_mut(id).expect("o"), rs.stream_mut(id).expect("c"));
+            assert_eq!(o.log, c.log);
+            assert_eq!((o.next_seq, o.finished), (c.next_seq, c.finished));
+        }
+        assert!(st.take_stream_copies(false).is_empty(), "nothing new");
+        // A lost delta: the next one does not continue the copy.
+        st.push(a, b"{\"n\":4}", 8);
+        let _lost = st.take_stream_copies(false);
+        st.push(a, b"{\"n\":5}", 8);
+        let next = st.take_stream_copies(false);
+        assert_eq!(rs.apply_copy(false, &st.state_copy(), &next, 8), Err(Gap));
+        st.reset_replication();
+        let whole = st.take_stream_copies(true);
+        rs.apply_copy(true, &st.state_copy(), &whole, 8)
+            .expect("full");
+        assert_eq!(
+            rs.stream_mut(a).expect("a").log,
+            st.stream_mut(a).expect("a").log
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! Sessions across three nodes in one process (127.0.0.1, real QUIC): a session opened on one
+//! node is replicated to one peer before `initialize` is answered, is served through every
+//! node (requests forwarded, SSE relayed), hears changes announced on any node, and survives
+//! its owner's graceful shutdown (hand-off). Crash failover is in `cluster_processes.rs`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::{ACCEPT_BOTH, JSON, send, send_with};
+use mcp_node::Settings;
+use mcp_node::node::ChangeEvent;
+use mcp_node::session::SessionId;
+use mcpcluster_api::NodeConfig;
+
+fn certs() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-node-sessions-test-{}", std::process::id()));
+    mcp_node::cluster::tls::write_dev_certs(&dir, "mcp-peer").expect("dev certs");
+    dir
+}
+
+async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_node::Running {
+    let mut c = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        shutdown_grace_secs: 1,
+        ..NodeConfig::default()
+    };
+    c.log.level = "warn".into();
+    let k = &mut c.cluster;
+    k.enabled = true;
+    k.node_name = name.into();
+    k.peer_listen = "127.0.0.1:0".into();
+    k.seeds = seeds.iter().map(ToString::to_string).collect();
+    k.load_publish_ms = 100;
+    k.tls.ca_file = dir.join("ca.crt").display().to_string();
+    k.tls.cert_file = dir.join("tls.crt").display().to_string();
+    k.tls.key_file = dir.join("tls.key").display().to_string();
+    let settings = Settings::validate(c).expect("valid test config");
+    mcp_node::start(settings).await.expect("node starts")
+}
+
+fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
+    n.node.cluster.get().expect("clustered").view.borrow()[0]
+        .id
+        .addr
+}
+
+fn live_members(n: &mcp_node::Running) -> usize {
+    n.node
+        .cluster
+        .get()
+        .expect("clustered")
+        .view
+        .borrow()
+        .iter()
+        .filter(|m| m.state.is_live() && m.meta.is_some())
+        .count()
+}
+
+async fn wait_for(what: &str, limit: Duration, ok: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn holds(n: &mcp_node::Running, id: SessionId) -> bool {
+    n.node.sessions.get(&id).is_some()
+}
+
+fn has_copy(n: &mcp_node::Running, id: SessionId) -> bool {
+    n.node
+        .peers
+        .get()
+        .expect("peers")
+        .replicas
+        .get(&id)
+        .is_some()
+}
+
+async fn call(addr: SocketAddr, session: &str, id: u32, text: &str) -> common::Reply {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+    );
+    send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", session)],
+        &body,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
+    let dir = certs();
+    let a = start("node-a", &dir, &[]).await;
+    let seed = peer_addr(&a);
+    let b = start("node-b", &dir, &[seed]).await;
+    let c = start("node-c", &dir, &[seed]).await;
+    let nodes = [&a, &b, &c];
+    wait_for(
+        "3 live members with metadata everywhere",
+        Duration::from_secs(10),
+        || nodes.iter().all(|n| live_members(n) == 3),
+    )
+    .await;
+
+    // Opened on a: owned there, and one peer holds a copy before the answer came back.
+    let session = common::initialize(a.mcp_addr).await;
+    let id = SessionId::parse(&session).expect("session id");
+    assert!(holds(&a, id));
+    let copies = nodes.iter().filter(|n| has_copy(n, id)).count();
+    assert_eq!(
+        copies, 1,
+        "R = 2: exactly one replica, present before initialize answered"
+    );
+    let notified = send(
+        b.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    )
+    .await;
+    assert_eq!(notified.status, 202, "{notified:?}");
+
+    // Served through every node: b and c forward to a.
+    for (i, n) in nodes.iter().enumerate() {
+        let r = call(n.mcp_addr, &session, 10 + i as u32, &format!("via-{i}")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains(&format!("via-{i}")), "{r:?}");
+    }
+    assert!(
+        !holds(&b, id) && !holds(&c, id),
+        "forwarding does not move the session"
+    );
+    let metrics = send_with(
+        b.admin_addr,
+        "GET",
+        "/metrics",
+        &[],
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        metrics
+            .body
+            .contains("mcp_cluster_forwarded_total{outcome=\"ok\"}"),
+        "{}",
+        metrics.body
+    );
+    // A session nobody holds is 404 everywhere, after at most MAX_HOPS forwards.
+    let unknown = call(c.mcp_addr, &"0".repeat(32), 1, "x").await;
+    assert_eq!(unknown.status, 404, "{unknown:?}");
+
+    // The GET stream through c is relayed from a, and a change announced on b reaches it.
+    let stream = tokio::spawn({
+        let session = session.clone();
+        let addr = c.mcp_addr;
+        async move {
+            send_with(
+                addr,
+                "GET",
+                "/mcp",
+                &[
+                    ("accept", "text/event-stream"),
+                    ("mcp-session-id", &session),
+                ],
+                "",
+                Duration::from_millis(1500),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.node.announce(ChangeEvent::ToolsListChanged);
+    let got = stream.await.expect("stream task");
+    assert_eq!(got.status, 200, "{got:?}");
+    assert!(
+        got.body.contains("notifications/tools/list_changed"),
+        "{got:?}"
+    );
+
+    // The owner shuts down gracefully: the session is handed to a peer and keeps working.
+    let a_peer = peer_addr(&a);
+    a.shutdown().await;
+    let new_owner = [&b, &c]
+        .into_iter()
+        .find(|n| holds(n, id))
+        .expect("a survivor owns the session after the hand-off");
+    wait_for("a seen gone", Duration::from_secs(5), || {
+        !new_owner
+            .node
+            .cluster
+            .get()
+            .expect("clustered")
+            .view
+            .borrow()
+            .iter()
+            .any(|m| m.id.addr == a_peer && m.state.is_live())
+    })
+    .await;
+    for (i, n) in [&b, &c].iter().enumerate() {
+        let r = call(n.mcp_addr, &session, 20 + i as u32, &format!("after-{i}")).await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(r.body.contains(&format!("after-{i}")), "{r:?}");
+    }
+    b.shutdown().await;
+    c.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
