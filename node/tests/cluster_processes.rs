@@ -189,3 +189,147 @@ async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
     let _ = std::fs::remove_dir_all(certs);
     let _ = std::fs::remove_dir_all(logs);
 }
+
+fn sse_ids(body: &str) -> Vec<String> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn echo(addr: SocketAddr, session: &str, id: u32, text: &str) -> common::Reply {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+    );
+    common::send(
+        addr,
+        "POST",
+        &[
+            common::ACCEPT_BOTH,
+            common::JSON,
+            ("mcp-session-id", session),
+        ],
+        &body,
+    )
+    .await
+}
+
+/// Sessions owned by a node that is killed with SIGKILL continue on the survivors with the
+/// same `Mcp-Session-Id` (its replica takes over), and a response stream cut by the kill is
+/// resumed on another node with `Last-Event-ID` from the replica's copy of the event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
+    let certs = temp("certs-failover");
+    let status = Command::new(BIN)
+        .arg("--write-dev-certs")
+        .arg(&certs)
+        .stdout(Stdio::null())
+        .status()
+        .expect("runs");
+    assert!(status.success());
+    let logs = temp("logs-failover");
+    let ports = free_ports();
+    let mut fleet = Fleet(
+        (0..3)
+            .map(|i| Some(spawn(i, &ports, &certs, &logs)))
+            .collect(),
+    );
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    until(
+        &admins,
+        Duration::from_secs(30),
+        "3 processes converge",
+        |v| {
+            (0..3).all(|i| {
+                member(v, &format!("node-{i}"))
+                    .is_some_and(|m| m["state"] == "alive" && m["address"].is_string())
+            })
+        },
+    )
+    .await;
+
+    // 20 sessions opened on node-0 (so owned there), each used once through node-1.
+    let mut sessions = Vec::new();
+    for i in 0..20u32 {
+        let s = common::initialize(ports[0].mcp).await;
+        let r = echo(ports[1].mcp, &s, i, "before").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        sessions.push(s);
+    }
+    // A response stream with progress events, through node-1; its events are replicated.
+    let progress = common::send(
+        ports[1].mcp,
+        "POST",
+        &[common::ACCEPT_BOTH, common::JSON, ("mcp-session-id", &sessions[0])],
+        r#"{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"p1"}}}"#,
+    )
+    .await;
+    assert_eq!(progress.status, 200, "{progress:?}");
+    let ids = sse_ids(&progress.body);
+    assert!(
+        ids.len() >= 4,
+        "progress events and the result: {progress:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut victim = fleet.0[0].take().expect("node-0");
+    victim.kill().expect("SIGKILL");
+    let killed = Instant::now();
+    let _ = victim.wait();
+
+    // Every session continues through either survivor, retrying while the death is detected.
+    let mut slowest = Duration::ZERO;
+    let mut refused = 0;
+    for (i, s) in sessions.iter().enumerate() {
+        let via = ports[1 + i % 2].mcp;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = echo(via, s, 100 + i as u32, "after").await;
+            if r.status == 200 && r.body.contains("after") {
+                break;
+            }
+            assert_ne!(r.status, 404, "session {s} was lost: {r:?}");
+            refused += 1;
+            assert!(
+                Instant::now() < deadline,
+                "session {s} did not recover: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        slowest = slowest.max(killed.elapsed());
+    }
+    println!(
+        "SIGKILL of the owner of 20 sessions: all 20 continued on the survivors, the last \
+         {slowest:?} after the kill ({refused} retried answers meanwhile)"
+    );
+
+    // The cut response stream resumes on node-2 from the replica's log: everything after the
+    // first event, ending with the result.
+    let resumed = common::send_with(
+        ports[2].mcp,
+        "GET",
+        "/mcp",
+        &[
+            ("accept", "text/event-stream"),
+            ("mcp-session-id", &sessions[0]),
+            ("last-event-id", &ids[0]),
+        ],
+        "",
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(resumed.status, 200, "{resumed:?}");
+    assert_eq!(sse_ids(&resumed.body), ids[1..].to_vec(), "{resumed:?}");
+    assert!(
+        resumed.body.contains("Progress tool completed"),
+        "{resumed:?}"
+    );
+    let total: u64 = {
+        let v = view(admins[1]).await.expect("view");
+        v["sessions"].as_u64().unwrap_or(0)
+    };
+    println!("survivors report {total} sessions in /cluster");
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}
