@@ -442,6 +442,8 @@ mod tests {
             tool: "echo".into(),
             timeout: crate::run::DEFAULT_TIMEOUT,
             closed_loop: false,
+            call_at: None,
+            calls_per_session: 0,
         };
         let parts = split(&load, 3);
         assert_eq!(parts.iter().map(|p| p.sessions).sum::<u32>(), 10_001);

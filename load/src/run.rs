@@ -78,6 +78,27 @@ pub struct LoadConfig {
     /// service time, there being no due time).
     #[serde(default)]
     pub closed_loop: bool,
+    /// Where a legacy session's requests after `initialize` go (its GET stream, `tools/call`),
+    /// when not to `addr`: the session is created on `addr` and used through this endpoint (in
+    /// a cluster, another node that forwards to the owner). Modern requests, having no
+    /// session, stay on `addr`.
+    #[serde(default)]
+    pub call_at: Option<Target>,
+    /// A call worker's legacy session is replaced by a new one (a fresh `initialize`) every
+    /// this many calls; 0 keeps one session per worker connection. With 1, every call creates
+    /// its session: session-creating load. The `initialize` counts in the call's latency from
+    /// its due time, not in its service time.
+    #[serde(default)]
+    pub calls_per_session: u32,
+}
+
+/// An MCP endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// Server address.
+    pub addr: SocketAddr,
+    /// MCP path.
+    pub path: String,
 }
 
 /// Default of [`LoadConfig::timeout`].
@@ -231,13 +252,19 @@ pub async fn ramp(cfg: &LoadConfig, live: Arc<Live>) -> (Held, RampReport) {
 }
 
 async fn hold_one(cfg: &LoadConfig, i: usize) -> Result<Client, ClientError> {
-    let mut c = Client::connect(cfg.addr, &cfg.path, cfg.source(i)).await?;
+    let source = cfg.source(i);
+    let mut c = Client::connect(cfg.addr, &cfg.path, source).await?;
     if cfg.era.modern(i) {
         c.listen().await?;
-    } else {
-        c.initialize().await?;
-        c.open_stream(None).await?;
+        return Ok(c);
     }
+    let session = c.initialize().await?;
+    if let Some(t) = &cfg.call_at {
+        // The session was created on `addr`; its stream is opened through `call_at`.
+        c = Client::connect(t.addr, &t.path, source).await?;
+        c.set_session(Some(session));
+    }
+    c.open_stream(None).await?;
     Ok(c)
 }
 
@@ -355,16 +382,24 @@ async fn call_worker(
         if client.is_err() {
             client = connect_worker(&cfg, modern, source).await;
         }
-        let c = match client.as_mut() {
-            Ok(c) => c,
-            Err(kind) => {
-                // Could not (re)connect: the call fails with the connection's error kind.
-                out.timeline.error(at);
-                count(&errors, &live, kind.clone());
-                live.calls_done.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+        let renewed = match client.as_mut() {
+            Ok(w) => w.renew_if_due(&cfg, modern).await,
+            Err(kind) => Err(kind.clone()),
         };
+        if let Err(kind) = renewed {
+            // Could not (re)connect or create the next session: the call fails with that
+            // error's kind, and the next call starts on a new connection.
+            client = Err(kind.clone());
+            out.timeline.error(at);
+            count(&errors, &live, kind);
+            live.calls_done.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let Ok(w) = client.as_mut() else {
+            continue; // not reached: checked just above
+        };
+        w.calls += 1;
+        let c = &mut w.call;
         let sent = Instant::now();
         let call = c.call_tool(modern, &cfg.tool, json!({ "text": "load" }));
         let result = match tokio::time::timeout(cfg.timeout, call).await {
@@ -397,18 +432,72 @@ async fn call_worker(
     out
 }
 
-/// Opens a worker connection (legacy: with its session); `Err` is the failure kind for reports.
+/// A call worker's connections: the one its calls go out on and, when sessions are created
+/// elsewhere (`call_at`) and renewed, the connection they are created on.
+struct WorkerConn {
+    call: Client,
+    init: Option<Client>,
+    /// Calls sent on the current session.
+    calls: u32,
+}
+
+impl WorkerConn {
+    /// Replaces the legacy session with a new one when `calls_per_session` calls used it.
+    async fn renew_if_due(&mut self, cfg: &LoadConfig, modern: bool) -> Result<(), String> {
+        if modern || cfg.calls_per_session == 0 || self.calls < cfg.calls_per_session {
+            return Ok(());
+        }
+        let renew = async {
+            let on = self.init.as_mut().unwrap_or(&mut self.call);
+            on.set_session(None);
+            let session = on.initialize().await?;
+            self.call.set_session(Some(session));
+            Ok::<_, ClientError>(())
+        };
+        match tokio::time::timeout(cfg.timeout, renew).await {
+            Ok(Ok(())) => {
+                self.calls = 0;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.kind()),
+            Err(_) => Err(ClientError::Timeout.kind()),
+        }
+    }
+}
+
+/// Opens a worker connection (legacy: with its session, created on `cfg.addr`; with
+/// `cfg.call_at` the calls go out on a second connection there); `Err` is the failure kind for
+/// reports.
 async fn connect_worker(
     cfg: &LoadConfig,
     modern: bool,
     source: Option<IpAddr>,
-) -> Result<Client, String> {
+) -> Result<WorkerConn, String> {
     let connect = async {
         let mut c = Client::connect(cfg.addr, &cfg.path, source).await?;
-        if !modern {
-            c.initialize().await?;
+        if modern {
+            return Ok(WorkerConn {
+                call: c,
+                init: None,
+                calls: 0,
+            });
         }
-        Ok::<_, ClientError>(c)
+        let session = c.initialize().await?;
+        let Some(t) = &cfg.call_at else {
+            return Ok(WorkerConn {
+                call: c,
+                init: None,
+                calls: 0,
+            });
+        };
+        let mut call = Client::connect(t.addr, &t.path, source).await?;
+        call.set_session(Some(session));
+        Ok::<_, ClientError>(WorkerConn {
+            call,
+            // Kept only when it will create more sessions.
+            init: (cfg.calls_per_session > 0).then_some(c),
+            calls: 0,
+        })
     };
     match tokio::time::timeout(cfg.timeout, connect).await {
         Ok(r) => r.map_err(|e| e.kind()),

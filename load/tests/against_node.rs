@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use mcp_load::client::Client;
 use mcp_load::client::resume::{Backoff, Endpoint, ResumableSession};
 use mcp_load::report::Report;
-use mcp_load::run::{Era, Live, LoadConfig, run};
+use mcp_load::run::{Era, Live, LoadConfig, Target, run};
 use mcpcluster_api::NodeConfig;
 use serde_json::json;
 
@@ -77,6 +77,8 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
             tool: "echo".into(),
             timeout: mcp_load::run::DEFAULT_TIMEOUT,
             closed_loop: false,
+            call_at: None,
+            calls_per_session: 0,
         };
         let live = Arc::new(Live::default());
         let (ramp, calls) = run(&cfg, live.clone()).await;
@@ -120,6 +122,8 @@ fn config(addr: std::net::SocketAddr) -> LoadConfig {
         tool: "echo".into(),
         timeout: mcp_load::run::DEFAULT_TIMEOUT,
         closed_loop: false,
+        call_at: None,
+        calls_per_session: 0,
     }
 }
 
@@ -147,6 +151,56 @@ async fn closed_loop_sends_back_to_back_for_the_duration() {
         "it stops after its duration"
     );
     n.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_created_at_url_are_used_through_call_url() {
+    let a = node().await;
+    let b = node().await;
+    // Sessions live where they were created: through another (unclustered) node the calls and
+    // streams of a session created on `a` find no session, which shows they went to `b`.
+    let cfg = LoadConfig {
+        sessions: 3,
+        rate: 100.0,
+        call_at: Some(Target {
+            addr: b.mcp_addr,
+            path: "/mcp".into(),
+        }),
+        ..config(a.mcp_addr)
+    };
+    let (ramp, calls) = run(&cfg, Arc::new(Live::default())).await;
+    assert_eq!(ramp.held, 0, "{ramp:?}");
+    assert_eq!(ramp.errors.get("http_404"), Some(&3), "{:?}", ramp.errors);
+    // A POST for an unknown session: 404 with a JSON-RPC error body (reported by its code).
+    assert_eq!(calls.ok, 0);
+    assert_eq!(
+        calls.errors.get("rpc_-32000").copied().unwrap_or(0),
+        calls.due,
+        "{:?}",
+        calls.errors
+    );
+    // Through the node that made them, with a new session every 2 calls, every call works and
+    // the sessions are created there: one per worker connection plus one per 2 calls after.
+    let before = a.node.sessions.len();
+    let cfg = LoadConfig {
+        sessions: 2,
+        rate: 100.0,
+        calls_per_session: 2,
+        call_at: Some(Target {
+            addr: a.mcp_addr,
+            path: "/mcp".into(),
+        }),
+        ..config(a.mcp_addr)
+    };
+    let (ramp, calls) = run(&cfg, Arc::new(Live::default())).await;
+    assert_eq!(ramp.held, 2, "{ramp:?}");
+    assert_eq!((calls.due, calls.ok), (30, 30), "{:?}", calls.errors);
+    let made = a.node.sessions.len() - before;
+    // 2 held, and 30 calls on 2 workers: 15 each, a session per 2 calls = 8 each.
+    assert!(made >= 2 + 16, "{made} sessions created");
+    assert_eq!(b.node.sessions.len(), 0, "nothing reached the other node");
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use mcp_load::client::parse_url;
 use mcp_load::fleet::{self, FleetConfig, Snapshot};
-use mcp_load::run::{Era, LoadConfig};
+use mcp_load::run::{Era, LoadConfig, Target};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,6 +24,16 @@ struct Args {
     /// MCP endpoint, http://IP:PORT/mcp
     #[arg(long, default_value = "http://127.0.0.1:8080/mcp")]
     url: String,
+    /// Legacy sessions are created (`initialize`) at --url, and everything after it (the held
+    /// sessions' GET streams, the workers' tools/call) goes to this endpoint instead: in a
+    /// cluster, another node, which forwards to the session's owner. Modern requests stay on
+    /// --url
+    #[arg(long, value_name = "URL")]
+    call_url: Option<String>,
+    /// A call worker creates a new legacy session every N calls (1: every call creates its
+    /// session, initialize at --url, then the call); 0 keeps one session per worker connection
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    calls_per_session: u32,
     /// Sessions to open and hold, one connection each (legacy: with its GET stream; modern:
     /// with subscriptions/listen)
     #[arg(long, default_value_t = 0)]
@@ -115,6 +125,15 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
     let (addr, path) = parse_url(&args.url)
         .map_err(anyhow::Error::msg)
         .context("--url")?;
+    let call_at = match &args.call_url {
+        Some(url) => {
+            let (addr, path) = parse_url(url)
+                .map_err(anyhow::Error::msg)
+                .context("--call-url")?;
+            Some(Target { addr, path })
+        }
+        None => None,
+    };
     let era = match args.era.as_str() {
         "legacy" => Era::Legacy,
         "modern" => Era::Modern,
@@ -136,7 +155,14 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
     if !(0.1..=300.0).contains(&args.timeout) {
         bail!("--timeout must be between 0.1 and 300 seconds");
     }
-    let connections = u64::from(args.sessions) + u64::from(args.workers);
+    // With --call-url a worker holds a second connection (where its sessions are created) when
+    // it renews them; a held session's first connection closes once its stream is open.
+    let per_worker = if args.call_url.is_some() && args.calls_per_session > 0 {
+        2
+    } else {
+        1
+    };
+    let connections = u64::from(args.sessions) + per_worker * u64::from(args.workers);
     let limit = nofile_limit();
     let needed = processes_needed(connections, limit)?;
     let processes = if args.processes == 0 {
@@ -176,6 +202,8 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
             tool: args.tool.clone(),
             timeout: Duration::from_secs_f64(args.timeout),
             closed_loop: args.closed_loop,
+            call_at,
+            calls_per_session: args.calls_per_session,
         },
         processes,
         label: args.label.clone(),
