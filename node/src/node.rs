@@ -59,6 +59,11 @@ impl Node {
     pub fn new(settings: Settings, catalog: Catalog) -> Arc<Self> {
         let sessions = Registry::new(settings.config.limits.max_sessions as usize);
         let (changes, _) = broadcast::channel(256);
+        let settings_key_file = settings
+            .cluster
+            .as_ref()
+            .map(|_| settings.config.cluster.tls.key_file.clone())
+            .unwrap_or_default();
         let name = match settings.config.cluster.node_name.as_str() {
             "" => node_name(|k| std::env::var(k).ok()),
             configured => configured.to_owned(),
@@ -74,7 +79,7 @@ impl Node {
             name,
             cluster: std::sync::OnceLock::new(),
             peers: std::sync::OnceLock::new(),
-            state_signer: crate::request_state::StateSigner::random(),
+            state_signer: state_signer(&settings_key_file),
             started: Instant::now(),
             changes,
         })
@@ -200,6 +205,22 @@ pub struct DrainProgress {
     pub connections: u32,
     /// Whether the node can be removed without cutting a client off.
     pub done: bool,
+}
+
+/// The `requestState` signer: keyed from the cluster's peer key file when clustered with one
+/// (every node holds the same Secret, so a state verifies on any node), else random.
+fn state_signer(key_file: &str) -> crate::request_state::StateSigner {
+    use crate::request_state::StateSigner;
+    if key_file.is_empty() {
+        return StateSigner::random();
+    }
+    match std::fs::read(key_file) {
+        Ok(secret) => StateSigner::from_secret(&secret),
+        Err(e) => {
+            tracing::warn!(file = key_file, error = %e, "cannot read the peer key; requestState is signed with a key of this node only");
+            StateSigner::random()
+        }
+    }
 }
 
 /// The node's name from the environment (`lookup` is `std::env::var` outside tests).

@@ -26,6 +26,18 @@ impl std::fmt::Debug for StateSigner {
 }
 
 impl StateSigner {
+    /// A signer whose key is derived from a secret every node of a cluster holds (the peer
+    /// key from the cluster Secret), so a state issued by one node verifies on any other.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        use sha2::Digest;
+        let mut h = Sha256::new();
+        h.update(b"mcpcluster requestState v1\0");
+        h.update(secret);
+        Self {
+            key: h.finalize().into(),
+        }
+    }
+
     /// A signer with a random key (states do not survive a restart of the node).
     pub fn random() -> Self {
         Self {
@@ -71,6 +83,16 @@ impl StateSigner {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nodes_sharing_the_cluster_secret_verify_each_others_states() {
+        let a = StateSigner::from_secret(b"the cluster key");
+        let b = StateSigner::from_secret(b"the cluster key");
+        let other = StateSigner::from_secret(b"another cluster");
+        let token = a.sign("tool_a", &json!({"step": 1}));
+        assert_eq!(b.verify("tool_a", &token), Some(json!({"step": 1})));
+        assert_eq!(other.verify("tool_a", &token), None);
+    }
 
     #[test]
     fn round_trip_and_tamper_detection() {
