@@ -103,6 +103,8 @@ pub struct LostSession {
 pub struct Outage {
     /// Index of the session.
     pub index: usize,
+    /// Its `Mcp-Session-Id`.
+    pub session: String,
     /// `call` or `stream`.
     pub kind: &'static str,
     /// First failed attempt (Unix seconds).
@@ -111,6 +113,9 @@ pub struct Outage {
     pub end: f64,
     /// Failed attempts in between.
     pub failed_attempts: u32,
+    /// The errors seen, in order, each once, as `KIND@IP:PORT` (the target that failed;
+    /// `ended_KIND` for a stream that broke).
+    pub errors: Vec<String>,
 }
 
 /// Call latencies in milliseconds (from a call's first attempt to its answer, retries included;
@@ -230,8 +235,16 @@ impl FailoverReport {
             "outages: {}, longest {:.3} s{}\n",
             self.outages.len(),
             self.longest_outage_s,
-            self.longest_outage_session
-                .map(|i| format!(" (session #{i})"))
+            self.outages
+                .iter()
+                .max_by(|a, b| (a.end - a.start).total_cmp(&(b.end - b.start)))
+                .map(|o| format!(
+                    " (session #{} {}, {}: {})",
+                    o.index,
+                    o.session,
+                    o.kind,
+                    o.errors.join(" ")
+                ))
                 .unwrap_or_default()
         ));
         for l in self.lost_sessions.iter().take(20) {
@@ -362,6 +375,13 @@ async fn call_once(
     let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
         "params":{"name":tool,"arguments":{"text":text}}});
     let reply = c.post(&body, &[]).await?;
+    if reply
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    {
+        // A draining node closes its connections: use a new one next time.
+        *slot = None;
+    }
     if reply.status == 404 {
         return Err(Fail::Gone);
     }
@@ -438,6 +458,7 @@ async fn call(
     let deadline = start + cfg.deadline;
     let mut first_fail: Option<f64> = None;
     let mut failures = 0u32;
+    let mut errors: Vec<String> = Vec::new();
     loop {
         let t = caller.rr % n;
         caller.rr = caller.rr.wrapping_add(1);
@@ -469,10 +490,12 @@ async fn call(
                 if let Some(s) = first_fail {
                     st.outages.push(Outage {
                         index: sess.index,
+                        session: sess.id.clone(),
                         kind: "call",
                         start: s,
                         end: epoch(),
                         failed_attempts: failures,
+                        errors,
                     });
                 }
                 return Ok(());
@@ -490,6 +513,10 @@ async fn call(
                 caller.conns[t] = None;
                 failures += 1;
                 first_fail.get_or_insert(attempt_start);
+                let tagged = format!("{kind}@{}", cfg.targets[t].addr);
+                if !errors.contains(&tagged) {
+                    errors.push(tagged);
+                }
                 let last_error = format!("{}: {kind}", cfg.targets[t]);
                 shared.failed_attempt(format!("call_{kind}"));
                 let mut delay = caller.backoff.delay(failures);
@@ -535,6 +562,7 @@ async fn hold_stream(
     let mut down: Option<(Instant, f64)> = None;
     let mut failures = 0u32;
     let mut opened_once = false;
+    let mut errors: Vec<String> = Vec::new();
     loop {
         if *stop.borrow() || sess.lost.load(Ordering::SeqCst) {
             return last;
@@ -554,10 +582,12 @@ async fn hold_stream(
                 if let Some((_, since)) = down.take() {
                     shared.stats().outages.push(Outage {
                         index: sess.index,
+                        session: sess.id.clone(),
                         kind: "stream",
                         start: since,
                         end: epoch(),
                         failed_attempts: failures,
+                        errors: std::mem::take(&mut errors),
                     });
                 }
                 failures = 0;
@@ -579,6 +609,7 @@ async fn hold_stream(
                 }
                 // The stream broke (node gone, drained, relay ended): reopen elsewhere at once.
                 down = Some((Instant::now(), epoch()));
+                errors = vec![format!("ended_{}@{}", err.kind(), cfg.targets[t].addr)];
                 shared.failed_attempt(format!("stream_{}", err.kind()));
                 t = (t + 1) % n;
                 continue;
@@ -597,6 +628,10 @@ async fn hold_stream(
         };
         let since = down.get_or_insert((Instant::now(), epoch())).0;
         failures += 1;
+        let tagged = format!("{err}@{}", cfg.targets[t].addr);
+        if !errors.contains(&tagged) {
+            errors.push(tagged);
+        }
         let last_error = format!("{}: {err}", cfg.targets[t]);
         shared.failed_attempt(format!("stream_{err}"));
         t = (t + 1) % n;
