@@ -19,6 +19,7 @@ pub mod forward;
 pub mod inbound;
 pub mod metrics;
 pub mod peers;
+pub mod routing;
 pub mod shell;
 pub mod tls;
 pub mod view;

@@ -25,12 +25,11 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::forward::Relays;
+use super::routing::{self, Decision, Holding};
 use super::wire::{PeerMsg, Replicate};
 use crate::node::{ChangeEvent, Node};
 use crate::session::{Registry, ReplicaOf, Session, SessionId};
 
-/// Most nodes a request passes through before it is answered 404.
-pub const MAX_HOPS: u8 = 3;
 /// How long `initialize` waits for the replicas' acknowledgement.
 const ACK_WAIT: Duration = Duration::from_millis(500);
 /// How long a hand-off waits for the successor before trying again.
@@ -54,8 +53,8 @@ struct AckWait {
 
 /// The session layer of one node.
 pub struct Peers {
-    /// This node's identity.
-    pub me: NodeId,
+    /// This node's identity at start (it changes when it rejoins: see [`Peers::me`]).
+    started_as: NodeId,
     pub(super) transport: Transport,
     view: watch::Receiver<Vec<MemberView>>,
     r: usize,
@@ -76,7 +75,7 @@ pub struct Peers {
 impl std::fmt::Debug for Peers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peers")
-            .field("me", &self.me)
+            .field("me", &self.me())
             .finish_non_exhaustive()
     }
 }
@@ -97,7 +96,7 @@ impl Peers {
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<Session>>) {
         let (dirty, rx) = mpsc::unbounded_channel();
         let peers = Arc::new(Self {
-            me,
+            started_as: me,
             transport,
             view,
             r: s.replication_factor,
@@ -112,6 +111,11 @@ impl Peers {
             relays: Relays::default(),
         });
         (peers, rx)
+    }
+
+    /// This node's identity now: a node declared down rejoins under a higher generation.
+    pub fn me(&self) -> NodeId {
+        self.view.borrow().first().map_or(self.started_as, |m| m.id)
     }
 
     /// Live members (alive or suspect), this node included.
@@ -134,13 +138,6 @@ impl Peers {
             .collect()
     }
 
-    fn is_live(&self, id: NodeId) -> bool {
-        self.view
-            .borrow()
-            .iter()
-            .any(|m| m.id == id && m.state.is_live())
-    }
-
     fn addr_is_live(&self, addr: SocketAddr) -> bool {
         self.view
             .borrow()
@@ -159,60 +156,42 @@ impl Peers {
         let live = self.live();
         for _ in 0..256 {
             let id = SessionId::random();
-            if ownership::rank(&key(id), &live).first().map(|m| m.addr) == Some(self.me.addr) {
+            if ownership::rank(&key(id), &live).first().map(|m| m.addr) == Some(self.me().addr) {
                 return id;
             }
         }
         SessionId::random()
     }
 
-    /// Where a request for `id` goes from this node (`hop`: nodes it already passed).
+    /// Where a request for `id` goes from this node (`hop`: nodes it already passed); takes a
+    /// replica's copy over when this node is the owner's successor.
     pub fn route(&self, node: &Arc<Node>, id: SessionId, hop: u8) -> Route {
         if node.sessions.get(&id).is_some() {
             return Route::Local;
         }
-        if let Some(to) = self.moved.lock().get(&id).copied()
-            && self.addr_is_live(to)
-        {
-            return Route::Forward(to);
-        }
-        if let Some(copy) = self.replicas.get(&id) {
-            let of = copy.state.lock().replica_of.clone();
-            if let Some(of) = of {
-                let owner = NodeId::new(of.owner, of.owner_generation);
-                if self.is_live(owner) {
-                    return Route::Forward(of.owner);
-                }
-                let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
-                match successor {
-                    Some(a) if a == self.me.addr => {
-                        self.promote(node, &copy);
-                        return Route::Local;
-                    }
-                    Some(a) => return Route::Forward(a),
-                    None => {
-                        self.promote(node, &copy);
-                        return Route::Local;
-                    }
-                }
-            }
-        }
-        if hop >= MAX_HOPS {
-            return Route::NotFound;
-        }
-        let ranked = ownership::rank(&key(id), &self.live());
-        let next = if hop == 0 {
-            ranked.iter().find(|m| m.addr != self.me.addr)
-        } else {
-            // Already forwarded here by a node that ranked us first: ask the next one.
-            match ranked.iter().position(|m| m.addr == self.me.addr) {
-                Some(p) => ranked.get(p + 1),
-                None => ranked.first(),
-            }
+        let moved = self.moved.lock().get(&id).copied();
+        let copy = self.replicas.get(&id);
+        let of = copy
+            .as_ref()
+            .and_then(|c| c.state.lock().replica_of.clone());
+        let holding = match (&moved, &of) {
+            (Some(to), _) => Holding::Moved(*to),
+            (None, Some(of)) => Holding::Replica {
+                owner: NodeId::new(of.owner, of.owner_generation),
+                replicas: &of.replicas,
+            },
+            (None, None) => Holding::Nothing,
         };
-        match next {
-            Some(m) if m.addr != self.me.addr => Route::Forward(m.addr),
-            _ => Route::NotFound,
+        match routing::decide(&key(id), &holding, self.me().addr, &self.live(), hop) {
+            Decision::Local => Route::Local,
+            Decision::Forward(to) => Route::Forward(to),
+            Decision::NotFound => Route::NotFound,
+            Decision::TakeOver => {
+                if let Some(c) = &copy {
+                    self.promote(node, c);
+                }
+                Route::Local
+            }
         }
     }
 
@@ -272,7 +251,7 @@ impl Peers {
             return; // deleted, expired or handed off meanwhile
         }
         let set: Vec<SocketAddr> =
-            ownership::replicas(&key(s.id), self.me.addr, &self.live_takers(), self.r)
+            ownership::replicas(&key(s.id), self.me().addr, &self.live_takers(), self.r)
                 .into_iter()
                 .map(|m| m.addr)
                 .collect();
@@ -305,17 +284,19 @@ impl Peers {
             );
             t
         };
+        let streams = st.take_stream_copies(full);
         let msg = PeerMsg::Replicate(Box::new(Replicate {
             session: s.id.0,
             epoch: st.epoch,
-            owner: self.me.addr,
-            owner_generation: self.me.generation,
+            seq: st.next_copy_seq(),
+            owner: self.me().addr,
+            owner_generation: self.me().generation,
             replicas: set.clone(),
             token,
             handoff: false,
             full,
             state: st.state_copy(),
-            streams: st.take_stream_copies(full),
+            streams,
         }));
         drop(st);
         let message = msg.to_message();
@@ -349,6 +330,7 @@ impl Peers {
             self.replicas.remove(&id);
             let s = Arc::new(Session::from_copy(
                 id,
+                r.seq,
                 &r.state,
                 &r.streams,
                 burst,
@@ -369,10 +351,27 @@ impl Peers {
             return;
         }
         if let Some(own) = node.sessions.get(&id) {
-            // A copy of a session this node owns: an old owner that did not learn of the
-            // take-over. The higher epoch is the truth; ours is at least as new here.
-            tracing::debug!(session = %own.id, %from, epoch = r.epoch, "ignored a copy of an owned session");
-            return;
+            let mine = own.state.lock().epoch;
+            if r.epoch <= mine {
+                // From a node that took over while this one was thought dead, and that has
+                // not yet heard this node's newer epoch: ours stands.
+                tracing::debug!(session = %own.id, %from, epoch = r.epoch, mine, "ignored an older copy of an owned session");
+                return;
+            }
+            // Another node owns a newer version: this node becomes one of its replicas.
+            tracing::warn!(session = %own.id, %from, epoch = r.epoch, mine, "a peer owns a newer version of a session owned here; keeping it as a replica");
+            if node.sessions.remove(&id).is_some() {
+                let mut st = own.state.lock();
+                for stream in st.streams.iter_mut() {
+                    stream.detach();
+                }
+                for a in std::mem::take(&mut st.repl_to) {
+                    if a != from {
+                        self.send(a, &PeerMsg::Forget { session: r.session });
+                    }
+                }
+                node.metrics.sessions.set(node.sessions.len() as i64);
+            }
         }
         let of = Box::new(ReplicaOf {
             owner: r.owner,
@@ -385,7 +384,7 @@ impl Peers {
                 if r.epoch < st.epoch {
                     return;
                 }
-                match st.apply_copy(r.full, &r.state, &r.streams, log_cap) {
+                match st.apply_copy(r.full, r.seq, &r.state, &r.streams, log_cap) {
                     Ok(()) => {
                         st.epoch = r.epoch;
                         st.replica_of = Some(of);
@@ -403,6 +402,7 @@ impl Peers {
             None if r.full => {
                 let s = Arc::new(Session::from_copy(
                     id,
+                    r.seq,
                     &r.state,
                     &r.streams,
                     burst,
@@ -487,7 +487,7 @@ impl Peers {
                     && of.owner_generation == dead.generation
                 {
                     let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
-                    if successor.is_none_or(|a| a == self.me.addr) {
+                    if successor.is_none_or(|a| a == self.me().addr) {
                         promote.push(c.clone());
                     }
                 }
@@ -502,13 +502,36 @@ impl Peers {
         node.sessions.for_each(|s| self.mark(s));
     }
 
+    /// This node was declared down and rejoined under a new generation: its replicas may have
+    /// taken its sessions over meanwhile. It still serves them (its clients are connected
+    /// here), so it claims them with a higher epoch; a peer that took one over becomes a
+    /// replica again when the full copy arrives.
+    pub fn reassert(&self, node: &Node) {
+        let mut n = 0;
+        node.sessions.for_each(|s| {
+            let mut st = s.state.lock();
+            st.epoch += 2;
+            st.reset_replication();
+            st.repl_to.clear();
+            drop(st);
+            self.mark(s);
+            n += 1;
+        });
+        if n > 0 {
+            tracing::warn!(
+                sessions = n,
+                "rejoined: re-asserting ownership of this node's sessions"
+            );
+        }
+    }
+
     /// Sends every owned session to its successor (drain). Sessions with a request in progress
     /// wait for a later round. Returns how many are still here.
     pub fn handoff_round(self: &Arc<Self>, node: &Arc<Node>) -> usize {
         let takers: Vec<NodeId> = self
             .live_takers()
             .into_iter()
-            .filter(|m| m.addr != self.me.addr)
+            .filter(|m| m.addr != self.me().addr)
             .collect();
         if takers.is_empty() {
             return node.sessions.len();
@@ -533,17 +556,19 @@ impl Peers {
             };
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
             st.reset_replication();
+            let streams = st.take_stream_copies(true);
             let msg = PeerMsg::Replicate(Box::new(Replicate {
                 session: s.id.0,
                 epoch: st.epoch + 1,
-                owner: self.me.addr,
-                owner_generation: self.me.generation,
+                seq: st.next_copy_seq(),
+                owner: self.me().addr,
+                owner_generation: self.me().generation,
                 replicas: Vec::new(),
                 token,
                 handoff: true,
                 full: true,
                 state: st.state_copy(),
-                streams: st.take_stream_copies(true),
+                streams,
             }));
             let others: Vec<SocketAddr> = st.repl_to.iter().copied().filter(|a| *a != to).collect();
             drop(st);
@@ -620,7 +645,7 @@ impl Peers {
         };
         let msg = PeerMsg::Notify { event, uri };
         for m in self.live() {
-            if m.addr != self.me.addr {
+            if m.addr != self.me().addr {
                 self.send(m.addr, &msg);
             }
         }

@@ -146,6 +146,9 @@ fn on_event(
                 generation = id.generation,
                 "this node was declared down; rejoined"
             );
+            if let Some(peers) = node.peers.get() {
+                peers.reassert(node);
+            }
         }
         Event::Active => {
             m.event(EventLabel::active);

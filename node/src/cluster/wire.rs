@@ -83,6 +83,9 @@ pub struct Replicate {
     pub session: u128,
     /// Bumped at each change of owner; a copy with an older epoch is ignored.
     pub epoch: u32,
+    /// The owner's copy number for this session: a delta must be the next after the last
+    /// copy the replica applied, else it is a gap (a lost copy) and a full one is needed.
+    pub seq: u64,
     /// The owner's peer address and generation.
     pub owner: SocketAddr,
     /// The owner's generation.
@@ -211,6 +214,7 @@ impl PeerMsg {
             Self::Replicate(r) => {
                 w.u128(r.session);
                 w.u32(r.epoch);
+                w.u64(r.seq);
                 w.addr(r.owner);
                 w.u64(r.owner_generation);
                 w.len(r.replicas.len());
@@ -287,6 +291,7 @@ impl PeerMsg {
             kind::REPLICATE => {
                 let session = r.u128()?;
                 let epoch = r.u32()?;
+                let seq = r.u64()?;
                 let owner = r.addr()?;
                 let owner_generation = r.u64()?;
                 let n = r.count(7)?;
@@ -334,6 +339,7 @@ impl PeerMsg {
                 Self::Replicate(Box::new(Replicate {
                     session,
                     epoch,
+                    seq,
                     owner,
                     owner_generation,
                     replicas,
@@ -543,6 +549,7 @@ mod tests {
             PeerMsg::Replicate(Box::new(Replicate {
                 session: u128::MAX - 7,
                 epoch: 3,
+                seq: 12,
                 owner: "10.0.0.1:7946".parse().expect("addr"),
                 owner_generation: 1_700_000_000_000,
                 replicas: vec!["[::1]:7000".parse().expect("addr")],

@@ -82,11 +82,19 @@ impl SessionState {
         }
     }
 
-    /// Applies a copy from the owner: a full one replaces everything; a delta must continue
-    /// each stream exactly where this copy ends.
+    /// Numbers the next copy (the owner's side).
+    pub fn next_copy_seq(&mut self) -> u64 {
+        self.copy_seq += 1;
+        self.copy_seq
+    }
+
+    /// Applies copy number `seq` from the owner: a full one replaces everything; a delta must
+    /// be the next copy after the last one applied and continue each stream exactly where
+    /// this copy ends.
     pub fn apply_copy(
         &mut self,
         full: bool,
+        seq: u64,
         state: &StateCopy,
         streams: &[StreamCopy],
         log_capacity: usize,
@@ -94,6 +102,9 @@ impl SessionState {
         if full {
             self.streams.clear();
         } else {
+            if seq != self.copy_seq + 1 {
+                return Err(Gap);
+            }
             // Check every stream first: a delta is applied whole or not at all.
             for c in streams {
                 let first = c.events.first().map(|(seq, _)| *seq);
@@ -104,6 +115,7 @@ impl SessionState {
                 }
             }
         }
+        self.copy_seq = seq;
         self.version = ProtocolEra::from_index(state.version).unwrap_or(ProtocolEra::V2025_11_25);
         self.initialized = state.initialized;
         self.client_capabilities = state.caps.clone().into_boxed_str();
@@ -147,6 +159,7 @@ impl Session {
     /// A replica's (or successor's) record built from a full copy.
     pub fn from_copy(
         id: SessionId,
+        seq: u64,
         state: &StateCopy,
         streams: &[StreamCopy],
         burst: u32,
@@ -164,7 +177,7 @@ impl Session {
         let _ = session
             .state
             .lock()
-            .apply_copy(true, state, streams, log_capacity);
+            .apply_copy(true, seq, state, streams, log_capacity);
         session
     }
 }
@@ -192,7 +205,8 @@ mod tests {
         let a = st.open_stream(StreamKind::Standalone, None);
         st.push(a, b"{\"n\":1}", 8);
         let full = st.take_stream_copies(true);
-        let r = Session::from_copy(SessionId(7), &st.state_copy(), &full, 10, 0, 8);
+        let seq = st.next_copy_seq();
+        let r = Session::from_copy(SessionId(7), seq, &st.state_copy(), &full, 10, 0, 8);
         let b = st.open_stream(StreamKind::Response, None);
         st.push(a, b"{\"n\":2}", 8);
         st.push(b, b"{\"n\":3}", 8);
@@ -200,7 +214,8 @@ mod tests {
         let delta = st.take_stream_copies(false);
         assert_eq!(delta.len(), 2, "both streams changed");
         let mut rs = r.state.lock();
-        rs.apply_copy(false, &st.state_copy(), &delta, 8)
+        let seq = st.next_copy_seq();
+        rs.apply_copy(false, seq, &st.state_copy(), &delta, 8)
             .expect("continues");
         assert!(rs.initialized);
         assert_eq!(
@@ -215,17 +230,115 @@ mod tests {
         assert!(st.take_stream_copies(false).is_empty(), "nothing new");
         // A lost delta: the next one does not continue the copy.
         st.push(a, b"{\"n\":4}", 8);
-        let _lost = st.take_stream_copies(false);
+        let _lost = (st.take_stream_copies(false), st.next_copy_seq());
         st.push(a, b"{\"n\":5}", 8);
         let next = st.take_stream_copies(false);
-        assert_eq!(rs.apply_copy(false, &st.state_copy(), &next, 8), Err(Gap));
+        let seq = st.next_copy_seq();
+        assert_eq!(
+            rs.apply_copy(false, seq, &st.state_copy(), &next, 8),
+            Err(Gap)
+        );
         st.reset_replication();
         let whole = st.take_stream_copies(true);
-        rs.apply_copy(true, &st.state_copy(), &whole, 8)
+        let seq = st.next_copy_seq();
+        rs.apply_copy(true, seq, &st.state_copy(), &whole, 8)
             .expect("full");
         assert_eq!(
             rs.stream_mut(a).expect("a").log,
             st.stream_mut(a).expect("a").log
         );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// An event on stream `i % open streams` (a new stream when none).
+        Event(usize),
+        Open,
+        Finish(usize),
+        SetLevel(u8),
+        /// A copy sent; `delivered` false: lost with a failed connection.
+        Copy {
+            delivered: bool,
+        },
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => any::<usize>().prop_map(Op::Event),
+            1 => Just(Op::Open),
+            1 => any::<usize>().prop_map(Op::Finish),
+            1 => any::<u8>().prop_map(|l| Op::SetLevel(l % 8)),
+            3 => any::<bool>().prop_map(|d| Op::Copy { delivered: d }),
+        ]
+    }
+
+    fn same(o: &SessionState, r: &SessionState) -> bool {
+        o.state_copy() == r.state_copy()
+            && o.streams.len() == r.streams.len()
+            && o.streams.iter().zip(&r.streams).all(|(a, b)| {
+                a.id == b.id
+                    && a.log == b.log
+                    && a.next_seq == b.next_seq
+                    && a.finished == b.finished
+            })
+    }
+
+    proptest::proptest! {
+        /// The owner/replica protocol over a FIFO link that may lose copies: a replica applies
+        /// a delta only when it continues its copy (else it asks for a full one), so after any
+        /// applied copy it equals the owner as of that copy, and it never applies a delta out
+        /// of step.
+        #[test]
+        fn a_replica_is_always_the_owners_state_as_of_the_last_applied_copy(
+            ops in proptest::collection::vec(op(), 1..80)
+        ) {
+            const CAP: usize = 6;
+            let o = owner();
+            let mut st = o.state.lock();
+            let full = st.take_stream_copies(true);
+            let seq = st.next_copy_seq();
+            let r = Session::from_copy(SessionId(7), seq, &st.state_copy(), &full, 10, 0, CAP);
+            let mut rs = r.state.lock();
+            for op in ops {
+                match op {
+                    Op::Event(i) => {
+                        if st.streams.is_empty() {
+                            st.open_stream(StreamKind::Standalone, None);
+                        }
+                        let id = st.streams[i % st.streams.len()].id;
+                        st.push(id, b"{\"e\":1}", CAP);
+                    }
+                    Op::Open => {
+                        st.open_stream(StreamKind::Response, None);
+                    }
+                    Op::Finish(i) => {
+                        if !st.streams.is_empty() {
+                            let n = st.streams.len();
+                            st.streams[i % n].finish();
+                        }
+                    }
+                    Op::SetLevel(l) => st.log_level = l,
+                    Op::Copy { delivered } => {
+                        let delta = st.take_stream_copies(false);
+                        let seq = st.next_copy_seq();
+                        if !delivered {
+                            continue;
+                        }
+                        match rs.apply_copy(false, seq, &st.state_copy(), &delta, CAP) {
+                            Ok(()) => {}
+                            Err(Gap) => {
+                                // Resync: the owner starts over with a full copy.
+                                st.reset_replication();
+                                let whole = st.take_stream_copies(true);
+                                let seq = st.next_copy_seq();
+                                rs.apply_copy(true, seq, &st.state_copy(), &whole, CAP).expect("full");
+                            }
+                        }
+                        proptest::prop_assert!(same(&st, &rs), "owner {:?}\nreplica {:?}", st.streams, rs.streams);
+                    }
+                }
+            }
+        }
     }
 }

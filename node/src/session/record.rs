@@ -80,6 +80,8 @@ pub struct SessionState {
     inflight: Vec<(RequestId, oneshot::Sender<()>)>,
     /// Bumped at each change of owner (failover, hand-off); peers ignore older copies.
     pub epoch: u32,
+    /// Owner: the number of the last copy sent; replica: of the last copy applied.
+    pub copy_seq: u64,
     /// The replicas the last copy went to; a different set gets a full copy.
     pub repl_to: Vec<std::net::SocketAddr>,
     /// Set on a replica's copy: who owns the session and whom it replicates to.
@@ -137,6 +139,7 @@ impl Session {
                 pending: Vec::new(),
                 inflight: Vec::new(),
                 epoch: 0,
+                copy_seq: 0,
                 repl_to: Vec::new(),
                 replica_of: None,
             }),
