@@ -854,10 +854,11 @@ pub async fn run(cfg: FailoverConfig) -> anyhow::Result<FailoverReport> {
             stream,
         ));
     }
-    // Ready: every stream opened once (or 10 s passed).
+    // Ready: every stream opened once or its session lost (or 10 s passed).
     let ready_by = Instant::now() + Duration::from_secs(10);
     while cfg.streams
-        && shared.streams_up.load(Ordering::SeqCst) < sessions.len() as u64
+        && shared.streams_up.load(Ordering::SeqCst) + (shared.stats().lost.len() as u64)
+            < (sessions.len() as u64)
         && Instant::now() < ready_by
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -957,6 +958,90 @@ pub async fn run(cfg: FailoverConfig) -> anyhow::Result<FailoverReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn node() -> mcp_node::Running {
+        let config = mcpcluster_api::NodeConfig {
+            listen: "127.0.0.1:0".into(),
+            admin_listen: "127.0.0.1:0".into(),
+            ..Default::default()
+        };
+        mcp_node::start(mcp_node::Settings::validate(config).expect("valid"))
+            .await
+            .expect("starts")
+    }
+
+    fn config(targets: Vec<SocketAddr>) -> FailoverConfig {
+        FailoverConfig {
+            targets: targets
+                .into_iter()
+                .map(|addr| Target {
+                    addr,
+                    path: "/mcp".into(),
+                })
+                .collect(),
+            sessions: 12,
+            rate: 40.0,
+            duration: Duration::from_millis(800),
+            tool: "echo".into(),
+            timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(3),
+            attempts: 64,
+            until_file: None,
+            ready_file: None,
+            streams: true,
+            open_concurrency: 4,
+            progress: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_node_three_times_loses_nothing() {
+        let n = node().await;
+        let r = run(config(vec![n.mcp_addr; 3])).await.expect("runs");
+        assert_eq!(r.sessions_opened, 12);
+        assert_eq!(r.lost, 0, "{}", r.text());
+        assert_eq!(r.final_check_ok, 12);
+        assert!(r.calls_ok >= 12 * 2, "{}", r.text());
+        assert!(r.passed(0));
+        n.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_dead_target_is_retried_elsewhere() {
+        let n = node().await;
+        let dead = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
+        let r = run(config(vec![n.mcp_addr, dead])).await.expect("runs");
+        assert_eq!(r.lost, 0, "{}", r.text());
+        assert!(r.failed_attempts.get("call_connect").copied().unwrap_or(0) > 0);
+        assert!(r.retries > 0);
+        assert!(
+            r.outages
+                .iter()
+                .all(|o| o.errors.iter().all(|e| e.ends_with(&dead.to_string())))
+        );
+        n.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_know_the_session_loses_it() {
+        // Two unrelated nodes: a session created on one gets 404 from the other.
+        let (a, b) = (node().await, node().await);
+        let r = run(config(vec![a.mcp_addr, b.mcp_addr]))
+            .await
+            .expect("runs");
+        assert_eq!(r.sessions_opened, 12);
+        assert_eq!(r.lost, 12, "{}", r.text());
+        assert!(
+            r.lost_sessions
+                .iter()
+                .all(|l| l.reason.ends_with("_404") && !l.session.is_empty())
+        );
+        assert!(!r.passed(0));
+        a.shutdown().await;
+        b.shutdown().await;
+    }
 
     #[test]
     fn passes_only_without_losses_open_failures_or_a_missing_until_file() {
