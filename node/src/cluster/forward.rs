@@ -132,6 +132,10 @@ pub async fn intercept(
         .get(SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .and_then(SessionId::parse)?;
+    if !peers.has_quorum() {
+        node.metrics.cluster.no_quorum();
+        return Some(no_quorum(node));
+    }
     let mut reroutes = 0;
     loop {
         let to = match peers.route(node, id, hop) {
@@ -162,6 +166,16 @@ pub async fn intercept(
             }
         }
     }
+}
+
+/// 503 for a session request on the minority side of a partition.
+pub fn no_quorum(node: &Node) -> Response<Body> {
+    reply::overloaded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "this node cannot reach most of its cluster; retry (another node may serve the session)",
+        node.settings.config.limits.retry_after_secs,
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

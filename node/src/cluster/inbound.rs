@@ -46,5 +46,8 @@ fn handle(node: &Arc<Node>, peers: &Arc<Peers>, from: std::net::SocketAddr, msg:
             }
         }
         PeerMsg::Forget { session } => peers.forget(node, from, SessionId(session)),
+        PeerMsg::Superseded { session, epoch } => {
+            peers.superseded(node, from, SessionId(session), epoch);
+        }
     }
 }

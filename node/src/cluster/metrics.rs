@@ -104,6 +104,8 @@ pub struct ClusterMetrics {
     failovers: Counter,
     handoffs_sent: Counter,
     handoffs_received: Counter,
+    superseded: Counter,
+    no_quorum: Counter,
     bad_messages: Counter,
     replicas: Gauge,
     frames_sent: Counter,
@@ -128,6 +130,8 @@ impl Default for ClusterMetrics {
             failovers: Counter::default(),
             handoffs_sent: Counter::default(),
             handoffs_received: Counter::default(),
+            superseded: Counter::default(),
+            no_quorum: Counter::default(),
             bad_messages: Counter::default(),
             replicas: Gauge::default(),
             frames_sent: Counter::default(),
@@ -209,6 +213,16 @@ impl ClusterMetrics {
             m.handoffs_received.clone(),
         );
         r.register(
+            "superseded",
+            "Sessions this node stopped owning because a peer owned a newer version",
+            m.superseded.clone(),
+        );
+        r.register(
+            "no_quorum_refusals",
+            "Session requests refused (503) while this node saw no majority of the cluster",
+            m.no_quorum.clone(),
+        );
+        r.register(
             "bad_messages",
             "Peer messages that did not decode (dropped)",
             m.bad_messages.clone(),
@@ -281,6 +295,14 @@ impl ClusterMetrics {
     /// Counts a session received by hand-off.
     pub fn handoff_received(&self) {
         self.handoffs_received.inc();
+    }
+    /// Counts a session given up to a newer owner.
+    pub fn superseded(&self) {
+        self.superseded.inc();
+    }
+    /// Counts a session request refused for want of a majority.
+    pub fn no_quorum(&self) {
+        self.no_quorum.inc();
     }
     /// Counts an undecodable peer message.
     pub fn bad_message(&self) {

@@ -54,6 +54,7 @@ pub struct Cluster {
     leaving: Arc<AtomicBool>,
     peers: Arc<peers::Peers>,
     tasks: Vec<JoinHandle<()>>,
+    mcp_addr: SocketAddr,
 }
 
 /// How long a leaving node tries to hand its sessions off before it goes anyway (their
@@ -145,6 +146,7 @@ pub async fn start(
         leaving,
         peers,
         tasks,
+        mcp_addr,
     })
 }
 
@@ -158,6 +160,12 @@ impl Cluster {
     /// then closes the peer endpoint.
     pub async fn leave(self, node: &Arc<Node>) {
         self.peers.handoff_all(node, HANDOFF_DEADLINE).await;
+        // Peers must know this node drained before they see it go: a member that leaves
+        // without having said so counts as failed (quorum, `routing::has_quorum`).
+        self.membership
+            .set_meta(shell::node_meta(node, self.mcp_addr))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let mut view = self.membership.view.clone();
         self.leaving.store(true, Ordering::Release);
         self.membership.leave().await;

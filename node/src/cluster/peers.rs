@@ -352,26 +352,22 @@ impl Peers {
         }
         if let Some(own) = node.sessions.get(&id) {
             let mine = own.state.lock().epoch;
-            if r.epoch <= mine {
-                // From a node that took over while this one was thought dead, and that has
-                // not yet heard this node's newer epoch: ours stands.
-                tracing::debug!(session = %own.id, %from, epoch = r.epoch, mine, "ignored an older copy of an owned session");
+            // Two owners (a take-over while this node was thought dead, or a partition): the
+            // higher epoch wins, then the lower address.
+            let theirs_wins = r.epoch > mine || (r.epoch == mine && from < self.me().addr);
+            if !theirs_wins {
+                tracing::info!(session = %own.id, %from, epoch = r.epoch, mine, "a peer claims an older version of a session owned here; telling it");
+                self.send(
+                    from,
+                    &PeerMsg::Superseded {
+                        session: r.session,
+                        epoch: mine,
+                    },
+                );
                 return;
             }
-            // Another node owns a newer version: this node becomes one of its replicas.
             tracing::warn!(session = %own.id, %from, epoch = r.epoch, mine, "a peer owns a newer version of a session owned here; keeping it as a replica");
-            if node.sessions.remove(&id).is_some() {
-                let mut st = own.state.lock();
-                for stream in st.streams.iter_mut() {
-                    stream.detach();
-                }
-                for a in std::mem::take(&mut st.repl_to) {
-                    if a != from {
-                        self.send(a, &PeerMsg::Forget { session: r.session });
-                    }
-                }
-                node.metrics.sessions.set(node.sessions.len() as i64);
-            }
+            self.demote(node, &own, Some(from));
         }
         let of = Box::new(ReplicaOf {
             owner: r.owner,
@@ -503,14 +499,13 @@ impl Peers {
     }
 
     /// This node was declared down and rejoined under a new generation: its replicas may have
-    /// taken its sessions over meanwhile. It still serves them (its clients are connected
-    /// here), so it claims them with a higher epoch; a peer that took one over becomes a
-    /// replica again when the full copy arrives.
-    pub fn reassert(&self, node: &Node) {
+    /// taken its sessions over meanwhile. It sends every session it owns again, whole: a peer
+    /// that took one over answers `Superseded` and this node lets it go; one that did not
+    /// keeps (or becomes) a replica.
+    pub fn rejoined(&self, node: &Node) {
         let mut n = 0;
         node.sessions.for_each(|s| {
             let mut st = s.state.lock();
-            st.epoch += 2;
             st.reset_replication();
             st.repl_to.clear();
             drop(st);
@@ -520,9 +515,50 @@ impl Peers {
         if n > 0 {
             tracing::warn!(
                 sessions = n,
-                "rejoined: re-asserting ownership of this node's sessions"
+                "rejoined: sending this node's sessions to their replicas again"
             );
         }
+    }
+
+    /// `from` owns the session at `epoch`: if that beats this node's claim, let it go.
+    pub fn superseded(&self, node: &Node, from: SocketAddr, id: SessionId, epoch: u32) {
+        let Some(own) = node.sessions.get(&id) else {
+            return;
+        };
+        let mine = own.state.lock().epoch;
+        if epoch > mine || (epoch == mine && from < self.me().addr) {
+            tracing::warn!(session = %id, %from, epoch, mine, "a peer owns a newer version of a session owned here; letting it go");
+            self.demote(node, &own, Some(from));
+            // Its owner may choose this node as a replica again; the copy then comes whole.
+        }
+    }
+
+    /// Stops owning `own`: its streams end (clients resume through any node, which forwards
+    /// to the new owner) and its replicas drop their copies.
+    fn demote(&self, node: &Node, own: &Arc<Session>, new_owner: Option<SocketAddr>) {
+        if node.sessions.remove(&own.id).is_none() {
+            return;
+        }
+        let mut st = own.state.lock();
+        for stream in st.streams.iter_mut() {
+            stream.detach();
+        }
+        for a in std::mem::take(&mut st.repl_to) {
+            if Some(a) != new_owner {
+                self.send(a, &PeerMsg::Forget { session: own.id.0 });
+            }
+        }
+        drop(st);
+        node.metrics.sessions.set(node.sessions.len() as i64);
+        node.metrics.cluster.superseded();
+    }
+
+    /// Whether this node may serve session requests: it sees a majority of the members it
+    /// knows (those that left by draining do not count), or exactly half including the lowest
+    /// address. On the minority side of a partition session requests get 503, so the two sides
+    /// never both change a session; the majority's replicas take the sessions over.
+    pub fn has_quorum(&self) -> bool {
+        routing::has_quorum(&self.view.borrow())
     }
 
     /// Sends every owned session to its successor (drain). Sessions with a request in progress

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use mcp_cluster::membership::NodeId;
+use mcp_cluster::membership::{MemberView, NodeId};
 use mcp_cluster::ownership;
 
 /// Most nodes a request passes through before it is answered 404.
@@ -86,9 +86,86 @@ pub fn decide(
     }
 }
 
+/// Whether a node with this view may serve session requests: it sees a majority of the
+/// members it knows (a member that is down after gossiping `draining` left on purpose and does
+/// not count), or exactly half of them including the lowest address.
+pub fn has_quorum(view: &[MemberView]) -> bool {
+    let counted: Vec<&MemberView> = view
+        .iter()
+        .filter(|m| m.state.is_live() || !m.meta.as_ref().is_some_and(|m| m.draining))
+        .collect();
+    let live = counted.iter().filter(|m| m.state.is_live()).count();
+    let total = counted.len();
+    if live * 2 != total {
+        return live * 2 > total;
+    }
+    counted
+        .iter()
+        .min_by_key(|m| m.id.addr)
+        .is_some_and(|m| m.state.is_live())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mcp_cluster::membership::{MemberState, NodeMeta};
+
+    fn member(i: u8, state: MemberState, draining: bool) -> MemberView {
+        MemberView {
+            id: node(i, 1),
+            state,
+            incarnation: 0,
+            meta: Some(NodeMeta {
+                name: format!("n{i}"),
+                address: String::new(),
+                connections: 0,
+                sessions: 0,
+                draining,
+            }),
+        }
+    }
+
+    #[test]
+    fn quorum_is_a_majority_of_the_members_that_did_not_leave() {
+        use MemberState::{Alive, Down, Suspect};
+        let v = |states: &[(u8, MemberState, bool)]| {
+            states
+                .iter()
+                .map(|(i, s, d)| member(*i, *s, *d))
+                .collect::<Vec<_>>()
+        };
+        assert!(has_quorum(&v(&[(1, Alive, false)])), "alone");
+        assert!(has_quorum(&v(&[
+            (1, Alive, false),
+            (2, Suspect, false),
+            (3, Down, false)
+        ])));
+        // The isolated side of 1 | 2.
+        assert!(!has_quorum(&v(&[
+            (3, Alive, false),
+            (1, Down, false),
+            (2, Down, false)
+        ])));
+        // 2 | 2: the side holding the lowest address serves.
+        assert!(has_quorum(&v(&[
+            (1, Alive, false),
+            (2, Alive, false),
+            (3, Down, false),
+            (4, Down, false)
+        ])));
+        assert!(!has_quorum(&v(&[
+            (3, Alive, false),
+            (4, Alive, false),
+            (1, Down, false),
+            (2, Down, false)
+        ])));
+        // Members that drained and left do not count: a scale-down keeps the quorum.
+        assert!(has_quorum(&v(&[
+            (3, Alive, false),
+            (1, Down, true),
+            (2, Down, true)
+        ])));
+    }
 
     fn node(i: u8, generation: u64) -> NodeId {
         NodeId::new(SocketAddr::from(([10, 0, 0, i], 7946)), generation)

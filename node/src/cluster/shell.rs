@@ -147,7 +147,7 @@ fn on_event(
                 "this node was declared down; rejoined"
             );
             if let Some(peers) = node.peers.get() {
-                peers.reassert(node);
+                peers.rejoined(node);
             }
         }
         Event::Active => {

@@ -29,6 +29,8 @@ pub mod kind {
     pub const NOTIFY: u8 = 8;
     /// [`super::PeerMsg::Forget`]: the session was deleted.
     pub const FORGET: u8 = 9;
+    /// [`super::PeerMsg::Superseded`]: another node owns a newer version of the session.
+    pub const SUPERSEDED: u8 = 10;
 }
 
 /// A message that could not be decoded.
@@ -184,6 +186,14 @@ pub enum PeerMsg {
         /// The session.
         session: u128,
     },
+    /// The sender owns the session at `epoch`, newer than the receiver's claim: the receiver
+    /// stops owning it.
+    Superseded {
+        /// The session.
+        session: u128,
+        /// The sender's epoch.
+        epoch: u32,
+    },
 }
 
 impl PeerMsg {
@@ -199,6 +209,7 @@ impl PeerMsg {
             Self::Resync { .. } => kind::RESYNC,
             Self::Notify { .. } => kind::NOTIFY,
             Self::Forget { .. } => kind::FORGET,
+            Self::Superseded { .. } => kind::SUPERSEDED,
         }
     }
 
@@ -275,6 +286,10 @@ impl PeerMsg {
             Self::Notify { event, uri } => {
                 w.u8(*event);
                 w.str(uri);
+            }
+            Self::Superseded { session, epoch } => {
+                w.u128(*session);
+                w.u32(*epoch);
             }
         }
         w.0
@@ -381,6 +396,10 @@ impl PeerMsg {
                 uri: r.string()?,
             },
             kind::FORGET => Self::Forget { session: r.u128()? },
+            kind::SUPERSEDED => Self::Superseded {
+                session: r.u128()?,
+                epoch: r.u32()?,
+            },
             _ => return Err(r.err("unknown kind")),
         };
         if r.pos != body.len() {
@@ -607,6 +626,10 @@ mod tests {
                 uri: "test://r".into(),
             },
             PeerMsg::Forget { session: 6 },
+            PeerMsg::Superseded {
+                session: 7,
+                epoch: 2,
+            },
         ]
     }
 
@@ -634,12 +657,12 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(kind in 0u8..12, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        fn arbitrary_bytes_never_panic(kind in 0u8..13, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = PeerMsg::decode(kind, &Bytes::from(body));
         }
 
         #[test]
-        fn corrupted_messages_never_panic(which in 0usize..9, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+        fn corrupted_messages_never_panic(which in 0usize..10, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
             let m = &samples()[which];
             let mut body = m.encode();
             let i = at % body.len().max(1);

@@ -352,6 +352,13 @@ async fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
             limits.retry_after_secs,
         );
     }
+    if let Some(peers) = node.peers.get()
+        && !peers.has_quorum()
+    {
+        // A session opened here could not be replicated, and would be a second owner's.
+        node.metrics.cluster.no_quorum();
+        return crate::cluster::forward::no_quorum(node);
+    }
     let empty = Map::new();
     let params = r.params.as_ref().unwrap_or(&empty);
     let requested = params.get("protocolVersion").and_then(Value::as_str);
