@@ -215,10 +215,10 @@ driver_finish() {
 # figures NAME JSON [LABEL=EPOCH@IP:PORT...]: the driver's figures as NAME_KEY=VALUE lines. Each
 # mark is a kill or SIGTERM at EPOCH of the node at IP:PORT (its MCP address); over the outages
 # that started after it and before the next mark: LABEL_recover_s, from the mark to the end of
-# the last outage in which a node other than that one failed the session (503, reset, timeout,
-# 404 ...) -- refused or broken connections to the node that went away are retried elsewhere at
-# once and do not count; LABEL_sessions_hit (sessions with any outage) and
-# LABEL_longest_outage_s.
+# the last outage in which a node other than that one failed a request of the session (503,
+# reset, timeout, 404 ...) -- failures at the node that went away are retried elsewhere at once,
+# and a stream that ends is resumed elsewhere as the protocol says, so neither counts;
+# LABEL_sessions_hit (sessions with any outage) and LABEL_longest_outage_s.
 figures() {
     "$PY" - "$@" <<'EOF'
 import json, sys
@@ -238,7 +238,8 @@ for m in sys.argv[3:]:
 for k, (label, t, gone) in enumerate(marks):
     nxt = marks[k + 1][1] if k + 1 < len(marks) else float("inf")
     hit = [o for o in d["outages"] if t <= o["start"] < nxt]
-    elsewhere = [o for o in hit if any(e.split("@", 1)[-1] != gone for e in o["errors"])]
+    elsewhere = [o for o in hit if any(e.split("@", 1)[-1] != gone and not e.startswith("ended_")
+                                       for e in o["errors"])]
     out[f"{label}_recover_s"] = round(max(o["end"] for o in elsewhere) - t, 3) if elsewhere else 0
     out[f"{label}_sessions_hit"] = len({o["index"] for o in hit})
     out[f"{label}_longest_outage_s"] = round(max((o["end"] - o["start"] for o in hit), default=0), 3)
