@@ -28,7 +28,7 @@ Every wait has a timeout; every process started here is killed at exit (also on 
 Env: QUICK=1 (a 1-2 minute smoke run), TRIAL_SECONDS (3; QUICK 2), RATE (fixed rate for the
 local/forwarded comparison, 2000/s), P99_BOUND_MS (10), WORKERS (16), HELD (sessions held
 through the call node during open-loop trials, 200), REPLICATION_FACTOR (of the forwarding
-cluster, 2), NO_BUILD=1 (use the binaries as they are), NO_DOC=1 (print only), KEEP_LOGS=1 (keep
+cluster, 2), CARGO (cargo), NO_BUILD=1 (use the binaries as they are), NO_DOC=1 (print only), KEEP_LOGS=1 (keep
 the nodes' logs and name their folder).
 """
 
@@ -51,6 +51,7 @@ import benchdoc
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+CARGO = os.environ.get("CARGO", "cargo")
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 NODE = os.path.join(TARGET, "release/mcp-node")
 LOAD = os.path.join(TARGET, "release/mcp-load")
@@ -435,7 +436,7 @@ def secs(text):
 
 def sim_figures():
     """The simulator's convergence and kill-detection summaries (virtual time)."""
-    cmd = ["cargo", "test", "--release", "-q", "-p", "mcp-cluster", "--test", "sim_membership", "--",
+    cmd = [CARGO, "test", "--release", "-q", "-p", "mcp-cluster", "--test", "sim_membership", "--",
            "ten_nodes_converge_within_one_second", "a_killed_node_is_down_everywhere_within_one_second",
            "--nocapture", "--test-threads", "1"]
     try:
@@ -505,8 +506,8 @@ def build():
         return
     log("cargo build --release -p mcp-node -p mcp-load (and the membership simulator's test)")
     pkgs = ["-p", "mcp-node", "-p", "mcp-load"]
-    subprocess.run(["cargo", "build", "--release", "-q"] + pkgs, cwd=ROOT, check=True, timeout=3600)
-    subprocess.run(["cargo", "test", "--release", "-q", "--no-run", "-p", "mcp-cluster", "--test", "sim_membership"],
+    subprocess.run([CARGO, "build", "--release", "-q"] + pkgs, cwd=ROOT, check=True, timeout=3600)
+    subprocess.run([CARGO, "test", "--release", "-q", "--no-run", "-p", "mcp-cluster", "--test", "sim_membership"],
                    cwd=ROOT, check=True, timeout=3600, stdout=subprocess.DEVNULL)
 
 
