@@ -215,10 +215,11 @@ driver_finish() {
 # figures NAME JSON [LABEL=EPOCH@IP:PORT...]: the driver's figures as NAME_KEY=VALUE lines. Each
 # mark is a kill or SIGTERM at EPOCH of the node at IP:PORT (its MCP address); over the outages
 # that started after it and before the next mark: LABEL_recover_s, from the mark to the end of
-# the last outage in which a node other than that one failed a request of the session (503,
-# reset, timeout, 404 ...) -- failures at the node that went away are retried elsewhere at once,
-# and a stream that ends is resumed elsewhere as the protocol says, so neither counts;
-# LABEL_sessions_hit (sessions with any outage) and LABEL_longest_outage_s.
+# the last disturbed call: one that a node other than that one failed (503, reset, timeout,
+# 404 ...), or answered at its first attempt but late (mcp-failover --slow-ms, 200 ms: a forward
+# that waited for the failover). Failures at the node that went away are retried elsewhere at
+# once, and a stream that ends is resumed elsewhere as the protocol says, so neither counts.
+# Also LABEL_sessions_hit (sessions with any outage), LABEL_longest_outage_s, LABEL_slow_calls.
 figures() {
     "$PY" - "$@" <<'EOF'
 import json, sys
@@ -240,7 +241,10 @@ for k, (label, t, gone) in enumerate(marks):
     hit = [o for o in d["outages"] if t <= o["start"] < nxt]
     elsewhere = [o for o in hit if any(e.split("@", 1)[-1] != gone and not e.startswith("ended_")
                                        for e in o["errors"])]
-    out[f"{label}_recover_s"] = round(max(o["end"] for o in elsewhere) - t, 3) if elsewhere else 0
+    slow = [c for c in d["slow_calls"] if t <= c["start"] < nxt]
+    ends = [o["end"] for o in elsewhere] + [c["end"] for c in slow]
+    out[f"{label}_recover_s"] = round(max(ends) - t, 3) if ends else 0
+    out[f"{label}_slow_calls"] = len(slow)
     out[f"{label}_sessions_hit"] = len({o["index"] for o in hit})
     out[f"{label}_longest_outage_s"] = round(max((o["end"] - o["start"] for o in hit), default=0), 3)
 for k, v in out.items():

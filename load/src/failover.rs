@@ -78,6 +78,8 @@ pub struct FailoverConfig {
     pub open_concurrency: usize,
     /// A progress line on stderr every 5 s.
     pub progress: bool,
+    /// A call answered at its first attempt but this late is listed in `slow_calls`.
+    pub slow: Duration,
 }
 
 /// A session that was lost.
@@ -116,6 +118,21 @@ pub struct Outage {
     /// The errors seen, in order, each once, as `KIND@IP:PORT` (the target that failed;
     /// `ended_KIND` for a stream that broke).
     pub errors: Vec<String>,
+}
+
+/// A call answered at its first attempt, but late (a forward that waited for a failover).
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowCall {
+    /// Index of the session.
+    pub index: usize,
+    /// Its `Mcp-Session-Id`.
+    pub session: String,
+    /// Sent (Unix seconds).
+    pub start: f64,
+    /// Answered (Unix seconds).
+    pub end: f64,
+    /// The node that answered.
+    pub node: String,
 }
 
 /// Call latencies in milliseconds (from a call's first attempt to its answer, retries included;
@@ -171,6 +188,8 @@ pub struct FailoverReport {
     pub longest_outage_session: Option<usize>,
     /// Every outage.
     pub outages: Vec<Outage>,
+    /// Calls answered at the first attempt but after `slow` or more.
+    pub slow_calls: Vec<SlowCall>,
     /// Sessions that passed the final check.
     pub final_check_ok: u64,
     /// Whether `until_file` appeared (null without one).
@@ -232,6 +251,10 @@ impl FailoverReport {
             self.stream_events, self.stream_resumes
         ));
         s.push_str(&format!(
+            "slow calls (answered at the first attempt, but late): {}\n",
+            self.slow_calls.len()
+        ));
+        s.push_str(&format!(
             "outages: {}, longest {:.3} s{}\n",
             self.outages.len(),
             self.longest_outage_s,
@@ -286,6 +309,7 @@ struct Stats {
     stream_events: u64,
     lost: Vec<LostSession>,
     outages: Vec<Outage>,
+    slow_calls: Vec<SlowCall>,
     final_ok: u64,
 }
 
@@ -484,6 +508,17 @@ async fn call(
                     st.hist.record(start.elapsed());
                 }
                 st.calls_ok += 1;
+                let took = start.elapsed();
+                if first_fail.is_none() && timed && took >= cfg.slow {
+                    let end = epoch();
+                    st.slow_calls.push(SlowCall {
+                        index: sess.index,
+                        session: sess.id.clone(),
+                        start: end - took.as_secs_f64(),
+                        end,
+                        node: cfg.targets[t].addr.to_string(),
+                    });
+                }
                 if t != sess.home {
                     st.calls_ok_elsewhere += 1;
                 }
@@ -941,6 +976,10 @@ pub async fn run(cfg: FailoverConfig) -> anyhow::Result<FailoverReport> {
     report.stream_resumes = st.stream_resumes;
     report.stream_events = st.stream_events;
     report.outages = st.outages.clone();
+    report.slow_calls = st.slow_calls.clone();
+    report
+        .slow_calls
+        .sort_by(|a, b| a.start.total_cmp(&b.start));
     report.outages.sort_by(|a, b| a.start.total_cmp(&b.start));
     if let Some(o) = report
         .outages
@@ -991,6 +1030,7 @@ mod tests {
             streams: true,
             open_concurrency: 4,
             progress: false,
+            slow: Duration::from_millis(200),
         }
     }
 

@@ -64,6 +64,9 @@ struct Args {
     /// Also write the report as JSON to this file (`-`: stdout, instead of the text)
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Milliseconds from which a call answered at its first attempt is listed as slow
+    #[arg(long, default_value_t = 200)]
+    slow_ms: u64,
     /// No progress lines on stderr
     #[arg(long)]
     quiet: bool,
@@ -120,6 +123,7 @@ fn config(args: &Args) -> anyhow::Result<FailoverConfig> {
         streams: !args.no_streams,
         open_concurrency: args.open_concurrency.clamp(1, 1024),
         progress: !args.quiet,
+        slow: Duration::from_millis(args.slow_ms),
     })
 }
 
