@@ -216,8 +216,8 @@ driver_finish() {
 # mark is a kill or SIGTERM at EPOCH of the node at IP:PORT (its MCP address); over the outages
 # that started after it and before the next mark: LABEL_recover_s, from the mark to the end of
 # the last disturbed call: one that a node other than that one failed (503, reset, timeout,
-# 404 ...), or answered at its first attempt but late (mcp-failover --slow-ms, 200 ms: a forward
-# that waited for the failover). Failures at the node that went away are retried elsewhere at
+# 404 ...), or answered late (an attempt that took mcp-failover --slow-ms, 200 ms, or more: a
+# forward that waited for the failover). Failures at the node that went away are retried elsewhere at
 # once, and a stream that ends is resumed elsewhere as the protocol says, so neither counts.
 # Also LABEL_sessions_hit (sessions with any outage), LABEL_longest_outage_s, LABEL_slow_calls.
 figures() {

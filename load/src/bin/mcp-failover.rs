@@ -64,7 +64,7 @@ struct Args {
     /// Also write the report as JSON to this file (`-`: stdout, instead of the text)
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Milliseconds from which a call answered at its first attempt is listed as slow
+    /// Milliseconds from which an answered attempt (first or retry) is listed as slow
     #[arg(long, default_value_t = 200)]
     slow_ms: u64,
     /// No progress lines on stderr
