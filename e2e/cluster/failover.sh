@@ -212,14 +212,17 @@ driver_finish() {
     wait "$DRIVER_PID" || DRIVER_RC=$?
     sed 's/^/    /' "$WORK/$name.out"
 }
-# figures NAME JSON [LABEL=EPOCH@IP:PORT...]: the driver's figures as NAME_KEY=VALUE lines. Each
-# mark is a kill or SIGTERM at EPOCH of the node at IP:PORT (its MCP address); over the outages
-# that started after it and before the next mark: LABEL_recover_s, from the mark to the end of
-# the last disturbed call: one that a node other than that one failed (503, reset, timeout,
-# 404 ...), or answered late (an attempt that took mcp-failover --slow-ms, 200 ms, or more: a
-# forward that waited for the failover). Failures at the node that went away are retried elsewhere at
-# once, and a stream that ends is resumed elsewhere as the protocol says, so neither counts.
-# Also LABEL_sessions_hit (sessions with any outage), LABEL_longest_outage_s, LABEL_slow_calls.
+# figures NAME JSON [LABEL=EPOCH@IP:PORT~UNTIL...]: the driver's figures as NAME_KEY=VALUE lines.
+# Each mark is a kill or SIGTERM at EPOCH of the node at IP:PORT (its MCP address); UNTIL is
+# when the others had seen it go plus 1 s (detection after a kill, the exit after a SIGTERM).
+# Over the outages that started after the mark and before the next one: LABEL_recover_s, from
+# the mark to the end of the last disturbed call: one that a node other than that one failed
+# (503, reset, timeout, 404 ...), or answered late (an attempt that took mcp-failover
+# --slow-ms, 200 ms, or more, sent before UNTIL: a forward that waited for the failover; later
+# slow answers are load, not the failover). Failures at the node that went away are retried
+# elsewhere at once, and a stream that ends is resumed elsewhere as the protocol says, so
+# neither counts. Also LABEL_sessions_hit (sessions with any outage), LABEL_longest_outage_s and
+# LABEL_slow_calls (slow answers sent between the mark and UNTIL).
 figures() {
     "$PY" - "$@" <<'EOF'
 import json, sys
@@ -234,14 +237,15 @@ out = {
 marks = []
 for m in sys.argv[3:]:
     label, rest = m.split("=", 1)
-    t, gone = rest.split("@", 1)
-    marks.append((label, float(t), gone))
-for k, (label, t, gone) in enumerate(marks):
+    t, rest = rest.split("@", 1)
+    gone, until = rest.split("~", 1)
+    marks.append((label, float(t), gone, float(until)))
+for k, (label, t, gone, until) in enumerate(marks):
     nxt = marks[k + 1][1] if k + 1 < len(marks) else float("inf")
     hit = [o for o in d["outages"] if t <= o["start"] < nxt]
     elsewhere = [o for o in hit if any(e.split("@", 1)[-1] != gone and not e.startswith("ended_")
                                        for e in o["errors"])]
-    slow = [c for c in d["slow_calls"] if t <= c["start"] < nxt]
+    slow = [c for c in d["slow_calls"] if t <= c["start"] < min(nxt, until)]
     ends = [o["end"] for o in elsewhere] + [c["end"] for c in slow]
     out[f"{label}_recover_s"] = round(max(ends) - t, 3) if ends else 0
     out[f"{label}_slow_calls"] = len(slow)
@@ -251,6 +255,9 @@ for k, v in out.items():
     print(f"{name}_{k}={v}")
 EOF
 }
+# seen_gone KEY EPOCH: EPOCH + the recorded detection time KEY + 1 s.
+seen_gone() { "$PY" -c 'import sys; print(float(sys.argv[2]) + float(sys.argv[1]) + 1)' \
+    "$(sed -n "s/^$1=//p" "$NETNS_E2E_RECORD")" "$2"; }
 show_figures() {  # prints and records them
     local line
     while IFS= read -r line; do
@@ -282,7 +289,7 @@ view_wait --do "kill -9 ${PIDS[$VICTIM]}" --expect "n1,n2:n0=dead" --timeout 10 
 PIDS[$VICTIM]=""
 sleep 8  # load goes on: every session calls through the survivors (and n0, refused)
 driver_finish a
-show_figures a "$WORK/a.json" "kill=$KILL_AT@${IP[$VICTIM]}:$MCP_PORT"
+show_figures a "$WORK/a.json" "kill=$KILL_AT@${IP[$VICTIM]}:$MCP_PORT~$(seen_gone a_detect "$KILL_AT")"
 echo "  time to recover: $(sed -n 's/^a_kill_recover_s=//p' "$NETNS_E2E_RECORD") s from the kill -9 to the last session served again (detection $(sed -n 's/^a_detect=//p' "$NETNS_E2E_RECORD") s)"
 [[ $DRIVER_RC == 0 ]] || FAILED+=("a (mcp-failover exit $DRIVER_RC)")
 # n0 back for b.
@@ -300,10 +307,10 @@ for i in 0 1 2; do
     other=$(( (i + 1) % 3 ))
     gen=$(fg "${VIEW[@]}" gen --nodes "$NODES" --observer "${NAMES[$other]}" --member "${NAMES[$i]}")
     t0=$(now)
-    MARKS+=("term_${NAMES[$i]}=$t0@${IP[$i]}:$MCP_PORT")
     kill -TERM "${PIDS[$i]}"
     wait_exit "$i" 40 || exit 1
     t1=$(now)
+    MARKS+=("term_${NAMES[$i]}=$t0@${IP[$i]}:$MCP_PORT~$("$PY" -c "print($t1 + 1)")")
     echo "  ${NAMES[$i]} exited $(python3 -c "print(f'{$t1 - $t0:.3f}')") s after SIGTERM"
     rec "b_${NAMES[$i]}_exit_s" "$(python3 -c "print(f'{$t1 - $t0:.3f}')")"
     start_node "$i"
@@ -334,7 +341,7 @@ else
     PIDS[$VICTIM]=""
     sleep 6
     driver_finish c
-    show_figures c "$WORK/c.json" "kill=$KILL_AT@${IP[$VICTIM]}:$MCP_PORT"
+    show_figures c "$WORK/c.json" "kill=$KILL_AT@${IP[$VICTIM]}:$MCP_PORT~$(seen_gone c_detect "$KILL_AT")"
     c_lost=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["lost"])' "$WORK/c.json")
     c_wrong=$("$PY" -c '
 import json, sys
