@@ -1063,6 +1063,105 @@ mod tests {
         n.shutdown().await;
     }
 
+    /// A stand-in node: answers `initialize` (session `fake-session`; any other session id
+    /// gets 404), holds GET streams, and answers the first `refusals` calls with 503 +
+    /// `Retry-After: 0`, then echoes.
+    async fn flaky_node(refusals: usize) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let refused = Arc::new(AtomicU64::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let refused = refused.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 4096];
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
+                        let len = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if buf.len() < head_end + 4 + len {
+                            continue;
+                        }
+                        let body: Value =
+                            serde_json::from_slice(&buf[head_end + 4..head_end + 4 + len])
+                                .unwrap_or(Value::Null);
+                        buf.drain(..head_end + 4 + len);
+                        let reply = if body["method"] != "initialize"
+                            && !head.contains("mcp-session-id: fake-session")
+                        {
+                            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_string()
+                        } else if head.starts_with("get ") {
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nid: 1-0\ndata: \n\n"
+                                .to_string()
+                        } else if body["method"] == "initialize" {
+                            let out =
+                                json!({"jsonrpc":"2.0","id":body["id"],"result":{}}).to_string();
+                            format!(
+                                "HTTP/1.1 200 OK\r\nmcp-session-id: fake-session\r\ncontent-length: {}\r\n\r\n{out}",
+                                out.len()
+                            )
+                        } else if body.get("id").is_none() {
+                            "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\n\r\n".to_string()
+                        } else if refused.fetch_add(1, Ordering::SeqCst) < refusals as u64 {
+                            "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-length: 0\r\n\r\n"
+                                .to_string()
+                        } else {
+                            let text = body["params"]["arguments"]["text"].clone();
+                            let out = json!({"jsonrpc":"2.0","id":body["id"],
+                                "result":{"content":[{"type":"text","text":text}]}})
+                            .to_string();
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{out}",
+                                out.len()
+                            )
+                        };
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_503_with_retry_after_is_retried_on_the_same_session() {
+        let addr = flaky_node(5).await;
+        let mut cfg = config(vec![addr]);
+        cfg.sessions = 1;
+        cfg.rate = 5.0;
+        let r = run(cfg).await.expect("runs");
+        assert_eq!(r.lost, 0, "{}", r.text());
+        assert_eq!(
+            r.failed_attempts.get("call_http_503"),
+            Some(&5),
+            "{}",
+            r.text()
+        );
+        assert_eq!(r.retry_after_seen, 5);
+        assert!(
+            r.outages
+                .iter()
+                .any(|o| o.kind == "call" && o.errors == [format!("http_503@{addr}")])
+        );
+        assert_eq!(r.final_check_ok, 1);
+    }
+
     #[tokio::test]
     async fn a_node_that_does_not_know_the_session_loses_it() {
         // Two unrelated nodes: a session created on one gets 404 from the other.
