@@ -613,7 +613,7 @@ def errors_of(rep):
 def write(res):
     lines = [TITLE, "",
              f"Command: `make bench-cluster` (bench/cluster.py{', QUICK=1' if QUICK else ''}, "
-             f"{res['seconds'] / 60:.1f} min). Machine: {benchdoc.machine(ROOT)}; kernel {os.uname().release}; "
+             f"{res['seconds'] / 60:.1f} min after the build). Machine: {benchdoc.machine(ROOT)}; kernel {os.uname().release}; "
              f"RLIMIT_NOFILE {res['rlimit']}; load average {res['loadavg'][0]:.1f} at the start (a shared machine). Three mcp-node processes on 127.0.0.11-13 (QUIC peer links, "
              f"mutual TLS with the dev certificates), no CPU pinning; load from `mcp-load` on the same "
              f"cores ({WORKERS} call connections, legacy 2025-11-25 sessions created on n0, "
