@@ -158,7 +158,8 @@ kc get mcpcluster demo --watch -o jsonpath='{.metadata.generation} {.status.cond
     >"$WORK/progressing.log" 2>/dev/null &
 WATCH=$!
 PIDS+=($WATCH)
-kc patch mcpcluster demo --type merge -p '{"spec":{"node":{"limits":{"maxSessions":50000}}}}' >/dev/null
+# (The conformance pack added here gives the drain test below a tool that waits on the client.)
+kc patch mcpcluster demo --type merge -p '{"spec":{"node":{"packs":["echo","conformance"],"limits":{"maxSessions":50000}}}}' >/dev/null
 new_hash() { [[ "$(jp statefulset/demo '{.spec.template.metadata.annotations.mcpcluster\.dev/config-hash}')" != "$HASH" ]]; }
 wait_for 30 "config change reaches the pod template" new_hash
 grep -q 'maxSessions: 50000' <(jp configmap/demo-config '{.data.config\.yaml}') || fail "ConfigMap not updated"
@@ -232,11 +233,14 @@ wait_for 30 "Degraded=False (AsExpected): the nodes' views agree" not_degraded
 scaled_up="$(kc get events --field-selector reason=ScaledUp -o jsonpath='{.items[*].message}')"
 [[ "$scaled_up" == *"autoscaled from 2 to "* ]] || fail "no ScaledUp event from 2 replicas: '$scaled_up'"
 log "ok: ScaledUp event: $scaled_up"
-# Hold a few clients on the highest ordinal: its drain must wait for them.
+# Hold sessions on the highest ordinal. Its drain hands them to the other nodes (replicas),
+# and cannot finish while a request is in flight there: one session waits in a sampling call
+# (a server→client request the test never answers) until the test cancels it.
 node3() { [[ -n "$(admin_of demo-3)" ]] && curl -sf "http://$(admin_of demo-3)/cluster" >/dev/null; }
 wait_for 60 "real node for demo-3" node3
 ADM3="$(admin_of demo-3)"
-setsid "$BIN/mcp-load" --url "http://${ADM3%:*}:8080/mcp" --sessions 20 --ramp-rate 0 --rate 1 --workers 1 \
+MCP3="http://${ADM3%:*}:8080/mcp"
+setsid "$BIN/mcp-load" --url "$MCP3" --sessions 20 --ramp-rate 0 --rate 1 --workers 1 \
     --duration 40 --quiet >"$WORK/load-3.log" 2>&1 &
 PIDS+=($!)
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1" 2>/dev/null || echo 0; }
@@ -246,17 +250,34 @@ print(next((m[sys.argv[1]] for m in v["members"] if m["name"] == v["self"]), 0))
 }
 few() { (($(own connections) >= 20)); }
 wait_for 30 "20 clients held on demo-3" few
+H=(-H 'accept: application/json, text/event-stream' -H 'content-type: application/json')
+HELD_SID="$(curl -s -D - -o /dev/null "${H[@]}" "$MCP3" -d '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"sampling":{}},"clientInfo":{"name":"e2e","version":"1"}}}' |
+    tr -d '\r' | sed -n 's/^mcp-session-id: //Ip')"
+[[ -n "$HELD_SID" ]] || fail "initialize on demo-3 gave no session id"
+setsid curl -sN "${H[@]}" -H "mcp-session-id: $HELD_SID" "$MCP3" \
+    -d '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_sampling","arguments":{"prompt":"hold"}}}' \
+    >"$WORK/held-call.log" 2>&1 &
+PIDS+=($!)
+held() { grep -q 'sampling/createMessage' "$WORK/held-call.log"; }
+wait_for 30 "a sampling call held in flight on demo-3" held
 kill -- -"$LOAD" 2>/dev/null || true
 draining() {
     [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="Scaling")].message}')" == *"draining demo-3"* &&
         "$(jp statefulset/demo '{.spec.replicas}')" == 4 ]]
 }
 wait_for 90 "scale-down waits: Scaling=True 'draining demo-3', StatefulSet still 4" draining
+handed() { # every session but the one with the held call went to the other nodes
+    local p; p="$(curl -sf "http://$ADM3/drain")" || return 1
+    [[ "$(json draining <<<"$p")" == True && "$(json sessions <<<"$p")" == 1 && "$(json done <<<"$p")" == False ]]
+}
+wait_for 30 "demo-3 handed its other sessions off; the held one keeps its drain open" handed
 if progress="$(curl -sf "http://$ADM3/drain")"; then
-    [[ "$(json draining <<<"$progress")" == True ]] || fail "demo-3 was not asked to drain: $progress"
     [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADM3/readyz")" == 503 ]] || fail "draining demo-3 still ready"
     log "ok: demo-3 reports $progress, /readyz 503"
 fi
+handoffs="$(curl -s "http://$ADM3/metrics" | sed -n 's/^mcp_cluster_handoffs_sent_total //p')"
+((${handoffs%.*} >= 20)) || fail "demo-3 handed off ${handoffs:-0} sessions, expected >= 20"
+log "ok: demo-3 handed off $handoffs sessions"
 # Calling the scale-down off (autoscaling off, replicas 4) cancels demo-3's drain.
 kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"enabled":false},"replicas":4}}' >/dev/null
 undrained() {
@@ -266,7 +287,14 @@ undrained() {
 wait_for 30 "scale-down called off: demo-3's drain cancelled (DELETE /drain), ready again" undrained
 kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"enabled":true}}}' >/dev/null
 wait_for 60 "autoscaling back on: draining demo-3 again" draining
-wait_for 90 "clients gone: drained scale-down to 2" sts_is 2
+# The client cancels its call through another node (demo-3 accepts no new connection while it
+# drains; demo-0 forwards to it): nothing is in flight, the drain is done.
+T_CANCEL=$SECONDS
+curl -s -o /dev/null "${H[@]}" -H "mcp-session-id: $HELD_SID" "$MCP0" \
+    -d '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}'
+wait_for 90 "held call cancelled: drained scale-down to 2" sts_is 2
+# Well before the call's own timeout (60 s): the cancel ended it, not the timeout.
+(( SECONDS - T_CANCEL < 30 )) || fail "the drain ended $((SECONDS - T_CANCEL))s after the cancel"
 grep -q "departing nodes drained" "$WORK/operator.log" || fail "operator did not log the drain"
 
 # --- 7. metrics, failover to the standby, then deletion garbage-collects --------------------

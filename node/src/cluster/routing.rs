@@ -90,17 +90,18 @@ pub fn decide(
 /// members it knows (a member that is down after gossiping `draining` left on purpose and does
 /// not count), or exactly half of them including the lowest address.
 pub fn has_quorum(view: &[MemberView]) -> bool {
-    let counted: Vec<&MemberView> = view
-        .iter()
-        .filter(|m| m.state.is_live() || !m.meta.as_ref().is_some_and(|m| m.draining))
-        .collect();
-    let live = counted.iter().filter(|m| m.state.is_live()).count();
-    let total = counted.len();
+    let counts =
+        |m: &&MemberView| m.state.is_live() || !m.meta.as_ref().is_some_and(|m| m.draining);
+    let (mut live, mut total) = (0, 0);
+    for m in view.iter().filter(counts) {
+        total += 1;
+        live += usize::from(m.state.is_live());
+    }
     if live * 2 != total {
         return live * 2 > total;
     }
-    counted
-        .iter()
+    view.iter()
+        .filter(counts)
         .min_by_key(|m| m.id.addr)
         .is_some_and(|m| m.state.is_live())
 }

@@ -115,7 +115,10 @@ fn container(cluster: &McpCluster, names: &Names) -> Container {
                 format!("{}.{}.svc", names.peers, names.namespace),
             ),
             env("MCP_PEER_PORT", s.ports.peer.to_string()),
-            env("MCP_REPLICATION_FACTOR", s.replication_factor.to_string()),
+            env(
+                "MCP_NODE_CLUSTER_REPLICATION_FACTOR",
+                s.replication_factor.to_string(),
+            ),
             env("MCP_TLS_DIR", TLS_DIR),
         ]),
         ports: Some(vec![
