@@ -9,9 +9,9 @@ pub struct Config {
     /// bytes. Default 64 KiB: large enough for ≥ 20 messages of a few
     /// hundred bytes under load, small enough to stay one QUIC burst.
     pub max_batch_bytes: usize,
-    /// The longest a message waits for company before its batch is flushed.
-    /// Default 500 µs: adds at most that much to a forwarded request when
-    /// traffic is light; under load batches fill by size first.
+    /// Batches on a busy link are at least this far apart (unless full), and
+    /// no message waits longer; a message on an idle link goes at once.
+    /// Default 500 µs: under load a batch carries what arrived in that time.
     pub max_delay: Duration,
     /// The most bytes queued for one peer; past it `try_push` refuses
     /// (backpressure to the caller). Default 8 MiB.

@@ -5,7 +5,8 @@
 //! The pieces, each sans-IO:
 //! - [`Batcher`]: a bounded FIFO of [`Message`]s (backpressure through
 //!   [`Batcher::try_push`]) that yields a [`Batch`] when it holds
-//!   `max_batch_bytes` or its oldest message has waited `max_delay`.
+//!   `max_batch_bytes`, at once on an idle link, and otherwise `max_delay`
+//!   after the previous batch (paced: no message waits longer).
 //! - [`FrameEncoder`]: a batch → one frame, compressed or not.
 //! - [`FrameDecoder`]: bytes from the stream → messages, in order.
 //!
