@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node bench-cluster clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench-memory-peers: release ## The same at 1K for mcp-node and the peers (rmcp, 
 bench-node: ## One node at 1K-19K connections, max rate at p99 < 5 ms, vs bare hyper and the peers (writes docs/BENCHMARKS.md)
 	$(CARGO) build --release -p mcp-node -p mcp-load -p hyper-baseline
 	bench/node.py
+
+bench-cluster: ## 3 nodes on loopback: local vs forwarded tools/call, max forwarded rate at p99 < 10 ms, R=2 vs R=1, frames/compression, detection, sessions lost on kill -9 (writes docs/BENCHMARKS.md; QUICK=1: smoke)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) bench/cluster.py
 
 clean: ## Remove build output
 	$(CARGO) clean
