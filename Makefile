@@ -17,7 +17,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit e2e-protocol e2e-cluster e2e-netns manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit e2e-protocol e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -46,6 +46,11 @@ e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints
 e2e-netns: ## (root) 3 mcp-node in their own network namespaces: converge, cut/heal a link, 50 ms delay, SIGKILL/restart (prints times)
 	$(CARGO) build -p mcp-node
 	e2e/cluster/netns.sh target/debug/mcp-node
+
+.PHONY: e2e-failover
+e2e-failover: ## (root) sessions survive node failures: 3 netns nodes + mcp-failover (200 sessions, 100 calls/s): kill -9 under load and a rolling SIGTERM restart lose 0 sessions; R=1 control loses some; prints time to recover
+	$(CARGO) build -p mcp-node -p mcp-load
+	e2e/cluster/failover.sh target/debug/mcp-node target/debug/mcp-failover
 
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain)
 	node/fuzz/run.sh $(FUZZ_SECONDS)

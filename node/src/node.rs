@@ -116,6 +116,11 @@ impl Node {
                 stream.detach();
             }
         });
+        // Streams relayed from the peers that own their sessions end too, or their
+        // connections would hold a shutdown for its whole grace period.
+        if let Some(peers) = self.peers.get() {
+            peers.end_relayed_streams();
+        }
     }
 
     /// Cancels a drain started by `POST /drain` (`DELETE /drain`: the operator's scale-down

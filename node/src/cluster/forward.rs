@@ -42,6 +42,8 @@ struct Pending {
     to: SocketAddr,
     head: Option<oneshot::Sender<Head>>,
     chunks: Option<stream_queue::Sender>,
+    /// The next chunk number expected.
+    next_chunk: u32,
 }
 
 /// Requests in flight between this node and its peers, both ways.
@@ -74,6 +76,16 @@ impl Relays {
             }
             *from != addr
         });
+    }
+
+    /// Drops every forwarded request (their clients' streams end); returns (peer, request)
+    /// of each so the peers can be told.
+    pub fn take_all(&self) -> Vec<(SocketAddr, u64)> {
+        self.pending
+            .lock()
+            .drain()
+            .map(|(req, p)| (p.to, req))
+            .collect()
     }
 
     /// Forwarded requests waiting for an answer or streaming one.
@@ -139,7 +151,21 @@ pub async fn intercept(
     let mut reroutes = 0;
     loop {
         let to = match peers.route(node, id, hop) {
-            Route::Local | Route::NotFound => return None,
+            Route::Local => return None,
+            Route::NotFound if peers.settled() => return None,
+            Route::NotFound => {
+                // Not part of the cluster yet (just started): the session may well live on a
+                // peer; the client's retry comes after this node joined.
+                node.metrics
+                    .cluster
+                    .forwarded(super::metrics::ForwardOutcome::not_joined);
+                return Some(reply::overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "this node is joining its cluster; retry",
+                    node.settings.config.limits.retry_after_secs,
+                ));
+            }
             Route::Forward(to) => to,
         };
         match forward_once(node, peers, to, hop, method, target, headers, body).await {
@@ -219,6 +245,7 @@ async fn forward_once(
             to,
             head: Some(tx),
             chunks: None,
+            next_chunk: 0,
         },
     );
     let msg = PeerMsg::Forward(Box::new(Forward {
@@ -299,15 +326,20 @@ pub fn on_head(node: &Node, peers: &Peers, from: SocketAddr, h: ForwardHead) {
 }
 
 /// A chunk of a streamed answer.
-pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, end: bool, data: Bytes) {
+pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, seq: u32, end: bool, data: Bytes) {
     let mut pending = peers.relays.pending.lock();
-    let Some(p) = pending.get(&req).filter(|p| p.to == from) else {
+    let Some(p) = pending.get_mut(&req).filter(|p| p.to == from) else {
         return;
     };
-    let ok = data.is_empty()
-        || p.chunks
-            .as_ref()
-            .is_some_and(|tx| tx.try_send(data).is_ok());
+    // A gap (chunks lost with a failed connection): end the client's stream rather than
+    // deliver it with a hole; the client resumes with Last-Event-ID from the log.
+    let in_order = seq == p.next_chunk;
+    p.next_chunk = seq.wrapping_add(1);
+    let ok = in_order
+        && (data.is_empty()
+            || p.chunks
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(data).is_ok()));
     if end || !ok {
         pending.remove(&req); // dropping the sender ends the client's stream
         drop(pending);
@@ -352,11 +384,16 @@ pub fn serve(node: Arc<Node>, peers: Arc<Peers>, from: SocketAddr, f: Forward) {
             }
             Body::Stream(mut s) => {
                 if peers.send(from, &head(true, Bytes::new())) {
+                    let mut seq = 0u32;
                     loop {
-                        match s.next_chunk().await {
+                        let chunk = s.next_chunk().await;
+                        let this = seq;
+                        seq = seq.wrapping_add(1);
+                        match chunk {
                             Some(data) => {
                                 let msg = PeerMsg::ForwardChunk {
                                     req,
+                                    seq: this,
                                     end: false,
                                     data,
                                 };
@@ -367,6 +404,7 @@ pub fn serve(node: Arc<Node>, peers: Arc<Peers>, from: SocketAddr, f: Forward) {
                             None => {
                                 let end = PeerMsg::ForwardChunk {
                                     req,
+                                    seq: this,
                                     end: true,
                                     data: Bytes::new(),
                                 };

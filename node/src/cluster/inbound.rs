@@ -37,7 +37,12 @@ fn handle(node: &Arc<Node>, peers: &Arc<Peers>, from: std::net::SocketAddr, msg:
         PeerMsg::ReplicaAck { token, .. } => peers.acked(token),
         PeerMsg::Forward(f) => forward::serve(node.clone(), peers.clone(), from, *f),
         PeerMsg::ForwardHead(h) => forward::on_head(node, peers, from, *h),
-        PeerMsg::ForwardChunk { req, end, data } => forward::on_chunk(peers, from, req, end, data),
+        PeerMsg::ForwardChunk {
+            req,
+            seq,
+            end,
+            data,
+        } => forward::on_chunk(peers, from, req, seq, end, data),
         PeerMsg::ForwardCancel { req } => forward::on_cancel(peers, from, req),
         PeerMsg::Resync { session } => peers.resync(node, SessionId(session)),
         PeerMsg::Notify { event, uri } => {

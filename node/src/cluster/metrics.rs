@@ -46,6 +46,8 @@ pub enum ForwardOutcome {
     refused,
     timeout,
     target_down,
+    /// Not forwarded: this node has not joined its cluster yet (503).
+    not_joined,
 }
 
 /// Bytes of peer frames: before compression (`raw`) or on the wire (`wire`).

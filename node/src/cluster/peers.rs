@@ -70,7 +70,17 @@ pub struct Peers {
     acks: Mutex<HashMap<u64, AckWait>>,
     next_token: AtomicU64,
     pub(super) relays: Relays,
+    /// Set once this node has seen another live member (or the settle time passed): until
+    /// then it cannot tell "nobody holds this session" from "I do not know the cluster yet".
+    settled: std::sync::atomic::AtomicBool,
+    started: Instant,
+    /// Whether seeds were configured (a node without any is a cluster of its own at once).
+    has_seeds: bool,
 }
+
+/// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
+/// a session it does not know.
+const SETTLE: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Peers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -109,6 +119,9 @@ impl Peers {
             acks: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
             relays: Relays::default(),
+            settled: std::sync::atomic::AtomicBool::new(false),
+            started: Instant::now(),
+            has_seeds: !s.seeds.is_empty() || s.seed_dns.is_some(),
         });
         (peers, rx)
     }
@@ -116,6 +129,31 @@ impl Peers {
     /// This node's identity now: a node declared down rejoins under a higher generation.
     pub fn me(&self) -> NodeId {
         self.view.borrow().first().map_or(self.started_as, |m| m.id)
+    }
+
+    /// Whether this node knows its cluster well enough to say a session does not exist: it has
+    /// seen another live member, or it has no seeds, or it waited `SETTLE` alone. A restarted
+    /// node answers its first requests before it has joined; a 404 then would lose a session
+    /// that lives on a peer.
+    pub fn settled(&self) -> bool {
+        if self.settled.load(Ordering::Relaxed) {
+            return true;
+        }
+        let now = !self.has_seeds
+            || self.started.elapsed() >= SETTLE
+            || self.view.borrow().iter().skip(1).any(|m| m.state.is_live());
+        if now {
+            self.settled.store(true, Ordering::Relaxed);
+        }
+        now
+    }
+
+    /// Ends every client stream this node relays from a peer (drain, shutdown): the clients
+    /// resume through another node with `Last-Event-ID`; the owners stop sending.
+    pub fn end_relayed_streams(&self) {
+        for (to, req) in self.relays.take_all() {
+            self.send(to, &PeerMsg::ForwardCancel { req });
+        }
     }
 
     /// Live members (alive or suspect), this node included.

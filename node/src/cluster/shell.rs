@@ -135,6 +135,9 @@ fn on_event(
                 new = new.generation,
                 "member restarted"
             );
+            // The old process is gone, and so is its end of our connection: drop ours now,
+            // or frames to the new process wait for the idle timeout (5 s).
+            transport.forget(new.addr);
             if let Some(peers) = node.peers.get() {
                 // The old process is gone: what it owned is taken over, like a death.
                 peers.membership_changed(node, Some(old));

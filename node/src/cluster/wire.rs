@@ -158,6 +158,9 @@ pub enum PeerMsg {
     ForwardChunk {
         /// The request.
         req: u64,
+        /// Chunk number, from 0: a gap (chunks lost with a failed connection) ends the
+        /// client's stream, which then resumes with `Last-Event-ID`.
+        seq: u32,
         /// Last chunk.
         end: bool,
         /// Bytes (may be empty when `end`).
@@ -276,8 +279,14 @@ impl PeerMsg {
                 w.u8(u8::from(h.streaming));
                 w.bytes(&h.body);
             }
-            Self::ForwardChunk { req, end, data } => {
+            Self::ForwardChunk {
+                req,
+                seq,
+                end,
+                data,
+            } => {
                 w.u64(*req);
+                w.u32(*seq);
                 w.u8(u8::from(*end));
                 w.bytes(data);
             }
@@ -386,6 +395,7 @@ impl PeerMsg {
             })),
             kind::FORWARD_CHUNK => Self::ForwardChunk {
                 req: r.u64()?,
+                seq: r.u32()?,
                 end: r.u8()? != 0,
                 data: r.bytes()?,
             },
@@ -616,6 +626,7 @@ mod tests {
             })),
             PeerMsg::ForwardChunk {
                 req: 77,
+                seq: 4,
                 end: false,
                 data: Bytes::from_static(b"data: x\n\n"),
             },

@@ -60,6 +60,17 @@ pub async fn handle_hop(
         node.metrics.reject(reason);
         return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
     }
+    if method == Method::GET && node.is_draining() {
+        // A stream opened now would hold this node's shutdown open; the client's retry
+        // reaches another node (the Service stopped routing here: /readyz is false).
+        node.metrics.reject(Reason::draining);
+        return reply::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "node is draining; open the stream on another node",
+            node.settings.config.limits.retry_after_secs,
+        );
+    }
     if node.peers.get().is_some()
         && let Some(forwarded) =
             crate::cluster::forward::intercept(&node, &method, target, headers, &body, hop).await
