@@ -322,6 +322,55 @@ driver_finish b
 show_figures b "$WORK/b.json" "${MARKS[@]}"
 [[ $DRIVER_RC == 0 ]] || FAILED+=("b (mcp-failover exit $DRIVER_RC)")
 
+# --- p. partition: n2 cut off under load, then healed
+# n0 and n1 (the majority) take n2's sessions over; n2, alone, must refuse session requests
+# (503, majority rule) rather than serve its stale copies; after the heal it gives them up
+# (Superseded) and every session continues.
+metric() {  # metric NODE_INDEX NAME: the value of an mcp_ metric on that node's admin port
+    ip netns exec "${NS[$1]}" "$PY" -c '
+import sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=2).read().decode()
+print(next((l.split()[-1] for l in text.splitlines() if l.startswith(sys.argv[2] + " ")), "0"))' \
+        "http://${IP[$1]}:$ADMIN_PORT/metrics" "$2" 2>/dev/null || echo "?"
+}
+echo "== p. partition: cut n2's cable under load, then heal"
+driver_start p
+sleep 3
+CUT_AT=$(now)
+view_wait --do "ip -n $SW link set port2 down" --expect "n0,n1:n2=dead" --expect "n2:n0,n1=dead" \
+    --timeout 10 --what "n0 and n1 mark n2 dead, and n2 marks both dead" --record p_cut
+# On n2's side, from inside its namespace: a session request is refused, not served (any
+# session id: the majority rule comes before the lookup).
+code=$(ip netns exec "${NS[2]}" "$PY" -c '
+import sys, urllib.request
+req = urllib.request.Request(sys.argv[1], data=b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}",
+    headers={"content-type": "application/json", "accept": "application/json, text/event-stream",
+             "mcp-session-id": "0123456789abcdef0123456789abcdef"})
+try:
+    print(urllib.request.urlopen(req, timeout=3).status)
+except urllib.error.HTTPError as e:
+    print(e.code)' "http://${IP[2]}:$MCP_PORT/mcp" 2>/dev/null || echo "?")
+refused=$(metric 2 mcp_cluster_no_quorum_refusals_total)
+echo "  n2 alone answers a session request with $code (no-quorum refusals counted: $refused)"
+rec p_minority_status "$code"
+[[ $code == 503 ]] || FAILED+=("p (n2 alone answered $code to a session request, not 503)")
+sleep 4  # load goes on through n0 and n1
+HEAL_AT=$(now)
+view_wait --do "ip -n $SW link set port2 up" --expect "$ALL" --timeout 30 \
+    --what "all 3 see 3 alive again after the heal" --record p_heal
+sleep 4  # load goes on through all three
+superseded=$(metric 2 mcp_cluster_superseded_total)
+failovers=$(( $(metric 0 mcp_cluster_failovers_total | cut -d. -f1) + $(metric 1 mcp_cluster_failovers_total | cut -d. -f1) ))
+echo "  taken over by n0/n1 during the cut: $failovers; given up by n2 after the heal: $superseded"
+rec p_failovers "$failovers"
+rec p_superseded "$superseded"
+driver_finish p
+show_figures p "$WORK/p.json" "cut=$CUT_AT@${IP[2]}:$MCP_PORT~$(seen_gone p_cut "$CUT_AT")" \
+    "heal=$HEAL_AT@none:0~$HEAL_AT"
+[[ $DRIVER_RC == 0 ]] || FAILED+=("p (mcp-failover exit $DRIVER_RC)")
+(( failovers > 0 )) || FAILED+=("p (no session was taken over during the cut)")
+(( ${superseded%.*} > 0 )) 2>/dev/null || FAILED+=("p (n2 kept owning its stale sessions after the heal: superseded $superseded)")
+
 # --- c. control: replication factor 1, kill -9 -> sessions must be lost
 if [[ $CONTROL == 0 ]]; then
     echo "== c. skipped (FAILOVER_E2E_CONTROL=0)"

@@ -224,6 +224,9 @@ impl Peers {
             Decision::Local => Route::Local,
             Decision::Forward(to) => Route::Forward(to),
             Decision::NotFound => Route::NotFound,
+            // Only with a majority: on the minority side of a partition the owner may well be
+            // alive, and the majority takes over if it is not.
+            Decision::TakeOver if !self.has_quorum() => Route::NotFound,
             Decision::TakeOver => {
                 if let Some(c) = &copy {
                     self.promote(node, c);
@@ -508,11 +511,31 @@ impl Peers {
         }
     }
 
+    /// An owner renewed its identity (same process, next generation): the copies it owns
+    /// follow it, or they would look orphaned and be taken over.
+    pub fn owner_renewed(&self, old: NodeId, new: NodeId) {
+        self.replicas.for_each(|c| {
+            let mut st = c.state.lock();
+            if let Some(of) = st.replica_of.as_mut()
+                && of.owner == old.addr
+                && of.owner_generation == old.generation
+            {
+                of.owner_generation = new.generation;
+            }
+        });
+    }
+
     /// The membership changed: take over the sessions of a dead owner this node succeeds,
     /// end relays to dead peers, and re-replicate every owned session (new replica sets).
     pub fn membership_changed(&self, node: &Arc<Node>, down: Option<NodeId>) {
         if let Some(dead) = down {
             self.relays.peer_down(dead.addr);
+            if !self.has_quorum() {
+                // Minority side: the "dead" owner may be alive on the other side, whose
+                // replicas take over if it is not. Keep the copies as they are.
+                node.sessions.for_each(|s| self.mark(s));
+                return;
+            }
             let mut promote = Vec::new();
             self.replicas.for_each(|c| {
                 let st = c.state.lock();

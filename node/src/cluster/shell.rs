@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use mcp_cluster::membership::{Event, MemberState, NodeMeta};
+use mcp_cluster::membership::{Event, MemberState, NodeId, NodeMeta};
 use mcp_cluster::transport::{MembershipHandle, Transport};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -88,6 +88,13 @@ fn observe(node: &Node, transport: &Transport, membership: &MembershipHandle) {
     }
 }
 
+/// Whether a new generation at the same address is the same process renewing its identity
+/// (foca's `renew`: the generation plus one per rejoin) rather than a restart (a new process
+/// starts at its start time in milliseconds, far above its predecessor's after any real run).
+fn is_renewal(old: NodeId, new: NodeId) -> bool {
+    new.generation > old.generation && new.generation - old.generation < 100
+}
+
 fn on_event(
     node: &Arc<Node>,
     transport: &Transport,
@@ -130,17 +137,31 @@ fn on_event(
         Event::Renamed { old, new } => {
             m.event(EventLabel::renamed);
             let _span = tracing::info_span!("peer", peer = %new.addr).entered();
-            tracing::info!(
-                old = old.generation,
-                new = new.generation,
-                "member restarted"
-            );
-            // The old process is gone, and so is its end of our connection: drop ours now,
-            // or frames to the new process wait for the idle timeout (5 s).
-            transport.forget(new.addr);
-            if let Some(peers) = node.peers.get() {
-                // The old process is gone: what it owned is taken over, like a death.
-                peers.membership_changed(node, Some(old));
+            if is_renewal(old, new) {
+                // The same process, declared down by someone and back under the next
+                // generation (a stall, a healed partition): it still owns its sessions.
+                tracing::info!(
+                    old = old.generation,
+                    new = new.generation,
+                    "member rejoined under a new generation"
+                );
+                if let Some(peers) = node.peers.get() {
+                    peers.owner_renewed(old, new);
+                    peers.membership_changed(node, None);
+                }
+            } else {
+                tracing::info!(
+                    old = old.generation,
+                    new = new.generation,
+                    "member restarted"
+                );
+                // The old process is gone, and so is its end of our connection: drop ours
+                // now, or frames to the new process wait for the idle timeout (5 s).
+                transport.forget(new.addr);
+                if let Some(peers) = node.peers.get() {
+                    // What the old process owned is taken over, like after a death.
+                    peers.membership_changed(node, Some(old));
+                }
             }
         }
         Event::Rejoined(id) => {
@@ -169,5 +190,23 @@ fn on_event(
             m.event(EventLabel::defunct);
             tracing::error!("this node was declared down and cannot rejoin");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewal_is_told_from_a_restart() {
+        let addr = "10.0.0.1:7946".parse().expect("addr");
+        let old = NodeId::new(addr, 1_795_900_000_000);
+        assert!(is_renewal(old, NodeId::new(addr, 1_795_900_000_001)));
+        assert!(is_renewal(old, NodeId::new(addr, 1_795_900_000_003)));
+        assert!(
+            !is_renewal(old, NodeId::new(addr, 1_795_900_004_500)),
+            "restarted 4.5 s later"
+        );
+        assert!(!is_renewal(old, old));
     }
 }
