@@ -149,9 +149,27 @@ pub async fn intercept(
         return Some(no_quorum(node));
     }
     let mut reroutes = 0;
+    let mut waits = 0;
     loop {
         let to = match peers.route(node, id, hop) {
             Route::Local => return None,
+            Route::Wait if waits < 40 => {
+                // The owner is down and this node is taking over after the grace period.
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Route::Wait => {
+                node.metrics
+                    .cluster
+                    .forwarded(super::metrics::ForwardOutcome::timeout);
+                return Some(reply::overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the session is being taken over; retry",
+                    node.settings.config.limits.retry_after_secs,
+                ));
+            }
             Route::NotFound if peers.settled() => return None,
             Route::NotFound => {
                 // Not part of the cluster yet (just started): the session may well live on a

@@ -44,7 +44,17 @@ pub enum Route {
     Forward(SocketAddr),
     /// Nobody to ask: answered here (404).
     NotFound,
+    /// This node will take the session over once its owner has stayed down for
+    /// `TAKEOVER_GRACE`: ask again shortly.
+    Wait,
 }
+
+/// How long an owner must stay down before its replica takes over. A member declared down by
+/// gossip that was wrong (the minority side of a healed partition spreading its verdicts, a
+/// stall) renews its generation within a few hundred milliseconds; taking over at once made
+/// sessions bounce between live owners. Also lets a partition finish showing itself before
+/// the quorum is judged.
+pub const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 
 struct AckWait {
     remaining: usize,
@@ -76,6 +86,8 @@ pub struct Peers {
     started: Instant,
     /// Whether seeds were configured (a node without any is a cluster of its own at once).
     has_seeds: bool,
+    /// When each identity was first seen down (for `TAKEOVER_GRACE`).
+    down_since: Mutex<HashMap<NodeId, Instant>>,
 }
 
 /// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
@@ -122,6 +134,7 @@ impl Peers {
             settled: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
             has_seeds: !s.seeds.is_empty() || s.seed_dns.is_some(),
+            down_since: Mutex::new(HashMap::new()),
         });
         (peers, rx)
     }
@@ -228,6 +241,14 @@ impl Peers {
             // alive, and the majority takes over if it is not.
             Decision::TakeOver if !self.has_quorum() => Route::NotFound,
             Decision::TakeOver => {
+                let owner = of
+                    .as_ref()
+                    .map(|o| NodeId::new(o.owner, o.owner_generation));
+                let since =
+                    owner.map(|o| *self.down_since.lock().entry(o).or_insert_with(Instant::now));
+                if since.is_some_and(|t| t.elapsed() < TAKEOVER_GRACE) {
+                    return Route::Wait;
+                }
                 if let Some(c) = &copy {
                     self.promote(node, c);
                 }
@@ -527,36 +548,58 @@ impl Peers {
 
     /// The membership changed: take over the sessions of a dead owner this node succeeds,
     /// end relays to dead peers, and re-replicate every owned session (new replica sets).
-    pub fn membership_changed(&self, node: &Arc<Node>, down: Option<NodeId>) {
+    pub fn membership_changed(self: &Arc<Self>, node: &Arc<Node>, down: Option<NodeId>) {
         if let Some(dead) = down {
             self.relays.peer_down(dead.addr);
-            if !self.has_quorum() {
-                // Minority side: the "dead" owner may be alive on the other side, whose
-                // replicas take over if it is not. Keep the copies as they are.
-                node.sessions.for_each(|s| self.mark(s));
-                return;
-            }
-            let mut promote = Vec::new();
-            self.replicas.for_each(|c| {
-                let st = c.state.lock();
-                if let Some(of) = &st.replica_of
-                    && of.owner == dead.addr
-                    && of.owner_generation == dead.generation
-                {
-                    let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
-                    if successor.is_none_or(|a| a == self.me().addr) {
-                        promote.push(c.clone());
-                    }
-                }
+            self.down_since
+                .lock()
+                .entry(dead)
+                .or_insert_with(Instant::now);
+            let (peers, node) = (self.clone(), node.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(TAKEOVER_GRACE).await;
+                peers.take_over_from(&node, dead);
             });
-            if !promote.is_empty() {
-                tracing::info!(sessions = promote.len(), owner = %dead.addr, "taking over the sessions of a dead owner");
-            }
-            for c in promote {
-                self.promote(node, &c);
-            }
         }
         node.sessions.for_each(|s| self.mark(s));
+    }
+
+    /// `dead` stayed down for `TAKEOVER_GRACE`: take over the sessions this node succeeds it
+    /// for — unless it came back under the next generation (its copies followed it), or this
+    /// node is on the minority side of a partition (the owner may be alive over there, and the
+    /// majority's replicas take over if it is not).
+    fn take_over_from(&self, node: &Arc<Node>, dead: NodeId) {
+        let back = self
+            .view
+            .borrow()
+            .iter()
+            .any(|m| m.id == dead && m.state.is_live());
+        if back {
+            return;
+        }
+        if !self.has_quorum() {
+            tracing::info!(owner = %dead.addr, "no majority: not taking over the sessions of a member seen down");
+            return;
+        }
+        let mut promote = Vec::new();
+        self.replicas.for_each(|c| {
+            let st = c.state.lock();
+            if let Some(of) = &st.replica_of
+                && of.owner == dead.addr
+                && of.owner_generation == dead.generation
+            {
+                let successor = of.replicas.iter().copied().find(|a| self.addr_is_live(*a));
+                if successor.is_none_or(|a| a == self.me().addr) {
+                    promote.push(c.clone());
+                }
+            }
+        });
+        if !promote.is_empty() {
+            tracing::info!(sessions = promote.len(), owner = %dead.addr, "taking over the sessions of a dead owner");
+        }
+        for c in promote {
+            self.promote(node, &c);
+        }
     }
 
     /// This node was declared down and rejoined under a new generation: its replicas may have
