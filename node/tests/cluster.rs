@@ -5,44 +5,13 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::send_with;
-use mcp_node::Settings;
-use mcpcluster_api::NodeConfig;
+use common::{peer_addr, send_with};
 use serde_json::Value;
 
-fn certs() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-node-cluster-test-{}", std::process::id()));
-    mcp_node::cluster::tls::write_dev_certs(&dir, "mcp-peer").expect("dev certs");
-    dir
-}
-
 async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_node::Running {
-    let mut c = NodeConfig {
-        listen: "127.0.0.1:0".into(),
-        admin_listen: "127.0.0.1:0".into(),
-        ..NodeConfig::default()
-    };
-    c.log.level = "warn".into();
-    let k = &mut c.cluster;
-    k.enabled = true;
-    k.node_name = name.into();
-    k.peer_listen = "127.0.0.1:0".into();
-    k.seeds = seeds.iter().map(ToString::to_string).collect();
-    k.load_publish_ms = 100;
-    k.tls.ca_file = dir.join("ca.crt").display().to_string();
-    k.tls.cert_file = dir.join("tls.crt").display().to_string();
-    k.tls.key_file = dir.join("tls.key").display().to_string();
-    let settings = Settings::validate(c).expect("valid test config");
-    mcp_node::start(settings).await.expect("node starts")
-}
-
-fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
-    n.node.cluster.get().expect("clustered").view.borrow()[0]
-        .id
-        .addr
+    common::start_config(common::cluster_config(name, dir, seeds)).await
 }
 
 async fn cluster(n: &mcp_node::Running) -> Value {
@@ -93,7 +62,7 @@ async fn until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_converge_share_load_and_see_a_leave() {
-    let dir = certs();
+    let dir = common::dev_certs("cluster-test");
     let started = Instant::now();
     let a = start("node-a", &dir, &[]).await;
     let seed = peer_addr(&a);

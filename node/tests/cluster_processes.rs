@@ -118,9 +118,9 @@ fn temp(name: &str) -> PathBuf {
     dir
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
-    let certs = temp("certs");
+/// One CA and certificate for the processes, written by the binary under test.
+fn write_certs(name: &str) -> PathBuf {
+    let certs = temp(name);
     let status = Command::new(BIN)
         .arg("--write-dev-certs")
         .arg(&certs)
@@ -128,6 +128,12 @@ async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
         .status()
         .expect("runs");
     assert!(status.success());
+    certs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
+    let certs = write_certs("certs");
     let logs = temp("logs");
     let ports = free_ports();
     let started = Instant::now();
@@ -197,36 +203,12 @@ fn sse_ids(body: &str) -> Vec<String> {
         .collect()
 }
 
-async fn echo(addr: SocketAddr, session: &str, id: u32, text: &str) -> common::Reply {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
-    );
-    common::send(
-        addr,
-        "POST",
-        &[
-            common::ACCEPT_BOTH,
-            common::JSON,
-            ("mcp-session-id", session),
-        ],
-        &body,
-    )
-    .await
-}
-
 /// Sessions owned by a node that is killed with SIGKILL continue on the survivors with the
 /// same `Mcp-Session-Id` (its replica takes over), and a response stream cut by the kill is
 /// resumed on another node with `Last-Event-ID` from the replica's copy of the event log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
-    let certs = temp("certs-failover");
-    let status = Command::new(BIN)
-        .arg("--write-dev-certs")
-        .arg(&certs)
-        .stdout(Stdio::null())
-        .status()
-        .expect("runs");
-    assert!(status.success());
+    let certs = write_certs("certs-failover");
     let logs = temp("logs-failover");
     let ports = free_ports();
     let mut fleet = Fleet(
@@ -252,7 +234,7 @@ async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
     let mut sessions = Vec::new();
     for i in 0..20u32 {
         let s = common::initialize(ports[0].mcp).await;
-        let r = echo(ports[1].mcp, &s, i, "before").await;
+        let r = common::echo(ports[1].mcp, &s, i, "before").await;
         assert_eq!(r.status, 200, "{r:?}");
         sessions.push(s);
     }
@@ -284,7 +266,7 @@ async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
         let via = ports[1 + i % 2].mcp;
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let r = echo(via, s, 100 + i as u32, "after").await;
+            let r = common::echo(via, s, 100 + i as u32, "after").await;
             if r.status == 200 && r.body.contains("after") {
                 break;
             }

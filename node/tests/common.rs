@@ -139,3 +139,58 @@ pub async fn initialize(addr: SocketAddr) -> String {
 pub fn modern_meta() -> &'static str {
     r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#
 }
+
+/// One CA and peer certificate for in-process cluster nodes, in a fresh temp folder.
+pub fn dev_certs(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mcp-node-{tag}-{}", std::process::id()));
+    mcp_node::cluster::tls::write_dev_certs(&dir, "mcp-peer").expect("dev certs");
+    dir
+}
+
+/// A clustered node's config on 127.0.0.1 (ports chosen by the OS) with the certificates in
+/// `dir` and the given seeds; tests adjust it before [`start_config`].
+pub fn cluster_config(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> NodeConfig {
+    let mut c = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        ..NodeConfig::default()
+    };
+    c.log.level = "warn".into();
+    let k = &mut c.cluster;
+    k.enabled = true;
+    k.node_name = name.into();
+    k.peer_listen = "127.0.0.1:0".into();
+    k.seeds = seeds.iter().map(ToString::to_string).collect();
+    k.load_publish_ms = 100;
+    k.tls.ca_file = dir.join("ca.crt").display().to_string();
+    k.tls.cert_file = dir.join("tls.crt").display().to_string();
+    k.tls.key_file = dir.join("tls.key").display().to_string();
+    c
+}
+
+/// Starts a node with `config` as is.
+pub async fn start_config(config: NodeConfig) -> mcp_node::Running {
+    let settings = Settings::validate(config).expect("valid test config");
+    mcp_node::start(settings).await.expect("node starts")
+}
+
+/// A clustered node's peer (QUIC) address: its identity in the membership.
+pub fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
+    n.node.cluster.get().expect("clustered").view.borrow()[0]
+        .id
+        .addr
+}
+
+/// `tools/call` of `echo` with `text` inside `session`.
+pub async fn echo(addr: SocketAddr, session: &str, id: u32, text: &str) -> Reply {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
+    );
+    send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", session)],
+        &body,
+    )
+    .await
+}

@@ -6,46 +6,16 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{ACCEPT_BOTH, JSON, send, send_with};
-use mcp_node::Settings;
+use common::{ACCEPT_BOTH, JSON, echo, peer_addr, send, send_with};
 use mcp_node::node::ChangeEvent;
 use mcp_node::session::SessionId;
-use mcpcluster_api::NodeConfig;
-
-fn certs() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mcp-node-sessions-test-{}", std::process::id()));
-    mcp_node::cluster::tls::write_dev_certs(&dir, "mcp-peer").expect("dev certs");
-    dir
-}
 
 async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_node::Running {
-    let mut c = NodeConfig {
-        listen: "127.0.0.1:0".into(),
-        admin_listen: "127.0.0.1:0".into(),
-        shutdown_grace_secs: 1,
-        ..NodeConfig::default()
-    };
-    c.log.level = "warn".into();
-    let k = &mut c.cluster;
-    k.enabled = true;
-    k.node_name = name.into();
-    k.peer_listen = "127.0.0.1:0".into();
-    k.seeds = seeds.iter().map(ToString::to_string).collect();
-    k.load_publish_ms = 100;
-    k.tls.ca_file = dir.join("ca.crt").display().to_string();
-    k.tls.cert_file = dir.join("tls.crt").display().to_string();
-    k.tls.key_file = dir.join("tls.key").display().to_string();
-    let settings = Settings::validate(c).expect("valid test config");
-    mcp_node::start(settings).await.expect("node starts")
-}
-
-fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
-    n.node.cluster.get().expect("clustered").view.borrow()[0]
-        .id
-        .addr
+    let mut c = common::cluster_config(name, dir, seeds);
+    c.shutdown_grace_secs = 1;
+    common::start_config(c).await
 }
 
 fn live_members(n: &mcp_node::Running) -> usize {
@@ -82,22 +52,9 @@ fn has_copy(n: &mcp_node::Running, id: SessionId) -> bool {
         .is_some()
 }
 
-async fn call(addr: SocketAddr, session: &str, id: u32, text: &str) -> common::Reply {
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"{text}"}}}}}}"#
-    );
-    send(
-        addr,
-        "POST",
-        &[ACCEPT_BOTH, JSON, ("mcp-session-id", session)],
-        &body,
-    )
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
-    let dir = certs();
+    let dir = common::dev_certs("sessions-test");
     let a = start("node-a", &dir, &[]).await;
     let seed = peer_addr(&a);
     let b = start("node-b", &dir, &[seed]).await;
@@ -130,7 +87,7 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
 
     // Served through every node: b and c forward to a.
     for (i, n) in nodes.iter().enumerate() {
-        let r = call(n.mcp_addr, &session, 10 + i as u32, &format!("via-{i}")).await;
+        let r = echo(n.mcp_addr, &session, 10 + i as u32, &format!("via-{i}")).await;
         assert_eq!(r.status, 200, "{r:?}");
         assert!(r.body.contains(&format!("via-{i}")), "{r:?}");
     }
@@ -155,7 +112,7 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
         metrics.body
     );
     // A session nobody holds is 404 everywhere, after at most MAX_HOPS forwards.
-    let unknown = call(c.mcp_addr, &"0".repeat(32), 1, "x").await;
+    let unknown = echo(c.mcp_addr, &"0".repeat(32), 1, "x").await;
     assert_eq!(unknown.status, 404, "{unknown:?}");
 
     // The GET stream through c is relayed from a, and a change announced on b reaches it.
@@ -206,7 +163,7 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
     })
     .await;
     for (i, n) in [&b, &c].iter().enumerate() {
-        let r = call(n.mcp_addr, &session, 20 + i as u32, &format!("after-{i}")).await;
+        let r = echo(n.mcp_addr, &session, 20 + i as u32, &format!("after-{i}")).await;
         assert_eq!(r.status, 200, "{r:?}");
         assert!(r.body.contains(&format!("after-{i}")), "{r:?}");
     }

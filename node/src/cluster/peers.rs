@@ -388,9 +388,9 @@ impl Peers {
                 );
             }
         };
-        if r.handoff {
-            self.replicas.remove(&id);
-            let s = Arc::new(Session::from_copy(
+        // The session built from a full copy (a hand-off, or a replica's first copy).
+        let whole = || {
+            Arc::new(Session::from_copy(
                 id,
                 r.seq,
                 &r.state,
@@ -398,7 +398,11 @@ impl Peers {
                 burst,
                 node.now_ms(),
                 log_cap,
-            ));
+            ))
+        };
+        if r.handoff {
+            self.replicas.remove(&id);
+            let s = whole();
             s.state.lock().epoch = r.epoch;
             if let Some(old) = node.sessions.remove(&id) {
                 tracing::warn!(session = %old.id, "hand-off replaces a session held here");
@@ -458,15 +462,7 @@ impl Peers {
                 }
             }
             None if r.full => {
-                let s = Arc::new(Session::from_copy(
-                    id,
-                    r.seq,
-                    &r.state,
-                    &r.streams,
-                    burst,
-                    node.now_ms(),
-                    log_cap,
-                ));
+                let s = whole();
                 {
                     let mut st = s.state.lock();
                     st.epoch = r.epoch;
@@ -503,8 +499,11 @@ impl Peers {
     /// A replica asks for a full copy.
     pub fn resync(&self, node: &Node, id: SessionId) {
         if let Some(s) = node.sessions.get(&id) {
-            s.state.lock().reset_replication();
-            s.state.lock().repl_to.clear();
+            {
+                let mut st = s.state.lock();
+                st.reset_replication();
+                st.repl_to.clear();
+            }
             self.mark(&s);
         }
     }
