@@ -32,7 +32,9 @@ impl Default for Hist {
 }
 
 impl Hist {
-    fn with_precision(sigfig: u8) -> Self {
+    /// A histogram with `sigfig` significant digits (2 for per-second figures: ten times
+    /// fewer buckets than 3).
+    pub fn with_precision(sigfig: u8) -> Self {
         // 1 µs to 60 s at 2 or 3 significant digits: constant, valid bounds.
         Self(Histogram::new_with_bounds(1, 60_000_000, sigfig).expect("valid histogram bounds"))
     }
@@ -79,16 +81,47 @@ impl Hist {
     /// Rebuilds a histogram from [`Hist::to_bins`].
     pub fn from_bins(bins: &Bins) -> Self {
         let mut h = Self::default();
-        for &(value, count) in &bins.0 {
-            let _ = h.0.record_n(value.clamp(1, 60_000_000), count);
-        }
+        h.add_bins(bins);
         h
+    }
+
+    /// Adds the values of `bins`.
+    pub fn add_bins(&mut self, bins: &Bins) {
+        for &(value, count) in &bins.0 {
+            let _ = self.0.record_n(value.clamp(1, 60_000_000), count);
+        }
     }
 }
 
 /// A histogram as `(value µs, count)` pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bins(pub Vec<(u64, u64)>);
+
+impl Bins {
+    /// Adds `other` (both sorted by value, as [`Hist::to_bins`] makes them; histograms of the
+    /// same precision share bucket values, so the sum is exact).
+    pub fn merge(&mut self, other: &Bins) {
+        let (a, b) = (&self.0, &other.0);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            if a[i].0 == b[j].0 {
+                out.push((a[i].0, a[i].1 + b[j].1));
+                i += 1;
+                j += 1;
+            } else if a[i].0 < b[j].0 {
+                out.push(a[i]);
+                i += 1;
+            } else {
+                out.push(b[j]);
+                j += 1;
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        self.0 = out;
+    }
+}
 
 /// Latency and outcomes per second of the call phase (by due time), for the plot.
 #[derive(Debug, Clone, Default)]

@@ -2,13 +2,17 @@
 //! throughput, latency percentiles (from the intended send time), errors by kind and the
 //! server's memory, as text, JSON and PNG plots. Past the per-process file limit it spreads the
 //! connections over several processes and source addresses. Bounded in count and time.
+//!
+//! `mcp-load cluster --nodes URL,...` holds sessions across a cluster's nodes through
+//! failures (see `mcp_load::cluster`); `mcp-load plot CHART.json OUT.png` draws a chart
+//! described as JSON (`mcp_load::plot::Chart`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mcp_load::client::parse_url;
 use mcp_load::fleet::{self, FleetConfig, Snapshot};
@@ -18,9 +22,12 @@ use mcp_load::run::{Era, LoadConfig, Target};
 #[command(
     name = "mcp-load",
     version,
-    about = "Real MCP load: held sessions + open-loop tools/call"
+    about = "Real MCP load: held sessions + open-loop tools/call",
+    args_conflicts_with_subcommands = true
 )]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Cmd>,
     /// MCP endpoint, http://IP:PORT/mcp
     #[arg(long, default_value = "http://127.0.0.1:8080/mcp")]
     url: String,
@@ -91,6 +98,20 @@ struct Args {
     /// Internal: run as a shard of a parent mcp-load (configuration as JSON)
     #[arg(long, hide = true)]
     shard: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Legacy sessions held across a cluster's nodes through failures (`mcp-load cluster
+    /// --help`)
+    Cluster(Box<mcp_load::cluster::cli::ClusterArgs>),
+    /// Draw a chart described as JSON (mcp_load::plot::Chart) into a PNG
+    Plot {
+        /// The chart, as JSON
+        spec: PathBuf,
+        /// The PNG to write
+        out: PathBuf,
+    },
 }
 
 fn nofile_limit() -> u64 {
@@ -244,9 +265,23 @@ fn show(bar: &ProgressBar, s: Snapshot) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    match &args.command {
+        Some(Cmd::Cluster(c)) => std::process::exit(mcp_load::cluster::cli::main(c)?),
+        Some(Cmd::Plot { spec, out }) => {
+            let text = std::fs::read_to_string(spec)
+                .with_context(|| format!("reading {}", spec.display()))?;
+            let chart: mcp_load::plot::Chart = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a chart", spec.display()))?;
+            return mcp_load::plot::chart(&chart, out);
+        }
+        None => {}
+    }
+    tokio::runtime::Runtime::new()?.block_on(single(args))
+}
+
+async fn single(args: Args) -> anyhow::Result<()> {
     if let Some(shard) = &args.shard {
         let cfg: LoadConfig = serde_json::from_str(shard).context("--shard configuration")?;
         return fleet::shard_main(cfg).await;
