@@ -6,11 +6,13 @@
 //! custom resource [`McpCluster`] (module [`mcpcluster`]) and the `crdgen` binary that prints
 //! its CustomResourceDefinition.
 
+pub mod auth_config;
 pub mod cluster_config;
 #[cfg(feature = "resource")]
 pub mod mcpcluster;
 pub mod node_config;
 
+pub use auth_config::{AuthConfig, ScopeMap};
 pub use cluster_config::{ClusterConfig, ClusterTlsConfig, MembershipTimers};
 #[cfg(feature = "resource")]
 pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus};

@@ -34,6 +34,8 @@ pub struct NodeConfig {
     pub shutdown_grace_secs: u64,
     /// Clustering with peer nodes (off by default).
     pub cluster: crate::ClusterConfig,
+    /// OAuth 2.1 client authentication (off by default).
+    pub auth: crate::AuthConfig,
 }
 
 impl Default for NodeConfig {
@@ -50,6 +52,7 @@ impl Default for NodeConfig {
             log: LogConfig::default(),
             shutdown_grace_secs: 10,
             cluster: crate::ClusterConfig::default(),
+            auth: crate::AuthConfig::default(),
         }
     }
 }

@@ -9,10 +9,12 @@
 //! - [`protocol`]: the method table shared by both eras.
 //! - [`session`]: legacy sessions as data (registry, record, event logs).
 //! - [`content`]: tools/resources/prompts ([`content::Catalog`]) and the built-in packs.
+//! - [`auth`]: OAuth 2.1 resource server (access tokens, scopes, sessions bound to principals).
 //! - [`cluster`]: membership with peer nodes (QUIC, SWIM), the `/cluster` view.
 //! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
+pub mod auth;
 pub mod cluster;
 pub mod content;
 pub mod fdlimit;
@@ -86,6 +88,9 @@ pub async fn start_with(
     let mcp_addr = listener.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let node = Node::new(settings, catalog);
+    if let Some(auth) = &node.auth {
+        auth.prefetch();
+    }
     let cluster = match &node.settings.cluster {
         Some(c) => Some(cluster::start(c, node.clone(), mcp_addr).await?),
         None => None,

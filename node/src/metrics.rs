@@ -122,6 +122,8 @@ pub struct Metrics {
     rejections: Family<ReasonLabels, Counter>,
     /// Membership metrics (`mcp_cluster_*`); registered whether or not clustering is on.
     pub cluster: crate::cluster::ClusterMetrics,
+    /// Client authentication (`mcp_auth_*`); registered whether or not auth is on.
+    pub auth: crate::auth::AuthMetrics,
 }
 
 impl Default for Metrics {
@@ -184,9 +186,11 @@ impl Metrics {
             rejections.clone(),
         );
         let cluster = crate::cluster::ClusterMetrics::register(&mut registry);
+        let auth = crate::auth::AuthMetrics::register(&mut registry);
         Self {
             registry,
             cluster,
+            auth,
             connections,
             connections_accepted,
             sessions,

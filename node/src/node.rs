@@ -50,6 +50,8 @@ pub struct Node {
     pub cluster: std::sync::OnceLock<crate::cluster::ClusterHandle>,
     /// The session layer between nodes (routing, replication, hand-off), once it runs.
     pub peers: std::sync::OnceLock<Arc<crate::cluster::peers::Peers>>,
+    /// Client authentication (`auth.enabled`).
+    pub auth: Option<crate::auth::Auth>,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
 }
@@ -68,11 +70,20 @@ impl Node {
             "" => node_name(|k| std::env::var(k).ok()),
             configured => configured.to_owned(),
         };
+        let metrics = Metrics::new();
+        let auth = settings.auth.clone().map(|a| {
+            crate::auth::Auth::new(
+                a,
+                metrics.auth.clone(),
+                settings.config.limits.retry_after_secs,
+            )
+        });
         Arc::new(Self {
+            auth,
             settings,
             catalog,
             sessions,
-            metrics: Metrics::new(),
+            metrics,
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),

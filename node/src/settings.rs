@@ -78,6 +78,8 @@ pub struct Settings {
     pub max_connections: u32,
     /// The validated `cluster` section; `None` when clustering is off.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// The validated `auth` section; `None` when client authentication is off.
+    pub auth: Option<std::sync::Arc<crate::auth::AuthSettings>>,
 }
 
 /// A configuration problem, naming the field.
@@ -224,13 +226,42 @@ impl Settings {
             &config.cluster,
             std::env::var("POD_IP").ok(),
         )?;
+        let auth = match config.auth.enabled {
+            false => None,
+            true => Some(std::sync::Arc::new(
+                crate::auth::AuthSettings::new(&config.auth).map_err(|(f, m)| {
+                    ConfigError::Field {
+                        field: auth_field(f),
+                        message: m,
+                    }
+                })?,
+            )),
+        };
         Ok(Self {
             config,
             listen,
             admin_listen,
             max_connections,
             cluster,
+            auth,
         })
+    }
+}
+
+/// `auth.<field>` for a field of the `auth` section (the names are a closed set).
+fn auth_field(f: &'static str) -> &'static str {
+    match f {
+        "issuer" => "auth.issuer",
+        "resource" => "auth.resource",
+        "jwksUrl" => "auth.jwksUrl",
+        "discoveryUrl" => "auth.discoveryUrl",
+        "algorithms" => "auth.algorithms",
+        "requiredScopes" => "auth.requiredScopes",
+        "scopes" => "auth.scopes",
+        "jwksRefreshMinSecs" => "auth.jwksRefreshMinSecs",
+        "jwksMaxAgeSecs" => "auth.jwksMaxAgeSecs",
+        "clockSkewSecs" => "auth.clockSkewSecs",
+        _ => "auth",
     }
 }
 
@@ -331,6 +362,27 @@ mod tests {
         c.limits.max_connections = u32::MAX;
         let err = Settings::validate(c).expect_err("invalid");
         assert!(err.to_string().contains("limits.maxConnections"), "{err}");
+    }
+
+    #[test]
+    fn auth_is_off_by_default_and_its_problems_name_the_field() {
+        assert!(
+            Settings::validate(NodeConfig::default())
+                .expect("valid")
+                .auth
+                .is_none()
+        );
+        let mut c = NodeConfig::default();
+        c.auth.enabled = true;
+        c.auth.issuer = "https://as.example.com".into();
+        let err = Settings::validate(c.clone()).expect_err("no resource");
+        assert!(err.to_string().contains("`auth.resource`"), "{err}");
+        c.auth.resource = "http://127.0.0.1:8080/mcp".into();
+        c.auth.algorithms = vec!["HS256".into()];
+        let err = Settings::validate(c.clone()).expect_err("hmac");
+        assert!(err.to_string().contains("`auth.algorithms`"), "{err}");
+        c.auth.algorithms = vec![];
+        assert!(Settings::validate(c).expect("valid").auth.is_some());
     }
 
     #[test]
