@@ -60,6 +60,11 @@ pub struct StateCopy {
     pub next_stream: u32,
     /// Next server→client request id.
     pub next_request: i64,
+    /// The principal the session is bound to (`auth.enabled`): SHA-256 of issuer and
+    /// subject. Encoded only when set (flag bit 2 of the `Replicate` flags), so without auth
+    /// the bytes are those of nodes that predate it, and a copy from such a node reads as
+    /// unbound.
+    pub principal: Option<[u8; 32]>,
 }
 
 /// One stream's replicated part: its identity and the events not yet sent to this replica
@@ -236,7 +241,9 @@ impl PeerMsg {
                     w.addr(*a);
                 }
                 w.u64(r.token);
-                w.u8(u8::from(r.handoff) | (u8::from(r.full) << 1));
+                w.u8(u8::from(r.handoff)
+                    | (u8::from(r.full) << 1)
+                    | (u8::from(r.state.principal.is_some()) << 2));
                 let s = &r.state;
                 w.u8(s.version);
                 w.u8(u8::from(s.initialized));
@@ -248,6 +255,9 @@ impl PeerMsg {
                 }
                 w.u32(s.next_stream);
                 w.u64(s.next_request as u64);
+                if let Some(p) = &s.principal {
+                    w.0.extend_from_slice(p);
+                }
                 w.len(r.streams.len());
                 for st in &r.streams {
                     w.u32(st.id);
@@ -325,7 +335,7 @@ impl PeerMsg {
                 }
                 let token = r.u64()?;
                 let flags = r.u8()?;
-                let state = StateCopy {
+                let mut state = StateCopy {
                     version: r.u8()?,
                     initialized: r.u8()? != 0,
                     caps: r.string()?,
@@ -340,7 +350,11 @@ impl PeerMsg {
                     },
                     next_stream: r.u32()?,
                     next_request: r.u64()? as i64,
+                    principal: None,
                 };
+                if flags & 4 != 0 {
+                    state.principal = Some(r.array::<32>()?);
+                }
                 let n = r.count(10)?;
                 let mut streams = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -593,6 +607,7 @@ mod tests {
                     subscriptions: vec!["file:///a".into(), "file:///b".into()],
                     next_stream: 5,
                     next_request: -2,
+                    principal: Some([7; 32]),
                 },
                 streams: vec![StreamCopy {
                     id: 4,
@@ -650,6 +665,24 @@ mod tests {
             let body = Bytes::from(m.encode());
             assert_eq!(PeerMsg::decode(m.kind(), &body), Ok(m));
         }
+    }
+
+    #[test]
+    fn an_unbound_copy_is_encoded_as_before_principals_existed() {
+        let Some(PeerMsg::Replicate(mut r)) = samples().into_iter().next() else {
+            panic!("the first sample is a Replicate");
+        };
+        r.state.principal = None;
+        let unbound = PeerMsg::Replicate(r.clone());
+        let bytes = unbound.encode();
+        // session 16, epoch 4, seq 8, owner 7, generation 8, one replica ([::1]) 1 + 19, token 8
+        assert_eq!(bytes[71], 0b11, "handoff | full, no principal flag");
+        // Layout of a node without auth: the flags byte has only bits 0-1, no principal bytes.
+        r.state.principal = Some([1; 32]);
+        let bound = PeerMsg::Replicate(r).encode();
+        assert_eq!(bound.len(), bytes.len() + 32);
+        let back = PeerMsg::decode(kind::REPLICATE, &Bytes::from(bytes)).expect("decodes");
+        assert_eq!(back, unbound);
     }
 
     #[test]

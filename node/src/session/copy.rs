@@ -40,6 +40,7 @@ impl SessionState {
             subscriptions: self.subscriptions.iter().map(|s| s.to_string()).collect(),
             next_stream: self.next_stream,
             next_request: self.next_request,
+            principal: self.principal.as_ref().map(|p| p.0),
         }
     }
 
@@ -127,6 +128,9 @@ impl SessionState {
             .collect();
         self.next_stream = state.next_stream;
         self.next_request = state.next_request;
+        self.principal = state
+            .principal
+            .map(|p| Box::new(crate::auth::PrincipalId(p)));
         for c in streams {
             let pos = match self.streams.iter().position(|s| s.id == c.id) {
                 Some(p) => p,
@@ -202,6 +206,10 @@ mod tests {
         let o = owner();
         let mut st = o.state.lock();
         st.initialized = true;
+        st.principal = Some(Box::new(crate::auth::PrincipalId::of(
+            "https://as",
+            "alice",
+        )));
         let a = st.open_stream(StreamKind::Standalone, None);
         st.push(a, b"{\"n\":1}", 8);
         let full = st.take_stream_copies(true);
@@ -218,6 +226,10 @@ mod tests {
         rs.apply_copy(false, seq, &st.state_copy(), &delta, 8)
             .expect("continues");
         assert!(rs.initialized);
+        assert_eq!(
+            rs.principal, st.principal,
+            "the binding travels with the session"
+        );
         assert_eq!(
             rs.client_capabilities(),
             serde_json::json!({"sampling": {}})

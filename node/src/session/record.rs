@@ -86,6 +86,9 @@ pub struct SessionState {
     pub repl_to: Vec<std::net::SocketAddr>,
     /// Set on a replica's copy: who owns the session and whom it replicates to.
     pub replica_of: Option<Box<ReplicaOf>>,
+    /// With `auth.enabled`: the principal (issuer + subject) that sent `initialize`; only its
+    /// tokens may use the session. Durable: replicated with the session.
+    pub principal: Option<Box<crate::auth::PrincipalId>>,
 }
 
 /// Where a replica's copy comes from.
@@ -142,6 +145,7 @@ impl Session {
                 copy_seq: 0,
                 repl_to: Vec::new(),
                 replica_of: None,
+                principal: None,
             }),
             dirty: std::sync::atomic::AtomicBool::new(false),
         }
