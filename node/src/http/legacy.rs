@@ -61,12 +61,17 @@ fn check_version_header(node: &Node, headers: &HeaderMap) -> Result<(), Response
     }
 }
 
-/// POST in the legacy era.
-pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Response<Body> {
+/// POST in the legacy era; `principal` (auth on) is who an `initialize` binds the session to.
+pub async fn post(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    msg: Incoming,
+    principal: Option<&crate::auth::Principal>,
+) -> Response<Body> {
     if let Incoming::Request(r) = &msg
         && r.method == "initialize"
     {
-        return initialize(&node, r).await;
+        return initialize(&node, r, principal).await;
     }
     if let Err(r) = check_version_header(&node, headers) {
         return r;
@@ -341,7 +346,11 @@ pub fn stream_guard(node: &Arc<Node>) -> StreamGuard {
     })
 }
 
-async fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
+async fn initialize(
+    node: &Arc<Node>,
+    r: &RequestMsg,
+    principal: Option<&crate::auth::Principal>,
+) -> Response<Body> {
     let limits = &node.settings.config.limits;
     if node.is_draining() {
         node.metrics.reject(Reason::draining);
@@ -384,6 +393,8 @@ async fn initialize(node: &Arc<Node>, r: &RequestMsg) -> Response<Body> {
         limits.session_burst,
         node.now_ms(),
     ));
+    // Bound before anyone (a replica included) sees the session.
+    session.state.lock().principal = principal.map(|p| Box::new(p.id));
     if node.sessions.insert(session.clone()).is_err() {
         node.metrics.reject(Reason::session_cap);
         return reply::overloaded(

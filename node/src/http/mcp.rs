@@ -14,6 +14,8 @@ use serde_json::value::RawValue;
 use super::body::Body;
 use super::guard::{self, Refusal};
 use super::{legacy, modern, reply};
+use crate::auth::principal::FORWARDED_HEADER;
+use crate::auth::{AuthOutcome, Principal};
 use crate::jsonrpc::{self, Incoming, RpcError};
 use crate::metrics::Reason;
 use crate::node::Node;
@@ -47,6 +49,14 @@ pub async fn handle_hop(
     hop: u8,
 ) -> Response<Body> {
     let path = target.split('?').next().unwrap_or(target);
+    if let Some(auth) = &node.auth
+        && auth.is_metadata_path(path)
+    {
+        return match method {
+            Method::GET | Method::HEAD => crate::auth::challenge::metadata(&auth.settings),
+            _ => reply::method_not_allowed("GET"),
+        };
+    }
     if path != node.settings.config.mcp_path {
         let mut r = Response::new(Body::full("not found\n"));
         *r.status_mut() = StatusCode::NOT_FOUND;
@@ -60,6 +70,23 @@ pub async fn handle_hop(
         node.metrics.reject(reason);
         return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
     }
+    let principal = match &node.auth {
+        Some(auth) => match auth.authenticate(headers, hop).await {
+            Ok(p) => Some(p),
+            Err(refusal) => return refusal,
+        },
+        None => None,
+    };
+    // A client must not pass a principal off as verified by a peer.
+    let cleaned;
+    let headers = if hop == 0 && principal.is_none() && headers.contains_key(FORWARDED_HEADER) {
+        let mut h = headers.clone();
+        h.remove(FORWARDED_HEADER);
+        cleaned = h;
+        &cleaned
+    } else {
+        headers
+    };
     if method == Method::GET && node.is_draining() {
         // A stream opened now would hold this node's shutdown open; the client's retry
         // reaches another node (the Service stopped routing here: /readyz is false).
@@ -71,14 +98,31 @@ pub async fn handle_hop(
             node.settings.config.limits.retry_after_secs,
         );
     }
-    if node.peers.get().is_some()
-        && let Some(forwarded) =
-            crate::cluster::forward::intercept(&node, &method, target, headers, &body, hop).await
+    if node.peers.get().is_some() && headers.contains_key(SESSION_ID) {
+        // The token stays here; the owner gets the principal verified here.
+        let relayed;
+        let relay_headers = match &principal {
+            Some(p) if hop == 0 => {
+                relayed = crate::auth::forwarded_headers(headers, p);
+                &relayed
+            }
+            _ => headers,
+        };
+        if let Some(forwarded) =
+            crate::cluster::forward::intercept(&node, &method, target, relay_headers, &body, hop)
+                .await
+        {
+            return forwarded;
+        }
+    }
+    // Served here: the session (if any) is held here now, a take-over included.
+    if let Some(p) = &principal
+        && let Err(refusal) = check_session_principal(&node, headers, p)
     {
-        return forwarded;
+        return refusal;
     }
     match method {
-        Method::POST => post(node, headers, body).await,
+        Method::POST => post(node, headers, body, principal.as_ref()).await,
         Method::GET => legacy::get(node, headers),
         Method::DELETE => legacy::delete(node, headers),
         _ => {
@@ -86,6 +130,73 @@ pub async fn handle_hop(
             reply::method_not_allowed("GET, POST, DELETE")
         }
     }
+}
+
+/// With auth on, a request naming a session held here must come from the session's
+/// principal. Another principal gets the 404 of an unknown session: whether the id exists is
+/// none of its business, and an SDK client re-initializes (under its own principal) on 404.
+/// Counted as `mcp_auth_requests{outcome="session_principal_mismatch"}`.
+fn check_session_principal(
+    node: &Node,
+    headers: &HeaderMap,
+    principal: &Principal,
+) -> Result<(), Response<Body>> {
+    let Some(session) = header(headers, SESSION_ID)
+        .and_then(crate::session::SessionId::parse)
+        .and_then(|id| node.sessions.get(&id))
+    else {
+        return Ok(());
+    };
+    let bound = session.state.lock().principal.as_deref().copied();
+    if bound == Some(principal.id) {
+        return Ok(());
+    }
+    if let Some(auth) = &node.auth {
+        auth.count(AuthOutcome::session_principal_mismatch);
+    }
+    tracing::warn!(session = %session.id, subject = %principal.subject, "session used with another principal's token");
+    node.metrics.reject(Reason::unknown_session);
+    Err(reply::rpc_error(
+        StatusCode::NOT_FOUND,
+        None,
+        &RpcError::new(jsonrpc::code::OVERLOADED, "unknown or expired session"),
+    ))
+}
+
+/// With auth on, every request in a message (one, or each of a batch) must have the scopes
+/// it needs; else 403 `insufficient_scope` naming all of them.
+fn check_scopes(
+    node: &Node,
+    principal: Option<&Principal>,
+    msgs: &[&Incoming],
+) -> Result<(), Response<Body>> {
+    let Some(auth) = &node.auth else {
+        return Ok(());
+    };
+    let Some(principal) = principal else {
+        // Only the fuzzing entry point gets here without one.
+        auth.count(AuthOutcome::missing_token);
+        return Err(crate::auth::challenge::missing_token(&auth.settings));
+    };
+    let config = &auth.settings.config;
+    let mut needed: Vec<&str> = Vec::new();
+    for msg in msgs {
+        if let Incoming::Request(r) = msg {
+            for s in crate::auth::scopes::needed(config, &r.method, r.params.as_ref()) {
+                if !needed.contains(&s) {
+                    needed.push(s);
+                }
+            }
+        }
+    }
+    if crate::auth::scopes::satisfied(principal, &needed) {
+        return Ok(());
+    }
+    auth.count(AuthOutcome::insufficient_scope);
+    Err(crate::auth::challenge::insufficient_scope(
+        &auth.settings,
+        &needed,
+    ))
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -104,7 +215,12 @@ pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
     })
 }
 
-async fn post(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+async fn post(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    body: Bytes,
+    principal: Option<&Principal>,
+) -> Response<Body> {
     if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
         node.metrics.reject(Reason::not_acceptable);
         return reply::refuse(
@@ -128,11 +244,22 @@ async fn post(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Bod
             "Content-Type must be application/json",
         );
     }
-    handle_body(node, headers, body).await
+    handle_body_as(node, headers, body, principal).await
 }
 
-/// Handles a POST body whose transport checks already passed (the fuzzing entry point).
+/// Handles a POST body whose transport checks already passed (the fuzzing entry point). No
+/// principal: with auth on, every request is refused with 401.
 pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> Response<Body> {
+    handle_body_as(node, headers, body, None).await
+}
+
+/// [`handle_body`] for an authenticated `principal` (`None` with auth off).
+pub async fn handle_body_as(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    body: Bytes,
+    principal: Option<&Principal>,
+) -> Response<Body> {
     let raw: Box<RawValue> = match serde_json::from_slice(&body) {
         Ok(raw) => raw,
         Err(e) => {
@@ -145,6 +272,16 @@ pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> R
         }
     };
     if raw.get().trim_start().starts_with('[') {
+        if node.auth.is_some() {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get()).unwrap_or_default();
+            let msgs: Vec<Incoming> = items
+                .iter()
+                .filter_map(|i| jsonrpc::parse_message(i).ok())
+                .collect();
+            if let Err(refusal) = check_scopes(&node, principal, &msgs.iter().collect::<Vec<_>>()) {
+                return refusal;
+            }
+        }
         return legacy::post_batch(node, headers, &raw).await;
     }
     let msg = match jsonrpc::parse_message(&raw) {
@@ -154,6 +291,9 @@ pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> R
             return reply::rpc_error(StatusCode::BAD_REQUEST, e.id.as_ref(), &e.error);
         }
     };
+    if let Err(refusal) = check_scopes(&node, principal, &[&msg]) {
+        return refusal;
+    }
     let header_version = header(headers, PROTOCOL_VERSION);
     let is_initialize = matches!(&msg, Incoming::Request(r) if r.method == "initialize");
     let meta_version = match &msg {
@@ -169,6 +309,6 @@ pub async fn handle_body(node: Arc<Node>, headers: &HeaderMap, body: Bytes) -> R
     if header_is_modern || (!is_initialize && meta_version) {
         modern::post(node, headers, msg).await
     } else {
-        legacy::post(node, headers, msg).await
+        legacy::post(node, headers, msg, principal).await
     }
 }

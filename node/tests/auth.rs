@@ -1,0 +1,618 @@
+//! Client authentication, black-box: a node with `auth.enabled` in front of a stand-in issuer
+//! (OAuth metadata + JWKS over HTTP on 127.0.0.1, an ES256 key made here). What a real
+//! authorization server and real SDK clients do is in `e2e/auth/` (Keycloak); this file pins
+//! every refusal and its exact response.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::{ACCEPT_BOTH, JSON, send, send_with};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use mcp_node::auth::AuthOutcome;
+use mcpcluster_api::NodeConfig;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A stand-in issuer: RFC 8414 metadata and a JWKS with one ES256 key; counts key set fetches.
+struct Issuer {
+    url: String,
+    key: EncodingKey,
+    /// The public key as JWK parameters (for the HS256-with-the-public-key attack).
+    public_jwk: Value,
+    jwks_hits: Arc<AtomicUsize>,
+}
+
+impl Issuer {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        let raw = pair.public_key_raw(); // 0x04 || x || y
+        let public_jwk = json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "k1",
+            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+        });
+        let key = EncodingKey::from_ec_der(&pair.serialize_der());
+        let jwks_hits = Arc::new(AtomicUsize::new(0));
+        let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")}).to_string();
+        let jwks = json!({"keys": [
+            public_jwk,
+            // An encryption key and a shared secret: never used to verify.
+            {"kty": "RSA", "use": "enc", "kid": "e1", "n": "AQAB", "e": "AQAB"},
+            {"kty": "oct", "kid": "s1", "k": "c2VjcmV0"},
+        ]})
+        .to_string();
+        let hits = jwks_hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let (metadata, jwks, hits) = (metadata.clone(), jwks.clone(), hits.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = s.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let (status, body) = match path.as_str() {
+                        "/.well-known/oauth-authorization-server" => ("200 OK", metadata),
+                        "/jwks" => {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            ("200 OK", jwks)
+                        }
+                        _ => ("404 Not Found", "{}".to_owned()),
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        Self {
+            url,
+            key,
+            public_jwk,
+            jwks_hits,
+        }
+    }
+
+    fn claims(&self, sub: &str, aud: &str, scope: &str) -> Value {
+        let now = now();
+        json!({"iss": self.url, "sub": sub, "aud": aud, "scope": scope, "iat": now, "exp": now + 300})
+    }
+
+    fn sign(&self, claims: &Value, kid: &str) -> String {
+        let mut h = Header::new(Algorithm::ES256);
+        h.kid = Some(kid.into());
+        jsonwebtoken::encode(&h, claims, &self.key).expect("sign")
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+const RESOURCE: &str = "http://127.0.0.1:1/mcp";
+
+fn config(issuer: &Issuer) -> NodeConfig {
+    let mut c = NodeConfig::default();
+    let a = &mut c.auth;
+    a.enabled = true;
+    a.issuer = issuer.url.clone();
+    a.resource = RESOURCE.into();
+    a.required_scopes = vec!["mcp:tools".into()];
+    a.scopes
+        .tools
+        .insert("test_simple_text".into(), vec!["mcp:admin".into()]);
+    a.clock_skew_secs = 5;
+    a.jwks_refresh_min_secs = 30;
+    c
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+async fn initialize_as(addr: SocketAddr, token: &str) -> String {
+    let auth = bearer(token);
+    let r = send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("authorization", &auth)],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.header("mcp-session-id").expect("session id").to_owned()
+}
+
+async fn call(addr: SocketAddr, token: &str, session: Option<&str>, tool: &str) -> common::Reply {
+    let auth = bearer(token);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hi"}}}}}}"#
+    );
+    let mut headers = vec![ACCEPT_BOTH, JSON, ("authorization", auth.as_str())];
+    if let Some(s) = session {
+        headers.push(("mcp-session-id", s));
+    }
+    send(addr, "POST", &headers, &body).await
+}
+
+fn challenge_of(r: &common::Reply) -> &str {
+    r.header("www-authenticate")
+        .unwrap_or_else(|| panic!("no WWW-Authenticate: {r:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_challenges_and_a_valid_token() {
+    let issuer = Issuer::start().await;
+    let node = common::start(config(&issuer)).await;
+    let addr = node.mcp_addr;
+
+    // RFC 9728 metadata at the root and at the path-suffixed URL.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let r = send_with(addr, "GET", path, &[], "", Duration::from_secs(5)).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        let doc = r.json();
+        assert_eq!(doc["resource"], RESOURCE);
+        assert_eq!(doc["authorization_servers"], json!([issuer.url]));
+        assert_eq!(doc["scopes_supported"], json!(["mcp:tools"]));
+        assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    }
+
+    // No token: 401, no error code, where the metadata is and what to ask for.
+    let r = send(addr, "POST", &[ACCEPT_BOTH, JSON], INIT).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    assert_eq!(
+        challenge_of(&r),
+        "Bearer scope=\"mcp:tools\", resource_metadata=\"http://127.0.0.1:1/.well-known/oauth-protected-resource/mcp\""
+    );
+    // Another scheme is no bearer token either; GET and DELETE are guarded too.
+    let r = send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("authorization", "Basic dTpw")],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert!(!challenge_of(&r).contains("error="), "{r:?}");
+    for m in ["GET", "DELETE"] {
+        let r = send(
+            addr,
+            m,
+            &[("accept", "text/event-stream"), ("mcp-session-id", "00")],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 401, "{m}: {r:?}");
+    }
+
+    // A valid token: a session, tools called; a tool needing another scope: 403 naming it.
+    let token = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let session = initialize_as(addr, &token).await;
+    let r = call(addr, &token, Some(&session), "echo").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("hi"), "{r:?}");
+    let r = call(addr, &token, Some(&session), "test_simple_text").await;
+    assert_eq!(r.status, 403, "{r:?}");
+    let c = challenge_of(&r);
+    assert!(c.starts_with("Bearer error=\"insufficient_scope\""), "{c}");
+    assert!(
+        c.contains("scope=\"mcp:tools mcp:admin\""),
+        "every scope the call needs: {c}"
+    );
+    assert!(c.contains("resource_metadata=\"http://127.0.0.1:1/"), "{c}");
+    // With the scope, the same call passes.
+    let admin = issuer.sign(
+        &issuer.claims("alice", RESOURCE, "mcp:tools mcp:admin"),
+        "k1",
+    );
+    let r = call(addr, &admin, Some(&session), "test_simple_text").await;
+    assert_eq!(r.status, 200, "same principal, more scopes: {r:?}");
+
+    // 2026-07-28: every request is checked on its own.
+    let modern = format!(
+        r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"m"}},{}}}}}"#,
+        common::modern_meta()
+    );
+    let mh = [
+        ACCEPT_BOTH,
+        JSON,
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "echo"),
+    ];
+    let r = send(addr, "POST", &mh, &modern).await;
+    assert_eq!(r.status, 401, "{r:?}");
+    let auth = bearer(&token);
+    let mut with = mh.to_vec();
+    with.push(("authorization", &auth));
+    let r = send(addr, "POST", &with, &modern).await;
+    assert_eq!(r.status, 200, "{r:?}");
+
+    let m = &node.node.metrics.auth;
+    assert_eq!(m.requests(AuthOutcome::insufficient_scope), 1);
+    assert!(m.requests(AuthOutcome::missing_token) >= 4);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_are_refused_with_the_reason() {
+    let issuer = Issuer::start().await;
+    let node = common::start(config(&issuer)).await;
+    let addr = node.mcp_addr;
+    let good = issuer.claims("alice", RESOURCE, "mcp:tools");
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = good.clone();
+        f(&mut c);
+        c
+    };
+    let none_token = format!(
+        "{}.{}.",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(good.to_string())
+    );
+    // The public key used as an HMAC secret (algorithm confusion).
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let confused = jsonwebtoken::encode(
+        &hs,
+        &good,
+        &EncodingKey::from_secret(issuer.public_jwk.to_string().as_bytes()),
+    )
+    .expect("sign");
+    let tampered = {
+        let t = issuer.sign(&good, "k1");
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        parts[1] = URL_SAFE_NO_PAD.encode(with(&|c| c["sub"] = json!("mallory")).to_string());
+        parts.join(".")
+    };
+    let cases: Vec<(&str, String, AuthOutcome, &str)> = vec![
+        (
+            "expired",
+            issuer.sign(&with(&|c| c["exp"] = json!(now() - 60)), "k1"),
+            AuthOutcome::expired,
+            "expired",
+        ),
+        (
+            "not yet valid",
+            issuer.sign(&with(&|c| c["nbf"] = json!(now() + 120)), "k1"),
+            AuthOutcome::not_yet_valid,
+            "not valid yet",
+        ),
+        (
+            "wrong audience",
+            issuer.sign(&with(&|c| c["aud"] = json!("http://127.0.0.1:2/mcp")), "k1"),
+            AuthOutcome::wrong_audience,
+            "audience",
+        ),
+        (
+            "wrong issuer",
+            issuer.sign(&with(&|c| c["iss"] = json!("http://evil.example")), "k1"),
+            AuthOutcome::wrong_issuer,
+            "not issued by",
+        ),
+        (
+            "unknown key",
+            issuer.sign(&good, "k-unknown"),
+            AuthOutcome::unknown_key,
+            "key the issuer does not publish",
+        ),
+        (
+            "alg none",
+            none_token,
+            AuthOutcome::bad_algorithm,
+            "algorithm",
+        ),
+        (
+            "HS256 with the public key",
+            confused,
+            AuthOutcome::bad_algorithm,
+            "algorithm",
+        ),
+        (
+            "tampered claims",
+            tampered,
+            AuthOutcome::bad_signature,
+            "signature",
+        ),
+        (
+            "no sub",
+            issuer.sign(
+                &with(&|c| {
+                    if let Some(o) = c.as_object_mut() {
+                        o.remove("sub");
+                    }
+                }),
+                "k1",
+            ),
+            AuthOutcome::missing_claim,
+            "sub",
+        ),
+        (
+            "not a JWT",
+            "abc".into(),
+            AuthOutcome::malformed,
+            "well-formed",
+        ),
+    ];
+    for (what, token, outcome, says) in &cases {
+        let auth = bearer(token);
+        let r = send(
+            addr,
+            "POST",
+            &[ACCEPT_BOTH, JSON, ("authorization", &auth)],
+            INIT,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{what}: {r:?}");
+        let c = challenge_of(&r);
+        assert!(
+            c.starts_with("Bearer error=\"invalid_token\""),
+            "{what}: {c}"
+        );
+        assert!(c.contains(says), "{what}: `{says}` not in {c}");
+        assert!(c.contains("resource_metadata="), "{what}: {c}");
+        assert!(
+            node.node.metrics.auth.requests(*outcome) >= 1,
+            "{what}: not counted as {outcome:?}"
+        );
+    }
+    // An audience list naming us is fine.
+    let listed = issuer.sign(&with(&|c| c["aud"] = json!(["other", RESOURCE])), "k1");
+    let _ = initialize_as(addr, &listed).await;
+    // Two Authorization headers: 400 invalid_request.
+    let a = bearer(&issuer.sign(&good, "k1"));
+    let r = send(
+        addr,
+        "POST",
+        &[
+            ACCEPT_BOTH,
+            JSON,
+            ("authorization", &a),
+            ("authorization", &a),
+        ],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(challenge_of(&r).contains("invalid_request"));
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_key_ids_do_not_hammer_the_issuer() {
+    let issuer = Issuer::start().await;
+    let node = common::start(config(&issuer)).await;
+    let addr = node.mcp_addr;
+    let good = issuer.claims("alice", RESOURCE, "mcp:tools");
+    let _ = initialize_as(addr, &issuer.sign(&good, "k1")).await;
+    let before = issuer.jwks_hits.load(Ordering::SeqCst);
+    assert!(before >= 1, "the key set was fetched");
+    for i in 0..50 {
+        let auth = bearer(&issuer.sign(&good, &format!("random-{i}")));
+        let r = send(
+            addr,
+            "POST",
+            &[ACCEPT_BOTH, JSON, ("authorization", &auth)],
+            INIT,
+        )
+        .await;
+        assert_eq!(r.status, 401, "{r:?}");
+    }
+    let fetched = issuer.jwks_hits.load(Ordering::SeqCst) - before;
+    assert!(
+        fetched <= 1,
+        "50 unknown key ids within jwksRefreshMinSecs: {fetched} fetches (at most 1)"
+    );
+    // A known key still works meanwhile.
+    let _ = initialize_as(addr, &issuer.sign(&good, "k1")).await;
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_answers_only_its_principal() {
+    let issuer = Issuer::start().await;
+    let node = common::start(config(&issuer)).await;
+    let addr = node.mcp_addr;
+    let alice = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let mallory = issuer.sign(&issuer.claims("mallory", RESOURCE, "mcp:tools"), "k1");
+    let session = initialize_as(addr, &alice).await;
+    // Another principal with alice's session id: the 404 of an unknown session.
+    let r = call(addr, &mallory, Some(&session), "echo").await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let unknown = call(
+        addr,
+        &mallory,
+        Some("0123456789abcdef0123456789abcdef"),
+        "echo",
+    )
+    .await;
+    assert_eq!(
+        r.body, unknown.body,
+        "indistinguishable from an unknown session"
+    );
+    let m = format!("Bearer {mallory}");
+    for method in ["GET", "DELETE"] {
+        let r = send(
+            addr,
+            method,
+            &[
+                ("accept", "text/event-stream"),
+                ("mcp-session-id", &session),
+                ("authorization", &m),
+            ],
+            "",
+        )
+        .await;
+        assert_eq!(r.status, 404, "{method}: {r:?}");
+    }
+    assert_eq!(
+        node.node
+            .metrics
+            .auth
+            .requests(AuthOutcome::session_principal_mismatch),
+        3,
+        "POST, GET and DELETE with alice's session id"
+    );
+    // The session is intact for alice (the DELETE above did not end it).
+    let r = call(addr, &alice, Some(&session), "echo").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tools_never_see_the_token() {
+    // A tool endpoint that answers with the request head it got.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let tool_url = format!("http://{}/tool", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+                let body = head
+                    .split("\r\n\r\n")
+                    .next()
+                    .unwrap_or("")
+                    .replace('"', "'");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    let issuer = Issuer::start().await;
+    let mut c = config(&issuer);
+    c.content.tools.push(mcpcluster_api::HttpToolConfig {
+        name: "peek".into(),
+        url: tool_url,
+        ..Default::default()
+    });
+    let node = common::start(c).await;
+    let token = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let session = initialize_as(node.mcp_addr, &token).await;
+    let r = call(node.mcp_addr, &token, Some(&session), "peek").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("post /tool"), "the tool was called: {r:?}");
+    assert!(
+        !r.body.contains("authorization"),
+        "the token reached the tool: {r:?}"
+    );
+    assert!(!r.body.contains(&token[..20]), "{r:?}");
+    node.shutdown().await;
+}
+
+fn live_members(n: &mcp_node::Running) -> usize {
+    n.node
+        .cluster
+        .get()
+        .expect("clustered")
+        .view
+        .borrow()
+        .iter()
+        .filter(|m| m.state.is_live() && m.meta.is_some())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session() {
+    use mcp_node::session::SessionId;
+    let issuer = Issuer::start().await;
+    let dir = common::dev_certs("auth-test");
+    let clustered = |name: &str, seeds: &[SocketAddr]| {
+        let mut c = common::cluster_config(name, &dir, seeds);
+        c.auth = config(&issuer).auth;
+        c.shutdown_grace_secs = 1;
+        c
+    };
+    let a = common::start_config(clustered("auth-a", &[])).await;
+    let b = common::start_config(clustered("auth-b", &[common::peer_addr(&a)])).await;
+    let started = std::time::Instant::now();
+    while live_members(&a) < 2 || live_members(&b) < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "no cluster");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let alice = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let mallory = issuer.sign(&issuer.claims("mallory", RESOURCE, "mcp:tools"), "k1");
+    let session = initialize_as(a.mcp_addr, &alice).await;
+    let id = SessionId::parse(&session).expect("id");
+    let copy = b
+        .node
+        .peers
+        .get()
+        .expect("peers")
+        .replicas
+        .get(&id)
+        .expect("b holds a copy");
+    let bound = copy.state.lock().principal.as_deref().copied();
+    assert_eq!(
+        bound,
+        Some(mcp_node::auth::PrincipalId::of(&issuer.url, "alice")),
+        "the replica's copy is bound to alice"
+    );
+    // Through b (forwarded to a, the owner): alice is served, mallory is not.
+    let r = call(b.mcp_addr, &alice, Some(&session), "echo").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = call(b.mcp_addr, &mallory, Some(&session), "echo").await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(
+        a.node
+            .metrics
+            .auth
+            .requests(AuthOutcome::session_principal_mismatch),
+        1,
+        "refused at the owner"
+    );
+    // Without a token nothing is forwarded at all.
+    let r = send(
+        b.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 401, "{r:?}");
+    // A client cannot pose as a verified principal: the header is dropped at the edge.
+    let forged = format!("v1 {} mcp:tools", "00".repeat(32));
+    let auth = bearer(&mallory);
+    let r = send(
+        b.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session), ("authorization", &auth), ("mcpcluster-principal", &forged)],
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{r:?}");
+
+    // a leaves (hand-off): b owns the session now, still bound to alice.
+    a.shutdown().await;
+    let r = call(b.mcp_addr, &mallory, Some(&session), "echo").await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = call(b.mcp_addr, &alice, Some(&session), "echo").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(b.node.sessions.get(&id).is_some(), "b owns it");
+    b.shutdown().await;
+}
