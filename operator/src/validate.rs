@@ -16,7 +16,15 @@ pub const KNOWN_PACKS: &[&str] = &["echo", "conformance"];
 /// The first problem found, as `field: why`.
 pub fn check(cluster: &McpCluster, name: &str) -> Result<(), String> {
     check_name(name)?;
-    check_node(&cluster.spec.node).map_err(|m| format!("spec.node.{m}"))
+    check_node(&cluster.spec.node).map_err(|m| format!("spec.node.{m}"))?;
+    if cluster.spec.node.auth != mcpcluster_api::AuthConfig::default() {
+        return Err("spec.node.auth: client authentication is configured in spec.auth".into());
+    }
+    cluster
+        .spec
+        .auth
+        .validate()
+        .map_err(|(field, why)| format!("spec.auth.{field}: {why}"))
 }
 
 /// Children are named after the cluster: Service names must be DNS-1035 labels (a letter
@@ -180,5 +188,23 @@ mod tests {
         let mut c = cluster();
         c.spec.node.mcp_path = "mcp".into();
         assert!(check(&c, "demo").expect_err("path").contains("mcpPath"));
+    }
+
+    #[test]
+    fn auth_problems_name_the_field() {
+        let mut c = cluster();
+        c.spec.auth.enabled = true;
+        c.spec.auth.issuer = "https://as.example.com/realms/mcp".into();
+        let err = check(&c, "demo").expect_err("no resource");
+        assert!(err.starts_with("spec.auth.resource: required"), "{err}");
+        c.spec.auth.resource = "https://mcp.example.com/mcp".into();
+        assert_eq!(check(&c, "demo"), Ok(()));
+        c.spec.auth.issuer = "http://keycloak.auth.svc/realms/mcp".into();
+        let err = check(&c, "demo").expect_err("plain http");
+        assert!(err.starts_with("spec.auth.issuer: "), "{err}");
+        let mut c = cluster();
+        c.spec.node.auth.enabled = true;
+        let err = check(&c, "demo").expect_err("node.auth");
+        assert!(err.starts_with("spec.node.auth"), "{err}");
     }
 }

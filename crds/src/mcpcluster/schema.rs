@@ -26,6 +26,13 @@ pub(crate) fn node_config_schema(generator: &mut SchemaGenerator) -> Schema {
     Schema::try_from(value).unwrap_or_else(|_| Schema::default())
 }
 
+/// `schema_with` function for `McpClusterSpec::auth`: `AuthConfig`'s schema, made structural.
+pub(crate) fn auth_config_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut value = generator.subschema_for::<crate::AuthConfig>().to_value();
+    make_structural(&mut value);
+    Schema::try_from(value).unwrap_or_else(|_| Schema::default())
+}
+
 /// Applies the adjustments described in the module docs to a schema and all its subschemas.
 fn make_structural(schema: &mut Value) {
     let Value::Object(map) = schema else {

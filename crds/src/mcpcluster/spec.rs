@@ -14,9 +14,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::schema::node_config_schema;
+use super::schema::{auth_config_schema, node_config_schema};
 use super::status::McpClusterStatus;
-use crate::NodeConfig;
+use crate::{AuthConfig, NodeConfig};
 
 /// Image used when `spec.image` is not set: the node built from the same release as these types.
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/mcpcluster/mcp-node:", env!("CARGO_PKG_VERSION"));
@@ -115,6 +115,9 @@ pub const DEFAULT_PEER_PORT: i32 = 7946;
 #[x_kube(validation = Rule::new(
     "!has(self.node) || (!has(self.node.listen) && !has(self.node.adminListen))"
 ).message("node.listen and node.adminListen are set by the operator from spec.ports; set the ports there").field_path(".node"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.node) || !has(self.node.auth)"
+).message("client authentication is configured in spec.auth, not spec.node.auth").field_path(".node.auth"))]
 #[serde(rename_all = "camelCase")]
 pub struct McpClusterSpec {
     /// Desired number of node pods; the scale subresource reads and writes it (`kubectl scale`).
@@ -170,6 +173,14 @@ pub struct McpClusterSpec {
     #[schemars(schema_with = "node_config_schema")]
     pub node: NodeConfig,
 
+    /// OAuth 2.1 client authentication (MCP's authorization specification): the node's `auth`
+    /// section, rendered into its configuration. Off by default. With it on, every MCP request
+    /// needs an access token from `issuer` whose audience is `resource` (the URL clients use for
+    /// the MCP endpoint, behind whatever Ingress or load balancer exposes it).
+    #[serde(default, skip_serializing_if = "is_default_auth")]
+    #[schemars(schema_with = "auth_config_schema")]
+    pub auth: AuthConfig,
+
     /// Additions to the node pods' template.
     #[serde(default)]
     pub pod_template: PodTemplateOverrides,
@@ -195,6 +206,7 @@ impl Default for McpClusterSpec {
             ports: PortsSpec::default(),
             tls: TlsSpec::default(),
             node: NodeConfig::default(),
+            auth: AuthConfig::default(),
             pod_template: PodTemplateOverrides::default(),
             pod_disruption_budget: PodDisruptionBudgetSpec::default(),
             service: ServiceSpec::default(),
@@ -218,6 +230,10 @@ impl McpClusterSpec {
                 .max(0)
         }
     }
+}
+
+fn is_default_auth(auth: &AuthConfig) -> bool {
+    *auth == AuthConfig::default()
 }
 
 fn is_default_node(node: &NodeConfig) -> bool {

@@ -294,6 +294,9 @@ fn cel_accepts_the_defaults_and_ordinary_specs() {
         json!({ "podDisruptionBudget": { "maxUnavailable": 0 } }),
         json!({ "ports": { "mcp": 80, "admin": 81, "peer": 82 } }),
         json!({ "node": { "packs": ["echo"], "limits": { "maxSessions": 10 } } }),
+        json!({ "auth": { "enabled": true, "issuer": "https://as.example.com",
+                          "resource": "https://mcp.example.com/mcp",
+                          "scopes": { "tools": { "*": ["mcp:tools"] } } } }),
     ] {
         assert_eq!(
             cel_errors(&cluster(spec.clone())),
@@ -326,6 +329,10 @@ fn cel_refuses_cross_field_mistakes() {
         (
             json!({ "node": { "listen": "0.0.0.0:8080" } }),
             "set by the operator from spec.ports",
+        ),
+        (
+            json!({ "node": { "auth": { "enabled": true } } }),
+            "configured in spec.auth, not spec.node.auth",
         ),
         (
             json!({ "podDisruptionBudget": { "maxUnavailable": "half" } }),

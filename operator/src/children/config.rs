@@ -2,7 +2,7 @@
 //! so there is no second definition) with what the operator owns filled in: `listen` /
 //! `adminListen` from `spec.ports`, and the `cluster` section: clustering on, the peer port,
 //! seeds from the headless Service's DNS name, the certificates from the mounted TLS Secret,
-//! and the name peer certificates are verified against. The node takes its name
+//! and the name peer certificates are verified against; `auth` is `spec.auth`. The node takes its name
 //! (`MCP_NODE_NAME`) and its advertised address (`POD_IP`) from the pod's environment.
 
 use std::collections::BTreeMap;
@@ -23,6 +23,7 @@ pub const CONFIG_DIR: &str = "/etc/mcp-node";
 /// clustered with its peers through the headless Service.
 pub fn render(spec: &McpClusterSpec, names: &Names) -> Result<String, serde_yaml_ng::Error> {
     let mut node = spec.node.clone();
+    node.auth = spec.auth.clone();
     node.listen = format!("0.0.0.0:{}", spec.ports.mcp);
     node.admin_listen = format!("0.0.0.0:{}", spec.ports.admin);
     let peers_domain = format!("{}.{}.svc", names.peers, names.namespace);
@@ -86,12 +87,20 @@ mod tests {
         spec.node.limits.max_sessions = 1234;
         spec.ports.peer = 7000;
         spec.node.cluster.membership.probe_period_ms = 500;
+        spec.auth.enabled = true;
+        spec.auth.issuer = "https://as.example.com".into();
+        spec.auth.resource = "https://mcp.example.com/mcp".into();
+        spec.auth.required_scopes = vec!["mcp:tools".into()];
         let c = cluster(spec.clone());
         let text = render(&spec, &Names::of(&c)).expect("renders");
         let parsed: NodeConfig = serde_yaml_ng::from_str(&text).expect("the node's type parses it");
         assert_eq!(parsed.listen, "0.0.0.0:8000");
         assert_eq!(parsed.admin_listen, "0.0.0.0:9000");
         assert_eq!(parsed.limits.max_sessions, 1234);
+        assert_eq!(
+            parsed.auth, spec.auth,
+            "spec.auth becomes the node's auth section"
+        );
         let cl = &parsed.cluster;
         assert!(cl.enabled);
         assert_eq!(cl.peer_listen, "0.0.0.0:7000");
