@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol fuzz bench-memory bench-memory-peers bench-node bench-cluster clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit e2e-protocol e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -36,6 +36,9 @@ fmt: ## Format the code
 
 e2e-protocol: build ## Conformance suite (both eras) and real SDK clients against a real node
 	e2e/protocol.sh target/debug/mcp-node
+
+e2e-auth: build ## OAuth 2.1: a node with auth on, Keycloak (from Maven Central, cached) and the real SDK clients (client_credentials, both eras); expired, wrong audience/issuer, unknown key, alg none, missing scope, session hijack refused
+	e2e/auth/run.sh target/debug/mcp-node
 
 # --- The cluster layer with real processes (node/tests/cluster_processes.rs)
 .PHONY: e2e-cluster

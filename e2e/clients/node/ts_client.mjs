@@ -13,6 +13,11 @@
 //                           initialize is detected and FAILS.
 //   --sdk v1  @modelcontextprotocol/sdk 1.x (legacy only; the most deployed client).
 //
+// With MCP_E2E_OAUTH_CLIENT_ID / _CLIENT_SECRET / _ISSUER (and optionally _SCOPE) set, the
+// transport authenticates with the SDK's own ClientCredentialsProvider: a 401 leads it to the
+// server's Protected Resource Metadata, the issuer's metadata and a client_credentials token
+// (e2e/auth/run.sh).
+//
 // Checks: connect, tools/list (has echo + test_simple_text), tools/call echo
 // {"text":"hello"} (text contains "hello"), tools/call test_simple_text (has text),
 // resources/list, prompts/list, close. Exit 0 if all pass, 1 on the first failure,
@@ -44,14 +49,15 @@ const nm = process.env.MCP_E2E_NODE_MODULES;
 if (!nm) usage('MCP_E2E_NODE_MODULES is not set; run e2e/clients/install.sh');
 const req = createRequire(path.join(nm, '..', 'package.json'));
 
-let Client, StreamableHTTPClientTransport, version;
+let Client, StreamableHTTPClientTransport, ClientCredentialsProvider, version;
 try {
   if (sdk === 'v2') {
-    ({ Client, StreamableHTTPClientTransport } = req('@modelcontextprotocol/client'));
+    ({ Client, StreamableHTTPClientTransport, ClientCredentialsProvider } = req('@modelcontextprotocol/client'));
     version = req(path.join(nm, '@modelcontextprotocol/client/package.json')).version;
   } else {
     ({ Client } = req('@modelcontextprotocol/sdk/client/index.js'));
     ({ StreamableHTTPClientTransport } = req('@modelcontextprotocol/sdk/client/streamableHttp.js'));
+    ({ ClientCredentialsProvider } = req('@modelcontextprotocol/sdk/client/auth-extensions.js'));
     version = req(path.join(nm, '@modelcontextprotocol/sdk/package.json')).version;
   }
 } catch (e) {
@@ -89,7 +95,15 @@ const callTool = (params) =>
 let current = 'connect';
 const clientOpts = sdk === 'v2' ? { versionNegotiation: { mode: era === 'modern' ? 'auto' : 'legacy' } } : {};
 const client = new Client({ name: 'mcpcluster-e2e', version: '0.0.0' }, clientOpts);
-const transport = new StreamableHTTPClientTransport(new URL(url));
+const oauth = process.env.MCP_E2E_OAUTH_CLIENT_ID
+  ? new ClientCredentialsProvider({
+      clientId: process.env.MCP_E2E_OAUTH_CLIENT_ID,
+      clientSecret: process.env.MCP_E2E_OAUTH_CLIENT_SECRET ?? '',
+      scope: process.env.MCP_E2E_OAUTH_SCOPE || undefined,
+      expectedIssuer: process.env.MCP_E2E_OAUTH_ISSUER,
+    })
+  : undefined;
+const transport = new StreamableHTTPClientTransport(new URL(url), oauth ? { authProvider: oauth } : {});
 let rc = 0;
 const overall = setTimeout(() => {
   console.log(`  FAIL ${label} ${current}: overall timeout (${(6 * TIMEOUT_MS) / 1000}s)`);

@@ -53,6 +53,48 @@ def text_of(result: Any) -> list[str]:
     return [c.text for c in (result.content or []) if getattr(c, "type", None) == "text"]
 
 
+class MemoryTokens:
+    """TokenStorage kept in memory for one run."""
+
+    def __init__(self) -> None:
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self):  # noqa: ANN201
+        return self.tokens
+
+    async def set_tokens(self, tokens) -> None:  # noqa: ANN001
+        self.tokens = tokens
+
+    async def get_client_info(self):  # noqa: ANN201
+        return self.client_info
+
+    async def set_client_info(self, client_info) -> None:  # noqa: ANN001
+        self.client_info = client_info
+
+
+def http_client_for(url: str):  # noqa: ANN201
+    """None, or (MCP_E2E_OAUTH_* set) an HTTP client that authenticates with the SDK's
+    ClientCredentialsOAuthProvider (401 -> Protected Resource Metadata -> issuer -> token)."""
+    import os
+
+    client_id = os.environ.get("MCP_E2E_OAUTH_CLIENT_ID")
+    if not client_id:
+        return None
+    from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    provider = ClientCredentialsOAuthProvider(
+        server_url=url,
+        storage=MemoryTokens(),
+        client_id=client_id,
+        client_secret=os.environ.get("MCP_E2E_OAUTH_CLIENT_SECRET", ""),
+        scopes=os.environ.get("MCP_E2E_OAUTH_SCOPE") or None,
+        issuer=os.environ.get("MCP_E2E_OAUTH_ISSUER"),
+    )
+    return create_mcp_http_client(auth=provider)
+
+
 async def main_async(url: str, label: str) -> int:
     from datetime import timedelta
 
@@ -70,7 +112,11 @@ async def main_async(url: str, label: str) -> int:
 
     try:
         with anyio.fail_after(TIMEOUT_S * 6):
-            async with streamable_http_client(url) as (read, write, get_session_id):
+            async with streamable_http_client(url, http_client=http_client_for(url)) as (
+                read,
+                write,
+                get_session_id,
+            ):
                 async with ClientSession(read, write, read_timeout_seconds=timedelta(seconds=TIMEOUT_S)) as session:
                     init = await session.initialize()
                     sid = get_session_id()

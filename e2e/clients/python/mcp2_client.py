@@ -10,6 +10,10 @@ Usage: python mcp2_client.py URL --era legacy|modern
                  If the probe fails the SDK silently falls back to initialize;
                  we detect that and FAIL.
 
+With MCP_E2E_OAUTH_CLIENT_ID / _CLIENT_SECRET / _ISSUER (and optionally _SCOPE) set, the
+transport's HTTP client authenticates with the SDK's ClientCredentialsOAuthProvider (a 401
+leads it to the Protected Resource Metadata, the issuer's metadata and a token).
+
 Checks: connect, tools/list (has echo + test_simple_text), tools/call echo
 {"text":"hello"} (text contains "hello"), tools/call test_simple_text (has text),
 resources/list, prompts/list. Exit 0 if all pass, 1 on the first failure
@@ -58,6 +62,48 @@ def text_of(result: Any) -> list[str]:
     return [c.text for c in (result.content or []) if getattr(c, "type", None) == "text"]
 
 
+class MemoryTokens:
+    """TokenStorage kept in memory for one run."""
+
+    def __init__(self) -> None:
+        self.tokens = None
+        self.client_info = None
+
+    async def get_tokens(self):  # noqa: ANN201
+        return self.tokens
+
+    async def set_tokens(self, tokens) -> None:  # noqa: ANN001
+        self.tokens = tokens
+
+    async def get_client_info(self):  # noqa: ANN201
+        return self.client_info
+
+    async def set_client_info(self, client_info) -> None:  # noqa: ANN001
+        self.client_info = client_info
+
+
+def server_of(url: str) -> Any:
+    """The URL itself, or (MCP_E2E_OAUTH_* set) a transport whose HTTP client authenticates."""
+    import os
+
+    client_id = os.environ.get("MCP_E2E_OAUTH_CLIENT_ID")
+    if not client_id:
+        return url
+    from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    provider = ClientCredentialsOAuthProvider(
+        server_url=url,
+        storage=MemoryTokens(),
+        client_id=client_id,
+        client_secret=os.environ.get("MCP_E2E_OAUTH_CLIENT_SECRET", ""),
+        scope=os.environ.get("MCP_E2E_OAUTH_SCOPE") or None,
+        issuer=os.environ.get("MCP_E2E_OAUTH_ISSUER"),
+    )
+    return streamable_http_client(url, http_client=create_mcp_http_client(auth=provider))
+
+
 async def main_async(url: str, era: str, label: str) -> int:
     import anyio
     from mcp import Client
@@ -76,7 +122,7 @@ async def main_async(url: str, era: str, label: str) -> int:
         # (No per-step cancel scopes around __aenter__: anyio forbids exiting a
         # cancel scope while the transport's task group it opened lives on.)
         with anyio.fail_after(STEP_TIMEOUT_S * 6):
-            async with Client(url, mode=mode, read_timeout_seconds=STEP_TIMEOUT_S) as client:
+            async with Client(server_of(url), mode=mode, read_timeout_seconds=STEP_TIMEOUT_S) as client:
                 pv = client.protocol_version
                 info = client.server_info
                 who = f"{info.name} {info.version}" if info else "anonymous server"
