@@ -17,7 +17,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -76,7 +76,7 @@ clean: ## Remove build output
 	$(CARGO) clean
 
 # --- Kubernetes packaging and the e2e control plane (e2e/k8s/, image/, helm/, manifests/)
-.PHONY: k8s-tools k8s-up k8s-down image helm-lint manifests manifests-check e2e-chart e2e-kind
+.PHONY: k8s-tools k8s-up k8s-down image helm-lint manifests manifests-check e2e-chart e2e-kind e2e-k8s-auth
 
 k8s-tools: ## Build kube-apiserver/-controller-manager/-scheduler, etcd, kwok, kwokctl, helm from Go modules (cached)
 	e2e/k8s/install.sh
@@ -103,6 +103,9 @@ e2e-chart: k8s-up ## manifests/ and helm install on the local control plane; RBA
 	$(CARGO) build -p mcp-operator
 	e2e/k8s/cluster.sh smoke
 	e2e/k8s/chart.sh --operator target/debug/mcp-operator
+
+e2e-k8s-auth: k8s-tools ## An McpCluster with spec.auth on the local control plane: Keycloak, the operator, real nodes; SDK clients with tokens, a session through another node for its principal only
+	e2e/k8s/auth.sh
 
 e2e-kind: ## For users with Docker + kind (not run in CI): image, kind cluster, helm install
 	e2e/k8s/kind.sh
