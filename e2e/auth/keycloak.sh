@@ -35,7 +35,12 @@ install() {
     mvn -q -B dependency:copy -Dartifact="org.keycloak:keycloak-quarkus-dist:$KEYCLOAK_VERSION:zip" \
         -DoutputDirectory="$tmp" >&2
     rm -rf "$CACHE"
-    (cd "$tmp" && unzip -q "keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip")
+    if command -v unzip >/dev/null; then
+        (cd "$tmp" && unzip -q "keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip")
+    else
+        (cd "$tmp" && python3 -m zipfile -e "keycloak-quarkus-dist-$KEYCLOAK_VERSION.zip" .)
+        chmod +x "$tmp/keycloak-$KEYCLOAK_VERSION"/bin/*.sh
+    fi
     mv "$tmp/keycloak-$KEYCLOAK_VERSION" "$CACHE"
     rm -rf "$tmp"
     log "building (Quarkus augmentation, about a minute)"
