@@ -53,7 +53,7 @@ pub async fn handle_hop(
         && auth.is_metadata_path(path)
     {
         return match method {
-            Method::GET | Method::HEAD => crate::auth::challenge::metadata(&auth.settings),
+            Method::GET => crate::auth::challenge::metadata(&auth.settings),
             _ => reply::method_not_allowed("GET"),
         };
     }
