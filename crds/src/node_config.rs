@@ -87,6 +87,29 @@ pub struct LimitsConfig {
     pub retry_after_secs: u32,
     /// Seconds a server→client request (sampling, elicitation) waits for its answer. Default 60.
     pub client_request_timeout_secs: u64,
+    /// Bytes all connections together may hold in request buffers (heads and bodies being read
+    /// or handled); a request that would exceed it gets 503 + `Retry-After` before its body is
+    /// read. Bounds the memory slow or stalled uploads can take. Default 64 MiB: 16 bodies of
+    /// the default `maxBodyBytes`, or ~60,000 requests of 1 KiB at once. At least
+    /// `maxBodyBytes` + 128 KiB, so one request of the largest size always fits.
+    pub max_buffered_request_bytes: u64,
+    /// Seconds a keep-alive connection may stay idle between requests before the node closes
+    /// it (SSE streams are not idle). Default 75: longer than the 60 s after which common
+    /// proxies and load balancers (nginx upstream keep-alive, AWS ALB) drop an idle backend
+    /// connection, so they close first and never send into a closing one; short enough that
+    /// clients that vanish give their connection slot back within a minute or two.
+    pub idle_timeout_secs: u64,
+    /// Seconds from a request's first byte until its head (request line and headers) is
+    /// complete; 408 after that (slow-header clients, "slowloris"). Default 10.
+    pub request_head_timeout_secs: u64,
+    /// Seconds from a request's first byte until its body is complete; 408 after that.
+    /// Default 30.
+    pub request_timeout_secs: u64,
+    /// Seconds a client connection is silent before TCP keepalive probes start (then every
+    /// 10 s, 3 probes), and, with 30 s added, how long sent data may stay unacknowledged
+    /// (`TCP_USER_TIMEOUT`): a client that vanished is noticed on idle and on streaming
+    /// connections. 0 turns both off. Default 60.
+    pub tcp_keepalive_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -104,7 +127,64 @@ impl Default for LimitsConfig {
             max_inflight_requests: 10_000,
             retry_after_secs: 1,
             client_request_timeout_secs: 60,
+            max_buffered_request_bytes: 64 * 1024 * 1024,
+            idle_timeout_secs: 75,
+            request_head_timeout_secs: 10,
+            request_timeout_secs: 30,
+            tcp_keepalive_secs: 60,
         }
+    }
+}
+
+impl LimitsConfig {
+    /// Longest timeout the edge limits accept (one day), so deadlines never overflow.
+    pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+    /// Head room `maxBufferedRequestBytes` needs above `maxBodyBytes` (a request head and its
+    /// read buffer).
+    pub const BUFFERED_HEAD_ROOM: u64 = 128 * 1024;
+
+    /// Checks the HTTP edge limits (timeouts, the buffered-request budget, TCP keepalive),
+    /// shared by the node and the operator: `Err((field, problem))`.
+    pub fn validate_edge(&self) -> Result<(), (&'static str, String)> {
+        let timeouts = [
+            ("limits.idleTimeoutSecs", self.idle_timeout_secs),
+            (
+                "limits.requestHeadTimeoutSecs",
+                self.request_head_timeout_secs,
+            ),
+            ("limits.requestTimeoutSecs", self.request_timeout_secs),
+        ];
+        for (field, secs) in timeouts {
+            if !(1..=Self::MAX_TIMEOUT_SECS).contains(&secs) {
+                return Err((
+                    field,
+                    format!("must be between 1 and {} seconds", Self::MAX_TIMEOUT_SECS),
+                ));
+            }
+        }
+        if self.request_timeout_secs < self.request_head_timeout_secs {
+            return Err((
+                "limits.requestTimeoutSecs",
+                "must be at least limits.requestHeadTimeoutSecs".into(),
+            ));
+        }
+        let needed = u64::from(self.max_body_bytes) + Self::BUFFERED_HEAD_ROOM;
+        if self.max_buffered_request_bytes < needed {
+            return Err((
+                "limits.maxBufferedRequestBytes",
+                format!(
+                    "must be at least limits.maxBodyBytes + 128 KiB ({needed}), so one request of the largest size fits"
+                ),
+            ));
+        }
+        // Linux caps TCP_KEEPIDLE at 32767 s.
+        if self.tcp_keepalive_secs > 32_767 {
+            return Err((
+                "limits.tcpKeepaliveSecs",
+                "must be at most 32767 (0 turns keepalive off)".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -196,6 +196,9 @@ impl Settings {
         if limits.session_idle_ttl_secs == 0 {
             return Err(field("limits.sessionIdleTtlSecs", "must be at least 1"));
         }
+        limits
+            .validate_edge()
+            .map_err(|(name, message)| field(name, message))?;
         for (i, r) in config.content.resources.iter().enumerate() {
             if r.uri.is_empty() || !r.uri.contains(':') {
                 return Err(field(
@@ -383,6 +386,40 @@ mod tests {
         assert!(err.to_string().contains("`auth.algorithms`"), "{err}");
         c.auth.algorithms = vec![];
         assert!(Settings::validate(c).expect("valid").auth.is_some());
+    }
+
+    #[test]
+    fn edge_limits_are_validated_with_the_field_named() {
+        let refused = |edit: fn(&mut NodeConfig), field: &str| {
+            let mut c = NodeConfig::default();
+            edit(&mut c);
+            let err = Settings::validate(c).expect_err("invalid").to_string();
+            assert!(err.contains(field), "{field}: {err}");
+        };
+        refused(|c| c.limits.idle_timeout_secs = 0, "limits.idleTimeoutSecs");
+        refused(
+            |c| c.limits.request_head_timeout_secs = u64::MAX,
+            "limits.requestHeadTimeoutSecs",
+        );
+        refused(
+            |c| c.limits.request_timeout_secs = 5,
+            "limits.requestTimeoutSecs",
+        );
+        refused(
+            |c| c.limits.max_buffered_request_bytes = 4 * 1024 * 1024,
+            "limits.maxBufferedRequestBytes",
+        );
+        refused(
+            |c| c.limits.tcp_keepalive_secs = 40_000,
+            "limits.tcpKeepaliveSecs",
+        );
+        let parsed = parse_config(
+            "limits:\n  idleTimeoutSecs: 5\n  maxBufferedRequestBytes: 8000000\n  tcpKeepaliveSecs: 0\n",
+        )
+        .expect("parses");
+        let s = Settings::validate(parsed).expect("valid");
+        assert_eq!(s.config.limits.idle_timeout_secs, 5);
+        assert_eq!(s.config.limits.tcp_keepalive_secs, 0);
     }
 
     #[test]

@@ -109,6 +109,8 @@ fn check_node(c: &NodeConfig) -> Result<(), String> {
     if !(l.session_rate_per_sec.is_finite() && l.session_rate_per_sec > 0.0) {
         return Err("limits.sessionRatePerSec: must be a positive number".into());
     }
+    l.validate_edge()
+        .map_err(|(field, problem)| format!("{field}: {problem}"))?;
     for (i, r) in c.content.resources.iter().enumerate() {
         if !r.uri.contains(':') {
             return Err(format!(
