@@ -33,7 +33,6 @@ pub mod telemetry;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -114,7 +113,7 @@ pub async fn start_with(
                 stopped(rx).await;
                 // Unconditionally, unlike `begin_drain`: streams opened since a `POST /drain`
                 // must end too.
-                drain_node.draining.store(true, Ordering::Release);
+                drain_node.set_draining(true);
                 drain_node.end_streams();
             }
         };

@@ -85,6 +85,26 @@ pub enum Reason {
     unsupported_media_type,
     method_not_allowed,
     draining,
+    /// The node's budget for buffered request bytes was spent (503).
+    body_budget,
+    /// The request head or body did not arrive in time (408).
+    request_timeout,
+}
+
+/// Why the node closed a client connection (one the client closed counts as `client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types, missing_docs)]
+pub enum CloseReason {
+    /// The client closed or reset it, or left during a streamed answer.
+    client,
+    /// Idle between requests for `limits.idleTimeoutSecs`.
+    idle_timeout,
+    /// The node is draining (after a last answer, or idle past the drain grace).
+    drain,
+    /// After an answer with `Connection: close` the client asked for (or HTTP/1.0).
+    finished,
+    /// After refusing a request that could not be read (400/408/413/431/501/503).
+    refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -103,6 +123,11 @@ struct ReasonLabels {
     reason: Reason,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CloseLabels {
+    reason: CloseReason,
+}
+
 /// All metrics of a node.
 #[derive(Debug)]
 pub struct Metrics {
@@ -111,12 +136,17 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Client TCP connections accepted since start.
     pub connections_accepted: Counter,
+    /// Connection tasks that panicked (a bug; the connection was closed, its slot released).
+    pub connection_panics: Counter,
     /// Live legacy sessions.
     pub sessions: Gauge,
     /// Open SSE streams (GET streams, SSE responses, subscriptions/listen).
     pub streams: Gauge,
     /// Requests being handled now.
     pub inflight: Gauge,
+    /// Bytes held by request buffers (heads and bodies being read or handled).
+    pub buffered_request_bytes: Gauge,
+    closes: Family<CloseLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<MethodLabels, Histogram>,
     rejections: Family<ReasonLabels, Counter>,
@@ -138,9 +168,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("mcp");
         let connections = Gauge::default();
         let connections_accepted = Counter::default();
+        let connection_panics = Counter::default();
         let sessions = Gauge::default();
         let streams = Gauge::default();
         let inflight = Gauge::default();
+        let buffered_request_bytes = Gauge::default();
+        let closes = Family::<CloseLabels, Counter>::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<MethodLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
@@ -160,6 +193,11 @@ impl Metrics {
             connections_accepted.clone(),
         );
         registry.register(
+            "connection_panics",
+            "Connection tasks that panicked (a bug: the connection was closed and its resources released)",
+            connection_panics.clone(),
+        );
+        registry.register(
             "sessions",
             "Live legacy (2025-11-25 and earlier) sessions",
             sessions.clone(),
@@ -169,6 +207,16 @@ impl Metrics {
             "inflight_requests",
             "Requests being handled",
             inflight.clone(),
+        );
+        registry.register(
+            "buffered_request_bytes",
+            "Bytes held by request buffers (limits.maxBufferedRequestBytes bounds them)",
+            buffered_request_bytes.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections closed, by reason",
+            closes.clone(),
         );
         registry.register(
             "requests",
@@ -193,9 +241,12 @@ impl Metrics {
             auth,
             connections,
             connections_accepted,
+            connection_panics,
             sessions,
             streams,
             inflight,
+            buffered_request_bytes,
+            closes,
             requests,
             latency,
             rejections,
@@ -217,6 +268,11 @@ impl Metrics {
         self.rejections
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// Counts one connection closed for `reason`.
+    pub fn closed(&self, reason: CloseReason) {
+        self.closes.get_or_create(&CloseLabels { reason }).inc();
     }
 
     /// Number of refusals for `reason` so far (used by tests and the admin view).

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::content::Catalog;
 use crate::metrics::Metrics;
@@ -42,7 +42,12 @@ pub struct Node {
     /// Signs 2026-07-28 `requestState` values.
     pub state_signer: crate::request_state::StateSigner,
     /// Set when shutdown starts: new sessions and connections are refused, `/readyz` fails.
+    /// Change it with [`Node::set_draining`], which also tells the open connections.
     pub draining: AtomicBool,
+    /// Tells connection loops when a drain begins (their next answer says `Connection: close`).
+    drain_signal: watch::Sender<bool>,
+    /// Bytes held by request buffers across all connections (`limits.maxBufferedRequestBytes`).
+    pub body_budget: crate::http::budget::BodyBudget,
     /// This node's name in the cluster (`/cluster`'s `self`): `cluster.nodeName` (also
     /// `MCP_NODE_NAME`), else `POD_NAME`, else `HOSTNAME` (a pod's name), else `mcp-node`.
     pub name: String,
@@ -78,12 +83,18 @@ impl Node {
                 settings.config.limits.retry_after_secs,
             )
         });
+        let body_budget = crate::http::budget::BodyBudget::new(
+            settings.config.limits.max_buffered_request_bytes,
+            metrics.buffered_request_bytes.clone(),
+        );
         Arc::new(Self {
             auth,
             settings,
             catalog,
             sessions,
             metrics,
+            body_budget,
+            drain_signal: watch::channel(false).0,
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
@@ -111,12 +122,24 @@ impl Node {
     /// open streams end so their clients resume on another node. Open connections and
     /// sessions keep being served. Returns whether this call started it (false: already draining).
     pub fn begin_drain(&self) -> bool {
-        if self.draining.swap(true, Ordering::AcqRel) {
+        if self.set_draining(true) {
             return false;
         }
         self.end_streams();
         tracing::info!(node = %self.name, "draining");
         true
+    }
+
+    /// Sets the draining flag and tells every connection loop; returns the previous value.
+    pub fn set_draining(&self, draining: bool) -> bool {
+        let was = self.draining.swap(draining, Ordering::AcqRel);
+        self.drain_signal.send_replace(draining);
+        was
+    }
+
+    /// Watches the draining flag (connection loops close idle keep-alive connections on it).
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.drain_signal.subscribe()
     }
 
     /// Ends every session stream so clients see the node go and resume elsewhere with
@@ -139,7 +162,7 @@ impl Node {
     /// drain stay ended (their clients resumed elsewhere). Not for SIGTERM's drain, which the
     /// admin endpoint does not outlive. Returns whether the node was draining.
     pub fn cancel_drain(&self) -> bool {
-        let was = self.draining.swap(false, Ordering::AcqRel);
+        let was = self.set_draining(false);
         if was {
             tracing::info!(node = %self.name, "drain cancelled");
         }

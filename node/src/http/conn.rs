@@ -4,97 +4,104 @@
 //! buffer per connection for its whole life, so an idle client holding a GET stream costs
 //! ~17 KiB (measured, docs/BENCHMARKS.md) against our 4 KiB target. This loop holds no buffer
 //! while a connection is idle or streaming: it waits for readability with nothing allocated,
-//! reads a request into a buffer sized to it, drops the buffer, and writes the answer.
+//! reads a request into a buffer sized to it ([`super::read`]), drops the buffer, and writes
+//! the answer.
 //!
 //! Scope: HTTP/1.1 and 1.0 requests with `Content-Length` or chunked bodies, `Expect:
-//! 100-continue`, keep-alive, responses with `Content-Length` or chunked (SSE). No pipelining
-//! (a client sending a second request before the answer gets it handled after the first), no
-//! upgrades, no trailers.
+//! 100-continue`, keep-alive, pipelining (requests answered one after the other, in order),
+//! responses with `Content-Length` or chunked (SSE). No upgrades; trailers are ignored.
+//!
+//! Connection lifetime rules (docs/ARCHITECTURE.md, "HTTP edge"):
+//! - between requests a connection may stay idle `limits.idleTimeoutSecs`, then it is closed
+//!   (SSE streams are not idle: they end when their stream does);
+//! - a request must have its head within `requestHeadTimeoutSecs` of its first byte and be
+//!   complete within `requestTimeoutSecs` (408 otherwise);
+//! - an unreadable, oversized or ambiguous request is answered (400/413/431/501, or 503 when
+//!   the node's buffered-request budget is spent) and the connection closed;
+//! - once the node drains, every answer carries `Connection: close` and the connection closes
+//!   after it; a connection idle at that moment gets [`DRAIN_IDLE_GRACE`] for a request that is
+//!   already on its way, then closes.
+//!
+//! Generic over [`ReadyIo`] so the fuzz target drives this very loop over an in-memory stream.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use bytes::BytesMut;
+use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::body::Body;
+use super::io::{ReadyIo, readable};
 use super::mcp;
-use crate::metrics::Reason;
+use super::read::{ReadError, ReadLimits, Request, read_request};
+use crate::metrics::{CloseReason, Reason};
 use crate::node::Node;
 
-/// Largest request head (request line + headers).
-const MAX_HEAD: usize = 64 * 1024;
-/// Most headers in a request.
-const MAX_HEADERS: usize = 64;
-/// Time allowed to finish sending a request once it started.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection that was idle when the drain began stays open for a request already
+/// on the wire (a client that picked the connection from its pool just before). Short: the
+/// request only has to cross the network; clients learn of the drain from the FIN after it.
+pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
+/// After answering with `Connection: close`, unread request bytes are read and discarded for
+/// up to this long (and [`LINGER_BYTES`]) before the socket is closed, so the kernel does not
+/// answer them with a reset that destroys the answer before the client reads it.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 256 * 1024;
+/// Bytes a client sends while its answer is still streaming (a pipelined request) are kept up
+/// to this many; past them the loop stops reading until the stream ends.
+const MAX_READ_AHEAD: usize = 4096;
 
-/// Why a request could not be read.
-#[derive(Debug)]
-enum ReadError {
-    /// The client closed (or reset) the connection.
-    Closed,
-    /// Malformed request: answer 400 and close.
-    Bad(&'static str),
-    /// Body over the limit: answer 413 and close.
-    TooLarge,
-    /// Request not finished in time.
-    Timeout,
+/// How the wait between two requests ended.
+enum Idle {
+    /// Bytes (or the end of the stream) are there to read.
+    Readable,
+    /// Nothing arrived within the idle timeout.
+    TimedOut,
+    /// The node is draining and nothing arrived within the grace period.
+    Drained,
 }
 
-/// A parsed request.
-struct Request {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-    keep_alive: bool,
-}
-
-/// Serves requests on `stream` until the client closes, an error, or shutdown while idle.
-pub async fn serve(mut stream: TcpStream, node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
-    let max_body = node.settings.config.limits.max_body_bytes as usize;
+/// Serves requests on `io` until the client closes, an error, the idle timeout, or a drain.
+pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
+    let mut drain = node.drain_signal();
+    // Bytes of a pipelined request read along with the previous one; empty (no allocation)
+    // otherwise.
+    let mut leftover = BytesMut::new();
     loop {
-        // Idle: wait for the next request without holding any buffer.
-        tokio::select! {
-            ready = stream.readable() => if ready.is_err() { return },
-            _ = shutdown.wait_for(|s| *s) => return,
+        if leftover.is_empty() {
+            // Idle: wait for the next request without holding any buffer. Boxed, like every
+            // stage below: a stage's state exists only while the connection is in it.
+            match Box::pin(wait_for_request(&mut io, node, &mut drain)).await {
+                Idle::Readable => {}
+                // Nothing was said on an idle connection, so there is nothing to linger for.
+                Idle::TimedOut => {
+                    node.metrics.closed(CloseReason::idle_timeout);
+                    let _ = io.shutdown().await;
+                    return;
+                }
+                Idle::Drained => {
+                    node.metrics.closed(CloseReason::drain);
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            }
         }
-        let request = match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            Box::pin(read_request(&mut stream, max_body)),
-        )
-        .await
-        {
-            Err(_) => Err(ReadError::Timeout),
+        let limits = read_limits(node);
+        let read = Box::pin(read_request(
+            &mut io,
+            &mut leftover,
+            &node.body_budget,
+            limits,
+        ))
+        .await;
+        let (request, budget) = match read {
             Ok(r) => r,
-        };
-        let request = match request {
-            Ok(r) => r,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Timeout) => {
-                let _ = write_simple(
-                    &mut stream,
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request not completed in time",
-                )
-                .await;
+            Err(ReadError::Closed) => {
+                node.metrics.closed(CloseReason::client);
                 return;
             }
-            Err(ReadError::TooLarge) => {
-                node.metrics.reject(Reason::body_too_large);
-                let msg = format!("request body exceeds {max_body} bytes");
-                let _ = write_simple(&mut stream, StatusCode::PAYLOAD_TOO_LARGE, &msg).await;
-                return;
-            }
-            Err(ReadError::Bad(why)) => {
-                node.metrics.reject(Reason::bad_request);
-                let _ = write_simple(&mut stream, StatusCode::BAD_REQUEST, why).await;
-                return;
-            }
+            Err(e) => return refuse(io, node, e).await,
         };
         let Request {
             method,
@@ -102,170 +109,141 @@ pub async fn serve(mut stream: TcpStream, node: Arc<Node>, mut shutdown: watch::
             headers,
             body,
             keep_alive,
+            http10,
         } = request;
-        // Boxed futures: the handler's and the writer's state exist only while in use, so an
-        // idle connection task stays small; the request is dropped before a stream starts.
         let response = Box::pin(mcp::handle(node.clone(), method, &path, &headers, body)).await;
-        drop((path, headers));
-        if Box::pin(write_response(&mut stream, response, keep_alive))
-            .await
-            .is_err()
-            || !keep_alive
-        {
-            let _ = stream.shutdown().await;
+        drop((path, headers, budget));
+        // A drain that began while the request ran: this answer is the connection's last.
+        let keep_alive = keep_alive && !node.is_draining();
+        let written = Box::pin(write_response(
+            &mut io,
+            response,
+            Persistence::of(keep_alive, http10),
+            &mut leftover,
+        ))
+        .await;
+        if written.is_err() {
+            node.metrics.closed(CloseReason::client);
             return;
         }
-    }
-}
-
-/// Reads more bytes into `buf`; a closed or failed socket means the client is gone.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<(), ReadError> {
-    match stream.read_buf(buf).await {
-        Ok(0) | Err(_) => Err(ReadError::Closed),
-        Ok(_) => Ok(()),
-    }
-}
-
-/// Reads one request (head and body) into buffers sized to it.
-async fn read_request(stream: &mut TcpStream, max_body: usize) -> Result<Request, ReadError> {
-    let mut buf = BytesMut::with_capacity(1024);
-    let (head_len, method, path, headers, version_11) = loop {
-        read_more(stream, &mut buf).await?;
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut slots);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
-                    .map_err(|_| ReadError::Bad("invalid method"))?;
-                let path = req.path.unwrap_or("/").to_string();
-                let mut headers = HeaderMap::with_capacity(req.headers.len());
-                for h in req.headers.iter() {
-                    let name = HeaderName::from_bytes(h.name.as_bytes())
-                        .map_err(|_| ReadError::Bad("invalid header name"))?;
-                    let value = HeaderValue::from_bytes(h.value)
-                        .map_err(|_| ReadError::Bad("invalid header value"))?;
-                    headers.append(name, value);
-                }
-                break (len, method, path, headers, req.version == Some(1));
-            }
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
-                return Err(ReadError::Bad("request head too large"));
-            }
-            Ok(httparse::Status::Partial) => {
-                if buf.capacity() == buf.len() {
-                    buf.reserve(buf.len());
-                }
-            }
-            Err(_) => return Err(ReadError::Bad("malformed HTTP request")),
+        if !keep_alive {
+            node.metrics.closed(if node.is_draining() {
+                CloseReason::drain
+            } else {
+                CloseReason::finished
+            });
+            return close(io).await;
         }
-    };
-    buf.advance(head_len);
-    let connection = headers
-        .get(http::header::CONNECTION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let keep_alive = if version_11 {
-        !connection.eq_ignore_ascii_case("close")
-    } else {
-        connection.eq_ignore_ascii_case("keep-alive")
-    };
-    let chunked = headers
-        .get(http::header::TRANSFER_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let content_length = match headers.get(http::header::CONTENT_LENGTH) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<usize>().ok())
-                .ok_or(ReadError::Bad("invalid Content-Length"))?,
+    }
+}
+
+fn read_limits(node: &Node) -> ReadLimits {
+    let limits = &node.settings.config.limits;
+    ReadLimits {
+        max_body: u64::from(limits.max_body_bytes),
+        head_timeout: Duration::from_secs(limits.request_head_timeout_secs),
+        request_timeout: Duration::from_secs(limits.request_timeout_secs),
+    }
+}
+
+/// Waits for the next request: bytes to read, the idle timeout, or the end of a drain's grace.
+async fn wait_for_request<S: ReadyIo>(
+    io: &mut S,
+    node: &Node,
+    drain: &mut watch::Receiver<bool>,
+) -> Idle {
+    let idle = Duration::from_secs(node.settings.config.limits.idle_timeout_secs);
+    tokio::select! {
+        // An error means the socket is gone; reading says so.
+        _ = readable(io) => return Idle::Readable,
+        _ = tokio::time::sleep(idle) => return Idle::TimedOut,
+        _ = drain.wait_for(|draining| *draining) => {}
+    }
+    tokio::select! {
+        _ = readable(io) => Idle::Readable,
+        _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => Idle::Drained,
+    }
+}
+
+/// Answers a request that could not be read, then closes the connection.
+async fn refuse<S: ReadyIo>(mut io: S, node: &Node, error: ReadError) {
+    let limits = &node.settings.config.limits;
+    let (status, reason, retry_after) = match error {
+        ReadError::Closed => return,
+        ReadError::Bad(_) | ReadError::Unsupported(_) | ReadError::HeadTooLarge => {
+            let status = match error {
+                ReadError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+                ReadError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            (status, Reason::bad_request, None)
+        }
+        ReadError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, Reason::body_too_large, None),
+        ReadError::Budget => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Reason::body_budget,
+            Some(limits.retry_after_secs),
         ),
+        ReadError::Timeout => (StatusCode::REQUEST_TIMEOUT, Reason::request_timeout, None),
     };
-    let expects_continue = headers
-        .get(http::header::EXPECT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-    if let Some(n) = content_length
-        && n > max_body
-    {
-        return Err(ReadError::TooLarge);
-    }
-    if expects_continue && (chunked || content_length.unwrap_or(0) > buf.len()) {
-        stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .map_err(|_| ReadError::Closed)?;
-    }
-    let body = if chunked {
-        read_chunked(stream, buf, max_body).await?
-    } else {
-        let n = content_length.unwrap_or(0);
-        while buf.len() < n {
-            buf.reserve(n - buf.len());
-            read_more(stream, &mut buf).await?;
-        }
-        buf.split_to(n).freeze()
+    node.metrics.reject(reason);
+    node.metrics.closed(CloseReason::refused);
+    let message = match error {
+        ReadError::TooLarge => format!("request body exceeds {} bytes", limits.max_body_bytes),
+        other => other.to_string(),
     };
-    Ok(Request {
-        method,
-        path,
-        headers,
-        body,
-        keep_alive,
-    })
+    let _ = write_simple(&mut io, status, &message, retry_after).await;
+    close(io).await;
 }
 
-/// Decodes a chunked body (extensions and trailers ignored).
-async fn read_chunked(
-    stream: &mut TcpStream,
-    mut buf: BytesMut,
-    max_body: usize,
-) -> Result<Bytes, ReadError> {
-    let mut body = BytesMut::new();
-    loop {
-        // Need a full size line.
-        let line_end = loop {
-            if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
-                break pos;
-            }
-            if buf.len() > 1024 {
-                return Err(ReadError::Bad("invalid chunk size line"));
-            }
-            read_more(stream, &mut buf).await?;
-        };
-        let line = std::str::from_utf8(&buf[..line_end])
-            .map_err(|_| ReadError::Bad("invalid chunk size"))?;
-        let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| ReadError::Bad("invalid chunk size"))?;
-        buf.advance(line_end + 2);
-        if size == 0 {
-            // Skip trailers up to the empty line.
-            loop {
-                if let Some(pos) = buf.windows(2).position(|w| w == b"\r\n") {
-                    let empty = pos == 0;
-                    buf.advance(pos + 2);
-                    if empty {
-                        return Ok(body.freeze());
-                    }
-                    continue;
+/// Closes after a last answer: FIN first, then unread request bytes are discarded for a
+/// moment (see [`LINGER_TIME`]) so the answer is not destroyed by a reset.
+async fn close<S: ReadyIo>(mut io: S) {
+    Box::pin(async move {
+        if io.shutdown().await.is_err() {
+            return;
+        }
+        let mut scratch = [0u8; 2048];
+        let mut discarded = 0;
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            while discarded < LINGER_BYTES {
+                match io.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => discarded += n,
                 }
-                read_more(stream, &mut buf).await?;
             }
+        })
+        .await;
+    })
+    .await;
+}
+
+/// Whether the connection stays open after a response, and how to say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// HTTP/1.1 default: say nothing.
+    KeepAlive,
+    /// HTTP/1.0 client that asked for keep-alive: confirm it.
+    KeepAlive10,
+    /// `Connection: close`, then close.
+    Close,
+}
+
+impl Persistence {
+    fn of(keep_alive: bool, http10: bool) -> Self {
+        match (keep_alive, http10) {
+            (false, _) => Self::Close,
+            (true, false) => Self::KeepAlive,
+            (true, true) => Self::KeepAlive10,
         }
-        if body.len() + size > max_body {
-            return Err(ReadError::TooLarge);
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Self::KeepAlive => "",
+            Self::KeepAlive10 => "connection: keep-alive\r\n",
+            Self::Close => "connection: close\r\n",
         }
-        while buf.len() < size + 2 {
-            buf.reserve(size + 2 - buf.len());
-            read_more(stream, &mut buf).await?;
-        }
-        body.extend_from_slice(&buf[..size]);
-        if &buf[size..size + 2] != b"\r\n" {
-            return Err(ReadError::Bad("chunk not terminated by CRLF"));
-        }
-        buf.advance(size + 2);
     }
 }
 
@@ -290,40 +268,40 @@ fn head(status: StatusCode, headers: &HeaderMap, extra: &str) -> Vec<u8> {
     out
 }
 
-async fn write_simple(
-    stream: &mut TcpStream,
+/// A refusal with a JSON-RPC error body and `Connection: close`.
+async fn write_simple<S: ReadyIo>(
+    io: &mut S,
     status: StatusCode,
     message: &str,
+    retry_after: Option<u32>,
 ) -> std::io::Result<()> {
     let body = serde_json::json!({
         "jsonrpc": "2.0", "id": null,
         "error": { "code": crate::jsonrpc::code::INVALID_REQUEST, "message": message }
     })
     .to_string();
+    let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
     let mut out = head(
         status,
         &HeaderMap::new(),
         &format!(
-            "content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            "content-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n",
             body.len()
         ),
     );
     out.extend_from_slice(body.as_bytes());
-    stream.write_all(&out).await
+    io.write_all(&out).await
 }
 
 /// Writes a response; streams an SSE body chunk by chunk until it ends or the client leaves.
-async fn write_response(
-    stream: &mut TcpStream,
+async fn write_response<S: ReadyIo>(
+    io: &mut S,
     response: Response<Body>,
-    keep_alive: bool,
+    persistence: Persistence,
+    leftover: &mut BytesMut,
 ) -> std::io::Result<()> {
     let (parts, body) = response.into_parts();
-    let connection = if keep_alive {
-        ""
-    } else {
-        "connection: close\r\n"
-    };
+    let connection = persistence.header();
     match body {
         Body::Full(bytes) => {
             let bytes = bytes.unwrap_or_default();
@@ -333,7 +311,7 @@ async fn write_response(
                 &format!("content-length: {}\r\n{connection}", bytes.len()),
             );
             out.extend_from_slice(&bytes);
-            stream.write_all(&out).await
+            io.write_all(&out).await
         }
         Body::Stream(mut sse) => {
             let out = head(
@@ -342,12 +320,12 @@ async fn write_response(
                 &format!("transfer-encoding: chunked\r\n{connection}"),
             );
             drop(parts);
-            stream.write_all(&out).await?;
+            io.write_all(&out).await?;
             drop(out);
             loop {
                 let next = tokio::select! {
                     next = sse.next_chunk() => next,
-                    gone = client_gone(stream) => {
+                    gone = watch_client(io, leftover) => {
                         if gone { return Err(std::io::ErrorKind::ConnectionReset.into()) }
                         continue;
                     }
@@ -358,26 +336,31 @@ async fn write_response(
                         out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
                         out.extend_from_slice(&chunk);
                         out.extend_from_slice(b"\r\n");
-                        stream.write_all(&out).await?;
+                        io.write_all(&out).await?;
                     }
-                    None => return stream.write_all(b"0\r\n\r\n").await,
+                    None => return io.write_all(b"0\r\n\r\n").await,
                 }
             }
         }
     }
 }
 
-/// Resolves when the socket becomes readable: `true` if the client closed it. Bytes a client
-/// sends while its stream is open are discarded (no pipelining).
-async fn client_gone(stream: &TcpStream) -> bool {
-    if stream.readable().await.is_err() {
+/// While an answer streams: resolves `true` when the client closed the connection. Bytes it
+/// sends meanwhile (a pipelined request) are kept in `leftover` for after the stream, up to
+/// [`MAX_READ_AHEAD`]; past that, reading waits for the stream to end (TCP pushes back).
+async fn watch_client<S: ReadyIo>(io: &mut S, leftover: &mut BytesMut) -> bool {
+    if leftover.len() >= MAX_READ_AHEAD {
+        return std::future::pending().await;
+    }
+    if readable(io).await.is_err() {
         return true;
     }
-    let mut scratch = [0u8; 64];
-    match stream.try_read(&mut scratch) {
-        Ok(0) => true,
+    if leftover.capacity() == leftover.len() {
+        leftover.reserve(MAX_READ_AHEAD - leftover.len());
+    }
+    let room = (MAX_READ_AHEAD - leftover.len()) as u64;
+    match (&mut *io).take(room).read_buf(leftover).await {
+        Ok(0) | Err(_) => true,
         Ok(_) => false,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-        Err(_) => true,
     }
 }

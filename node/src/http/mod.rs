@@ -1,15 +1,26 @@
 //! The client-facing HTTP server: an accept loop bounded by the connection cap, one lean
 //! HTTP/1.1 connection task per client ([`conn`]), and the `/mcp` endpoint.
+//!
+//! The edge (issue 12): a connection's slot ([`slot`]) and its buffered request bytes
+//! ([`budget`]) are held by guards, so no way a task ends can leak them; a panic in a
+//! connection task is caught, counted and logged at a bounded rate ([`panics`]); request
+//! framing is strict ([`framing`], [`read`]); accepted sockets get TCP keepalive.
 
 pub mod body;
+pub mod budget;
 pub mod conn;
 pub mod exchange;
+pub mod framing;
 pub mod guard;
+pub mod io;
 pub mod legacy;
 pub mod mcp;
 pub mod modern;
 pub mod outbound;
+pub mod panics;
+pub mod read;
 pub mod reply;
+pub mod slot;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,18 +29,25 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 
 use crate::metrics::Reason;
 use crate::node::Node;
+use slot::ConnectionSlot;
 
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 88\r\nConnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\"connection limit reached\"}}";
 
-/// Serves MCP on `listener` until `shutdown` resolves, then stops accepting, closes idle
-/// connections and waits up to the configured grace period for the others.
+/// Interval between TCP keepalive probes once they started.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the kernel gives up on the connection.
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// Serves MCP on `listener` until `shutdown` resolves, then stops accepting and drains: every
+/// connection closes after its current answer (which says `Connection: close`), idle ones after
+/// a short grace ([`conn::DRAIN_IDLE_GRACE`]); waits up to the configured grace period for them.
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
     let cap = node.settings.max_connections;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let keepalive = node.settings.config.limits.tcp_keepalive_secs;
+    panics::install_hook();
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -45,7 +63,12 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
             },
         };
         node.metrics.connections_accepted.inc();
-        if node.connections.load(Ordering::Acquire) >= cap || node.is_draining() {
+        let slot = if node.is_draining() {
+            None
+        } else {
+            ConnectionSlot::try_acquire(&node, cap)
+        };
+        let Some(slot) = slot else {
             let reason = if node.is_draining() {
                 Reason::draining
             } else {
@@ -54,21 +77,24 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
             node.metrics.reject(reason);
             tokio::spawn(refuse(stream));
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
-        node.connections.fetch_add(1, Ordering::AcqRel);
-        node.metrics.connections.inc();
-        let conn_node = node.clone();
-        let stop = stop_rx.clone();
+        if keepalive > 0 {
+            set_keepalive(&stream, Duration::from_secs(keepalive));
+        }
+        // The slot moves into the task: it is given back when the task ends, however it ends.
         tokio::spawn(async move {
-            conn::serve(stream, conn_node.clone(), stop).await;
+            let node = slot.node();
+            if let Err(what) = panics::Caught::new(conn::serve(stream, node)).await {
+                node.metrics.connection_panics.inc();
+                panics::report(&peer, &what);
+            }
             tracing::trace!(%peer, "connection closed");
-            conn_node.connections.fetch_sub(1, Ordering::AcqRel);
-            conn_node.metrics.connections.dec();
+            drop(slot);
         });
     }
     drop(listener);
-    let _ = stop_tx.send(true);
+    node.set_draining(true);
     let grace = Duration::from_secs(node.settings.config.shutdown_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
     while node.connections.load(Ordering::Acquire) > 0 {
@@ -85,8 +111,62 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
     tracing::info!("all connections closed");
 }
 
+/// TCP keepalive after `idle` of silence (then every [`KEEPALIVE_INTERVAL`], up to
+/// [`KEEPALIVE_PROBES`]), and on Linux `TCP_USER_TIMEOUT` of `idle` + 30 s, so sent data that
+/// stays unacknowledged that long (a vanished client behind a stream) ends the connection too.
+pub fn set_keepalive(stream: &TcpStream, idle: Duration) {
+    let sock = socket2::SockRef::from(stream);
+    let params = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    if let Err(err) = sock.set_tcp_keepalive(&params) {
+        tracing::debug!(error = %err, "cannot set TCP keepalive");
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(err) = sock.set_tcp_user_timeout(Some(idle + KEEPALIVE_INTERVAL * KEEPALIVE_PROBES))
+    {
+        tracing::debug!(error = %err, "cannot set TCP_USER_TIMEOUT");
+    }
+}
+
 /// Answers a connection over the cap with 503 and closes it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_CAPACITY)).await;
     let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keepalive_and_user_timeout_are_set() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (accepted, _) = listener.accept().await.expect("accept");
+        set_keepalive(&accepted, Duration::from_secs(60));
+        let sock = socket2::SockRef::from(&accepted);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            sock.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            KEEPALIVE_INTERVAL
+        );
+        assert_eq!(
+            sock.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+            KEEPALIVE_PROBES
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            sock.tcp_user_timeout().expect("TCP_USER_TIMEOUT"),
+            Some(Duration::from_secs(90))
+        );
+        drop(client);
+    }
 }
