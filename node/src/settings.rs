@@ -117,18 +117,28 @@ pub fn default_config_yaml() -> String {
 impl Settings {
     /// Reads the file named by `--config` (if any), applies environment and flags, validates.
     pub fn load(cli: &Cli) -> Result<Self, ConfigError> {
-        let mut config = match &cli.config {
+        let file = match &cli.config {
             Some(path) => {
                 let shown = path.display().to_string();
                 let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                     path: shown.clone(),
                     source,
                 })?;
-                parse_config(&text).map_err(|message| ConfigError::Parse {
-                    path: shown,
-                    message,
-                })?
+                Some((shown, text))
             }
+            None => None,
+        };
+        Self::from_text(file.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), cli)
+    }
+
+    /// [`Settings::load`] with the configuration file already read: `file` is its name (for
+    /// messages) and text. Parses it, applies environment and flags from `cli`, validates.
+    pub fn from_text(file: Option<(&str, &str)>, cli: &Cli) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            Some((path, text)) => parse_config(text).map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            })?,
             None => NodeConfig::default(),
         };
         apply_overrides(&mut config, cli)?;

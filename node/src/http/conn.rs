@@ -43,11 +43,12 @@ use crate::node::Node;
 /// on the wire (a client that picked the connection from its pool just before). Short: the
 /// request only has to cross the network; clients learn of the drain from the FIN after it.
 pub const DRAIN_IDLE_GRACE: Duration = Duration::from_secs(1);
-/// After answering with `Connection: close`, unread request bytes are read and discarded for
-/// up to this long (and [`LINGER_BYTES`]) before the socket is closed, so the kernel does not
-/// answer them with a reset that destroys the answer before the client reads it.
+/// After answering with `Connection: close`, unread request bytes (a body refused with 413 or
+/// 503 that the client sends anyway) are read and discarded for up to this long (and
+/// [`LINGER_BYTES`]) before the socket is closed, so the kernel does not answer them with a
+/// reset that destroys the answer before the client reads it. Nothing is buffered meanwhile.
 const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 256 * 1024;
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
 /// Bytes a client sends while its answer is still streaming (a pipelined request) are kept up
 /// to this many; past them the loop stops reading until the stream ends.
 const MAX_READ_AHEAD: usize = 4096;
@@ -203,10 +204,18 @@ async fn close<S: ReadyIo>(mut io: S) {
         if io.shutdown().await.is_err() {
             return;
         }
-        let mut scratch = [0u8; 2048];
         let mut discarded = 0;
         let _ = tokio::time::timeout(LINGER_TIME, async {
+            // Allocated only once the client sends something: a client that keeps the socket
+            // open in silence costs no buffer while the linger lasts.
+            let mut scratch = Vec::new();
             while discarded < LINGER_BYTES {
+                if readable(&mut io).await.is_err() {
+                    return;
+                }
+                if scratch.is_empty() {
+                    scratch = vec![0u8; 4096];
+                }
                 match io.read(&mut scratch).await {
                     Ok(0) | Err(_) => return,
                     Ok(n) => discarded += n,

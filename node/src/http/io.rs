@@ -26,3 +26,9 @@ impl ReadyIo for TcpStream {
 pub async fn readable<S: ReadyIo>(io: &mut S) -> io::Result<()> {
     poll_fn(|cx| io.poll_read_ready(cx)).await
 }
+
+impl<T: ReadyIo + ?Sized> ReadyIo for &mut T {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        (**self).poll_read_ready(cx)
+    }
+}
