@@ -7,8 +7,9 @@ Scenarios (pick with --scenario, default all):
            connections (`mcp_connections`) once every client is gone: 0 means no slot leaked.
   stalled  S connections each send a 4 MiB - 1 byte body but its last byte, and stall; prints
            the node's RSS before and while they stall, and how many were refused (503).
-  idle     K connections each send one request and then stay idle; samples the node's open
-           connections every 5 s until they are 0 or --idle-watch seconds passed.
+  idle     K connections each send one request and then stay idle; prints the node's RSS
+           growth per idle connection and samples its open connections every 5 s until they
+           are 0 or --idle-watch seconds passed.
 
 Bounded: every socket has a deadline; the node is killed at the end. Uses only ports given by
 --port (MCP) and --port + 1 (admin). Prints one JSON object per scenario.
@@ -109,8 +110,9 @@ async def stalled(port, admin, pid, s):
             "answers_while_stalled": answers, "buffered_request_bytes_metric": buffered}
 
 
-async def idle(port, admin, k, watch):
+async def idle(port, admin, pid, k, watch):
     conns = []
+    before = rss_kib(pid)
     request = head(port, f"content-length: {len(PING)}\r\n") + PING
     for _ in range(k):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -118,6 +120,8 @@ async def idle(port, admin, k, watch):
         await writer.drain()
         await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         conns.append((reader, writer))
+    await asyncio.sleep(1)
+    per_conn = round((rss_kib(pid) - before) * 1024 / k)
     t0 = time.monotonic()
     samples = []
     while True:
@@ -134,7 +138,8 @@ async def idle(port, admin, k, watch):
         except asyncio.TimeoutError:
             pass
         writer.close()
-    return {"scenario": "idle", "connections": k, "samples_s_open": samples,
+    return {"scenario": "idle", "connections": k, "rss_bytes_per_idle_connection": per_conn,
+            "samples_s_open": samples,
             "closed_by_server": closed_by_server}
 
 
@@ -166,7 +171,7 @@ def main():
             elif s == "stalled":
                 out = asyncio.run(stalled(args.port, admin, node.pid, args.s))
             else:
-                out = asyncio.run(idle(args.port, admin, args.k, args.idle_watch))
+                out = asyncio.run(idle(args.port, admin, node.pid, args.k, args.idle_watch))
             print(json.dumps(out), flush=True)
     finally:
         node.send_signal(signal.SIGKILL)
