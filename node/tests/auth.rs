@@ -616,3 +616,172 @@ async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session(
     assert!(b.node.sessions.get(&id).is_some(), "b owns it");
     b.shutdown().await;
 }
+
+/// Three real node processes with auth on; the owner of a session is killed with SIGKILL: the
+/// replica that takes the session over holds its binding (it came with the replicated state),
+/// so the session answers its principal and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binding_survives_the_owner_being_killed() {
+    use std::process::{Child, Command, Stdio};
+    struct Fleet(Vec<Child>);
+    impl Drop for Fleet {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let issuer = Issuer::start().await;
+    let dir = common::dev_certs("auth-kill");
+    let file = dir.join("auth.yaml");
+    let auth = serde_yaml_ng::to_string(&config(&issuer)).expect("yaml");
+    std::fs::write(&file, auth).expect("config file");
+    let alive = |admin: SocketAddr| async move {
+        if tokio::net::TcpStream::connect(admin).await.is_err() {
+            return false; // not listening yet
+        }
+        let r = send_with(admin, "GET", "/cluster", &[], "", Duration::from_secs(2)).await;
+        r.status == 200
+            && r.json()["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().filter(|m| m["state"] == "alive").count() == 3)
+    };
+    // A port chosen here can be taken by another process's connection before the node binds
+    // it (a busy shared machine): then the fleet starts again on other ports.
+    let mut attempt = 0;
+    let (mut fleet, addrs) = loop {
+        attempt += 1;
+        // Every port stays bound until all are chosen, so none is handed out twice.
+        let held: Vec<_> = (0..3)
+            .map(|_| {
+                (
+                    std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
+                    std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
+                    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"),
+                )
+            })
+            .collect();
+        let addrs: Vec<(SocketAddr, SocketAddr, SocketAddr)> = held
+            .iter()
+            .map(|(m, a, p)| {
+                let addr = |r: std::io::Result<SocketAddr>| r.expect("addr");
+                (
+                    addr(m.local_addr()),
+                    addr(a.local_addr()),
+                    addr(p.local_addr()),
+                )
+            })
+            .collect();
+        drop(held);
+        let seeds: Vec<String> = addrs.iter().map(|a| a.2.to_string()).collect();
+        let mut fleet = Fleet(Vec::new());
+        for (i, (mcp, admin, peer)) in addrs.iter().enumerate() {
+            let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).expect("log");
+            let crt = |f: &str| dir.join(f).display().to_string();
+            fleet.0.push(
+                Command::new(env!("CARGO_BIN_EXE_mcp-node"))
+                    .args(["--config", &file.display().to_string()])
+                    .args([
+                        "--listen",
+                        &mcp.to_string(),
+                        "--admin-listen",
+                        &admin.to_string(),
+                    ])
+                    .args(["--cluster=true", "--node-name", &format!("kill-{i}")])
+                    .args([
+                        "--peer-listen",
+                        &peer.to_string(),
+                        "--seeds",
+                        &seeds.join(","),
+                    ])
+                    .args([
+                        "--cluster-ca-file",
+                        &crt("ca.crt"),
+                        "--cluster-cert-file",
+                        &crt("tls.crt"),
+                    ])
+                    .args(["--cluster-key-file", &crt("tls.key"), "--log-level", "warn"])
+                    .env_remove("MCP_NODE_CONFIG")
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("mcp-node starts"),
+            );
+        }
+        let started = std::time::Instant::now();
+        let formed = loop {
+            if fleet
+                .0
+                .iter_mut()
+                .any(|c| matches!(c.try_wait(), Ok(Some(_))))
+            {
+                break false; // a node exited (its port was taken)
+            }
+            let mut all = true;
+            for a in &addrs {
+                all &= alive(a.1).await;
+            }
+            if all {
+                break true;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no cluster of 3; node 0 log: {}",
+                std::fs::read_to_string(dir.join("node-0.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if formed {
+            break (fleet, addrs);
+        }
+        assert!(
+            attempt < 3,
+            "nodes kept exiting; node logs: {:?}",
+            (0..3)
+                .map(
+                    |i| std::fs::read_to_string(dir.join(format!("node-{i}.log")))
+                        .unwrap_or_default()
+                )
+                .collect::<Vec<_>>()
+        );
+    };
+    let alice = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let mallory = issuer.sign(&issuer.claims("mallory", RESOURCE, "mcp:tools"), "k1");
+    // initialize answers once a replica holds the session (and its binding).
+    let session = initialize_as(addrs[0].0, &alice).await;
+    let _ = fleet.0[0].kill(); // SIGKILL
+    let _ = fleet.0[0].wait();
+
+    // Through a survivor: alice's calls succeed once the replica took over (503 until then).
+    let started = std::time::Instant::now();
+    loop {
+        let r = call(addrs[1].0, &alice, Some(&session), "echo").await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            r.status == 503 && started.elapsed() < Duration::from_secs(15),
+            "alice after the kill: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for via in [addrs[1].0, addrs[2].0] {
+        let r = call(via, &mallory, Some(&session), "echo").await;
+        assert_eq!(r.status, 404, "mallory via {via} after the failover: {r:?}");
+    }
+    let mut counted = 0.0;
+    for a in &addrs[1..] {
+        let m = send_with(a.1, "GET", "/metrics", &[], "", Duration::from_secs(2)).await;
+        counted += m
+            .body
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("mcp_auth_requests_total{outcome=\"session_principal_mismatch\"} ")
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert_eq!(counted, 2.0, "both refusals counted by the new owner");
+    let _ = std::fs::remove_dir_all(&dir);
+}
