@@ -430,6 +430,30 @@ async fn random_key_ids_do_not_hammer_the_issuer() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_key_set_is_used_while_it_is_fetched_again() {
+    let issuer = Issuer::start().await;
+    let mut c = config(&issuer);
+    c.auth.jwks_max_age_secs = 1;
+    c.auth.jwks_refresh_min_secs = 1;
+    let node = common::start(c).await;
+    let token = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let _ = initialize_as(node.mcp_addr, &token).await;
+    let before = issuer.jwks_hits.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Older than jwksMaxAgeSecs: answered at once with the cached key, refetched behind it.
+    let _ = initialize_as(node.mcp_addr, &token).await;
+    let started = std::time::Instant::now();
+    while issuer.jwks_hits.load(Ordering::SeqCst) == before {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the old key set was not refetched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_answers_only_its_principal() {
     let issuer = Issuer::start().await;
     let node = common::start(config(&issuer)).await;

@@ -174,9 +174,11 @@ impl KeyCache {
             let st = self.state.lock();
             if let Some(k) = st.find(kid, alg) {
                 let stale = st.fetched_at.is_none_or(|t| now - t > self.max_age);
+                let due = st.last_attempt.is_none_or(|t| now - t >= self.refresh_min);
                 drop(st);
-                if stale {
-                    // Serve the key we have; refresh in the background.
+                // Serve the key we have; refresh in the background, one task at a time (not
+                // one per request while the issuer is slow or down).
+                if stale && due && self.fetching.try_lock().is_ok() {
                     let me = self.clone();
                     tokio::spawn(async move { me.refresh_if_allowed().await });
                 }
