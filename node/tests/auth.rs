@@ -639,6 +639,7 @@ async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session(
     assert_eq!(r.status, 200, "{r:?}");
     assert!(b.node.sessions.get(&id).is_some(), "b owns it");
     b.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Three real node processes with auth on; the owner of a session is killed with SIGKILL: the
