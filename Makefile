@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -71,6 +71,18 @@ bench-node: ## One node at 1K-19K connections, max rate at p99 < 5 ms, vs bare h
 bench-cluster: ## 3 nodes on loopback: local vs forwarded tools/call, max forwarded rate at p99 < 10 ms, R=2 vs R=1, frames/compression, detection, sessions lost on kill -9 (writes docs/BENCHMARKS.md; QUICK=1: smoke)
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) bench/cluster.py
+
+bench-scale: ## >= 6 release nodes + mcp-load cluster: 1K -> 100K held sessions with GET streams, 5 min hold at 2,000 calls/s, kill -9 of the busiest node, rolling restart (writes docs/BENCHMARKS.md, docs/bench/scale-*.png)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) NO_BUILD=1 bench/scale.py
+
+bench-scale-quick: ## bench-scale with QUICK=1: 20K sessions, a 20 s hold, one kill -9; fails when a session is lost, an event missed or a stage not reached
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) NO_BUILD=1 QUICK=1 bench/scale.py
+
+bench-load-cost: ## mcp-load cluster vs the nodes it loads, same run: CPU per 1K held sessions per minute and per 1K calls (writes docs/BENCHMARKS.md)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) NO_BUILD=1 bench/loadcost.py
 
 clean: ## Remove build output
 	$(CARGO) clean

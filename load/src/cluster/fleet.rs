@@ -445,6 +445,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
             reached: Some(reached),
             ramp_seconds: Some(ramp_seconds),
             ramp_rate: Some(f64::from(stage - from_sessions) / ramp_seconds.max(1e-3)),
+            held: Some(held),
             span: Span {
                 from,
                 to: second_now().max(from + 1),

@@ -1,6 +1,13 @@
 //! The shared call pool of each node: a queue of exchanges (`initialize`, paced calls, their
-//! retries, announcements, final-check calls) served by a few keep-alive connections, so
-//! calls for any session go over the connections of the node they are sent to.
+//! retries, announcements, final-check calls) served by keep-alive connections, so calls for
+//! any session go over the connections of the node they are sent to.
+//!
+//! The pool starts with `pool` connections and opens another (up to [`POOL_MAX`]) whenever an
+//! exchange is queued while every connection is busy — as an HTTP client's pool does — so a
+//! node that answers slowly cannot hold the calls queued behind it; the extra connections
+//! close after [`EXTRA_IDLE`] without work. A node that refuses connections is marked down:
+//! its queue moves to the other nodes and nothing is sent to it until a probe connects again
+//! (no call is spent finding out).
 //!
 //! An exchange that fails is retried on the next node after a jittered backoff (at least the
 //! `Retry-After` the node asked for, at most 1 s of it), with the same session, until it
@@ -17,6 +24,13 @@ use super::session::{Sess, State};
 use super::shard::Shard;
 use super::wire::{self, Answer, Conn, Endpoint, Fail};
 
+/// Most call connections per node per process.
+pub const POOL_MAX: u32 = 256;
+/// An extra connection (beyond `pool`) closes after this long without work.
+pub const EXTRA_IDLE: Duration = Duration::from_secs(10);
+/// A down node is probed (a TCP connect) this often.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
 /// One node's queue and state, shared by its pool connections.
 #[derive(Debug)]
 pub struct NodeQ {
@@ -24,9 +38,12 @@ pub struct NodeQ {
     pub ep: Endpoint,
     queue: RefCell<VecDeque<Job>>,
     ready: Notify,
-    /// Not before this (ms since the start): the node refused connections.
-    down_until: Cell<u64>,
-    down_backoff: Cell<u64>,
+    /// Connection tasks.
+    conns: Cell<u32>,
+    /// Of which running an exchange.
+    busy: Cell<u32>,
+    /// Refused connections; a probe runs until it accepts one.
+    down: Cell<bool>,
 }
 
 impl NodeQ {
@@ -36,29 +53,32 @@ impl NodeQ {
             ep,
             queue: RefCell::new(VecDeque::new()),
             ready: Notify::new(),
-            down_until: Cell::new(0),
-            down_backoff: Cell::new(0),
+            conns: Cell::new(0),
+            busy: Cell::new(0),
+            down: Cell::new(false),
         }
     }
 
-    /// Marked down (connections refused) at `now_ms`.
-    pub fn is_down(&self, now_ms: u64) -> bool {
-        self.down_until.get() > now_ms
-    }
-
-    fn mark_down(&self, now_ms: u64) {
-        let b = (self.down_backoff.get() * 2).clamp(200, 2_000);
-        self.down_backoff.set(b);
-        self.down_until.set(now_ms + b);
-    }
-
-    fn mark_up(&self) {
-        self.down_backoff.set(0);
+    /// Marked down (connections refused).
+    pub fn is_down(&self) -> bool {
+        self.down.get()
     }
 
     /// Exchanges waiting.
     pub fn queued(&self) -> usize {
         self.queue.borrow().len()
+    }
+
+    /// Pool connections open (or opening).
+    pub fn connections(&self) -> u32 {
+        self.conns.get()
+    }
+
+    /// Starts one more pool connection (task) of this node, `node`.
+    pub fn open_connection(&self, shard: &Rc<Shard>, node: usize) {
+        let k = self.conns.get() as usize;
+        self.conns.set(self.conns.get() + 1);
+        tokio::task::spawn_local(connection(shard.clone(), node, k));
     }
 
     /// Wakes every connection (the run is over).
@@ -101,25 +121,64 @@ pub struct Job {
 }
 
 impl Shard {
-    /// Queues `job` on its node (or the next one up).
-    pub fn enqueue(&self, mut job: Job) {
+    /// Queues `job` on its node (or the next one up); opens another connection to it when
+    /// every one is busy.
+    pub fn enqueue(self: &Rc<Self>, mut job: Job) {
         job.node = self.pick_node(job.node);
-        let n = &self.nodes[job.node];
+        let node = job.node;
+        let n = &self.nodes[node];
         n.queue.borrow_mut().push_back(job);
-        n.ready.notify_one();
+        if n.busy.get() >= n.conns.get() && n.conns.get() < POOL_MAX {
+            n.open_connection(self, node);
+        } else {
+            n.ready.notify_one();
+        }
     }
 
     /// `preferred`, or the next node not marked down (any, if all are).
     pub fn pick_node(&self, preferred: usize) -> usize {
-        let now = self.clock.ms();
         let len = self.nodes.len();
         (0..len)
             .map(|k| (preferred + k) % len)
-            .find(|&i| !self.nodes[i].is_down(now))
+            .find(|&i| !self.nodes[i].is_down())
             .unwrap_or(preferred % len)
     }
 
-    async fn next_job(&self, node: usize) -> Option<Job> {
+    /// `node` refused a connection: mark it down, move its queue to the other nodes, probe it
+    /// until it accepts again.
+    pub fn node_refused(self: &Rc<Self>, node: usize) {
+        let n = &self.nodes[node];
+        if n.down.replace(true) {
+            return;
+        }
+        let moved: Vec<Job> = n.queue.borrow_mut().drain(..).collect();
+        if self.nodes.iter().any(|m| !m.is_down()) {
+            for mut job in moved {
+                job.node = (node + 1) % self.nodes.len();
+                self.enqueue(job);
+            }
+        } else {
+            n.queue.borrow_mut().extend(moved);
+        }
+        let shard = self.clone();
+        tokio::task::spawn_local(async move {
+            let source = shard.source(node);
+            while !shard.stopping.get() {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let ep = &shard.nodes[node].ep;
+                let ok = tokio::time::timeout(shard.cfg.timeout, wire::connect(ep.addr, source))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if ok {
+                    shard.nodes[node].down.set(false);
+                    shard.nodes[node].ready.notify_one();
+                    return;
+                }
+            }
+        });
+    }
+
+    async fn next_job(&self, node: usize, extra: bool) -> Option<Job> {
         loop {
             if let Some(j) = self.nodes[node].queue.borrow_mut().pop_front() {
                 return Some(j);
@@ -127,33 +186,43 @@ impl Shard {
             if self.stopping.get() {
                 return None;
             }
-            self.nodes[node].ready.notified().await;
+            let ready = self.nodes[node].ready.notified();
+            if extra {
+                tokio::time::timeout(EXTRA_IDLE, ready).await.ok()?;
+            } else {
+                ready.await;
+            }
         }
     }
 }
 
-/// One pool connection of `node`: runs queued exchanges until the shard stops.
+/// One pool connection of `node`: runs queued exchanges until the shard stops (an extra one,
+/// `k >= pool`, until it has been idle for [`EXTRA_IDLE`]).
 pub async fn connection(shard: Rc<Shard>, node: usize, k: usize) {
     let mut conn: Option<Conn> = None;
     let mut req = Vec::with_capacity(512);
     let source = shard.source(node * 64 + k);
-    while let Some(job) = shard.next_job(node).await {
+    let extra = k >= shard.cfg.pool as usize;
+    while let Some(job) = shard.next_job(node, extra).await {
+        let n = &shard.nodes[node];
+        n.busy.set(n.busy.get() + 1);
         let result = tokio::time::timeout(
             shard.cfg.timeout,
             run(&shard, &mut conn, source, node, &job, &mut req),
         )
         .await
         .unwrap_or_else(|_| Err(Fail::new("timeout")));
-        match &result {
-            Err(f) if f.kind == "connect" => shard.nodes[node].mark_down(shard.clock.ms()),
-            Ok(_) => shard.nodes[node].mark_up(),
-            _ => {}
+        n.busy.set(n.busy.get() - 1);
+        if matches!(&result, Err(f) if f.kind == "connect") {
+            shard.node_refused(node);
         }
         if result.is_err() {
             conn = None; // its state is unknown
         }
         complete(&shard, job, result);
     }
+    let n = &shard.nodes[node];
+    n.conns.set(n.conns.get() - 1);
 }
 
 /// What a successful exchange yields.

@@ -22,6 +22,8 @@ pub struct Phase {
     pub ramp_seconds: Option<f64>,
     /// Sessions the stage added per second of `ramp_seconds`.
     pub ramp_rate: Option<f64>,
+    /// Sessions held when the stage's opens ended (ramp stages).
+    pub held: Option<u64>,
     /// The figures.
     pub span: Span,
 }
@@ -130,7 +132,7 @@ impl ClusterReport {
                 f.push(format!(
                     "{}: {} held of {} when the stage's deadline passed",
                     p.name,
-                    p.span.held_end,
+                    p.held.unwrap_or(p.span.held_end),
                     p.target.unwrap_or(0)
                 ));
             }
@@ -197,16 +199,16 @@ impl ClusterReport {
         for p in self
             .phases
             .iter()
-            .map(|p| (p.name.as_str(), &p.span, p.reached, p.ramp_rate))
-            .chain([("whole run", &self.total, None, None)])
+            .map(|p| (p.name.as_str(), &p.span, p.reached, p.ramp_rate, p.held))
+            .chain([("whole run", &self.total, None, None, None)])
         {
-            let (name, sp, reached, ramp_rate) = p;
+            let (name, sp, reached, ramp_rate, held) = p;
             let l = &sp.latency;
             let _ = writeln!(
                 s,
                 "{:<16} {:>8} {:>7} {:>9.0} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.3} {:>6} {:>6} {:>8} {:>7.1}{}",
                 name,
-                sp.held_end,
+                held.unwrap_or(sp.held_end),
                 sp.to.saturating_sub(sp.from),
                 ramp_rate.unwrap_or(sp.open_rate),
                 sp.call_rate,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::pool::{self, Job, Kind, NodeQ};
+use super::pool::{Job, Kind, NodeQ};
 use super::second::Second;
 use super::session::{Sess, State};
 use super::wire::Endpoint;
@@ -329,7 +329,7 @@ impl Shard {
         i % self.nodes.len()
     }
 
-    fn call(&self, sess: Rc<Sess>, kind: Kind) {
+    fn call(self: &Rc<Self>, sess: Rc<Sess>, kind: Kind) {
         self.inflight.set(self.inflight.get() + 1);
         self.enqueue(Job {
             sess,
@@ -582,8 +582,8 @@ async fn drive(
     let max_run = cfg.max_run;
     let shard = Rc::new(Shard::new(cfg, out));
     for node in 0..shard.nodes.len() {
-        for k in 0..shard.cfg.pool.max(1) as usize {
-            tokio::task::spawn_local(pool::connection(shard.clone(), node, k));
+        for _ in 0..shard.cfg.pool.max(1) {
+            shard.nodes[node].open_connection(&shard, node);
         }
     }
     tokio::task::spawn_local(ramp(shard.clone()));

@@ -82,6 +82,9 @@ pub async fn hold(
         };
         let last_error = format!("{}@{}", fail.kind, shard.nodes[node].ep.host);
         shard.error("stream", &fail.kind);
+        if fail.kind == "connect" {
+            shard.node_refused(node);
+        }
         if fail.gone {
             sess.lose(&shard, "stream_404", last_error);
             return;
