@@ -4,9 +4,9 @@
 //! - Sessions are opened round-robin over the nodes (`initialize` over the call pool of the
 //!   node it is sent to); each holds its GET stream on its own connection, most of them
 //!   (`relay_fraction`) through another node than the one that created the session.
-//! - Calls (`tools/call`, open loop from [`crate::pacer`], latency from the due time) go to the
-//!   nodes round-robin over a **shared pool of keep-alive connections per node** ([`pool`]):
-//!   no connection per session for calls.
+//! - Calls (`tools/call`, open loop: call *i* is due at `start + i / rate`, latency from the
+//!   due time) go to the nodes round-robin over a **shared pool of keep-alive connections per
+//!   node** ([`pool`]): no connection per session for calls.
 //! - On failure a call is retried on the next node and a broken stream reopened on the next
 //!   node with the same `Mcp-Session-Id` and `Last-Event-ID`; a session is **never
 //!   re-initialized**. It is lost on a 404 after it was established, or when it gets no
@@ -18,10 +18,11 @@
 //! - Everything is counted per second ([`second`]): sessions held, streams up, sessions in an
 //!   outage, errors by kind, latency bins, CPU of the load processes.
 //!
-//! One process ([`shard`]) runs on one current-thread runtime with no timer per idle
-//! connection; past `RLIMIT_NOFILE` several shard processes run as one ([`fleet`]), each from
-//! its own loopback source addresses (at most 4,000 connections per address). Every phase has
-//! a deadline: a stalled ramp ends the ramp and the run still ends with a report.
+//! One process ([`shard`]) runs on one current-thread runtime: no timer per idle connection,
+//! one read per event into one scratch buffer ([`sock`]), calls released by the runtime's own
+//! timer in batches; past `RLIMIT_NOFILE` several shard processes run as one ([`fleet`]), each
+//! from its own loopback source addresses (at most 4,000 connections per address). Every phase
+//! has a deadline: a stalled ramp ends the ramp and the run still ends with a report.
 
 pub mod cli;
 pub mod fleet;
@@ -30,6 +31,7 @@ pub mod report;
 pub mod second;
 pub mod session;
 pub mod shard;
+pub mod sock;
 pub mod sse;
 pub mod stream;
 pub mod wire;

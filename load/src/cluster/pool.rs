@@ -27,7 +27,7 @@ use super::wire::{self, Answer, Conn, Endpoint, Fail};
 /// Most call connections per node per process.
 pub const POOL_MAX: u32 = 256;
 /// An extra connection (beyond `pool`) closes after this long without work.
-pub const EXTRA_IDLE: Duration = Duration::from_secs(10);
+pub const EXTRA_IDLE: Duration = Duration::from_secs(60);
 /// A down node is probed (a TCP connect) this often.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
 
@@ -290,6 +290,11 @@ async fn run(
                 r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{args}}}}}"#
             );
             wire::post(req, ep, Some(job.sess.sid()), body.as_bytes());
+            if let Kind::Call { due, timed: true } = job.kind {
+                let late = due.elapsed().as_micros() as u64;
+                let mut acc = shard.acc.borrow_mut();
+                acc.s.late_max_us = acc.s.late_max_us.max(late);
+            }
             let a: Answer = c.exchange(req).await?;
             close |= a.close;
             a.check_status()?;

@@ -77,6 +77,10 @@ pub struct Second {
     pub announces_failed: u64,
     /// Final-check calls answered (not paced; not in the latency figures).
     pub checked: u64,
+    /// The most a paced call's request was written after its due time (the generator's
+    /// lateness: its timer and the wait for a free pool connection), µs.
+    #[serde(default)]
+    pub late_max_us: u64,
     /// CPU seconds the shard processes used in this second, user and system.
     pub cpu_user_s: f64,
     /// See `cpu_user_s`.
@@ -123,6 +127,7 @@ impl Second {
         self.announces_ok += o.announces_ok;
         self.announces_failed += o.announces_failed;
         self.checked += o.checked;
+        self.late_max_us = self.late_max_us.max(o.late_max_us);
         self.cpu_user_s += o.cpu_user_s;
         self.cpu_sys_s += o.cpu_sys_s;
     }

@@ -164,6 +164,10 @@ impl Sess {
             Some((s, _)) if s != stream => {
                 // Asked to resume stream `s`, the node opened a new one: whatever was sent on
                 // `s` after the last id seen is gone (nothing, if only its priming was seen).
+                shard.trace(
+                    self,
+                    format_args!("forgotten stream {s}: got {stream}-{seq}"),
+                );
                 if matches!(self.last_event.get(), Some((_, 0))) {
                     acc.s.resets_empty += 1;
                 } else {
@@ -171,8 +175,17 @@ impl Sess {
                 }
                 self.last_event.set(Some((stream, seq)));
             }
-            Some((_, last)) if seq <= last => acc.s.duplicates += 1,
+            Some((_, last)) if seq <= last => {
+                shard.trace(
+                    self,
+                    format_args!("duplicate {stream}-{seq} after {stream}-{last}"),
+                );
+                acc.s.duplicates += 1
+            }
             Some((_, last)) => {
+                if seq > last + 1 {
+                    shard.trace(self, format_args!("gap {stream}-{last} -> {stream}-{seq}"));
+                }
                 acc.s.gaps += u64::from(seq - last - 1);
                 self.last_event.set(Some((stream, seq)));
             }

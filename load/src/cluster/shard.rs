@@ -105,6 +105,8 @@ pub struct Shard {
     next_id: Cell<u64>,
     call_rr: Cell<usize>,
     node_rr: Cell<usize>,
+    /// `MCP_LOAD_TRACE_STREAMS` is set: print every stream open/end, gap and duplicate.
+    trace_streams: bool,
     wake_ramp: Notify,
     opened_one: Notify,
     idle: Notify,
@@ -160,6 +162,7 @@ impl Shard {
             next_id: Cell::new(1),
             call_rr: Cell::new(0),
             node_rr: Cell::new(cfg.shard as usize),
+            trace_streams: std::env::var_os("MCP_LOAD_TRACE_STREAMS").is_some(),
             wake_ramp: Notify::new(),
             opened_one: Notify::new(),
             idle: Notify::new(),
@@ -170,6 +173,19 @@ impl Shard {
 
     fn emit(&self, msg: ShardMsg) {
         (self.out.borrow_mut())(msg);
+    }
+
+    /// With `MCP_LOAD_TRACE_STREAMS` set: one line on stderr about `sess`'s stream.
+    pub fn trace(&self, sess: &Sess, what: std::fmt::Arguments<'_>) {
+        if self.trace_streams {
+            eprintln!(
+                "mcp-load trace {:.3}s shard {} #{} {}: {what}",
+                self.clock.ms() as f64 / 1000.0,
+                self.cfg.shard,
+                sess.index,
+                sess.sid()
+            );
+        }
     }
 
     /// A number in `[0, 1)` (xorshift: spread, not secrecy).
@@ -422,33 +438,33 @@ async fn ramp(shard: Rc<Shard>) {
     }
 }
 
-/// Sends the paced calls released by the pacer thread.
+/// Sends the paced calls: call `i` is due at `start + i / rate`. The runtime's own timer
+/// wakes this task (at most once a millisecond) and every call due by then goes out at once:
+/// no pacer thread, no cross-thread wake-up per call. Its lateness (up to the timer's 1 ms
+/// plus any queue wait) is part of the latency from the due time, and its maximum per second
+/// is reported (`late_max_us`).
 async fn calls(shard: Rc<Shard>, start: Instant) {
     let rate = shard.cfg.rate;
     if rate <= 0.0 {
         return;
     }
-    let total = (rate * shard.cfg.max_run.as_secs_f64()).ceil() as u64;
-    let rx = match crate::pacer::start(start, rate, total) {
-        Ok(rx) => rx,
-        Err(e) => {
-            shard.error("call", &format!("pacer_{}", e.kind()));
-            return;
+    let mut index: u64 = 0;
+    while shard.calling.get() {
+        let next = crate::pacer::due_at(start, rate, index);
+        if next > Instant::now() {
+            tokio::time::sleep_until(next.into()).await;
         }
-    };
-    while let Ok(due) = rx.recv().await {
-        if !shard.calling.get() {
-            break;
-        }
-        match shard.next_session() {
-            Some(sess) => shard.call(
-                sess,
-                Kind::Call {
-                    due: due.at,
-                    timed: true,
-                },
-            ),
-            None => shard.error("call", "no_session"),
+        let now = Instant::now();
+        loop {
+            let due = crate::pacer::due_at(start, rate, index);
+            if due > now || !shard.calling.get() {
+                break;
+            }
+            index += 1;
+            match shard.next_session() {
+                Some(sess) => shard.call(sess, Kind::Call { due, timed: true }),
+                None => shard.error("call", "no_session"),
+            }
         }
     }
 }

@@ -34,6 +34,7 @@ pub async fn hold(
         if !sess.held() || shard.stopping.get() {
             return;
         }
+        node = shard.pick_node(node);
         wire::get_stream(
             &mut req,
             &shard.nodes[node].ep,
@@ -49,13 +50,21 @@ pub async fn hold(
         };
         let fail = match opened {
             Ok(open) => {
+                shard.trace(
+                    &sess,
+                    format_args!(
+                        "stream open on {} after {:?}",
+                        shard.nodes[node].ep.host,
+                        sess.last_event.get()
+                    ),
+                );
                 failures = 0;
                 sess.stream_opened(&shard);
                 let mut scanner = IdScanner::new(open.chunked);
                 let end = match scanner.feed(&open.rest, |f| sess.event(&shard, f)) {
                     Err(_) => End::Broke("bad_chunk"),
                     Ok(()) if scanner.ended() => End::Broke("ended"),
-                    Ok(()) => read(&shard, &sess, &open.tcp, &mut scanner).await,
+                    Ok(()) => read(&shard, &sess, &open.sock, &mut scanner).await,
                 };
                 match end {
                     End::Killed => {
@@ -69,6 +78,10 @@ pub async fn hold(
                         continue;
                     }
                     End::Broke(kind) => {
+                        shard.trace(
+                            &sess,
+                            format_args!("stream {kind} on {}", shard.nodes[node].ep.host),
+                        );
                         // The node went away, drained, or ended a relayed stream: reopen on
                         // the next node at once.
                         sess.stream_down(&shard);
@@ -119,25 +132,25 @@ pub async fn hold(
 async fn read(
     shard: &Shard,
     sess: &Sess,
-    tcp: &tokio::net::TcpStream,
+    sock: &super::sock::Sock,
     scanner: &mut IdScanner,
 ) -> End {
     let killed = sess.kill.notified();
     tokio::pin!(killed);
     loop {
-        tokio::select! {
+        let mut ready = tokio::select! {
             biased;
             _ = &mut killed => return End::Killed,
-            r = tcp.readable() => {
-                if r.is_err() {
-                    return End::Broke("io");
-                }
-            }
-        }
+            r = sock.readable() => match r {
+                Ok(r) => r,
+                Err(_) => return End::Broke("io"),
+            },
+        };
         let mut scratch = shard.scratch.borrow_mut();
-        match tcp.try_read(&mut scratch) {
-            Ok(0) => return End::Broke("eof"),
-            Ok(n) => {
+        match ready.read(&mut scratch) {
+            None => {}
+            Some(Ok(0)) => return End::Broke("eof"),
+            Some(Ok(n)) => {
                 sess.last_rx_s.set(shard.clock.second());
                 let fed = scanner.feed(&scratch[..n], |f| sess.event(shard, f));
                 if fed.is_err() {
@@ -147,8 +160,7 @@ async fn read(
                     return End::Broke("ended");
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return End::Broke("io"),
+            Some(Err(_)) => return End::Broke("io"),
         }
     }
 }

@@ -6,9 +6,9 @@ use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+
+use super::sock::Sock;
 
 /// Largest answer head or body read (a call's answer is ~100 bytes).
 const MAX_ANSWER: usize = 1 << 20;
@@ -196,19 +196,23 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Fail> {
     Ok(Some(head))
 }
 
-/// A keep-alive connection running one exchange at a time.
+/// A keep-alive connection running one exchange at a time, with the buffer it keeps.
 #[derive(Debug)]
 pub struct Conn {
-    tcp: TcpStream,
-    buf: BytesMut,
+    sock: Sock,
+    /// `buf[..len]` holds the answer read so far.
+    buf: Vec<u8>,
+    len: usize,
 }
 
 impl Conn {
     /// Connects.
     pub async fn connect(addr: SocketAddr, source: Option<IpAddr>) -> Result<Self, Fail> {
+        let tcp = connect(addr, source).await?;
         Ok(Self {
-            tcp: connect(addr, source).await?,
-            buf: BytesMut::with_capacity(4096),
+            sock: Sock::new(tcp).map_err(|e| Fail::io(&e))?,
+            buf: vec![0; 4096],
+            len: 0,
         })
     }
 
@@ -218,15 +222,18 @@ impl Conn {
     }
 
     async fn fill(&mut self) -> Result<(), Fail> {
-        if self.buf.len() >= MAX_ANSWER {
+        if self.len >= MAX_ANSWER {
             return Err(Fail::new("too_large"));
         }
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(4096);
+        if self.buf.len() - self.len < 1024 {
+            self.buf.resize(self.buf.len() * 2, 0);
         }
-        match self.tcp.read_buf(&mut self.buf).await {
+        match self.sock.read(&mut self.buf[self.len..]).await {
             Ok(0) => Err(Fail::new("eof")),
-            Ok(_) => Ok(()),
+            Ok(n) => {
+                self.len += n;
+                Ok(())
+            }
             Err(e) => Err(Fail::io(&e)),
         }
     }
@@ -234,13 +241,13 @@ impl Conn {
     /// Writes `request` and reads its answer (head and whole body; a chunked body is decoded
     /// in place).
     pub async fn exchange(&mut self, request: &[u8]) -> Result<Answer, Fail> {
-        self.buf.clear();
-        self.tcp
+        self.len = 0;
+        self.sock
             .write_all(request)
             .await
             .map_err(|e| Fail::io(&e))?;
         let head = loop {
-            if let Some(h) = parse_head(&self.buf)? {
+            if let Some(h) = parse_head(&self.buf[..self.len])? {
                 break h;
             }
             self.fill().await?;
@@ -248,7 +255,7 @@ impl Conn {
         let start = head.len;
         let end = if head.chunked {
             loop {
-                match dechunk_in_place(&mut self.buf[start..]) {
+                match dechunk_in_place(&mut self.buf[start..self.len]) {
                     Ok(Some(n)) => break start + n,
                     Ok(None) => self.fill().await?,
                     Err(()) => return Err(Fail::new("bad_http")),
@@ -259,7 +266,7 @@ impl Conn {
             if n > MAX_ANSWER {
                 return Err(Fail::new("too_large"));
             }
-            while self.buf.len() < start + n {
+            while self.len < start + n {
                 self.fill().await?;
             }
             start + n
@@ -320,7 +327,7 @@ fn dechunk_in_place(buf: &mut [u8]) -> Result<Option<usize>, ()> {
 #[derive(Debug)]
 pub struct OpenStream {
     /// The connection.
-    pub tcp: TcpStream,
+    pub sock: Sock,
     /// The body is chunked.
     pub chunked: bool,
     /// Body bytes that arrived with the head.
@@ -334,12 +341,13 @@ pub async fn open_stream(
     source: Option<IpAddr>,
     request: &[u8],
 ) -> Result<OpenStream, Fail> {
-    let mut tcp = connect(addr, source).await?;
-    tcp.write_all(request).await.map_err(|e| Fail::io(&e))?;
+    let tcp = connect(addr, source).await?;
+    let sock = Sock::new(tcp).map_err(|e| Fail::io(&e))?;
+    sock.write_all(request).await.map_err(|e| Fail::io(&e))?;
     let mut buf = Vec::with_capacity(512);
     let head = loop {
         let mut chunk = [0u8; 1024];
-        let n = tcp.read(&mut chunk).await.map_err(|e| Fail::io(&e))?;
+        let n = sock.read(&mut chunk).await.map_err(|e| Fail::io(&e))?;
         if n == 0 {
             return Err(Fail::new("eof"));
         }
@@ -359,7 +367,7 @@ pub async fn open_stream(
     }
     buf.drain(..head.len);
     Ok(OpenStream {
-        tcp,
+        sock,
         chunked: head.chunked,
         rest: buf,
     })
