@@ -6,12 +6,14 @@
 //! custom resource [`McpCluster`] (module [`mcpcluster`]) and the `crdgen` binary that prints
 //! its CustomResourceDefinition.
 
+pub mod admin_config;
 pub mod auth_config;
 pub mod cluster_config;
 #[cfg(feature = "resource")]
 pub mod mcpcluster;
 pub mod node_config;
 
+pub use admin_config::{AdminConfig, MAX_ADMIN_TOKEN_LEN, MIN_ADMIN_TOKEN_LEN, valid_admin_token};
 pub use auth_config::{AuthConfig, ScopeMap};
 pub use cluster_config::{ClusterConfig, ClusterTlsConfig, MembershipTimers};
 #[cfg(feature = "resource")]

@@ -12,9 +12,13 @@ pub struct NodeConfig {
     /// Address the MCP endpoint listens on. Default `127.0.0.1:8080`: loopback only, so a
     /// node started by hand is not reachable from the network until asked.
     pub listen: String,
-    /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`). Default
-    /// `127.0.0.1:9090`. Keep it off the client-facing port so load cannot starve probes.
+    /// Address of the admin endpoint (`/metrics`, `/healthz`, `/readyz`, `/status`, and the
+    /// protected `/cluster` and `/drain`). Default `127.0.0.1:9090`. Keep it off the
+    /// client-facing port so load cannot starve probes.
     pub admin_listen: String,
+    /// Credentials for the admin endpoint's protected requests (`/cluster`, `/drain`). Default
+    /// none: they are refused to everyone.
+    pub admin: crate::AdminConfig,
     /// HTTP path of the MCP endpoint. Default `/mcp`.
     pub mcp_path: String,
     /// Built-in content packs to serve: `echo` (one `echo` tool, what benchmarks call) and
@@ -43,6 +47,7 @@ impl Default for NodeConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9090".into(),
+            admin: crate::AdminConfig::default(),
             mcp_path: "/mcp".into(),
             packs: vec!["echo".into(), "conformance".into()],
             server_name: "mcpcluster".into(),

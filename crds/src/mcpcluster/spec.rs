@@ -40,7 +40,9 @@ pub const DEFAULT_PEER_PORT: i32 = 7946;
 /// Cross-field rules (CEL, enforced by the API server):
 /// - with autoscaling enabled, `replicas` (when set) lies in `[minReplicas, maxReplicas]` and
 ///   `replicationFactor <= maxReplicas`;
-/// - `node.listen` / `node.adminListen` are unset: the operator derives them from `ports`.
+/// - `node.listen` / `node.adminListen` are unset: the operator derives them from `ports`;
+/// - `node.admin` is unset: the operator sets it (the admin token's digest from the Secret
+///   `NAME-admin-token`).
 // Several `printcolumn(...)` share keys such as `type_ = "integer"`, which clippy mistakes for
 // repeated attributes.
 #[allow(clippy::duplicated_attributes)]
@@ -118,6 +120,9 @@ pub const DEFAULT_PEER_PORT: i32 = 7946;
 #[x_kube(validation = Rule::new(
     "!has(self.node) || !has(self.node.auth)"
 ).message("client authentication is configured in spec.auth, not spec.node.auth").field_path(".node.auth"))]
+#[x_kube(validation = Rule::new(
+    "!has(self.node) || !has(self.node.admin)"
+).message("node.admin is set by the operator (the admin token in Secret NAME-admin-token); leave it unset").field_path(".node.admin"))]
 #[serde(rename_all = "camelCase")]
 pub struct McpClusterSpec {
     /// Desired number of node pods; the scale subresource reads and writes it (`kubectl scale`).
@@ -167,7 +172,8 @@ pub struct McpClusterSpec {
 
     /// Node configuration rendered into the ConfigMap the nodes read: the same type (and
     /// fields) as the node's configuration file. Fields left out keep the node's own defaults
-    /// (documented on each field); `listen` and `adminListen` come from `ports` and must be unset.
+    /// (documented on each field); `listen` and `adminListen` come from `ports` and `admin` from
+    /// the operator's admin token, and must be unset.
     // Skipped when default so that no `default:` lands in the schema (see `schema.rs`).
     #[serde(default, skip_serializing_if = "is_default_node")]
     #[schemars(schema_with = "node_config_schema")]

@@ -246,6 +246,7 @@ fn cel_rules_are_present_and_compile() {
     assert!(spec_rules.contains("self.replicas >= self.autoscaling.minReplicas"));
     assert!(spec_rules.contains("self.replicationFactor <= self.autoscaling.maxReplicas"));
     assert!(spec_rules.contains("!has(self.node.listen)"));
+    assert!(spec_rules.contains("!has(self.node.admin)"));
     assert_eq!(
         rules(&spec["properties"]["autoscaling"]),
         ["self.minReplicas <= self.maxReplicas"]
@@ -333,6 +334,10 @@ fn cel_refuses_cross_field_mistakes() {
         (
             json!({ "node": { "auth": { "enabled": true } } }),
             "configured in spec.auth, not spec.node.auth",
+        ),
+        (
+            json!({ "node": { "admin": { "insecureLocal": true } } }),
+            "node.admin is set by the operator",
         ),
         (
             json!({ "podDisruptionBudget": { "maxUnavailable": "half" } }),
