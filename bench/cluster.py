@@ -162,6 +162,8 @@ class Cluster:
             cmd = [NODE, "--config", config,
                    "--listen", f"{self.mcp[i][0]}:{self.mcp[i][1]}",
                    "--admin-listen", f"{self.admin[i][0]}:{self.admin[i][1]}",
+                   # /cluster without credentials: the explicit opt-in (loopback addresses only)
+                   "--admin-insecure-local",
                    "--cluster=true", "--node-name", NAMES[i],
                    "--peer-listen", f"{self.peer[i][0]}:{self.peer[i][1]}",
                    "--advertise", f"{self.peer[i][0]}:{self.peer[i][1]}", "--seeds", seeds,

@@ -141,6 +141,10 @@ echo "load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "network: bridge br0 in $SW; ${NAMES[*]} at ${IP[*]}; client (mcp-failover) at $CL_IP in $CL"
 
 "$BIN" --write-dev-certs "$WORK/certs" >/dev/null
+# The admin token every node requires for /cluster (the nodes listen on namespace addresses,
+# not loopback); netns_view.py and the checks below read it from the same variable.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/admin.token"
+export MCP_NODE_ADMIN_TOKEN_FILE="$WORK/admin.token"
 
 NODES=""
 TARGETS=""
@@ -155,6 +159,7 @@ start_node() {
     echo "--- start $(date -u +%T.%N) ${NODE_ARGS[*]}" >>"$WORK/${NAMES[$i]}.log"
     ip netns exec "${NS[$i]}" "$BIN" \
         --listen "${IP[$i]}:$MCP_PORT" --admin-listen "${IP[$i]}:$ADMIN_PORT" \
+        --admin-token-file "$WORK/admin.token" \
         --cluster=true --node-name "${NAMES[$i]}" \
         --peer-listen "${IP[$i]}:$PEER_PORT" --advertise "${IP[$i]}:$PEER_PORT" --seeds "$seeds" \
         --cluster-ca-file "$WORK/certs/ca.crt" --cluster-cert-file "$WORK/certs/tls.crt" \
@@ -278,8 +283,10 @@ echo "== a. kill -9 ${NAMES[$VICTIM]} under load ($SESSIONS sessions, $RATE call
 driver_start a
 sleep 3
 owned=$(ip netns exec "${NS[1]}" "$PY" -c '
-import json, sys, urllib.request
-v = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+import json, os, sys, urllib.request
+token = open(os.environ["MCP_NODE_ADMIN_TOKEN_FILE"]).read().strip()
+req = urllib.request.Request(sys.argv[1], headers={"authorization": f"Bearer {token}"})
+v = json.load(urllib.request.urlopen(req, timeout=2))
 print(next(m["sessions"] for m in v["members"] if m["name"] == sys.argv[2]))' \
     "http://${IP[1]}:$ADMIN_PORT/cluster" "${NAMES[$VICTIM]}" 2>/dev/null || echo "?")
 echo "  ${NAMES[$VICTIM]} holds $owned sessions (as gossiped; replicas included if it counts them)"

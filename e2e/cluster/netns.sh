@@ -120,6 +120,10 @@ echo "load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs"
 echo "network: bridge br0 in $SW; ${NAMES[*]} at ${IP[*]} in ${NS[*]}"
 
 "$BIN" --write-dev-certs "$WORK/certs" >/dev/null
+# The admin token every node requires for /cluster (the nodes listen on namespace addresses,
+# not loopback); netns_view.py and the checks below read it from the same variable.
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$WORK/admin.token"
+export MCP_NODE_ADMIN_TOKEN_FILE="$WORK/admin.token"
 
 NODES=""
 for i in 0 1 2; do NODES+="${NODES:+,}${NAMES[$i]}=${NS[$i]}@${IP[$i]}:$ADMIN_PORT"; done
@@ -129,6 +133,7 @@ start_node() {
     for j in 0 1 2; do [[ $j != "$i" ]] && seeds+="${seeds:+,}${IP[$j]}:$PEER_PORT"; done
     ip netns exec "${NS[$i]}" "$BIN" \
         --listen "${IP[$i]}:$MCP_PORT" --admin-listen "${IP[$i]}:$ADMIN_PORT" \
+        --admin-token-file "$WORK/admin.token" \
         --cluster=true --node-name "${NAMES[$i]}" \
         --peer-listen "${IP[$i]}:$PEER_PORT" --advertise "${IP[$i]}:$PEER_PORT" --seeds "$seeds" \
         --cluster-ca-file "$WORK/certs/ca.crt" --cluster-cert-file "$WORK/certs/tls.crt" \
@@ -175,8 +180,10 @@ wait "$WAITER"
 # Each member gossips its MCP address: the one on its own namespace address.
 for i in 0 1 2; do
     got=$(ip netns exec "${NS[0]}" "$PY" -c '
-import json, sys, urllib.request
-v = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+import json, os, sys, urllib.request
+token = open(os.environ["MCP_NODE_ADMIN_TOKEN_FILE"]).read().strip()
+req = urllib.request.Request(sys.argv[1], headers={"authorization": f"Bearer {token}"})
+v = json.load(urllib.request.urlopen(req, timeout=2))
 print(next(m["address"] for m in v["members"] if m["name"] == sys.argv[2]))' \
         "http://${IP[0]}:$ADMIN_PORT/cluster" "${NAMES[$i]}")
     [[ $got == "${IP[$i]}:$MCP_PORT" ]] || die "${NAMES[0]} lists ${NAMES[$i]} at '$got', not ${IP[$i]}:$MCP_PORT"

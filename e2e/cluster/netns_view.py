@@ -19,6 +19,9 @@ polls every node every ~10 ms without spawning `ip netns exec curl` each time.
          from IF_A reach IF_B MS milliseconds late, frames from IF_B reach IF_A at once. Used
          when the kernel has no sch_netem (`tc qdisc ... netem` fails).
 
+`/cluster` needs the nodes' admin token: it is read from the file named by
+MCP_NODE_ADMIN_TOKEN_FILE (the variable the nodes read it from too).
+
 N is "name=netns@ip:port,..." (admin ports). SPEC is "OBSERVERS:MEMBERS=STATES[>GEN]": comma
 lists of node names (or `all`), STATES `|`-separated (alive, suspect, dead); `>GEN` also needs
 the member's generation above GEN.
@@ -62,13 +65,26 @@ def ns_socket(ns):
         _setns(_home)
 
 
+_token = None
+
+
+def admin_token():
+    """The admin token (`Authorization: Bearer`), read once."""
+    global _token
+    if _token is None:
+        path = os.environ.get("MCP_NODE_ADMIN_TOKEN_FILE")
+        _token = open(path).read().strip() if path else ""
+    return _token
+
+
 def fetch(ns, host, port, timeout=0.5):
     """The node's /cluster as a dict, or None when it does not answer."""
     s = ns_socket(ns)
     s.settimeout(timeout)
+    auth = f"Authorization: Bearer {admin_token()}\r\n" if admin_token() else ""
     try:
         s.connect((host, port))
-        s.sendall(f"GET /cluster HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        s.sendall(f"GET /cluster HTTP/1.0\r\nHost: {host}:{port}\r\n{auth}\r\n".encode())
         data = b""
         while True:
             chunk = s.recv(65536)

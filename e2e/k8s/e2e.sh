@@ -12,7 +12,9 @@
 #   4. `kubectl scale mcpcluster` goes through the scale subresource to the StatefulSet
 #   5. every crds/examples/invalid/*.yaml is refused with its `# expect:` message; a spec only
 #      the operator can refuse gets Degraded=InvalidSpec and a Warning event, and no children
-#   6. autoscaling on real load (mcp-load) scales up, the real nodes form one gossip cluster;
+#   6. the nodes' admin API needs the operator's token (Secret NAME-admin-token; the pods mount
+#      only its digest): none → 401, a wrong one → 403, counted; the operator's own calls work
+#      autoscaling on real load (mcp-load) scales up, the real nodes form one gossip cluster;
 #      a node still holding clients delays the scale-down (drain); calling the scale-down off
 #      cancels its drain; once its clients leave, the StatefulSet shrinks
 #   7. /metrics; SIGTERM to the leader releases the Lease and the standby takes over; deleting
@@ -132,11 +134,22 @@ owned() { # owned KIND/NAME: exists with a controller reference to the McpCluste
     [[ "$(jp "$1" '{.metadata.ownerReferences[?(@.controller==true)].uid}')" == "$UID_" ]]
 }
 for obj in statefulset/demo service/demo service/demo-peers configmap/demo-config \
-    poddisruptionbudget/demo secret/demo-tls serviceaccount/demo-node; do
+    poddisruptionbudget/demo secret/demo-tls secret/demo-admin-token serviceaccount/demo-node; do
     wait_for 60 "$obj owned by mcpcluster/demo" owned "$obj"
 done
 [[ "$(jp service/demo-peers '{.spec.clusterIP}')" == None ]] || fail "demo-peers is not headless"
 [[ "$(jp secret/demo-tls '{.data.ca\.crt}')" != "" ]] || fail "demo-tls has no ca.crt"
+# The admin token: the operator reads `token`; the pods mount `token.sha256` and nothing else.
+ADMIN_TOKEN="$(jp secret/demo-admin-token '{.data.token}' | base64 -d)"
+[[ ${#ADMIN_TOKEN} -eq 64 ]] || fail "demo-admin-token holds no 64-character token"
+[[ "$(jp secret/demo-admin-token '{.data.token\.sha256}' | base64 -d)" == "$(printf %s "$ADMIN_TOKEN" | sha256sum | cut -d' ' -f1)" ]] ||
+    fail "demo-admin-token's token.sha256 is not the token's SHA-256"
+mounted="$(jp statefulset/demo '{.spec.template.spec.volumes[?(@.name=="admin-token")].secret.items[*].key}')"
+[[ "$mounted" == token.sha256 ]] || fail "the pods mount '$mounted' of demo-admin-token, expected token.sha256 only"
+grep -q 'tokenSha256File: /etc/mcp-node/admin/token.sha256' <(jp configmap/demo-config '{.data.config\.yaml}') ||
+    fail "the node config does not point at the mounted digest"
+AUTH=(-H "Authorization: Bearer $ADMIN_TOKEN")
+log "ok: admin token in secret/demo-admin-token; pods mount only its digest"
 running() { # running N: exactly N pods of demo Running
     [[ "$(kc get pods -l app.kubernetes.io/instance=demo --field-selector=status.phase=Running -o name | wc -l)" -eq "$1" ]]
 }
@@ -209,8 +222,20 @@ kc patch mcpcluster demo --type merge -p '{"spec":{"autoscaling":{"targetConnect
 sts_is() { [[ "$(jp statefulset/demo '{.spec.replicas}')" == "$1" ]] && running "$1"; }
 wait_for 90 "idle cluster scaled down to minReplicas (2)" sts_is 2
 admin_of() { sed -n "s/^$1 //p" "$WORK/admin-map"; }
-nodes_up() { [[ -n "$(admin_of demo-0)" ]] && curl -sf "http://$(admin_of demo-0)/cluster" >/dev/null; }
-wait_for 60 "real node for demo-0 answers /cluster" nodes_up
+nodes_up() { [[ -n "$(admin_of demo-0)" ]] && curl -sf "${AUTH[@]}" "http://$(admin_of demo-0)/cluster" >/dev/null; }
+wait_for 60 "real node for demo-0 answers /cluster (with the admin token)" nodes_up
+# Without the token, or with another, a node refuses: 401 / 403, nothing drained, counted.
+ADM0="$(admin_of demo-0)"
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+[[ "$(code -X POST "http://$ADM0/drain")" == 401 ]] || fail "POST /drain without a token was not 401"
+[[ "$(code -X POST -H "Authorization: Bearer ${ADMIN_TOKEN%?}x" "http://$ADM0/drain")" == 403 ]] ||
+    fail "POST /drain with a wrong token was not 403"
+[[ "$(code "http://$ADM0/cluster")" == 401 ]] || fail "GET /cluster without a token was not 401"
+[[ "$(code "http://$ADM0/readyz")" == 200 ]] || fail "demo-0 not ready after refused drains"
+refusals="$(curl -s "http://$ADM0/metrics" | grep '^mcp_admin_refused_total' | tr '\n' ' ')"
+[[ "$refusals" == *'reason="missing"} 2'* && "$refusals" == *'reason="wrong"} 1'* ]] ||
+    fail "refusals not counted as expected: $refusals"
+log "ok: demo-0 refuses the admin API without the token (401) and with a wrong one (403): $refusals"
 MCP0="$(admin_of demo-0)"
 MCP0="http://${MCP0%:*}:8080/mcp"
 log "load: 700 held sessions against $MCP0"
@@ -222,7 +247,7 @@ conns() { local c; c="$(jp mcpcluster/demo '{.status.connections}')"; ((${c:-0} 
 wait_for 90 "status.connections >= 600" conns
 wait_for 90 "autoscaled up to 4 (ceil(700/200), step 2)" sts_is 4
 alive_seen_by() { # alive_seen_by POD: members demo-0's /cluster lists as alive
-    curl -s "http://$(admin_of "$1")/cluster" | python3 -c 'import json,sys
+    curl -s "${AUTH[@]}" "http://$(admin_of "$1")/cluster" | python3 -c 'import json,sys
 print(sum(m["state"] == "alive" for m in json.load(sys.stdin)["members"]))' 2>/dev/null || echo 0
 }
 members4() { [[ "$(jp mcpcluster/demo '{.status.members}')" == 4 && "$(alive_seen_by demo-0)" == 4 ]]; }
@@ -236,7 +261,7 @@ log "ok: ScaledUp event: $scaled_up"
 # Hold sessions on the highest ordinal. Its drain hands them to the other nodes (replicas),
 # and cannot finish while a request is in flight there: one session waits in a sampling call
 # (a server→client request the test never answers) until the test cancels it.
-node3() { [[ -n "$(admin_of demo-3)" ]] && curl -sf "http://$(admin_of demo-3)/cluster" >/dev/null; }
+node3() { [[ -n "$(admin_of demo-3)" ]] && curl -sf "${AUTH[@]}" "http://$(admin_of demo-3)/cluster" >/dev/null; }
 wait_for 60 "real node for demo-3" node3
 ADM3="$(admin_of demo-3)"
 MCP3="http://${ADM3%:*}:8080/mcp"
@@ -245,7 +270,7 @@ setsid "$BIN/mcp-load" --url "$MCP3" --sessions 20 --ramp-rate 0 --rate 1 --work
 PIDS+=($!)
 json() { python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], 0))' "$1" 2>/dev/null || echo 0; }
 own() { # own FIELD: demo-3's own row of its /cluster
-    curl -s "http://$ADM3/cluster" | python3 -c 'import json,sys; v=json.load(sys.stdin)
+    curl -s "${AUTH[@]}" "http://$ADM3/cluster" | python3 -c 'import json,sys; v=json.load(sys.stdin)
 print(next((m[sys.argv[1]] for m in v["members"] if m["name"] == v["self"]), 0))' "$1" 2>/dev/null || echo 0
 }
 few() { (($(own connections) >= 20)); }
@@ -267,11 +292,11 @@ draining() {
 }
 wait_for 90 "scale-down waits: Scaling=True 'draining demo-3', StatefulSet still 4" draining
 handed() { # every session but the one with the held call went to the other nodes
-    local p; p="$(curl -sf "http://$ADM3/drain")" || return 1
+    local p; p="$(curl -sf "${AUTH[@]}" "http://$ADM3/drain")" || return 1
     [[ "$(json draining <<<"$p")" == True && "$(json sessions <<<"$p")" == 1 && "$(json done <<<"$p")" == False ]]
 }
 wait_for 30 "demo-3 handed its other sessions off; the held one keeps its drain open" handed
-if progress="$(curl -sf "http://$ADM3/drain")"; then
+if progress="$(curl -sf "${AUTH[@]}" "http://$ADM3/drain")"; then
     [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$ADM3/readyz")" == 503 ]] || fail "draining demo-3 still ready"
     log "ok: demo-3 reports $progress, /readyz 503"
 fi

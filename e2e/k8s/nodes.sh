@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The e2e's stand-in for the kubelet: kwok reports pods Running without running anything, so
 # for every Running pod of an McpCluster this loop runs a real `mcp-node` on its own loopback
-# address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap and the pod's
-# certificates from the cluster's TLS Secret, and keeps the operator's --node-admin-override
+# address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap, the pod's
+# certificates from the cluster's TLS Secret and the admin token's digest from the Secret
+# NAME-admin-token (the one key a pod mounts), and keeps the operator's --node-admin-override
 # map (`POD HOST:PORT` lines) up to date. The nodes form a real cluster (QUIC, mutual TLS with
 # the operator's generated CA): what DNS and the pod IP give a pod (seeds from the headless
 # Service, the advertised address) is replaced by flags: the peer port on the node's own
@@ -49,6 +50,15 @@ tls_files() {
     done
 }
 
+# The admin token's digest, as a pod mounts it (key token.sha256 of NAME-admin-token).
+admin_digest() {
+    [[ -s "$WORK/admin/token.sha256" ]] && return 0
+    mkdir -p "$WORK/admin"
+    kubectl -n "$NS" get secret "$CLUSTER-admin-token" --request-timeout=5s \
+        -o jsonpath='{.data.token\.sha256}' 2>/dev/null | base64 -d >"$WORK/admin/token.sha256" || return 1
+    [[ -s "$WORK/admin/token.sha256" ]]
+}
+
 while true; do
     # name uid phase, for the cluster's pods
     pods="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$CLUSTER" --request-timeout=5s \
@@ -65,10 +75,12 @@ while true; do
         kubectl -n "$NS" get configmap "$CLUSTER-config" --request-timeout=5s \
             -o jsonpath='{.data.config\.yaml}' >"$cfg" 2>/dev/null || continue
         tls_files || continue
+        admin_digest || continue
         mcp_port="$(port_of listen "$cfg")" admin_port="$(port_of adminListen "$cfg")"
         peer_port="$(port_of peerListen "$cfg")"
         MCP_NODE_NAME="$name" "$NODE_BIN" --config "$cfg" --listen "$ip:${mcp_port:-8080}" \
             --admin-listen "$ip:${admin_port:-9090}" --allowed-hosts '*' --log-level warn \
+            --admin-token-sha256-file "$WORK/admin/token.sha256" \
             --peer-listen "$ip:${peer_port:-7946}" --seeds "127.0.0.10:${peer_port:-7946}" --seed-dns "" \
             --cluster-ca-file "$WORK/tls/ca.crt" --cluster-cert-file "$WORK/tls/tls.crt" \
             --cluster-key-file "$WORK/tls/tls.key" \

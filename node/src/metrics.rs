@@ -154,6 +154,8 @@ pub struct Metrics {
     pub cluster: crate::cluster::ClusterMetrics,
     /// Client authentication (`mcp_auth_*`); registered whether or not auth is on.
     pub auth: crate::auth::AuthMetrics,
+    /// Admin endpoint metrics (`mcp_admin_*`).
+    pub admin: crate::admin::AdminMetrics,
 }
 
 impl Default for Metrics {
@@ -235,10 +237,12 @@ impl Metrics {
         );
         let cluster = crate::cluster::ClusterMetrics::register(&mut registry);
         let auth = crate::auth::AuthMetrics::register(&mut registry);
+        let admin = crate::admin::AdminMetrics::register(&mut registry);
         Self {
             registry,
             cluster,
             auth,
+            admin,
             connections,
             connections_accepted,
             connection_panics,

@@ -20,7 +20,7 @@ pub struct Cli {
     /// MCP listen address [config: listen] [default: 127.0.0.1:8080]
     #[arg(long, env = "MCP_NODE_LISTEN")]
     pub listen: Option<String>,
-    /// Admin listen address for /metrics /healthz /readyz [config: adminListen] [default: 127.0.0.1:9090]
+    /// Admin listen address for /metrics /healthz /readyz /status /cluster /drain [config: adminListen] [default: 127.0.0.1:9090]
     #[arg(long, env = "MCP_NODE_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
     /// YAML configuration file
@@ -60,6 +60,9 @@ pub struct Cli {
     /// exit; give the three files to every local node (cluster.tls.*)
     #[arg(long, value_name = "DIR")]
     pub write_dev_certs: Option<PathBuf>,
+    /// The `admin` section.
+    #[command(flatten)]
+    pub admin: crate::admin::AdminArgs,
     /// The `cluster` section.
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
@@ -74,6 +77,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Parsed admin listen address.
     pub admin_listen: SocketAddr,
+    /// Who may use `/cluster` and `/drain`.
+    pub admin: crate::admin::AdminSettings,
     /// Effective connection cap (configured or derived from `RLIMIT_NOFILE`).
     pub max_connections: u32,
     /// The validated `cluster` section; `None` when clustering is off.
@@ -162,6 +167,7 @@ impl Settings {
         if listen.port() != 0 && listen == admin_listen {
             return Err(field("adminListen", "must differ from `listen`"));
         }
+        let admin = crate::admin::AdminSettings::validate(&config.admin, admin_listen)?;
         if !config.mcp_path.starts_with('/') {
             return Err(field("mcpPath", "must start with `/`"));
         }
@@ -254,6 +260,7 @@ impl Settings {
             config,
             listen,
             admin_listen,
+            admin,
             max_connections,
             cluster,
             auth,
@@ -321,6 +328,7 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
     if let Some(v) = &cli.log_level {
         config.log.level = v.clone();
     }
+    cli.admin.apply(&mut config.admin);
     cli.cluster.apply(&mut config.cluster);
     if let Some(v) = &cli.log_format {
         config.log.format = match v.as_str() {

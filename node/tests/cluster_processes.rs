@@ -54,6 +54,7 @@ fn spawn(i: usize, ports: &[Ports], certs: &Path, logs: &Path) -> Child {
     Command::new(BIN)
         .args(["--listen", &p.mcp.to_string()])
         .args(["--admin-listen", &p.admin.to_string()])
+        .arg("--admin-insecure-local") // the test reads /cluster anonymously (loopback)
         .arg("--cluster=true")
         .args(["--node-name", &format!("node-{i}")])
         .args(["--peer-listen", &p.peer.to_string()])

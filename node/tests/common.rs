@@ -156,6 +156,9 @@ pub fn cluster_config(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -
         ..NodeConfig::default()
     };
     c.log.level = "warn".into();
+    // The cluster tests read /cluster and /drain without credentials: the explicit opt-in
+    // for a loopback admin address.
+    c.admin.insecure_local = true;
     let k = &mut c.cluster;
     k.enabled = true;
     k.node_name = name.into();

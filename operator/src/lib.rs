@@ -6,9 +6,11 @@
 //! - [`children`]: the owned objects as pure builders, written by server-side apply.
 //! - [`autoscale`]: the pure autoscaling decision; [`scaler`]: writing it, draining first.
 //! - [`conditions`], [`status`]: status conditions by the API conventions.
-//! - [`nodes`], [`load`]: the nodes' admin API (`/cluster`, `/drain`).
+//! - [`nodes`], [`load`]: the nodes' admin API (`/cluster`, `/drain`), with the
+//!   [`admin_token`] from the Secret `NAME-admin-token`.
 //! - [`leader`]: Lease-based leader election; [`server`], [`metrics`]: `/metrics`, health.
 
+pub mod admin_token;
 pub mod autoscale;
 pub mod certs;
 pub mod children;

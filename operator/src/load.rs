@@ -9,10 +9,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 
+use crate::admin_token::AdminToken;
 use crate::context::Context;
 use crate::error::Error;
 use crate::names::Names;
-use crate::nodes::{Load, divergence, total};
+use crate::nodes::{Load, NodeError, divergence, total};
 
 /// Names of the cluster's pods that run and are not being deleted.
 pub async fn running_pods(ctx: &Context, names: &Names) -> Result<Vec<String>, Error> {
@@ -36,6 +37,7 @@ pub async fn read(
     key: &str,
     names: &Names,
     admin_port: i32,
+    token: &AdminToken,
 ) -> Result<Option<Load>, Error> {
     let fresh = ctx.poll_interval / 2;
     if let Some(cached) = ctx.remember(key, |m| {
@@ -48,12 +50,15 @@ pub async fn read(
     let pods = running_pods(ctx, names).await?;
     let asks = pods.iter().filter_map(|pod| {
         let addr = ctx.admin.resolve(pod, names, admin_port)?;
-        Some(async move { (pod, ctx.nodes.cluster(&addr).await) })
+        Some(async move { (pod, ctx.nodes.cluster(&addr, token).await) })
     });
     let mut views = Vec::new();
     for (pod, answer) in join_all(asks).await {
         match answer {
             Ok(v) => views.push(v),
+            Err(err @ NodeError::Refused(..)) => {
+                tracing::warn!(%pod, error = %err, "node refused the admin token; no load from it")
+            }
             Err(err) => tracing::debug!(%pod, error = %err, "no load from node"),
         }
     }

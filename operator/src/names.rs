@@ -35,6 +35,8 @@ pub struct Names {
     pub tls_secret: String,
     /// ServiceAccount the pods run as (unless overridden).
     pub service_account: String,
+    /// Secret with the admin token the operator sends to the nodes.
+    pub admin_secret: String,
 }
 
 impl Names {
@@ -52,6 +54,7 @@ impl Names {
                 .clone()
                 .unwrap_or_else(|| format!("{name}-tls")),
             service_account: format!("{name}-node"),
+            admin_secret: format!("{name}-admin-token"),
             cluster: name,
         }
     }
@@ -102,6 +105,7 @@ mod tests {
         let n = Names::of(&c);
         assert_eq!(n.peers, "demo-peers");
         assert_eq!(n.tls_secret, "demo-tls");
+        assert_eq!(n.admin_secret, "demo-admin-token");
         assert_eq!(n.pod(2), "demo-2");
         assert_eq!(
             n.selector_string(),

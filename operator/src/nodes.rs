@@ -1,5 +1,6 @@
 //! Talking to the nodes' admin API: `GET /cluster` (membership and load) and `POST`/`GET
-//! /drain`. Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
+//! /drain`, each with the cluster's [`AdminToken`] (`Authorization: Bearer`). Shapes: "Admin
+//! API" in `docs/ARCHITECTURE.md`.
 //!
 //! Where a pod's admin endpoint is: by default its stable DNS name under the headless Service,
 //! `<pod>.<name>-peers.<ns>.svc:<admin port>`. `--node-admin-override` replaces that: a
@@ -19,6 +20,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
+use crate::admin_token::AdminToken;
 use crate::names::{Names, ordinal};
 
 /// How the operator finds a pod's admin endpoint.
@@ -179,6 +181,9 @@ pub enum NodeError {
     /// Connection or protocol failure.
     #[error("{0}: {1}")]
     Http(String, String),
+    /// The node refused the admin token (401/403): it holds another one, or none.
+    #[error("{0}: admin token refused (HTTP {1}): {2}")]
+    Refused(String, StatusCode, String),
     /// An answer that is not the documented shape.
     #[error("{0}: HTTP {1}: {2}")]
     Answer(String, StatusCode, String),
@@ -207,11 +212,13 @@ impl NodeClient {
         method: Method,
         addr: &str,
         path: &str,
+        token: &AdminToken,
     ) -> Result<T, NodeError> {
         let url = format!("http://{addr}{path}");
         let req = Request::builder()
             .method(method)
             .uri(&url)
+            .header(http::header::AUTHORIZATION, token.authorization())
             .body(Empty::new())
             .map_err(|e| NodeError::Http(url.clone(), e.to_string()))?;
         let exchange = async {
@@ -228,7 +235,10 @@ impl NodeClient {
                 .map_err(|e| NodeError::Http(url.clone(), e.to_string()))?
                 .to_bytes();
             if !status.is_success() {
-                let text = String::from_utf8_lossy(&body).into_owned();
+                let text = String::from_utf8_lossy(&body).trim_end().to_owned();
+                if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+                    return Err(NodeError::Refused(url.clone(), status, text));
+                }
                 return Err(NodeError::Answer(url.clone(), status, text));
             }
             serde_json::from_slice(&body)
@@ -240,19 +250,28 @@ impl NodeClient {
     }
 
     /// `GET /cluster`.
-    pub async fn cluster(&self, addr: &str) -> Result<ClusterView, NodeError> {
-        self.call(Method::GET, addr, "/cluster").await
+    pub async fn cluster(&self, addr: &str, token: &AdminToken) -> Result<ClusterView, NodeError> {
+        self.call(Method::GET, addr, "/cluster", token).await
     }
 
     /// `POST /drain` (`start`) or `GET /drain`.
-    pub async fn drain(&self, addr: &str, start: bool) -> Result<DrainProgress, NodeError> {
+    pub async fn drain(
+        &self,
+        addr: &str,
+        start: bool,
+        token: &AdminToken,
+    ) -> Result<DrainProgress, NodeError> {
         let method = if start { Method::POST } else { Method::GET };
-        self.call(method, addr, "/drain").await
+        self.call(method, addr, "/drain", token).await
     }
 
     /// `DELETE /drain`: calls a drain off.
-    pub async fn cancel_drain(&self, addr: &str) -> Result<DrainProgress, NodeError> {
-        self.call(Method::DELETE, addr, "/drain").await
+    pub async fn cancel_drain(
+        &self,
+        addr: &str,
+        token: &AdminToken,
+    ) -> Result<DrainProgress, NodeError> {
+        self.call(Method::DELETE, addr, "/drain", token).await
     }
 }
 

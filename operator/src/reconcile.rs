@@ -1,5 +1,6 @@
-//! One reconcile of one `McpCluster`: validate, make sure the TLS Secret exists, read the
-//! load, decide the size, apply every child, gate a scale-down on the drain, report status.
+//! One reconcile of one `McpCluster`: validate, make sure the TLS and admin-token Secrets
+//! exist, read the load, decide the size, apply every child, gate a scale-down on the drain,
+//! report status.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,14 +10,15 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use mcpcluster_api::McpCluster;
 use mcpcluster_api::mcpcluster::condition::{SCALING, reason};
 use tracing::instrument;
 
+use crate::admin_token::AdminToken;
 use crate::autoscale::Reason;
-use crate::children::{self, apply, config, pdb, secret, services, statefulset};
+use crate::children::{self, admin_secret, apply, config, pdb, secret, services, statefulset};
 use crate::conditions::Report;
 use crate::context::Context;
 use crate::error::Error;
@@ -101,7 +103,15 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
     if invalid.is_none() {
         invalid = ensure_tls(ctx, cluster, &names).await?;
     }
-    if let Some(why) = invalid {
+    let mut token = None;
+    if invalid.is_none() {
+        match ensure_admin_token(ctx, cluster, &names).await? {
+            Ok(t) => token = Some(t),
+            Err(why) => invalid = Some(why),
+        }
+    }
+    let (None, Some(token)) = (&invalid, token) else {
+        let why = invalid.unwrap_or_default();
         tracing::warn!(%why, "invalid spec");
         scaler::event(ctx, cluster, true, reason::INVALID_SPEC, why.clone()).await;
         let mut observed = status::observe(
@@ -113,14 +123,14 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
         let st = status::build(cluster, &names, &observed, None, now);
         status::write(ctx, cluster, &st).await?;
         return Ok((Action::requeue(IDLE_RESYNC), Outcome::invalid));
-    }
+    };
 
     // 2. Size: spec.replicas (written back when unset), moved by the autoscaler.
     let requested = spec.requested_replicas();
     if spec.replicas != Some(requested) {
         scaler::write_replicas(ctx, cluster, requested).await?;
     }
-    let load = load::read(ctx, &key, &names, spec.ports.admin).await?;
+    let load = load::read(ctx, &key, &names, spec.ports.admin, &token).await?;
     let mut autoscaled = None;
     let desired = if spec.autoscaling.enabled {
         let d = ctx.remember(&key, |m| {
@@ -173,10 +183,10 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
 
     let (replicas, draining) = match current {
         Some(cur) if desired < cur => {
-            scaler::drain_gate(ctx, cluster, &key, &names, cur, desired).await
+            scaler::drain_gate(ctx, cluster, &key, &names, cur, desired, &token).await
         }
         _ => {
-            scaler::call_off(ctx, cluster, &key, &names, desired).await;
+            scaler::call_off(ctx, cluster, &key, &names, desired, &token).await;
             (desired, None)
         }
     };
@@ -248,6 +258,71 @@ async fn ensure_tls(
         }
     }
     Ok(None)
+}
+
+/// The admin token from the Secret `NAME-admin-token`, created with a fresh token when it does
+/// not exist (once: never regenerated while it exists). A token written there by hand is used,
+/// and `token.sha256` (what the pods mount) is rewritten when it does not match. A Secret
+/// without a usable `token` makes the cluster invalid (returns why) rather than being
+/// overwritten.
+async fn ensure_admin_token(
+    ctx: &Context,
+    cluster: &McpCluster,
+    names: &Names,
+) -> Result<Result<AdminToken, String>, Error> {
+    let name = &names.admin_secret;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut found = api
+        .get_opt(name)
+        .await
+        .map_err(|e| Error::kube("get", "Secret", name, e))?;
+    if found.is_none() {
+        let token = AdminToken::generate();
+        let s = admin_secret::secret(cluster, names, &token);
+        match api.create(&PostParams::default(), &s).await {
+            Ok(_) => {
+                tracing::info!(secret = %name, "generated the admin token");
+                return Ok(Ok(token));
+            }
+            // Created meanwhile (a previous leader): use that one.
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                found = api
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| Error::kube("get", "Secret", name, e))?;
+            }
+            Err(e) => return Err(Error::kube("create", "Secret", name, e)),
+        }
+    }
+    let Some(found) = found else {
+        return Ok(Err(format!(
+            "Secret `{name}` vanished while it was created"
+        )));
+    };
+    let token = match admin_secret::token_of(&found) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Ok(Err(format!(
+                "Secret `{name}` has no key `{}` (delete the Secret: the operator generates a new token)",
+                admin_secret::TOKEN_KEY
+            )));
+        }
+        Err(why) => {
+            return Ok(Err(format!(
+                "Secret `{name}`: key `{}` is {why}",
+                admin_secret::TOKEN_KEY
+            )));
+        }
+    };
+    if !admin_secret::digest_matches(&found, &token) {
+        let patch =
+            serde_json::json!({ "stringData": { admin_secret::DIGEST_KEY: token.sha256_hex() } });
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| Error::kube("patch", "Secret", name, e))?;
+        tracing::info!(secret = %name, "admin token changed by hand: its digest for the nodes rewritten");
+    }
+    Ok(Ok(token))
 }
 
 /// Applies the PDB, or deletes ours when the spec disables it.

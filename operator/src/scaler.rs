@@ -12,10 +12,12 @@ use mcpcluster_api::McpCluster;
 use mcpcluster_api::mcpcluster::condition::{SCALING, reason};
 use serde_json::json;
 
+use crate::admin_token::AdminToken;
 use crate::conditions::Report;
 use crate::context::{Context, Drain};
 use crate::error::Error;
 use crate::names::{MANAGER, Names};
+use crate::nodes::NodeError;
 
 /// Writes `spec.replicas` through the scale subresource.
 pub async fn write_replicas(
@@ -53,7 +55,9 @@ pub async fn event(ctx: &Context, cluster: &McpCluster, warning: bool, reason: &
 
 /// The StatefulSet size to apply while going from `current` down to `desired`: `desired`
 /// once every departing node reports its drain done (or cannot be reached, or the drain
-/// timed out), else `current` and a `Scaling` report saying what it waits for.
+/// timed out), else `current` and a `Scaling` report saying what it waits for. A node that
+/// refuses the admin token is reachable but undrained: it is waited for (until the timeout),
+/// never removed as if it were gone.
 pub async fn drain_gate(
     ctx: &Context,
     cluster: &McpCluster,
@@ -61,6 +65,7 @@ pub async fn drain_gate(
     names: &Names,
     current: i32,
     desired: i32,
+    token: &AdminToken,
 ) -> (i32, Option<Report>) {
     let (since, replaced) = ctx.remember(key, |m| match m.drain {
         Some(d) if d.to == desired => (d.since, None),
@@ -77,7 +82,7 @@ pub async fn drain_gate(
     if let Some(old) = replaced {
         // A deeper or shallower scale-down replaced an earlier one: pods that stay get their
         // drain called off.
-        cancel(ctx, cluster, names, old.to..desired.min(old.from)).await;
+        cancel(ctx, cluster, names, old.to..desired.min(old.from), token).await;
     }
     let port = cluster.spec.ports.admin;
     let mut waiting = Vec::new();
@@ -87,9 +92,13 @@ pub async fn drain_gate(
             continue;
         };
         // POST is idempotent: it starts the drain the first time and reports progress after.
-        match ctx.nodes.drain(&addr, true).await {
+        match ctx.nodes.drain(&addr, true, token).await {
             Ok(p) if p.done => {}
             Ok(p) => waiting.push(format!("{pod} ({} sessions)", p.sessions)),
+            Err(err @ NodeError::Refused(..)) => {
+                tracing::warn!(%pod, error = %err, "departing node refused the admin token");
+                waiting.push(format!("{pod} (admin token refused)"));
+            }
             Err(err) => {
                 tracing::info!(%pod, error = %err, "departing node unreachable; nothing to drain")
             }
@@ -124,9 +133,16 @@ pub async fn drain_gate(
 
 /// Called when no scale-down is pending: a drain that was in progress (the scale-down was
 /// called off by `kubectl scale` or the autoscaler) is cancelled on the pods that stay.
-pub async fn call_off(ctx: &Context, cluster: &McpCluster, key: &str, names: &Names, desired: i32) {
+pub async fn call_off(
+    ctx: &Context,
+    cluster: &McpCluster,
+    key: &str,
+    names: &Names,
+    desired: i32,
+    token: &AdminToken,
+) {
     if let Some(old) = ctx.remember(key, |m| m.drain.take()) {
-        cancel(ctx, cluster, names, old.to..desired.min(old.from)).await;
+        cancel(ctx, cluster, names, old.to..desired.min(old.from), token).await;
     }
 }
 
@@ -135,13 +151,14 @@ async fn cancel(
     cluster: &McpCluster,
     names: &Names,
     ordinals: std::ops::Range<i32>,
+    token: &AdminToken,
 ) {
     for ordinal in ordinals {
         let pod = names.pod(ordinal);
         let Some(addr) = ctx.admin.resolve(&pod, names, cluster.spec.ports.admin) else {
             continue;
         };
-        match ctx.nodes.cancel_drain(&addr).await {
+        match ctx.nodes.cancel_drain(&addr, token).await {
             Ok(_) => tracing::info!(%pod, "scale-down called off: drain cancelled"),
             Err(err) => tracing::warn!(%pod, error = %err, "cannot cancel the drain"),
         }

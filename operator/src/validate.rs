@@ -6,7 +6,7 @@
 //! (`mcp_node::settings::Settings::validate`), so a spec the operator accepts does not leave
 //! pods crash-looping on a config the node refuses.
 
-use mcpcluster_api::{ClusterConfig, McpCluster, NodeConfig};
+use mcpcluster_api::{AdminConfig, ClusterConfig, McpCluster, NodeConfig};
 
 use crate::names::MAX_NAME_LEN;
 
@@ -79,6 +79,14 @@ fn check_cluster(c: &ClusterConfig) -> Result<(), String> {
 
 fn check_node(c: &NodeConfig) -> Result<(), String> {
     check_cluster(&c.cluster)?;
+    if c.admin != AdminConfig::default() {
+        // A token file the pod does not have would crash-loop the node, and insecureLocal is
+        // refused on the pod's 0.0.0.0 admin address.
+        return Err(
+            "admin: set by the operator (the token in Secret NAME-admin-token); leave it unset"
+                .into(),
+        );
+    }
     if !c.mcp_path.starts_with('/') {
         return Err("mcpPath: must start with `/`".into());
     }
@@ -186,6 +194,13 @@ mod tests {
         c.spec.node.cluster.seeds = vec!["10.0.0.1:7946".into()];
         c.spec.node.cluster.membership.suspect_to_down_ms = 1000;
         assert_eq!(check(&c, "demo"), Ok(()), "seeds and timers are the user's");
+
+        let mut c = cluster();
+        c.spec.node.admin.insecure_local = true;
+        assert_eq!(
+            check(&c, "demo"),
+            Err("spec.node.admin: set by the operator (the token in Secret NAME-admin-token); leave it unset".into())
+        );
 
         let mut c = cluster();
         c.spec.node.mcp_path = "mcp".into();

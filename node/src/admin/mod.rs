@@ -1,10 +1,25 @@
 //! The admin endpoint: `/metrics` (OpenMetrics text), `/healthz` (the process runs),
-//! `/readyz` (the node accepts new clients; false while draining), `/status`, `GET /cluster`
-//! (the membership and load the operator sizes the cluster by) and `POST`/`GET`/`DELETE
-//! /drain` (start a drain, report its progress, call it off). Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
+//! `/readyz` (the node accepts new clients; false while draining), `/status`, and, with
+//! credentials ([`auth`]), `GET /cluster` (the membership and load the operator sizes the
+//! cluster by) and `POST`/`GET`/`DELETE /drain` (start a drain, report its progress, call it
+//! off). Shapes: "Admin API" in `docs/ARCHITECTURE.md`.
+//!
+//! - [`auth`]: which paths need credentials and the decision for one request (pure).
+//! - [`config`]: the `admin` section validated, the token file; [`args`]: its flags.
+//! - [`metrics`]: the refusal counter, `mcp_admin_refused_total{reason}`.
+
+pub mod args;
+pub mod auth;
+pub mod config;
+pub mod metrics;
+
+pub use args::AdminArgs;
+pub use config::AdminSettings;
+pub use metrics::AdminMetrics;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -66,7 +81,46 @@ fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
     json_reply(status, &json!(progress))
 }
 
-fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+/// The refusal of a protected request: counted, logged, answered 401/403 with the reason.
+fn check(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Option<Response<Full<Bytes>>> {
+    let path = req.uri().path();
+    if !auth::is_protected(path) {
+        return None;
+    }
+    let headers: Vec<&[u8]> = req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    let refusal = auth::decide(&node.settings.admin.policy(), &headers).err()?;
+    node.metrics.admin.refuse(refusal);
+    match refusal {
+        auth::Refusal::wrong => {
+            tracing::warn!(%peer, path, method = %req.method(), "admin request with a wrong token refused")
+        }
+        _ => {
+            tracing::debug!(%peer, path, method = %req.method(), reason = ?refusal, "admin request refused")
+        }
+    }
+    let mut r = respond(
+        refusal.status(),
+        "text/plain",
+        format!("{}\n", refusal.message()),
+    );
+    if refusal.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"mcp-node admin\""),
+        );
+    }
+    Some(r)
+}
+
+fn route(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    if let Some(refused) = check(node, req, peer) {
+        return refused;
+    }
     match req.uri().path() {
         "/metrics" => {
             node.metrics.sessions.set(node.sessions.len() as i64);
@@ -108,10 +162,10 @@ fn route(node: &Node, req: &Request<Incoming>) -> Response<Full<Bytes>> {
 pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     tracing::warn!(error = %err, "admin accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -122,7 +176,7 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
         let n = node.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let r = route(&n, &req);
+                let r = route(&n, &req, peer);
                 async move { Ok::<_, Infallible>(r) }
             });
             let _ = http1::Builder::new()

@@ -1,6 +1,7 @@
 //! The ConfigMap with the node's `config.yaml`: `spec.node` (the node's own `NodeConfig` type,
 //! so there is no second definition) with what the operator owns filled in: `listen` /
-//! `adminListen` from `spec.ports`, and the `cluster` section: clustering on, the peer port,
+//! `adminListen` from `spec.ports`, the `admin` section (the admin token's digest from the
+//! mounted Secret `NAME-admin-token`), and the `cluster` section: clustering on, the peer port,
 //! seeds from the headless Service's DNS name, the certificates from the mounted TLS Secret,
 //! and the name peer certificates are verified against; `auth` is `spec.auth`. The node takes its name
 //! (`MCP_NODE_NAME`) and its advertised address (`POD_IP`) from the pod's environment.
@@ -8,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
-use mcpcluster_api::{ClusterTlsConfig, McpCluster, McpClusterSpec};
+use mcpcluster_api::{AdminConfig, ClusterTlsConfig, McpCluster, McpClusterSpec};
 
+use super::admin_secret::{ADMIN_DIR, DIGEST_KEY};
 use super::meta;
 use super::secret::TLS_DIR;
 use crate::names::Names;
@@ -26,6 +28,10 @@ pub fn render(spec: &McpClusterSpec, names: &Names) -> Result<String, serde_yaml
     node.auth = spec.auth.clone();
     node.listen = format!("0.0.0.0:{}", spec.ports.mcp);
     node.admin_listen = format!("0.0.0.0:{}", spec.ports.admin);
+    node.admin = AdminConfig {
+        token_sha256_file: format!("{ADMIN_DIR}/{DIGEST_KEY}"),
+        ..AdminConfig::default()
+    };
     let peers_domain = format!("{}.{}.svc", names.peers, names.namespace);
     let c = &mut node.cluster;
     c.enabled = true;
@@ -96,6 +102,11 @@ mod tests {
         let parsed: NodeConfig = serde_yaml_ng::from_str(&text).expect("the node's type parses it");
         assert_eq!(parsed.listen, "0.0.0.0:8000");
         assert_eq!(parsed.admin_listen, "0.0.0.0:9000");
+        assert_eq!(
+            parsed.admin.token_sha256_file,
+            "/etc/mcp-node/admin/token.sha256"
+        );
+        assert!(parsed.admin.token_file.is_empty() && !parsed.admin.insecure_local);
         assert_eq!(parsed.limits.max_sessions, 1234);
         assert_eq!(
             parsed.auth, spec.auth,

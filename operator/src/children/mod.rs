@@ -2,6 +2,7 @@
 //! without an API server) and written by server-side apply with a controller owner reference,
 //! so deleting the `McpCluster` garbage-collects them.
 
+pub mod admin_secret;
 pub mod config;
 pub mod pdb;
 pub mod secret;

@@ -1,13 +1,18 @@
 //! The StatefulSet of node pods: stable identities (`<name>-<ordinal>` under the headless
-//! Service) for peers, the config from the ConfigMap, the certificates from the Secret, probes
-//! on the admin port, and a termination grace long enough for the node to drain.
+//! Service) for peers, the config from the ConfigMap, the certificates from the TLS Secret,
+//! the admin token's digest (only that key) from `NAME-admin-token`, probes on the admin port,
+//! and a termination grace long enough for the node to drain.
+//!
+//! Secret volumes are root-owned: the pod's `fsGroup` (the node's group, 65532) makes the
+//! kubelet give the files to that group, and mode 0440 lets the node (and no other user) read
+//! them; 0400 would leave them readable by root only.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodAffinityTerm,
+    HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodAffinityTerm,
     PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
     SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount, WeightedPodAffinityTerm,
 };
@@ -16,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcpcluster_api::McpCluster;
 use mcpcluster_api::mcpcluster::ImagePullPolicy;
 
+use super::admin_secret::{ADMIN_DIR, DIGEST_KEY};
 use super::config::{CONFIG_DIR, CONFIG_KEY};
 use super::meta;
 use super::secret::TLS_DIR;
@@ -23,6 +29,10 @@ use crate::names::{CONFIG_HASH_ANNOTATION, Names};
 
 /// Seconds the pod waits in `preStop` before SIGTERM, so endpoints stop routing to it first.
 pub const PRE_STOP_SLEEP_SECS: i64 = 5;
+/// The node's user and group in the image (distroless `nonroot`).
+pub const NODE_UID: i64 = 65532;
+/// Mode of the mounted Secret files: owner and group (`fsGroup`) read.
+pub const SECRET_MODE: i32 = 0o440;
 
 fn env_field(name: &str, path: &str) -> EnvVar {
     EnvVar {
@@ -151,6 +161,12 @@ fn container(cluster: &McpCluster, names: &Names) -> Container {
                 read_only: Some(true),
                 ..Default::default()
             },
+            VolumeMount {
+                name: "admin-token".into(),
+                mount_path: ADMIN_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
         ]),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
@@ -199,8 +215,9 @@ pub fn statefulset(
         priority_class_name: o.priority_class_name.clone(),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
-            run_as_user: Some(65532),
-            run_as_group: Some(65532),
+            run_as_user: Some(NODE_UID),
+            run_as_group: Some(NODE_UID),
+            fs_group: Some(NODE_UID),
             seccomp_profile: Some(SeccompProfile {
                 type_: "RuntimeDefault".into(),
                 ..Default::default()
@@ -220,7 +237,22 @@ pub fn statefulset(
                 name: "tls".into(),
                 secret: Some(SecretVolumeSource {
                     secret_name: Some(names.tls_secret.clone()),
-                    default_mode: Some(0o400),
+                    default_mode: Some(SECRET_MODE),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "admin-token".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(names.admin_secret.clone()),
+                    // The digest only: the token itself stays with the operator.
+                    items: Some(vec![KeyToPath {
+                        key: DIGEST_KEY.into(),
+                        path: DIGEST_KEY.into(),
+                        ..Default::default()
+                    }]),
+                    default_mode: Some(SECRET_MODE),
                     ..Default::default()
                 }),
                 ..Default::default()

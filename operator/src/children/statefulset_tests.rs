@@ -99,3 +99,42 @@ fn serializes_with_kind_and_owner_for_server_side_apply() {
     assert_eq!(v["metadata"]["ownerReferences"][0]["uid"], "0000-uid");
     assert_eq!(v["metadata"]["ownerReferences"][0]["controller"], true);
 }
+
+#[test]
+fn secrets_are_readable_by_the_node_user_and_only_the_admin_digest_is_mounted() {
+    let c = cluster(McpClusterSpec::default());
+    let names = Names::of(&c);
+    let s = statefulset(&c, &names, 1, "h");
+    let pod = pod_spec(&s);
+    let sc = pod.security_context.as_ref().expect("security context");
+    assert_eq!(sc.run_as_user, Some(65532));
+    // Secret files are root-owned; fsGroup hands them to the node's group.
+    assert_eq!(sc.fs_group, Some(65532));
+    let volumes = pod.volumes.as_ref().expect("volumes");
+    let secret_of = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v.name == name)
+            .and_then(|v| v.secret.as_ref())
+            .unwrap_or_else(|| panic!("volume {name}"))
+    };
+    let tls = secret_of("tls");
+    assert_eq!(tls.secret_name.as_deref(), Some("demo-tls"));
+    assert_eq!(tls.default_mode, Some(0o440));
+    let admin = secret_of("admin-token");
+    assert_eq!(admin.secret_name.as_deref(), Some("demo-admin-token"));
+    assert_eq!(admin.default_mode, Some(0o440));
+    let items = admin.items.as_ref().expect("only listed keys are mounted");
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        (items[0].key.as_str(), items[0].path.as_str()),
+        ("token.sha256", "token.sha256")
+    );
+    let mounts = pod.containers[0].volume_mounts.as_ref().expect("mounts");
+    let admin_mount = mounts
+        .iter()
+        .find(|m| m.name == "admin-token")
+        .expect("mount");
+    assert_eq!(admin_mount.mount_path, "/etc/mcp-node/admin");
+    assert_eq!(admin_mount.read_only, Some(true));
+}
