@@ -52,6 +52,20 @@ bin_dir() {
 
 kc() { kubectl --kubeconfig "$KCFG" --request-timeout=10s "$@"; }
 
+# Runs "$@" without this shell's descriptors above 2. The components kwokctl starts outlive
+# this script; one inheriting the descriptor of `flock /work/locks/k8s.lock make ...` would
+# keep that lock held for as long as the control plane runs, and the next `flock` would wait
+# until someone ran `cluster.sh down`.
+without_inherited_fds() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd="${fd##*/}"
+            if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec "$@"
+    )
+}
+
 readyz() { [[ -f "$KCFG" ]] && [[ "$(kc get --raw /readyz 2>/dev/null)" == ok ]]; }
 
 ready_nodes() { # count of Ready nodes
@@ -131,7 +145,7 @@ up() {
     log "creating cluster $NAME (binaries: $bin, kwok workdir: $KWOK_WORKDIR)"
     # Binary runtime: kwokctl runs each component as a process, from our binaries (it would
     # download release binaries for any it is not given, so all are given).
-    if ! timeout "$TIMEOUT" "$bin/kwokctl" create cluster \
+    if ! without_inherited_fds timeout "$TIMEOUT" "$bin/kwokctl" create cluster \
         --name "$NAME" \
         --runtime binary \
         --etcd-binary "$bin/etcd" \
