@@ -80,7 +80,9 @@ case "${1:-}" in
         "$HELM" lint --strict "$CHART"
         "$HELM" lint --strict "$CHART" --set sampleCluster.enabled=true \
             --set operator.watchNamespace=team-a --set operator.podDisruptionBudget.enabled=true \
-            --set operator.image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000
+            --set operator.image.digest=sha256:0000000000000000000000000000000000000000000000000000000000000000 \
+            --set-json 'networkPolicy.metricsScrapers=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'
+        "$HELM" lint --strict "$CHART" --set networkPolicy.enabled=false
         ;;
     *) sed -n '6,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 64 ;;
 esac

@@ -6,13 +6,16 @@
 # operator's behaviour.
 #
 #   1. kubectl apply --dry-run=server -f manifests/   (namespace created for real first)
-#   2. kubectl apply -f manifests/; the operator Deployment rolls out (2/2); delete it all
+#   2. kubectl apply -f manifests/; the operator Deployment rolls out (2/2), its NetworkPolicy
+#      exists; delete it all
 #   3. helm install (default values + the sample McpCluster) --wait; RBAC of the operator's
 #      ServiceAccount checked with `kubectl auth can-i` (allowed and refused verbs); uninstall
 #   4. helm install with operator.watchNamespace: permissions only in that namespace
 #   5. with --operator BINARY: helm install, then that mcp-operator runs on this host
 #      authenticated as the chart's ServiceAccount (a TokenRequest token), so it has exactly the
-#      chart's RBAC; an McpCluster must become Available with no "forbidden" in its log
+#      chart's RBAC; an McpCluster must become Available with no "forbidden" in its log, and its
+#      NetworkPolicy must admit the chart's operator pods (namespace and labels) to the admin
+#      port (kwok enforces no NetworkPolicy: the API objects are what is checked)
 #
 # Usage: e2e/k8s/chart.sh [--operator PATH]   (a timing per step; exit 1 on the first failure)
 set -euo pipefail
@@ -23,7 +26,7 @@ OPERATOR=""
 case "${1:-}" in
     "") ;;
     --operator) OPERATOR="${2:?--operator needs the path of mcp-operator}" ;;
-    *) sed -n '17s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 64 ;;
+    *) sed -n '20s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 64 ;;
 esac
 [[ -z "$OPERATOR" || -x "$OPERATOR" ]] || { echo "chart.sh: ERROR: $OPERATOR is not executable" >&2; exit 1; }
 BIN="$("$HERE/install.sh" --print-bin-dir)"
@@ -74,7 +77,9 @@ kc -n "$MANIFEST_NS" rollout status deployment/mcpcluster-operator --timeout=180
     die "operator Deployment from manifests/ did not roll out"
 kc apply --dry-run=server -n "$MANIFEST_NS" -f "$ROOT/crds/examples/mcpcluster-sample.yaml" >&2 ||
     die "the sample McpCluster is refused by the CRD"
-log "kubectl apply -f manifests/: CRD Established, operator 2/2 Running (kwok), sample McpCluster accepted"
+kc -n "$MANIFEST_NS" get networkpolicy mcpcluster-operator -o jsonpath='{.spec.podSelector.matchLabels}' |
+    grep -q '"app.kubernetes.io/component":"operator"' || die "manifests/: no NetworkPolicy over the operator pods"
+log "kubectl apply -f manifests/: CRD Established, operator 2/2 Running (kwok), sample McpCluster accepted, NetworkPolicy over the operator pods"
 kc delete -f "$ROOT/manifests/" --wait=true --timeout=120s >/dev/null || die "kubectl delete -f manifests/ failed"
 log "kubectl delete -f manifests/: done"
 
@@ -108,6 +113,8 @@ expect no "$SA" delete mcpclusters.mcpcluster.dev
 expect yes "$SA" create statefulsets.apps
 expect yes "$SA" delete secrets
 expect yes "$SA" create poddisruptionbudgets.policy
+expect yes "$SA" create networkpolicies.networking.k8s.io
+expect yes "$SA" delete networkpolicies.networking.k8s.io
 expect yes "$SA" list pods
 expect no "$SA" delete pods
 expect no "$SA" create pods
@@ -116,7 +123,7 @@ expect no "$SA" list nodes
 expect no "$SA" create deployments.apps
 expect yes "$SA" create leases.coordination.k8s.io "$HELM_NS"
 expect no "$SA" create leases.coordination.k8s.io default
-log "helm install: operator rolled out, sample McpCluster created, RBAC as specified (16 can-i checks)"
+log "helm install: operator rolled out, sample McpCluster created, RBAC as specified (18 can-i checks)"
 helm uninstall chart-e2e -n "$HELM_NS" --wait --timeout 120s >/dev/null || die "helm uninstall failed"
 log "helm uninstall: done"
 
@@ -151,7 +158,12 @@ users: [{name: operator, user: {token: "$token"}}]
 contexts: [{name: operator, context: {cluster: e2e, user: operator}}]
 current-context: operator
 EOF
+    # The operator pods' labels exactly as the chart's Deployment passes them.
+    selector="$(kc -n "$HELM_NS" get deployment chart-e2e-op-mcpcluster-operator \
+        -o jsonpath='{.spec.template.spec.containers[0].env[?(@.name=="MCP_OPERATOR_POD_SELECTOR")].value}')"
+    [[ -n "$selector" ]] || die "the chart's Deployment passes no MCP_OPERATOR_POD_SELECTOR"
     KUBECONFIG="$OP_DIR/kubeconfig" POD_NAMESPACE="$HELM_NS" POD_NAME=chart-e2e-host \
+        MCP_OPERATOR_POD_SELECTOR="$selector" \
         RUST_LOG=info,mcp_operator=debug "$OPERATOR" --listen 127.0.0.1:0 --log-format text \
         >"$OP_DIR/operator.log" 2>&1 &
     OP_PID=$!
@@ -167,7 +179,20 @@ EOF
         die "the operator was refused something under the chart's RBAC (above)"
     fi
     kill -0 "$OP_PID" 2>/dev/null || { tail -30 "$OP_DIR/operator.log" >&2; die "the operator exited"; }
+    # The cluster's NetworkPolicy lets exactly the chart's operator pods reach the admin port:
+    # their namespace, and labels that select the Deployment's pods.
+    kc -n "$DEMO_NS" get networkpolicy demo -o json | python3 -c '
+import json, sys
+ns, pod_labels = sys.argv[1], json.loads(sys.argv[2])
+rules = json.load(sys.stdin)["spec"]["ingress"]
+admin = next(r["from"] for r in rules if any(p["port"] == 9090 for p in r["ports"]))
+op = admin[0]
+assert op["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": ns}, op
+sel = op["podSelector"]["matchLabels"]
+assert sel and all(pod_labels.get(k) == v for k, v in sel.items()), (sel, pod_labels)
+' "$HELM_NS" "$(kc -n "$HELM_NS" get deployment chart-e2e-op-mcpcluster-operator -o jsonpath='{.spec.template.metadata.labels}')" ||
+        die "networkpolicy/demo does not admit the chart's operator pods to the admin port"
     kc -n "$DEMO_NS" get mcpcluster demo >&2
-    log "operator as the chart's ServiceAccount: McpCluster Available, nothing forbidden"
+    log "operator as the chart's ServiceAccount: McpCluster Available, nothing forbidden, its NetworkPolicy admits the chart's operator pods"
 fi
 echo "chart.sh: ok in $((SECONDS - T0))s"

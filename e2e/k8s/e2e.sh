@@ -7,7 +7,10 @@
 #   1. the chart installs the CRD and the operator's RBAC (operator.replicas=0); the operator
 #      starts, wins the Lease; a second replica stays standby
 #   2. the sample McpCluster: every child exists with a controller owner reference, pods
-#      Running, Available=True for the current generation
+#      Running, Available=True for the current generation; its NetworkPolicy has the right
+#      selectors (MCP open, peer port from its pods, admin port from the operator's pods and the
+#      configured scrapers) and follows spec.networkPolicy (kwok does not enforce policies: what
+#      is checked is what the API server stores)
 #   3. a spec change rolls the pods (new config hash) and the conditions follow the generation
 #   4. `kubectl scale mcpcluster` goes through the scale subresource to the StatefulSet
 #   5. every crds/examples/invalid/*.yaml is refused with its `# expect:` message; a spec only
@@ -106,8 +109,13 @@ kubectl wait --for=condition=Established crd/mcpclusters.mcpcluster.dev --timeou
 
 "$HERE/nodes.sh" "$NS" demo "$BIN/mcp-node" "$WORK" 2>"$WORK/nodes.log" &
 PIDS+=($!)
+# The operator pods' labels as the chart's Deployment passes them (its NetworkPolicies name them).
+OP_SELECTOR=""
+[[ -n "$HELM" ]] && OP_SELECTOR="$(kc get deployment -l app.kubernetes.io/component=operator \
+    -o jsonpath='{.items[0].spec.template.spec.containers[0].env[?(@.name=="MCP_OPERATOR_POD_SELECTOR")].value}')"
 start_operator() { # start_operator NAME PORT
     KUBECONFIG="$WORK/operator.kubeconfig" POD_NAME="$1" POD_NAMESPACE="$NS" RUST_LOG=info,mcp_operator=debug \
+        MCP_OPERATOR_POD_SELECTOR="${OP_SELECTOR:-app.kubernetes.io/part-of=mcpcluster,app.kubernetes.io/component=operator}" \
         "$BIN/mcp-operator" --listen "127.0.0.1:$2" --watch-namespace "$NS" \
         --leader-election-lease mcp-operator --poll-interval 2 --drain-timeout 90 \
         --node-admin-override "$WORK/admin-map" >"$WORK/$1.log" 2>&1 &
@@ -134,7 +142,7 @@ owned() { # owned KIND/NAME: exists with a controller reference to the McpCluste
     [[ "$(jp "$1" '{.metadata.ownerReferences[?(@.controller==true)].uid}')" == "$UID_" ]]
 }
 for obj in statefulset/demo service/demo service/demo-peers configmap/demo-config \
-    poddisruptionbudget/demo secret/demo-tls secret/demo-admin-token serviceaccount/demo-node; do
+    poddisruptionbudget/demo networkpolicy/demo secret/demo-tls secret/demo-admin-token serviceaccount/demo-node; do
     wait_for 60 "$obj owned by mcpcluster/demo" owned "$obj"
 done
 [[ "$(jp service/demo-peers '{.spec.clusterIP}')" == None ]] || fail "demo-peers is not headless"
@@ -150,6 +158,35 @@ grep -q 'tokenSha256File: /etc/mcp-node/admin/token.sha256' <(jp configmap/demo-
     fail "the node config does not point at the mounted digest"
 AUTH=(-H "Authorization: Bearer $ADMIN_TOKEN")
 log "ok: admin token in secret/demo-admin-token; pods mount only its digest"
+# The NetworkPolicy: checked as stored by the API server (kwok enforces no policy).
+policy_is() { # policy_is EXPECTED_ADMIN_PEERS: the rules, and how many peers may reach the admin port
+    kc get networkpolicy demo -o json | OP_SELECTOR="$OP_SELECTOR" NS="$NS" python3 -c '
+import json, os, sys
+p = json.load(sys.stdin)["spec"]
+want = int(sys.argv[1])
+sel = {"app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": "mcp-node"}
+assert p["podSelector"]["matchLabels"] == sel, p["podSelector"]
+assert p["policyTypes"] == ["Ingress"] and "egress" not in p, p
+rules = {(q["protocol"], q["port"]): r.get("from") for r in p["ingress"] for q in r["ports"]}
+assert set(rules) == {("TCP", 8080), ("UDP", 7946), ("TCP", 9090)}, rules
+assert rules[("TCP", 8080)] is None, "MCP must be open"
+assert rules[("UDP", 7946)] == [{"podSelector": {"matchLabels": sel}}], rules[("UDP", 7946)]
+admin = rules[("TCP", 9090)]
+op = dict(kv.split("=", 1) for kv in os.environ["OP_SELECTOR"].split(",")) if os.environ["OP_SELECTOR"] else \
+    {"app.kubernetes.io/part-of": "mcpcluster", "app.kubernetes.io/component": "operator"}
+assert admin[0] == {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": os.environ["NS"]}},
+                    "podSelector": {"matchLabels": op}}, admin[0]
+assert len(admin) == want, admin
+' "$1" 2>"$WORK/policy.err"
+}
+policy_is 1 || fail "networkpolicy/demo: $(cat "$WORK/policy.err")"
+kc patch mcpcluster demo --type merge -p '{"spec":{"networkPolicy":{"metricsScrapers":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}},"podSelector":{"matchLabels":{"app":"prometheus"}}}]}}}' >/dev/null
+wait_for 30 "spec.networkPolicy.metricsScrapers joins the operator on the admin port" policy_is 2
+kc patch mcpcluster demo --type merge -p '{"spec":{"networkPolicy":{"enabled":false}}}' >/dev/null
+no_policy() { ! kc get networkpolicy demo >/dev/null 2>&1; }
+wait_for 30 "spec.networkPolicy.enabled=false deletes the NetworkPolicy" no_policy
+kc patch mcpcluster demo --type json -p '[{"op":"remove","path":"/spec/networkPolicy"}]' >/dev/null
+wait_for 30 "back on by default: NetworkPolicy with the operator alone on the admin port" policy_is 1
 running() { # running N: exactly N pods of demo Running
     [[ "$(kc get pods -l app.kubernetes.io/instance=demo --field-selector=status.phase=Running -o name | wc -l)" -eq "$1" ]]
 }
@@ -340,6 +377,6 @@ grep -q "released leadership" "$WORK/operator.log" || fail "the stopped leader d
 kc scale mcpcluster demo --replicas=3 >/dev/null
 wait_for 60 "the new leader scales (kubectl scale → 3 pods)" sts_is 3
 kc delete mcpcluster demo --wait=true --timeout=60s >/dev/null
-gone() { [[ -z "$(kc get statefulset,service,configmap,secret,serviceaccount,poddisruptionbudget -l app.kubernetes.io/instance=demo -o name 2>/dev/null)" ]]; }
+gone() { [[ -z "$(kc get statefulset,service,configmap,secret,serviceaccount,poddisruptionbudget,networkpolicy -l app.kubernetes.io/instance=demo -o name 2>/dev/null)" ]]; }
 wait_for 90 "children garbage-collected" gone
 log "PASS in $((SECONDS - T0))s"

@@ -1,5 +1,6 @@
 //! The command line (the Helm chart relies on these flags and variables).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,6 +24,36 @@ fn seconds(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` must be positive"));
     }
     Ok(Duration::from_secs_f64(n))
+}
+
+/// Default of `--operator-pod-selector`: labels every pod of the chart's operator Deployment
+/// carries, whatever the release is called.
+pub const DEFAULT_OPERATOR_POD_SELECTOR: &str =
+    "app.kubernetes.io/part-of=mcpcluster,app.kubernetes.io/component=operator";
+
+fn label_map(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("`{pair}` is not key=value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        let ok = |t: &str, max: usize| {
+            t.len() <= max
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        };
+        if k.is_empty() || !ok(k, 316) || !ok(v, 63) {
+            return Err(format!("`{pair}` is not a Kubernetes label key=value"));
+        }
+        map.insert(k.to_owned(), v.to_owned());
+    }
+    if map.is_empty() {
+        return Err(
+            "at least one label is needed (an empty selector would match every pod)".into(),
+        );
+    }
+    Ok(map)
 }
 
 /// `mcp-operator`: reconciles `McpCluster` resources.
@@ -76,6 +107,15 @@ pub struct Cli {
     /// Timeout of one admin request to a node (seconds).
     #[arg(long, default_value = "2", value_parser = seconds)]
     pub node_timeout: Duration,
+    /// Labels of this operator's pods, `k=v,k=v`: the NetworkPolicy of each McpCluster lets
+    /// pods with these labels in POD_NAMESPACE reach the nodes' admin port.
+    #[arg(
+        long,
+        env = "MCP_OPERATOR_POD_SELECTOR",
+        default_value = DEFAULT_OPERATOR_POD_SELECTOR,
+        value_parser = label_map
+    )]
+    pub operator_pod_selector: BTreeMap<String, String>,
 }
 
 impl Cli {
@@ -128,6 +168,26 @@ mod tests {
         assert_eq!(cli.poll_interval, Duration::from_secs(2));
         assert_eq!(cli.watch_namespace, "");
         assert!(Cli::try_parse_from(["mcp-operator", "--poll-interval", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_operator_pod_selector_parses_and_refuses_nonsense() {
+        let cli = Cli::try_parse_from(["mcp-operator"]).expect("parses");
+        assert_eq!(
+            cli.operator_pod_selector,
+            BTreeMap::from([
+                ("app.kubernetes.io/part-of".into(), "mcpcluster".into()),
+                ("app.kubernetes.io/component".into(), "operator".into()),
+            ])
+        );
+        let cli = Cli::try_parse_from(["mcp-operator", "--operator-pod-selector", "a=b, c.d/e=f"])
+            .expect("parses");
+        assert_eq!(cli.operator_pod_selector.len(), 2);
+        for bad in ["", "a", "a=b c", "=b"] {
+            let err = Cli::try_parse_from(["mcp-operator", "--operator-pod-selector", bad])
+                .expect_err(bad);
+            assert!(err.to_string().contains("operator-pod-selector"), "{err}");
+        }
     }
 
     #[test]

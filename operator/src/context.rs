@@ -9,6 +9,7 @@ use kube::Client;
 use kube::runtime::events::Recorder;
 
 use crate::autoscale::Autoscaler;
+use crate::children::network_policy::OperatorPods;
 use crate::nodes::{AdminAddress, Load, NodeClient};
 use crate::server::Health;
 
@@ -58,6 +59,8 @@ pub struct Context {
     pub poll_interval: Duration,
     /// Longest wait for departing nodes to drain.
     pub drain_timeout: Duration,
+    /// This operator's pods, which the NetworkPolicies let reach the nodes' admin port.
+    pub operator_pods: OperatorPods,
     memory: Arc<Mutex<HashMap<String, ClusterMemory>>>,
 }
 
@@ -67,12 +70,14 @@ impl std::fmt::Debug for Context {
             .field("admin", &self.admin)
             .field("poll_interval", &self.poll_interval)
             .field("drain_timeout", &self.drain_timeout)
+            .field("operator_pods", &self.operator_pods)
             .finish_non_exhaustive()
     }
 }
 
 impl Context {
-    /// A context with empty memory.
+    /// A context with empty memory; `operator_pods` is the default selector in the
+    /// `default` namespace until the caller sets it.
     pub fn new(
         client: Client,
         recorder: Recorder,
@@ -90,6 +95,10 @@ impl Context {
             health,
             poll_interval,
             drain_timeout,
+            operator_pods: OperatorPods {
+                namespace: "default".into(),
+                labels: Default::default(),
+            },
             memory: Arc::default(),
         }
     }

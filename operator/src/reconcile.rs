@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
@@ -18,7 +19,9 @@ use tracing::instrument;
 
 use crate::admin_token::AdminToken;
 use crate::autoscale::Reason;
-use crate::children::{self, admin_secret, apply, config, pdb, secret, services, statefulset};
+use crate::children::{
+    self, admin_secret, apply, config, network_policy, pdb, secret, services, statefulset,
+};
 use crate::conditions::Report;
 use crate::context::Context;
 use crate::error::Error;
@@ -180,6 +183,7 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
     apply(&svc_api, &services::peers(cluster, &names)).await?;
     apply(&svc_api, &services::client(cluster, &names)).await?;
     ensure_pdb(ctx, cluster, &names).await?;
+    ensure_network_policy(ctx, cluster, &names).await?;
 
     let (replicas, draining) = match current {
         Some(cur) if desired < cur => {
@@ -323,6 +327,23 @@ async fn ensure_admin_token(
         tracing::info!(secret = %name, "admin token changed by hand: its digest for the nodes rewritten");
     }
     Ok(Ok(token))
+}
+
+/// Applies the NetworkPolicy, or deletes ours when the spec disables it.
+async fn ensure_network_policy(
+    ctx: &Context,
+    cluster: &McpCluster,
+    names: &Names,
+) -> Result<(), Error> {
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    match network_policy::network_policy(cluster, names, &ctx.operator_pods) {
+        Some(p) => apply(&api, &p).await.map(drop),
+        None => match api.delete(&names.cluster, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(Error::kube("delete", "NetworkPolicy", &names.cluster, e)),
+        },
+    }
 }
 
 /// Applies the PDB, or deletes ours when the spec disables it.

@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{self, Controller};
@@ -18,6 +19,7 @@ use mcpcluster_api::McpCluster;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+use crate::children::network_policy::OperatorPods;
 use crate::cli::Cli;
 use crate::context::Context;
 use crate::leader::Elector;
@@ -100,7 +102,7 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
             instance: Some(identity),
         },
     );
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         recorder,
         NodeClient::new(cli.node_timeout),
@@ -108,7 +110,13 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
         health,
         cli.poll_interval,
         cli.drain_timeout,
-    ));
+    );
+    ctx.operator_pods = OperatorPods {
+        namespace: cli.lease_namespace(),
+        labels: cli.operator_pod_selector.clone(),
+    };
+    tracing::info!(operator_pods = ?ctx.operator_pods, "NetworkPolicies let these pods reach the nodes' admin port");
+    let ctx = Arc::new(ctx);
     let ns = cli.watch_namespace.as_str();
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let controller = Controller::new(
@@ -120,7 +128,8 @@ pub async fn run(cli: Cli) -> Result<(), RunError> {
     .owns(scoped::<ConfigMap>(&client, ns), owned.clone())
     .owns(scoped::<Secret>(&client, ns), owned.clone())
     .owns(scoped::<ServiceAccount>(&client, ns), owned.clone())
-    .owns(scoped::<PodDisruptionBudget>(&client, ns), owned)
+    .owns(scoped::<PodDisruptionBudget>(&client, ns), owned.clone())
+    .owns(scoped::<NetworkPolicy>(&client, ns), owned)
     .with_config(controller::Config::default().debounce(Duration::from_millis(500)))
     .shutdown_on_signal()
     .run(reconcile, error_policy, ctx)

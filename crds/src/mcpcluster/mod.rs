@@ -21,8 +21,8 @@ use kube::CustomResourceExt;
 pub use spec::{
     AutoscalingSpec, DEFAULT_ADMIN_PORT, DEFAULT_IMAGE, DEFAULT_MCP_PORT, DEFAULT_PEER_PORT,
     DEFAULT_REPLICAS, DEFAULT_REPLICATION_FACTOR, DEFAULT_TARGET_CONNECTIONS_PER_NODE,
-    ImagePullPolicy, McpCluster, McpClusterSpec, PodDisruptionBudgetSpec, PodTemplateOverrides,
-    PortsSpec, ServiceSpec, ServiceType, TlsSpec,
+    ImagePullPolicy, McpCluster, McpClusterSpec, NetworkPolicySpec, PodDisruptionBudgetSpec,
+    PodTemplateOverrides, PortsSpec, ServiceSpec, ServiceType, TlsSpec,
 };
 pub use status::{McpClusterStatus, condition};
 

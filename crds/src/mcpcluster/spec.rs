@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -198,6 +199,10 @@ pub struct McpClusterSpec {
     /// The client-facing Service (the peer Service is always headless).
     #[serde(default)]
     pub service: ServiceSpec,
+
+    /// The NetworkPolicy over the node pods: who may reach which port.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
 }
 
 impl Default for McpClusterSpec {
@@ -216,6 +221,7 @@ impl Default for McpClusterSpec {
             pod_template: PodTemplateOverrides::default(),
             pod_disruption_budget: PodDisruptionBudgetSpec::default(),
             service: ServiceSpec::default(),
+            network_policy: NetworkPolicySpec::default(),
         }
     }
 }
@@ -478,4 +484,39 @@ pub enum ServiceType {
     NodePort,
     /// NodePort plus a cloud load balancer.
     LoadBalancer,
+}
+
+/// The NetworkPolicy the operator keeps over the node pods (ingress only; egress is left
+/// alone, since tools and upstreams call out). It allows the MCP port from anywhere (it is the
+/// service), the peer port (QUIC, UDP) only from this cluster's own pods, and the admin port
+/// only from the operator's pods and `metricsScrapers`. Traffic from a pod's own Kubernetes
+/// node (the kubelet's probes) is always allowed by NetworkPolicy semantics. It has an effect
+/// only where the network plugin enforces NetworkPolicy (Calico, Cilium, ...).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[x_kube(validation = Rule::new(
+    "!has(self.metricsScrapers) || self.metricsScrapers.all(p, has(p.podSelector) || has(p.namespaceSelector) || has(p.ipBlock))"
+).message("each of metricsScrapers needs podSelector, namespaceSelector or ipBlock").field_path(".metricsScrapers"))]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Whether the operator creates the NetworkPolicy. Default true. Turn it off when the
+    /// operator runs outside the cluster (it could not reach the admin port) or when you
+    /// manage the policies yourself.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who else may reach the admin port (for `/metrics`), besides the operator: NetworkPolicy
+    /// peers, e.g. `{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name:
+    /// monitoring}}, podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}}`.
+    /// Default none. They reach `/cluster` and `/drain` only with the admin token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub metrics_scrapers: Vec<NetworkPolicyPeer>,
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            metrics_scrapers: Vec::new(),
+        }
+    }
 }

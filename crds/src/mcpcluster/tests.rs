@@ -253,6 +253,7 @@ fn cel_rules_are_present_and_compile() {
     );
     assert!(rules(&spec["properties"]["ports"])[0].contains("self.mcp != self.admin"));
     assert!(rules(&spec["properties"]["podDisruptionBudget"])[0].contains("maxUnavailable"));
+    assert!(rules(&spec["properties"]["networkPolicy"])[0].contains("metricsScrapers.all"));
 }
 
 fn collect_compile_errors(schema: &kube::core::cel::CompiledSchema, out: &mut Vec<String>) {
@@ -338,6 +339,10 @@ fn cel_refuses_cross_field_mistakes() {
         (
             json!({ "node": { "admin": { "insecureLocal": true } } }),
             "node.admin is set by the operator",
+        ),
+        (
+            json!({ "networkPolicy": { "metricsScrapers": [{ "podSelector": {} }, {}] } }),
+            "each of metricsScrapers needs podSelector, namespaceSelector or ipBlock",
         ),
         (
             json!({ "podDisruptionBudget": { "maxUnavailable": "half" } }),

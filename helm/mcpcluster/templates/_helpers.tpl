@@ -43,6 +43,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The operator pods' selector labels as `k=v,k=v` (--operator-pod-selector): each
+McpCluster's NetworkPolicy lets pods with these labels, in the release namespace, reach the
+nodes' admin port. */}}
+{{- define "mcpcluster.operatorPodSelector" -}}
+{{- $pairs := list }}
+{{- range $k, $v := (include "mcpcluster.operatorSelectorLabels" . | fromYaml) }}
+{{- $pairs = append $pairs (printf "%s=%s" $k $v) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{/* ServiceAccount of the operator. */}}
 {{- define "mcpcluster.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}

@@ -4,6 +4,7 @@
 
 pub mod admin_secret;
 pub mod config;
+pub mod network_policy;
 pub mod pdb;
 pub mod secret;
 pub mod services;
@@ -64,6 +65,7 @@ pub fn kind_of<K: Resource<DynamicType = ()>>() -> &'static str {
         "Secret" => "Secret",
         "ServiceAccount" => "ServiceAccount",
         "PodDisruptionBudget" => "PodDisruptionBudget",
+        "NetworkPolicy" => "NetworkPolicy",
         "McpCluster" => "McpCluster",
         "Pod" => "Pod",
         _ => "object",
