@@ -99,8 +99,11 @@ YAML
 rendered() { jp configmap/demo-config '{.data.config\.yaml}' | grep -q "issuer: $KC/realms/mcp"; }
 wait_for 60 "spec.auth rendered into the ConfigMap" rendered
 admin_of() { sed -n "s/^$1 //p" "$WORK/admin-map"; }
+# /cluster takes the admin token the operator keeps in demo-admin-token.
+admin_token() { jp secret/demo-admin-token '{.data.token}' | base64 -d; }
 alive() { # alive POD N: the pod's node sees N alive members
-    [[ -n "$(admin_of "$1")" ]] && [[ "$(curl -s "http://$(admin_of "$1")/cluster" | python3 -c 'import json,sys
+    [[ -n "$(admin_of "$1")" ]] && [[ "$(curl -s -H "Authorization: Bearer $(admin_token)" \
+        "http://$(admin_of "$1")/cluster" | python3 -c 'import json,sys
 print(sum(m["state"] == "alive" for m in json.load(sys.stdin)["members"]))' 2>/dev/null)" == "$2" ]]
 }
 wait_for 120 "both nodes up and in one cluster" alive demo-0 2

@@ -713,6 +713,8 @@ async fn the_binding_survives_the_owner_being_killed() {
                         "--admin-listen",
                         &admin.to_string(),
                     ])
+                    // The test reads /cluster anonymously: the loopback opt-in.
+                    .arg("--admin-insecure-local")
                     .args(["--cluster=true", "--node-name", &format!("kill-{i}")])
                     .args([
                         "--peer-listen",
