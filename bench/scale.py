@@ -182,7 +182,9 @@ class Node:
     def start(self, seeds):
         certs = os.path.join(self.work, "certs")
         cmd = [NODE, "--config", self.config, "--listen", f"{self.ip}:{self.mcp_port}",
-               "--admin-listen", f"{self.ip}:{self.admin_port}", "--cluster=true", "--node-name", self.name,
+               "--admin-listen", f"{self.ip}:{self.admin_port}",
+               "--admin-insecure-local",  # /cluster without credentials: loopback addresses only
+               "--cluster=true", "--node-name", self.name,
                "--peer-listen", f"{self.ip}:{self.peer_port}", "--advertise", f"{self.ip}:{self.peer_port}",
                "--seeds", seeds, "--replication-factor", str(R),
                "--cluster-ca-file", os.path.join(certs, "ca.crt"),
