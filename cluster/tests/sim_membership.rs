@@ -186,12 +186,13 @@ fn five_percent_loss_gives_no_false_positive_in_sixty_seconds() {
         .expect("still converged");
         let downs = &sim.downs[before..];
         println!(
-            "seed {seed}: 5% loss, 60 s virtual: {} false down events, {} packets ({} dropped)",
+            "seed {seed}: 5% loss, 60 s virtual: {} false down events, {} rejoins, {} packets ({} dropped)",
             downs.len(),
+            sim.rejoins.len(),
             sim.net.sent - sent_before,
             sim.net.dropped
         );
-        total_downs += downs.len();
+        total_downs += downs.len() + sim.rejoins.len();
     }
     assert_eq!(total_downs, 0, "false positives under 5% loss");
 }
@@ -225,15 +226,16 @@ fn nodes_joining_one_by_one_converge_within_one_second_of_the_last() {
 
 /// A saturated CPU makes a node answer late. Modelled as per-packet delay
 /// jitter on every link (the receiver is scheduled late), plus 1% loss:
-/// counts false `Down` events over 60 s of virtual time at each level.
+/// counts false `Down` events and rejoins over 60 s of virtual time at each level.
+/// (Before refuted suspicions were kept from foca, 0-150 ms gave 70 "downs": the
+/// old identities of nodes told to rejoin after they had refuted.)
 #[test]
 fn false_positives_when_nodes_answer_late() {
-    let mut worst_ok = 0;
     for jitter_ms in [20u64, 80, 150] {
-        let mut downs = 0;
+        let (mut downs, mut rejoins) = (0, 0);
         for seed in 0..2 {
             let mut sim = converged(300 + seed);
-            let before = sim.downs.len();
+            let (d, r) = (sim.downs.len(), sim.rejoins.len());
             sim.run(&[
                 Operation::SetDefaultLink(Link {
                     drop: 0.01,
@@ -243,19 +245,18 @@ fn false_positives_when_nodes_answer_late() {
                 Operation::Wait(Duration::from_secs(60)),
             ])
             .expect("runs");
-            downs += sim.downs.len() - before;
+            downs += sim.downs.len() - d;
+            rejoins += sim.rejoins.len() - r;
         }
         println!(
-            "one-way delay jitter 0-{jitter_ms} ms + 1% loss, 2 x 60 s: {downs} false down events"
+            "one-way delay jitter 0-{jitter_ms} ms + 1% loss, 2 x 60 s: {downs} false down events, {rejoins} rejoins"
         );
-        if downs == 0 {
-            worst_ok = jitter_ms;
-        }
-        if jitter_ms <= 20 {
-            assert_eq!(downs, 0, "false positives at {jitter_ms} ms jitter");
-        }
+        assert_eq!(
+            (downs, rejoins),
+            (0, 0),
+            "false positives at {jitter_ms} ms jitter"
+        );
     }
-    println!("largest jitter without a false positive: {worst_ok} ms");
 }
 
 /// How long a node may stall (GC pause, CPU starvation) before the cluster

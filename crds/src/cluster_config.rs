@@ -125,6 +125,11 @@ pub struct MembershipTimers {
     pub max_packet_size: u32,
     /// How often a node re-sends its metadata unchanged, for late joiners. Default 1000.
     pub meta_refresh_ms: u64,
+    /// Highest local health score: a node that sees itself slow (its own timers late, acks
+    /// late, suspected by others) stretches its probe timeouts and its down verdicts up to
+    /// `1 + maxLocalHealth` times, so a starved node does not declare healthy peers dead.
+    /// 0 turns it off. Default 4.
+    pub max_local_health: u32,
 }
 
 impl Default for MembershipTimers {
@@ -142,6 +147,7 @@ impl Default for MembershipTimers {
             remove_down_after_secs: 900,
             max_packet_size: 1100,
             meta_refresh_ms: 1000,
+            max_local_health: 4,
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct Config {
     /// How often a node re-broadcasts its own metadata even if unchanged,
     /// so late joiners learn it. Default 1 s.
     pub meta_refresh: Duration,
+    /// Highest local health score (Lifeguard): a node that sees itself slow (its timers
+    /// late, acks late, suspected by others) stretches its probe timeouts and its verdicts by
+    /// up to `1 + max_local_health` times. Default 4 (see `docs/PROTOCOL.md`, "Local
+    /// health"); 0 turns it off.
+    pub max_local_health: u32,
 }
 
 impl Default for Config {
@@ -64,6 +69,7 @@ impl Default for Config {
             remove_down_after: Duration::from_secs(15 * 60),
             max_packet_size: 1400,
             meta_refresh: Duration::from_secs(1),
+            max_local_health: 4,
         }
     }
 }
@@ -108,6 +114,12 @@ impl Config {
         nonzero("announce_period", !self.announce_period.is_zero())?;
         nonzero("announce_down_period", !self.announce_down_period.is_zero())?;
         nonzero("meta_refresh", !self.meta_refresh.is_zero())?;
+        if self.max_local_health > 32 {
+            return Err(ConfigError {
+                field: "max_local_health",
+                problem: "must be at most 32",
+            });
+        }
         if self.max_packet_size < 256 {
             return Err(ConfigError {
                 field: "max_packet_size",

@@ -10,9 +10,11 @@
 
 mod codec;
 mod config;
+mod health;
 mod id;
 mod meta;
 mod node;
+mod observe;
 mod runtime;
 
 pub use codec::{CodecError, GossipCodec};
@@ -20,6 +22,7 @@ pub use config::{Config, ConfigError};
 pub use id::NodeId;
 pub use meta::{MAX_NAME_LEN, MetaKey, MetaStore, NodeMeta};
 pub use node::{MemberState, MemberView, Membership};
+pub use observe::Observation;
 pub use runtime::{Event, Transmit};
 
 /// Why a membership call failed.

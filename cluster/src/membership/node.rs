@@ -1,16 +1,17 @@
 //! [`Membership`]: one node's SWIM state machine (foca) plus its metadata.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use foca::{Foca, Identity, Runtime, State, Timer};
+use foca::{Foca, Identity, State, Timer};
 use rand010::SeedableRng;
 use rand010::rngs::SmallRng;
 
 use super::codec::GossipCodec;
+use super::health::Health;
 use super::meta::{MetaRecord, SharedMeta};
 use super::runtime::{Event, Queues, Transmit};
-use super::{Config, MembershipError, NodeId, NodeMeta};
+use super::{Config, MembershipError, NodeId, NodeMeta, Observation};
 
 /// A member's liveness as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +58,7 @@ pub struct Membership {
     meta: NodeMeta,
     meta_version: u64,
     next_meta_refresh: Instant,
+    health: Health,
 }
 
 impl std::fmt::Debug for Membership {
@@ -92,6 +94,7 @@ impl Membership {
             store,
             queues: Queues::new(now),
             next_meta_refresh: now + config.meta_refresh,
+            health: Health::new(config.max_local_health, config.probe_rtt),
             config,
             meta,
             meta_version: 0,
@@ -130,6 +133,18 @@ impl Membership {
     /// Handles one gossip packet received from the network.
     pub fn handle_packet(&mut self, data: &[u8], now: Instant) -> Result<(), MembershipError> {
         self.queues.now = now;
+        let (rtt, suspected) = self.queues.observer.received(data, self.id(), now);
+        if let Some(rtt) = rtt {
+            let in_time = rtt <= self.health.scale(self.config.probe_rtt);
+            self.observe(Observation::ProbeAck { rtt, in_time });
+            let changed = self.health.ack(in_time);
+            self.health_changed(changed);
+        }
+        if suspected {
+            self.observe(Observation::SuspectedHere);
+            let changed = self.health.suspected();
+            self.health_changed(changed);
+        }
         let seen = self.queues.events.len();
         let result = self.foca.handle_data(data, &mut self.queues);
         self.react(seen)?;
@@ -140,18 +155,40 @@ impl Membership {
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), MembershipError> {
         self.queues.now = now;
         let seen = self.queues.events.len();
+        let mut first = true;
         while let Some((due, timer)) = self.queues.pop_due(now) {
-            // A suspicion timer that fires more than a probe period late means
-            // this node was stalled (starved of CPU, paused): the suspect's
-            // refutation may be waiting unread. Trust our clock again only
-            // after a full `suspect_to_down` of running (Lifeguard's idea that
-            // a node whose own timers are late is the unhealthy one).
             let late = now.saturating_duration_since(due);
-            if late > self.config.probe_period && matches!(timer, Timer::ChangeSuspectToDown { .. })
+            if first {
+                first = false;
+                self.observe(Observation::TimerLate(late));
+                let changed = self.health.timer_ran(late);
+                self.health_changed(changed);
+            }
+            if let Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
             {
-                tracing::debug!(?late, "membership timers late: suspicion deferred");
-                self.queues.submit_after(timer, self.config.suspect_to_down);
-                continue;
+                if !self.still_suspect(*member_id, *incarnation) {
+                    // Refuted (or renamed, or already down). foca 2.0 would still send
+                    // `TurnUndead` to the member, which then thinks it was declared down
+                    // and rejoins under a new generation: a death nobody declared, and
+                    // the rejoin makes its peers re-send every session. Never hand foca
+                    // a suspicion that no longer stands.
+                    self.queues
+                        .suspected_since
+                        .remove(&(*member_id, *incarnation));
+                    continue;
+                }
+                if let Some(by) = self.verdict_delay(*member_id, *incarnation, late, now) {
+                    self.observe(Observation::VerdictDeferred {
+                        member: *member_id,
+                        by,
+                    });
+                    self.queues.defer(timer, by);
+                    continue;
+                }
             }
             // A stale timer (an old probe, a changed identity) is an error in
             // foca's eyes but harmless here: keep firing the others.
@@ -164,6 +201,51 @@ impl Membership {
             self.publish_meta()?;
         }
         self.react(seen)
+    }
+
+    /// Whether `member` is still suspect at `incarnation` (no refutation, no rename, not down).
+    fn still_suspect(&self, member: NodeId, incarnation: u16) -> bool {
+        self.foca.iter_membership_state().any(|m| {
+            *m.id() == member && m.state() == State::Suspect && m.incarnation() == incarnation
+        })
+    }
+
+    /// Whether a suspicion timer that fires now must wait before declaring `member` down,
+    /// and for how long:
+    /// - it fired more than a probe period late: this node was stalled (starved of CPU,
+    ///   paused), and the suspect's refutation may be waiting unread; trust our clock again
+    ///   only after a full `suspect_to_down` of running;
+    /// - this node's health got worse since the suspicion started: the suspect gets the
+    ///   scaled `suspect_to_down` from the start of the suspicion.
+    fn verdict_delay(
+        &mut self,
+        member: NodeId,
+        incarnation: u16,
+        late: Duration,
+        now: Instant,
+    ) -> Option<Duration> {
+        if late > self.config.probe_period {
+            tracing::debug!(?late, "membership timers late: suspicion deferred");
+            return Some(self.config.suspect_to_down);
+        }
+        let key = (member, incarnation);
+        let since = self.queues.suspected_since.get(&key).copied();
+        let until = since.map(|t| t + self.health.scale(self.config.suspect_to_down));
+        match until {
+            Some(until) if until > now => Some(until - now),
+            _ => {
+                self.queues.suspected_since.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// Publishes a new health score to the timers and the observations.
+    fn health_changed(&mut self, changed: bool) {
+        if changed {
+            self.queues.multiplier = self.health.multiplier();
+            self.observe(Observation::Health(self.health.score()));
+        }
     }
 
     /// When [`Membership::handle_timeout`] should next be called.
@@ -181,6 +263,15 @@ impl Membership {
     /// The next membership change.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.queues.events.pop_front()
+    }
+
+    /// The next measurement of the failure detector (for metrics).
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        self.queues.observer.pop()
+    }
+
+    fn observe(&mut self, o: Observation) {
+        self.queues.observer.push(o);
     }
 
     /// Replaces this node's metadata; it spreads with the next packets.
@@ -223,6 +314,11 @@ impl Membership {
         }));
         drop(store);
         rows
+    }
+
+    /// The local health score (0 = healthy; timeouts scale with `1 + score`).
+    pub fn local_health(&self) -> u32 {
+        self.health.score()
     }
 
     /// Timers waiting to fire (for tests and metrics).

@@ -1,13 +1,14 @@
 //! The sans-IO side of foca's `Runtime`: timers, outgoing packets and events
 //! are queued here and drained by the caller.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use foca::{Notification, Timer};
 
 use super::NodeId;
+use super::observe::{Observation, Observer};
 
 /// A gossip packet to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +51,17 @@ pub(crate) struct Queues {
     timers: BTreeMap<(Instant, u64), Timer<NodeId>>,
     pub(crate) outbox: VecDeque<Transmit>,
     pub(crate) events: VecDeque<Event>,
+    pub(crate) observer: Observer,
+    /// `1 + local health score`: foca's probe timers and suspicion timers are stretched by
+    /// it here (foca cannot change `probe_period`/`probe_rtt` at run time).
+    pub(crate) multiplier: u32,
+    /// When each pending suspicion (member, incarnation) started, for deferred verdicts.
+    pub(crate) suspected_since: HashMap<(NodeId, u16), Instant>,
 }
+
+/// Suspicions remembered at most (one per member in practice); past it the map is cleared,
+/// which only makes verdicts count from their timer's start again.
+const MAX_SUSPICIONS: usize = 1024;
 
 impl Queues {
     pub(crate) fn new(now: Instant) -> Self {
@@ -60,7 +71,17 @@ impl Queues {
             timers: BTreeMap::new(),
             outbox: VecDeque::new(),
             events: VecDeque::new(),
+            observer: Observer::default(),
+            multiplier: 1,
+            suspected_since: HashMap::new(),
         }
+    }
+
+    /// Puts a timer back to fire `after` from now (a deferred verdict), without counting it
+    /// as a new suspicion.
+    pub(crate) fn defer(&mut self, event: Timer<NodeId>, after: Duration) {
+        self.seq += 1;
+        self.timers.insert((self.now + after, self.seq), event);
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
@@ -100,6 +121,7 @@ impl foca::Runtime<NodeId> for Queues {
     }
 
     fn send_to(&mut self, to: NodeId, data: &[u8]) {
+        self.observer.sent(data, self.now);
         self.outbox.push_back(Transmit {
             to,
             data: Bytes::copy_from_slice(data),
@@ -107,7 +129,27 @@ impl foca::Runtime<NodeId> for Queues {
     }
 
     fn submit_after(&mut self, event: Timer<NodeId>, after: Duration) {
-        self.seq += 1;
-        self.timers.insert((self.now + after, self.seq), event);
+        let after = match &event {
+            Timer::ProbeRandomMember(_) | Timer::SendIndirectProbe { .. } => {
+                after.saturating_mul(self.multiplier)
+            }
+            Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } => {
+                // foca arms this timer only when this node's own probe failed.
+                self.observer.push(Observation::Suspected(*member_id));
+                if self.suspected_since.len() >= MAX_SUSPICIONS {
+                    self.suspected_since.clear();
+                }
+                self.suspected_since
+                    .entry((*member_id, *incarnation))
+                    .or_insert(self.now);
+                after.saturating_mul(self.multiplier)
+            }
+            _ => after,
+        };
+        self.defer(event, after);
     }
 }

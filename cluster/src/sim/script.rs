@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::net::{Idx, Link, Network};
-use crate::membership::{Config, Event, MemberState, Membership, NodeId, NodeMeta};
+use crate::membership::{Config, Event, MemberState, Membership, NodeId, NodeMeta, Observation};
 
 /// What a membership test script can do.
 #[derive(Debug, Clone)]
@@ -39,6 +39,13 @@ pub enum Operation {
     Heal,
     /// Change the link every pair uses (loss, delay, jitter).
     SetDefaultLink(Link),
+    /// Change every link to and from one node (a slow host, a congested NIC).
+    SetNodeLinks {
+        /// The node.
+        node: Idx,
+        /// The link it gets in both directions with every other node.
+        link: Link,
+    },
     /// Let virtual time pass.
     Wait(Duration),
     /// Every running node other than `target` sees `target` as `expect`,
@@ -108,6 +115,10 @@ pub struct Sim {
     pub net: Network,
     /// Every `Down` event: (virtual time, observer, member declared down).
     pub downs: Vec<(Duration, Idx, NodeId)>,
+    /// Every time a node learned it was declared down and rejoined: (virtual time, node).
+    pub rejoins: Vec<(Duration, Idx)>,
+    /// Suspicions raised (a node's probe of a member failed): (virtual time, observer).
+    pub suspicions: Vec<(Duration, Idx)>,
 }
 
 /// The simulated address of node `i`.
@@ -140,6 +151,8 @@ impl Sim {
             nodes: BTreeMap::new(),
             net: Network::new(seed),
             downs: Vec::new(),
+            rejoins: Vec::new(),
+            suspicions: Vec::new(),
         }
     }
 
@@ -200,6 +213,13 @@ impl Sim {
             }
             Operation::Heal => self.net.heal(),
             Operation::SetDefaultLink(link) => self.net.set_default_link(*link),
+            Operation::SetNodeLinks { node, link } => {
+                let others: Vec<Idx> = self.nodes.keys().copied().filter(|i| i != node).collect();
+                for o in others {
+                    self.net.set_link(*node, o, *link);
+                    self.net.set_link(o, *node, *link);
+                }
+            }
             Operation::Wait(d) => self.advance(self.now + *d),
             Operation::AssertAllSee {
                 target,
@@ -295,8 +315,15 @@ impl Sim {
             }
         }
         while let Some(e) = n.membership.poll_event() {
-            if let Event::Down(id) = e {
-                self.downs.push((now, i, id));
+            match e {
+                Event::Down(id) => self.downs.push((now, i, id)),
+                Event::Rejoined(_) => self.rejoins.push((now, i)),
+                _ => {}
+            }
+        }
+        while let Some(o) = n.membership.poll_observation() {
+            if let Observation::Suspected(_) = o {
+                self.suspicions.push((now, i));
             }
         }
     }

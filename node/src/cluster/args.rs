@@ -81,6 +81,9 @@ pub struct ClusterArgs {
     /// [config: cluster.membership.metaRefreshMs] [default: 1000]
     #[arg(long, env = "MCP_NODE_CLUSTER_META_REFRESH_MS")]
     pub cluster_meta_refresh_ms: Option<u64>,
+    /// [config: cluster.membership.maxLocalHealth] [default: 4]
+    #[arg(long, env = "MCP_NODE_CLUSTER_MAX_LOCAL_HEALTH")]
+    pub cluster_max_local_health: Option<u32>,
 }
 
 fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
@@ -130,5 +133,6 @@ impl ClusterArgs {
         );
         set(&mut m.max_packet_size, &self.cluster_max_packet_size);
         set(&mut m.meta_refresh_ms, &self.cluster_meta_refresh_ms);
+        set(&mut m.max_local_health, &self.cluster_max_local_health);
     }
 }

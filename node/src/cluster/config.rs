@@ -176,6 +176,7 @@ pub fn timers(t: &MembershipTimers) -> membership::Config {
         remove_down_after: Duration::from_secs(t.remove_down_after_secs),
         max_packet_size: t.max_packet_size as usize,
         meta_refresh: ms(t.meta_refresh_ms),
+        max_local_health: t.max_local_health,
     }
 }
 
@@ -194,6 +195,7 @@ fn camel(field: &str) -> &'static str {
         "remove_down_after" => "cluster.membership.removeDownAfterSecs",
         "max_packet_size" => "cluster.membership.maxPacketSize",
         "meta_refresh" => "cluster.membership.metaRefreshMs",
+        "max_local_health" => "cluster.membership.maxLocalHealth",
         _ => "cluster.membership",
     }
 }
