@@ -10,7 +10,8 @@ use mcp_cluster::frame::Message;
 use mcp_cluster::membership::{self, MemberState, Membership, NodeId, NodeMeta};
 use mcp_cluster::transport::Incoming;
 use mcp_cluster::transport::{
-    Config, LocalCa, PeerTls, Receivers, Seeds, Transport, spawn_membership,
+    Config, DriverOptions, GossipKey, GossipLink, LocalCa, PeerTls, Receivers, Seeds, Transport,
+    bind_with_gossip, spawn_membership,
 };
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -246,7 +247,24 @@ async fn a_peer_from_another_ca_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn membership_over_real_udp_joins_and_detects_a_crash() {
+async fn membership_over_quic_datagrams_joins_and_detects_a_crash() {
+    membership_joins_and_detects_a_crash(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_over_its_own_udp_socket_joins_and_detects_a_crash() {
+    membership_joins_and_detects_a_crash(true).await;
+}
+
+/// Five nodes join (half of them finding the seed by name), then one crashes; gossip on QUIC
+/// datagrams or on each node's sealed UDP socket (one key for all, as from a shared Secret).
+async fn membership_joins_and_detects_a_crash(udp: bool) {
+    let how = if udp {
+        "own UDP sockets"
+    } else {
+        "QUIC datagrams"
+    };
+    let key = GossipKey::from_secret(b"test cluster secret");
     let ca = LocalCa::generate().expect("ca");
     let mcfg = membership::Config {
         max_packet_size: 1100,
@@ -256,7 +274,18 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
     let mut seed_addr: Option<SocketAddr> = None;
     let started = Instant::now();
     for i in 0..5u64 {
-        let (t, rx) = bind(&ca.issue(&["mcp-peer"]).expect("cert"));
+        let tls = ca.issue(&["mcp-peer"]).expect("cert");
+        let (t, rx, gossip) = if udp {
+            let (t, rx, g) = bind_with_gossip(config(), &tls, key.clone()).expect("binds");
+            (t, rx, Some(g))
+        } else {
+            let (t, rx) = bind(&tls);
+            (t, rx, None)
+        };
+        let link = match gossip {
+            Some(g) => GossipLink::udp(g),
+            None => GossipLink::quic(t.clone(), rx.gossip),
+        };
         let id = NodeId::new(t.local_addr(), 1);
         let meta = NodeMeta {
             name: format!("node-{i}"),
@@ -272,40 +301,39 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
             Some(a) => Seeds::addrs([a]),
             None => Seeds::default(),
         };
-        let h = spawn_membership(m, t.clone(), rx.gossip, seeds);
+        let h = spawn_membership(m, link, seeds, DriverOptions::default());
         seed_addr.get_or_insert(t.local_addr());
-        nodes.push((t, h, rx.messages));
+        nodes.push((t, h));
     }
-    let all_alive =
-        |n: usize, nodes: &[(Transport, mcp_cluster::transport::MembershipHandle, _)]| {
-            nodes.iter().take(n).all(|(_, h, _)| {
-                let v = h.view.borrow();
-                v.iter()
-                    .filter(|r| r.state == MemberState::Alive && r.meta.is_some())
-                    .count()
-                    == n
-            })
-        };
+    let all_alive = |n: usize, nodes: &[(Transport, mcp_cluster::transport::MembershipHandle)]| {
+        nodes.iter().take(n).all(|(_, h)| {
+            let v = h.view.borrow();
+            v.iter()
+                .filter(|r| r.state == MemberState::Alive && r.meta.is_some())
+                .count()
+                == n
+        })
+    };
     timeout(Duration::from_secs(10), async {
         while !all_alive(5, &nodes) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await
-    .expect("5 nodes converge over QUIC within 10 s");
+    .expect("5 nodes converge within 10 s");
     println!(
-        "5 nodes over QUIC datagrams: all see all alive with metadata after {:?}",
+        "5 nodes over {how}: all see all alive with metadata after {:?}",
         started.elapsed()
     );
 
-    let (victim_t, victim_h, _) = nodes.pop().expect("victim");
+    let (victim_t, victim_h) = nodes.pop().expect("victim");
     let victim = victim_t.local_addr();
     victim_h.abort();
     victim_t.close();
     let killed = Instant::now();
     timeout(Duration::from_secs(10), async {
         loop {
-            let down = nodes.iter().all(|(_, h, _)| {
+            let down = nodes.iter().all(|(_, h)| {
                 !h.view
                     .borrow()
                     .iter()
@@ -320,10 +348,62 @@ async fn membership_over_real_udp_joins_and_detects_a_crash() {
     .await
     .expect("crash detected within 10 s");
     println!(
-        "crash of one node seen as down by all 4 survivors after {:?} (wall clock, 2 busy cores)",
+        "{how}: crash of one node seen as down by all 4 survivors after {:?} (wall clock, 2 busy cores)",
         killed.elapsed()
     );
-    for (t, h, _) in &nodes {
+    for (t, h) in &nodes {
+        h.abort();
+        t.close();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_sealed_with_another_key_is_refused() {
+    let ca = LocalCa::generate().expect("ca");
+    let mut nodes = Vec::new();
+    let mut seed: Option<SocketAddr> = None;
+    for (i, secret) in [&b"ours"[..], b"ours", b"theirs"].into_iter().enumerate() {
+        let tls = ca.issue(&["mcp-peer"]).expect("cert");
+        let (t, _rx, g) =
+            bind_with_gossip(config(), &tls, GossipKey::from_secret(secret)).expect("binds");
+        let m = Membership::new(
+            NodeId::new(t.local_addr(), 1),
+            NodeMeta {
+                name: format!("node-{i}"),
+                ..NodeMeta::default()
+            },
+            membership::Config::default(),
+            i as u64,
+            Instant::now(),
+        )
+        .expect("membership");
+        let seeds = seed.map(|a| Seeds::addrs([a])).unwrap_or_default();
+        seed.get_or_insert(t.local_addr());
+        let h = spawn_membership(m, GossipLink::udp(g), seeds, DriverOptions::default());
+        nodes.push((t, h));
+    }
+    let sees = |i: usize, j: usize| {
+        let addr = nodes[j].0.local_addr();
+        nodes[i].1.view.borrow().iter().any(|r| r.id.addr == addr)
+    };
+    timeout(Duration::from_secs(10), async {
+        while !(sees(0, 1) && sees(1, 0)) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the two nodes with the same key meet");
+    // The stranger announces itself every second; give it three tries.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !sees(0, 2) && !sees(1, 2),
+        "a node with another key was let in"
+    );
+    assert!(
+        !sees(2, 0) && !sees(2, 1),
+        "the stranger accepted our packets"
+    );
+    for (t, h) in &nodes {
         h.abort();
         t.close();
     }

@@ -130,6 +130,38 @@ pub struct MembershipTimers {
     /// `1 + maxLocalHealth` times, so a starved node does not declare healthy peers dead.
     /// 0 turns it off. Default 4.
     pub max_local_health: u32,
+    /// Where the failure detector's loop runs: `dedicated` (default), a thread of its own
+    /// that the kernel wakes on time even when the CPUs are saturated, or `shared`, a task of
+    /// the node's runtime, where it waits behind the client connections (kept to compare).
+    pub thread: MembershipThread,
+    /// How gossip travels: `udp` (default), a UDP socket of the failure detector's own at the
+    /// peer port + 1, every packet authenticated with a key derived from the peer key
+    /// (`cluster.tls.keyFile`, which every node shares); or `quic`, datagrams on the peer
+    /// connections, where probes wait behind the data frames (kept to compare, or where only
+    /// one port is open between nodes).
+    pub gossip_transport: GossipTransport,
+}
+
+/// How gossip travels (`cluster.membership.gossipTransport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum GossipTransport {
+    /// Its own UDP socket at the peer port + 1.
+    #[default]
+    Udp,
+    /// Datagrams on the QUIC peer connections.
+    Quic,
+}
+
+/// Where the failure detector's loop runs (`cluster.membership.thread`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum MembershipThread {
+    /// A thread of its own with its own timers.
+    #[default]
+    Dedicated,
+    /// A task of the node's runtime.
+    Shared,
 }
 
 impl Default for MembershipTimers {
@@ -148,6 +180,8 @@ impl Default for MembershipTimers {
             max_packet_size: 1100,
             meta_refresh_ms: 1000,
             max_local_health: 4,
+            thread: MembershipThread::Dedicated,
+            gossip_transport: GossipTransport::Udp,
         }
     }
 }

@@ -15,7 +15,9 @@ pub mod node_config;
 
 pub use admin_config::{AdminConfig, MAX_ADMIN_TOKEN_LEN, MIN_ADMIN_TOKEN_LEN, valid_admin_token};
 pub use auth_config::{AuthConfig, ScopeMap};
-pub use cluster_config::{ClusterConfig, ClusterTlsConfig, MembershipTimers};
+pub use cluster_config::{
+    ClusterConfig, ClusterTlsConfig, GossipTransport, MembershipThread, MembershipTimers,
+};
 #[cfg(feature = "resource")]
 pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus};
 pub use node_config::{

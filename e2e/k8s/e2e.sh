@@ -8,7 +8,7 @@
 #      starts, wins the Lease; a second replica stays standby
 #   2. the sample McpCluster: every child exists with a controller owner reference, pods
 #      Running, Available=True for the current generation; its NetworkPolicy has the right
-#      selectors (MCP open, peer port from its pods, admin port from the operator's pods and the
+#      selectors (MCP open, peer and gossip ports from its pods, admin port from the operator's pods and the
 #      configured scrapers) and follows spec.networkPolicy (kwok does not enforce policies: what
 #      is checked is what the API server stores)
 #   3. a spec change rolls the pods (new config hash) and the conditions follow the generation
@@ -168,9 +168,10 @@ sel = {"app.kubernetes.io/instance": "demo", "app.kubernetes.io/name": "mcp-node
 assert p["podSelector"]["matchLabels"] == sel, p["podSelector"]
 assert p["policyTypes"] == ["Ingress"] and "egress" not in p, p
 rules = {(q["protocol"], q["port"]): r.get("from") for r in p["ingress"] for q in r["ports"]}
-assert set(rules) == {("TCP", 8080), ("UDP", 7946), ("TCP", 9090)}, rules
+assert set(rules) == {("TCP", 8080), ("UDP", 7946), ("UDP", 7947), ("TCP", 9090)}, rules
 assert rules[("TCP", 8080)] is None, "MCP must be open"
 assert rules[("UDP", 7946)] == [{"podSelector": {"matchLabels": sel}}], rules[("UDP", 7946)]
+assert rules[("UDP", 7947)] == rules[("UDP", 7946)], ("gossip", rules[("UDP", 7947)])
 admin = rules[("TCP", 9090)]
 op = dict(kv.split("=", 1) for kv in os.environ["OP_SELECTOR"].split(",")) if os.environ["OP_SELECTOR"] else \
     {"app.kubernetes.io/part-of": "mcpcluster", "app.kubernetes.io/component": "operator"}

@@ -329,7 +329,7 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
         config.log.level = v.clone();
     }
     cli.admin.apply(&mut config.admin);
-    cli.cluster.apply(&mut config.cluster);
+    cli.cluster.apply(&mut config.cluster)?;
     if let Some(v) = &cli.log_format {
         config.log.format = match v.as_str() {
             "text" => mcpcluster_api::LogFormat::Text,

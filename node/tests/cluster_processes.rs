@@ -21,13 +21,22 @@ struct Ports {
 }
 
 /// Three sets of free ports; every socket stays bound until all are chosen, so no port is
-/// handed out twice.
+/// handed out twice. The peer port's next port is free too (the gossip socket's).
 fn free_ports() -> Vec<Ports> {
     let tcp = || TcpListener::bind("127.0.0.1:0").expect("bind");
-    let udp = || UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let held: Vec<_> = (0..3).map(|_| (tcp(), tcp(), udp())).collect();
+    let udp_pair = || {
+        for _ in 0..64 {
+            let p = UdpSocket::bind("127.0.0.1:0").expect("bind");
+            let next = p.local_addr().expect("addr").port().checked_add(1);
+            if let Some(g) = next.and_then(|n| UdpSocket::bind(("127.0.0.1", n)).ok()) {
+                return (p, g);
+            }
+        }
+        panic!("no free pair of UDP ports");
+    };
+    let held: Vec<_> = (0..3).map(|_| (tcp(), tcp(), udp_pair())).collect();
     held.iter()
-        .map(|(m, a, p)| Ports {
+        .map(|(m, a, (p, _))| Ports {
             mcp: m.local_addr().expect("addr"),
             admin: a.local_addr().expect("addr"),
             peer: p.local_addr().expect("addr"),

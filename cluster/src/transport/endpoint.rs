@@ -24,13 +24,25 @@ pub struct Incoming {
     pub message: Message,
 }
 
+/// A gossip packet received: who sent it, the bytes, and when it was read from the
+/// connection (so the membership driver can tell how long it waited to be handled).
+#[derive(Debug, Clone)]
+pub struct GossipPacket {
+    /// The sender's address.
+    pub from: SocketAddr,
+    /// The packet.
+    pub data: Bytes,
+    /// When it was taken off the connection.
+    pub received: Instant,
+}
+
 /// What the application reads.
 #[derive(Debug)]
 pub struct Receivers {
     /// Messages from every peer, in order per peer.
     pub messages: mpsc::Receiver<Incoming>,
-    /// Gossip packets, for [`super::spawn_membership`].
-    pub gossip: mpsc::Receiver<(SocketAddr, Bytes)>,
+    /// Gossip packets that arrived as QUIC datagrams, for [`super::GossipLink::quic`].
+    pub gossip: mpsc::Receiver<GossipPacket>,
 }
 
 /// What this node knows about its link to one peer.
@@ -55,8 +67,11 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     peers: Mutex<HashMap<SocketAddr, Arc<Peer>>>,
     pub(crate) incoming: mpsc::Sender<Incoming>,
-    pub(crate) gossip: mpsc::Sender<(SocketAddr, Bytes)>,
+    pub(crate) gossip: mpsc::Sender<GossipPacket>,
     tasks: Mutex<JoinSet<()>>,
+    /// The runtime the endpoint was bound in: every task of the transport runs there, even
+    /// when a call comes from another thread (the membership's own runtime).
+    runtime: tokio::runtime::Handle,
 }
 
 /// A cheap handle on the node's QUIC endpoint; clones share it.
@@ -125,8 +140,11 @@ impl Transport {
         let mut client = quinn::ClientConfig::new(Arc::new(tls.client_crypto()?));
         client.transport_config(tc);
         let socket = udp_socket(&config)?;
-        let runtime = quinn::default_runtime()
-            .ok_or_else(|| TransportError::Tls("no async runtime".into()))?;
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| TransportError::Config("Transport::bind needs a tokio runtime"))?;
+        let runtime = quinn::default_runtime().ok_or(TransportError::Config(
+            "Transport::bind needs a tokio runtime",
+        ))?;
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
             Some(server),
@@ -158,6 +176,7 @@ impl Transport {
             incoming,
             gossip,
             tasks: Mutex::new(JoinSet::new()),
+            runtime: handle,
         });
         let acceptor = inner.clone();
         inner.spawn(async move { acceptor.accept_loop().await });
@@ -203,6 +222,19 @@ impl Transport {
                 peer.hold_gossip(data, self.inner.config.pending_gossip);
                 self.inner.dial(&peer);
             }
+        }
+    }
+
+    /// Dials `to` in the background unless a connection is up or being dialed: the node calls
+    /// it when a member comes up, so the first frame to it does not wait for a handshake (gossip
+    /// no longer opens the connections when it has its own socket).
+    pub fn warm_up(&self, to: SocketAddr) {
+        if to == self.inner.local || to == self.inner.me {
+            return;
+        }
+        let peer = self.inner.peer(to);
+        if peer.live().is_none() {
+            self.inner.dial(&peer);
         }
     }
 
@@ -268,7 +300,7 @@ impl Inner {
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock();
         while tasks.try_join_next().is_some() {}
-        tasks.spawn(task);
+        tasks.spawn_on(task, &self.runtime);
     }
 
     fn peer_if_known(&self, addr: SocketAddr) -> Option<Arc<Peer>> {

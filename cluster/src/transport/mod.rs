@@ -20,13 +20,19 @@
 mod config;
 mod driver;
 mod endpoint;
+mod gossip_socket;
 mod peer;
+mod seal;
 mod seeds;
 mod tls;
 
 pub use config::Config;
-pub use driver::{MembershipHandle, spawn_membership};
-pub use endpoint::{Incoming, PeerStats, Receivers, Transport};
+pub use driver::{
+    DriverOptions, DriverThread, GossipLink, MembershipHandle, ObserveFn, spawn_membership,
+};
+pub use endpoint::{GossipPacket, Incoming, PeerStats, Receivers, Transport};
+pub use gossip_socket::{GOSSIP_PORT_OFFSET, GossipSocket, bind_with_gossip, gossip_addr};
+pub use seal::{GossipKey, SealError};
 pub use seeds::Seeds;
 pub use tls::{ALPN, LOCAL_SERVER_NAME, LocalCa, PeerTls};
 

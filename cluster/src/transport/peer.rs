@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use quinn::{Connection, VarInt};
 use tokio::sync::{Notify, watch};
 
-use super::endpoint::{Incoming, Inner};
+use super::endpoint::{GossipPacket, Incoming, Inner};
 use crate::frame::{
     Batcher, Config as FrameConfig, FrameDecoder, FrameEncoder, FrameStats, Message, Refused,
 };
@@ -368,7 +368,11 @@ pub(crate) fn spawn_readers(inner: &Arc<Inner>, peer: &Arc<Peer>, conn: &Connect
     inner.spawn(async move {
         while let Ok(data) = c.read_datagram().await {
             // Full means membership is behind; gossip tolerates the loss.
-            let _ = gossip.try_send((from, data));
+            let _ = gossip.try_send(GossipPacket {
+                from,
+                data,
+                received: Instant::now(),
+            });
         }
         p.clear_if(c.stable_id());
     });

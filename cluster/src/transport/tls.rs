@@ -72,6 +72,12 @@ impl PeerTls {
         Self::from_pem(&read("ca.crt")?, &read("tls.crt")?, &read("tls.key")?)
     }
 
+    /// The gossip key derived from this node's private key: the same on every node that
+    /// shares the cluster Secret's key (the operator issues one certificate for all).
+    pub fn gossip_key(&self) -> super::GossipKey {
+        super::GossipKey::from_secret(self.key.secret_der())
+    }
+
     fn roots(&self) -> Result<RootCertStore, TransportError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone())?;

@@ -344,10 +344,10 @@ fn default_max_step_replicas() -> i32 {
     4
 }
 
-/// Ports of the node container. They must be distinct.
+/// Ports of the node container. They must be distinct, and `peer + 1` (gossip) too.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[x_kube(validation = Rule::new("self.mcp != self.admin && self.mcp != self.peer && self.admin != self.peer")
-    .message("ports.mcp, ports.admin and ports.peer must be distinct"))]
+#[x_kube(validation = Rule::new("self.mcp != self.admin && self.mcp != self.peer && self.admin != self.peer && self.mcp != self.peer + 1 && self.admin != self.peer + 1")
+    .message("ports.mcp, ports.admin, ports.peer and the gossip port (ports.peer + 1) must be distinct"))]
 #[serde(rename_all = "camelCase")]
 pub struct PortsSpec {
     /// MCP Streamable HTTP (`/mcp`), TCP; the client Service's target. Default 8080.
@@ -359,10 +359,10 @@ pub struct PortsSpec {
     #[serde(default = "default_admin_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub admin: i32,
-    /// Peer traffic (QUIC over UDP) between nodes, through the headless peer Service.
-    /// Default 7946.
+    /// Peer traffic (QUIC over UDP) between nodes, through the headless peer Service; the
+    /// failure detector's gossip uses the next port (UDP, `peer + 1`). Default 7946.
     #[serde(default = "default_peer_port")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65534))]
     pub peer: i32,
 }
 

@@ -328,6 +328,7 @@ fn cel_refuses_cross_field_mistakes() {
             "replicationFactor must not exceed autoscaling.maxReplicas",
         ),
         (json!({ "ports": { "peer": 8080 } }), "must be distinct"),
+        (json!({ "ports": { "peer": 8079 } }), "must be distinct"),
         (
             json!({ "node": { "listen": "0.0.0.0:8080" } }),
             "set by the operator from spec.ports",

@@ -1,7 +1,9 @@
 //! The `cluster` section's flags and `MCP_NODE_*` variables (each overrides the file).
 
 use clap::Args;
-use mcpcluster_api::ClusterConfig;
+use mcpcluster_api::{ClusterConfig, GossipTransport, MembershipThread};
+
+use crate::settings::ConfigError;
 
 /// Flags of the `cluster` section; every flag is also an `MCP_NODE_*` variable.
 #[derive(Debug, Default, Args)]
@@ -84,6 +86,12 @@ pub struct ClusterArgs {
     /// [config: cluster.membership.maxLocalHealth] [default: 4]
     #[arg(long, env = "MCP_NODE_CLUSTER_MAX_LOCAL_HEALTH")]
     pub cluster_max_local_health: Option<u32>,
+    /// Failure detector loop: dedicated or shared [config: cluster.membership.thread] [default: dedicated]
+    #[arg(long, env = "MCP_NODE_CLUSTER_MEMBERSHIP_THREAD")]
+    pub cluster_membership_thread: Option<String>,
+    /// Gossip over udp or quic [config: cluster.membership.gossipTransport] [default: udp]
+    #[arg(long, env = "MCP_NODE_CLUSTER_GOSSIP_TRANSPORT")]
+    pub cluster_gossip_transport: Option<String>,
 }
 
 fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
@@ -93,8 +101,9 @@ fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
 }
 
 impl ClusterArgs {
-    /// Applies the given flags over `c`.
-    pub fn apply(&self, c: &mut ClusterConfig) {
+    /// Applies the given flags over `c`; a value that is not one of a field's choices is an
+    /// error naming the field.
+    pub fn apply(&self, c: &mut ClusterConfig) -> Result<(), ConfigError> {
         set(&mut c.enabled, &self.enabled);
         set(&mut c.node_name, &self.node_name);
         set(&mut c.peer_listen, &self.peer_listen);
@@ -134,5 +143,30 @@ impl ClusterArgs {
         set(&mut m.max_packet_size, &self.cluster_max_packet_size);
         set(&mut m.meta_refresh_ms, &self.cluster_meta_refresh_ms);
         set(&mut m.max_local_health, &self.cluster_max_local_health);
+        if let Some(v) = &self.cluster_membership_thread {
+            m.thread = match v.as_str() {
+                "dedicated" => MembershipThread::Dedicated,
+                "shared" => MembershipThread::Shared,
+                other => {
+                    return Err(ConfigError::Field {
+                        field: "cluster.membership.thread",
+                        message: format!("`{other}` is not `dedicated` or `shared`"),
+                    });
+                }
+            };
+        }
+        if let Some(v) = &self.cluster_gossip_transport {
+            m.gossip_transport = match v.as_str() {
+                "udp" => GossipTransport::Udp,
+                "quic" => GossipTransport::Quic,
+                other => {
+                    return Err(ConfigError::Field {
+                        field: "cluster.membership.gossipTransport",
+                        message: format!("`{other}` is not `udp` or `quic`"),
+                    });
+                }
+            };
+        }
+        Ok(())
     }
 }

@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use mcp_cluster::membership;
-use mcp_cluster::transport::PeerTls;
-use mcpcluster_api::{ClusterConfig, MembershipTimers};
+use mcp_cluster::transport::{self, PeerTls};
+use mcpcluster_api::{ClusterConfig, GossipTransport, MembershipThread, MembershipTimers};
 
 use crate::settings::ConfigError;
 
@@ -29,6 +29,10 @@ pub struct ClusterSettings {
     pub server_name: String,
     /// SWIM timers.
     pub membership: membership::Config,
+    /// Where the failure detector's loop runs.
+    pub membership_thread: transport::DriverThread,
+    /// Gossip on its own UDP socket (true) or on QUIC datagrams.
+    pub gossip_udp: bool,
     /// How often this node's load is pushed into gossip.
     pub load_publish: Duration,
     /// Copies of each session, the owner's included (1..=5).
@@ -118,6 +122,11 @@ impl ClusterSettings {
             dev_tls,
             server_name: c.tls.server_name.clone(),
             membership,
+            membership_thread: match c.membership.thread {
+                MembershipThread::Dedicated => transport::DriverThread::Dedicated,
+                MembershipThread::Shared => transport::DriverThread::Shared,
+            },
+            gossip_udp: c.membership.gossip_transport == GossipTransport::Udp,
             load_publish: Duration::from_millis(c.load_publish_ms),
             replication_factor: c.replication_factor as usize,
             forward_timeout: Duration::from_millis(c.forward_timeout_ms),

@@ -114,6 +114,8 @@ pub struct ClusterMetrics {
     messages_sent: Counter,
     bytes_sent: Family<StageLabels, Counter>,
     last_frames: Mutex<HashMap<SocketAddr, FrameStats>>,
+    /// The failure detector's own figures (`membership_*`).
+    pub detector: super::detector::DetectorMetrics,
 }
 
 impl Default for ClusterMetrics {
@@ -140,6 +142,7 @@ impl Default for ClusterMetrics {
             messages_sent: Counter::default(),
             bytes_sent: Family::default(),
             last_frames: Mutex::new(HashMap::new()),
+            detector: super::detector::DetectorMetrics::default(),
         }
     }
 }
@@ -147,7 +150,7 @@ impl Default for ClusterMetrics {
 impl ClusterMetrics {
     /// Creates the metrics and registers them under `cluster_`.
     pub fn register(registry: &mut Registry) -> Self {
-        let m = Self::default();
+        let mut m = Self::default();
         let r = registry.sub_registry_with_prefix("cluster");
         r.register(
             "members",
@@ -249,6 +252,7 @@ impl ClusterMetrics {
             "Peer frame bytes before compression (raw) and on the wire",
             m.bytes_sent.clone(),
         );
+        m.detector = super::detector::DetectorMetrics::register(r);
         m
     }
 

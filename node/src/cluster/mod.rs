@@ -15,6 +15,7 @@
 
 pub mod args;
 pub mod config;
+pub mod detector;
 pub mod forward;
 pub mod inbound;
 pub mod metrics;
@@ -31,7 +32,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcp_cluster::membership::{Membership, NodeId};
-use mcp_cluster::transport::{self, MembershipHandle, Seeds, Transport, spawn_membership};
+use mcp_cluster::transport::{
+    self, DriverOptions, GossipLink, MembershipHandle, Seeds, Transport, spawn_membership,
+};
 use tokio::task::JoinHandle;
 
 pub use args::ClusterArgs;
@@ -80,9 +83,16 @@ pub async fn start(
         server_name: s.server_name.clone(),
         ..transport::Config::default()
     };
-    let (transport, rx) = Transport::bind(config, &s.tls).map_err(|e| {
+    let bound = if s.gossip_udp {
+        transport::bind_with_gossip(config, &s.tls, s.tls.gossip_key())
+            .map(|(t, rx, g)| (t, rx, Some(g)))
+    } else {
+        Transport::bind(config, &s.tls).map(|(t, rx)| (t, rx, None))
+    };
+    let (transport, rx, gossip) = bound.map_err(|e| {
         anyhow::anyhow!(
-            "cannot start the peer endpoint on {} (`cluster.peerListen`): {e}",
+            "cannot start the peer endpoint on {} and its gossip socket on the next port \
+             (`cluster.peerListen`): {e}",
             s.peer_listen
         )
     })?;
@@ -106,13 +116,25 @@ pub async fn start(
         entries.push(format!("{name}:{port}"));
     }
     let seeds = Seeds::new(entries);
-    tracing::info!(%id, peer_listen = %transport.local_addr(), ?seeds, "cluster starting");
-    let membership = Arc::new(spawn_membership(
-        membership,
-        transport.clone(),
-        rx.gossip,
-        seeds,
-    ));
+    tracing::info!(
+        %id,
+        peer_listen = %transport.local_addr(),
+        gossip = ?gossip.as_ref().map(transport::GossipSocket::local_addr),
+        ?seeds,
+        "cluster starting"
+    );
+    let link = match gossip {
+        Some(g) => GossipLink::udp(g),
+        None => GossipLink::quic(transport.clone(), rx.gossip),
+    };
+    let metrics = node.clone();
+    let options = DriverOptions {
+        thread: s.membership_thread,
+        observe: Some(Arc::new(move |o| {
+            metrics.metrics.cluster.detector.observe(o)
+        })),
+    };
+    let membership = Arc::new(spawn_membership(membership, link, seeds, options));
     let _ = node.cluster.set(ClusterHandle {
         view: membership.view.clone(),
         mcp_addr,

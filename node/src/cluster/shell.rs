@@ -115,6 +115,8 @@ fn on_event(
     match event {
         Event::Up(id) => {
             m.event(EventLabel::up);
+            // Gossip has its own socket: open the frame link now, not at the first frame.
+            transport.warm_up(id.addr);
             let _span =
                 tracing::info_span!("peer", peer = %id.addr, name = %name_of(id.addr)).entered();
             tracing::info!(generation = id.generation, "member up");
@@ -158,6 +160,7 @@ fn on_event(
                 // The old process is gone, and so is its end of our connection: drop ours
                 // now, or frames to the new process wait for the idle timeout (5 s).
                 transport.forget(new.addr);
+                transport.warm_up(new.addr);
                 if let Some(peers) = node.peers.get() {
                     // What the old process owned is taken over, like after a death.
                     peers.membership_changed(node, Some(old));

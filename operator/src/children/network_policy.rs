@@ -1,6 +1,6 @@
 //! The NetworkPolicy over the node pods (`spec.networkPolicy`): ingress to the MCP port from
-//! anywhere (it is the service), to the peer port (QUIC, UDP) only from this cluster's own
-//! pods, and to the admin port only from the operator's pods (their namespace and labels) and
+//! anywhere (it is the service), to the peer port (QUIC, UDP) and the gossip port next to it
+//! (the failure detector's, UDP, `peer + 1`) only from this cluster's own pods, and to the admin port only from the operator's pods (their namespace and labels) and
 //! the configured metrics scrapers. Egress is left alone (tools call out, DNS). Traffic from
 //! the pod's own Kubernetes node, the kubelet's probes, is always allowed by NetworkPolicy
 //! semantics. A policy takes effect only where the network plugin enforces NetworkPolicy.
@@ -92,9 +92,12 @@ pub fn network_policy(
                     ports: Some(vec![port("TCP", spec.ports.mcp)]),
                     from: None,
                 },
-                // Peers: this cluster's own pods only.
+                // Peers (QUIC, and gossip on the next port): this cluster's own pods only.
                 NetworkPolicyIngressRule {
-                    ports: Some(vec![port("UDP", spec.ports.peer)]),
+                    ports: Some(vec![
+                        port("UDP", spec.ports.peer),
+                        port("UDP", spec.ports.peer + 1),
+                    ]),
                     from: Some(vec![own_pods]),
                 },
                 // Admin: the operator, and whoever scrapes /metrics.
@@ -179,6 +182,8 @@ mod tests {
         assert_eq!(peer.len(), 1);
         assert_eq!(labels(&peer[0].pod_selector), Some(names.selector()));
         assert!(peer[0].namespace_selector.is_none() && peer[0].ip_block.is_none());
+        // Gossip: the next port, UDP, the same peers.
+        assert_eq!(rule(s, "UDP", 7001).from.as_ref(), Some(peer));
         // Admin: the operator's pods in the operator's namespace, nobody else.
         let admin = rule(s, "TCP", 9000).from.as_ref().expect("restricted");
         assert_eq!(admin.len(), 1);

@@ -30,6 +30,7 @@ pub fn peers(cluster: &McpCluster, names: &Names) -> Service {
             selector: Some(names.selector()),
             ports: Some(vec![
                 port("peer", p.peer, "UDP"),
+                port("gossip", p.peer + 1, "UDP"),
                 port("admin", p.admin, "TCP"),
                 port("mcp", p.mcp, "TCP"),
             ]),
@@ -80,6 +81,9 @@ mod tests {
         let ports = spec.ports.expect("ports");
         assert_eq!(ports[0].protocol.as_deref(), Some("UDP"));
         assert_eq!(ports[0].port, 7946);
+        assert_eq!(ports[1].name.as_deref(), Some("gossip"));
+        assert_eq!(ports[1].protocol.as_deref(), Some("UDP"));
+        assert_eq!(ports[1].port, 7947);
     }
 
     #[test]

@@ -135,6 +135,7 @@ fn container(cluster: &McpCluster, names: &Names) -> Container {
             port("mcp", s.ports.mcp, "TCP"),
             port("admin", s.ports.admin, "TCP"),
             port("peer", s.ports.peer, "UDP"),
+            port("gossip", s.ports.peer + 1, "UDP"),
         ]),
         readiness_probe: Some(probe("/readyz", 5, 2)),
         liveness_probe: Some(probe("/healthz", 10, 3)),

@@ -54,7 +54,8 @@ fn stable_identities_config_probes_and_grace() {
         [
             ("mcp".into(), 8080),
             ("admin".into(), 9090),
-            ("peer".into(), 7946)
+            ("peer".into(), 7946),
+            ("gossip".into(), 7947)
         ]
     );
     let args = c0.args.as_ref().expect("args");
