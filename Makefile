@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,10 @@ bench-scale-quick: ## bench-scale with QUICK=1: 20K sessions, a 20 s hold, one k
 bench-load-cost: ## mcp-load cluster vs the nodes it loads, same run: CPU per 1K held sessions per minute and per 1K calls (writes docs/BENCHMARKS.md)
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) NO_BUILD=1 bench/loadcost.py
+
+bench-detector: ## 6 nodes + mcp-load + stress-ng on 2 cores: false deaths in 10 min, then 20 x kill -9 detection at every survivor (writes docs/BENCHMARKS.md; QUICK=1: 1 min, 4 kills)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	NO_BUILD=1 CARGO=$(CARGO) bench/detector.py
 
 clean: ## Remove build output
 	$(CARGO) clean
