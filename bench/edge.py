@@ -130,13 +130,15 @@ async def idle(port, admin, pid, k, watch):
         if open_ == 0 or time.monotonic() - t0 > watch:
             break
         await asyncio.sleep(5)
-    closed_by_server = 0
-    for reader, writer in conns:
+    async def closed(reader):
+        # The rest of the answer's body, then the end of the stream if the node closed it.
         try:
-            if reader.at_eof() or await asyncio.wait_for(reader.read(1), 0.01) == b"":
-                closed_by_server += 1
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait_for(reader.read(), 1)
+            return reader.at_eof()
+        except (OSError, asyncio.TimeoutError):
+            return False
+    closed_by_server = sum(await asyncio.gather(*(closed(r) for r, _ in conns)))
+    for _, writer in conns:
         writer.close()
     return {"scenario": "idle", "connections": k, "rss_bytes_per_idle_connection": per_conn,
             "samples_s_open": samples,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::content::Catalog;
 use crate::metrics::Metrics;
@@ -44,8 +44,8 @@ pub struct Node {
     /// Set when shutdown starts: new sessions and connections are refused, `/readyz` fails.
     /// Change it with [`Node::set_draining`], which also tells the open connections.
     pub draining: AtomicBool,
-    /// Tells connection loops when a drain begins (their next answer says `Connection: close`).
-    drain_signal: watch::Sender<bool>,
+    /// Wakes connection loops waiting between requests when a drain begins.
+    drain_started: tokio::sync::Notify,
     /// Bytes held by request buffers across all connections (`limits.maxBufferedRequestBytes`).
     pub body_budget: crate::http::budget::BodyBudget,
     /// This node's name in the cluster (`/cluster`'s `self`): `cluster.nodeName` (also
@@ -94,7 +94,7 @@ impl Node {
             sessions,
             metrics,
             body_budget,
-            drain_signal: watch::channel(false).0,
+            drain_started: tokio::sync::Notify::new(),
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
@@ -133,13 +133,16 @@ impl Node {
     /// Sets the draining flag and tells every connection loop; returns the previous value.
     pub fn set_draining(&self, draining: bool) -> bool {
         let was = self.draining.swap(draining, Ordering::AcqRel);
-        self.drain_signal.send_replace(draining);
+        if draining {
+            self.drain_started.notify_waiters();
+        }
         was
     }
 
-    /// Watches the draining flag (connection loops close idle keep-alive connections on it).
-    pub fn drain_signal(&self) -> watch::Receiver<bool> {
-        self.drain_signal.subscribe()
+    /// Resolves once a drain starts after this future was enabled or first polled (check
+    /// [`Node::is_draining`] after enabling it: a drain that began before is not signalled).
+    pub fn drain_started(&self) -> tokio::sync::futures::Notified<'_> {
+        self.drain_started.notified()
     }
 
     /// Ends every session stream so clients see the node go and resume elsewhere with

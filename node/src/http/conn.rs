@@ -30,7 +30,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 
 use super::body::Body;
 use super::io::{ReadyIo, readable};
@@ -65,7 +64,6 @@ enum Idle {
 
 /// Serves requests on `io` until the client closes, an error, the idle timeout, or a drain.
 pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
-    let mut drain = node.drain_signal();
     // Bytes of a pipelined request read along with the previous one; empty (no allocation)
     // otherwise.
     let mut leftover = BytesMut::new();
@@ -73,7 +71,7 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
         if leftover.is_empty() {
             // Idle: wait for the next request without holding any buffer. Boxed, like every
             // stage below: a stage's state exists only while the connection is in it.
-            match Box::pin(wait_for_request(&mut io, node, &mut drain)).await {
+            match Box::pin(wait_for_request(&mut io, node)).await {
                 Idle::Readable => {}
                 // Nothing was said on an idle connection, so there is nothing to linger for.
                 Idle::TimedOut => {
@@ -102,18 +100,11 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
                 node.metrics.closed(CloseReason::client);
                 return;
             }
-            Err(e) => return refuse(io, node, e).await,
+            Err(e) => return Box::pin(refuse(io, node, e)).await,
         };
-        let Request {
-            method,
-            path,
-            headers,
-            body,
-            keep_alive,
-            http10,
-        } = request;
-        let response = Box::pin(mcp::handle(node.clone(), method, &path, &headers, body)).await;
-        drop((path, headers, budget));
+        let (keep_alive, http10) = (request.keep_alive, request.http10);
+        let response = Box::pin(answer(node, request)).await;
+        drop(budget);
         // A drain that began while the request ran: this answer is the connection's last.
         let keep_alive = keep_alive && !node.is_draining();
         let written = Box::pin(write_response(
@@ -138,6 +129,18 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
     }
 }
 
+/// Runs one request through `/mcp` (its head and body live in this future, not the loop's).
+async fn answer(node: &Arc<Node>, request: Request) -> Response<Body> {
+    let Request {
+        method,
+        path,
+        headers,
+        body,
+        ..
+    } = request;
+    mcp::handle(node.clone(), method, &path, &headers, body).await
+}
+
 fn read_limits(node: &Node) -> ReadLimits {
     let limits = &node.settings.config.limits;
     ReadLimits {
@@ -148,21 +151,28 @@ fn read_limits(node: &Node) -> ReadLimits {
 }
 
 /// Waits for the next request: bytes to read, the idle timeout, or the end of a drain's grace.
-async fn wait_for_request<S: ReadyIo>(
-    io: &mut S,
-    node: &Node,
-    drain: &mut watch::Receiver<bool>,
-) -> Idle {
+/// One timer serves both deadlines (this state is what an idle connection costs).
+async fn wait_for_request<S: ReadyIo>(io: &mut S, node: &Node) -> Idle {
     let idle = Duration::from_secs(node.settings.config.limits.idle_timeout_secs);
-    tokio::select! {
-        // An error means the socket is gone; reading says so.
-        _ = readable(io) => return Idle::Readable,
-        _ = tokio::time::sleep(idle) => return Idle::TimedOut,
-        _ = drain.wait_for(|draining| *draining) => {}
-    }
-    tokio::select! {
-        _ = readable(io) => Idle::Readable,
-        _ = tokio::time::sleep(DRAIN_IDLE_GRACE) => Idle::Drained,
+    let drain = node.drain_started();
+    tokio::pin!(drain);
+    // Registered before the flag is read, so a drain starting in between still wakes us.
+    drain.as_mut().enable();
+    let mut draining = node.is_draining();
+    let deadline = tokio::time::sleep(if draining { DRAIN_IDLE_GRACE } else { idle });
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            // An error means the socket is gone; reading says so.
+            _ = readable(io) => return Idle::Readable,
+            _ = &mut deadline => return if draining { Idle::Drained } else { Idle::TimedOut },
+            _ = &mut drain, if !draining => {
+                draining = true;
+                deadline
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + DRAIN_IDLE_GRACE);
+            }
+        }
     }
 }
 
