@@ -110,6 +110,9 @@ struct Reader<'a, 'b, S> {
     guard: BudgetGuard<'b>,
     /// The largest the read buffer grew to for this request (counted in the budget).
     buf_bytes: usize,
+    /// What the body buffer holds or is about to (counted in the budget); 0 for a body read
+    /// into the read buffer itself.
+    body_bytes: usize,
 }
 
 /// Reads one request; `buf` holds bytes already read (a pipelined request) and keeps what
@@ -130,6 +133,7 @@ pub async fn read_request<'b, S: ReadyIo>(
         buf,
         guard,
         buf_bytes,
+        body_bytes: 0,
     };
     let head = timeout_at(started + limits.head_timeout, r.head())
         .await
@@ -182,7 +186,9 @@ impl<S: ReadyIo> Reader<'_, '_, S> {
 
     /// What the budget must hold once the read buffer has `buf_capacity` bytes.
     fn counted(&self, buf_capacity: usize) -> usize {
-        self.buf_bytes.max(buf_capacity)
+        self.buf_bytes
+            .max(buf_capacity)
+            .saturating_add(self.body_bytes)
     }
 
     /// Reads until a whole head is buffered, parses it and consumes it from the buffer.
@@ -228,7 +234,8 @@ impl<S: ReadyIo> Reader<'_, '_, S> {
         };
         if self.buf.len() < n {
             // Counted before it is allocated: over the budget, the body is never read.
-            let needed = n.checked_add(self.buf_bytes).ok_or(ReadError::TooLarge)?;
+            // The body grows the read buffer: counted on top of what it held for the head.
+            let needed = self.counted(0).checked_add(n).ok_or(ReadError::TooLarge)?;
             self.guard.grow_to(needed)?;
             if expects_continue {
                 self.send_continue().await?;
