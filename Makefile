@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 30
+FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,7 +18,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, protocol, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit fuzz-smoke e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, short fuzz pass, protocol, auth, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -55,8 +56,15 @@ e2e-failover: ## (root) sessions survive node failures: 3 netns nodes + mcp-fail
 	$(CARGO) build -p mcp-node -p mcp-load
 	e2e/cluster/failover.sh target/debug/mcp-node target/debug/mcp-failover
 
-fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (needs the nightly toolchain)
+fuzz: ## Run each cargo-fuzz target (HTTP connection loop, peer frames and wire, config, JSON-RPC, /mcp bodies) for FUZZ_SECONDS (default 30); installs nightly/cargo-fuzz if missing
 	node/fuzz/run.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: ## CI's short fuzz pass: every target for FUZZ_SMOKE_SECONDS (default 20) from its seeds
+	node/fuzz/run.sh $(FUZZ_SMOKE_SECONDS)
+
+bench-edge: ## The HTTP edge under hostile clients (bench/edge.py): crafted chunk x20,000, 100 stalled 4 MiB bodies, 1,000 idle keep-alive connections
+	$(CARGO) build --release -p mcp-node
+	bench/edge.py target/release/mcp-node --port $${EDGE_PORT:-20100}
 
 bench-memory: release ## Memory per idle session / open connection at 1K and 10K (writes docs/BENCHMARKS.md)
 	bench/memory.sh target/release/mcp-node
