@@ -725,3 +725,29 @@ async fn accepted_sockets_get_tcp_keepalive() {
         node.shutdown().await;
     }
 }
+
+/// An answer to HEAD carries no body (its `content-length` still says how long the body would
+/// be), so the client reads the next pipelined answer where it starts.
+#[tokio::test]
+async fn head_answers_have_no_body() {
+    let node = start(NodeConfig::default()).await;
+    let addr = node.mcp_addr;
+    let head = format!(
+        "HEAD /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\n\r\n",
+        addr.port()
+    );
+    let request = format!("{head}{}", post(addr, PING, "connection: close\r\n"));
+    let raw = exchange(addr, request.as_bytes(), Duration::from_secs(5)).await;
+    let text = String::from_utf8_lossy(&raw);
+    let second = text.find("\r\n\r\nHTTP/1.1 ").map(|i| i + 4);
+    let (first, rest) =
+        text.split_at(second.expect("two answers, the second right after the first head"));
+    assert!(first.starts_with("HTTP/1.1 405"), "{first}");
+    assert!(first.contains("content-length: "), "{first}");
+    let rest = parse(rest.as_bytes());
+    assert_eq!(
+        rest.status, 400,
+        "the POST after it is read and answered: {rest:?}"
+    );
+    node.shutdown().await;
+}

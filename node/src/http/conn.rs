@@ -103,6 +103,9 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
             Err(e) => return Box::pin(refuse(io, node, e)).await,
         };
         let (keep_alive, http10) = (request.keep_alive, request.http10);
+        // An answer to HEAD has the head of the answer to GET and no body (RFC 9110 §9.3.2):
+        // a body there would be read by the client as the start of the next response.
+        let head_only = request.method == http::Method::HEAD;
         let response = Box::pin(answer(node, request)).await;
         drop(budget);
         // A drain that began while the request ran: this answer is the connection's last.
@@ -111,6 +114,7 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
             &mut io,
             response,
             Persistence::of(keep_alive, http10),
+            head_only,
             &mut leftover,
         ))
         .await;
@@ -313,10 +317,12 @@ async fn write_simple<S: ReadyIo>(
 }
 
 /// Writes a response; streams an SSE body chunk by chunk until it ends or the client leaves.
+/// `head_only` (a HEAD request): the head alone, the body dropped unsent.
 async fn write_response<S: ReadyIo>(
     io: &mut S,
     response: Response<Body>,
     persistence: Persistence,
+    head_only: bool,
     leftover: &mut BytesMut,
 ) -> std::io::Result<()> {
     let (parts, body) = response.into_parts();
@@ -329,7 +335,17 @@ async fn write_response<S: ReadyIo>(
                 &parts.headers,
                 &format!("content-length: {}\r\n{connection}", bytes.len()),
             );
-            out.extend_from_slice(&bytes);
+            if !head_only {
+                out.extend_from_slice(&bytes);
+            }
+            io.write_all(&out).await
+        }
+        Body::Stream(_) if head_only => {
+            let out = head(
+                parts.status,
+                &parts.headers,
+                &format!("transfer-encoding: chunked\r\n{connection}"),
+            );
             io.write_all(&out).await
         }
         Body::Stream(mut sse) => {
