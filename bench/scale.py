@@ -723,18 +723,20 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
                     used += r[-1][3] - r[0][3]
             cpu[x.name] = used / max(b - a, 1e-3)
             rss[x.name] = max((p[4] for p in rows), default=0)
-        # Counters from /metrics: deltas per process (a restart starts again at 0).
+        # Counters from /metrics (scraped every 2 s): per process (a restart starts again at
+        # 0), the last value scraped by the stage's end minus the last one by its start (0 for
+        # a process started during the stage).
         def delta(key):
             total = 0.0
             for x in cluster.nodes:
                 for pid in {m[2] for m in metrics if m[1] == x.i}:
                     rows = [m for m in metrics if m[1] == x.i and m[2] == pid]
                     before = [m for m in rows if m[0] <= a]
-                    inside = [m for m in rows if a < m[0] <= b + 2]
-                    if not inside:
+                    upto = [m for m in rows if m[0] <= b]
+                    if not upto:
                         continue
                     start = before[-1][3][key] if before else 0.0
-                    total += max(0.0, inside[-1][3][key] - start)
+                    total += max(0.0, upto[-1][3][key] - start)
             return total
         downs = [e for e in log_events if a <= e[0] <= b and e[2] == "down"]
         rejoined = [e for e in log_events if a <= e[0] <= b and e[2] in ("rejoined", "defunct")]
@@ -790,6 +792,8 @@ def render(res, run):
         target = next((p.get("target") for p in rep.get("phases", []) if p["name"] == s["name"]), None)
         reached = next((p.get("reached") for p in rep.get("phases", []) if p["name"] == s["name"]), None)
         held_n = next((p.get("held") for p in rep.get("phases", []) if p["name"] == s["name"]), None)
+        if s["name"] == "final check" and rep:
+            held_n, target = rep.get("final_ok", 0), rep.get("final_checked", 0)
         held = f"{held_n if held_n is not None else sp['held_end']:,}" + (f" of {target:,}" if target else "") + (
             " (NOT reached)" if reached is False else "")
         secs = max(s["to"] - s["from"], 1e-3)
