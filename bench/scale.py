@@ -408,7 +408,7 @@ def percentile(bins, q):
 def span(seconds, t_from, t_to):
     sel = [s for s in seconds if t_from <= s["t"] < t_to]
     merged = {}
-    keys = ("opened", "open_failed", "calls_ok", "calls_failed", "attempts", "retries", "events", "gaps",
+    keys = ("opened", "open_failed", "calls_ok", "calls_failed", "unsent", "attempts", "retries", "events", "gaps",
             "duplicates", "resets", "resets_empty", "bad_ids", "resumes", "lost", "outages", "announces_ok",
             "announces_failed", "checked")
     out = {k: sum(s.get(k, 0) for s in sel) for k in keys}
@@ -743,12 +743,15 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
         expected_downs = st["stops"] * (n - 1)
         false_deaths = len(rejoined) + max(0, len(downs) - expected_downs)
         served = None
-        if st.get("kill"):
+        held_at_event = max((x["held"] for x in tl.seconds if x["t"] <= tl.sec(a)), default=0) if tl.seconds else 0
+        if not held_at_event:
+            pass  # no session to serve again
+        elif st.get("kill"):
             served = served_again(tl, st["kill"], st["to"])
-        if st.get("restarts"):
+        if st.get("restarts") and held_at_event:
             vals = [served_again(tl, r["t"], r["t"] + 60) for r in st["restarts"]]
             served = None if any(v is None for v in vals) else max(vals, default=0.0)
-        stages.append({**st, "span": sp, "cpu": cpu, "rss": rss, "failovers": delta("failovers"),
+        stages.append({**st, "span": sp, "cpu": cpu, "rss": rss, "failovers": delta("failovers"), "held_before": held_at_event,
                        "wire": delta("wire"), "raw": delta("raw"), "downs": len(downs), "rejoined": len(rejoined),
                        "false_deaths": false_deaths, "served_again_s": served})
     failures = []
@@ -797,7 +800,8 @@ def render(res, run):
         held = f"{held_n if held_n is not None else sp['held_end']:,}" + (f" of {target:,}" if target else "") + (
             " (NOT reached)" if reached is False else "")
         secs = max(s["to"] - s["from"], 1e-3)
-        served = "–" if s["served_again_s"] is None and not s["stops"] else (
+        served = "–" if (s["served_again_s"] is None and not s["stops"]) else (
+            "no session held" if not s["held_before"] else
             "not within the wait" if s["served_again_s"] is None else f"{s['served_again_s']:.2f} s")
         cpu_vals = list(s["cpu"].values())
         lines.append(

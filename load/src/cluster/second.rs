@@ -41,6 +41,9 @@ pub struct Second {
     pub calls_ok: u64,
     /// Calls that never got a result (each loses its session).
     pub calls_failed: u64,
+    /// Calls that came due when no session was held (nothing to call; not an attempt).
+    #[serde(default)]
+    pub unsent: u64,
     /// Call attempts sent (first tries and retries).
     pub attempts: u64,
     /// Failed attempts of every exchange (initialize, call, stream open), by kind.
@@ -109,6 +112,7 @@ impl Second {
         self.open_failed += o.open_failed;
         self.calls_ok += o.calls_ok;
         self.calls_failed += o.calls_failed;
+        self.unsent += o.unsent;
         self.attempts += o.attempts;
         add_kinds(&mut self.errors, &o.errors);
         self.retries += o.retries;

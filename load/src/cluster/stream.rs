@@ -10,6 +10,9 @@ use super::shard::Shard;
 use super::sse::IdScanner;
 use super::wire::{self, Fail};
 
+/// A stream that broke is reopened after a random delay up to this (then with backoff).
+const REOPEN_JITTER: Duration = Duration::from_millis(100);
+
 /// Why reading stopped.
 enum End {
     /// The connection failed or the node ended the stream (kind).
@@ -83,10 +86,17 @@ pub async fn hold(
                             format_args!("stream {kind} on {}", shard.nodes[node].ep.host),
                         );
                         // The node went away, drained, or ended a relayed stream: reopen on
-                        // the next node at once.
+                        // the next node after a jitter of up to REOPEN_JITTER, so that the
+                        // thousands of streams a node held do not all come back in the same
+                        // millisecond.
                         sess.stream_down(&shard);
                         shard.error("stream", kind);
                         node = shard.pick_node((node + 1) % n);
+                        let jitter = REOPEN_JITTER.mul_f64(shard.random());
+                        tokio::select! {
+                            _ = tokio::time::sleep(jitter) => {}
+                            _ = sess.kill.notified() => return,
+                        }
                         continue;
                     }
                 }
