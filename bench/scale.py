@@ -62,6 +62,7 @@ LOAD = os.path.join(TARGET, PROFILE, "mcp-load")
 DOC = os.path.join(ROOT, "docs/BENCHMARKS.md")
 PLOTS = os.path.join(ROOT, "docs/bench")
 TITLE = "## Scale (`make bench-scale`)"
+TITLE_QUICK = "## Scale, QUICK (`make bench-scale-quick`)"
 
 
 def env(name, default):
@@ -772,8 +773,8 @@ def fmt_ms(us):
 
 def render(res, run):
     rep = res["report"] or {}
-    lines = [TITLE, "",
-             f"Command: `{'QUICK=1 ' if QUICK else ''}make bench-scale` (bench/scale.py, {res['minutes']:.1f} min). "
+    lines = [TITLE_QUICK if QUICK else TITLE, "",
+             f"Command: `{'make bench-scale-quick' if QUICK else 'make bench-scale'}` (bench/scale.py{', QUICK=1' if QUICK else ''}, {res['minutes']:.1f} min). "
              f"Machine: {benchdoc.machine(ROOT)}; kernel {os.uname().release}; RLIMIT_NOFILE {nofile()}; "
              f"load average {res['loadavg'][0]:.1f} at the start. {res['nodes']} mcp-node ({PROFILE}, R = {R}, "
              f"each on its own 127.0.2.x, QUIC with the dev certificates, `echo` + `conformance` packs) and "

@@ -291,6 +291,60 @@ async fn nodes_that_do_not_share_sessions_lose_them_and_the_run_fails() {
     b.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_ramp_ends_with_a_report() {
+    // A "node" that accepts connections and never answers: every open hangs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = listener.accept().await {
+            conns.push(c);
+        }
+    });
+    let started = std::time::Instant::now();
+    let (out, r) = load(
+        &std::env::temp_dir(),
+        &[
+            "--nodes",
+            &urls(&[addr]),
+            "--stages",
+            "20,40",
+            "--stage-timeout",
+            "1",
+            "--timeout",
+            "0.5",
+            "--deadline",
+            "3",
+            "--hold",
+            "1",
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.phases[0].reached, Some(false), "{}", r.text());
+    assert_eq!(
+        r.phases.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ["ramp 20", "hold", "final check"],
+        "the ramp stops at the stalled stage"
+    );
+    assert_eq!(r.total.sum.opened, 0);
+    assert!(r.total.sum.open_failed > 0, "{}", r.text());
+    assert!(
+        r.failures.iter().any(|f| f.contains("ramp 20")),
+        "{:?}",
+        r.failures
+    );
+    held.abort();
+}
+
 #[tokio::test]
 async fn bad_arguments_exit_64_naming_the_flag() {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_mcp-load"))

@@ -206,7 +206,7 @@ struct Shards {
     children: Vec<Child>,
     alive: Vec<bool>,
     done: Vec<Option<ShardDone>>,
-    ramp: Vec<Option<(u32, u64, u64)>>,
+    ramp: Vec<Option<(u32, u64, u64, u64)>>,
     pending: BTreeMap<u32, Second>,
     timeline: Vec<Second>,
     last_t: u32,
@@ -253,8 +253,9 @@ impl Shards {
                     target,
                     held,
                     failed,
+                    opened,
                 },
-            ) => self.ramp[k as usize] = Some((target, held, failed)),
+            ) => self.ramp[k as usize] = Some((target, held, failed, opened)),
             Event::Msg(k, ShardMsg::Done(d)) => self.done[k as usize] = Some(d),
             Event::Exited(k) => {
                 self.alive[k as usize] = false;
@@ -390,6 +391,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
     }
     let second_now = || ((unix_ms() - t0) / 1000) as u32;
     let mut from_sessions = 0;
+    let mut opened_before = 0u64;
     let mut calls_started = false;
     for (i, &stage) in plan.stages.iter().enumerate() {
         let name = format!("ramp {stage}");
@@ -406,7 +408,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
                 .iter()
                 .zip(&want)
                 .zip(&st.alive)
-                .all(|((r, w), alive)| !alive || r.is_some_and(|(t, _, _)| t >= *w))
+                .all(|((r, w), alive)| !alive || r.is_some_and(|(t, _, _, _)| t >= *w))
         };
         let deadline = started + plan.stage_deadline(from_sessions, stage);
         let mut reached = wait!(deadline, ramp_done);
@@ -416,6 +418,8 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
                 plan.stage_deadline(from_sessions, stage),
                 st.held()
             );
+            // Their answers to this, not the last stage's.
+            st.ramp.iter_mut().for_each(|r| *r = None);
             st.send_all(&Command::StopRamp).await;
             let settle = Instant::now() + plan.deadline + plan.timeout;
             let _ = wait!(settle, |st: &Shards| st
@@ -426,6 +430,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
         }
         let ramp_seconds = started.elapsed().as_secs_f64();
         let held: u64 = st.ramp.iter().flatten().map(|r| r.1).sum();
+        let opened: u64 = st.ramp.iter().flatten().map(|r| r.3).sum();
         reached &= held >= u64::from(stage);
         if !calls_started && plan.rate > 0.0 {
             calls_started = true;
@@ -444,7 +449,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
             target: Some(u64::from(stage)),
             reached: Some(reached),
             ramp_seconds: Some(ramp_seconds),
-            ramp_rate: Some(f64::from(stage - from_sessions) / ramp_seconds.max(1e-3)),
+            ramp_rate: Some(opened.saturating_sub(opened_before) as f64 / ramp_seconds.max(1e-3)),
             held: Some(held),
             span: Span {
                 from,
@@ -453,6 +458,7 @@ pub async fn run(exe: &Path, plan: &Plan) -> anyhow::Result<ClusterReport> {
             },
         });
         from_sessions = stage;
+        opened_before = opened;
         if !reached {
             break;
         }

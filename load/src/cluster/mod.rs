@@ -120,6 +120,9 @@ pub enum ShardMsg {
         held: u64,
         /// Opens that failed (all so far).
         failed: u64,
+        /// Sessions opened (all so far).
+        #[serde(default)]
+        opened: u64,
     },
     /// The final check is over; the shard exits.
     Done(ShardDone),

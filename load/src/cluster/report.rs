@@ -20,7 +20,7 @@ pub struct Phase {
     pub reached: Option<bool>,
     /// Seconds from the stage's start until its opens ended (ramp stages).
     pub ramp_seconds: Option<f64>,
-    /// Sessions the stage added per second of `ramp_seconds`.
+    /// Sessions the stage opened per second of `ramp_seconds`.
     pub ramp_rate: Option<f64>,
     /// Sessions held when the stage's opens ended (ramp stages).
     pub held: Option<u64>,

@@ -321,6 +321,7 @@ impl Shard {
                 target: self.target.get(),
                 held: self.held.get(),
                 failed: self.failed_total.get(),
+                opened: self.opened_total.get(),
             });
         }
     }
