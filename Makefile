@@ -84,7 +84,7 @@ bench-scale: ## >= 6 release nodes + mcp-load cluster: 1K -> 100K held sessions 
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) NO_BUILD=1 bench/scale.py
 
-bench-scale-quick: ## bench-scale with QUICK=1: 20K sessions, a 20 s hold, one kill -9; fails when a session is lost, an event missed or a stage not reached
+bench-scale-quick: ## bench-scale with QUICK=1: 20K sessions, a 20 s hold, one kill -9; fails when a session is lost, an event missed, a stage not reached, the final check fails or a node dies falsely
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) NO_BUILD=1 QUICK=1 bench/scale.py
 

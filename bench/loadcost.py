@@ -30,6 +30,7 @@ import time
 
 import benchdoc
 import scale
+import scale_report
 
 ROOT = scale.ROOT
 TITLE = "## Load generator cost (`make bench-load-cost`)"
@@ -80,7 +81,7 @@ def measure(work, config, rate, label):
         tl.poll()
         with open(until, "w") as f:
             f.write("1\n")
-        sp = scale.span(tl.seconds, tl.sec(a), tl.sec(b))
+        sp = scale_report.span(tl.seconds, tl.sec(a), tl.sec(b))
         node_cpu = [nb[0] - na[0] for na, nb in zip(nodes_a, nodes_b)]
         loader.wait(timeout=300)
         out.close()

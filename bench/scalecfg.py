@@ -1,0 +1,50 @@
+"""The settings of a bench/scale.py run (from the environment, documented there) and the
+helpers its parts share."""
+
+import os
+import resource
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+CARGO = os.environ.get("CARGO", "cargo")
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+PROFILE = os.environ.get("PROFILE", "release")
+NODE = os.path.join(TARGET, PROFILE, "mcp-node")
+LOAD = os.path.join(TARGET, PROFILE, "mcp-load")
+DOC = os.path.join(ROOT, "docs/BENCHMARKS.md")
+PLOTS = os.path.join(ROOT, "docs/bench")
+TITLE = "## Scale (`make bench-scale`)"
+TITLE_QUICK = "## Scale, QUICK (`make bench-scale-quick`)"
+
+
+def env(name, default):
+    v = os.environ.get(name)
+    return default if v in (None, "") else v
+
+
+QUICK = env("QUICK", "0") == "1"
+STAGES = [int(x) for x in env("STAGES", "5000,20000" if QUICK else "1000,10000,25000,50000,100000").split(",")]
+SESSIONS = STAGES[-1]
+HOLD = float(env("HOLD_SECONDS", 20 if QUICK else 300))
+RATE = float(env("RATE", 500 if QUICK else 2000))
+RAMP_RATE = float(env("RAMP_RATE", 1000))
+STAGE_HOLD = float(env("STAGE_HOLD", 5 if QUICK else 10))
+ANNOUNCE = float(env("ANNOUNCE_EVERY", 10 if QUICK else 30))
+RELAY = float(env("RELAY_FRACTION", 0.8))
+R = int(env("REPLICATION_FACTOR", 2))
+DEADLINE = float(env("DEADLINE", 15))
+ROLLING = env("ROLLING", "0" if QUICK else "1") == "1"
+WRITE_DOC = env("DOC", "0" if QUICK else "1") == "1" and env("NO_DOC", "0") != "1"
+NODE_NET = "127.0.2"
+WAIT_CLUSTER_S = 60
+RECOVERY_WAIT_S = 60
+POOL = 4
+
+
+def log(msg):
+    print(f"bench-scale: {msg}", file=sys.stderr, flush=True)
+
+
+def nofile():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
