@@ -57,7 +57,7 @@ import benchdoc
 import scale_report
 from scalecfg import (ANNOUNCE, DEADLINE, LOAD, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
                       RECOVERY_WAIT_S, ROLLING, ROOT, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
-                      DOC, HOLD, env, log, nofile)
+                      DOC, FINAL_RATE, HOLD, env, log, nofile)
 
 PROCS = []
 
@@ -436,6 +436,7 @@ def main():
            "--hold", "7200", "--until-file", until, "--ready-file", ready,
            "--ramp-rate", str(RAMP_RATE), "--rate", str(RATE), "--pool", str(POOL),
            "--relay-fraction", str(RELAY), "--announce-every", str(ANNOUNCE), "--deadline", str(DEADLINE),
+           "--final-rate", str(FINAL_RATE),
            "--timeline", timeline_path, "--json", report_path, "--label", "bench-scale"]
     load_out = open(os.path.join(work, "load.out"), "w")
     loader = spawn(cmd, stdout=load_out, stderr=subprocess.STDOUT)
