@@ -148,7 +148,10 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
         expected_downs = st["stops"] * (n - 1)
         false_deaths = len(rejoined) + max(0, len(downs) - expected_downs)
         served = None
-        held_at_event = max((x["held"] for x in tl.seconds if x["t"] <= tl.sec(a)), default=0) if tl.seconds else 0
+        # Sessions held in the load's last second before the stage began (not the most ever
+        # held: after a collapse there is nothing left to be served again).
+        before = [x for x in tl.seconds if x["t"] <= tl.sec(a)]
+        held_at_event = max(before, key=lambda x: x["t"])["held"] if before else 0
         if not held_at_event:
             pass  # no session to serve again
         elif st.get("kill"):
