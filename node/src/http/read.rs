@@ -282,7 +282,10 @@ impl<S: ReadyIo> Reader<'_, '_, S> {
             let needed = body.len() + size;
             if body.capacity() < needed {
                 let planned = needed.max(body.capacity().saturating_mul(2)).min(max_body);
-                self.guard.grow_to(self.buf_bytes.saturating_add(planned))?;
+                // Counted on top of the read buffer, which keeps growing for the chunk-size
+                // lines and trailers still to come ([`Self::counted`]).
+                self.body_bytes = planned;
+                self.guard.grow_to(self.counted(0))?;
                 body.reserve(planned - body.len());
             }
             let buffered = self.buf.len().min(size);
@@ -431,7 +434,91 @@ fn keep_alive(headers: &HeaderMap, http11: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use prometheus_client::metrics::gauge::Gauge;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
     use super::*;
+
+    /// A client that has sent `input` (then closes); what the node writes is discarded.
+    struct Sent {
+        input: Vec<u8>,
+        pos: usize,
+    }
+
+    impl AsyncRead for Sent {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let n = (self.input.len() - self.pos).min(buf.remaining());
+            let start = self.pos;
+            buf.put_slice(&self.input[start..start + n]);
+            self.pos += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Sent {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl ReadyIo for Sent {
+        fn poll_read_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The read buffer grows for the trailers after a chunked body was reserved: both count,
+    /// the body's reservation is not a credit the read buffer may grow into.
+    #[tokio::test]
+    async fn trailers_after_a_chunked_body_are_counted_on_top_of_it() {
+        const CHUNK: usize = 64 * 1024;
+        const TRAILER: usize = 60 * 1024;
+        let mut input =
+            b"POST /mcp HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        input.extend_from_slice(format!("{CHUNK:x}\r\n").as_bytes());
+        input.extend(std::iter::repeat_n(b'x', CHUNK));
+        input.extend_from_slice(b"\r\n0\r\nx-pad: ");
+        input.extend(std::iter::repeat_n(b'y', TRAILER));
+        input.extend_from_slice(b"\r\n\r\n");
+        let mut io = Sent { input, pos: 0 };
+        let budget = BodyBudget::new(16 << 20, Gauge::default());
+        let limits = ReadLimits {
+            max_body: 1 << 20,
+            head_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        };
+        let mut buf = BytesMut::new();
+        let (request, guard) = read_request(&mut io, &mut buf, &budget, limits)
+            .await
+            .expect("a valid request");
+        assert_eq!(request.body.len(), CHUNK);
+        assert!(
+            guard.held() >= (CHUNK + TRAILER) as u64,
+            "held {} for a {CHUNK}-byte body and a {TRAILER}-byte trailer",
+            guard.held()
+        );
+        assert_eq!(budget.used(), guard.held());
+        drop(guard);
+        assert_eq!(budget.used(), 0);
+    }
 
     #[test]
     fn head_end_finds_crlf_and_bare_lf_blank_lines() {
