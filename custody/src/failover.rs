@@ -1,0 +1,444 @@
+//! Take-over: a node holding a copy of a session whose owner is gone becomes its owner.
+//!
+//! 1. The owner is **gone** when the membership no longer counts it live (down, left, or
+//!    replaced by a restarted process at its address) **and** this node has not heard from it
+//!    on the data link for `lease` (a restarted process's heartbeat proves the old one gone at
+//!    once). A "down" verdict that was wrong — the membership on a starved CPU, a healed
+//!    partition's stale gossip — moves nothing while the owner keeps talking.
+//! 2. Only with a **quorum**: on the minority side of a partition the owner may be alive.
+//! 3. **Inquiry**: the candidate asks every live member what it holds of the sessions (one
+//!    message for a batch). A copy is only as good as the last change it received: a replica
+//!    that was cut off may hold an old copy while the owner had moved its set to another node.
+//!    So only the holder of the most up-to-date copy among the live members takes a session
+//!    over (equal copies: the lowest address), and nobody does while some member owns it under
+//!    an equal or newer claim. The winner bumps the epoch, replicates to its own set, and tells
+//!    every other holder to drop its copy.
+//!
+//! Requests for such a session wait (`Route::Wait`) while this runs; the rest are taken over
+//! in the background, `takeovers_per_tick` sessions per inquiry.
+
+use crate::det::{Map, Set};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mcp_cluster::membership::NodeId;
+
+use crate::action::{Acquire, Action};
+use crate::id::SessionId;
+use crate::machine::{Custody, Entry, Owned, Role};
+use crate::members::is_renewal;
+use crate::replica::beats;
+use crate::wire::{CustodyMsg, Holding};
+
+/// How long an inquiry waits for every live member's answer before it is given up (its
+/// sessions are looked at again later).
+const INQUIRY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where a copy's owner stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OwnerState {
+    /// Live (or renewed: the same process).
+    Alive,
+    /// Not live, but heard from within the lease: gone at this instant if silent until then.
+    Waiting(Instant),
+    /// Gone.
+    Gone,
+}
+
+/// An inquiry in progress.
+#[derive(Debug)]
+pub(crate) struct Inquiry {
+    sessions: Vec<SessionId>,
+    waiting: Set<SocketAddr>,
+    answers: Vec<(SocketAddr, Holding)>,
+    started: Instant,
+}
+
+/// How up to date a claim on a session is: its epoch, its owner (the lower address wins
+/// between equal epochs), then the copy number.
+fn newer(a: (u32, SocketAddr, u64), b: (u32, SocketAddr, u64)) -> bool {
+    if (a.0, a.1) != (b.0, b.1) {
+        return beats((a.0, a.1), (b.0, b.1));
+    }
+    a.2 > b.2
+}
+
+impl Custody {
+    pub(crate) fn owner_state(&self, owner: NodeId, now: Instant) -> OwnerState {
+        if self.members.live().contains(&owner) {
+            return OwnerState::Alive;
+        }
+        match self.members.live_at(owner.addr) {
+            // A new process at its address (a restart): the owner's process is gone.
+            Some(new) if new.generation > owner.generation && !is_renewal(owner, new) => {
+                return OwnerState::Gone;
+            }
+            // The same process renewed, or this view has not caught up with its renewal yet.
+            Some(_) => return OwnerState::Alive,
+            None => {}
+        }
+        match self.members.contact(owner.addr) {
+            Some(c)
+                if c.generation > owner.generation
+                    && !is_renewal(owner, NodeId::new(owner.addr, c.generation)) =>
+            {
+                OwnerState::Gone
+            }
+            Some(c) => {
+                let until = c.at + self.cfg.lease;
+                if now >= until {
+                    OwnerState::Gone
+                } else {
+                    OwnerState::Waiting(until)
+                }
+            }
+            None => OwnerState::Gone,
+        }
+    }
+
+    /// An identity stopped being live: every copy it owns is looked at.
+    pub(crate) fn owner_gone(&mut self, gone: NodeId, now: Instant) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| matches!(&e.role, Role::Copy(c) if c.owner == gone))
+            .map(|(id, _)| *id)
+            .collect();
+        self.orphans.extend(ids.into_iter().map(|id| (now, id)));
+    }
+
+    /// Starts inquiries for copies whose owner is gone; gives up late inquiries.
+    pub(crate) fn orphans_due(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .inquiries
+            .iter()
+            .filter(|(_, q)| now.saturating_duration_since(q.started) >= INQUIRY_TIMEOUT)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            if let Some(q) = self.inquiries.remove(&id) {
+                for s in q.sessions {
+                    self.inquiring.remove(&s);
+                    self.orphans.push_back((now, s));
+                }
+            }
+        }
+        let mut batch = Vec::new();
+        let mut later = Vec::new();
+        while batch.len() < self.cfg.takeovers_per_tick
+            && self.orphans.front().is_some_and(|(at, _)| *at <= now)
+        {
+            let Some((_, id)) = self.orphans.pop_front() else {
+                break;
+            };
+            if self.inquiring.contains(&id) {
+                continue;
+            }
+            let c = match self.sessions.get(&id).map(|e| &e.role) {
+                Some(Role::Copy(c)) => c,
+                Some(Role::Owner(o)) if o.confirm != 0 => {
+                    // An owned session to confirm (see `reconfirm_all`).
+                    if self.members.quorum() {
+                        self.inquiring.insert(id);
+                        batch.push(id);
+                    } else {
+                        later.push((now + self.cfg.lease, id));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            match self.owner_state(c.owner, now) {
+                OwnerState::Alive => {}
+                OwnerState::Waiting(until) => later.push((until, id)),
+                OwnerState::Gone if !self.may_take_over(now) => {
+                    later.push((now + self.cfg.lease, id));
+                }
+                OwnerState::Gone => {
+                    // Marked now, so a session queued twice is asked about once.
+                    self.inquiring.insert(id);
+                    batch.push(id);
+                }
+            }
+        }
+        self.orphans.extend(later);
+        if !batch.is_empty() {
+            self.inquire(batch, now);
+        }
+    }
+
+    /// Whether this node may take sessions over now: it has a majority, and has had it for a
+    /// lease (a view just back from the minority side may still miss members).
+    pub(crate) fn may_take_over(&self, now: Instant) -> bool {
+        self.in_touch(now) && now.saturating_duration_since(self.quorum_since) >= self.cfg.lease
+    }
+
+    /// Asks every member that is live or was heard from within the lease what it holds of
+    /// `sessions` (heard-from members the view does not count yet are asked too: they may
+    /// hold the newest copy).
+    pub(crate) fn inquire(&mut self, sessions: Vec<SessionId>, now: Instant) {
+        let me = self.members.me().addr;
+        let lease = self.cfg.lease;
+        let mut waiting: Set<SocketAddr> = self
+            .members
+            .live()
+            .iter()
+            .map(|m| m.addr)
+            .filter(|a| *a != me)
+            .collect();
+        for m in self.members.all() {
+            if m.id.addr != me
+                && self
+                    .members
+                    .contact(m.id.addr)
+                    .is_some_and(|c| now.saturating_duration_since(c.at) < lease)
+            {
+                waiting.insert(m.id.addr);
+            }
+        }
+        self.next_inquiry += 1;
+        let id = self.next_inquiry;
+        for s in &sessions {
+            self.inquiring.insert(*s);
+        }
+        let msg = CustodyMsg::Inquire {
+            id,
+            sessions: sessions.iter().map(|s| s.0).collect(),
+        };
+        for a in &waiting {
+            self.send(*a, msg.clone());
+        }
+        let done = waiting.is_empty();
+        self.inquiries.insert(
+            id,
+            Inquiry {
+                sessions,
+                waiting,
+                answers: Vec::new(),
+                started: now,
+            },
+        );
+        if done {
+            self.decide(id, now);
+        }
+    }
+
+    /// Answers an inquiry with what this node holds. Copies asked about are looked at here
+    /// too: the inquirer thinks their owner gone, and this node may hold the better copy.
+    pub(crate) fn on_inquire(&mut self, from: SocketAddr, id: u64, sessions: &[u128], now: Instant) {
+        let me = self.members.me().addr;
+        for s in sessions {
+            let id = SessionId(*s);
+            if matches!(self.sessions.get(&id).map(|e| &e.role), Some(Role::Copy(_)))
+                && !self.inquiring.contains(&id)
+            {
+                self.orphans.push_back((now, id));
+            }
+        }
+        let entries = sessions
+            .iter()
+            .map(|s| {
+                let id = SessionId(*s);
+                let (role, epoch, owner, seq) = match self.sessions.get(&id).map(|e| &e.role) {
+                    Some(Role::Owner(o)) => (2, o.epoch, me, o.seq),
+                    Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
+                    // Handed off from here: the claim it went with.
+                    None => match self.moved.get(&id) {
+                        Some((to, epoch, _)) => (2, *epoch, *to, 0),
+                        None => (0, 0, me, 0),
+                    },
+                };
+                Holding {
+                    session: *s,
+                    role,
+                    epoch,
+                    owner,
+                    seq,
+                }
+            })
+            .collect();
+        self.send(from, CustodyMsg::Holdings { id, entries });
+    }
+
+    pub(crate) fn on_holdings(&mut self, from: SocketAddr, id: u64, entries: Vec<Holding>, now: Instant) {
+        let Some(q) = self.inquiries.get_mut(&id) else {
+            return;
+        };
+        if !q.waiting.remove(&from) {
+            return;
+        }
+        q.answers.extend(entries.into_iter().map(|h| (from, h)));
+        if q.waiting.is_empty() {
+            self.decide(id, now);
+        }
+    }
+
+    /// Members that stopped being live and are silent are not waited for.
+    pub(crate) fn inquiries_view_changed(&mut self, now: Instant) {
+        let lease = self.cfg.lease;
+        let members = &self.members;
+        let done: Vec<u64> = self
+            .inquiries
+            .iter_mut()
+            .filter_map(|(id, q)| {
+                q.waiting.retain(|a| {
+                    members.addr_is_live(*a)
+                        || members
+                            .contact(*a)
+                            .is_some_and(|c| now.saturating_duration_since(c.at) < lease)
+                });
+                q.waiting.is_empty().then_some(*id)
+            })
+            .collect();
+        for id in done {
+            self.decide(id, now);
+        }
+    }
+
+    /// Every answer is in: take over what this node holds the best copy of.
+    fn decide(&mut self, id: u64, now: Instant) {
+        let Some(q) = self.inquiries.remove(&id) else {
+            return;
+        };
+        let me = self.members.me().addr;
+        let mut answers: Map<SessionId, Vec<(SocketAddr, Holding)>> = Map::default();
+        for (from, h) in q.answers {
+            answers.entry(SessionId(h.session)).or_default().push((from, h));
+        }
+        for s in q.sessions {
+            self.inquiring.remove(&s);
+            let theirs = answers.get(&s).cloned().unwrap_or_default();
+            if let Some(Entry {
+                role: Role::Owner(o),
+                ..
+            }) = self.sessions.get_mut(&s)
+            {
+                if o.confirm == 0 {
+                    continue;
+                }
+                let mine = (o.epoch, me);
+                let rival = theirs
+                    .iter()
+                    .find(|(_, h)| h.role != 0 && beats((h.epoch, h.owner), mine))
+                    .map(|(_, h)| h.owner);
+                match rival {
+                    Some(owner) => {
+                        self.release(s, Some(owner), crate::action::Release::Superseded);
+                    }
+                    None => {
+                        o.confirm = 0;
+                        // What was acknowledged meanwhile is durable now.
+                        self.advance(s);
+                        self.mark(s);
+                    }
+                }
+                continue;
+            }
+            let Some(Entry {
+                role: Role::Copy(c),
+                ..
+            }) = self.sessions.get(&s)
+            else {
+                continue;
+            };
+            if self.owner_state(c.owner, now) != OwnerState::Gone || !self.may_take_over(now) {
+                self.orphans.push_back((now, s));
+                continue;
+            }
+            let mine = (c.epoch, c.owner.addr, c.seq);
+            // A newer claim exists (another owner took it over since this copy was made):
+            // this copy is obsolete. That owner sends a full copy if it wants one here.
+            if theirs
+                .iter()
+                .any(|(_, h)| h.role != 0 && beats((h.epoch, h.owner), (mine.0, mine.1)))
+            {
+                self.drop_copy(s);
+                self.stats.copies_dropped += 1;
+                continue;
+            }
+            // Someone owns it under an equal or newer claim: it is served there.
+            if let Some((_, h)) = theirs
+                .iter()
+                .find(|(_, h)| h.role == 2 && !beats((mine.0, mine.1), (h.epoch, h.owner)))
+            {
+                self.deferred.insert(s, (h.owner, now));
+                continue;
+            }
+            // Someone holds a newer copy (or an equal one and a lower address): it takes over.
+            if let Some((a, _)) = theirs.iter().find(|(a, h)| {
+                h.role == 1 && {
+                    let v = (h.epoch, h.owner, h.seq);
+                    newer(v, mine) || (v == mine && *a < me)
+                }
+            }) {
+                self.deferred.insert(s, (*a, now));
+                continue;
+            }
+            let others: Vec<SocketAddr> = theirs
+                .iter()
+                .filter(|(_, h)| h.role == 1)
+                .map(|(a, _)| *a)
+                .collect();
+            self.promote(s, others);
+        }
+    }
+
+    /// Makes a copy this node's own session; `holders`: other nodes holding copies, told to
+    /// drop theirs unless they become replicas again.
+    pub(crate) fn promote(&mut self, id: SessionId, holders: Vec<SocketAddr>) {
+        let me = self.members.me().addr;
+        let Some(Entry {
+            role: Role::Copy(_),
+            ..
+        }) = self.sessions.get(&id)
+        else {
+            return;
+        };
+        let Some(mut e) = self.sessions.remove(&id) else {
+            return;
+        };
+        let Role::Copy(c) = std::mem::replace(
+            &mut e.role,
+            Role::Owner(Box::new(Owned {
+                epoch: 0,
+                seq: 0,
+                set: Vec::new(),
+                pending: Default::default(),
+                tickets: Vec::new(),
+                unacked_since: None,
+                in_retransmit: false,
+                handoff: None,
+                busy: 0,
+                confirm: 0,
+                forget_after: Vec::new(),
+            })),
+        ) else {
+            return;
+        };
+        self.copies -= 1;
+        self.digest_in_remove(c.owner, id, c.epoch);
+        if let Role::Owner(o) = &mut e.role {
+            o.epoch = c.epoch.saturating_add(1);
+            o.seq = c.seq;
+            let mut forget: Vec<SocketAddr> = c.replicas.iter().copied().filter(|a| *a != me).collect();
+            for h in holders {
+                if !forget.contains(&h) && h != me {
+                    forget.push(h);
+                }
+            }
+            o.forget_after = forget;
+        }
+        // Its events are shown again only once this node's own replicas hold them.
+        e.data.none_durable();
+        e.dirty = false;
+        self.sessions.insert(id, e);
+        self.owned += 1;
+        self.deferred.remove(&id);
+        self.stats.takeovers += 1;
+        self.actions.push_back(Action::Acquired {
+            session: id,
+            why: Acquire::TakenOver,
+        });
+        self.mark(id);
+    }
+}

@@ -1,0 +1,470 @@
+//! The owner's side: copying changes to the replica set in numbered copies, counting
+//! acknowledgements, and showing events to clients once every replica holds them.
+//!
+//! - The replica set of a session is the `R − 1` live members after this node in rendezvous
+//!   rank, that take copies (not draining). A member new to the set gets a full copy; one that
+//!   left it gets `Forget`.
+//! - Copies are numbered per session; a replica applies copy `k` only after `k − 1`, so its
+//!   acknowledgement of `k` covers everything before. When every replica acknowledged `k`, the
+//!   events that copy carried become durable ([`Action::Deliver`]) and the tickets it carried
+//!   settle.
+//! - A replica silent for `retransmit` while still live gets a full copy again.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::action::{Action, Ticket};
+use crate::id::SessionId;
+use crate::machine::{Custody, Entry, Owned, Pending, Role, Track};
+use crate::wire::{Ack, CustodyMsg, Replicate};
+
+impl Custody {
+    /// The replicas an owned session should have now, in rank order.
+    pub(crate) fn desired_set(&self, id: SessionId) -> Vec<SocketAddr> {
+        let me = self.members.me().addr;
+        let r = self.cfg.replication_factor.saturating_sub(1);
+        if r == 0 {
+            return Vec::new();
+        }
+        mcp_cluster::ownership::rank(&id.key(), self.members.takers())
+            .into_iter()
+            .filter(|m| m.addr != me)
+            .take(r)
+            .map(|m| m.addr)
+            .collect()
+    }
+
+    pub(crate) fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for id in dirty {
+            if let Some(e) = self.sessions.get_mut(&id) {
+                e.dirty = false;
+            }
+            self.replicate(id);
+        }
+    }
+
+    /// Sends what changed in an owned session to its replicas (whole to new ones).
+    pub(crate) fn replicate(&mut self, id: SessionId) {
+        let desired = self.desired_set(id);
+        let now = self.now;
+        let me = self.members.me();
+        // Without a majority nothing becomes durable: the majority may be taking the session
+        // over from its copies, which do not have what only this side holds.
+        let quorum = self.members.quorum();
+        let touch = self.in_touch(now);
+        let Some(Entry {
+            data,
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
+        if o.handoff.is_some() {
+            return;
+        }
+        let epoch = o.epoch;
+        // The set first: members that left it drop their copy, new ones get it whole.
+        let current: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
+        let mut forget: Vec<SocketAddr> = Vec::new();
+        let mut added: Vec<SocketAddr> = Vec::new();
+        // Without a majority the set stays as it was: the members this side cannot see may
+        // well be alive, and an empty set would count as "held by every replica".
+        if current != desired && quorum {
+            forget.extend(current.iter().filter(|a| !desired.contains(a)));
+            added.extend(desired.iter().filter(|a| !current.contains(a)));
+            let old = std::mem::take(&mut o.set);
+            o.set = desired
+                .iter()
+                .map(|a| {
+                    old.iter().find(|t| t.addr == *a).copied().unwrap_or(Track {
+                        addr: *a,
+                        acked: 0,
+                        full: true,
+                    })
+                })
+                .collect();
+        }
+        for a in std::mem::take(&mut o.forget_after) {
+            if !desired.contains(&a) && !forget.contains(&a) {
+                forget.push(a);
+            }
+        }
+        let mut out: Vec<(SocketAddr, CustodyMsg)> = Vec::new();
+        if o.set.is_empty() && touch && o.confirm == 0 {
+            // Nobody to wait for: everything is durable now.
+            o.pending.clear();
+            let tickets = std::mem::take(&mut o.tickets);
+            let was_unacked = o.unacked_since.take().is_some();
+            let shown = data.all_durable();
+            for a in &forget {
+                out.push((*a, CustodyMsg::Forget { session: id.0, epoch }));
+            }
+            if was_unacked {
+                self.unacked -= 1;
+            }
+            for (stream, events, ended) in shown {
+                for (seq, json) in events {
+                    self.actions.push_back(Action::Deliver {
+                        session: id,
+                        stream,
+                        seq,
+                        json,
+                    });
+                }
+                if ended {
+                    self.actions
+                        .push_back(Action::StreamEnded { session: id, stream });
+                }
+            }
+            for t in tickets {
+                self.actions.push_back(Action::Settled { ticket: t, ok: true });
+            }
+            self.digest_set_changed(id, epoch, &forget, &added);
+            for (to, msg) in out {
+                self.send(to, msg);
+            }
+            return;
+        }
+        if o.set.is_empty() {
+            return; // no quorum and no replica: wait for one or the other
+        }
+        o.seq += 1;
+        let seq = o.seq;
+        let any_full = o.set.iter().any(|t| t.full);
+        let all_full = o.set.iter().all(|t| t.full);
+        let (delta, marks) = data.copy(all_full);
+        let whole = if any_full && !all_full {
+            Some(data.whole_streams())
+        } else {
+            None
+        };
+        let state = data.state_copy();
+        let replicas: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
+        o.pending.push_back(Pending {
+            seq,
+            marks,
+            tickets: std::mem::take(&mut o.tickets),
+        });
+        let newly_unacked = o.unacked_since.is_none();
+        if newly_unacked {
+            o.unacked_since = Some(now);
+        }
+        let schedule = !o.in_retransmit;
+        o.in_retransmit = true;
+        for t in &mut o.set {
+            let full = t.full;
+            t.full = false;
+            let streams = match (&whole, full) {
+                (Some(w), true) => w.clone(),
+                _ => delta.clone(),
+            };
+            out.push((
+                t.addr,
+                CustodyMsg::Replicate(Box::new(Replicate {
+                    session: id.0,
+                    epoch,
+                    seq,
+                    owner: me.addr,
+                    owner_generation: me.generation,
+                    replicas: replicas.clone(),
+                    handoff: false,
+                    full,
+                    state: state.clone(),
+                    streams,
+                })),
+            ));
+        }
+        for a in &forget {
+            out.push((*a, CustodyMsg::Forget { session: id.0, epoch }));
+        }
+        if newly_unacked {
+            self.unacked += 1;
+        }
+        if schedule {
+            self.retransmit.push_back((now + self.cfg.retransmit, id));
+        }
+        for (to, msg) in out {
+            if let CustodyMsg::Replicate(r) = &msg {
+                self.stats.copies_sent += 1;
+                if r.full {
+                    self.stats.full_copies_sent += 1;
+                }
+            }
+            self.send(to, msg);
+        }
+        self.digest_set_changed(id, epoch, &forget, &added);
+    }
+
+    /// A replica acknowledged copies of a session (or the successor a hand-off).
+    pub(crate) fn on_ack(&mut self, from: SocketAddr, a: Ack, now: Instant) {
+        let id = SessionId(a.session);
+        let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
+        if let Some(h) = o.handoff
+            && h.to == from
+            && h.epoch == a.epoch
+            && h.seq == a.seq
+        {
+            self.handoff_done(id, h, now);
+            return;
+        }
+        if a.epoch != o.epoch {
+            return;
+        }
+        let Some(t) = o.set.iter_mut().find(|t| t.addr == from) else {
+            return;
+        };
+        if a.seq > t.acked && a.seq <= o.seq {
+            t.acked = a.seq;
+            self.advance(id);
+        }
+    }
+
+    /// Makes durable what every replica acknowledged.
+    pub(crate) fn advance(&mut self, id: SessionId) {
+        let in_touch = self.in_touch(self.now);
+        let Some(Entry {
+            data,
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
+        if !in_touch || o.confirm != 0 {
+            // See `replicate`: shown and settled once the majority is back, and once no
+            // other node turned out to have taken the session over meanwhile.
+            return;
+        }
+        let upto = o.set.iter().map(|t| t.acked).min().unwrap_or(u64::MAX);
+        let mut shown = Vec::new();
+        let mut settled: Vec<Ticket> = Vec::new();
+        while o.pending.front().is_some_and(|p| p.seq <= upto) {
+            let Some(p) = o.pending.pop_front() else {
+                break;
+            };
+            for (stream, seq, finished) in p.marks {
+                if let Some((events, ended)) = data.make_durable(stream, seq, finished) {
+                    shown.push((stream, events, ended));
+                }
+            }
+            settled.extend(p.tickets);
+        }
+        let done = o.pending.is_empty() && o.unacked_since.take().is_some();
+        if done {
+            self.unacked -= 1;
+        }
+        for (stream, events, ended) in shown {
+            for (seq, json) in events {
+                self.actions.push_back(Action::Deliver {
+                    session: id,
+                    stream,
+                    seq,
+                    json,
+                });
+            }
+            if ended {
+                self.actions
+                    .push_back(Action::StreamEnded { session: id, stream });
+            }
+        }
+        for t in settled {
+            self.actions.push_back(Action::Settled { ticket: t, ok: true });
+        }
+    }
+
+    /// Durability is off: show what a stream has at once.
+    pub(crate) fn show_now(&mut self, id: SessionId, stream: u32) {
+        let Some(e) = self.sessions.get_mut(&id) else {
+            return;
+        };
+        let Some(s) = e.data.stream(stream) else {
+            return;
+        };
+        let (last, fin) = (s.next_seq().saturating_sub(1), s.finished);
+        if let Some((events, ended)) = e.data.make_durable(stream, last, fin) {
+            for (seq, json) in events {
+                self.actions.push_back(Action::Deliver {
+                    session: id,
+                    stream,
+                    seq,
+                    json,
+                });
+            }
+            if ended {
+                self.actions
+                    .push_back(Action::StreamEnded { session: id, stream });
+            }
+        }
+    }
+
+    /// A replica lost track (a gap): it gets a full copy.
+    pub(crate) fn on_resync(&mut self, from: SocketAddr, id: SessionId) {
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+            && let Some(t) = o.set.iter_mut().find(|t| t.addr == from)
+        {
+            t.full = true;
+            self.mark(id);
+        }
+    }
+
+    /// Replicas silent for `retransmit` get a full copy again, if they are still live and
+    /// talking (a copy lost with a failed connection); silent ones wait for the membership.
+    pub(crate) fn retransmit_due(&mut self, now: Instant) {
+        let lease = self.cfg.lease;
+        let mut again = VecDeque::new();
+        while self.retransmit.front().is_some_and(|(at, _)| *at <= now) {
+            let Some((_, id)) = self.retransmit.pop_front() else {
+                break;
+            };
+            let members = &self.members;
+            let Some(Entry {
+                role: Role::Owner(o),
+                ..
+            }) = self.sessions.get_mut(&id)
+            else {
+                continue;
+            };
+            if o.pending.is_empty() {
+                o.in_retransmit = false;
+                continue;
+            }
+            let last = o.seq;
+            let mut resend = false;
+            for t in &mut o.set {
+                let talking = members
+                    .contact(t.addr)
+                    .is_some_and(|c| now.saturating_duration_since(c.at) < lease);
+                if t.acked < last && talking {
+                    t.full = true;
+                    resend = true;
+                }
+            }
+            again.push_back((now + self.cfg.retransmit, id));
+            if resend {
+                self.stats.retransmits += 1;
+                self.mark(id);
+            }
+        }
+        self.retransmit.extend(again);
+    }
+
+    /// Whether new sessions should be refused: copies wait too long for acknowledgements, or
+    /// too many sessions wait.
+    pub(crate) fn replication_behind(&self, now: Instant) -> bool {
+        if self.unacked > self.cfg.max_unacked {
+            return true;
+        }
+        self.retransmit.iter().take(64).any(|(_, id)| {
+            matches!(self.sessions.get(id), Some(Entry { role: Role::Owner(o), .. })
+                if o.unacked_since.is_some_and(|t| now.saturating_duration_since(t) > self.cfg.max_ack_lag))
+        })
+    }
+
+    /// Every owned session must be confirmed before it is served again: this node may have
+    /// been out of touch long enough for a replica to take it over. Every live member is asked
+    /// what it holds (an inquiry, as for take-overs); a session some member holds under a newer
+    /// claim is given up, the others are served again.
+    pub(crate) fn reconfirm_all(&mut self) {
+        let ids: Vec<SessionId> = self
+            .sessions
+            .iter_mut()
+            .filter_map(|(id, e)| match &mut e.role {
+                Role::Owner(o) => {
+                    o.confirm = 1;
+                    Some(*id)
+                }
+                Role::Copy(_) => None,
+            })
+            .collect();
+        let now = self.now;
+        self.orphans.extend(ids.into_iter().map(|id| (now, id)));
+    }
+
+    /// Whether an owned session may be served (not waiting for a confirmation).
+    pub(crate) fn confirmed(o: &Owned) -> bool {
+        o.confirm == 0
+    }
+
+    /// Every owned session's replica set is checked again, a few per tick.
+    pub(crate) fn reconcile_all(&mut self) {
+        self.reconcile = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| matches!(e.role, Role::Owner(_)))
+            .map(|(id, _)| *id)
+            .collect();
+    }
+
+    pub(crate) fn reconcile_some(&mut self) {
+        for _ in 0..self.cfg.reconcile_per_tick {
+            let Some(id) = self.reconcile.pop_front() else {
+                return;
+            };
+            let desired = self.desired_set(id);
+            if let Some(Entry {
+                role: Role::Owner(o),
+                ..
+            }) = self.sessions.get(&id)
+                && (o.set.len() != desired.len()
+                    || o.set.iter().zip(&desired).any(|(t, d)| t.addr != *d))
+            {
+                self.mark(id);
+            }
+        }
+    }
+
+    /// Removes an owned session; `forget`: its replicas drop their copies. Waiting tickets
+    /// fail.
+    pub(crate) fn remove_owned(&mut self, id: SessionId, forget: bool) -> Option<Box<Owned>> {
+        let e = self.sessions.remove(&id)?;
+        let Role::Owner(o) = e.role else {
+            self.sessions.insert(id, e);
+            return None;
+        };
+        self.owned -= 1;
+        if o.unacked_since.is_some() {
+            self.unacked -= 1;
+        }
+        self.handing.remove(&id);
+        let addrs: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
+        self.digest_set_changed(id, o.epoch, &addrs, &[]);
+        if forget {
+            for a in &addrs {
+                self.send(
+                    *a,
+                    CustodyMsg::Forget {
+                        session: id.0,
+                        epoch: o.epoch,
+                    },
+                );
+            }
+        }
+        for p in &o.pending {
+            for t in &p.tickets {
+                self.actions.push_back(Action::Settled {
+                    ticket: *t,
+                    ok: false,
+                });
+            }
+        }
+        for t in &o.tickets {
+            self.actions.push_back(Action::Settled {
+                ticket: *t,
+                ok: false,
+            });
+        }
+        Some(o)
+    }
+}

@@ -1,0 +1,331 @@
+//! The replica's side: applying an owner's numbered copies, refusing what does not continue
+//! them (`Resync`), and how two claims on one session meet — the higher epoch wins, then the
+//! lower address; the loser hears `Superseded` and stops owning it.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mcp_cluster::membership::NodeId;
+
+use crate::action::{Acquire, Action, Release};
+use crate::data::SessionData;
+use crate::id::SessionId;
+use crate::machine::{CopyOf, Custody, Entry, Owned, Role};
+use crate::wire::{Ack, CustodyMsg, Replicate};
+
+/// Whether claim `a` (epoch, owner address) beats claim `b`.
+pub(crate) fn beats(a: (u32, SocketAddr), b: (u32, SocketAddr)) -> bool {
+    a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
+}
+
+impl Custody {
+    pub(crate) fn on_replicate(&mut self, from: SocketAddr, r: Replicate, now: Instant) {
+        let id = SessionId(r.session);
+        let owner = NodeId::new(r.owner, r.owner_generation);
+        if r.owner != from {
+            return; // copies come from their owner only
+        }
+        if r.handoff {
+            self.on_handoff(from, owner, r, now);
+            return;
+        }
+        let me = self.members.me().addr;
+        // The successor of a hand-off in progress already copies the session: it got it.
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get(&id)
+            && let Some(h) = o.handoff
+            && h.to == from
+            && r.epoch >= h.epoch
+        {
+            self.handoff_done(id, h, now);
+        }
+        match self.sessions.get(&id).map(|e| &e.role) {
+            Some(Role::Owner(o)) => {
+                let mine = (o.epoch, me);
+                if !beats((r.epoch, from), mine) {
+                    self.send(
+                        from,
+                        CustodyMsg::Superseded {
+                            session: r.session,
+                            epoch: o.epoch,
+                            owner: me,
+                        },
+                    );
+                    return;
+                }
+                // A newer owner: this node's claim is stale (a take-over while it was thought
+                // dead). It gives the session up and keeps the winner's copy.
+                self.release(id, Some(from), Release::Superseded);
+            }
+            Some(Role::Copy(c)) => {
+                let known = (c.epoch, c.owner.addr);
+                if known != (r.epoch, from) && beats(known, (r.epoch, from)) {
+                    // The sender is an old owner still copying: another one took over.
+                    self.send(
+                        from,
+                        CustodyMsg::Superseded {
+                            session: r.session,
+                            epoch: known.0,
+                            owner: known.1,
+                        },
+                    );
+                    return;
+                }
+            }
+            None => {}
+        }
+        let cap = self.cfg.event_log_capacity;
+        let ack = Ack {
+            session: r.session,
+            epoch: r.epoch,
+            seq: r.seq,
+        };
+        match self.sessions.get_mut(&id) {
+            Some(Entry {
+                data,
+                role: Role::Copy(c),
+                ..
+            }) => {
+                let same_owner = c.epoch == r.epoch && c.owner.addr == from;
+                let in_order = r.full || (same_owner && r.seq == c.seq + 1);
+                if !in_order || data.apply(r.full, &r.state, &r.streams, cap).is_err() {
+                    if same_owner && r.seq <= c.seq {
+                        return; // a duplicate of a copy applied already
+                    }
+                    self.stats.gaps += 1;
+                    self.send(from, CustodyMsg::Resync { session: r.session });
+                    return;
+                }
+                let (old_owner, old_epoch) = (c.owner, c.epoch);
+                c.owner = owner;
+                c.epoch = r.epoch;
+                c.seq = r.seq;
+                c.replicas = r.replicas;
+                self.stats.copies_applied += 1;
+                if (old_owner, old_epoch) != (owner, r.epoch) {
+                    self.digest_in_remove(old_owner, id, old_epoch);
+                    self.digest_in_add(owner, id, r.epoch);
+                    self.deferred.remove(&id);
+                }
+                self.acks_out.push((from, ack));
+                self.watch_owner(owner, id, now);
+            }
+            Some(Entry {
+                role: Role::Owner(_),
+                ..
+            }) => {}
+            None if r.full => {
+                if self.copies >= self.cfg.max_copies {
+                    self.stats.copies_refused += 1;
+                    return;
+                }
+                let data = SessionData::from_copy(&r.state, &r.streams, cap);
+                self.sessions.insert(
+                    id,
+                    Entry {
+                        data,
+                        role: Role::Copy(Box::new(CopyOf {
+                            owner,
+                            epoch: r.epoch,
+                            seq: r.seq,
+                            replicas: r.replicas,
+                        })),
+                        dirty: false,
+                    },
+                );
+                self.copies += 1;
+                self.stats.copies_applied += 1;
+                self.digest_in_add(owner, id, r.epoch);
+                self.acks_out.push((from, ack));
+                self.watch_owner(owner, id, now);
+            }
+            None => {
+                self.stats.gaps += 1;
+                self.send(from, CustodyMsg::Resync { session: r.session });
+            }
+        }
+    }
+
+    /// A copy from an owner this node does not count live (its view lags the copy): no
+    /// membership event will come for it, so failover looks at it after the lease.
+    fn watch_owner(&mut self, owner: NodeId, id: SessionId, now: Instant) {
+        if !self.members.live().contains(&owner) {
+            self.orphans.push_back((now + self.cfg.lease, id));
+        }
+    }
+
+    /// A hand-off: this node becomes the owner (drain, rebalancing).
+    fn on_handoff(&mut self, from: SocketAddr, owner: NodeId, r: Replicate, _now: Instant) {
+        let id = SessionId(r.session);
+        let me = self.members.me().addr;
+        let ack = Ack {
+            session: r.session,
+            epoch: r.epoch,
+            seq: r.seq,
+        };
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get(&id)
+        {
+            if o.epoch == r.epoch {
+                // Received already (the acknowledgement was lost): acknowledge again, apply
+                // nothing (this node may have changed the session since).
+                self.acks_out.push((from, ack));
+                return;
+            }
+            if !beats((r.epoch, from), (o.epoch, me)) {
+                self.send(
+                    from,
+                    CustodyMsg::Superseded {
+                        session: r.session,
+                        epoch: o.epoch,
+                        owner: me,
+                    },
+                );
+                return;
+            }
+        }
+        if self.owned >= self.cfg.max_sessions && !self.sessions.contains_key(&id) {
+            return; // no acknowledgement: the owner keeps it
+        }
+        if self.draining {
+            return; // a draining node takes nothing; the owner tries another
+        }
+        self.drop_copy(id);
+        if let Some(Entry {
+            role: Role::Owner(_),
+            ..
+        }) = self.sessions.get(&id)
+        {
+            self.remove_owned(id, false);
+        }
+        let mut data = SessionData::from_copy(&r.state, &r.streams, self.cfg.event_log_capacity);
+        // Shown only once this node's own replicas hold it.
+        data.none_durable();
+        let previous: Vec<SocketAddr> = r.replicas.iter().copied().filter(|a| *a != me).collect();
+        self.sessions.insert(
+            id,
+            Entry {
+                data,
+                role: Role::Owner(Box::new(Owned {
+                    epoch: r.epoch,
+                    seq: r.seq,
+                    set: Vec::new(),
+                    pending: Default::default(),
+                    tickets: Vec::new(),
+                    unacked_since: None,
+                    in_retransmit: false,
+                    handoff: None,
+                    busy: 0,
+                    confirm: 0,
+                    forget_after: previous,
+                })),
+                dirty: false,
+            },
+        );
+        self.owned += 1;
+        self.moved.remove(&id);
+        self.stats.handoffs_received += 1;
+        self.actions.push_back(Action::Acquired {
+            session: id,
+            why: Acquire::HandedIn,
+        });
+        self.acks_out.push((from, ack));
+        let _ = owner;
+        self.mark(id);
+    }
+
+    /// The owner dropped the session (or this node from its replica set).
+    pub(crate) fn on_forget(&mut self, from: SocketAddr, id: SessionId, epoch: u32) {
+        // From the copy's owner, or from a newer claim (a successor that took over or was
+        // handed the session and chose other replicas).
+        if let Some(Entry {
+            role: Role::Copy(c),
+            ..
+        }) = self.sessions.get(&id)
+            && ((c.owner.addr == from && c.epoch <= epoch) || epoch > c.epoch)
+        {
+            self.drop_copy(id);
+            self.stats.copies_dropped += 1;
+        }
+    }
+
+    /// `owner` owns a newer version of a session owned here.
+    pub(crate) fn on_superseded(&mut self, id: SessionId, epoch: u32, owner: SocketAddr) {
+        let me = self.members.me().addr;
+        if owner == me {
+            return;
+        }
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get(&id)
+            && beats((epoch, owner), (o.epoch, me))
+        {
+            self.release(id, Some(owner), Release::Superseded);
+        }
+    }
+
+    /// Stops owning a session: its readers end and waiting changes fail; its replicas other
+    /// than the new owner drop their copies.
+    pub(crate) fn release(&mut self, id: SessionId, to: Option<SocketAddr>, why: Release) {
+        let Some(o) = self.remove_owned(id, false) else {
+            return;
+        };
+        for t in &o.set {
+            if Some(t.addr) != to {
+                self.send(
+                    t.addr,
+                    CustodyMsg::Forget {
+                        session: id.0,
+                        epoch: o.epoch,
+                    },
+                );
+            }
+        }
+        if why == Release::Superseded {
+            self.stats.superseded += 1;
+        }
+        self.actions.push_back(Action::Released {
+            session: id,
+            to,
+            why,
+        });
+    }
+
+    /// Drops a copy held here (no message).
+    pub(crate) fn drop_copy(&mut self, id: SessionId) {
+        if let Some(Entry {
+            role: Role::Copy(c),
+            ..
+        }) = self.sessions.get(&id)
+        {
+            let (owner, epoch) = (c.owner, c.epoch);
+            self.sessions.remove(&id);
+            self.deferred.remove(&id);
+            self.copies -= 1;
+            self.digest_in_remove(owner, id, epoch);
+        }
+    }
+
+    /// An owner renewed its identity (same process, next generation): its copies follow it,
+    /// or they would look orphaned and be taken over.
+    pub(crate) fn owner_renewed(&mut self, old: NodeId, new: NodeId) {
+        let mut moved = Vec::new();
+        for (id, e) in &mut self.sessions {
+            if let Role::Copy(c) = &mut e.role
+                && c.owner == old
+            {
+                c.owner = new;
+                moved.push((*id, c.epoch));
+            }
+        }
+        for (id, epoch) in moved {
+            self.digest_in_remove(old, id, epoch);
+            self.digest_in_add(new, id, epoch);
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! The session layer's peer messages and their binary form: the body of one
+//! `mcp_cluster::frame::Message`, whose `kind` byte says which message. Kinds 1-31 belong to
+//! the session layer; the node's request relay uses others (docs/PROTOCOL.md).
+//!
+//! Decoding checks every length against what is left and returns a [`WireError`] for anything
+//! malformed: it never panics (property-tested below, fuzzed by `node/fuzz`).
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::codec::{Reader, Writer};
+pub use crate::codec::WireError;
+
+/// Message kinds (the frame message's `kind`).
+pub mod kind {
+    /// [`super::Replicate`]: owner → replicas; leaving owner → successor (`handoff`).
+    pub const REPLICATE: u8 = 1;
+    /// [`super::CustodyMsg::Acks`]: replica → owner.
+    pub const ACKS: u8 = 2;
+    /// [`super::CustodyMsg::Resync`]: replica → owner.
+    pub const RESYNC: u8 = 7;
+    /// [`super::CustodyMsg::Notify`]: any → every live member.
+    pub const NOTIFY: u8 = 8;
+    /// [`super::CustodyMsg::Forget`]: owner → replica.
+    pub const FORGET: u8 = 9;
+    /// [`super::CustodyMsg::Superseded`].
+    pub const SUPERSEDED: u8 = 10;
+    /// [`super::CustodyMsg::Heartbeat`]: every node → every live peer.
+    pub const HEARTBEAT: u8 = 11;
+    /// [`super::CustodyMsg::Digest`]: owner → every live peer.
+    pub const DIGEST: u8 = 12;
+    /// [`super::CustodyMsg::InventoryRequest`]: replica → owner.
+    pub const INVENTORY_REQUEST: u8 = 13;
+    /// [`super::CustodyMsg::Inventory`]: owner → replica.
+    pub const INVENTORY: u8 = 14;
+    /// [`super::CustodyMsg::Inquire`]: a take-over candidate → every live member.
+    pub const INQUIRE: u8 = 15;
+    /// [`super::CustodyMsg::Holdings`]: the answer.
+    pub const HOLDINGS: u8 = 16;
+
+    /// Whether `k` is a session-layer kind.
+    pub fn is_custody(k: u8) -> bool {
+        matches!(k, 1 | 2 | 7..=16)
+    }
+}
+
+/// The durable state of a session, as replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCopy {
+    /// Negotiated version (the node's index of it).
+    pub version: u8,
+    /// `notifications/initialized` was received.
+    pub initialized: bool,
+    /// Client capabilities (compact JSON).
+    pub caps: String,
+    /// Log level index.
+    pub log_level: u8,
+    /// Subscribed resource URIs.
+    pub subscriptions: Vec<String>,
+    /// Next stream number.
+    pub next_stream: u32,
+    /// Next server→client request id.
+    pub next_request: i64,
+    /// The principal the session is bound to (empty: none).
+    pub principal: String,
+}
+
+/// One stream's replicated part: its identity and the events not yet sent to this replica
+/// (all of its log in a full copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCopy {
+    /// Stream number.
+    pub id: u32,
+    /// 0 standalone (GET), 1 response (POST).
+    pub kind: u8,
+    /// No more events will come.
+    pub finished: bool,
+    /// The owner's next event number after these events.
+    pub next_seq: u32,
+    /// `(seq, JSON message)`, ascending.
+    pub events: Vec<(u32, Bytes)>,
+}
+
+/// A session's copy sent to a replica (or to the successor on hand-off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replicate {
+    /// The session id.
+    pub session: u128,
+    /// The owner's epoch: bumped at each change of owner; older epochs lose.
+    pub epoch: u32,
+    /// The copy's number: a delta must be the next after the last copy the replica applied.
+    pub seq: u64,
+    /// The owner's peer address.
+    pub owner: SocketAddr,
+    /// The owner's generation.
+    pub owner_generation: u64,
+    /// The replicas the owner chose, in order (the first live one takes over).
+    pub replicas: Vec<SocketAddr>,
+    /// The receiver becomes the owner (drain hand-off, rebalancing).
+    pub handoff: bool,
+    /// The whole session (replace any copy) rather than what changed.
+    pub full: bool,
+    /// The durable state (always whole: it is small).
+    pub state: StateCopy,
+    /// Streams with events to add.
+    pub streams: Vec<StreamCopy>,
+}
+
+/// One acknowledged copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The session.
+    pub session: u128,
+    /// The copy's epoch.
+    pub epoch: u32,
+    /// The copy's number (every copy up to it was applied).
+    pub seq: u64,
+}
+
+/// What a member holds of a session, in answer to an [`CustodyMsg::Inquire`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holding {
+    /// The session.
+    pub session: u128,
+    /// 0 nothing, 1 a copy, 2 the session itself (owner).
+    pub role: u8,
+    /// The epoch of the claim held (the copy's owner's, or its own).
+    pub epoch: u32,
+    /// The owner of that claim (for a copy: whose copy it is; for an owner: itself).
+    pub owner: SocketAddr,
+    /// The copy's number (how up to date it is).
+    pub seq: u64,
+}
+
+/// One peer message of the session layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CustodyMsg {
+    /// A session copy.
+    Replicate(Box<Replicate>),
+    /// Copies applied (cumulative per session).
+    Acks(Vec<Ack>),
+    /// A replica saw a gap: send a full copy.
+    Resync {
+        /// The session.
+        session: u128,
+    },
+    /// A change for every node's subscribers (0 resource updated, 1 tools, 2 prompts,
+    /// 3 resources list changed).
+    Notify {
+        /// Which change.
+        event: u8,
+        /// The resource URI for event 0.
+        uri: String,
+    },
+    /// The session ended or this node no longer replicates it: drop the copy (if its epoch
+    /// is not newer than `epoch`).
+    Forget {
+        /// The session.
+        session: u128,
+        /// The sender's epoch.
+        epoch: u32,
+    },
+    /// `owner` owns the session at `epoch`, a claim newer than the receiver's: the receiver
+    /// stops owning it (if the claim beats its own).
+    Superseded {
+        /// The session.
+        session: u128,
+        /// The newer claim's epoch.
+        epoch: u32,
+        /// The newer claim's owner.
+        owner: SocketAddr,
+    },
+    /// The sender is alive (its generation): the lease its replicas judge it by.
+    Heartbeat {
+        /// The sender's generation.
+        generation: u64,
+    },
+    /// What the sender believes the receiver holds of the sender's sessions: a count and an
+    /// XOR of a hash of `(session, epoch)` — compared, not listed, so idle sessions cost nothing.
+    Digest {
+        /// The sender's generation (copies of an older process of the same address are
+        /// not compared: they are orphans, for failover to decide).
+        generation: u64,
+        /// Sessions.
+        count: u64,
+        /// XOR of their hashes.
+        hash: u64,
+    },
+    /// The digests differ: send the list.
+    InventoryRequest,
+    /// Before taking sessions over, a candidate asks every live member what it holds of them:
+    /// only the most up-to-date holder takes a session over, and none does if it has a live
+    /// owner somewhere.
+    Inquire {
+        /// Names the answer.
+        id: u64,
+        /// The sessions.
+        sessions: Vec<u128>,
+    },
+    /// The answer to an [`CustodyMsg::Inquire`].
+    Holdings {
+        /// The inquiry.
+        id: u64,
+        /// One per session asked about.
+        entries: Vec<Holding>,
+    },
+    /// The sessions the sender owns with the receiver as a replica, in chunks; `last` ends
+    /// the list.
+    Inventory {
+        /// The sender's generation.
+        generation: u64,
+        /// `(session, epoch)`.
+        entries: Vec<(u128, u32)>,
+        /// The final chunk.
+        last: bool,
+    },
+}
+
+impl CustodyMsg {
+    /// The frame message kind.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Self::Replicate(_) => kind::REPLICATE,
+            Self::Acks(_) => kind::ACKS,
+            Self::Resync { .. } => kind::RESYNC,
+            Self::Notify { .. } => kind::NOTIFY,
+            Self::Forget { .. } => kind::FORGET,
+            Self::Superseded { .. } => kind::SUPERSEDED,
+            Self::Heartbeat { .. } => kind::HEARTBEAT,
+            Self::Digest { .. } => kind::DIGEST,
+            Self::InventoryRequest => kind::INVENTORY_REQUEST,
+            Self::Inventory { .. } => kind::INVENTORY,
+            Self::Inquire { .. } => kind::INQUIRE,
+            Self::Holdings { .. } => kind::HOLDINGS,
+        }
+    }
+
+    /// The frame message.
+    pub fn to_message(&self) -> mcp_cluster::frame::Message {
+        mcp_cluster::frame::Message::new(self.kind(), self.encode())
+    }
+
+    /// The body bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(64);
+        match self {
+            Self::Replicate(r) => {
+                w.u128(r.session);
+                w.u32(r.epoch);
+                w.u64(r.seq);
+                w.addr(r.owner);
+                w.u64(r.owner_generation);
+                w.len(r.replicas.len());
+                for a in &r.replicas {
+                    w.addr(*a);
+                }
+                w.u8(u8::from(r.handoff) | (u8::from(r.full) << 1));
+                let s = &r.state;
+                w.u8(s.version);
+                w.u8(u8::from(s.initialized));
+                w.str(&s.caps);
+                w.u8(s.log_level);
+                w.len(s.subscriptions.len());
+                for sub in &s.subscriptions {
+                    w.str(sub);
+                }
+                w.u32(s.next_stream);
+                w.u64(s.next_request as u64);
+                w.str(&s.principal);
+                w.len(r.streams.len());
+                for st in &r.streams {
+                    w.u32(st.id);
+                    w.u8(st.kind | (u8::from(st.finished) << 1));
+                    w.u32(st.next_seq);
+                    w.len(st.events.len());
+                    for (seq, ev) in &st.events {
+                        w.u32(*seq);
+                        w.bytes(ev);
+                    }
+                }
+            }
+            Self::Acks(acks) => {
+                w.len(acks.len());
+                for a in acks {
+                    w.u128(a.session);
+                    w.u32(a.epoch);
+                    w.u64(a.seq);
+                }
+            }
+            Self::Resync { session } => w.u128(*session),
+            Self::Notify { event, uri } => {
+                w.u8(*event);
+                w.str(uri);
+            }
+            Self::Forget { session, epoch } => {
+                w.u128(*session);
+                w.u32(*epoch);
+            }
+            Self::Superseded {
+                session,
+                epoch,
+                owner,
+            } => {
+                w.u128(*session);
+                w.u32(*epoch);
+                w.addr(*owner);
+            }
+            Self::Heartbeat { generation } => w.u64(*generation),
+            Self::Digest {
+                generation,
+                count,
+                hash,
+            } => {
+                w.u64(*generation);
+                w.u64(*count);
+                w.u64(*hash);
+            }
+            Self::InventoryRequest => {}
+            Self::Inventory {
+                generation,
+                entries,
+                last,
+            } => {
+                w.u64(*generation);
+                w.u8(u8::from(*last));
+                w.len(entries.len());
+                for (s, e) in entries {
+                    w.u128(*s);
+                    w.u32(*e);
+                }
+            }
+            Self::Inquire { id, sessions } => {
+                w.u64(*id);
+                w.len(sessions.len());
+                for s in sessions {
+                    w.u128(*s);
+                }
+            }
+            Self::Holdings { id, entries } => {
+                w.u64(*id);
+                w.len(entries.len());
+                for h in entries {
+                    w.u128(h.session);
+                    w.u8(h.role);
+                    w.u32(h.epoch);
+                    w.addr(h.owner);
+                    w.u64(h.seq);
+                }
+            }
+        }
+        w.0
+    }
+
+    /// Decodes a message of `kind` from `body`.
+    pub fn decode(kind: u8, body: &Bytes) -> Result<Self, WireError> {
+        let mut r = Reader::new(kind, body);
+        let msg = match kind {
+            kind::REPLICATE => {
+                let session = r.u128()?;
+                let epoch = r.u32()?;
+                let seq = r.u64()?;
+                let owner = r.addr()?;
+                let owner_generation = r.u64()?;
+                let n = r.count(7)?;
+                let mut replicas = Vec::with_capacity(n);
+                for _ in 0..n {
+                    replicas.push(r.addr()?);
+                }
+                let flags = r.u8()?;
+                if flags & !0b11 != 0 {
+                    return Err(r.err("unknown flags"));
+                }
+                let version = r.u8()?;
+                let initialized = r.u8()? != 0;
+                let caps = r.string()?;
+                let log_level = r.u8()?;
+                let n = r.count(1)?;
+                let mut subscriptions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    subscriptions.push(r.string()?);
+                }
+                let next_stream = r.u32()?;
+                let next_request = r.u64()? as i64;
+                let principal = r.string()?;
+                let n = r.count(10)?;
+                let mut streams = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let id = r.u32()?;
+                    let kf = r.u8()?;
+                    let next_seq = r.u32()?;
+                    let m = r.count(5)?;
+                    let mut events = Vec::with_capacity(m);
+                    for _ in 0..m {
+                        let seq = r.u32()?;
+                        events.push((seq, r.bytes()?));
+                    }
+                    streams.push(StreamCopy {
+                        id,
+                        kind: kf & 1,
+                        finished: kf & 2 != 0,
+                        next_seq,
+                        events,
+                    });
+                }
+                Self::Replicate(Box::new(Replicate {
+                    session,
+                    epoch,
+                    seq,
+                    owner,
+                    owner_generation,
+                    replicas,
+                    handoff: flags & 1 != 0,
+                    full: flags & 2 != 0,
+                    state: StateCopy {
+                        version,
+                        initialized,
+                        caps,
+                        log_level,
+                        subscriptions,
+                        next_stream,
+                        next_request,
+                        principal,
+                    },
+                    streams,
+                }))
+            }
+            kind::ACKS => {
+                let n = r.count(28)?;
+                let mut acks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    acks.push(Ack {
+                        session: r.u128()?,
+                        epoch: r.u32()?,
+                        seq: r.u64()?,
+                    });
+                }
+                Self::Acks(acks)
+            }
+            kind::RESYNC => Self::Resync {
+                session: r.u128()?,
+            },
+            kind::NOTIFY => Self::Notify {
+                event: r.u8()?,
+                uri: r.string()?,
+            },
+            kind::FORGET => Self::Forget {
+                session: r.u128()?,
+                epoch: r.u32()?,
+            },
+            kind::SUPERSEDED => Self::Superseded {
+                session: r.u128()?,
+                epoch: r.u32()?,
+                owner: r.addr()?,
+            },
+            kind::HEARTBEAT => Self::Heartbeat {
+                generation: r.u64()?,
+            },
+            kind::DIGEST => Self::Digest {
+                generation: r.u64()?,
+                count: r.u64()?,
+                hash: r.u64()?,
+            },
+            kind::INVENTORY_REQUEST => Self::InventoryRequest,
+            kind::INVENTORY => {
+                let generation = r.u64()?;
+                let last = r.u8()? != 0;
+                let n = r.count(20)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((r.u128()?, r.u32()?));
+                }
+                Self::Inventory {
+                    generation,
+                    entries,
+                    last,
+                }
+            }
+            kind::INQUIRE => {
+                let id = r.u64()?;
+                let n = r.count(16)?;
+                let mut sessions = Vec::with_capacity(n);
+                for _ in 0..n {
+                    sessions.push(r.u128()?);
+                }
+                Self::Inquire { id, sessions }
+            }
+            kind::HOLDINGS => {
+                let id = r.u64()?;
+                let n = r.count(36)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let session = r.u128()?;
+                    let role = r.u8()?;
+                    if role > 2 {
+                        return Err(r.err("unknown role"));
+                    }
+                    entries.push(Holding {
+                        session,
+                        role,
+                        epoch: r.u32()?,
+                        owner: r.addr()?,
+                        seq: r.u64()?,
+                    });
+                }
+                Self::Holdings { id, entries }
+            }
+            _ => return Err(r.err("unknown kind")),
+        };
+        r.finish()?;
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7946))
+    }
+
+    pub(crate) fn samples() -> Vec<CustodyMsg> {
+        vec![
+            CustodyMsg::Replicate(Box::new(Replicate {
+                session: u128::MAX - 7,
+                epoch: 3,
+                seq: 9,
+                owner: addr(1),
+                owner_generation: 1_795_000_000_000,
+                replicas: vec![addr(2), "[fd00::3]:7946".parse().expect("v6")],
+                handoff: true,
+                full: true,
+                state: StateCopy {
+                    version: 2,
+                    initialized: true,
+                    caps: r#"{"sampling":{}}"#.into(),
+                    log_level: 3,
+                    subscriptions: vec!["file:///a".into(), "ü".into()],
+                    next_stream: 4,
+                    next_request: -2,
+                    principal: "https://issuer.example\u{0}alice".into(),
+                },
+                streams: vec![StreamCopy {
+                    id: 2,
+                    kind: 1,
+                    finished: true,
+                    next_seq: 3,
+                    events: vec![(1, Bytes::from_static(b"{}")), (2, Bytes::new())],
+                }],
+            })),
+            CustodyMsg::Acks(vec![
+                Ack {
+                    session: 1,
+                    epoch: 2,
+                    seq: 3,
+                },
+                Ack {
+                    session: u128::MAX,
+                    epoch: u32::MAX,
+                    seq: u64::MAX,
+                },
+            ]),
+            CustodyMsg::Resync { session: 42 },
+            CustodyMsg::Notify {
+                event: 0,
+                uri: "file:///x".into(),
+            },
+            CustodyMsg::Forget {
+                session: 5,
+                epoch: 1,
+            },
+            CustodyMsg::Superseded {
+                session: 6,
+                epoch: 7,
+                owner: addr(3),
+            },
+            CustodyMsg::Heartbeat { generation: 99 },
+            CustodyMsg::Digest {
+                generation: 5,
+                count: 3,
+                hash: 7,
+            },
+            CustodyMsg::InventoryRequest,
+            CustodyMsg::Inventory {
+                generation: 5,
+                entries: vec![(1, 2), (3, 4)],
+                last: true,
+            },
+            CustodyMsg::Inquire {
+                id: 9,
+                sessions: vec![1, u128::MAX],
+            },
+            CustodyMsg::Holdings {
+                id: 9,
+                entries: vec![Holding {
+                    session: 1,
+                    role: 1,
+                    epoch: 2,
+                    owner: addr(4),
+                    seq: 77,
+                }],
+            },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in samples() {
+            let body = Bytes::from(m.encode());
+            assert_eq!(CustodyMsg::decode(m.kind(), &body), Ok(m.clone()), "{m:?}");
+            assert!(kind::is_custody(m.kind()));
+        }
+    }
+
+    #[test]
+    fn truncation_and_trailing_bytes_are_errors() {
+        for m in samples() {
+            let body = m.encode();
+            for cut in 0..body.len() {
+                assert!(
+                    CustodyMsg::decode(m.kind(), &Bytes::copy_from_slice(&body[..cut])).is_err(),
+                    "{m:?} cut at {cut}"
+                );
+            }
+            let mut longer = body.clone();
+            longer.push(0);
+            assert!(CustodyMsg::decode(m.kind(), &Bytes::from(longer)).is_err());
+        }
+        assert!(CustodyMsg::decode(3, &Bytes::new()).is_err(), "relay kind");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(k in 0u8..20, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = CustodyMsg::decode(k, &Bytes::from(body));
+        }
+
+        #[test]
+        fn corrupted_messages_never_panic(which in 0usize..12, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+            let m = &samples()[which];
+            let mut body = m.encode();
+            let i = at % body.len().max(1);
+            if let Some(b) = body.get_mut(i) { *b = byte; }
+            let _ = CustodyMsg::decode(m.kind(), &Bytes::from(body));
+        }
+    }
+}
