@@ -33,7 +33,10 @@ fn main() {
             .cloned();
         let started = Instant::now();
         let report = World::new(cfg.clone(), seed).run(&ops);
-        println!("seed {seed}: {} nodes, {} clients, R={}", cfg.nodes, cfg.clients, cfg.custody.replication_factor);
+        println!(
+            "seed {seed}: {} nodes, {} clients, R={}",
+            cfg.nodes, cfg.clients, cfg.custody.replication_factor
+        );
         println!("{report:#?}");
         println!("wall time {:.2} s", started.elapsed().as_secs_f64());
         std::process::exit(i32::from(!report.violations.is_empty()));
@@ -87,7 +90,12 @@ fn main() {
         "{n} seeds from {from} in {:.0} s: {} failed; {} sessions acknowledged, {} events seen, {} take-overs, {} hand-offs, {} lost with all holders, {:.0} s simulated",
         started.elapsed().as_secs_f64(),
         failed.len(),
-        t.0, t.1, t.2, t.4, t.3, t.5
+        t.0,
+        t.1,
+        t.2,
+        t.4,
+        t.3,
+        t.5
     );
     for s in &failed {
         println!("replay: cargo run -p mcp-custody --release --example sim -- --seed {s} --trace");

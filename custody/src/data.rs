@@ -257,6 +257,7 @@ impl SessionData {
             next_stream: self.next_stream,
             next_request: self.next_request,
             principal: self.principal.to_string(),
+            held_streams: self.streams.iter().map(|s| s.id).collect(),
         }
     }
 
@@ -410,6 +411,7 @@ impl SessionData {
         }
         self.apply_state(state);
         self.apply_streams(streams, capacity);
+        self.streams.retain(|s| state.held_streams.contains(&s.id));
         Ok(())
     }
 
@@ -498,10 +500,7 @@ mod tests {
         owner.push(s, ev(3), 64);
         let (d2, _) = owner.copy(false);
         // d1 lost: d2 does not continue the replica's stream.
-        assert_eq!(
-            replica.apply(false, &owner.state_copy(), &d2, 64),
-            Err(Gap)
-        );
+        assert_eq!(replica.apply(false, &owner.state_copy(), &d2, 64), Err(Gap));
         replica
             .apply(false, &owner.state_copy(), &d1, 64)
             .expect("d1 continues");

@@ -129,7 +129,13 @@ impl Custody {
         }
     }
 
-    pub(crate) fn on_digest(&mut self, from: SocketAddr, generation: u64, theirs: Digest, now: Instant) {
+    pub(crate) fn on_digest(
+        &mut self,
+        from: SocketAddr,
+        generation: u64,
+        theirs: Digest,
+        now: Instant,
+    ) {
         let owner = NodeId::new(from, generation);
         self.follow_renewals(owner);
         let mine = self.digest_in.get(&owner).copied().unwrap_or_default();

@@ -225,7 +225,13 @@ impl Custody {
 
     /// Answers an inquiry with what this node holds. Copies asked about are looked at here
     /// too: the inquirer thinks their owner gone, and this node may hold the better copy.
-    pub(crate) fn on_inquire(&mut self, from: SocketAddr, id: u64, sessions: &[u128], now: Instant) {
+    pub(crate) fn on_inquire(
+        &mut self,
+        from: SocketAddr,
+        id: u64,
+        sessions: &[u128],
+        now: Instant,
+    ) {
         let me = self.members.me().addr;
         for s in sessions {
             let id = SessionId(*s);
@@ -239,15 +245,23 @@ impl Custody {
             .iter()
             .map(|s| {
                 let id = SessionId(*s);
-                let (role, epoch, owner, seq) = match self.sessions.get(&id).map(|e| &e.role) {
-                    Some(Role::Owner(o)) => (2, o.epoch, me, o.seq),
-                    Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
-                    // Handed off from here: the claim it went with.
-                    None => match self.moved.get(&id) {
-                        Some((to, epoch, _)) => (2, *epoch, *to, 0),
-                        None => (0, 0, me, 0),
-                    },
-                };
+                let (mut role, mut epoch, mut owner, mut seq) =
+                    match self.sessions.get(&id).map(|e| &e.role) {
+                        Some(Role::Owner(o)) => (2, o.epoch, me, o.seq),
+                        Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
+                        // Handed off from here: the claim it went with.
+                        None => match self.moved.get(&id) {
+                            Some((to, epoch, _)) => (2, *epoch, *to, 0),
+                            None => (0, 0, me, 0),
+                        },
+                    };
+                // A newer claim noted here (claim.rs) than what this node holds.
+                if let Some((note, _)) = self.notes.get(&id)
+                    && (role == 0
+                        || crate::claim::newer(*note, crate::wire::Claim { epoch, owner }))
+                {
+                    (role, epoch, owner, seq) = (3, note.epoch, note.owner, 0);
+                }
                 Holding {
                     session: *s,
                     role,
@@ -260,7 +274,13 @@ impl Custody {
         self.send(from, CustodyMsg::Holdings { id, entries });
     }
 
-    pub(crate) fn on_holdings(&mut self, from: SocketAddr, id: u64, entries: Vec<Holding>, now: Instant) {
+    pub(crate) fn on_holdings(
+        &mut self,
+        from: SocketAddr,
+        id: u64,
+        entries: Vec<Holding>,
+        now: Instant,
+    ) {
         let Some(q) = self.inquiries.get_mut(&id) else {
             return;
         };
@@ -301,37 +321,29 @@ impl Custody {
             return;
         };
         let me = self.members.me().addr;
+        // Only answers from a majority decide: the newest claim that took effect was noted
+        // by a majority, and the two share a member.
+        let responders: Set<SocketAddr> = q.answers.iter().map(|(a, _)| *a).collect();
+        if !self.members.majority_of(&responders) {
+            for s in q.sessions {
+                self.inquiring.remove(&s);
+                self.orphans.push_back((now + self.cfg.lease, s));
+            }
+            return;
+        }
         let mut answers: Map<SessionId, Vec<(SocketAddr, Holding)>> = Map::default();
         for (from, h) in q.answers {
-            answers.entry(SessionId(h.session)).or_default().push((from, h));
+            answers
+                .entry(SessionId(h.session))
+                .or_default()
+                .push((from, h));
         }
         for s in q.sessions {
             self.inquiring.remove(&s);
             let theirs = answers.get(&s).cloned().unwrap_or_default();
-            if let Some(Entry {
-                role: Role::Owner(o),
-                ..
-            }) = self.sessions.get_mut(&s)
+            if matches!(self.sessions.get(&s).map(|e| &e.role), Some(Role::Owner(o)) if o.confirm != 0)
             {
-                if o.confirm == 0 {
-                    continue;
-                }
-                let mine = (o.epoch, me);
-                let rival = theirs
-                    .iter()
-                    .find(|(_, h)| h.role != 0 && beats((h.epoch, h.owner), mine))
-                    .map(|(_, h)| h.owner);
-                match rival {
-                    Some(owner) => {
-                        self.release(s, Some(owner), crate::action::Release::Superseded);
-                    }
-                    None => {
-                        o.confirm = 0;
-                        // What was acknowledged meanwhile is durable now.
-                        self.advance(s);
-                        self.mark(s);
-                    }
-                }
+                self.confirm_owned(s, &theirs, now);
                 continue;
             }
             let Some(Entry {
@@ -346,6 +358,24 @@ impl Custody {
                 continue;
             }
             let mine = (c.epoch, c.owner.addr, c.seq);
+            // Claims of the gone owner itself (a member that handed the session to it answers
+            // with that hand-off) tell nothing new; nor do notes of claims whose owner is gone
+            // too with nobody holding data under them (a take-over that died before it copied).
+            let gone_owner = c.owner.addr;
+            let mut dead_epoch = 0;
+            let theirs: Vec<(SocketAddr, Holding)> = theirs
+                .into_iter()
+                .filter(|(_, h)| {
+                    if h.role == 2 && h.owner == gone_owner {
+                        return false;
+                    }
+                    if h.role == 3 && self.addr_gone(h.owner, now) {
+                        dead_epoch = dead_epoch.max(h.epoch);
+                        return false;
+                    }
+                    true
+                })
+                .collect();
             // A newer claim exists (another owner took it over since this copy was made):
             // this copy is obsolete. That owner sends a full copy if it wants one here.
             if theirs
@@ -379,13 +409,76 @@ impl Custody {
                 .filter(|(_, h)| h.role == 1)
                 .map(|(a, _)| *a)
                 .collect();
-            self.promote(s, others);
+            self.promote(s, others, dead_epoch);
         }
+    }
+
+    /// An owned session was confirmed by a majority's answers: given up if a member holds
+    /// it (or noted it, with that claim's owner alive) under a newer claim than the one
+    /// checked, else served again (under a raised epoch if it was waiting for one, or if a
+    /// dead claimant's note is newer).
+    fn confirm_owned(&mut self, s: SessionId, theirs: &[(SocketAddr, Holding)], now: Instant) {
+        let me = self.members.me().addr;
+        let (check, epoch) = match self.sessions.get(&s).map(|e| &e.role) {
+            Some(Role::Owner(o)) => (o.check.unwrap_or(o.epoch), o.epoch),
+            _ => return,
+        };
+        let mine = (check, me);
+        let mut dead_epoch = 0;
+        let mut rival = None;
+        for (_, h) in theirs {
+            if h.role == 0 || (h.epoch, h.owner) == (epoch, me) || !beats((h.epoch, h.owner), mine)
+            {
+                continue;
+            }
+            if h.role == 3 && h.owner != me && self.addr_gone(h.owner, now) {
+                dead_epoch = dead_epoch.max(h.epoch);
+                continue;
+            }
+            rival = Some(h.owner);
+            break;
+        }
+        if let Some(owner) = rival {
+            self.release(
+                s,
+                (owner != me).then_some(owner),
+                crate::action::Release::Superseded,
+            );
+            return;
+        }
+        let mut raised = None;
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&s)
+        {
+            o.confirm = 0;
+            o.check = None;
+            let old = o.epoch;
+            let mut new = o.bump_to.take().unwrap_or(old).max(old);
+            if dead_epoch >= new {
+                new = dead_epoch.saturating_add(1);
+            }
+            if new != old {
+                o.epoch = new;
+                for t in &mut o.set {
+                    t.full = true;
+                }
+                raised = Some((old, new));
+            }
+        }
+        if let Some((old, new)) = raised {
+            self.digest_epoch_changed(s, old, new);
+            self.announce_claim(s, new);
+        }
+        // What was acknowledged meanwhile is durable now.
+        self.advance(s);
+        self.mark(s);
     }
 
     /// Makes a copy this node's own session; `holders`: other nodes holding copies, told to
     /// drop theirs unless they become replicas again.
-    pub(crate) fn promote(&mut self, id: SessionId, holders: Vec<SocketAddr>) {
+    pub(crate) fn promote(&mut self, id: SessionId, holders: Vec<SocketAddr>, above: u32) {
         let me = self.members.me().addr;
         let Some(Entry {
             role: Role::Copy(_),
@@ -410,6 +503,8 @@ impl Custody {
                 handoff: None,
                 busy: 0,
                 confirm: 0,
+                check: None,
+                bump_to: None,
                 forget_after: Vec::new(),
             })),
         ) else {
@@ -418,9 +513,10 @@ impl Custody {
         self.copies -= 1;
         self.digest_in_remove(c.owner, id, c.epoch);
         if let Role::Owner(o) = &mut e.role {
-            o.epoch = c.epoch.saturating_add(1);
+            o.epoch = c.epoch.max(above).saturating_add(1);
             o.seq = c.seq;
-            let mut forget: Vec<SocketAddr> = c.replicas.iter().copied().filter(|a| *a != me).collect();
+            let mut forget: Vec<SocketAddr> =
+                c.replicas.iter().copied().filter(|a| *a != me).collect();
             for h in holders {
                 if !forget.contains(&h) && h != me {
                     forget.push(h);
@@ -431,8 +527,13 @@ impl Custody {
         // Its events are shown again only once this node's own replicas hold them.
         e.data.none_durable();
         e.dirty = false;
+        let epoch = match &e.role {
+            Role::Owner(o) => o.epoch,
+            Role::Copy(_) => 0,
+        };
         self.sessions.insert(id, e);
         self.owned += 1;
+        self.announce_claim(id, epoch);
         self.deferred.remove(&id);
         self.stats.takeovers += 1;
         self.actions.push_back(Action::Acquired {

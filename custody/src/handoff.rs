@@ -60,8 +60,19 @@ impl Custody {
     }
 
     /// Hands an owned session to `to`; `false` if it cannot move now (not owned, busy, moving).
-    pub fn hand_off(&mut self, id: SessionId, to: SocketAddr, rebalance: bool, now: Instant) -> bool {
+    pub fn hand_off(
+        &mut self,
+        id: SessionId,
+        to: SocketAddr,
+        rebalance: bool,
+        now: Instant,
+    ) -> bool {
         let me = self.members.me();
+        // Only from a node that may serve the session: on the wrong side of a partition the
+        // majority may be taking it over right now.
+        if !self.in_touch(now) {
+            return false;
+        }
         let Some(Entry {
             data,
             role: Role::Owner(o),
@@ -70,7 +81,7 @@ impl Custody {
         else {
             return false;
         };
-        if o.handoff.is_some() || o.busy > 0 || to == me.addr {
+        if o.handoff.is_some() || o.busy > 0 || o.confirm != 0 || to == me.addr {
             return false;
         }
         let h = Handoff {
@@ -113,7 +124,10 @@ impl Custody {
                 .chain(o.tickets.drain(..))
                 .collect();
             for t in tickets {
-                self.actions.push_back(Action::Settled { ticket: t, ok: true });
+                self.actions.push_back(Action::Settled {
+                    ticket: t,
+                    ok: true,
+                });
             }
         }
         self.remove_owned(id, false);
@@ -129,37 +143,53 @@ impl Custody {
         });
     }
 
-    /// Gives up hand-offs whose target is no longer live: the session stays here, its epoch
-    /// raised past the offer so it wins over whatever the target made of it.
-    pub(crate) fn abort_handoffs_to_gone(&mut self, _now: Instant) {
+    /// Gives up hand-offs whose target is gone (not live, silent for a lease): the session
+    /// stays here at its epoch, but is served again only once an inquiry found no newer claim
+    /// — the target may have taken it and copied it before it went.
+    pub(crate) fn abort_handoffs_to_gone(&mut self, now: Instant) {
         let ids: Vec<SessionId> = self.handing.iter().copied().collect();
         for id in ids {
-            let Some(Entry {
+            let offer = match self.sessions.get(&id) {
+                Some(Entry {
+                    role: Role::Owner(o),
+                    ..
+                }) => o.handoff.map(|h| (h.to, h.epoch)),
+                _ => None,
+            };
+            let Some((to, h_epoch)) = offer else {
+                self.handing.remove(&id);
+                continue;
+            };
+            if !self.addr_gone(to, now) {
+                continue;
+            }
+            if let Some(Entry {
                 role: Role::Owner(o),
                 ..
             }) = self.sessions.get_mut(&id)
-            else {
-                self.handing.remove(&id);
-                continue;
-            };
-            let Some(h) = o.handoff else {
-                self.handing.remove(&id);
-                continue;
-            };
-            if self.members.addr_is_live(h.to) {
-                continue;
-            }
-            o.handoff = None;
-            let old = o.epoch;
-            o.epoch = h.epoch.saturating_add(1);
-            let new = o.epoch;
-            for t in &mut o.set {
-                t.full = true;
+            {
+                o.handoff = None;
+                o.confirm = 1;
+                // Past the offer's epoch once confirmed: if the target accepts the offer
+                // late, it loses.
+                o.bump_to = Some(h_epoch.saturating_add(1));
+                for t in &mut o.set {
+                    t.full = true;
+                }
             }
             self.handing.remove(&id);
-            self.digest_epoch_changed(id, old, new);
+            self.orphans.push_back((now, id));
             self.mark(id);
         }
+    }
+
+    /// Whether nothing at `addr` is live or heard from within the lease.
+    pub(crate) fn addr_gone(&self, addr: SocketAddr, now: Instant) -> bool {
+        !self.members.addr_is_live(addr)
+            && self
+                .members
+                .contact(addr)
+                .is_none_or(|c| now.saturating_duration_since(c.at) >= self.cfg.lease)
     }
 
     /// Retries late hand-offs and starts new ones within the rate.
@@ -177,6 +207,7 @@ impl Custody {
         for id in late {
             self.resend_handoff(id, now);
         }
+        self.abort_handoffs_to_gone(now);
         let rate = if self.draining {
             self.cfg.drain_rate
         } else {
@@ -298,7 +329,9 @@ impl Custody {
                 return;
             };
             let takers = self.members.takers();
-            let Some(first) = mcp_cluster::ownership::rank(&id.key(), takers).first().copied()
+            let Some(first) = mcp_cluster::ownership::rank(&id.key(), takers)
+                .first()
+                .copied()
             else {
                 return;
             };

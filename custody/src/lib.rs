@@ -27,6 +27,7 @@ pub mod members;
 pub mod sim;
 pub mod wire;
 
+mod claim;
 mod det;
 mod failover;
 mod handoff;

@@ -69,6 +69,12 @@ pub(crate) struct Owned {
     /// Nonzero: this node may have been out of touch long enough for another node to take the
     /// session over; it is served again once an inquiry found no newer claim.
     pub(crate) confirm: u64,
+    /// The claim to confirm (`confirm` nonzero): no member may hold a newer one. Default:
+    /// the current epoch.
+    pub(crate) check: Option<u32>,
+    /// After a hand-off given up: the epoch to take once confirmed, past the offer's, so
+    /// that the offer, if accepted late, loses to this node's claim.
+    pub(crate) bump_to: Option<u32>,
     /// Members of the previous owner's replica list to tell `Forget` once this node's own
     /// set is known (after a take-over).
     pub(crate) forget_after: Vec<SocketAddr>,
@@ -82,6 +88,9 @@ pub(crate) struct Track {
     pub(crate) acked: u64,
     /// Its next copy must be whole.
     pub(crate) full: bool,
+    /// It left the set and was told `Forget`; until it confirms (or is gone) it may still
+    /// hold a copy and take the session over, so nothing becomes durable without it.
+    pub(crate) leaving: bool,
 }
 
 /// A copy sent and not yet acknowledged by every replica, and what it makes durable.
@@ -135,10 +144,16 @@ pub struct Custody {
     pub(crate) next_inquiry: u64,
     /// Copies of gone owners that another member holds better (or owns): where requests go.
     pub(crate) deferred: Map<SessionId, (SocketAddr, Instant)>,
+    /// The newest claim noted per session (claim.rs), and when.
+    pub(crate) notes: Map<SessionId, (crate::wire::Claim, Instant)>,
+    /// Claims announced and not sent yet.
+    pub(crate) claiming: Vec<(u128, crate::wire::Claim)>,
     /// Since when this node has had a majority (take-overs wait a lease after it).
     pub(crate) quorum_since: Instant,
     /// Since when this node has not been in touch with a majority (see `in_touch`).
     pub(crate) out_of_touch_since: Option<Instant>,
+    /// When to check every replica set again (members that went down are gone by then).
+    pub(crate) reconcile_at: Option<Instant>,
     /// Owned sessions whose replica set must be checked (the membership changed).
     pub(crate) reconcile: VecDeque<SessionId>,
     /// Sessions being handed off.
@@ -189,8 +204,11 @@ impl Custody {
             inquiring: Set::default(),
             next_inquiry: 0,
             deferred: Map::default(),
+            notes: Map::default(),
+            claiming: Vec::new(),
             quorum_since: now,
             out_of_touch_since: None,
+            reconcile_at: None,
             reconcile: VecDeque::new(),
             handing: Set::default(),
             rebalance_queue: VecDeque::new(),
@@ -299,6 +317,10 @@ impl Custody {
         for gone in &changes.gone {
             self.owner_gone(*gone, now);
         }
+        if !changes.gone.is_empty() {
+            // Replicas that went down leave replica sets once their lease ran out.
+            self.reconcile_at = Some(now + self.cfg.lease + self.cfg.tick);
+        }
         if changes.me_renewed {
             // Declared down somewhere and back: peers may have taken sessions over. Compare
             // digests now, and confirm each session with its replicas before serving it.
@@ -335,7 +357,11 @@ impl Custody {
 
     /// A new session owned here (`initialize`): its id, and the ticket settled once its
     /// replicas hold it (the client must not learn the id before).
-    pub fn create(&mut self, new: NewSession, now: Instant) -> Result<(SessionId, Ticket), Refusal> {
+    pub fn create(
+        &mut self,
+        new: NewSession,
+        now: Instant,
+    ) -> Result<(SessionId, Ticket), Refusal> {
         self.now = self.now.max(now);
         if self.draining {
             return Err(Refusal::Draining);
@@ -364,6 +390,8 @@ impl Custody {
             handoff: None,
             busy: 0,
             confirm: 0,
+            check: None,
+            bump_to: None,
             forget_after: Vec::new(),
         };
         self.sessions.insert(
@@ -550,7 +578,9 @@ impl Custody {
             CustodyMsg::Notify { event, uri } => {
                 self.actions.push_back(Action::Announce { event, uri });
             }
-            CustodyMsg::Forget { session, epoch } => self.on_forget(from, SessionId(session), epoch),
+            CustodyMsg::Forget { session, epoch } => {
+                self.on_forget(from, SessionId(session), epoch)
+            }
             CustodyMsg::Superseded {
                 session,
                 epoch,
@@ -564,6 +594,7 @@ impl Custody {
             } => self.on_digest(from, generation, Digest { count, hash }, now),
             CustodyMsg::InventoryRequest => self.on_inventory_request(from),
             CustodyMsg::Inquire { id, sessions } => self.on_inquire(from, id, &sessions, now),
+            CustodyMsg::Claims(claims) => self.on_claims(claims),
             CustodyMsg::Holdings { id, entries } => self.on_holdings(from, id, entries, now),
             CustodyMsg::Inventory {
                 generation,
@@ -631,12 +662,18 @@ impl Custody {
         if now >= self.next_digest {
             self.next_digest = now + self.cfg.digest_period;
             self.send_digests();
+            self.expire_notes(now);
         }
         if now >= self.next_tick {
             self.next_tick = now + self.cfg.tick;
             let elapsed = now.saturating_duration_since(self.last_tick);
             let touch = self.in_touch(now);
-            if elapsed >= self.cfg.lease / 2 || (touch && self.out_of_touch_since.is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.lease / 2)) {
+            if elapsed >= self.cfg.lease / 2
+                || (touch
+                    && self
+                        .out_of_touch_since
+                        .is_some_and(|t| now.saturating_duration_since(t) >= self.cfg.lease / 2))
+            {
                 // This node did not run for a while (a stall, a starved CPU), or heard from no
                 // majority for as long: others may have taken sessions over meanwhile.
                 self.reconfirm_all();
@@ -649,7 +686,12 @@ impl Custody {
                 self.out_of_touch_since = Some(now);
             }
             self.last_tick = now;
+            if self.reconcile_at.is_some_and(|t| now >= t) {
+                self.reconcile_at = None;
+                self.reconcile_all();
+            }
             self.retransmit_due(now);
+            self.claims_due();
             self.orphans_due(now);
             self.reconcile_some();
             self.handoffs_due(now, elapsed);

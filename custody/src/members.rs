@@ -278,6 +278,29 @@ impl Members {
     }
 }
 
+impl Members {
+    /// Whether `who` (addresses; this node counts itself) are a majority of the members that
+    /// count for the quorum, by the same rule as [`Members::quorum`]: more than half, or
+    /// exactly half including the lowest address. Any two such groups share a member.
+    pub fn majority_of(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        let counts = |m: &&Member| m.live || !m.draining;
+        let has = |m: &Member| m.id.addr == self.me.addr || who.contains(&m.id.addr);
+        let (mut ok, mut total) = (0, 0);
+        for m in self.all.iter().filter(counts) {
+            total += 1;
+            ok += usize::from(has(m));
+        }
+        if ok * 2 != total {
+            return ok * 2 > total;
+        }
+        self.all
+            .iter()
+            .filter(counts)
+            .min_by_key(|m| m.id.addr)
+            .is_some_and(has)
+    }
+}
+
 /// A majority of the members that did not leave by draining, or exactly half of them
 /// including the lowest address.
 fn quorum(all: &[Member]) -> bool {
@@ -330,11 +353,28 @@ mod tests {
             m.quorum()
         };
         assert!(q(&[(1, Alive, false)]), "alone");
-        assert!(q(&[(1, Alive, false), (2, Suspect, false), (3, Down, false)]));
+        assert!(q(&[
+            (1, Alive, false),
+            (2, Suspect, false),
+            (3, Down, false)
+        ]));
         assert!(!q(&[(3, Alive, false), (1, Down, false), (2, Down, false)]));
-        assert!(q(&[(1, Alive, false), (2, Alive, false), (3, Down, false), (4, Down, false)]));
-        assert!(!q(&[(3, Alive, false), (4, Alive, false), (1, Down, false), (2, Down, false)]));
-        assert!(q(&[(3, Alive, false), (1, Down, true), (2, Down, true)]), "drained away");
+        assert!(q(&[
+            (1, Alive, false),
+            (2, Alive, false),
+            (3, Down, false),
+            (4, Down, false)
+        ]));
+        assert!(!q(&[
+            (3, Alive, false),
+            (4, Alive, false),
+            (1, Down, false),
+            (2, Down, false)
+        ]));
+        assert!(
+            q(&[(3, Alive, false), (1, Down, true), (2, Down, true)]),
+            "drained away"
+        );
     }
 
     #[test]
@@ -342,7 +382,11 @@ mod tests {
         use MemberState::{Alive, Down};
         let mut m = Members::new(node(1, 1));
         let c = m.update(
-            &[row(1, 1, Alive, false), row(2, 1, Alive, false), row(3, 1_000, Alive, false)],
+            &[
+                row(1, 1, Alive, false),
+                row(2, 1, Alive, false),
+                row(3, 1_000, Alive, false),
+            ],
             false,
             0,
             Instant::now(),
@@ -350,7 +394,11 @@ mod tests {
         assert_eq!(c.came, vec![node(2, 1), node(3, 1_000)]);
         // 2 renews (same process), 3 restarts (new process).
         let c = m.update(
-            &[row(1, 1, Alive, false), row(2, 2, Alive, false), row(3, 90_000, Alive, false)],
+            &[
+                row(1, 1, Alive, false),
+                row(2, 2, Alive, false),
+                row(3, 90_000, Alive, false),
+            ],
             false,
             0,
             Instant::now(),
@@ -358,25 +406,46 @@ mod tests {
         assert_eq!(c.renewed, vec![(node(2, 1), node(2, 2))]);
         assert_eq!(c.gone, vec![node(3, 1_000)]);
         assert_eq!(c.came, vec![node(3, 90_000)]);
-        let c = m.update(&[row(1, 1, Alive, false), row(2, 2, Down, false)], false, 0, Instant::now());
+        let c = m.update(
+            &[row(1, 1, Alive, false), row(2, 2, Down, false)],
+            false,
+            0,
+            Instant::now(),
+        );
         assert_eq!(c.gone, vec![node(2, 2), node(3, 90_000)]);
         // This node itself renewed.
         let c = m.update(&[row(1, 2, Alive, false)], false, 0, Instant::now());
         assert!(c.me_renewed);
         assert_eq!(m.me(), node(1, 2));
-        assert!(is_renewal(node(1, 1_795_900_000_000), node(1, 1_795_900_000_003)));
-        assert!(!is_renewal(node(1, 1_795_900_000_000), node(1, 1_795_900_004_500)));
+        assert!(is_renewal(
+            node(1, 1_795_900_000_000),
+            node(1, 1_795_900_000_003)
+        ));
+        assert!(!is_renewal(
+            node(1, 1_795_900_000_000),
+            node(1, 1_795_900_004_500)
+        ));
     }
 
     #[test]
     fn draining_members_take_no_copies() {
         use MemberState::Alive;
         let mut m = Members::new(node(1, 1));
-        let c = m.update(&[row(1, 1, Alive, false), row(2, 1, Alive, true)], false, 0, Instant::now());
+        let c = m.update(
+            &[row(1, 1, Alive, false), row(2, 1, Alive, true)],
+            false,
+            0,
+            Instant::now(),
+        );
         assert_eq!(m.takers(), &[node(1, 1)]);
         assert_eq!(m.live().len(), 2);
         assert!(c.draining_changed || !c.came.is_empty());
-        m.update(&[row(1, 1, Alive, false), row(2, 1, Alive, true)], true, 0, Instant::now());
+        m.update(
+            &[row(1, 1, Alive, false), row(2, 1, Alive, true)],
+            true,
+            0,
+            Instant::now(),
+        );
         assert!(m.takers().is_empty());
     }
 }

@@ -20,19 +20,40 @@ use crate::machine::{Custody, Entry, Owned, Pending, Role, Track};
 use crate::wire::{Ack, CustodyMsg, Replicate};
 
 impl Custody {
-    /// The replicas an owned session should have now, in rank order.
+    /// The replicas an owned session should have now, in rank order — plus, after them,
+    /// current replicas the membership counts down but that are not gone yet (heard from
+    /// within the lease). Such a replica may be alive on the other side of a partition and
+    /// take the session over once its lease on this owner runs out; while it might, this
+    /// owner must not count a change as durable without it.
     pub(crate) fn desired_set(&self, id: SessionId) -> Vec<SocketAddr> {
         let me = self.members.me().addr;
         let r = self.cfg.replication_factor.saturating_sub(1);
         if r == 0 {
             return Vec::new();
         }
-        mcp_cluster::ownership::rank(&id.key(), self.members.takers())
-            .into_iter()
-            .filter(|m| m.addr != me)
-            .take(r)
-            .map(|m| m.addr)
-            .collect()
+        let mut set: Vec<SocketAddr> =
+            mcp_cluster::ownership::rank(&id.key(), self.members.takers())
+                .into_iter()
+                .filter(|m| m.addr != me)
+                .take(r)
+                .map(|m| m.addr)
+                .collect();
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get(&id)
+        {
+            let now = self.now;
+            for t in &o.set {
+                if !set.contains(&t.addr)
+                    && !self.members.addr_is_live(t.addr)
+                    && !self.addr_gone(t.addr, now)
+                {
+                    set.push(t.addr);
+                }
+            }
+        }
+        set
     }
 
     pub(crate) fn flush_dirty(&mut self) {
@@ -50,6 +71,18 @@ impl Custody {
         let desired = self.desired_set(id);
         let now = self.now;
         let me = self.members.me();
+        let gone: Vec<SocketAddr> = match self.sessions.get(&id) {
+            Some(Entry {
+                role: Role::Owner(o),
+                ..
+            }) => o
+                .set
+                .iter()
+                .map(|t| t.addr)
+                .filter(|a| self.addr_gone(*a, now))
+                .collect(),
+            _ => Vec::new(),
+        };
         // Without a majority nothing becomes durable: the majority may be taking the session
         // over from its copies, which do not have what only this side holds.
         let quorum = self.members.quorum();
@@ -70,29 +103,72 @@ impl Custody {
         let current: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
         let mut forget: Vec<SocketAddr> = Vec::new();
         let mut added: Vec<SocketAddr> = Vec::new();
+        let mut removed: Vec<SocketAddr> = Vec::new();
+        let serving: Vec<SocketAddr> = o
+            .set
+            .iter()
+            .filter(|t| !t.leaving)
+            .map(|t| t.addr)
+            .collect();
         // Without a majority the set stays as it was: the members this side cannot see may
         // well be alive, and an empty set would count as "held by every replica".
-        if current != desired && quorum {
-            forget.extend(current.iter().filter(|a| !desired.contains(a)));
+        if (serving != desired || o.set.iter().any(|t| t.leaving && gone.contains(&t.addr)))
+            && quorum
+        {
             added.extend(desired.iter().filter(|a| !current.contains(a)));
             let old = std::mem::take(&mut o.set);
-            o.set = desired
+            let mut set: Vec<Track> = desired
                 .iter()
                 .map(|a| {
-                    old.iter().find(|t| t.addr == *a).copied().unwrap_or(Track {
+                    let mut t = old.iter().find(|t| t.addr == *a).copied().unwrap_or(Track {
                         addr: *a,
                         acked: 0,
                         full: true,
-                    })
+                        leaving: false,
+                    });
+                    if t.leaving {
+                        // Back in the set after being told to forget: it needs it whole.
+                        t.leaving = false;
+                        t.full = true;
+                        t.acked = 0;
+                    }
+                    t
                 })
                 .collect();
+            // Members leaving the set are told to forget, and stay (not copied to) until they
+            // confirm or are gone.
+            for t in old.into_iter().filter(|t| !desired.contains(&t.addr)) {
+                if gone.contains(&t.addr) {
+                    removed.push(t.addr);
+                    continue;
+                }
+                if !t.leaving {
+                    forget.push(t.addr);
+                }
+                set.push(Track {
+                    leaving: true,
+                    acked: 0,
+                    ..t
+                });
+            }
+            o.set = set;
         }
+        let mut untracked: Vec<SocketAddr> = Vec::new();
         for a in std::mem::take(&mut o.forget_after) {
-            if !desired.contains(&a) && !forget.contains(&a) {
-                forget.push(a);
+            if !desired.contains(&a) && !forget.contains(&a) && !current.contains(&a) {
+                untracked.push(a);
             }
         }
         let mut out: Vec<(SocketAddr, CustodyMsg)> = Vec::new();
+        for a in untracked {
+            out.push((
+                a,
+                CustodyMsg::Forget {
+                    session: id.0,
+                    epoch,
+                },
+            ));
+        }
         if o.set.is_empty() && touch && o.confirm == 0 {
             // Nobody to wait for: everything is durable now.
             o.pending.clear();
@@ -100,7 +176,13 @@ impl Custody {
             let was_unacked = o.unacked_since.take().is_some();
             let shown = data.all_durable();
             for a in &forget {
-                out.push((*a, CustodyMsg::Forget { session: id.0, epoch }));
+                out.push((
+                    *a,
+                    CustodyMsg::Forget {
+                        session: id.0,
+                        epoch,
+                    },
+                ));
             }
             if was_unacked {
                 self.unacked -= 1;
@@ -115,26 +197,46 @@ impl Custody {
                     });
                 }
                 if ended {
-                    self.actions
-                        .push_back(Action::StreamEnded { session: id, stream });
+                    self.actions.push_back(Action::StreamEnded {
+                        session: id,
+                        stream,
+                    });
                 }
             }
             for t in tickets {
-                self.actions.push_back(Action::Settled { ticket: t, ok: true });
+                self.actions.push_back(Action::Settled {
+                    ticket: t,
+                    ok: true,
+                });
             }
-            self.digest_set_changed(id, epoch, &forget, &added);
+            self.digest_set_changed(id, epoch, &removed, &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
             return;
         }
-        if o.set.is_empty() {
-            return; // no quorum and no replica: wait for one or the other
+        if o.set.iter().all(|t| t.leaving) {
+            // Nothing to copy to (no quorum and no replica, or only members to confirm a
+            // Forget): wait.
+            for a in &forget {
+                out.push((
+                    *a,
+                    CustodyMsg::Forget {
+                        session: id.0,
+                        epoch,
+                    },
+                ));
+            }
+            self.digest_set_changed(id, epoch, &removed, &added);
+            for (to, msg) in out {
+                self.send(to, msg);
+            }
+            return;
         }
         o.seq += 1;
         let seq = o.seq;
-        let any_full = o.set.iter().any(|t| t.full);
-        let all_full = o.set.iter().all(|t| t.full);
+        let any_full = o.set.iter().any(|t| t.full && !t.leaving);
+        let all_full = o.set.iter().filter(|t| !t.leaving).all(|t| t.full);
         let (delta, marks) = data.copy(all_full);
         let whole = if any_full && !all_full {
             Some(data.whole_streams())
@@ -142,7 +244,12 @@ impl Custody {
             None
         };
         let state = data.state_copy();
-        let replicas: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
+        let replicas: Vec<SocketAddr> = o
+            .set
+            .iter()
+            .filter(|t| !t.leaving)
+            .map(|t| t.addr)
+            .collect();
         o.pending.push_back(Pending {
             seq,
             marks,
@@ -154,7 +261,7 @@ impl Custody {
         }
         let schedule = !o.in_retransmit;
         o.in_retransmit = true;
-        for t in &mut o.set {
+        for t in o.set.iter_mut().filter(|t| !t.leaving) {
             let full = t.full;
             t.full = false;
             let streams = match (&whole, full) {
@@ -178,7 +285,13 @@ impl Custody {
             ));
         }
         for a in &forget {
-            out.push((*a, CustodyMsg::Forget { session: id.0, epoch }));
+            out.push((
+                *a,
+                CustodyMsg::Forget {
+                    session: id.0,
+                    epoch,
+                },
+            ));
         }
         if newly_unacked {
             self.unacked += 1;
@@ -195,7 +308,7 @@ impl Custody {
             }
             self.send(to, msg);
         }
-        self.digest_set_changed(id, epoch, &forget, &added);
+        self.digest_set_changed(id, epoch, &removed, &added);
     }
 
     /// A replica acknowledged copies of a session (or the successor a hand-off).
@@ -216,10 +329,20 @@ impl Custody {
             self.handoff_done(id, h, now);
             return;
         }
+        if a.seq == crate::replica::FORGOTTEN {
+            // A member leaving the set confirmed it dropped its copy.
+            if let Some(pos) = o.set.iter().position(|t| t.addr == from && t.leaving) {
+                o.set.remove(pos);
+                let epoch = o.epoch;
+                self.digest_set_changed(id, epoch, &[from], &[]);
+                self.advance(id);
+            }
+            return;
+        }
         if a.epoch != o.epoch {
             return;
         }
-        let Some(t) = o.set.iter_mut().find(|t| t.addr == from) else {
+        let Some(t) = o.set.iter_mut().find(|t| t.addr == from && !t.leaving) else {
             return;
         };
         if a.seq > t.acked && a.seq <= o.seq {
@@ -243,6 +366,9 @@ impl Custody {
             // See `replicate`: shown and settled once the majority is back, and once no
             // other node turned out to have taken the session over meanwhile.
             return;
+        }
+        if o.set.iter().any(|t| t.leaving) {
+            return; // a member that may still hold a copy has not confirmed it forgot it
         }
         let upto = o.set.iter().map(|t| t.acked).min().unwrap_or(u64::MAX);
         let mut shown = Vec::new();
@@ -272,12 +398,17 @@ impl Custody {
                 });
             }
             if ended {
-                self.actions
-                    .push_back(Action::StreamEnded { session: id, stream });
+                self.actions.push_back(Action::StreamEnded {
+                    session: id,
+                    stream,
+                });
             }
         }
         for t in settled {
-            self.actions.push_back(Action::Settled { ticket: t, ok: true });
+            self.actions.push_back(Action::Settled {
+                ticket: t,
+                ok: true,
+            });
         }
     }
 
@@ -300,8 +431,10 @@ impl Custody {
                 });
             }
             if ended {
-                self.actions
-                    .push_back(Action::StreamEnded { session: id, stream });
+                self.actions.push_back(Action::StreamEnded {
+                    session: id,
+                    stream,
+                });
             }
         }
     }
@@ -336,20 +469,35 @@ impl Custody {
             else {
                 continue;
             };
-            if o.pending.is_empty() {
+            if o.pending.is_empty() && !o.set.iter().any(|t| t.leaving) {
                 o.in_retransmit = false;
                 continue;
             }
             let last = o.seq;
             let mut resend = false;
+            let mut forgets = Vec::new();
             for t in &mut o.set {
                 let talking = members
                     .contact(t.addr)
                     .is_some_and(|c| now.saturating_duration_since(c.at) < lease);
-                if t.acked < last && talking {
+                if t.leaving {
+                    if talking {
+                        forgets.push((t.addr, o.epoch));
+                    }
+                    resend = true; // look again (the member may be gone by then)
+                } else if t.acked < last && talking {
                     t.full = true;
                     resend = true;
                 }
+            }
+            for (a, epoch) in forgets {
+                self.send(
+                    a,
+                    CustodyMsg::Forget {
+                        session: id.0,
+                        epoch,
+                    },
+                );
             }
             again.push_back((now + self.cfg.retransmit, id));
             if resend {
@@ -418,6 +566,7 @@ impl Custody {
                 ..
             }) = self.sessions.get(&id)
                 && (o.set.len() != desired.len()
+                    || o.set.iter().any(|t| t.leaving)
                     || o.set.iter().zip(&desired).any(|(t, d)| t.addr != *d))
             {
                 self.mark(id);

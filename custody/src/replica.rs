@@ -13,6 +13,9 @@ use crate::id::SessionId;
 use crate::machine::{CopyOf, Custody, Entry, Owned, Role};
 use crate::wire::{Ack, CustodyMsg, Replicate};
 
+/// The copy number an acknowledgement carries to confirm a `Forget`.
+pub(crate) const FORGOTTEN: u64 = u64::MAX;
+
 /// Whether claim `a` (epoch, owner address) beats claim `b`.
 pub(crate) fn beats(a: (u32, SocketAddr), b: (u32, SocketAddr)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
@@ -191,8 +194,10 @@ impl Custody {
         if self.owned >= self.cfg.max_sessions && !self.sessions.contains_key(&id) {
             return; // no acknowledgement: the owner keeps it
         }
-        if self.draining {
-            return; // a draining node takes nothing; the owner tries another
+        if self.draining || !self.in_touch(_now) {
+            // A draining node takes nothing, nor one that could not serve it; the owner tries
+            // again (another node, or later).
+            return;
         }
         self.drop_copy(id);
         if let Some(Entry {
@@ -220,7 +225,11 @@ impl Custody {
                     in_retransmit: false,
                     handoff: None,
                     busy: 0,
-                    confirm: 0,
+                    // Served once a majority noted this node's claim (claim.rs): the offer
+                    // may be one the sender gave up while this node could not answer.
+                    confirm: 1,
+                    check: None,
+                    bump_to: None,
                     forget_after: previous,
                 })),
                 dirty: false,
@@ -235,6 +244,8 @@ impl Custody {
         });
         self.acks_out.push((from, ack));
         let _ = owner;
+        self.announce_claim(id, r.epoch);
+        self.orphans.push_back((_now, id));
         self.mark(id);
     }
 
@@ -251,6 +262,15 @@ impl Custody {
             self.drop_copy(id);
             self.stats.copies_dropped += 1;
         }
+        // Confirmed (even when no copy was here): the owner may settle without this node.
+        self.acks_out.push((
+            from,
+            Ack {
+                session: id.0,
+                epoch,
+                seq: FORGOTTEN,
+            },
+        ));
     }
 
     /// `owner` owns a newer version of a session owned here.

@@ -65,7 +65,10 @@ impl Custody {
                 {
                     // Find out at once who holds it best; the answer takes it over.
                     self.inquire(vec![id], now);
-                    if matches!(self.sessions.get(&id).map(|e| &e.role), Some(Role::Owner(_))) {
+                    if matches!(
+                        self.sessions.get(&id).map(|e| &e.role),
+                        Some(Role::Owner(_))
+                    ) {
                         return Route::Local;
                     }
                 }

@@ -9,8 +9,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::codec::{Reader, Writer};
 pub use crate::codec::WireError;
+use crate::codec::{Reader, Writer};
 
 /// Message kinds (the frame message's `kind`).
 pub mod kind {
@@ -38,10 +38,12 @@ pub mod kind {
     pub const INQUIRE: u8 = 15;
     /// [`super::CustodyMsg::Holdings`]: the answer.
     pub const HOLDINGS: u8 = 16;
+    /// [`super::CustodyMsg::Claims`]: a new owner → every member.
+    pub const CLAIMS: u8 = 17;
 
     /// Whether `k` is a session-layer kind.
     pub fn is_custody(k: u8) -> bool {
-        matches!(k, 1 | 2 | 7..=16)
+        matches!(k, 1 | 2 | 7..=17)
     }
 }
 
@@ -64,6 +66,9 @@ pub struct StateCopy {
     pub next_request: i64,
     /// The principal the session is bound to (empty: none).
     pub principal: String,
+    /// The streams the owner holds (at most `MAX_STREAMS`): a replica drops the others, so
+    /// a stream the owner evicted to open another goes on the replica too.
+    pub held_streams: Vec<u32>,
 }
 
 /// One stream's replicated part: its identity and the events not yet sent to this replica
@@ -123,7 +128,8 @@ pub struct Ack {
 pub struct Holding {
     /// The session.
     pub session: u128,
-    /// 0 nothing, 1 a copy, 2 the session itself (owner).
+    /// 0 nothing, 1 a copy, 2 the session itself (owner), 3 only a note of this claim (no
+    /// data: see claim.rs).
     pub role: u8,
     /// The epoch of the claim held (the copy's owner's, or its own).
     pub epoch: u32,
@@ -131,6 +137,16 @@ pub struct Holding {
     pub owner: SocketAddr,
     /// The copy's number (how up to date it is).
     pub seq: u64,
+}
+
+/// A claim on a session: who owns it at which epoch. Claims are ordered by epoch, then the
+/// lower owner address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim {
+    /// The epoch.
+    pub epoch: u32,
+    /// The owner.
+    pub owner: SocketAddr,
 }
 
 /// One peer message of the session layer.
@@ -205,6 +221,9 @@ pub enum CustodyMsg {
         /// One per session asked about.
         entries: Vec<Holding>,
     },
+    /// The sender started owning these sessions under these claims (a take-over, a
+    /// hand-in, a raised epoch): each receiver notes the newest claim per session.
+    Claims(Vec<(u128, Claim)>),
     /// The sessions the sender owns with the receiver as a replica, in chunks; `last` ends
     /// the list.
     Inventory {
@@ -233,6 +252,7 @@ impl CustodyMsg {
             Self::Inventory { .. } => kind::INVENTORY,
             Self::Inquire { .. } => kind::INQUIRE,
             Self::Holdings { .. } => kind::HOLDINGS,
+            Self::Claims(_) => kind::CLAIMS,
         }
     }
 
@@ -268,6 +288,10 @@ impl CustodyMsg {
                 w.u32(s.next_stream);
                 w.u64(s.next_request as u64);
                 w.str(&s.principal);
+                w.len(s.held_streams.len());
+                for id in &s.held_streams {
+                    w.u32(*id);
+                }
                 w.len(r.streams.len());
                 for st in &r.streams {
                     w.u32(st.id);
@@ -348,6 +372,14 @@ impl CustodyMsg {
                     w.u64(h.seq);
                 }
             }
+            Self::Claims(claims) => {
+                w.len(claims.len());
+                for (session, c) in claims {
+                    w.u128(*session);
+                    w.u32(c.epoch);
+                    w.addr(c.owner);
+                }
+            }
         }
         w.0
     }
@@ -383,6 +415,11 @@ impl CustodyMsg {
                 let next_stream = r.u32()?;
                 let next_request = r.u64()? as i64;
                 let principal = r.string()?;
+                let n = r.count(4)?;
+                let mut held_streams = Vec::with_capacity(n);
+                for _ in 0..n {
+                    held_streams.push(r.u32()?);
+                }
                 let n = r.count(10)?;
                 let mut streams = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -421,6 +458,7 @@ impl CustodyMsg {
                         next_stream,
                         next_request,
                         principal,
+                        held_streams,
                     },
                     streams,
                 }))
@@ -437,9 +475,7 @@ impl CustodyMsg {
                 }
                 Self::Acks(acks)
             }
-            kind::RESYNC => Self::Resync {
-                session: r.u128()?,
-            },
+            kind::RESYNC => Self::Resync { session: r.u128()? },
             kind::NOTIFY => Self::Notify {
                 event: r.u8()?,
                 uri: r.string()?,
@@ -492,7 +528,7 @@ impl CustodyMsg {
                 for _ in 0..n {
                     let session = r.u128()?;
                     let role = r.u8()?;
-                    if role > 2 {
+                    if role > 3 {
                         return Err(r.err("unknown role"));
                     }
                     entries.push(Holding {
@@ -504,6 +540,21 @@ impl CustodyMsg {
                     });
                 }
                 Self::Holdings { id, entries }
+            }
+            kind::CLAIMS => {
+                let n = r.count(27)?;
+                let mut claims = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let session = r.u128()?;
+                    claims.push((
+                        session,
+                        Claim {
+                            epoch: r.u32()?,
+                            owner: r.addr()?,
+                        },
+                    ));
+                }
+                Self::Claims(claims)
             }
             _ => return Err(r.err("unknown kind")),
         };
@@ -540,6 +591,7 @@ mod tests {
                     next_stream: 4,
                     next_request: -2,
                     principal: "https://issuer.example\u{0}alice".into(),
+                    held_streams: vec![2, 3],
                 },
                 streams: vec![StreamCopy {
                     id: 2,
@@ -601,6 +653,13 @@ mod tests {
                     seq: 77,
                 }],
             },
+            CustodyMsg::Claims(vec![(
+                3,
+                Claim {
+                    epoch: 2,
+                    owner: addr(2),
+                },
+            )]),
         ]
     }
 
@@ -637,7 +696,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupted_messages_never_panic(which in 0usize..12, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+        fn corrupted_messages_never_panic(which in 0usize..13, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
             let m = &samples()[which];
             let mut body = m.encode();
             let i = at % body.len().max(1);

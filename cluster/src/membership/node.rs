@@ -199,6 +199,11 @@ impl Membership {
         if now >= self.next_meta_refresh {
             self.next_meta_refresh = now + self.config.meta_refresh;
             self.publish_meta()?;
+            // Connected to nobody while knowing members (a rejoin whose announces were lost):
+            // announce again, every refresh, until someone answers.
+            if self.foca.num_members() == 0 && self.foca.iter_membership_state().len() > 0 {
+                self.announce_to_known()?;
+            }
         }
         self.react(seen)
     }
@@ -344,9 +349,14 @@ impl Membership {
     /// metadata now (not at the next refresh), a rejoin changes our id.
     fn react(&mut self, seen: usize) -> Result<(), MembershipError> {
         let mut republish = false;
+        let mut rejoined = false;
         for event in self.queues.events.iter().skip(seen) {
             match event {
-                Event::Up(_) | Event::Rejoined(_) | Event::Active => republish = true,
+                Event::Rejoined(_) => {
+                    republish = true;
+                    rejoined = true;
+                }
+                Event::Up(_) | Event::Active => republish = true,
                 Event::Renamed { new, .. } => {
                     let (addr, generation) = (new.addr(), new.generation);
                     self.store.0.lock().forget_before(addr, generation);
@@ -356,8 +366,31 @@ impl Membership {
                 Event::Idle | Event::Defunct => {}
             }
         }
+        if rejoined {
+            self.announce_to_known()?;
+        }
         if republish {
             self.publish_meta()?;
+        }
+        Ok(())
+    }
+
+    /// Announces this node to every member it knows of, in any state. After a rejoin foca
+    /// starts over disconnected under the new identity, and peers drop every message but an
+    /// `Announce` addressed to an identity they do not know: when a healed partition makes
+    /// every node renew at once, nobody would talk to anybody again (the simulator of the
+    /// session layer found clusters that stayed split for good). An `Announce` is accepted
+    /// by address, answered with a `Feed`, and the node is connected again.
+    fn announce_to_known(&mut self) -> Result<(), MembershipError> {
+        let me = self.id().addr;
+        let known: Vec<NodeId> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| *m.id())
+            .filter(|id| id.addr != me)
+            .collect();
+        for id in known {
+            self.foca.announce(id, &mut self.queues)?;
         }
         Ok(())
     }

@@ -21,7 +21,8 @@ pub fn scenario(seed: u64) -> (SimConfig, Vec<Op>) {
     cfg.nodes = nodes;
     cfg.clients = rng.random_range(30..=200);
     cfg.custody.replication_factor = if rng.random_bool(0.3) { 3 } else { 2 };
-    let ms = |rng: &mut SmallRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..=hi));
+    let ms =
+        |rng: &mut SmallRng, lo: u64, hi: u64| Duration::from_millis(rng.random_range(lo..=hi));
     let mut ops = vec![Op::Start, Op::Wait(Duration::from_secs(2))];
     let mut down: Vec<Idx> = Vec::new();
     let faults = rng.random_range(3..=8);
@@ -41,7 +42,10 @@ pub fn scenario(seed: u64) -> (SimConfig, Vec<Op>) {
             3 => {
                 let x = pick(&mut rng, &up);
                 let d = ms(&mut rng, 100, 3_000);
-                ops.push(Op::Stall { node: x, duration: d });
+                ops.push(Op::Stall {
+                    node: x,
+                    duration: d,
+                });
             }
             4 => {
                 let k = rng.random_range(1..=(nodes / 2).max(1));

@@ -349,10 +349,9 @@ impl World {
             Op::Kill(i) => self.stop(*i),
             Op::Restart(i) => {
                 if !self.nodes.get(usize::from(*i)).is_some_and(|n| n.running) {
-                    let generation = self
-                        .nodes
-                        .get(usize::from(*i))
-                        .map_or(1, |n| n.generation + 1_000_000 + self.now.as_millis() as u64);
+                    let generation = self.nodes.get(usize::from(*i)).map_or(1, |n| {
+                        n.generation + 1_000_000 + self.now.as_millis() as u64
+                    });
                     self.start(*i, generation);
                 }
             }
@@ -399,7 +398,8 @@ impl World {
             address: String::new(),
         };
         let seed = self.seed ^ (u64::from(i) << 40) ^ generation;
-        let Ok(mut m) = Membership::new(id, meta, self.cfg.membership.clone(), seed, self.instant())
+        let Ok(mut m) =
+            Membership::new(id, meta, self.cfg.membership.clone(), seed, self.instant())
         else {
             self.violation(format!("node {i}: membership would not start"));
             return;
@@ -585,7 +585,17 @@ impl World {
                 continue;
             }
             if let Some(m) = n.membership.as_mut() {
-                let _ = m.handle_packet(&data, at);
+                let r = m.handle_packet(&data, at);
+                if std::env::var("SIM_GOSSIP").is_ok()
+                    && self.now > Duration::from_millis(5600)
+                    && self.now < Duration::from_millis(7600)
+                {
+                    eprintln!(
+                        "[{:>9.3}s] gossip {from} -> {to} ({} B): {r:?}",
+                        self.now.as_secs_f64(),
+                        data.len()
+                    );
+                }
             }
             self.flush_membership(to, false);
         }
@@ -616,11 +626,18 @@ impl World {
                 let detail = match &msg {
                     crate::wire::CustodyMsg::Holdings { entries, .. } => format!(
                         " {:?}",
-                        entries.iter().filter(|h| self.watched(h.session)).collect::<Vec<_>>()
+                        entries
+                            .iter()
+                            .filter(|h| self.watched(h.session))
+                            .collect::<Vec<_>>()
                     ),
                     _ => String::new(),
                 };
-                eprintln!("[{:>9.3}s] {from} -> {to}: {}{detail}", self.now.as_secs_f64(), short(&msg));
+                eprintln!(
+                    "[{:>9.3}s] {from} -> {to}: {}{detail}",
+                    self.now.as_secs_f64(),
+                    short(&msg)
+                );
             }
             let Some(n) = self.nodes.get_mut(usize::from(to)) else {
                 continue;
@@ -716,6 +733,9 @@ impl World {
     }
 
     fn publish_meta(&mut self, i: Idx) {
+        if std::env::var("SIM_NO_META").is_ok() {
+            return;
+        }
         let n = &mut self.nodes[usize::from(i)];
         if let (Some(m), Some(c)) = (n.membership.as_mut(), n.custody.as_ref()) {
             let meta = NodeMeta {
@@ -782,7 +802,9 @@ impl World {
                 }
             }
             Action::StreamEnded { session, stream } => {
-                if let Some(c) = self.nodes[usize::from(i)].readers.remove(&(session, stream))
+                if let Some(c) = self.nodes[usize::from(i)]
+                    .readers
+                    .remove(&(session, stream))
                     && let Some(r) = self.clients[c].reader_mut(stream)
                 {
                     r.ended = true;
@@ -814,7 +836,10 @@ impl World {
                     if let Some(id) = client.session
                         && self.watched(id.0)
                     {
-                        eprintln!("[{:>9.3}s] node {i}: level {v} settled ok={ok}", self.now.as_secs_f64());
+                        eprintln!(
+                            "[{:>9.3}s] node {i}: level {v} settled ok={ok}",
+                            self.now.as_secs_f64()
+                        );
                     }
                 }
             }
@@ -1027,18 +1052,17 @@ impl World {
                     self.last_path = format!("{path:?}");
                     return Found::NotFound(at);
                 }
-                Route::Wait | Route::NoQuorum | Route::Joining => return Found::Retry,
+                Route::Wait | Route::NoQuorum | Route::Joining => {
+                    self.last_path = format!("{path:?}");
+                    return Found::Retry;
+                }
             }
         }
         self.last_path = format!("{path:?}");
         Found::NotFound(at)
     }
 
-    fn lost(&mut self, c: usize, id: SessionId, at: Idx) {
-        if self.clients[c].lost_legit {
-            return;
-        }
-        // Held somewhere still? Then routing failed to find it: that is a loss to the client.
+    fn describe(&self, id: SessionId) -> Vec<String> {
         let holders: Vec<Idx> = (0..self.nodes.len() as Idx)
             .filter(|i| {
                 self.nodes[usize::from(*i)]
@@ -1047,21 +1071,39 @@ impl World {
                     .is_some_and(|x| x.sessions.contains_key(&id))
             })
             .collect();
-        self.clients[c].lost = true;
-        let roles: Vec<String> = holders
+        holders
             .iter()
             .map(|i| {
                 let x = self.nodes[usize::from(*i)].custody.as_ref();
                 match x.and_then(|x| x.sessions.get(&id)).map(|e| &e.role) {
-                    Some(Role::Owner(o)) => format!("{i}: owner epoch {}", o.epoch),
+                    Some(Role::Owner(o)) => format!(
+                        "{i}: owner epoch {} confirm {} handoff {:?} busy {} set {:?}",
+                        o.epoch,
+                        o.confirm,
+                        o.handoff.map(|h| h.to),
+                        o.busy,
+                        o.set.iter().map(|t| t.addr).collect::<Vec<_>>()
+                    ),
                     Some(Role::Copy(k)) => format!(
                         "{i}: copy of {} epoch {} replicas {:?} deferred {:?}",
-                        k.owner, k.epoch, k.replicas, x.and_then(|x| x.deferred.get(&id))
+                        k.owner,
+                        k.epoch,
+                        k.replicas,
+                        x.and_then(|x| x.deferred.get(&id))
                     ),
                     None => String::new(),
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn lost(&mut self, c: usize, id: SessionId, at: Idx) {
+        if self.clients[c].lost_legit {
+            return;
+        }
+        // Held somewhere still? Then routing failed to find it: that is a loss to the client.
+        self.clients[c].lost = true;
+        let roles = self.describe(id);
         let path = self.last_path.clone();
         self.violation(format!(
             "client {c}: acknowledged session {id} answered 404 at node {at} (held by {roles:?}; path {path})"
@@ -1124,7 +1166,11 @@ impl World {
             .as_mut()
             .expect("custody checked above");
         for k in 0..n {
-            x.append(id, stream, Bytes::from(format!("{{\"c\":{c},\"call\":{calls},\"k\":{k}}}")));
+            x.append(
+                id,
+                stream,
+                Bytes::from(format!("{{\"c\":{c},\"call\":{calls},\"k\":{k}}}")),
+            );
         }
         x.finish_stream(id, stream);
         x.end(id);
@@ -1135,7 +1181,10 @@ impl World {
         let v = self.rng.random_range(0..8u8);
         let generation = self.nodes[usize::from(at)].generation;
         if self.watched(id.0) {
-            eprintln!("[{:>9.3}s] node {at}: client sets level {v}", self.now.as_secs_f64());
+            eprintln!(
+                "[{:>9.3}s] node {at}: client sets level {v}",
+                self.now.as_secs_f64()
+            );
         }
         let Some(x) = self.nodes[usize::from(at)].custody.as_mut() else {
             return;
@@ -1158,7 +1207,12 @@ impl World {
     /// A reader resumes at `at` with its last event id.
     fn resume(&mut self, c: usize, id: SessionId, at: Idx, stream: u32) {
         self.report.resumes += 1;
-        let Some(r) = self.clients[c].readers.iter().find(|r| r.stream == stream).cloned() else {
+        let Some(r) = self.clients[c]
+            .readers
+            .iter()
+            .find(|r| r.stream == stream)
+            .cloned()
+        else {
             return;
         };
         let Some(x) = self.nodes[usize::from(at)].custody.as_ref() else {
@@ -1254,13 +1308,57 @@ impl World {
 
     /// Invariant 4: at most one owner per epoch among running nodes.
     fn check_owners(&mut self) {
+        if let Some(w) = self.cfg.watch.clone() {
+            let mut line = Vec::new();
+            for (i, n) in self.nodes.iter().enumerate() {
+                let Some(c) = n.custody.as_ref().filter(|_| n.running) else {
+                    continue;
+                };
+                for (id, e) in &c.sessions {
+                    if id.to_string().starts_with(w.as_str()) {
+                        line.push(match &e.role {
+                            Role::Owner(o) => format!(
+                                "{i}: owner e{} seq {} confirm {} handoff {:?} set {:?} pending {} quorum {} touch {}",
+                                o.epoch,
+                                o.seq,
+                                o.confirm,
+                                o.handoff.map(|h| h.to),
+                                o.set.iter().map(|t| (t.addr.ip().to_string(), t.acked)).collect::<Vec<_>>(),
+                                o.pending.len(),
+                                c.members.quorum(),
+                                c.in_touch(self.base + self.now)
+                            ),
+                            Role::Copy(k) => format!("{i}: copy of {} e{} seq {}", k.owner, k.epoch, k.seq),
+                        });
+                    }
+                }
+            }
+            eprintln!("[{:>9.3}s] state {line:?}", self.now.as_secs_f64());
+            if std::env::var("SIM_VIEWS").is_ok() {
+                for (i, n) in self.nodes.iter().enumerate() {
+                    if let (Some(m), true) = (n.membership.as_ref(), n.running) {
+                        let v: Vec<String> = m
+                            .view()
+                            .iter()
+                            .map(|r| {
+                                format!("{}#{}:{:?}", r.id.addr.ip(), r.id.generation, r.state)
+                            })
+                            .collect();
+                        eprintln!("      view {i}: {v:?}");
+                    }
+                }
+            }
+        }
         let mut owners: Map<SessionId, Vec<(Idx, u32)>> = Map::default();
         for (i, n) in self.nodes.iter().enumerate() {
             let Some(c) = n.custody.as_ref().filter(|_| n.running) else {
                 continue;
             };
             for (id, e) in &c.sessions {
-                if let Role::Owner(o) = &e.role {
+                // An owner still waiting for a majority to note its claim changes nothing yet.
+                if let Role::Owner(o) = &e.role
+                    && o.confirm == 0
+                {
                     owners.entry(*id).or_default().push((i as Idx, o.epoch));
                 }
             }
@@ -1269,7 +1367,10 @@ impl World {
         for (id, list) in owners {
             for (k, a) in list.iter().enumerate() {
                 if list[k + 1..].iter().any(|b| b.1 == a.1) {
-                    bad.push(format!("session {id} has two owners at epoch {}: {list:?}", a.1));
+                    bad.push(format!(
+                        "session {id} has two owners at epoch {}: {list:?}",
+                        a.1
+                    ));
                     break;
                 }
             }
@@ -1305,8 +1406,11 @@ impl World {
             }
             if self.now - start >= within {
                 let n = waiting.len();
+                let first = self.clients[waiting[0]].session;
+                let roles = first.map(|id| self.describe(id)).unwrap_or_default();
+                let path = self.last_path.clone();
                 self.violation(format!(
-                    "{n} sessions not served within {within:?} (first: client {})",
+                    "{n} sessions not served within {within:?} (first: client {}, session {first:?}: {roles:?}; path {path})",
                     waiting[0]
                 ));
                 return;
@@ -1332,7 +1436,15 @@ impl World {
                             return Some(format!("{id} at node {i} has copies in flight"));
                         }
                         if owner_of
-                            .insert(*id, (i as Idx, o.epoch, o.seq, o.set.iter().map(|t| t.addr).collect()))
+                            .insert(
+                                *id,
+                                (
+                                    i as Idx,
+                                    o.epoch,
+                                    o.seq,
+                                    o.set.iter().map(|t| t.addr).collect(),
+                                ),
+                            )
                             .is_some()
                         {
                             return Some(format!("{id} has two owners"));
@@ -1352,7 +1464,12 @@ impl World {
             .iter()
             .filter(|n| n.running && n.custody.as_ref().is_some_and(|c| !c.is_draining()))
             .count();
-        let want = self.cfg.custody.replication_factor.saturating_sub(1).min(takers.saturating_sub(1));
+        let want = self
+            .cfg
+            .custody
+            .replication_factor
+            .saturating_sub(1)
+            .min(takers.saturating_sub(1));
         for c in &self.clients {
             let Some(id) = c.session.filter(|_| c.acked && !c.lost && !c.lost_legit) else {
                 continue;
@@ -1363,7 +1480,10 @@ impl World {
         }
         for (id, (i, epoch, seq, set)) in &owner_of {
             if set.len() != want {
-                return Some(format!("{id} at node {i} has {} replicas, not {want}", set.len()));
+                return Some(format!(
+                    "{id} at node {i} has {} replicas, not {want}",
+                    set.len()
+                ));
             }
             let held = copies.remove(id).unwrap_or_default();
             for a in set {
@@ -1371,7 +1491,9 @@ impl World {
                     .iter()
                     .any(|(j, o, e, s)| addr(*j) == *a && *o == addr(*i) && e == epoch && s == seq);
                 if !ok {
-                    return Some(format!("{id}: replica {a} lacks copy {seq} at epoch {epoch}"));
+                    return Some(format!(
+                        "{id}: replica {a} lacks copy {seq} at epoch {epoch}"
+                    ));
                 }
             }
             if held.len() != set.len() {
@@ -1434,11 +1556,11 @@ impl World {
         while self.now - start < within {
             self.advance(self.now + Duration::from_millis(50));
             let n = self.nodes.iter().filter(|n| n.running).count();
-            let all = self
-                .nodes
-                .iter()
-                .filter(|n| n.running)
-                .all(|x| x.custody.as_ref().is_some_and(|c| c.members().live().len() == n));
+            let all = self.nodes.iter().filter(|n| n.running).all(|x| {
+                x.custody
+                    .as_ref()
+                    .is_some_and(|c| c.members().live().len() == n)
+            });
             if all {
                 return;
             }
@@ -1464,7 +1586,11 @@ fn short(msg: &crate::wire::CustodyMsg) -> String {
                 .collect::<Vec<_>>()
         ),
         M::Inquire { id, sessions } => format!("Inquire {id} ({} sessions)", sessions.len()),
-        M::Holdings { id, entries } => format!("Holdings {id} ({} entries) {:?}", entries.len(), entries.first()),
+        M::Holdings { id, entries } => format!(
+            "Holdings {id} ({} entries) {:?}",
+            entries.len(),
+            entries.first()
+        ),
         m => format!("{m:?}"),
     }
 }
