@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector sim clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -95,6 +95,11 @@ bench-load-cost: ## mcp-load cluster vs the nodes it loads, same run: CPU per 1K
 bench-detector: ## 6 nodes + mcp-load + stress-ng on 2 cores: false deaths in 10 min, then 20 x kill -9 detection at every survivor (writes docs/BENCHMARKS.md; QUICK=1: 1 min, 4 kills)
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	NO_BUILD=1 CARGO=$(CARGO) bench/detector.py
+
+SIM_SEEDS ?= 10000
+SIM_FROM ?= 1
+sim: ## The session layer's simulator: SIM_SEEDS (default 10,000) random scenarios from seed SIM_FROM (kill, restart, partition, stall, drain, message faults); exits 1 and prints a replay command per failing seed
+	$(CARGO) run -p mcp-custody --release --example sim -- --seeds $(SIM_SEEDS) --from $(SIM_FROM) --jobs 2
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -154,6 +154,7 @@ impl<'a> Reader<'a> {
         Ok(u128::from_be_bytes(self.array()?))
     }
     /// A LEB128 length (at most 10 bytes, fitting usize).
+    #[allow(clippy::len_without_is_empty)] // reads a length from the wire; not a container
     pub fn len(&mut self) -> Result<usize, WireError> {
         let mut n: u64 = 0;
         for shift in (0..64).step_by(7) {

@@ -17,6 +17,9 @@ use crate::wire::{StateCopy, StreamCopy};
 /// Streams kept per session; finished ones beyond this are dropped oldest first.
 pub const MAX_STREAMS: usize = 16;
 
+/// Events that became durable on one stream: `(stream, [(seq, event)], stream ended)`.
+pub(crate) type Shown = (u32, Vec<(u32, Bytes)>, bool);
+
 /// A delta did not continue the replica's copy (a lost message): it needs a full copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the copy has a gap; a full copy is needed")]
@@ -355,7 +358,7 @@ impl SessionData {
     }
 
     /// Everything is durable (no replica to wait for, or durability is off).
-    pub(crate) fn all_durable(&mut self) -> Vec<(u32, Vec<(u32, Bytes)>, bool)> {
+    pub(crate) fn all_durable(&mut self) -> Vec<Shown> {
         let marks: Vec<(u32, u32, bool)> = self
             .streams
             .iter()

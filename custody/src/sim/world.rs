@@ -223,7 +223,7 @@ const META_REFRESH: Duration = Duration::from_millis(500);
 enum Found {
     At(Idx),
     Retry,
-    NotFound(Idx),
+    Unknown(Idx),
 }
 
 impl World {
@@ -237,7 +237,7 @@ impl World {
             nodes: Vec::new(),
             gossip: Network::new(seed),
             links: Links::new(seed, cfg.delay, cfg.jitter),
-            rng: SmallRng::seed_from_u64(seed ^ 0xc11e_47),
+            rng: SmallRng::seed_from_u64(seed ^ 0x00c1_1e47),
             clients,
             by_session: Map::default(),
             tickets: Map::default(),
@@ -951,7 +951,7 @@ impl World {
         let at = match self.find(id) {
             Found::At(x) => x,
             Found::Retry => return,
-            Found::NotFound(x) => {
+            Found::Unknown(x) => {
                 self.lost(c, id, x);
                 return;
             }
@@ -1050,7 +1050,7 @@ impl World {
                 }
                 Route::NotFound => {
                     self.last_path = format!("{path:?}");
-                    return Found::NotFound(at);
+                    return Found::Unknown(at);
                 }
                 Route::Wait | Route::NoQuorum | Route::Joining => {
                     self.last_path = format!("{path:?}");
@@ -1059,7 +1059,7 @@ impl World {
             }
         }
         self.last_path = format!("{path:?}");
-        Found::NotFound(at)
+        Found::Unknown(at)
     }
 
     fn describe(&self, id: SessionId) -> Vec<String> {
@@ -1397,7 +1397,7 @@ impl World {
                 match self.find(id) {
                     Found::At(_) => {}
                     Found::Retry => still.push(c),
-                    Found::NotFound(x) => self.lost(c, id, x),
+                    Found::Unknown(x) => self.lost(c, id, x),
                 }
             }
             waiting = still;
@@ -1508,10 +1508,7 @@ impl World {
 
     fn assert_converged(&mut self, within: Duration) {
         let start = self.now;
-        loop {
-            let Some(gap) = self.convergence_gap() else {
-                break;
-            };
+        while let Some(gap) = self.convergence_gap() {
             if self.now - start >= within {
                 self.violation(format!("not converged within {within:?}: {gap}"));
                 return;
