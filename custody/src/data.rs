@@ -413,8 +413,8 @@ impl SessionData {
             }
         }
         self.apply_state(state);
-        self.apply_streams(streams, capacity);
         self.streams.retain(|s| state.held_streams.contains(&s.id));
+        self.apply_streams(streams, capacity);
         Ok(())
     }
 
@@ -438,11 +438,6 @@ impl SessionData {
             let pos = match self.streams.iter().position(|s| s.id == c.id) {
                 Some(p) => p,
                 None => {
-                    if self.streams.len() >= MAX_STREAMS
-                        && let Some(old) = self.streams.iter().position(|s| s.finished)
-                    {
-                        self.streams.remove(old);
-                    }
                     self.streams
                         .push(StreamLog::new(c.id, StreamKind::from_byte(c.kind)));
                     self.streams.len() - 1

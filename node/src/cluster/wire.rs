@@ -65,6 +65,10 @@ pub struct StateCopy {
     /// the bytes are those of nodes that predate it, and a copy from such a node reads as
     /// unbound.
     pub principal: Option<[u8; 32]>,
+    /// The streams the owner holds (flag bit 3): a replica drops the others, so a stream the
+    /// owner evicted to open another (past `MAX_STREAMS`) goes on the replica too. Absent in
+    /// a copy from a node that predates it.
+    pub held_streams: Option<Vec<u32>>,
 }
 
 /// One stream's replicated part: its identity and the events not yet sent to this replica
@@ -243,7 +247,8 @@ impl PeerMsg {
                 w.u64(r.token);
                 w.u8(u8::from(r.handoff)
                     | (u8::from(r.full) << 1)
-                    | (u8::from(r.state.principal.is_some()) << 2));
+                    | (u8::from(r.state.principal.is_some()) << 2)
+                    | (u8::from(r.state.held_streams.is_some()) << 3));
                 let s = &r.state;
                 w.u8(s.version);
                 w.u8(u8::from(s.initialized));
@@ -257,6 +262,12 @@ impl PeerMsg {
                 w.u64(s.next_request as u64);
                 if let Some(p) = &s.principal {
                     w.0.extend_from_slice(p);
+                }
+                if let Some(held) = &s.held_streams {
+                    w.len(held.len());
+                    for id in held {
+                        w.u32(*id);
+                    }
                 }
                 w.len(r.streams.len());
                 for st in &r.streams {
@@ -351,9 +362,18 @@ impl PeerMsg {
                     next_stream: r.u32()?,
                     next_request: r.u64()? as i64,
                     principal: None,
+                    held_streams: None,
                 };
                 if flags & 4 != 0 {
                     state.principal = Some(r.array::<32>()?);
+                }
+                if flags & 8 != 0 {
+                    let n = r.count(4)?;
+                    let mut held = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        held.push(r.u32()?);
+                    }
+                    state.held_streams = Some(held);
                 }
                 let n = r.count(10)?;
                 let mut streams = Vec::with_capacity(n);
@@ -608,6 +628,7 @@ mod tests {
                     next_stream: 5,
                     next_request: -2,
                     principal: Some([7; 32]),
+                    held_streams: Some(vec![4]),
                 },
                 streams: vec![StreamCopy {
                     id: 4,
@@ -673,6 +694,7 @@ mod tests {
             panic!("the first sample is a Replicate");
         };
         r.state.principal = None;
+        r.state.held_streams = None;
         let unbound = PeerMsg::Replicate(r.clone());
         let bytes = unbound.encode();
         // session 16, epoch 4, seq 8, owner 7, generation 8, one replica ([::1]) 1 + 19, token 8
