@@ -136,7 +136,9 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Client TCP connections accepted since start.
     pub connections_accepted: Counter,
-    /// Connection tasks that panicked (a bug; the connection was closed, its slot released).
+    /// Connection tasks and tasks spawned for one request (its work once the answer streams,
+    /// a request a peer forwarded, a listen stream) that panicked: a bug; the connection or
+    /// request was ended and its resources released.
     pub connection_panics: Counter,
     /// Live legacy sessions.
     pub sessions: Gauge,
@@ -196,7 +198,7 @@ impl Metrics {
         );
         registry.register(
             "connection_panics",
-            "Connection tasks that panicked (a bug: the connection was closed and its resources released)",
+            "Connection and request tasks that panicked (a bug: the connection or request was ended and its resources released)",
             connection_panics.clone(),
         );
         registry.register(

@@ -155,6 +155,209 @@ async fn a_panicking_connection_is_counted_and_releases_everything() {
     node.shutdown().await;
 }
 
+/// Registers the tools the panic tests use: `boom` panics at once (inline in the connection
+/// task, or in the task serving a forwarded request), `boom_later` panics after sending a
+/// progress notification (its answer already streams, so the rest runs in a background task).
+fn panicking_tools(b: &mut mcp_node::CatalogBuilder) {
+    b.tool(
+        rmcp::model::Tool::new("boom", "Panics", Arc::new(Map::new())),
+        |_cx, args: Map<String, Value>| async move {
+            if args.is_empty() {
+                panic!("a tool bug");
+            }
+            Ok(rmcp::model::CallToolResult::success(vec![]))
+        },
+    );
+    b.tool(
+        rmcp::model::Tool::new(
+            "boom_later",
+            "Panics after a notification",
+            Arc::new(Map::new()),
+        ),
+        |cx: mcp_node::content::context::ToolCx, args: Map<String, Value>| async move {
+            cx.progress(1.0, None, Some("started"));
+            tokio::task::yield_now().await;
+            if args.is_empty() {
+                panic!("a tool bug after its first notification");
+            }
+            Ok(rmcp::model::CallToolResult::success(vec![]))
+        },
+    );
+}
+
+/// A panic in the part of a request that runs in the background (after its first
+/// notification, when the answer already streams) is caught and counted like a connection
+/// task's: the stream ends with a JSON-RPC internal error for the request instead of hanging,
+/// and the in-flight count, the slot and the buffered bytes all come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_after_the_first_notification_is_counted_and_answered() {
+    let config = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    let settings = mcp_node::Settings::validate(config).expect("valid");
+    let node = mcp_node::start_with(settings, panicking_tools)
+        .await
+        .expect("starts");
+    let addr = node.mcp_addr;
+    let call = serde_json::json!({
+        "jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "boom_later", "arguments": {}, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "progressToken": "p",
+        }},
+    })
+    .to_string();
+    let request = post(
+        addr,
+        &call,
+        "mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: boom_later\r\n\
+         connection: close\r\n",
+    );
+    for _ in 0..50 {
+        let raw = exchange(addr, request.as_bytes(), Duration::from_secs(5)).await;
+        let got = responses(&raw);
+        assert_eq!(got.len(), 1, "one complete answer: {raw:?}");
+        assert_eq!(got[0].header("content-type"), Some("text/event-stream"));
+        let events: Vec<Value> = got[0]
+            .body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter(|d| !d.is_empty())
+            .map(|d| serde_json::from_str(d).expect("JSON event"))
+            .collect();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0]["method"], "notifications/progress");
+        assert_eq!(events[1]["id"], 7, "{events:?}");
+        assert_eq!(events[1]["error"]["code"], -32603, "{events:?}");
+        assert!(
+            !events[1].to_string().contains("a tool bug"),
+            "the panic message stays in the log: {events:?}"
+        );
+    }
+    assert_eq!(metric(&node, "mcp_connection_panics_total"), 50.0);
+    assert_eq!(connections_settle(&node).await, 0, "every slot came back");
+    assert_eq!(node.node.inflight.load(Ordering::Acquire), 0);
+    assert_eq!(node.node.body_budget.used(), 0, "buffered bytes given back");
+    let _still_serving = initialize(addr).await;
+    node.shutdown().await;
+}
+
+/// Two clustered nodes with the panicking tools, met; the session is opened on the first.
+async fn two_nodes_with_panicking_tools(tag: &str) -> (mcp_node::Running, mcp_node::Running) {
+    let dir = dev_certs(tag);
+    let start = |config: NodeConfig| async move {
+        let settings = mcp_node::Settings::validate(config).expect("valid");
+        mcp_node::start_with(settings, panicking_tools)
+            .await
+            .expect("starts")
+    };
+    let mut config = cluster_config("owner", &dir, &[]);
+    // A request left unanswered would take this long: far more than the test allows.
+    config.cluster.forward_timeout_ms = 30_000;
+    config.shutdown_grace_secs = 1;
+    let owner = start(config).await;
+    let mut config = cluster_config("edge", &dir, &[peer_addr(&owner)]);
+    config.cluster.forward_timeout_ms = 30_000;
+    config.shutdown_grace_secs = 1;
+    let edge = start(config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let met = |n: &mcp_node::Running| {
+        n.node
+            .cluster
+            .get()
+            .expect("clustered")
+            .view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live() && m.meta.is_some())
+            .count()
+            == 2
+    };
+    while !(met(&owner) && met(&edge)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the nodes never met"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    (owner, edge)
+}
+
+/// A panic while the owner serves a forwarded request: counted there, and the forwarding node
+/// gets a 500 JSON-RPC error at once instead of waiting out `forwardTimeoutMs`; nothing stays
+/// registered on either side, and both keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_forwarded_request_answers_500_at_once() {
+    let (owner, edge) = two_nodes_with_panicking_tools("edge-forward-panic").await;
+    let session = initialize(owner.mcp_addr).await;
+    let call =
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"boom","arguments":{}}}"#;
+    for round in 0..3 {
+        let started = std::time::Instant::now();
+        let r = send(
+            edge.mcp_addr,
+            "POST",
+            &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+            call,
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(r.status, 500, "round {round}: {r:?}");
+        assert_eq!(r.json()["id"], 5, "{r:?}");
+        assert_eq!(r.json()["error"]["code"], -32603, "{r:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "answered in {took:?}, not after the 30 s forward timeout"
+        );
+    }
+    // After its first notification the tool's panic is in the owner's background task: the
+    // relayed stream ends with the request's error.
+    let later = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"boom_later","arguments":{},"_meta":{"progressToken":"p"}}}"#;
+    let r = send(
+        edge.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        later,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let last = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .rfind(|d| !d.is_empty())
+        .map(|d| serde_json::from_str::<Value>(d).expect("JSON"))
+        .expect("events");
+    assert_eq!(last["id"], 6, "{r:?}");
+    assert_eq!(last["error"]["code"], -32603, "{r:?}");
+
+    assert_eq!(metric(&owner, "mcp_connection_panics_total"), 4.0);
+    assert_eq!(metric(&edge, "mcp_connection_panics_total"), 0.0);
+    let relayed = |n: &mcp_node::Running| n.node.peers.get().expect("peers").relayed();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while relayed(&owner) != (0, 0) || relayed(&edge) != (0, 0) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relays left: owner {:?}, edge {:?}",
+            relayed(&owner),
+            relayed(&edge)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in [&owner, &edge] {
+        assert_eq!(n.node.inflight.load(Ordering::Acquire), 0);
+        assert_eq!(n.node.body_budget.used(), 0);
+    }
+    let r = echo(edge.mcp_addr, &session, 8, "still-serving").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("still-serving"), "{r:?}");
+    edge.shutdown().await;
+    owner.shutdown().await;
+}
+
 /// Every response in `raw` (Content-Length or chunked bodies): (status, headers, body).
 fn responses(raw: &[u8]) -> Vec<Reply> {
     let mut out = Vec::new();

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +25,9 @@ use super::peers::{Peers, Route};
 use super::wire::{Forward, ForwardHead, PeerMsg};
 use crate::http::body::{Body, StreamGuard};
 use crate::http::mcp::{self, SESSION_ID};
+use crate::http::panics;
 use crate::http::reply;
+use crate::jsonrpc;
 use crate::node::Node;
 use crate::session::SessionId;
 use crate::stream_queue;
@@ -91,6 +93,11 @@ impl Relays {
     /// Forwarded requests waiting for an answer or streaming one.
     pub fn in_flight(&self) -> usize {
         self.pending.lock().len()
+    }
+
+    /// Requests peers forwarded to this node that are being served.
+    pub fn serving(&self) -> usize {
+        self.serving.lock().len()
     }
 }
 
@@ -370,71 +377,136 @@ pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, seq: u32, end: bool, 
 
 /// The forwarding node's client went away.
 pub fn on_cancel(peers: &Peers, from: SocketAddr, req: u64) {
-    if let Some(h) = peers.relays.serving.lock().remove(&(from, req)) {
+    let serving = peers.relays.serving.lock().remove(&(from, req));
+    if let Some(h) = serving {
         h.abort();
     }
 }
 
-/// Serves a request a peer forwarded: through the local handler, answer streamed back.
+/// A request served for a peer: its entry in `serving` is removed when the task ends, however
+/// it ends (answered, aborted, panicked), so nothing is left for a `ForwardCancel` to find.
+struct Serving {
+    peers: Arc<Peers>,
+    key: (SocketAddr, u64),
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.peers.relays.serving.lock().remove(&self.key);
+    }
+}
+
+/// How far the answer to a forwarded request got, so a panic can still end it properly.
+#[derive(Debug, Default)]
+struct Sent {
+    /// The head went out (a panic must then end the stream, not send a head).
+    head: AtomicBool,
+    /// The next chunk number.
+    next_chunk: AtomicU32,
+}
+
+/// Serves a request a peer forwarded: through the local handler, answer streamed back. A panic
+/// in it is caught and counted ([`panics::catch`]); the peer is answered 500 at once (or, once
+/// the answer streams, its stream is ended) instead of waiting out its `forwardTimeoutMs`.
 pub fn serve(node: Arc<Node>, peers: Arc<Peers>, from: SocketAddr, f: Forward) {
     let req = f.req;
-    let task_peers = peers.clone();
+    let entry = Serving {
+        peers: peers.clone(),
+        key: (from, req),
+    };
     // Held across the spawn so the task's own removal (at its end) comes after the insert.
     let mut serving = peers.relays.serving.lock();
     let handle = tokio::spawn(async move {
-        let peers = task_peers;
-        let method = Method::from_bytes(f.method.as_bytes()).unwrap_or(Method::GET);
-        let headers = from_pairs(&f.headers);
-        let resp = mcp::handle_hop(node.clone(), method, &f.target, &headers, f.body, f.hop).await;
-        let (parts, body) = resp.into_parts();
-        let head = |streaming: bool, body: Bytes| {
-            PeerMsg::ForwardHead(Box::new(ForwardHead {
-                req,
-                status: parts.status.as_u16(),
-                headers: to_pairs(&parts.headers),
-                streaming,
-                body,
-            }))
-        };
-        match body {
-            Body::Full(b) => {
-                peers.send(from, &head(false, b.unwrap_or_default()));
+        let entry = entry;
+        let peers = &entry.peers;
+        let sent = Sent::default();
+        let body = f.body.clone();
+        let served = panics::catch(
+            &node,
+            panics::Origin::Forwarded(from),
+            relay(&node, peers, from, f, &sent),
+        )
+        .await;
+        if served.is_err() {
+            let msg = if sent.head.load(Ordering::Acquire) {
+                PeerMsg::ForwardChunk {
+                    req,
+                    seq: sent.next_chunk.load(Ordering::Acquire),
+                    end: true,
+                    data: Bytes::new(),
+                }
+            } else {
+                failed_head(req, &body)
+            };
+            peers.send(from, &msg);
+        }
+    });
+    serving.insert((from, req), handle.abort_handle());
+}
+
+/// Runs the forwarded request and sends its answer back to `from`.
+async fn relay(node: &Arc<Node>, peers: &Peers, from: SocketAddr, f: Forward, sent: &Sent) {
+    let req = f.req;
+    let method = Method::from_bytes(f.method.as_bytes()).unwrap_or(Method::GET);
+    let headers = from_pairs(&f.headers);
+    let resp = mcp::handle_hop(node.clone(), method, &f.target, &headers, f.body, f.hop).await;
+    let (parts, body) = resp.into_parts();
+    let head = |streaming: bool, body: Bytes| {
+        PeerMsg::ForwardHead(Box::new(ForwardHead {
+            req,
+            status: parts.status.as_u16(),
+            headers: to_pairs(&parts.headers),
+            streaming,
+            body,
+        }))
+    };
+    match body {
+        Body::Full(b) => {
+            sent.head.store(true, Ordering::Release);
+            peers.send(from, &head(false, b.unwrap_or_default()));
+        }
+        Body::Stream(mut s) => {
+            sent.head.store(true, Ordering::Release);
+            if !peers.send(from, &head(true, Bytes::new())) {
+                return;
             }
-            Body::Stream(mut s) => {
-                if peers.send(from, &head(true, Bytes::new())) {
-                    let mut seq = 0u32;
-                    loop {
-                        let chunk = s.next_chunk().await;
-                        let this = seq;
-                        seq = seq.wrapping_add(1);
-                        match chunk {
-                            Some(data) => {
-                                let msg = PeerMsg::ForwardChunk {
-                                    req,
-                                    seq: this,
-                                    end: false,
-                                    data,
-                                };
-                                if !peers.send(from, &msg) {
-                                    break; // peer queue full: the client resumes later
-                                }
-                            }
-                            None => {
-                                let end = PeerMsg::ForwardChunk {
-                                    req,
-                                    seq: this,
-                                    end: true,
-                                    data: Bytes::new(),
-                                };
-                                peers.send(from, &end);
-                                break;
-                            }
-                        }
-                    }
+            loop {
+                let chunk = s.next_chunk().await;
+                let seq = sent.next_chunk.fetch_add(1, Ordering::AcqRel);
+                let msg = PeerMsg::ForwardChunk {
+                    req,
+                    seq,
+                    end: chunk.is_none(),
+                    data: chunk.clone().unwrap_or_default(),
+                };
+                // A full peer queue ends the relay: the client resumes later.
+                if !peers.send(from, &msg) || chunk.is_none() {
+                    return;
                 }
             }
         }
-        peers.relays.serving.lock().remove(&(from, req));
-    });
-    serving.insert((from, req), handle.abort_handle());
+    }
+}
+
+/// The head of a 500 answer for a forwarded request whose handling failed: a JSON-RPC
+/// internal error, with the request's id when its body has one.
+fn failed_head(req: u64, body: &[u8]) -> PeerMsg {
+    let id = serde_json::from_slice::<&serde_json::value::RawValue>(body)
+        .ok()
+        .and_then(|raw| match jsonrpc::parse_message(raw) {
+            Ok(jsonrpc::Incoming::Request(r)) => Some(r.id),
+            Ok(_) => None,
+            Err(e) => e.id,
+        });
+    let error = jsonrpc::RpcError::internal("the server failed while handling this request");
+    PeerMsg::ForwardHead(Box::new(ForwardHead {
+        req,
+        status: StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+        headers: vec![(
+            http::header::CONTENT_TYPE.as_str().to_owned(),
+            Bytes::from_static(b"application/json"),
+        )],
+        streaming: false,
+        body: Bytes::from(jsonrpc::error_response(id.as_ref(), &error)),
+    }))
 }

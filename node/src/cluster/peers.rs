@@ -169,6 +169,12 @@ impl Peers {
         }
     }
 
+    /// Requests relayed over the peer links: (forwarded by this node and not answered yet,
+    /// forwarded to this node and being served).
+    pub fn relayed(&self) -> (usize, usize) {
+        (self.relays.in_flight(), self.relays.serving())
+    }
+
     /// Live members (alive or suspect), this node included.
     pub fn live(&self) -> Vec<NodeId> {
         self.view

@@ -16,6 +16,7 @@ use crate::stream_queue;
 
 use super::body::{Body, StreamGuard};
 use super::outbound::StreamOut;
+use super::panics;
 use super::reply;
 use crate::content::CallError;
 use crate::content::context::Era;
@@ -78,6 +79,10 @@ impl Drop for Inflight {
         );
     }
 }
+
+/// What the client is told when the work behind its streaming answer panicked (the panic
+/// itself is logged, not sent: it may name internals).
+const PANICKED: &str = "the server failed while handling this request";
 
 /// HTTP status for a JSON-RPC error in the given era (2026-07-28 maps some codes to 4xx;
 /// legacy answers every JSON-RPC error with 200).
@@ -179,20 +184,32 @@ pub async fn drive(
         Some(first) = rx.recv() => {
             let background = out.clone();
             tokio::spawn(async move {
+                let node = inflight.node.clone();
                 let gone = background.gone();
-                tokio::select! {
-                    biased;
-                    result = work => {
+                // The work alone runs inside the catch: a panic in it still gets the request
+                // its final answer, and the in-flight count its outcome.
+                let ended = panics::catch(&node, panics::Origin::Request, async move {
+                    tokio::select! {
+                        biased;
+                        result = work => Some(result),
+                        _ = cancel => None,
+                        _ = gone => None,
+                    }
+                })
+                .await;
+                match ended {
+                    Ok(Some(result)) => {
                         let (_, bytes) = encode(&id, era, result, &mut inflight);
                         background.finish(Some(bytes));
                     }
-                    _ = cancel => {
+                    Ok(None) => {
                         inflight.outcome = Outcome::error;
                         background.finish(None);
                     }
-                    _ = gone => {
-                        inflight.outcome = Outcome::error;
-                        background.finish(None);
+                    Err(_) => {
+                        let failed = Err(CallError::Internal(PANICKED.into()));
+                        let (_, bytes) = encode(&id, era, failed, &mut inflight);
+                        background.finish(Some(bytes));
                     }
                 }
                 drop(inflight);

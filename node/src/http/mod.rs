@@ -3,7 +3,8 @@
 //!
 //! The edge (issue 12): a connection's slot ([`slot`]) and its buffered request bytes
 //! ([`budget`]) are held by guards, so no way a task ends can leak them; a panic in a
-//! connection task is caught, counted and logged at a bounded rate ([`panics`]); request
+//! connection task, or in a task spawned for one request, is caught, counted and logged at a
+//! bounded rate ([`panics`]); request
 //! framing is strict ([`framing`], [`read`]); accepted sockets get TCP keepalive.
 
 pub mod body;
@@ -85,10 +86,8 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
         // The slot moves into the task: it is given back when the task ends, however it ends.
         tokio::spawn(async move {
             let node = slot.node();
-            if let Err(what) = panics::Caught::new(conn::serve(stream, node)).await {
-                node.metrics.connection_panics.inc();
-                panics::report(&peer, &what);
-            }
+            let origin = panics::Origin::Connection(peer);
+            let _ = panics::catch(node, origin, conn::serve(stream, node)).await;
             tracing::trace!(%peer, "connection closed");
             drop(slot);
         });

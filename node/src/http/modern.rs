@@ -372,7 +372,9 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
         ChangeEvent::ResourceUpdated(uri) => uris.iter().any(|u| u == uri),
     };
     let task_node = node.clone();
-    tokio::spawn(async move {
+    let catch_node = node.clone();
+    // A panic ends the stream (its sender drops) and is counted like any request's.
+    let listen = async move {
         let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
         keepalive.tick().await;
         loop {
@@ -403,6 +405,9 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
                 }
             }
         }
+    };
+    tokio::spawn(async move {
+        let _ = super::panics::catch(&catch_node, super::panics::Origin::Listen, listen).await;
     });
     node.metrics
         .observe(MethodLabel::subscriptions_listen, Outcome::ok, 0.0);

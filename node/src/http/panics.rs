@@ -1,22 +1,28 @@
-//! Panics in connection tasks: caught at the task's edge ([`Caught`]), counted in
-//! `mcp_connection_panics_total` and logged at most once a minute with the number of panics
-//! not logged since, so a storm of crafted requests cannot flood the log. A panic is a bug;
-//! catching it keeps the node serving everyone else and makes the bug visible in the metrics.
+//! Panics in connection and request tasks: caught at the task's edge ([`catch`], built on
+//! [`Caught`]), counted in `mcp_connection_panics_total` and logged at most once a minute with
+//! the number of panics not logged since, so a storm of crafted requests cannot flood the log.
+//! A panic is a bug; catching it keeps the node serving everyone else and makes the bug visible
+//! in the metrics. Every task the node spawns for one connection or one request goes through
+//! [`catch`]: the connection task, a request's work that goes on in the background once its
+//! answer streams, a request a peer forwarded, a `subscriptions/listen` stream.
 //!
 //! The process's panic hook stays in charge of every other panic: ours only stays silent for a
-//! panic raised while a connection task is being polled, and hands its message and location to
-//! the [`Caught`] that reports it.
+//! panic raised while a [`Caught`] future is being polled, and hands its message and location
+//! to the [`Caught`] that reports it.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+
+use crate::node::Node;
 
 /// At most one panic log line per this period.
 const LOG_EVERY: Duration = Duration::from_secs(60);
@@ -106,26 +112,83 @@ fn describe(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Logs a caught panic unless one was logged less than a minute ago (then only counts it).
-pub fn report(peer: &std::net::SocketAddr, what: &str) {
-    static LAST_LOG: Mutex<Option<Instant>> = Mutex::new(None);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let now = Instant::now();
-    let mut last = LAST_LOG.lock();
-    if last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return;
+/// Which task panicked (for the log line).
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// A client connection's task.
+    Connection(SocketAddr),
+    /// A request's work, finishing in the background after its answer began streaming.
+    Request,
+    /// A request a peer forwarded to this node.
+    Forwarded(SocketAddr),
+    /// A `subscriptions/listen` stream.
+    Listen,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connection(peer) => write!(f, "connection from {peer}"),
+            Self::Request => f.write_str("request finishing behind its stream"),
+            Self::Forwarded(peer) => write!(f, "request forwarded by peer {peer}"),
+            Self::Listen => f.write_str("subscriptions/listen stream"),
+        }
     }
-    *last = Some(now);
-    drop(last);
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+}
+
+/// Runs `task`; a panic in it is caught, counted in `mcp_connection_panics_total` and
+/// reported ([`report`]), and gives `Err` with its description. What the task held is
+/// released by its guards as it unwinds; what else it owed (an answer) is the caller's to send.
+pub async fn catch<F: Future>(node: &Node, origin: Origin, task: F) -> Result<F::Output, String> {
+    let caught = Caught::new(task).await;
+    if let Err(what) = &caught {
+        node.metrics.connection_panics.inc();
+        report(origin, what);
+    }
+    caught
+}
+
+/// Logs a caught panic unless one was logged less than a minute ago (then only counts it).
+pub fn report(origin: Origin, what: &str) {
+    static LIMIT: LogLimit = LogLimit::new();
+    let Some(not_logged) = LIMIT.admit(Instant::now()) else {
+        return;
+    };
     tracing::error!(
-        %peer,
+        task = %origin,
         panic = what,
-        not_logged_since_last = suppressed,
-        "connection task panicked (a bug; the connection was closed and its resources released; \
+        not_logged_since_last = not_logged,
+        "task panicked (a bug; its connection or request was ended and its resources released; \
          counted in mcp_connection_panics_total, logged at most once a minute)"
     );
+}
+
+/// At most one log line per [`LOG_EVERY`]; counts what it holds back.
+#[derive(Debug)]
+struct LogLimit {
+    /// When the last line was logged, and the panics not logged since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl LogLimit {
+    const fn new() -> Self {
+        Self {
+            state: Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether a panic seen at `now` is logged: then `Some(panics not logged since the last
+    /// line)`; `None` when it is only counted.
+    fn admit(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock();
+        let (last, held_back) = &mut *state;
+        if last.is_some_and(|t| now.saturating_duration_since(t) < LOG_EVERY) {
+            *held_back += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(held_back))
+    }
 }
 
 #[cfg(test)]
@@ -149,5 +212,31 @@ mod tests {
             "scope cleared after unwinding"
         );
         assert_eq!(Caught::new(async { 7 }).await, Ok(7));
+    }
+
+    #[test]
+    fn the_log_is_limited_to_a_line_a_minute_counting_the_rest() {
+        let limit = LogLimit::new();
+        let t0 = Instant::now();
+        assert_eq!(limit.admit(t0), Some(0), "the first panic is logged");
+        for ms in [1, 1_000, 30_000, 59_999] {
+            assert_eq!(
+                limit.admit(t0 + Duration::from_millis(ms)),
+                None,
+                "{ms} ms later"
+            );
+        }
+        assert_eq!(
+            limit.admit(t0 + LOG_EVERY),
+            Some(4),
+            "a minute later: logged, with the 4 held back"
+        );
+        assert_eq!(limit.admit(t0 + LOG_EVERY + Duration::from_secs(1)), None);
+        assert_eq!(limit.admit(t0 + LOG_EVERY * 5), Some(1));
+        assert_eq!(
+            limit.admit(t0),
+            None,
+            "a clock reading before the last line counts as within the minute"
+        );
     }
 }
