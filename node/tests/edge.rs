@@ -18,12 +18,24 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+/// How soon a refused connection must be closed (the node sends its FIN right after the
+/// answer; its linger afterwards only reads).
+const CLOSED_WITHIN: Duration = Duration::from_secs(2);
 
-/// Writes `bytes` on a new connection and reads until the server closes (or `wait` passes).
-async fn exchange(addr: SocketAddr, bytes: &[u8], wait: Duration) -> Vec<u8> {
+/// Writes `bytes` on a new connection and reads until the server closes it, which every
+/// exchange here expects: the test fails unless the end of the stream (FIN, or a reset) comes
+/// within `within`.
+async fn exchange(addr: SocketAddr, bytes: &[u8], within: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(bytes).await.expect("write");
-    read_until_closed(&mut stream, wait).await
+    let mut raw = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut raw)).await {
+        Ok(_) => raw,
+        Err(_) => panic!(
+            "the node did not close the connection within {within:?}; it sent {:?}",
+            String::from_utf8_lossy(&raw)
+        ),
+    }
 }
 
 async fn read_until_closed(stream: &mut TcpStream, wait: Duration) -> Vec<u8> {
@@ -141,7 +153,7 @@ async fn a_panicking_connection_is_counted_and_releases_everything() {
         "mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: boom\r\n",
     );
     for _ in 0..300 {
-        let raw = exchange(addr, request.as_bytes(), Duration::from_secs(5)).await;
+        let raw = exchange(addr, request.as_bytes(), CLOSED_WITHIN).await;
         assert!(raw.is_empty(), "the connection is closed without an answer");
     }
     assert_eq!(connections_settle(&node).await, 0, "every slot came back");
@@ -151,6 +163,7 @@ async fn a_panicking_connection_is_counted_and_releases_everything() {
         0,
         "in-flight count given back"
     );
+    assert_eq!(node.node.body_budget.used(), 0, "buffered bytes given back");
     let _still_serving = initialize(addr).await;
     node.shutdown().await;
 }
@@ -536,7 +549,7 @@ async fn ambiguous_framing_is_refused_and_closes_the_connection() {
             "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\naccept: application/json, text/event-stream\r\n\
              content-type: application/json\r\n{framing}\r\n{PING}{smuggled}"
         );
-        let raw = exchange(addr, request.as_bytes(), Duration::from_secs(5)).await;
+        let raw = exchange(addr, request.as_bytes(), CLOSED_WITHIN).await;
         let got = responses(&raw);
         assert_eq!(
             got.len(),
@@ -570,7 +583,7 @@ async fn ambiguous_framing_is_refused_and_closes_the_connection() {
             "chunk data not followed by CRLF",
         ),
     ] {
-        let got = responses(&exchange(addr, request.as_bytes(), Duration::from_secs(5)).await);
+        let got = responses(&exchange(addr, request.as_bytes(), CLOSED_WITHIN).await);
         assert_eq!(got.len(), 1, "{request:?}: {got:?}");
         assert_eq!(got[0].status, 400, "{request:?}");
         assert!(got[0].body.contains(why), "{request:?}: {}", got[0].body);
