@@ -310,3 +310,118 @@ fn the_opt_in_is_refused_off_loopback_and_bad_token_files_exit_64() {
     assert_eq!(code, Some(64), "{err}");
     assert!(err.contains("usable token"), "{err}");
 }
+
+/// Reads until the node closes `stream`; `None` if it is still open after `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut raw = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut raw)).await {
+        Ok(_) => Some(raw),
+        Err(_) => None,
+    }
+}
+
+/// The admin port holds at most `MAX_CONNECTIONS` connections: one more is answered 503 and
+/// closed at once (and counted); when a held one goes, a new one is served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_connections_over_the_cap_are_refused() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let node = common::start(NodeConfig::default()).await;
+    let addr = node.admin_addr;
+    let cap = mcp_node::admin::server::MAX_CONNECTIONS;
+    let mut held = Vec::with_capacity(cap);
+    for _ in 0..cap {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    // Accepted in order: once one more is refused, the cap is full of the held ones.
+    let mut extra = TcpStream::connect(addr).await.expect("connect");
+    let raw = closed_within(&mut extra, Duration::from_secs(5))
+        .await
+        .expect("a connection over the cap is closed at once");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 503 "), "{text}");
+    let reply = common::parse(&raw);
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(reply.body, "admin connection limit reached\n");
+    let text = node.node.metrics.encode();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mcp_admin_connections_refused_total ") && !l.ends_with(" 0")),
+        "counted: {text}"
+    );
+    // The held connections are real ones: each is served.
+    let first = held.first_mut().expect("held");
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let raw = closed_within(first, Duration::from_secs(5))
+        .await
+        .expect("answered and closed");
+    assert_eq!(common::parse(&raw).status, 200);
+    // That one's permit comes back: a new connection is served.
+    drop(held.remove(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = send_with(addr, "GET", "/healthz", &[], "", Duration::from_secs(2)).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connection served after one left: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
+    node.shutdown().await;
+}
+
+/// A connection that sends nothing, one that stops halfway through its head, and a keep-alive
+/// connection idle after its first answer are all closed after `requestHeadTimeoutSecs`.
+#[tokio::test]
+async fn idle_and_slow_admin_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let mut config = NodeConfig::default();
+    config.limits.request_head_timeout_secs = 1;
+    let node = common::start(config).await;
+    let addr = node.admin_addr;
+    let bound = Duration::from_secs(4);
+
+    let mut silent = TcpStream::connect(addr).await.expect("connect");
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .expect("write");
+    let mut idle = TcpStream::connect(addr).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+
+    let started = tokio::time::Instant::now();
+    assert!(
+        closed_within(&mut silent, bound).await.is_some(),
+        "a silent connection stays open"
+    );
+    assert!(
+        closed_within(&mut slow, bound).await.is_some(),
+        "a connection with half a head stays open"
+    );
+    let raw = closed_within(&mut idle, bound)
+        .await
+        .expect("an idle keep-alive connection stays open");
+    let reply = common::parse(&raw);
+    assert_eq!(reply.status, 200, "answered first: {reply:?}");
+    assert_eq!(
+        reply.header("connection"),
+        None,
+        "kept alive, then timed out"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before the timeout"
+    );
+    node.shutdown().await;
+}

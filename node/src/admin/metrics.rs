@@ -1,4 +1,5 @@
-//! `mcp_admin_refused_total{reason}`: protected admin requests refused, by [`Refusal`].
+//! `mcp_admin_refused_total{reason}`: protected admin requests refused, by [`Refusal`];
+//! `mcp_admin_connections_refused_total`: connections over the admin port's cap.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +17,7 @@ struct RefusedLabels {
 #[derive(Debug, Clone, Default)]
 pub struct AdminMetrics {
     refused: Family<RefusedLabels, Counter>,
+    connections_refused: Counter,
 }
 
 impl AdminMetrics {
@@ -27,12 +29,22 @@ impl AdminMetrics {
             "Admin requests refused for want of valid credentials, by reason",
             m.refused.clone(),
         );
+        registry.register(
+            "admin_connections_refused",
+            "Admin connections refused because the admin port's connection cap was reached",
+            m.connections_refused.clone(),
+        );
         m
     }
 
     /// Counts one refusal.
     pub fn refuse(&self, reason: Refusal) {
         self.refused.get_or_create(&RefusedLabels { reason }).inc();
+    }
+
+    /// Counts one connection refused at the cap.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// Refusals for `reason` so far.

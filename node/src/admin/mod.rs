@@ -6,31 +6,29 @@
 //!
 //! - [`auth`]: which paths need credentials and the decision for one request (pure).
 //! - [`config`]: the `admin` section validated, the token file; [`args`]: its flags.
-//! - [`metrics`]: the refusal counter, `mcp_admin_refused_total{reason}`.
+//! - [`metrics`]: the refusal counters, `mcp_admin_refused_total{reason}` and
+//!   `mcp_admin_connections_refused_total`.
+//! - [`server`]: the port's connections: a cap, the request-head timeout (which also closes
+//!   idle connections), TCP keepalive.
 
 pub mod args;
 pub mod auth;
 pub mod config;
 pub mod metrics;
+pub mod server;
 
 pub use args::AdminArgs;
 pub use config::AdminSettings;
 pub use metrics::AdminMetrics;
+pub use server::serve;
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::node::Node;
 
@@ -155,33 +153,5 @@ fn route(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Response<Ful
         ),
         "/drain" => drain(node, req.method()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
-    }
-}
-
-/// Serves the admin endpoint until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let n = node.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let r = route(&n, &req, peer);
-                async move { Ok::<_, Infallible>(r) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
     }
 }

@@ -123,6 +123,8 @@ pub enum Origin {
     Forwarded(SocketAddr),
     /// A `subscriptions/listen` stream.
     Listen,
+    /// A connection to the admin port.
+    Admin(SocketAddr),
 }
 
 impl fmt::Display for Origin {
@@ -132,6 +134,7 @@ impl fmt::Display for Origin {
             Self::Request => f.write_str("request finishing behind its stream"),
             Self::Forwarded(peer) => write!(f, "request forwarded by peer {peer}"),
             Self::Listen => f.write_str("subscriptions/listen stream"),
+            Self::Admin(peer) => write!(f, "admin connection from {peer}"),
         }
     }
 }
