@@ -484,6 +484,88 @@ async fn pipelined_requests_are_answered_in_order() {
     node.shutdown().await;
 }
 
+/// Bytes a client sends while its answer streams (a pipelined request) are read ahead, up to
+/// 4 KiB, and counted in the node's buffered-request budget while they wait; the request is
+/// answered once the stream ends, and the budget is back to 0 after.
+#[tokio::test]
+async fn read_ahead_behind_a_stream_is_counted_in_the_budget() {
+    let node = start(NodeConfig::default()).await;
+    let addr = node.mcp_addr;
+    let sid = initialize(addr).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\n\
+         mcp-session-id: {sid}\r\n\r\n",
+        addr.port()
+    );
+    stream.write_all(get.as_bytes()).await.expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut byte))
+            .await
+            .expect("the stream's head in time")
+            .expect("read");
+        assert_eq!(n, 1, "closed before the stream's head: {head:?}");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(
+        node.node.body_budget.used(),
+        0,
+        "a stream alone holds no budget"
+    );
+    // Sent while the GET stream is open: read ahead and counted.
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    stream
+        .write_all(legacy_call(addr, &sid, ping).as_bytes())
+        .await
+        .expect("write");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while node.node.body_budget.used() < 4096 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "read-ahead not counted: {} bytes held",
+            node.node.body_budget.used()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The stream ends: the request read ahead is answered, then nothing is held.
+    node.node.end_streams();
+    let mut rest = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut chunk = [0u8; 4096];
+    let answered = |raw: &[u8]| {
+        let text = String::from_utf8_lossy(raw);
+        text.find("HTTP/1.1 200 OK")
+            .map(|at| responses(text[at..].as_bytes()))
+            .filter(|r| !r.is_empty())
+    };
+    while answered(&rest).is_none() {
+        let n = tokio::time::timeout_at(deadline, stream.read(&mut chunk))
+            .await
+            .expect("the pipelined request answered after the stream")
+            .expect("read");
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&rest));
+        rest.extend_from_slice(&chunk[..n]);
+    }
+    let answers = answered(&rest).expect("answered");
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(answers[0].json()["id"], 2, "{answers:?}");
+    assert_eq!(
+        node.node.body_budget.used(),
+        0,
+        "nothing held between requests"
+    );
+    drop(stream);
+    assert_eq!(connections_settle(&node).await, 0);
+    node.shutdown().await;
+}
+
 /// Framing that a proxy and this node could read differently (request smuggling) is refused
 /// with 400 (501 for an unknown transfer coding) and the connection closed: a request pipelined
 /// behind it is never run.

@@ -1,5 +1,6 @@
 //! The node-wide budget for buffered request bytes (`limits.maxBufferedRequestBytes`): every
-//! buffer a connection grows to hold a request head or body is counted here first, and a
+//! buffer a connection grows to hold a request head or body is counted here first (and the
+//! bytes of a pipelined request kept while an answer is written or streams), and a
 //! request that would take the node past the budget is answered 503 + `Retry-After` before
 //! its body is read. Bytes are given back by [`BudgetGuard`]'s drop, so a connection that
 //! ends in any way (answered, timed out, reset, panicked) cannot keep them.
@@ -82,6 +83,15 @@ impl BudgetGuard<'_> {
         Ok(())
     }
 
+    /// Makes this guard hold at most `total` bytes, giving back the rest.
+    pub fn shrink_to(&mut self, total: usize) {
+        let total = total as u64;
+        if total < self.held {
+            self.budget.give_back(self.held - total);
+            self.held = total;
+        }
+    }
+
     /// Bytes held.
     pub fn held(&self) -> u64 {
         self.held
@@ -112,6 +122,10 @@ mod tests {
         assert_eq!(b.held(), 0, "a refused growth takes nothing");
         b.grow_to(40).expect("exactly the rest");
         assert_eq!(budget.used(), 100);
+        a.shrink_to(70);
+        assert_eq!(a.held(), 60, "shrinking never takes more");
+        a.shrink_to(10);
+        assert_eq!((a.held(), budget.used()), (10, 50));
         drop(a);
         assert_eq!(budget.used(), 40);
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {

@@ -32,6 +32,7 @@ use http::{HeaderMap, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::body::Body;
+use super::budget::BudgetGuard;
 use super::io::{ReadyIo, readable};
 use super::mcp;
 use super::read::{ReadError, ReadLimits, Request, read_request};
@@ -94,7 +95,7 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
             limits,
         ))
         .await;
-        let (request, budget) = match read {
+        let (request, mut budget) = match read {
             Ok(r) => r,
             Err(ReadError::Closed) => {
                 node.metrics.closed(CloseReason::client);
@@ -107,7 +108,9 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
         // a body there would be read by the client as the start of the next response.
         let head_only = request.method == http::Method::HEAD;
         let response = Box::pin(answer(node, request)).await;
-        drop(budget);
+        // While the answer is written (or streams), the budget holds only what stays buffered:
+        // the bytes of a pipelined request, and what is read ahead of it meanwhile.
+        budget.shrink_to(leftover.capacity());
         // A drain that began while the request ran: this answer is the connection's last.
         let keep_alive = keep_alive && !node.is_draining();
         let written = Box::pin(write_response(
@@ -116,8 +119,11 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
             Persistence::of(keep_alive, http10),
             head_only,
             &mut leftover,
+            &mut budget,
         ))
         .await;
+        // The next request's reading counts what is left over itself.
+        drop(budget);
         if written.is_err() {
             node.metrics.closed(CloseReason::client);
             return;
@@ -317,13 +323,15 @@ async fn write_simple<S: ReadyIo>(
 }
 
 /// Writes a response; streams an SSE body chunk by chunk until it ends or the client leaves.
-/// `head_only` (a HEAD request): the head alone, the body dropped unsent.
+/// `head_only` (a HEAD request): the head alone, the body dropped unsent. `budget` counts
+/// `leftover`, including what is read ahead while the answer streams.
 async fn write_response<S: ReadyIo>(
     io: &mut S,
     response: Response<Body>,
     persistence: Persistence,
     head_only: bool,
     leftover: &mut BytesMut,
+    budget: &mut BudgetGuard<'_>,
 ) -> std::io::Result<()> {
     let (parts, body) = response.into_parts();
     let connection = persistence.header();
@@ -360,7 +368,7 @@ async fn write_response<S: ReadyIo>(
             loop {
                 let next = tokio::select! {
                     next = sse.next_chunk() => next,
-                    gone = watch_client(io, leftover) => {
+                    gone = watch_client(io, leftover, budget) => {
                         if gone { return Err(std::io::ErrorKind::ConnectionReset.into()) }
                         continue;
                     }
@@ -382,8 +390,13 @@ async fn write_response<S: ReadyIo>(
 
 /// While an answer streams: resolves `true` when the client closed the connection. Bytes it
 /// sends meanwhile (a pipelined request) are kept in `leftover` for after the stream, up to
-/// [`MAX_READ_AHEAD`]; past that, reading waits for the stream to end (TCP pushes back).
-async fn watch_client<S: ReadyIo>(io: &mut S, leftover: &mut BytesMut) -> bool {
+/// [`MAX_READ_AHEAD`], counted in the node's budget by `budget` first; past that, or when the
+/// budget is spent, reading waits for the stream to end (TCP pushes back).
+async fn watch_client<S: ReadyIo>(
+    io: &mut S,
+    leftover: &mut BytesMut,
+    budget: &mut BudgetGuard<'_>,
+) -> bool {
     if leftover.len() >= MAX_READ_AHEAD {
         return std::future::pending().await;
     }
@@ -391,6 +404,14 @@ async fn watch_client<S: ReadyIo>(io: &mut S, leftover: &mut BytesMut) -> bool {
         return true;
     }
     if leftover.capacity() == leftover.len() {
+        // Counted once there is something to read: a stream whose client sends nothing holds
+        // no budget.
+        if budget
+            .grow_to(MAX_READ_AHEAD.max(leftover.capacity()))
+            .is_err()
+        {
+            return std::future::pending().await;
+        }
         leftover.reserve(MAX_READ_AHEAD - leftover.len());
     }
     let room = (MAX_READ_AHEAD - leftover.len()) as u64;
