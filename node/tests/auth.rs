@@ -6,8 +6,8 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -20,49 +20,63 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// A stand-in issuer: RFC 8414 metadata and a JWKS with one ES256 key; counts key set fetches.
+/// A stand-in issuer: RFC 8414 metadata and a JWKS with one ES256 key (`k1`); counts key set
+/// fetches. Keys can be published later ([`Issuer::publish`]), and the whole issuer taken down
+/// (every request answered 503) and up again.
 struct Issuer {
     url: String,
     key: EncodingKey,
     /// The public key as JWK parameters (for the HS256-with-the-public-key attack).
     public_jwk: Value,
     jwks_hits: Arc<AtomicUsize>,
+    /// The `keys` array served.
+    keys: Arc<Mutex<Vec<Value>>>,
+    /// While false, everything is answered 503.
+    up: Arc<AtomicBool>,
+}
+
+/// A fresh ES256 key: its public JWK with `kid`, and the key to sign with.
+fn es256_key(kid: &str) -> (Value, EncodingKey) {
+    let pair = rcgen::KeyPair::generate().expect("P-256 key");
+    let raw = pair.public_key_raw(); // 0x04 || x || y
+    let jwk = json!({
+        "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+    });
+    (jwk, EncodingKey::from_ec_der(&pair.serialize_der()))
 }
 
 impl Issuer {
     async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let pair = rcgen::KeyPair::generate().expect("P-256 key");
-        let raw = pair.public_key_raw(); // 0x04 || x || y
-        let public_jwk = json!({
-            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "k1",
-            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
-        });
-        let key = EncodingKey::from_ec_der(&pair.serialize_der());
+        let (public_jwk, key) = es256_key("k1");
         let jwks_hits = Arc::new(AtomicUsize::new(0));
         let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")}).to_string();
-        let jwks = json!({"keys": [
-            public_jwk,
+        let keys = Arc::new(Mutex::new(vec![
+            public_jwk.clone(),
             // An encryption key and a shared secret: never used to verify.
-            {"kty": "RSA", "use": "enc", "kid": "e1", "n": "AQAB", "e": "AQAB"},
-            {"kty": "oct", "kid": "s1", "k": "c2VjcmV0"},
-        ]})
-        .to_string();
-        let hits = jwks_hits.clone();
+            json!({"kty": "RSA", "use": "enc", "kid": "e1", "n": "AQAB", "e": "AQAB"}),
+            json!({"kty": "oct", "kid": "s1", "k": "c2VjcmV0"}),
+        ]));
+        let up = Arc::new(AtomicBool::new(true));
+        let (hits, served, serving) = (jwks_hits.clone(), keys.clone(), up.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut s, _)) = listener.accept().await else {
                     return;
                 };
-                let (metadata, jwks, hits) = (metadata.clone(), jwks.clone(), hits.clone());
+                let (metadata, hits) = (metadata.clone(), hits.clone());
+                let jwks = json!({"keys": *served.lock().expect("keys")}).to_string();
+                let up = serving.load(Ordering::SeqCst);
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 4096];
                     let n = s.read(&mut buf).await.unwrap_or(0);
                     let head = String::from_utf8_lossy(&buf[..n]).to_string();
                     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
                     let (status, body) = match path.as_str() {
+                        _ if !up => ("503 Service Unavailable", "{}".to_owned()),
                         "/.well-known/oauth-authorization-server" => ("200 OK", metadata),
                         "/jwks" => {
                             hits.fetch_add(1, Ordering::SeqCst);
@@ -83,7 +97,20 @@ impl Issuer {
             key,
             public_jwk,
             jwks_hits,
+            keys,
+            up,
         }
+    }
+
+    /// Starts publishing a new key `kid`; returns the key to sign with.
+    fn publish(&self, kid: &str) -> EncodingKey {
+        let (jwk, key) = es256_key(kid);
+        self.keys.lock().expect("keys").push(jwk);
+        key
+    }
+
+    fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
     }
 
     fn claims(&self, sub: &str, aud: &str, scope: &str) -> Value {
@@ -92,10 +119,14 @@ impl Issuer {
     }
 
     fn sign(&self, claims: &Value, kid: &str) -> String {
-        let mut h = Header::new(Algorithm::ES256);
-        h.kid = Some(kid.into());
-        jsonwebtoken::encode(&h, claims, &self.key).expect("sign")
+        sign_with(&self.key, claims, kid)
     }
+}
+
+fn sign_with(key: &EncodingKey, claims: &Value, kid: &str) -> String {
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some(kid.into());
+    jsonwebtoken::encode(&h, claims, key).expect("sign")
 }
 
 fn now() -> u64 {
@@ -450,6 +481,90 @@ async fn an_old_key_set_is_used_while_it_is_fetched_again() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    node.shutdown().await;
+}
+
+/// Key rotation: a key the issuer starts publishing after the node fetched its key set is
+/// accepted on the first token that names it (an unknown `kid` refreshes the set, once the
+/// last fetch is `jwksRefreshMinSecs` old).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_published_later_is_accepted_on_its_first_token() {
+    let issuer = Issuer::start().await;
+    let mut c = config(&issuer);
+    c.auth.jwks_refresh_min_secs = 1;
+    let node = common::start(c).await;
+    let claims = issuer.claims("alice", RESOURCE, "mcp:tools");
+    let _ = initialize_as(node.mcp_addr, &issuer.sign(&claims, "k1")).await;
+    let before = issuer.jwks_hits.load(Ordering::SeqCst);
+    let rotated = issuer.publish("k2");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ = initialize_as(node.mcp_addr, &sign_with(&rotated, &claims, "k2")).await;
+    assert_eq!(
+        issuer.jwks_hits.load(Ordering::SeqCst) - before,
+        1,
+        "one fetch for the new key"
+    );
+    // The old key keeps working next to it.
+    let _ = initialize_as(node.mcp_addr, &issuer.sign(&claims, "k1")).await;
+    node.shutdown().await;
+}
+
+/// The issuer is down when the node starts: a token cannot be checked, which is not the
+/// client's fault, so 503 + `Retry-After` (not a 401 that would send it to re-authorize);
+/// once the issuer is up, the same token is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_unavailable_at_start_is_503_with_retry_after_until_the_issuer_is_up() {
+    let issuer = Issuer::start().await;
+    issuer.set_up(false);
+    let node = common::start(config(&issuer)).await;
+    let token = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let auth = bearer(&token);
+    let r = send(
+        node.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("authorization", &auth)],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("retry-after"), Some("1"), "{r:?}");
+    assert_eq!(r.header("www-authenticate"), None, "{r:?}");
+    assert!(r.body.contains("keys are unavailable"), "{r:?}");
+    issuer.set_up(true);
+    // Until a first key set arrives, a fetch is retried within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let _ = initialize_as(node.mcp_addr, &token).await;
+    node.shutdown().await;
+}
+
+/// `exp` and `nbf` are checked with `clockSkewSecs` of leeway (5 s here): a token that expired
+/// 2 s ago or becomes valid in 2 s is accepted; one that expired 20 s ago is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_within_the_clock_skew_are_accepted() {
+    let issuer = Issuer::start().await;
+    let node = common::start(config(&issuer)).await;
+    let base = issuer.claims("alice", RESOURCE, "mcp:tools");
+    let with = |exp: u64, nbf: Option<u64>| {
+        let mut c = base.clone();
+        c["exp"] = json!(exp);
+        if let Some(nbf) = nbf {
+            c["nbf"] = json!(nbf);
+        }
+        issuer.sign(&c, "k1")
+    };
+    let t = now();
+    let _ = initialize_as(node.mcp_addr, &with(t - 2, None)).await;
+    let _ = initialize_as(node.mcp_addr, &with(t + 300, Some(t + 2))).await;
+    let auth = bearer(&with(t - 20, None));
+    let r = send(
+        node.mcp_addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("authorization", &auth)],
+        INIT,
+    )
+    .await;
+    assert_eq!(r.status, 401, "beyond the skew: {r:?}");
+    assert!(challenge_of(&r).contains("expired"), "{r:?}");
     node.shutdown().await;
 }
 

@@ -323,3 +323,231 @@ impl KeyCache {
             .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use mcpcluster_api::AuthConfig;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// How the stand-in issuer answers one path.
+    #[derive(Clone)]
+    enum Answer {
+        /// 200 with this JSON text.
+        Json(String),
+        /// 200 with a head announcing 1,000 bytes, then 10 of them, then nothing.
+        Stall,
+    }
+
+    /// An issuer on 127.0.0.1:0 answering GETs by path (404 otherwise), one request per
+    /// connection; counts requests by path.
+    struct StandIn {
+        url: String,
+        routes: Arc<Mutex<HashMap<String, Answer>>>,
+        hits: Arc<Mutex<HashMap<String, usize>>>,
+    }
+
+    impl StandIn {
+        async fn start() -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            let routes: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
+            let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+            let (r, h) = (routes.clone(), hits.clone());
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = listener.accept().await {
+                    let (routes, hits) = (r.clone(), h.clone());
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match s.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let text = String::from_utf8_lossy(&head).to_string();
+                        let path = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        *hits.lock().entry(path.clone()).or_default() += 1;
+                        let answer = routes.lock().get(&path).cloned();
+                        match answer {
+                            Some(Answer::Json(body)) => {
+                                let reply = format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                    body.len()
+                                );
+                                let _ = s.write_all(reply.as_bytes()).await;
+                            }
+                            Some(Answer::Stall) => {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"keys\":[")
+                                    .await;
+                                std::future::pending::<()>().await;
+                            }
+                            None => {
+                                let _ = s
+                                    .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                    .await;
+                            }
+                        }
+                    });
+                }
+            });
+            Self { url, routes, hits }
+        }
+
+        fn route(&self, path: &str, answer: Answer) {
+            self.routes.lock().insert(path.to_owned(), answer);
+        }
+
+        fn hits(&self, path: &str) -> usize {
+            self.hits.lock().get(path).copied().unwrap_or(0)
+        }
+    }
+
+    /// An ES256 public key as a JWK with `kid`.
+    fn jwk(kid: &str) -> Value {
+        let pair = rcgen::KeyPair::generate().expect("P-256 key");
+        let raw = pair.public_key_raw();
+        json!({
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&raw[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&raw[33..65]),
+        })
+    }
+
+    /// A cache for `issuer`, its keys at `jwks_url` (empty: discovered).
+    fn cache(issuer: &str, jwks_url: &str) -> Arc<KeyCache> {
+        let config = AuthConfig {
+            enabled: true,
+            issuer: issuer.to_owned(),
+            resource: "http://127.0.0.1:1/mcp".into(),
+            jwks_url: jwks_url.to_owned(),
+            required_scopes: vec!["mcp".into()],
+            ..Default::default()
+        };
+        let settings = AuthSettings::new(&config).expect("valid auth config");
+        Arc::new(KeyCache::new(&settings, AuthMetrics::default()))
+    }
+
+    #[tokio::test]
+    async fn a_key_set_keeps_at_most_32_keys() {
+        let issuer = StandIn::start().await;
+        let one = jwk("k");
+        let keys: Vec<Value> = (0..40)
+            .map(|i| {
+                let mut k = one.clone();
+                k["kid"] = json!(format!("k{i}"));
+                k
+            })
+            .collect();
+        issuer.route("/jwks", Answer::Json(json!({ "keys": keys }).to_string()));
+        let keys = cache(&issuer.url, &format!("{}/jwks", issuer.url));
+        for i in [0, 31] {
+            let kid = format!("k{i}");
+            assert!(
+                keys.key(Some(&kid), Algorithm::ES256).await.is_ok(),
+                "{kid}"
+            );
+        }
+        for i in [32, 39] {
+            let kid = format!("k{i}");
+            assert_eq!(
+                keys.key(Some(&kid), Algorithm::ES256).await.err(),
+                Some(KeyError::Unknown),
+                "{kid}: past the first {MAX_KEYS}"
+            );
+        }
+        assert_eq!(
+            issuer.hits("/jwks"),
+            1,
+            "unknown kids within the refresh interval"
+        );
+    }
+
+    /// A key set document of `len` bytes: one key and padding.
+    fn document_of(len: usize) -> String {
+        let start = format!(r#"{{"keys":[{}],"padding":""#, jwk("k1"));
+        let end = r#""}"#;
+        let pad = len - start.len() - end.len();
+        format!("{start}{}{end}", "x".repeat(pad))
+    }
+
+    #[tokio::test]
+    async fn documents_over_256_kib_are_refused() {
+        let issuer = StandIn::start().await;
+        let url = format!("{}/jwks", issuer.url);
+        let keys = cache(&issuer.url, &url);
+        issuer.route("/jwks", Answer::Json(document_of(MAX_DOCUMENT)));
+        let (_, fetched) = keys.fetch().await.expect("exactly the limit is read");
+        assert_eq!(fetched.len(), 1);
+        issuer.route("/jwks", Answer::Json(document_of(MAX_DOCUMENT + 1)));
+        let err = keys.fetch().await.err().expect("one byte more is refused");
+        assert!(err.contains(&url), "{err}");
+        assert!(err.contains("length limit"), "{err}");
+    }
+
+    /// An issuer that answers the head and then stalls the body: the fetch gives up after
+    /// `FETCH_TIMEOUT` (waits those 5 s).
+    #[tokio::test]
+    async fn a_fetch_gives_up_after_5_s() {
+        let issuer = StandIn::start().await;
+        issuer.route("/jwks", Answer::Stall);
+        let keys = cache(&issuer.url, &format!("{}/jwks", issuer.url));
+        let started = Instant::now();
+        let err = keys.fetch().await.err().expect("a stalled fetch fails");
+        let took = started.elapsed();
+        assert!(err.contains("no answer within 5s"), "{err}");
+        assert!(
+            (FETCH_TIMEOUT..FETCH_TIMEOUT + Duration::from_secs(3)).contains(&took),
+            "gave up after {took:?}"
+        );
+        assert_eq!(issuer.hits("/jwks"), 1, "the head was answered");
+    }
+
+    #[tokio::test]
+    async fn discovery_checks_the_issuer_and_holds_the_jwks_uri_to_https() {
+        let issuer = StandIn::start().await;
+        let url = issuer.url.clone();
+        let rfc8414 = "/.well-known/oauth-authorization-server";
+        let oidc = "/.well-known/openid-configuration";
+        issuer.route(
+            "/jwks",
+            Answer::Json(json!({"keys": [jwk("k1")]}).to_string()),
+        );
+        let keys = cache(&url, "");
+
+        // Metadata naming another issuer (at both places): not used.
+        let other =
+            json!({"issuer": "https://other.example.com", "jwks_uri": format!("{url}/jwks")});
+        issuer.route(rfc8414, Answer::Json(other.to_string()));
+        issuer.route(oidc, Answer::Json(other.to_string()));
+        let err = keys.fetch().await.err().expect("another issuer's metadata");
+        assert!(err.contains("`issuer` is not"), "{err}");
+        assert_eq!(issuer.hits("/jwks"), 0, "its jwks_uri is never fetched");
+
+        // Our issuer, but keys over plain http off loopback: refused before any request.
+        let plain = json!({"issuer": url, "jwks_uri": "http://keys.example.com/jwks"});
+        issuer.route(rfc8414, Answer::Json(plain.to_string()));
+        let err = keys.fetch().await.err().expect("an http jwks_uri");
+        assert!(err.contains("http://keys.example.com/jwks"), "{err}");
+        assert!(err.contains("use https"), "{err}");
+
+        // RFC 8414 metadata missing, OpenID Connect's found: its jwks_uri is used.
+        issuer.routes.lock().remove(rfc8414);
+        let good = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
+        issuer.route(oidc, Answer::Json(good.to_string()));
+        let (jwks_url, fetched) = keys.fetch().await.expect("discovered");
+        assert_eq!(jwks_url, format!("{url}/jwks"));
+        assert_eq!(fetched.len(), 1);
+        assert_eq!(issuer.hits("/jwks"), 1);
+    }
+}
