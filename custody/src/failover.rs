@@ -343,7 +343,7 @@ impl Custody {
             let theirs = answers.get(&s).cloned().unwrap_or_default();
             if matches!(self.sessions.get(&s).map(|e| &e.role), Some(Role::Owner(o)) if o.confirm != 0)
             {
-                self.confirm_owned(s, &theirs, now);
+                self.confirm_owned(s, &theirs, &responders, now);
                 continue;
             }
             let Some(Entry {
@@ -358,11 +358,13 @@ impl Custody {
                 continue;
             }
             let mine = (c.epoch, c.owner.addr, c.seq);
+            let suspect = c.suspect;
             // Claims of the gone owner itself (a member that handed the session to it answers
             // with that hand-off) tell nothing new; nor do notes of claims whose owner is gone
             // too with nobody holding data under them (a take-over that died before it copied).
             let gone_owner = c.owner.addr;
             let mut dead_epoch = 0;
+            let mut unsure = false;
             let theirs: Vec<(SocketAddr, Holding)> = theirs
                 .into_iter()
                 .filter(|(_, h)| {
@@ -370,12 +372,20 @@ impl Custody {
                         return false;
                     }
                     if h.role == 3 && self.addr_gone(h.owner, now) {
+                        // A dead claimant's note counts for nothing only once every other
+                        // member answered: one cut off with it may hold its copies.
+                        unsure |= beats((h.epoch, h.owner), (mine.0, mine.1))
+                            && !self.heard_from_all_but(&responders, h.owner);
                         dead_epoch = dead_epoch.max(h.epoch);
                         return false;
                     }
                     true
                 })
                 .collect();
+            if unsure {
+                self.orphans.push_back((now + self.cfg.lease, s));
+                continue;
+            }
             // A newer claim exists (another owner took it over since this copy was made):
             // this copy is obsolete. That owner sends a full copy if it wants one here.
             if theirs
@@ -404,6 +414,14 @@ impl Custody {
                 self.deferred.insert(s, (*a, now));
                 continue;
             }
+            // A copy from before this node was declared down: the owner may have dropped this
+            // node from its set and made changes durable on other members meanwhile, so
+            // every other member must have answered, gone or not — one cut off with the
+            // owner may hold the newer copy.
+            if suspect && !self.heard_from_all_but(&responders, gone_owner) {
+                self.orphans.push_back((now + self.cfg.lease, s));
+                continue;
+            }
             let others: Vec<SocketAddr> = theirs
                 .iter()
                 .filter(|(_, h)| h.role == 1)
@@ -417,7 +435,13 @@ impl Custody {
     /// it (or noted it, with that claim's owner alive) under a newer claim than the one
     /// checked, else served again (under a raised epoch if it was waiting for one, or if a
     /// dead claimant's note is newer).
-    fn confirm_owned(&mut self, s: SessionId, theirs: &[(SocketAddr, Holding)], now: Instant) {
+    fn confirm_owned(
+        &mut self,
+        s: SessionId,
+        theirs: &[(SocketAddr, Holding)],
+        responders: &Set<SocketAddr>,
+        now: Instant,
+    ) {
         let me = self.members.me().addr;
         let (check, epoch) = match self.sessions.get(&s).map(|e| &e.role) {
             Some(Role::Owner(o)) => (o.check.unwrap_or(o.epoch), o.epoch),
@@ -432,6 +456,12 @@ impl Custody {
                 continue;
             }
             if h.role == 3 && h.owner != me && self.addr_gone(h.owner, now) {
+                if !self.heard_from_all_but(responders, h.owner) {
+                    // The claimant may be cut off rather than dead, with replicas holding
+                    // what it made durable: wait until every other member answered.
+                    self.orphans.push_back((now + self.cfg.lease, s));
+                    return;
+                }
                 dead_epoch = dead_epoch.max(h.epoch);
                 continue;
             }
@@ -474,6 +504,17 @@ impl Custody {
         // What was acknowledged meanwhile is durable now.
         self.advance(s);
         self.mark(s);
+    }
+
+    /// Whether every member this node knows answered, other than `except` and members that
+    /// left on purpose (down after draining).
+    fn heard_from_all_but(&self, responders: &Set<SocketAddr>, except: SocketAddr) -> bool {
+        let me = self.members.me().addr;
+        self.members
+            .all()
+            .iter()
+            .filter(|m| m.id.addr != me && m.id.addr != except && !(m.draining && !m.live))
+            .all(|m| responders.contains(&m.id.addr))
     }
 
     /// Makes a copy this node's own session; `holders`: other nodes holding copies, told to

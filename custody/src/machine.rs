@@ -91,6 +91,10 @@ pub(crate) struct Track {
     /// It left the set and was told `Forget`; until it confirms (or is gone) it may still
     /// hold a copy and take the session over, so nothing becomes durable without it.
     pub(crate) leaving: bool,
+    /// A leaving member's `Forget` is held back until every member of the new set has
+    /// acknowledged this copy (whole): until then it may be the only other holder of what
+    /// became durable, and a partition could leave the new members without it.
+    pub(crate) forget_after: Option<u64>,
 }
 
 /// A copy sent and not yet acknowledged by every replica, and what it makes durable.
@@ -121,6 +125,11 @@ pub(crate) struct CopyOf {
     pub(crate) seq: u64,
     /// The owner's replica list, in order: the first live one takes over.
     pub(crate) replicas: Vec<SocketAddr>,
+    /// Held from before this node was declared down: the owner may have dropped this node
+    /// from the set meanwhile (it could not tell it) and made changes durable elsewhere. Such
+    /// a copy takes nothing over until every replica it lists has answered; the owner's next
+    /// copy clears it.
+    pub(crate) suspect: bool,
 }
 
 /// The session layer of one node.
@@ -323,9 +332,11 @@ impl Custody {
         }
         if changes.me_renewed {
             // Declared down somewhere and back: peers may have taken sessions over. Compare
-            // digests now, and confirm each session with its replicas before serving it.
+            // digests now, and confirm each session with its replicas before serving it; the
+            // copies held here may have been replaced without this node being told.
             self.next_digest = now;
             self.reconfirm_all();
+            self.suspect_copies();
         }
         self.abort_handoffs_to_gone(now);
         self.inquiries_view_changed(now);

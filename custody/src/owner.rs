@@ -125,18 +125,20 @@ impl Custody {
                         acked: 0,
                         full: true,
                         leaving: false,
+                        forget_after: None,
                     });
                     if t.leaving {
                         // Back in the set after being told to forget: it needs it whole.
                         t.leaving = false;
+                        t.forget_after = None;
                         t.full = true;
                         t.acked = 0;
                     }
                     t
                 })
                 .collect();
-            // Members leaving the set are told to forget, and stay (not copied to) until they
-            // confirm or are gone.
+            // Members leaving the set are told to forget once the new set holds the session
+            // (make before break), and stay (not copied to) until they confirm or are gone.
             for t in old.into_iter().filter(|t| !desired.contains(&t.addr)) {
                 if gone.contains(&t.addr) {
                     removed.push(t.addr);
@@ -235,6 +237,12 @@ impl Custody {
         }
         o.seq += 1;
         let seq = o.seq;
+        // Make before break: the members that just left keep their copy until every member
+        // of the new set acknowledged this copy.
+        for t in o.set.iter_mut().filter(|t| forget.contains(&t.addr)) {
+            t.forget_after = Some(seq);
+        }
+        forget.clear();
         let any_full = o.set.iter().any(|t| t.full && !t.leaving);
         let all_full = o.set.iter().filter(|t| !t.leaving).all(|t| t.full);
         let (delta, marks) = data.copy(all_full);
@@ -276,6 +284,7 @@ impl Custody {
                     seq,
                     owner: me.addr,
                     owner_generation: me.generation,
+                    to_generation: self.members.live_at(t.addr).map_or(0, |m| m.generation),
                     replicas: replicas.clone(),
                     handoff: false,
                     full,
@@ -347,7 +356,44 @@ impl Custody {
         };
         if a.seq > t.acked && a.seq <= o.seq {
             t.acked = a.seq;
+            self.release_leavers(id);
             self.advance(id);
+        }
+    }
+
+    /// Tells the members leaving an owned session's set to forget it once every member of
+    /// the new set acknowledged the copy that made it a holder.
+    pub(crate) fn release_leavers(&mut self, id: SessionId) {
+        let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
+        let caught_up = o
+            .set
+            .iter()
+            .filter(|t| !t.leaving)
+            .map(|t| t.acked)
+            .min()
+            .unwrap_or(u64::MAX);
+        let epoch = o.epoch;
+        let mut tell = Vec::new();
+        for t in o.set.iter_mut().filter(|t| t.leaving) {
+            if t.forget_after.is_some_and(|s| s <= caught_up) {
+                t.forget_after = None;
+                tell.push(t.addr);
+            }
+        }
+        for a in tell {
+            self.send(
+                a,
+                CustodyMsg::Forget {
+                    session: id.0,
+                    epoch,
+                },
+            );
         }
     }
 
@@ -481,7 +527,7 @@ impl Custody {
                     .contact(t.addr)
                     .is_some_and(|c| now.saturating_duration_since(c.at) < lease);
                 if t.leaving {
-                    if talking {
+                    if talking && t.forget_after.is_none() {
                         forgets.push((t.addr, o.epoch));
                     }
                     resend = true; // look again (the member may be gone by then)
@@ -538,6 +584,15 @@ impl Custody {
             .collect();
         let now = self.now;
         self.orphans.extend(ids.into_iter().map(|id| (now, id)));
+    }
+
+    /// Every copy held here becomes suspect (see [`CopyOf::suspect`]).
+    pub(crate) fn suspect_copies(&mut self) {
+        for e in self.sessions.values_mut() {
+            if let Role::Copy(c) = &mut e.role {
+                c.suspect = true;
+            }
+        }
     }
 
     /// Whether an owned session may be served (not waiting for a confirmation).

@@ -100,6 +100,9 @@ pub struct Replicate {
     pub owner: SocketAddr,
     /// The owner's generation.
     pub owner_generation: u64,
+    /// The receiver's generation as the owner knows it (0: unknown). A copy addressed to an
+    /// earlier identity of the receiver was sent before it was declared down and back.
+    pub to_generation: u64,
     /// The replicas the owner chose, in order (the first live one takes over).
     pub replicas: Vec<SocketAddr>,
     /// The receiver becomes the owner (drain hand-off, rebalancing).
@@ -271,6 +274,7 @@ impl CustodyMsg {
                 w.u64(r.seq);
                 w.addr(r.owner);
                 w.u64(r.owner_generation);
+                w.u64(r.to_generation);
                 w.len(r.replicas.len());
                 for a in &r.replicas {
                     w.addr(*a);
@@ -394,6 +398,7 @@ impl CustodyMsg {
                 let seq = r.u64()?;
                 let owner = r.addr()?;
                 let owner_generation = r.u64()?;
+                let to_generation = r.u64()?;
                 let n = r.count(7)?;
                 let mut replicas = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -446,6 +451,7 @@ impl CustodyMsg {
                     seq,
                     owner,
                     owner_generation,
+                    to_generation,
                     replicas,
                     handoff: flags & 1 != 0,
                     full: flags & 2 != 0,
@@ -579,6 +585,7 @@ mod tests {
                 seq: 9,
                 owner: addr(1),
                 owner_generation: 1_795_000_000_000,
+                to_generation: 1_795_000_000_007,
                 replicas: vec![addr(2), "[fd00::3]:7946".parse().expect("v6")],
                 handoff: true,
                 full: true,
