@@ -513,7 +513,7 @@ impl Custody {
         self.members
             .all()
             .iter()
-            .filter(|m| m.id.addr != me && m.id.addr != except && !(m.draining && !m.live))
+            .filter(|m| m.id.addr != me && m.id.addr != except && (m.live || !m.draining))
             .all(|m| responders.contains(&m.id.addr))
     }
 
