@@ -8,6 +8,13 @@
 //! a replica took its session over, and that confirms itself with a majority afterwards,
 //! meets the note even when the new owner and its replicas are out of its reach, and gives
 //! the session up instead of serving stale state.
+//!
+//! Drop notes do the same for copies: an owner that drops a member it cannot reach from a
+//! session's replica set (it counts it gone) cannot tell it to forget its copy, and goes on
+//! making changes durable without it. It tells every member it can reach instead
+//! (`Dropped`); when the dropped member later inquires about the session (its owner looks
+//! gone), the members that noted the drop answer that its copy is stale, and it drops the
+//! copy rather than take the session over with changes missing.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -15,7 +22,7 @@ use std::time::{Duration, Instant};
 use crate::id::SessionId;
 use crate::machine::Custody;
 use crate::replica::beats;
-use crate::wire::{Claim, CustodyMsg};
+use crate::wire::{Claim, CustodyMsg, DropNote};
 
 /// How long a member keeps a noted claim.
 pub(crate) const NOTE_TTL: Duration = Duration::from_secs(600);
@@ -88,9 +95,61 @@ impl Custody {
         }
     }
 
+    /// Notes (at the next tick, to every reachable member) that `member` was dropped from
+    /// `id`'s replica set under this node's claim `epoch`, missing copies from `below` on.
+    pub(crate) fn announce_drop(
+        &mut self,
+        id: SessionId,
+        epoch: u32,
+        below: u64,
+        member: SocketAddr,
+    ) {
+        self.dropping.push(DropNote {
+            session: id.0,
+            epoch,
+            owner: self.members.me().addr,
+            below,
+            member,
+        });
+    }
+
+    /// Sends the drop notes made since the last tick.
+    pub(crate) fn drops_due(&mut self) {
+        if self.dropping.is_empty() {
+            return;
+        }
+        let notes = std::mem::take(&mut self.dropping);
+        let to = self.reachable();
+        for chunk in notes.chunks(CLAIM_CHUNK) {
+            for a in &to {
+                self.send(*a, CustodyMsg::Dropped(chunk.to_vec()));
+            }
+        }
+    }
+
+    /// Another owner's drop notes: the newest per (session, member) is kept.
+    pub(crate) fn on_dropped(&mut self, notes: Vec<DropNote>) {
+        let now = self.now;
+        for d in notes {
+            let key = (SessionId(d.session), d.member);
+            let claim = Claim {
+                epoch: d.epoch,
+                owner: d.owner,
+            };
+            let keep = self.drops.get(&key).is_some_and(|(c, below, _)| {
+                newer(*c, claim) || (*c == claim && *below >= d.below)
+            });
+            if !keep {
+                self.drops.insert(key, (claim, d.below, now));
+            }
+        }
+    }
+
     /// Drops notes older than `NOTE_TTL`.
     pub(crate) fn expire_notes(&mut self, now: Instant) {
         self.notes
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < NOTE_TTL);
+        self.drops
+            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < NOTE_TTL);
     }
 }

@@ -262,6 +262,15 @@ impl Custody {
                 {
                     (role, epoch, owner, seq) = (3, note.epoch, note.owner, 0);
                 }
+                // The inquirer was dropped from the session's replica set (claim.rs): unless
+                // a newer claim is known, tell it from which copy on it missed changes.
+                if matches!(role, 0 | 3)
+                    && let Some((claim, below, _)) = self.drops.get(&(id, from))
+                    && (role == 0
+                        || !crate::claim::newer(crate::wire::Claim { epoch, owner }, *claim))
+                {
+                    (role, epoch, owner, seq) = (4, claim.epoch, claim.owner, *below);
+                }
                 Holding {
                     session: *s,
                     role,
@@ -358,7 +367,6 @@ impl Custody {
                 continue;
             }
             let mine = (c.epoch, c.owner.addr, c.seq);
-            let suspect = c.suspect;
             // Claims of the gone owner itself (a member that handed the session to it answers
             // with that hand-off) tell nothing new; nor do notes of claims whose owner is gone
             // too with nobody holding data under them (a take-over that died before it copied).
@@ -369,6 +377,11 @@ impl Custody {
                 .into_iter()
                 .filter(|(_, h)| {
                     if h.role == 2 && h.owner == gone_owner {
+                        return false;
+                    }
+                    // A claimant that answered speaks for itself: its own answer says
+                    // whether it still owns the session (a restarted one does not).
+                    if h.role == 3 && responders.contains(&h.owner) {
                         return false;
                     }
                     if h.role == 3 && self.addr_gone(h.owner, now) {
@@ -386,6 +399,17 @@ impl Custody {
                 self.orphans.push_back((now + self.cfg.lease, s));
                 continue;
             }
+            // The owner dropped this node from the set and went on without it: the copy
+            // misses changes made durable since (claim.rs).
+            if theirs.iter().any(|(_, h)| {
+                h.role == 4 && (h.epoch, h.owner) == (mine.0, mine.1) && mine.2 < h.seq
+            }) {
+                self.drop_copy(s);
+                self.stats.copies_dropped += 1;
+                continue;
+            }
+            let theirs: Vec<(SocketAddr, Holding)> =
+                theirs.into_iter().filter(|(_, h)| h.role != 4).collect();
             // A newer claim exists (another owner took it over since this copy was made):
             // this copy is obsolete. That owner sends a full copy if it wants one here.
             if theirs
@@ -412,14 +436,6 @@ impl Custody {
                 }
             }) {
                 self.deferred.insert(s, (*a, now));
-                continue;
-            }
-            // A copy from before this node was declared down: the owner may have dropped this
-            // node from its set and made changes durable on other members meanwhile, so
-            // every other member must have answered, gone or not — one cut off with the
-            // owner may hold the newer copy.
-            if suspect && !self.heard_from_all_but(&responders, gone_owner) {
-                self.orphans.push_back((now + self.cfg.lease, s));
                 continue;
             }
             let others: Vec<SocketAddr> = theirs
@@ -451,7 +467,10 @@ impl Custody {
         let mut dead_epoch = 0;
         let mut rival = None;
         for (_, h) in theirs {
-            if h.role == 0 || (h.epoch, h.owner) == (epoch, me) || !beats((h.epoch, h.owner), mine)
+            if matches!(h.role, 0 | 4)
+                || (h.role == 3 && responders.contains(&h.owner))
+                || (h.epoch, h.owner) == (epoch, me)
+                || !beats((h.epoch, h.owner), mine)
             {
                 continue;
             }

@@ -68,7 +68,6 @@ impl Custody {
         now: Instant,
     ) -> bool {
         let me = self.members.me();
-        let to_generation = self.members.live_at(to).map_or(0, |m| m.generation);
         // Only from a node that may serve the session: on the wrong side of a partition the
         // majority may be taking it over right now.
         if !self.in_touch(now) {
@@ -99,7 +98,6 @@ impl Custody {
             seq: h.seq,
             owner: me.addr,
             owner_generation: me.generation,
-            to_generation,
             replicas: o.set.iter().map(|t| t.addr).collect(),
             handoff: true,
             full: true,
@@ -237,14 +235,12 @@ impl Custody {
             return;
         };
         h.sent_at = now;
-        let to_generation = self.members.live_at(h.to).map_or(0, |m| m.generation);
         let msg = CustodyMsg::Replicate(Box::new(Replicate {
             session: id.0,
             epoch: h.epoch,
             seq: h.seq,
             owner: me.addr,
             owner_generation: me.generation,
-            to_generation,
             replicas: o.set.iter().map(|t| t.addr).collect(),
             handoff: true,
             full: true,

@@ -125,11 +125,6 @@ pub(crate) struct CopyOf {
     pub(crate) seq: u64,
     /// The owner's replica list, in order: the first live one takes over.
     pub(crate) replicas: Vec<SocketAddr>,
-    /// Held from before this node was declared down: the owner may have dropped this node
-    /// from the set meanwhile (it could not tell it) and made changes durable elsewhere. Such
-    /// a copy takes nothing over until every replica it lists has answered; the owner's next
-    /// copy clears it.
-    pub(crate) suspect: bool,
 }
 
 /// The session layer of one node.
@@ -157,6 +152,11 @@ pub struct Custody {
     pub(crate) notes: Map<SessionId, (crate::wire::Claim, Instant)>,
     /// Claims announced and not sent yet.
     pub(crate) claiming: Vec<(u128, crate::wire::Claim)>,
+    /// Members dropped from replica sets without their confirmation, noted here (claim.rs):
+    /// by (session, member), the claim and the first copy number it missed.
+    pub(crate) drops: Map<(SessionId, SocketAddr), (crate::wire::Claim, u64, Instant)>,
+    /// Drop notes made here and not sent yet.
+    pub(crate) dropping: Vec<crate::wire::DropNote>,
     /// Since when this node has had a majority (take-overs wait a lease after it).
     pub(crate) quorum_since: Instant,
     /// Since when this node has not been in touch with a majority (see `in_touch`).
@@ -215,6 +215,8 @@ impl Custody {
             deferred: Map::default(),
             notes: Map::default(),
             claiming: Vec::new(),
+            drops: Map::default(),
+            dropping: Vec::new(),
             quorum_since: now,
             out_of_touch_since: None,
             reconcile_at: None,
@@ -332,11 +334,9 @@ impl Custody {
         }
         if changes.me_renewed {
             // Declared down somewhere and back: peers may have taken sessions over. Compare
-            // digests now, and confirm each session with its replicas before serving it; the
-            // copies held here may have been replaced without this node being told.
+            // digests now, and confirm each session with its replicas before serving it.
             self.next_digest = now;
             self.reconfirm_all();
-            self.suspect_copies();
         }
         self.abort_handoffs_to_gone(now);
         self.inquiries_view_changed(now);
@@ -606,6 +606,7 @@ impl Custody {
             CustodyMsg::InventoryRequest => self.on_inventory_request(from),
             CustodyMsg::Inquire { id, sessions } => self.on_inquire(from, id, &sessions, now),
             CustodyMsg::Claims(claims) => self.on_claims(claims),
+            CustodyMsg::Dropped(notes) => self.on_dropped(notes),
             CustodyMsg::Holdings { id, entries } => self.on_holdings(from, id, entries, now),
             CustodyMsg::Inventory {
                 generation,
@@ -703,6 +704,7 @@ impl Custody {
             }
             self.retransmit_due(now);
             self.claims_due();
+            self.drops_due();
             self.orphans_due(now);
             self.reconcile_some();
             self.handoffs_due(now, elapsed);

@@ -155,6 +155,10 @@ impl Custody {
             }
             o.set = set;
         }
+        // Members dropped without their confirmation may still hold a copy: note that it is
+        // stale from the next copy on.
+        let below = o.seq + 1;
+        let dropped_now = removed.clone();
         let mut untracked: Vec<SocketAddr> = Vec::new();
         for a in std::mem::take(&mut o.forget_after) {
             if !desired.contains(&a) && !forget.contains(&a) && !current.contains(&a) {
@@ -211,6 +215,9 @@ impl Custody {
                     ok: true,
                 });
             }
+            for m in &dropped_now {
+                self.announce_drop(id, epoch, below, *m);
+            }
             self.digest_set_changed(id, epoch, &removed, &added);
             for (to, msg) in out {
                 self.send(to, msg);
@@ -228,6 +235,9 @@ impl Custody {
                         epoch,
                     },
                 ));
+            }
+            for m in &dropped_now {
+                self.announce_drop(id, epoch, below, *m);
             }
             self.digest_set_changed(id, epoch, &removed, &added);
             for (to, msg) in out {
@@ -284,7 +294,6 @@ impl Custody {
                     seq,
                     owner: me.addr,
                     owner_generation: me.generation,
-                    to_generation: self.members.live_at(t.addr).map_or(0, |m| m.generation),
                     replicas: replicas.clone(),
                     handoff: false,
                     full,
@@ -316,6 +325,9 @@ impl Custody {
                 }
             }
             self.send(to, msg);
+        }
+        for m in &dropped_now {
+            self.announce_drop(id, epoch, below, *m);
         }
         self.digest_set_changed(id, epoch, &removed, &added);
     }
@@ -584,15 +596,6 @@ impl Custody {
             .collect();
         let now = self.now;
         self.orphans.extend(ids.into_iter().map(|id| (now, id)));
-    }
-
-    /// Every copy held here becomes suspect (see [`CopyOf::suspect`]).
-    pub(crate) fn suspect_copies(&mut self) {
-        for e in self.sessions.values_mut() {
-            if let Role::Copy(c) = &mut e.role {
-                c.suspect = true;
-            }
-        }
     }
 
     /// Whether an owned session may be served (not waiting for a confirmation).

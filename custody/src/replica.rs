@@ -106,7 +106,6 @@ impl Custody {
                 c.epoch = r.epoch;
                 c.seq = r.seq;
                 c.replicas = r.replicas;
-                c.suspect = r.to_generation != self.members.me().generation;
                 self.stats.copies_applied += 1;
                 if (old_owner, old_epoch) != (owner, r.epoch) {
                     self.digest_in_remove(old_owner, id, old_epoch);
@@ -135,7 +134,6 @@ impl Custody {
                             epoch: r.epoch,
                             seq: r.seq,
                             replicas: r.replicas,
-                            suspect: r.to_generation != self.members.me().generation,
                         })),
                         dirty: false,
                     },

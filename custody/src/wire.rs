@@ -40,10 +40,12 @@ pub mod kind {
     pub const HOLDINGS: u8 = 16;
     /// [`super::CustodyMsg::Claims`]: a new owner → every member.
     pub const CLAIMS: u8 = 17;
+    /// [`super::CustodyMsg::Dropped`]: an owner → every member.
+    pub const DROPPED: u8 = 18;
 
     /// Whether `k` is a session-layer kind.
     pub fn is_custody(k: u8) -> bool {
-        matches!(k, 1 | 2 | 7..=17)
+        matches!(k, 1 | 2 | 7..=18)
     }
 }
 
@@ -100,9 +102,6 @@ pub struct Replicate {
     pub owner: SocketAddr,
     /// The owner's generation.
     pub owner_generation: u64,
-    /// The receiver's generation as the owner knows it (0: unknown). A copy addressed to an
-    /// earlier identity of the receiver was sent before it was declared down and back.
-    pub to_generation: u64,
     /// The replicas the owner chose, in order (the first live one takes over).
     pub replicas: Vec<SocketAddr>,
     /// The receiver becomes the owner (drain hand-off, rebalancing).
@@ -132,7 +131,8 @@ pub struct Holding {
     /// The session.
     pub session: u128,
     /// 0 nothing, 1 a copy, 2 the session itself (owner), 3 only a note of this claim (no
-    /// data: see claim.rs).
+    /// data: see claim.rs), 4 a note that the inquirer was dropped from the replica set under
+    /// this claim (`seq`: the first copy it missed).
     pub role: u8,
     /// The epoch of the claim held (the copy's owner's, or its own).
     pub epoch: u32,
@@ -150,6 +150,23 @@ pub struct Claim {
     pub epoch: u32,
     /// The owner.
     pub owner: SocketAddr,
+}
+
+/// An owner dropped a member it could not reach from a session's replica set: whatever copy
+/// that member still holds under this claim is older than `below` and may miss changes made
+/// durable without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DropNote {
+    /// The session.
+    pub session: u128,
+    /// The owner's claim: epoch…
+    pub epoch: u32,
+    /// …and address.
+    pub owner: SocketAddr,
+    /// The first copy number the member did not get.
+    pub below: u64,
+    /// The member dropped.
+    pub member: SocketAddr,
 }
 
 /// One peer message of the session layer.
@@ -227,6 +244,10 @@ pub enum CustodyMsg {
     /// The sender started owning these sessions under these claims (a take-over, a
     /// hand-in, a raised epoch): each receiver notes the newest claim per session.
     Claims(Vec<(u128, Claim)>),
+    /// The sender dropped these members from these sessions' replica sets without their
+    /// confirmation (they were gone): each receiver notes them, and tells such a member,
+    /// should it inquire about the session, that its copy is stale.
+    Dropped(Vec<DropNote>),
     /// The sessions the sender owns with the receiver as a replica, in chunks; `last` ends
     /// the list.
     Inventory {
@@ -256,6 +277,7 @@ impl CustodyMsg {
             Self::Inquire { .. } => kind::INQUIRE,
             Self::Holdings { .. } => kind::HOLDINGS,
             Self::Claims(_) => kind::CLAIMS,
+            Self::Dropped(_) => kind::DROPPED,
         }
     }
 
@@ -274,7 +296,6 @@ impl CustodyMsg {
                 w.u64(r.seq);
                 w.addr(r.owner);
                 w.u64(r.owner_generation);
-                w.u64(r.to_generation);
                 w.len(r.replicas.len());
                 for a in &r.replicas {
                     w.addr(*a);
@@ -384,6 +405,16 @@ impl CustodyMsg {
                     w.addr(c.owner);
                 }
             }
+            Self::Dropped(notes) => {
+                w.len(notes.len());
+                for d in notes {
+                    w.u128(d.session);
+                    w.u32(d.epoch);
+                    w.addr(d.owner);
+                    w.u64(d.below);
+                    w.addr(d.member);
+                }
+            }
         }
         w.0
     }
@@ -398,7 +429,6 @@ impl CustodyMsg {
                 let seq = r.u64()?;
                 let owner = r.addr()?;
                 let owner_generation = r.u64()?;
-                let to_generation = r.u64()?;
                 let n = r.count(7)?;
                 let mut replicas = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -451,7 +481,6 @@ impl CustodyMsg {
                     seq,
                     owner,
                     owner_generation,
-                    to_generation,
                     replicas,
                     handoff: flags & 1 != 0,
                     full: flags & 2 != 0,
@@ -562,6 +591,20 @@ impl CustodyMsg {
                 }
                 Self::Claims(claims)
             }
+            kind::DROPPED => {
+                let n = r.count(42)?;
+                let mut notes = Vec::with_capacity(n);
+                for _ in 0..n {
+                    notes.push(DropNote {
+                        session: r.u128()?,
+                        epoch: r.u32()?,
+                        owner: r.addr()?,
+                        below: r.u64()?,
+                        member: r.addr()?,
+                    });
+                }
+                Self::Dropped(notes)
+            }
             _ => return Err(r.err("unknown kind")),
         };
         r.finish()?;
@@ -585,7 +628,6 @@ mod tests {
                 seq: 9,
                 owner: addr(1),
                 owner_generation: 1_795_000_000_000,
-                to_generation: 1_795_000_000_007,
                 replicas: vec![addr(2), "[fd00::3]:7946".parse().expect("v6")],
                 handoff: true,
                 full: true,
@@ -667,6 +709,13 @@ mod tests {
                     owner: addr(2),
                 },
             )]),
+            CustodyMsg::Dropped(vec![DropNote {
+                session: 9,
+                epoch: 1,
+                owner: addr(1),
+                below: 17,
+                member: "[fd00::3]:7946".parse().expect("v6"),
+            }]),
         ]
     }
 

@@ -18,7 +18,7 @@ use super::client::{Client, Reader, hash};
 use super::links::{Faults, Idx, Links};
 use crate::action::{Action, Route, Ticket};
 use crate::config::Config;
-use crate::data::{NewSession, StreamKind};
+use crate::data::{NewSession, SessionData, StreamKind};
 use crate::id::SessionId;
 use crate::machine::{Custody, Role};
 
@@ -477,24 +477,40 @@ impl World {
         self.count_orphaned_sessions();
     }
 
+    /// Marks the sessions no running node holds any more, as acknowledged to their client,
+    /// as lost with all their holders (allowed). A copy older than what the client was told
+    /// (a log level it set, events it saw) does not hold the session: reviving it would
+    /// undo acknowledged changes, which the checks flag.
     fn count_orphaned_sessions(&mut self) {
-        let mut held: Map<SessionId, bool> = Map::default();
-        for n in self.nodes.iter().filter(|n| n.running) {
-            if let Some(c) = &n.custody {
-                for id in c.sessions.keys() {
-                    held.insert(*id, true);
-                }
+        for c in 0..self.clients.len() {
+            let cl = &self.clients[c];
+            let Some(id) = cl.session.filter(|_| cl.acked && !cl.lost_legit) else {
+                continue;
+            };
+            let held = self
+                .nodes
+                .iter()
+                .filter(|n| n.running)
+                .filter_map(|n| n.custody.as_ref()?.sessions.get(&id))
+                .any(|e| Self::holds_acknowledged(cl, &e.data));
+            if !held {
+                self.clients[c].lost_legit = true;
             }
         }
-        for c in &mut self.clients {
-            if let Some(id) = c.session
-                && c.acked
-                && !c.lost_legit
-                && !held.contains_key(&id)
-            {
-                c.lost_legit = true;
-            }
+    }
+
+    fn holds_acknowledged(cl: &Client, data: &SessionData) -> bool {
+        if cl.updating.is_none()
+            && let Some(level) = cl.level
+            && data.log_level != level
+        {
+            return false;
         }
+        cl.seen.iter().all(|(stream, seen)| {
+            data.stream(*stream).is_none_or(|s| {
+                usize::try_from(s.next_seq.saturating_sub(1)).unwrap_or(usize::MAX) >= seen.len()
+            })
+        })
     }
 
     fn drain(&mut self, i: Idx) {
