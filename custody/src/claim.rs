@@ -127,9 +127,14 @@ impl Custody {
         }
     }
 
-    /// Another owner's drop notes: the newest per (session, member) is kept.
-    pub(crate) fn on_dropped(&mut self, notes: Vec<DropNote>) {
+    /// Another owner's drop notes: the newest per (session, member) is kept, and the owner
+    /// is told they are noted.
+    pub(crate) fn on_dropped(&mut self, from: SocketAddr, notes: Vec<DropNote>) {
         let now = self.now;
+        let noted: Vec<(u128, SocketAddr, u64)> = notes
+            .iter()
+            .map(|d| (d.session, d.member, d.below))
+            .collect();
         for d in notes {
             let key = (SessionId(d.session), d.member);
             let claim = Claim {
@@ -142,6 +147,54 @@ impl Custody {
             if !keep {
                 self.drops.insert(key, (claim, d.below, now));
             }
+        }
+        self.send(from, CustodyMsg::DropsNoted(noted));
+    }
+
+    /// Members that noted drops made here: once a majority (with this node) noted one, the
+    /// dropped member leaves the set for good.
+    pub(crate) fn on_drops_noted(&mut self, from: SocketAddr, entries: &[(u128, SocketAddr, u64)]) {
+        for (session, member, below) in entries {
+            let id = SessionId(*session);
+            let Some(crate::machine::Entry {
+                role: crate::machine::Role::Owner(o),
+                ..
+            }) = self.sessions.get_mut(&id)
+            else {
+                continue;
+            };
+            if !o
+                .set
+                .iter()
+                .any(|t| t.addr == *member && t.dropped_below == Some(*below))
+            {
+                continue;
+            }
+            if !o.drop_noted.contains(&(*member, from)) {
+                o.drop_noted.push((*member, from));
+            }
+            let noters: crate::det::Set<SocketAddr> = o
+                .drop_noted
+                .iter()
+                .filter(|(m, _)| m == member)
+                .map(|(_, by)| *by)
+                .collect();
+            if !self.members.majority_of(&noters) {
+                continue;
+            }
+            let Some(crate::machine::Entry {
+                role: crate::machine::Role::Owner(o),
+                ..
+            }) = self.sessions.get_mut(&id)
+            else {
+                continue;
+            };
+            o.set.retain(|t| t.addr != *member);
+            o.drop_noted.retain(|(m, _)| m != member);
+            let epoch = o.epoch;
+            self.digest_set_changed(id, epoch, &[*member], &[]);
+            self.advance(id);
+            self.mark(id);
         }
     }
 

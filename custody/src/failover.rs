@@ -566,6 +566,7 @@ impl Custody {
                 check: None,
                 bump_to: None,
                 forget_after: Vec::new(),
+                drop_noted: Vec::new(),
             })),
         ) else {
             return;

@@ -78,6 +78,8 @@ pub(crate) struct Owned {
     /// Members of the previous owner's replica list to tell `Forget` once this node's own
     /// set is known (after a take-over).
     pub(crate) forget_after: Vec<SocketAddr>,
+    /// `(dropped member, member that noted the drop)`.
+    pub(crate) drop_noted: Vec<(SocketAddr, SocketAddr)>,
 }
 
 /// One replica of an owned session.
@@ -95,6 +97,10 @@ pub(crate) struct Track {
     /// acknowledged this copy (whole): until then it may be the only other holder of what
     /// became durable, and a partition could leave the new members without it.
     pub(crate) forget_after: Option<u64>,
+    /// A member dropped while gone (it could not be told to forget): it stays, leaving,
+    /// until a majority noted the drop (claim.rs) — from this copy number on its copy is
+    /// stale — so that nothing becomes durable without it before a majority can tell it so.
+    pub(crate) dropped_below: Option<u64>,
 }
 
 /// A copy sent and not yet acknowledged by every replica, and what it makes durable.
@@ -404,6 +410,7 @@ impl Custody {
             check: None,
             bump_to: None,
             forget_after: Vec::new(),
+            drop_noted: Vec::new(),
         };
         self.sessions.insert(
             id,
@@ -606,7 +613,8 @@ impl Custody {
             CustodyMsg::InventoryRequest => self.on_inventory_request(from),
             CustodyMsg::Inquire { id, sessions } => self.on_inquire(from, id, &sessions, now),
             CustodyMsg::Claims(claims) => self.on_claims(claims),
-            CustodyMsg::Dropped(notes) => self.on_dropped(notes),
+            CustodyMsg::Dropped(notes) => self.on_dropped(from, notes),
+            CustodyMsg::DropsNoted(entries) => self.on_drops_noted(from, &entries),
             CustodyMsg::Holdings { id, entries } => self.on_holdings(from, id, entries, now),
             CustodyMsg::Inventory {
                 generation,

@@ -102,8 +102,8 @@ impl Custody {
         // The set first: members that left it drop their copy, new ones get it whole.
         let current: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
         let mut forget: Vec<SocketAddr> = Vec::new();
+        let mut dropped_now: Vec<SocketAddr> = Vec::new();
         let mut added: Vec<SocketAddr> = Vec::new();
-        let mut removed: Vec<SocketAddr> = Vec::new();
         let serving: Vec<SocketAddr> = o
             .set
             .iter()
@@ -126,11 +126,13 @@ impl Custody {
                         full: true,
                         leaving: false,
                         forget_after: None,
+                        dropped_below: None,
                     });
                     if t.leaving {
                         // Back in the set after being told to forget: it needs it whole.
                         t.leaving = false;
                         t.forget_after = None;
+                        t.dropped_below = None;
                         t.full = true;
                         t.acked = 0;
                     }
@@ -139,9 +141,21 @@ impl Custody {
                 .collect();
             // Members leaving the set are told to forget once the new set holds the session
             // (make before break), and stay (not copied to) until they confirm or are gone.
+            let below = o.seq + 1;
             for t in old.into_iter().filter(|t| !desired.contains(&t.addr)) {
-                if gone.contains(&t.addr) {
-                    removed.push(t.addr);
+                if gone.contains(&t.addr) || t.dropped_below.is_some() {
+                    // Gone: it cannot be told to forget. It stays until a majority noted
+                    // that its copy is stale.
+                    if t.dropped_below.is_none() {
+                        dropped_now.push(t.addr);
+                    }
+                    set.push(Track {
+                        leaving: true,
+                        acked: 0,
+                        forget_after: None,
+                        dropped_below: Some(t.dropped_below.unwrap_or(below)),
+                        ..t
+                    });
                     continue;
                 }
                 if !t.leaving {
@@ -155,10 +169,7 @@ impl Custody {
             }
             o.set = set;
         }
-        // Members dropped without their confirmation may still hold a copy: note that it is
-        // stale from the next copy on.
         let below = o.seq + 1;
-        let dropped_now = removed.clone();
         let mut untracked: Vec<SocketAddr> = Vec::new();
         for a in std::mem::take(&mut o.forget_after) {
             if !desired.contains(&a) && !forget.contains(&a) && !current.contains(&a) {
@@ -218,7 +229,7 @@ impl Custody {
             for m in &dropped_now {
                 self.announce_drop(id, epoch, below, *m);
             }
-            self.digest_set_changed(id, epoch, &removed, &added);
+            self.digest_set_changed(id, epoch, &[], &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -239,7 +250,7 @@ impl Custody {
             for m in &dropped_now {
                 self.announce_drop(id, epoch, below, *m);
             }
-            self.digest_set_changed(id, epoch, &removed, &added);
+            self.digest_set_changed(id, epoch, &[], &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -329,7 +340,7 @@ impl Custody {
         for m in &dropped_now {
             self.announce_drop(id, epoch, below, *m);
         }
-        self.digest_set_changed(id, epoch, &removed, &added);
+        self.digest_set_changed(id, epoch, &[], &added);
     }
 
     /// A replica acknowledged copies of a session (or the successor a hand-off).
@@ -534,7 +545,13 @@ impl Custody {
             let last = o.seq;
             let mut resend = false;
             let mut forgets = Vec::new();
+            let mut drops = Vec::new();
             for t in &mut o.set {
+                if let Some(below) = t.dropped_below {
+                    drops.push((o.epoch, below, t.addr));
+                    resend = true;
+                    continue;
+                }
                 let talking = members
                     .contact(t.addr)
                     .is_some_and(|c| now.saturating_duration_since(c.at) < lease);
@@ -547,6 +564,9 @@ impl Custody {
                     t.full = true;
                     resend = true;
                 }
+            }
+            for (epoch, below, member) in drops {
+                self.announce_drop(id, epoch, below, member);
             }
             for (a, epoch) in forgets {
                 self.send(

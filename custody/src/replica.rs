@@ -231,6 +231,7 @@ impl Custody {
                     check: None,
                     bump_to: None,
                     forget_after: previous,
+                    drop_noted: Vec::new(),
                 })),
                 dirty: false,
             },

@@ -42,10 +42,12 @@ pub mod kind {
     pub const CLAIMS: u8 = 17;
     /// [`super::CustodyMsg::Dropped`]: an owner → every member.
     pub const DROPPED: u8 = 18;
+    /// [`super::CustodyMsg::DropsNoted`]: every member → the owner.
+    pub const DROPS_NOTED: u8 = 19;
 
     /// Whether `k` is a session-layer kind.
     pub fn is_custody(k: u8) -> bool {
-        matches!(k, 1 | 2 | 7..=18)
+        matches!(k, 1 | 2 | 7..=19)
     }
 }
 
@@ -248,6 +250,8 @@ pub enum CustodyMsg {
     /// confirmation (they were gone): each receiver notes them, and tells such a member,
     /// should it inquire about the session, that its copy is stale.
     Dropped(Vec<DropNote>),
+    /// The receiver noted these drops: `(session, member dropped, below)`.
+    DropsNoted(Vec<(u128, SocketAddr, u64)>),
     /// The sessions the sender owns with the receiver as a replica, in chunks; `last` ends
     /// the list.
     Inventory {
@@ -278,6 +282,7 @@ impl CustodyMsg {
             Self::Holdings { .. } => kind::HOLDINGS,
             Self::Claims(_) => kind::CLAIMS,
             Self::Dropped(_) => kind::DROPPED,
+            Self::DropsNoted(_) => kind::DROPS_NOTED,
         }
     }
 
@@ -413,6 +418,14 @@ impl CustodyMsg {
                     w.addr(d.owner);
                     w.u64(d.below);
                     w.addr(d.member);
+                }
+            }
+            Self::DropsNoted(entries) => {
+                w.len(entries.len());
+                for (session, member, below) in entries {
+                    w.u128(*session);
+                    w.addr(*member);
+                    w.u64(*below);
                 }
             }
         }
@@ -605,6 +618,14 @@ impl CustodyMsg {
                 }
                 Self::Dropped(notes)
             }
+            kind::DROPS_NOTED => {
+                let n = r.count(31)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((r.u128()?, r.addr()?, r.u64()?));
+                }
+                Self::DropsNoted(entries)
+            }
             _ => return Err(r.err("unknown kind")),
         };
         r.finish()?;
@@ -716,6 +737,7 @@ mod tests {
                 below: 17,
                 member: "[fd00::3]:7946".parse().expect("v6"),
             }]),
+            CustodyMsg::DropsNoted(vec![(9, addr(3), 17)]),
         ]
     }
 
