@@ -56,6 +56,50 @@ impl Drop for Fleet {
     }
 }
 
+/// Spawns the three nodes on free ports. A port chosen free can be taken by another process
+/// (an outgoing connection's ephemeral port) before the node binds it: a node that exits with
+/// "Address already in use" makes the whole fleet start again on fresh ports (at most five
+/// times); any other early exit fails the test with the node's log.
+fn start_fleet(certs: &Path, logs: &Path) -> (Fleet, Vec<Ports>) {
+    for _ in 0..5 {
+        let ports = free_ports();
+        let mut fleet = Fleet(
+            (0..3)
+                .map(|i| Some(spawn(i, &ports, certs, logs)))
+                .collect(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut retry = false;
+        'wait: loop {
+            for (i, c) in fleet.0.iter_mut().enumerate() {
+                let Some(c) = c else { continue };
+                if c.try_wait().expect("try_wait").is_some() {
+                    let log = std::fs::read_to_string(logs.join(format!("node-{i}.log")))
+                        .unwrap_or_default();
+                    assert!(
+                        log.contains("Address already in use"),
+                        "node-{i} exited at start:\n{log}"
+                    );
+                    retry = true;
+                    break 'wait;
+                }
+            }
+            let listening = ports.iter().all(|p| {
+                std::net::TcpStream::connect_timeout(&p.admin, Duration::from_millis(200)).is_ok()
+            });
+            if listening || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !retry {
+            return (fleet, ports);
+        }
+        println!("a chosen port was taken before a node bound it: starting again on new ports");
+    }
+    panic!("five fleets in a row lost a port before binding it");
+}
+
 fn spawn(i: usize, ports: &[Ports], certs: &Path, logs: &Path) -> Child {
     let p = &ports[i];
     let seeds: Vec<String> = ports.iter().map(|p| p.peer.to_string()).collect();
@@ -145,13 +189,8 @@ fn write_certs(name: &str) -> PathBuf {
 async fn killed_node_is_detected_and_rejoins_with_a_new_generation() {
     let certs = write_certs("certs");
     let logs = temp("logs");
-    let ports = free_ports();
     let started = Instant::now();
-    let mut fleet = Fleet(
-        (0..3)
-            .map(|i| Some(spawn(i, &ports, &certs, &logs)))
-            .collect(),
-    );
+    let (mut fleet, ports) = start_fleet(&certs, &logs);
     let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
     let all_alive = |v: &Value| {
         (0..3).all(|i| member(v, &format!("node-{i}")).is_some_and(|m| m["state"] == "alive"))
@@ -220,12 +259,7 @@ fn sse_ids(body: &str) -> Vec<String> {
 async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
     let certs = write_certs("certs-failover");
     let logs = temp("logs-failover");
-    let ports = free_ports();
-    let mut fleet = Fleet(
-        (0..3)
-            .map(|i| Some(spawn(i, &ports, &certs, &logs)))
-            .collect(),
-    );
+    let (mut fleet, ports) = start_fleet(&certs, &logs);
     let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
     until(
         &admins,
