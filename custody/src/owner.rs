@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::action::{Action, Ticket};
+use crate::data::Shown;
 use crate::id::SessionId;
 use crate::machine::{Custody, Entry, Owned, Pending, Role, Track};
 use crate::wire::{Ack, CustodyMsg, Replicate};
@@ -204,32 +205,8 @@ impl Custody {
             if was_unacked {
                 self.unacked -= 1;
             }
-            for (stream, events, ended) in shown {
-                for (seq, json) in events {
-                    self.actions.push_back(Action::Deliver {
-                        session: id,
-                        stream,
-                        seq,
-                        json,
-                    });
-                }
-                if ended {
-                    self.actions.push_back(Action::StreamEnded {
-                        session: id,
-                        stream,
-                    });
-                }
-            }
-            for t in tickets {
-                self.actions.push_back(Action::Settled {
-                    ticket: t,
-                    ok: true,
-                });
-            }
-            for m in &dropped_now {
-                self.announce_drop(id, epoch, below, *m);
-            }
-            self.digest_set_changed(id, epoch, &[], &added);
+            self.show(id, shown, tickets);
+            self.set_changed(id, epoch, below, &dropped_now, &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -247,10 +224,7 @@ impl Custody {
                     },
                 ));
             }
-            for m in &dropped_now {
-                self.announce_drop(id, epoch, below, *m);
-            }
-            self.digest_set_changed(id, epoch, &[], &added);
+            self.set_changed(id, epoch, below, &dropped_now, &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -337,10 +311,23 @@ impl Custody {
             }
             self.send(to, msg);
         }
-        for m in &dropped_now {
+        self.set_changed(id, epoch, below, &dropped_now, &added);
+    }
+
+    /// A replica set changed: members dropped while gone are noted stale from copy `below`
+    /// on (claim.rs), members added enter the digests.
+    fn set_changed(
+        &mut self,
+        id: SessionId,
+        epoch: u32,
+        below: u64,
+        dropped: &[SocketAddr],
+        added: &[SocketAddr],
+    ) {
+        for m in dropped {
             self.announce_drop(id, epoch, below, *m);
         }
-        self.digest_set_changed(id, epoch, &[], &added);
+        self.digest_set_changed(id, epoch, &[], added);
     }
 
     /// A replica acknowledged copies of a session (or the successor a hand-off).
@@ -457,6 +444,12 @@ impl Custody {
         if done {
             self.unacked -= 1;
         }
+        self.show(id, shown, settled);
+    }
+
+    /// What became durable reaches the driver: each stream's events, then its end, then
+    /// the tickets settled.
+    fn show(&mut self, id: SessionId, shown: Vec<Shown>, settled: Vec<Ticket>) {
         for (stream, events, ended) in shown {
             for (seq, json) in events {
                 self.actions.push_back(Action::Deliver {
@@ -491,20 +484,7 @@ impl Custody {
         };
         let (last, fin) = (s.next_seq().saturating_sub(1), s.finished);
         if let Some((events, ended)) = e.data.make_durable(stream, last, fin) {
-            for (seq, json) in events {
-                self.actions.push_back(Action::Deliver {
-                    session: id,
-                    stream,
-                    seq,
-                    json,
-                });
-            }
-            if ended {
-                self.actions.push_back(Action::StreamEnded {
-                    session: id,
-                    stream,
-                });
-            }
+            self.show(id, vec![(stream, events, ended)], Vec::new());
         }
     }
 
