@@ -7,22 +7,10 @@ use std::time::Instant;
 use tokio::sync::broadcast;
 
 use crate::content::Catalog;
+use crate::content::change::{Announce, ChangeEvent};
 use crate::metrics::Metrics;
 use crate::session::Registry;
 use crate::settings::Settings;
-
-/// A change that subscribed clients hear about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangeEvent {
-    /// `notifications/resources/updated` for a URI.
-    ResourceUpdated(String),
-    /// `notifications/tools/list_changed`.
-    ToolsListChanged,
-    /// `notifications/prompts/list_changed`.
-    PromptsListChanged,
-    /// `notifications/resources/list_changed`.
-    ResourcesListChanged,
-}
 
 /// Shared node state.
 #[derive(Debug)]
@@ -193,17 +181,6 @@ impl Node {
         }
     }
 
-    /// Announces a change to every subscribed client of this node (legacy sessions subscribed
-    /// with `resources/subscribe` or holding a GET stream, and 2026-07-28 `subscriptions/listen`
-    /// streams that asked for it).
-    /// Peers announce it to their own clients.
-    pub fn announce(&self, event: ChangeEvent) {
-        if let Some(peers) = self.peers.get() {
-            peers.notify(&event);
-        }
-        self.announce_local(event);
-    }
-
     /// Announces a change to this node's clients only (a peer's `Notify`).
     pub fn announce_local(&self, event: ChangeEvent) {
         let _ = self.changes.send(event.clone());
@@ -233,6 +210,18 @@ impl Node {
     /// Receives every change announced from now on.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()
+    }
+}
+
+impl Announce for Node {
+    /// Announces a change to every subscribed client of this node (legacy sessions subscribed
+    /// with `resources/subscribe` or holding a GET stream, and 2026-07-28 `subscriptions/listen`
+    /// streams that asked for it). Peers announce it to their own clients.
+    fn announce(&self, event: ChangeEvent) {
+        if let Some(peers) = self.peers.get() {
+            peers.notify(&event);
+        }
+        self.announce_local(event);
     }
 }
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{ACCEPT_BOTH, JSON, echo, peer_addr, send, send_with};
-use mcp_node::node::ChangeEvent;
+use mcp_node::content::{Announce, ChangeEvent};
 use mcp_node::session::SessionId;
 
 async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_node::Running {

@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::forward::Relays;
 use super::routing::{self, Decision, Holding};
 use super::wire::{PeerMsg, Replicate};
-use crate::node::{ChangeEvent, Node};
+use crate::content::ChangeEvent;
+use crate::node::Node;
 use crate::session::{Registry, ReplicaOf, Session, SessionId};
 
 /// How long `initialize` waits for the replicas' acknowledgement.

@@ -14,10 +14,10 @@ use rmcp::model::{
 };
 use serde_json::{Map, Value, json};
 
+use super::ChangeEvent;
 use super::catalog::{prompt_ref, template_ref};
 use super::context::InputRequest;
 use super::{CallError, CatalogBuilder, ToolCx};
-use crate::node::ChangeEvent;
 
 /// A 1×1 PNG.
 pub const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";

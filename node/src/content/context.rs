@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value, json};
 
+use super::change::{Announce, ChangeEvent};
 use crate::jsonrpc::{RpcError, code};
 
 /// The transport side of one request, implemented by the HTTP layer.
@@ -166,7 +167,7 @@ struct CxInner {
     outbound: Option<Arc<dyn Outbound>>,
     input_responses: Option<Map<String, Value>>,
     request_state: Option<Value>,
-    node: Option<Arc<crate::node::Node>>,
+    announce: Option<Arc<dyn Announce>>,
     asked: AtomicU32,
 }
 
@@ -209,7 +210,7 @@ pub struct ToolCxBuilder {
     outbound: Option<Arc<dyn Outbound>>,
     input_responses: Option<Map<String, Value>>,
     request_state: Option<Value>,
-    node: Option<Arc<crate::node::Node>>,
+    announce: Option<Arc<dyn Announce>>,
 }
 
 impl std::fmt::Debug for ToolCxBuilder {
@@ -256,9 +257,9 @@ impl ToolCxBuilder {
         self.request_state = state;
         self
     }
-    /// The node, so handlers can announce changes.
-    pub fn node(mut self, node: Arc<crate::node::Node>) -> Self {
-        self.node = Some(node);
+    /// Where the handler's announcements go (the node, which tells its peers too).
+    pub fn announce_to(mut self, to: Arc<dyn Announce>) -> Self {
+        self.announce = Some(to);
         self
     }
     /// Finishes the context.
@@ -271,7 +272,7 @@ impl ToolCxBuilder {
             outbound: self.outbound,
             input_responses: self.input_responses,
             request_state: self.request_state,
-            node: self.node,
+            announce: self.announce,
             asked: AtomicU32::new(0),
         }))
     }
@@ -336,9 +337,9 @@ impl ToolCx {
     }
 
     /// Tells subscribed clients (on every era) that something changed.
-    pub fn announce(&self, event: crate::node::ChangeEvent) {
-        if let Some(node) = &self.0.node {
-            node.announce(event);
+    pub fn announce(&self, event: ChangeEvent) {
+        if let Some(to) = &self.0.announce {
+            to.announce(event);
         }
     }
 

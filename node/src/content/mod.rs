@@ -7,6 +7,7 @@
 //! handler is written once for both eras.
 
 pub mod catalog;
+pub mod change;
 pub mod conformance;
 pub mod context;
 pub mod declarative;
@@ -16,4 +17,5 @@ pub mod packs;
 pub mod uri_template;
 
 pub use catalog::{Catalog, CatalogBuilder, PromptHandler, ResourceHandler, ToolHandler};
+pub use change::{Announce, ChangeEvent};
 pub use context::{CallError, ToolCx};

@@ -171,7 +171,7 @@ async fn request(
         .send_logs(Some(log_level))
         .client_capabilities(caps)
         .outbound(out.clone())
-        .node(node.clone())
+        .announce_to(node.clone())
         .build();
     // Requests that change the session's durable state (the others only add events, which
     // the stream output replicates as they happen).
@@ -292,7 +292,7 @@ pub async fn post_batch(
                 params.remove("_meta");
                 let cx = ToolCxBuilder::new(Era::Legacy)
                     .client_capabilities(caps)
-                    .node(node.clone())
+                    .announce_to(node.clone())
                     .build();
                 let result = Box::pin(dispatch::dispatch(
                     node.clone(),

@@ -16,10 +16,11 @@ use super::legacy::stream_guard;
 use super::mcp::PROTOCOL_VERSION;
 use super::outbound::{DirectOut, StreamOut};
 use super::reply;
+use crate::content::ChangeEvent;
 use crate::content::context::{Era, ToolCxBuilder, log_level_index};
 use crate::jsonrpc::{self, Incoming, RequestId, RequestMsg, RpcError, code};
 use crate::metrics::{MethodLabel, Outcome, Reason};
-use crate::node::{ChangeEvent, Node};
+use crate::node::Node;
 use crate::protocol::dispatch::{self, Scope};
 use crate::protocol::notify::change_message;
 use crate::protocol::versions;
@@ -154,7 +155,7 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
         .send_logs(send_logs)
         .client_capabilities(caps)
         .outbound(out.clone())
-        .node(node.clone())
+        .announce_to(node.clone())
         .input_responses(input_responses)
         .request_state(request_state)
         .build();

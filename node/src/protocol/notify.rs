@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::node::ChangeEvent;
+use crate::content::ChangeEvent;
 
 /// Method and params announcing `event`.
 pub fn change_message(event: &ChangeEvent) -> (&'static str, Value) {
