@@ -9,6 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use bytes::Bytes;
 
+use crate::session::{StateCopy, StreamCopy};
+
 /// Message kinds (the frame message's `kind`).
 pub mod kind {
     /// [`super::Replicate`]: owner → replicas (and leaving owner → successor on hand-off).
@@ -41,50 +43,6 @@ pub struct WireError {
     pub kind: u8,
     /// What was wrong.
     pub what: &'static str,
-}
-
-/// The durable state of a legacy session, as replicated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateCopy {
-    /// Negotiated version (`ProtocolEra` as its index).
-    pub version: u8,
-    /// `notifications/initialized` was received.
-    pub initialized: bool,
-    /// Client capabilities (compact JSON).
-    pub caps: String,
-    /// Log level index.
-    pub log_level: u8,
-    /// Subscribed resource URIs.
-    pub subscriptions: Vec<String>,
-    /// Next stream number.
-    pub next_stream: u32,
-    /// Next server→client request id.
-    pub next_request: i64,
-    /// The principal the session is bound to (`auth.enabled`): SHA-256 of issuer and
-    /// subject. Encoded only when set (flag bit 2 of the `Replicate` flags), so without auth
-    /// the bytes are those of nodes that predate it, and a copy from such a node reads as
-    /// unbound.
-    pub principal: Option<[u8; 32]>,
-    /// The streams the owner holds (flag bit 3): a replica drops the others, so a stream the
-    /// owner evicted to open another (past `MAX_STREAMS`) goes on the replica too. Absent in
-    /// a copy from a node that predates it.
-    pub held_streams: Option<Vec<u32>>,
-}
-
-/// One stream's replicated part: its identity and the events not yet sent to this replica
-/// (all of its log in a full copy).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamCopy {
-    /// Stream number.
-    pub id: u32,
-    /// 0 standalone (GET), 1 response (POST).
-    pub kind: u8,
-    /// No more events will come.
-    pub finished: bool,
-    /// The owner's next event number after these events.
-    pub next_seq: u32,
-    /// `(seq, SSE event bytes)`, ascending.
-    pub events: Vec<(u32, Bytes)>,
 }
 
 /// A session's copy sent to a replica (or to the successor on hand-off).

@@ -2,12 +2,59 @@
 //! subscriptions, counters) and the SSE event logs, whole or as what changed since the last
 //! copy. Live parts (readers, pending server→client requests, in-flight cancellation) stay on
 //! the owner: they belong to connections, which do not survive the owner anyway.
+//!
+//! [`StateCopy`] and [`StreamCopy`] are plain data; their binary form is the peer wire's
+//! (`cluster::wire`), which depends on this module, never the other way.
 
-use crate::cluster::wire::{StateCopy, StreamCopy};
+use bytes::Bytes;
 
 use super::id::SessionId;
 use super::record::{ProtocolEra, Session, SessionState};
 use super::stream::{StreamKind, StreamState};
+
+/// The durable state of a legacy session, as replicated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateCopy {
+    /// Negotiated version (`ProtocolEra` as its index).
+    pub version: u8,
+    /// `notifications/initialized` was received.
+    pub initialized: bool,
+    /// Client capabilities (compact JSON).
+    pub caps: String,
+    /// Log level index.
+    pub log_level: u8,
+    /// Subscribed resource URIs.
+    pub subscriptions: Vec<String>,
+    /// Next stream number.
+    pub next_stream: u32,
+    /// Next server→client request id.
+    pub next_request: i64,
+    /// The principal the session is bound to (`auth.enabled`): SHA-256 of issuer and
+    /// subject. Encoded only when set (flag bit 2 of the `Replicate` flags), so without auth
+    /// the bytes are those of nodes that predate it, and a copy from such a node reads as
+    /// unbound.
+    pub principal: Option<[u8; 32]>,
+    /// The streams the owner holds (flag bit 3): a replica drops the others, so a stream the
+    /// owner evicted to open another (past `MAX_STREAMS`) goes on the replica too. Absent in
+    /// a copy from a node that predates it.
+    pub held_streams: Option<Vec<u32>>,
+}
+
+/// One stream's replicated part: its identity and the events not yet sent to this replica
+/// (all of its log in a full copy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCopy {
+    /// Stream number.
+    pub id: u32,
+    /// 0 standalone (GET), 1 response (POST).
+    pub kind: u8,
+    /// No more events will come.
+    pub finished: bool,
+    /// The owner's next event number after these events.
+    pub next_seq: u32,
+    /// `(seq, SSE event bytes)`, ascending.
+    pub events: Vec<(u32, Bytes)>,
+}
 
 /// A delta did not continue the replica's copy (a lost message): it needs a full copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -10,7 +10,7 @@ mod record;
 mod registry;
 mod stream;
 
-pub use copy::Gap;
+pub use copy::{Gap, StateCopy, StreamCopy};
 pub use id::SessionId;
 pub use record::{ProtocolEra, ReplicaOf, Session, SessionState};
 pub use registry::{Registry, RegistryFull};
