@@ -16,6 +16,7 @@
 pub mod admin;
 pub mod auth;
 pub mod cluster;
+pub mod config_error;
 pub mod content;
 pub mod fdlimit;
 pub mod http;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use mcpcluster_api::NodeConfig;
 
+pub use crate::config_error::ConfigError;
 use crate::fdlimit;
 
 /// Command line of `mcp-node`. Every flag is also an `MCP_NODE_*` variable and a config field.
@@ -85,26 +86,6 @@ pub struct Settings {
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// The validated `auth` section; `None` when client authentication is off.
     pub auth: Option<std::sync::Arc<crate::auth::AuthSettings>>,
-}
-
-/// A configuration problem, naming the field.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    /// The file is not valid YAML for [`NodeConfig`].
-    #[error("{path}: {message}")]
-    Parse { path: String, message: String },
-    /// A field has a value that cannot work.
-    #[error("field `{field}`: {message}")]
-    Field {
-        field: &'static str,
-        message: String,
-    },
 }
 
 fn field(field: &'static str, message: impl Into<String>) -> ConfigError {

@@ -10,7 +10,7 @@ use mcpcluster_api::AdminConfig;
 use parking_lot::Mutex;
 
 use super::auth::{self, Policy, Sha256Digest};
-use crate::settings::ConfigError;
+use crate::config_error::ConfigError;
 
 fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Field {

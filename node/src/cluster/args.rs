@@ -3,7 +3,7 @@
 use clap::Args;
 use mcpcluster_api::{ClusterConfig, GossipTransport, MembershipThread};
 
-use crate::settings::ConfigError;
+use crate::config_error::ConfigError;
 
 /// Flags of the `cluster` section; every flag is also an `MCP_NODE_*` variable.
 #[derive(Debug, Default, Args)]

@@ -8,7 +8,7 @@ use mcp_cluster::membership;
 use mcp_cluster::transport::{self, PeerTls};
 use mcpcluster_api::{ClusterConfig, GossipTransport, MembershipThread, MembershipTimers};
 
-use crate::settings::ConfigError;
+use crate::config_error::ConfigError;
 
 /// The validated `cluster` section of an enabled node.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-use crate::settings::ConfigError;
+use crate::config_error::ConfigError;
 
 const FIELD: &str = "cluster.tls";
 
