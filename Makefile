@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-detector sim clean
+.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ bench-scale: ## >= 6 release nodes + mcp-load cluster: 1K -> 100K held sessions 
 bench-scale-quick: ## bench-scale with QUICK=1: 20K sessions, a 20 s hold, one kill -9; fails when a session is lost, an event missed, a stage not reached, the final check fails or a node dies falsely
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) NO_BUILD=1 QUICK=1 bench/scale.py
+
+bench-idle: ## What idle sessions cost: 3 release nodes holding 16K idle sessions each with their GET streams, CPU per node and peer bytes/s over 60 s, then a final check (BASE_NODE=binary: the same run first with another build, as ratios; writes docs/BENCHMARKS.md)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) NO_BUILD=1 bench/idle.py
 
 bench-load-cost: ## mcp-load cluster vs the nodes it loads, same run: CPU per 1K held sessions per minute and per 1K calls (writes docs/BENCHMARKS.md)
 	$(CARGO) build --release -p mcp-node -p mcp-load

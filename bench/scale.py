@@ -139,13 +139,14 @@ class Node:
         self.admin_port = free_port(self.ip)
         self.peer_port = free_port(self.ip, socket.SOCK_DGRAM)
         self.work, self.config = work, config
+        self.binary = NODE
         self.log_path = os.path.join(work, f"{self.name}.log")
         self.proc = None
         self.starts = 0
 
     def start(self, seeds):
         certs = os.path.join(self.work, "certs")
-        cmd = [NODE, "--config", self.config, "--listen", f"{self.ip}:{self.mcp_port}",
+        cmd = [self.binary, "--config", self.config, "--listen", f"{self.ip}:{self.mcp_port}",
                "--admin-listen", f"{self.ip}:{self.admin_port}",
                "--admin-insecure-local",  # /cluster without credentials: loopback addresses only
                "--cluster=true", "--node-name", self.name,

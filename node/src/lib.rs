@@ -165,12 +165,16 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             tracing::debug!(expired, "expired idle sessions");
         }
         if let Some(peers) = node.peers.get() {
-            // Copies whose owner stopped refreshing them (it expired or deleted the session
-            // and the message was lost) go after the same idle time; the owner re-sends its
-            // live sessions every tick, which keeps their copies fresh.
-            peers.replicas.expire(now.saturating_sub(ttl_ms));
+            // Owners tell each peer what it should hold (cluster/digest.rs): a copy whose
+            // `Forget` was lost goes at the next mismatch, without re-sending idle sessions.
+            // Copies of an owner that is gone and whose sessions nobody asked for go after the
+            // idle time.
+            peers.send_digests(&node);
+            peers.expire_orphans(now.saturating_sub(ttl_ms));
             node.metrics.cluster.set_replicas(peers.replicas.len());
-            node.sessions.for_each(|s| peers.mark(s));
+            // Keep-alives start where the client's connection is: streams relayed from a
+            // peer get theirs here, and the owner sends none over the peer link.
+            peers.keepalive_relayed();
         }
         node.sessions.for_each(|s| {
             for stream in s.state.lock().streams.iter_mut() {

@@ -32,6 +32,10 @@ use crate::node::Node;
 use crate::session::SessionId;
 use crate::stream_queue;
 
+/// An SSE comment that keeps intermediaries from closing an idle stream
+/// (`StreamState::keepalive` writes the same).
+const KEEPALIVE: &[u8] = b":\n\n";
+
 /// Times a request is routed again because its target went down while it waited.
 const REROUTES: u32 = 2;
 
@@ -93,6 +97,16 @@ impl Relays {
     /// Forwarded requests waiting for an answer or streaming one.
     pub fn in_flight(&self) -> usize {
         self.pending.lock().len()
+    }
+
+    /// Sends an SSE keep-alive comment on every relayed stream (its owner sends none over
+    /// the peer link); a full queue skips it (events are waiting anyway).
+    pub fn keepalive(&self) {
+        for p in self.pending.lock().values() {
+            if let Some(tx) = &p.chunks {
+                let _ = tx.try_send(Bytes::from_static(KEEPALIVE));
+            }
+        }
     }
 
     /// Requests peers forwarded to this node that are being served.
@@ -472,6 +486,10 @@ async fn relay(node: &Arc<Node>, peers: &Peers, from: SocketAddr, f: Forward, se
             }
             loop {
                 let chunk = s.next_chunk().await;
+                if chunk.as_deref() == Some(KEEPALIVE) {
+                    // The forwarding node keeps its client's stream alive itself.
+                    continue;
+                }
                 let seq = sent.next_chunk.fetch_add(1, Ordering::AcqRel);
                 let msg = PeerMsg::ForwardChunk {
                     req,

@@ -54,5 +54,21 @@ fn handle(node: &Arc<Node>, peers: &Arc<Peers>, from: std::net::SocketAddr, msg:
         PeerMsg::Superseded { session, epoch } => {
             peers.superseded(node, from, SessionId(session), epoch);
         }
+        PeerMsg::Digest {
+            generation,
+            count,
+            hash,
+        } => peers.on_digest(
+            node,
+            from,
+            generation,
+            super::digest::Digest { count, hash },
+        ),
+        PeerMsg::InventoryRequest => peers.on_inventory_request(node, from),
+        PeerMsg::Inventory {
+            generation,
+            entries,
+            last,
+        } => peers.on_inventory(node, from, generation, &entries, last),
     }
 }

@@ -109,6 +109,8 @@ pub struct ClusterMetrics {
     superseded: Counter,
     no_quorum: Counter,
     bad_messages: Counter,
+    digest_mismatches: Counter,
+    copies_dropped: Counter,
     replicas: Gauge,
     frames_sent: Counter,
     messages_sent: Counter,
@@ -137,6 +139,8 @@ impl Default for ClusterMetrics {
             superseded: Counter::default(),
             no_quorum: Counter::default(),
             bad_messages: Counter::default(),
+            digest_mismatches: Counter::default(),
+            copies_dropped: Counter::default(),
             replicas: Gauge::default(),
             frames_sent: Counter::default(),
             messages_sent: Counter::default(),
@@ -186,6 +190,16 @@ impl ClusterMetrics {
             "replication_ack_timeouts",
             "New sessions answered before every replica acknowledged them",
             m.ack_timeouts.clone(),
+        );
+        r.register(
+            "digest_mismatches",
+            "Owners' digests that differed from the copies held here (an inventory was asked)",
+            m.digest_mismatches.clone(),
+        );
+        r.register(
+            "copies_dropped",
+            "Copies dropped because their owner's inventory no longer listed them (a lost Forget)",
+            m.copies_dropped.clone(),
         );
         r.register(
             "replication_messages",
@@ -281,6 +295,14 @@ impl ClusterMetrics {
     /// Counts a copy a full queue refused.
     pub fn replication_refused(&self) {
         self.replication_refused.inc();
+    }
+    /// Counts a digest that differed from the copies held.
+    pub fn digest_mismatch(&self) {
+        self.digest_mismatches.inc();
+    }
+    /// Counts copies dropped after an inventory.
+    pub fn copies_dropped(&self, n: usize) {
+        self.copies_dropped.inc_by(n as u64);
     }
     /// Counts a resync asked for.
     pub fn resync(&self) {

@@ -11,11 +11,13 @@
 //! - [`view`]: the `/cluster` answer; [`metrics`]: `mcp_cluster_*`.
 //! - [`peers`]: sessions across nodes (routing, replication, failover, hand-off, fan-out);
 //!   [`forward`]: requests relayed to the node holding their session; [`inbound`]: the peer
-//!   messages received; [`wire`]: their binary form.
+//!   messages received; [`wire`]: their binary form; [`digest`]: anti-entropy between owners
+//!   and replicas that costs nothing per idle session.
 
 pub mod args;
 pub mod config;
 pub mod detector;
+pub mod digest;
 pub mod forward;
 pub mod inbound;
 pub mod metrics;

@@ -12,7 +12,7 @@
 //! - A node that holds nothing of a session forwards the request to the top-ranked live member;
 //!   a holder that is not the owner forwards to the owner; hops are bounded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use mcp_cluster::transport::Transport;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::digest::{Digest, INVENTORY_CHUNK};
 use super::forward::Relays;
 use super::routing::{self, Decision, Holding};
 use super::wire::{PeerMsg, Replicate};
@@ -89,6 +90,10 @@ pub struct Peers {
     has_seeds: bool,
     /// When each identity was first seen down (for `TAKEOVER_GRACE`).
     down_since: Mutex<HashMap<NodeId, Instant>>,
+    /// When this node last asked each owner for an inventory (node ms; digest.rs).
+    inventory_asked: Mutex<HashMap<SocketAddr, u64>>,
+    /// Inventories being received, per owner identity: the sessions listed so far.
+    inventories: Mutex<HashMap<NodeId, HashSet<u128>>>,
 }
 
 /// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
@@ -101,6 +106,14 @@ impl std::fmt::Debug for Peers {
             .field("me", &self.me())
             .finish_non_exhaustive()
     }
+}
+
+/// The shortest time between two inventories asked of one owner (digests come every 15 s).
+const INVENTORY_MIN_GAP_MS: u64 = 10_000;
+
+/// Whether a copy's owner is `owner` (same address and generation).
+fn is_of(of: &ReplicaOf, owner: NodeId) -> bool {
+    of.owner == owner.addr && of.owner_generation == owner.generation
 }
 
 fn key(id: SessionId) -> [u8; 16] {
@@ -136,6 +149,8 @@ impl Peers {
             started: Instant::now(),
             has_seeds: !s.seeds.is_empty() || s.seed_dns.is_some(),
             down_since: Mutex::new(HashMap::new()),
+            inventory_asked: Mutex::new(HashMap::new()),
+            inventories: Mutex::new(HashMap::new()),
         });
         (peers, rx)
     }
@@ -168,6 +183,12 @@ impl Peers {
         for (to, req) in self.relays.take_all() {
             self.send(to, &PeerMsg::ForwardCancel { req });
         }
+    }
+
+    /// Keeps the client streams this node relays from their owners alive (an SSE comment on
+    /// each); owners send none over the peer link.
+    pub fn keepalive_relayed(&self) {
+        self.relays.keepalive();
     }
 
     /// Requests relayed over the peer links: (forwarded by this node and not answered yet,
@@ -779,6 +800,171 @@ impl Peers {
         } else {
             tracing::info!(sessions = start, "every session handed off");
         }
+    }
+
+    // ----- anti-entropy (digest.rs) ------------------------------------------------------
+
+    /// Sends every live peer the digest of the copies it should hold of this node's sessions
+    /// (one message per peer, however many sessions: idle ones cost no peer traffic).
+    pub fn send_digests(&self, node: &Node) {
+        let me = self.me();
+        let mut per: HashMap<SocketAddr, Digest> = HashMap::new();
+        node.sessions.for_each(|s| {
+            let st = s.state.lock();
+            for a in &st.repl_to {
+                per.entry(*a).or_default().add(s.id.0, st.epoch);
+            }
+        });
+        for m in self.live() {
+            if m.addr == me.addr {
+                continue;
+            }
+            let d = per.get(&m.addr).copied().unwrap_or_default();
+            self.send(
+                m.addr,
+                &PeerMsg::Digest {
+                    generation: me.generation,
+                    count: d.count,
+                    hash: d.hash,
+                },
+            );
+        }
+    }
+
+    /// The digest of the copies held here of `owner`'s sessions.
+    fn held_of(&self, owner: NodeId) -> Digest {
+        let mut d = Digest::default();
+        self.replicas.for_each(|c| {
+            let st = c.state.lock();
+            if st.replica_of.as_ref().is_some_and(|o| is_of(o, owner)) {
+                d.add(c.id.0, st.epoch);
+            }
+        });
+        d
+    }
+
+    /// An owner's digest: when it differs from the copies held here, ask for its inventory
+    /// (at most once per `INVENTORY_MIN_GAP_MS` per owner).
+    pub fn on_digest(&self, node: &Node, from: SocketAddr, generation: u64, theirs: Digest) {
+        if self.held_of(NodeId::new(from, generation)) == theirs {
+            return;
+        }
+        let now = node.now_ms();
+        {
+            let mut asked = self.inventory_asked.lock();
+            if asked
+                .get(&from)
+                .is_some_and(|t| now.saturating_sub(*t) < INVENTORY_MIN_GAP_MS)
+            {
+                return;
+            }
+            asked.insert(from, now);
+        }
+        node.metrics.cluster.digest_mismatch();
+        self.send(from, &PeerMsg::InventoryRequest);
+    }
+
+    /// A replica asks which sessions it should hold: `(session, epoch)` of each owned here
+    /// whose last copy went to it, in parts.
+    pub fn on_inventory_request(&self, node: &Node, from: SocketAddr) {
+        let me = self.me();
+        let mut entries = Vec::new();
+        node.sessions.for_each(|s| {
+            let st = s.state.lock();
+            if st.repl_to.contains(&from) {
+                entries.push((s.id.0, st.epoch));
+            }
+        });
+        let parts = entries.len().div_ceil(INVENTORY_CHUNK).max(1);
+        let mut chunks = entries.chunks(INVENTORY_CHUNK);
+        for i in 0..parts {
+            let part = chunks.next().map(<[_]>::to_vec).unwrap_or_default();
+            self.send(
+                from,
+                &PeerMsg::Inventory {
+                    generation: me.generation,
+                    entries: part,
+                    last: i + 1 == parts,
+                },
+            );
+        }
+    }
+
+    /// Part of an owner's inventory: ask a full copy of each listed session not held here at
+    /// its epoch; after the last part, drop the copies of that owner it no longer lists (a
+    /// lost `Forget`) — except those applied after this node asked, which the list may
+    /// predate.
+    pub fn on_inventory(
+        &self,
+        node: &Node,
+        from: SocketAddr,
+        generation: u64,
+        entries: &[(u128, u32)],
+        last: bool,
+    ) {
+        let owner = NodeId::new(from, generation);
+        for (session, epoch) in entries {
+            let held = self.replicas.get(&SessionId(*session)).is_some_and(|c| {
+                let st = c.state.lock();
+                st.epoch == *epoch && st.replica_of.as_ref().is_some_and(|o| is_of(o, owner))
+            });
+            if !held {
+                node.metrics.cluster.resync();
+                self.send(from, &PeerMsg::Resync { session: *session });
+            }
+        }
+        let seen = {
+            let mut inventories = self.inventories.lock();
+            let seen = inventories.entry(owner).or_default();
+            seen.extend(entries.iter().map(|(s, _)| *s));
+            if !last {
+                return;
+            }
+            inventories.remove(&owner).unwrap_or_default()
+        };
+        let Some(asked) = self.inventory_asked.lock().get(&from).copied() else {
+            return; // not asked for: keep everything
+        };
+        let mut stale = Vec::new();
+        self.replicas.for_each(|c| {
+            let st = c.state.lock();
+            if st.replica_of.as_ref().is_some_and(|o| is_of(o, owner))
+                && !seen.contains(&c.id.0)
+                && st.last_seen_ms < asked
+            {
+                stale.push(c.id);
+            }
+        });
+        for id in &stale {
+            self.replicas.remove(id);
+        }
+        if !stale.is_empty() {
+            tracing::info!(owner = %from, copies = stale.len(), "dropped copies their owner no longer lists");
+            node.metrics.cluster.copies_dropped(stale.len());
+            node.metrics.cluster.set_replicas(self.replicas.len());
+        }
+    }
+
+    /// Drops the copies idle for longer than the session TTL whose owner is no longer live
+    /// (nobody took them over: no request came). Copies of live owners stay: their digests
+    /// say when one is stale.
+    pub fn expire_orphans(&self, cutoff_ms: u64) -> usize {
+        let live = self.live();
+        let mut gone = Vec::new();
+        self.replicas.for_each(|c| {
+            let st = c.state.lock();
+            let owner_live = st
+                .replica_of
+                .as_ref()
+                .is_some_and(|o| live.iter().any(|m| is_of(o, *m)));
+            if !owner_live && st.last_seen_ms < cutoff_ms {
+                gone.push(c.id);
+            }
+        });
+        for id in &gone {
+            self.replicas.remove(id);
+        }
+        gone.len()
     }
 
     /// Tells every live peer about a change announced here.

@@ -33,6 +33,12 @@ pub mod kind {
     pub const FORGET: u8 = 9;
     /// [`super::PeerMsg::Superseded`]: another node owns a newer version of the session.
     pub const SUPERSEDED: u8 = 10;
+    /// [`super::PeerMsg::Digest`]: owner → every live peer, what it should hold.
+    pub const DIGEST: u8 = 12;
+    /// [`super::PeerMsg::InventoryRequest`]: a replica whose digest differs asks for the list.
+    pub const INVENTORY_REQUEST: u8 = 13;
+    /// [`super::PeerMsg::Inventory`]: part of that list.
+    pub const INVENTORY: u8 = 14;
 }
 
 /// A message that could not be decoded.
@@ -164,6 +170,29 @@ pub enum PeerMsg {
         /// The sender's epoch.
         epoch: u32,
     },
+    /// What the receiver should hold of the sender's sessions: how many copies, and an XOR
+    /// of a hash of `(session, epoch)` over them (`super::digest`). Sent every digest
+    /// period instead of refreshing each session, so idle sessions cost no peer traffic.
+    Digest {
+        /// The sender's generation (copies of an earlier process at its address differ).
+        generation: u64,
+        /// Copies.
+        count: u64,
+        /// XOR of their hashes.
+        hash: u64,
+    },
+    /// The receiver's digest differs from the sender's: list what the sender should hold.
+    InventoryRequest,
+    /// Part of that list: `(session, epoch)` of each session the receiver owns and copies to
+    /// the sender; `last` ends it.
+    Inventory {
+        /// The sender's generation.
+        generation: u64,
+        /// `(session, epoch)`.
+        entries: Vec<(u128, u32)>,
+        /// The last part.
+        last: bool,
+    },
 }
 
 impl PeerMsg {
@@ -180,6 +209,9 @@ impl PeerMsg {
             Self::Notify { .. } => kind::NOTIFY,
             Self::Forget { .. } => kind::FORGET,
             Self::Superseded { .. } => kind::SUPERSEDED,
+            Self::Digest { .. } => kind::DIGEST,
+            Self::InventoryRequest => kind::INVENTORY_REQUEST,
+            Self::Inventory { .. } => kind::INVENTORY,
         }
     }
 
@@ -278,6 +310,29 @@ impl PeerMsg {
             Self::Superseded { session, epoch } => {
                 w.u128(*session);
                 w.u32(*epoch);
+            }
+            Self::Digest {
+                generation,
+                count,
+                hash,
+            } => {
+                w.u64(*generation);
+                w.u64(*count);
+                w.u64(*hash);
+            }
+            Self::InventoryRequest => {}
+            Self::Inventory {
+                generation,
+                entries,
+                last,
+            } => {
+                w.u64(*generation);
+                w.u8(u8::from(*last));
+                w.len(entries.len());
+                for (session, epoch) in entries {
+                    w.u128(*session);
+                    w.u32(*epoch);
+                }
             }
         }
         w.0
@@ -402,6 +457,26 @@ impl PeerMsg {
                 session: r.u128()?,
                 epoch: r.u32()?,
             },
+            kind::DIGEST => Self::Digest {
+                generation: r.u64()?,
+                count: r.u64()?,
+                hash: r.u64()?,
+            },
+            kind::INVENTORY_REQUEST => Self::InventoryRequest,
+            kind::INVENTORY => {
+                let generation = r.u64()?;
+                let last = r.u8()? != 0;
+                let n = r.count(20)?;
+                let mut entries = Vec::with_capacity(n);
+                for _ in 0..n {
+                    entries.push((r.u128()?, r.u32()?));
+                }
+                Self::Inventory {
+                    generation,
+                    entries,
+                    last,
+                }
+            }
             _ => return Err(r.err("unknown kind")),
         };
         if r.pos != body.len() {
@@ -635,6 +710,17 @@ mod tests {
                 session: 7,
                 epoch: 2,
             },
+            PeerMsg::Digest {
+                generation: 1_700_000_000_000,
+                count: 3,
+                hash: u64::MAX - 1,
+            },
+            PeerMsg::InventoryRequest,
+            PeerMsg::Inventory {
+                generation: 9,
+                entries: vec![(u128::MAX, 4), (1, 0)],
+                last: true,
+            },
         ]
     }
 
@@ -681,7 +767,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(kind in 0u8..13, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        fn arbitrary_bytes_never_panic(kind in 0u8..16, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = PeerMsg::decode(kind, &Bytes::from(body));
         }
 
