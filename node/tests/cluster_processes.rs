@@ -359,3 +359,99 @@ async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
     let _ = std::fs::remove_dir_all(certs);
     let _ = std::fs::remove_dir_all(logs);
 }
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill {sig} {}", child.id());
+}
+
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// Admission control: while a replica does not acknowledge (node-1 stopped with SIGSTOP), a new
+/// session it should copy waits at most the acknowledgement bound; the next `initialize` is
+/// refused at once with 503 + `Retry-After` instead of waiting too. Node-0 keeps its majority
+/// throughout (node-2 runs), so the refusal is admission's, not the quorum's. Once node-1 runs
+/// again, sessions open again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_sessions_are_refused_quickly_while_replication_lags() {
+    let certs = write_certs("certs-admission");
+    let logs = temp("logs-admission");
+    let (fleet, ports) = start_fleet(&certs, &logs);
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    until(
+        &admins,
+        Duration::from_secs(30),
+        "3 processes converge",
+        |v| {
+            (0..3).all(|i| {
+                member(v, &format!("node-{i}"))
+                    .is_some_and(|m| m["state"] == "alive" && m["address"].is_string())
+            })
+        },
+    )
+    .await;
+    let open = || {
+        common::send(
+            ports[0].mcp,
+            "POST",
+            &[common::ACCEPT_BOTH, common::JSON],
+            INITIALIZE,
+        )
+    };
+    assert_eq!(
+        open().await.status,
+        200,
+        "a session opens while the replicas run"
+    );
+
+    let stopped = fleet.0[1].as_ref().expect("node-1");
+    signal(stopped, "-STOP");
+    // About half the new sessions pick node-1 as their replica: the first of those waits.
+    let mut slow = None;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let r = open().await;
+        if t.elapsed() >= Duration::from_millis(250) {
+            slow = Some((t.elapsed(), r));
+            break;
+        }
+    }
+    let second = Instant::now();
+    let refused = open().await;
+    let refused_took = second.elapsed();
+    signal(stopped, "-CONT");
+    let (slow_took, slow) = slow.expect("a new session waited for the stopped replica");
+    println!(
+        "replica stopped: a new session waited {slow_took:?} (status {}), the next initialize \
+         was answered in {refused_took:?} (status {})",
+        slow.status, refused.status
+    );
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+    assert!(
+        refused.body.contains("replication is behind"),
+        "refused for lagging replication, not another reason: {refused:?}"
+    );
+    assert!(
+        refused_took < Duration::from_millis(250),
+        "refused at once, not after a wait: {refused_took:?}"
+    );
+
+    // Node-1 runs again: new sessions open again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = open().await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sessions never opened again: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -90,6 +90,19 @@ struct PeerLabels {
     peer: String,
 }
 
+/// Why admission control refused a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+enum AdmissionReason {
+    replication_lag,
+    too_many_waiting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AdmissionLabels {
+    reason: AdmissionReason,
+}
+
 /// The cluster's metrics, registered in the node's registry.
 #[derive(Debug)]
 pub struct ClusterMetrics {
@@ -111,6 +124,7 @@ pub struct ClusterMetrics {
     bad_messages: Counter,
     digest_mismatches: Counter,
     copies_dropped: Counter,
+    admission_refused: Family<AdmissionLabels, Counter>,
     replicas: Gauge,
     frames_sent: Counter,
     messages_sent: Counter,
@@ -141,6 +155,7 @@ impl Default for ClusterMetrics {
             bad_messages: Counter::default(),
             digest_mismatches: Counter::default(),
             copies_dropped: Counter::default(),
+            admission_refused: Family::default(),
             replicas: Gauge::default(),
             frames_sent: Counter::default(),
             messages_sent: Counter::default(),
@@ -190,6 +205,11 @@ impl ClusterMetrics {
             "replication_ack_timeouts",
             "New sessions answered before every replica acknowledged them",
             m.ack_timeouts.clone(),
+        );
+        r.register(
+            "admission_refused",
+            "initialize refused with 503 because replication lags (reason: replication_lag, too_many_waiting)",
+            m.admission_refused.clone(),
         );
         r.register(
             "digest_mismatches",
@@ -295,6 +315,17 @@ impl ClusterMetrics {
     /// Counts a copy a full queue refused.
     pub fn replication_refused(&self) {
         self.replication_refused.inc();
+    }
+    /// Counts an `initialize` refused by admission control.
+    pub fn admission_refused(&self, why: super::peers::Admission) {
+        let reason = match why {
+            super::peers::Admission::Open => return,
+            super::peers::Admission::ReplicationLag => AdmissionReason::replication_lag,
+            super::peers::Admission::TooManyWaiting => AdmissionReason::too_many_waiting,
+        };
+        self.admission_refused
+            .get_or_create(&AdmissionLabels { reason })
+            .inc();
     }
     /// Counts a digest that differed from the copies held.
     pub fn digest_mismatch(&self) {

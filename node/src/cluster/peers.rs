@@ -34,6 +34,25 @@ use crate::session::{Registry, ReplicaOf, Session, SessionId};
 
 /// How long `initialize` waits for the replicas' acknowledgement.
 const ACK_WAIT: Duration = Duration::from_millis(500);
+/// A new session's acknowledgement slower than this means replication lags: new sessions are
+/// refused (503) for `ADMISSION_PAUSE` (admission control, issue 11).
+const SLOW_ACK: Duration = Duration::from_millis(250);
+/// How long new sessions are refused after a slow acknowledgement.
+const ADMISSION_PAUSE: Duration = Duration::from_millis(500);
+/// New sessions waiting for their replicas at once beyond which more are refused.
+const MAX_WAITING_SESSIONS: usize = 256;
+
+/// Why a new session was refused before it was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Accepted.
+    Open,
+    /// An acknowledgement was slow (or timed out) within `ADMISSION_PAUSE`.
+    ReplicationLag,
+    /// Too many new sessions wait for their replicas already.
+    TooManyWaiting,
+}
+
 /// How long a hand-off waits for the successor before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(2);
 
@@ -94,6 +113,10 @@ pub struct Peers {
     inventory_asked: Mutex<HashMap<SocketAddr, u64>>,
     /// Inventories being received, per owner identity: the sessions listed so far.
     inventories: Mutex<HashMap<NodeId, HashSet<u128>>>,
+    /// New sessions refused until this time (ms since `started`): an ack was slow.
+    refuse_until_ms: AtomicU64,
+    /// New sessions waiting for their replicas' acknowledgement.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
@@ -151,6 +174,8 @@ impl Peers {
             down_since: Mutex::new(HashMap::new()),
             inventory_asked: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
+            refuse_until_ms: AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         });
         (peers, rx)
     }
@@ -314,17 +339,38 @@ impl Peers {
         }
     }
 
+    /// Whether a new session may be opened now (admission control): not while replication
+    /// lags — an acknowledgement took longer than `SLOW_ACK` within the last
+    /// `ADMISSION_PAUSE`, or `MAX_WAITING_SESSIONS` wait for theirs — so overload turns into
+    /// quick 503s (the client retries after `Retry-After`) instead of slow answers for every
+    /// session and acknowledgements that time out.
+    pub fn admission(&self) -> Admission {
+        let now = self.started.elapsed().as_millis() as u64;
+        if now < self.refuse_until_ms.load(Ordering::Relaxed) {
+            Admission::ReplicationLag
+        } else if self.waiting.load(Ordering::Relaxed) >= MAX_WAITING_SESSIONS {
+            Admission::TooManyWaiting
+        } else {
+            Admission::Open
+        }
+    }
+
     /// Replicates the session and waits (bounded) until every replica acknowledged it.
     pub async fn replicate_and_wait(&self, node: &Node, s: &Arc<Session>) {
         let (tx, rx) = oneshot::channel();
         self.want_ack.lock().entry(s.id).or_default().push(tx);
         self.mark(s);
         let started = Instant::now();
-        match tokio::time::timeout(ACK_WAIT, rx).await {
-            Ok(_) => node
-                .metrics
-                .cluster
-                .ack_seconds(started.elapsed().as_secs_f64()),
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let acked = tokio::time::timeout(ACK_WAIT, rx).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let took = started.elapsed();
+        if took >= SLOW_ACK {
+            let until = (self.started.elapsed() + ADMISSION_PAUSE).as_millis() as u64;
+            self.refuse_until_ms.fetch_max(until, Ordering::Relaxed);
+        }
+        match acked {
+            Ok(_) => node.metrics.cluster.ack_seconds(took.as_secs_f64()),
             Err(_) => {
                 node.metrics.cluster.ack_timeout();
                 tracing::warn!(session = %s.id, "replicas did not acknowledge a new session in time");

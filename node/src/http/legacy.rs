@@ -368,6 +368,20 @@ async fn initialize(
         node.metrics.cluster.no_quorum();
         return crate::cluster::forward::no_quorum(node);
     }
+    if let Some(peers) = node.peers.get() {
+        let admission = peers.admission();
+        if admission != crate::cluster::peers::Admission::Open {
+            // Replication lags: refuse quickly rather than make every session slow.
+            node.metrics.reject(Reason::overload);
+            node.metrics.cluster.admission_refused(admission);
+            return reply::overloaded(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(&r.id),
+                "replication is behind; retry shortly",
+                limits.retry_after_secs,
+            );
+        }
+    }
     let empty = Map::new();
     let params = r.params.as_ref().unwrap_or(&empty);
     let requested = params.get("protocolVersion").and_then(Value::as_str);
