@@ -47,7 +47,7 @@ async fn cluster(tag: &str) -> Vec<mcp_node::Running> {
         k.tls.cert_file = dir.join("tls.crt").display().to_string();
         k.tls.key_file = dir.join("tls.key").display().to_string();
         let n = start(c).await;
-        let peer = n.node.cluster.get().expect("clustered").view.borrow()[0]
+        let peer = n.cluster.as_ref().expect("clustered").view.borrow()[0]
             .id
             .addr;
         seeds.push(peer);
@@ -56,7 +56,7 @@ async fn cluster(tag: &str) -> Vec<mcp_node::Running> {
     // Until every node sees three alive members.
     for _ in 0..200 {
         let all = nodes.iter().all(|n| {
-            n.node.cluster.get().is_some_and(|c| {
+            n.cluster.as_ref().is_some_and(|c| {
                 c.view
                     .borrow()
                     .iter()

@@ -52,6 +52,8 @@ pub struct Running {
     pub admin_addr: SocketAddr,
     /// The shared state.
     pub node: Arc<Node>,
+    /// The cluster layer, when `cluster.enabled`: its membership view and relays.
+    pub cluster: Option<cluster::ClusterHandle>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -92,11 +94,16 @@ pub async fn start_with(
         auth.prefetch();
     }
     let cluster = match &node.settings.cluster {
-        Some(c) => Some(cluster::start(c, node.clone(), mcp_addr).await?),
+        Some(c) => {
+            let owner = Arc::new(http::forward::Owner::new(node.clone()));
+            Some(cluster::start(c, node.clone(), mcp_addr, owner).await?)
+        }
         None => None,
     };
+    let cluster_handle = cluster.as_ref().map(cluster::Cluster::handle);
     let (stop, stop_rx) = watch::channel(false);
     let task_node = node.clone();
+    let admin_cluster = cluster_handle.clone();
     let task = tokio::spawn(async move {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -105,6 +112,7 @@ pub async fn start_with(
         let admin_task = tokio::spawn(admin::serve(
             admin,
             task_node.clone(),
+            admin_cluster,
             stopped(stop_rx.clone()),
         ));
         let drain_node = task_node.clone();
@@ -131,6 +139,7 @@ pub async fn start_with(
         mcp_addr,
         admin_addr,
         node,
+        cluster: cluster_handle,
         stop,
         task,
     })
@@ -163,18 +172,6 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
         if expired > 0 {
             tracing::debug!(expired, "expired idle sessions");
-        }
-        if let Some(peers) = node.peers.get() {
-            // Owners tell each peer what it should hold (cluster/digest.rs): a copy whose
-            // `Forget` was lost goes at the next mismatch, without re-sending idle sessions.
-            // Copies of an owner that is gone and whose sessions nobody asked for go after the
-            // idle time.
-            peers.send_digests(&node);
-            peers.expire_orphans(now.saturating_sub(ttl_ms));
-            node.metrics.cluster.set_replicas(peers.replicas.len());
-            // Keep-alives start where the client's connection is: streams relayed from a
-            // peer get theirs here, and the owner sends none over the peer link.
-            peers.keepalive_relayed();
         }
         node.sessions.for_each(|s| {
             for stream in s.state.lock().streams.iter_mut() {

@@ -1,7 +1,7 @@
 //! [`Node`]: the state shared by every connection of one node process.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::broadcast;
@@ -10,6 +10,7 @@ use crate::content::Catalog;
 use crate::content::change::{Announce, ChangeEvent};
 use crate::metrics::Metrics;
 use crate::session::Registry;
+use crate::session::layer::SessionLayer;
 use crate::settings::Settings;
 
 /// Shared node state.
@@ -39,10 +40,9 @@ pub struct Node {
     /// This node's name in the cluster (`/cluster`'s `self`): `cluster.nodeName` (also
     /// `MCP_NODE_NAME`), else `POD_NAME`, else `HOSTNAME` (a pod's name), else `mcp-node`.
     pub name: String,
-    /// The cluster layer's view, once it runs (`cluster.enabled`); `/cluster` reads it.
-    pub cluster: std::sync::OnceLock<crate::cluster::ClusterHandle>,
-    /// The session layer between nodes (routing, replication, hand-off), once it runs.
-    pub peers: std::sync::OnceLock<Arc<crate::cluster::peers::Peers>>,
+    /// The session layer between nodes (routing, replication, forwarding, hand-off), once it
+    /// runs (`cluster.enabled`): installed by `cluster::start`, read through [`Node::layer`].
+    layer: OnceLock<Arc<dyn SessionLayer>>,
     /// Client authentication (`auth.enabled`).
     pub auth: Option<crate::auth::Auth>,
     started: Instant,
@@ -87,12 +87,21 @@ impl Node {
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),
             name,
-            cluster: std::sync::OnceLock::new(),
-            peers: std::sync::OnceLock::new(),
+            layer: OnceLock::new(),
             state_signer: state_signer(&settings_key_file),
             started: Instant::now(),
             changes,
         })
+    }
+
+    /// The session layer between nodes, when this node is part of a cluster.
+    pub fn layer(&self) -> Option<&Arc<dyn SessionLayer>> {
+        self.layer.get()
+    }
+
+    /// Installs the session layer (once, at cluster start); `false` if one was installed.
+    pub fn set_layer(&self, layer: Arc<dyn SessionLayer>) -> bool {
+        self.layer.set(layer).is_ok()
     }
 
     /// Milliseconds since the node started (monotonic).
@@ -143,8 +152,8 @@ impl Node {
         });
         // Streams relayed from the peers that own their sessions end too, or their
         // connections would hold a shutdown for its whole grace period.
-        if let Some(peers) = self.peers.get() {
-            peers.end_relayed_streams();
+        if let Some(layer) = self.layer() {
+            layer.end_relayed_streams();
         }
     }
 
@@ -174,7 +183,7 @@ impl Node {
             // session was handed off (clients still connected are served by forwarding).
             done: draining
                 && inflight == 0
-                && match self.peers.get() {
+                && match self.layer() {
                     Some(_) => self.sessions.is_empty(),
                     None => connections == 0,
                 },
@@ -202,8 +211,8 @@ impl Node {
 
     /// A session's durable state or event log changed: its replicas get the change.
     pub fn session_changed(&self, s: &Arc<crate::session::Session>) {
-        if let Some(peers) = self.peers.get() {
-            peers.mark(s);
+        if let Some(layer) = self.layer() {
+            layer.changed(s);
         }
     }
 
@@ -218,8 +227,8 @@ impl Announce for Node {
     /// with `resources/subscribe` or holding a GET stream, and 2026-07-28 `subscriptions/listen`
     /// streams that asked for it). Peers announce it to their own clients.
     fn announce(&self, event: ChangeEvent) {
-        if let Some(peers) = self.peers.get() {
-            peers.notify(&event);
+        if let Some(layer) = self.layer() {
+            layer.announce(&event);
         }
         self.announce_local(event);
     }

@@ -665,9 +665,8 @@ async fn http_tools_never_see_the_token() {
 }
 
 fn live_members(n: &mcp_node::Running) -> usize {
-    n.node
-        .cluster
-        .get()
+    n.cluster
+        .as_ref()
         .expect("clustered")
         .view
         .borrow()
@@ -699,12 +698,10 @@ async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session(
     let session = initialize_as(a.mcp_addr, &alice).await;
     let id = SessionId::parse(&session).expect("id");
     let copy = b
-        .node
-        .peers
-        .get()
-        .expect("peers")
-        .replicas
-        .get(&id)
+        .cluster
+        .as_ref()
+        .expect("clustered")
+        .replica(&id)
         .expect("b holds a copy");
     let bound = copy.state.lock().principal.as_deref().copied();
     assert_eq!(

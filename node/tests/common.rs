@@ -179,7 +179,7 @@ pub async fn start_config(config: NodeConfig) -> mcp_node::Running {
 
 /// A clustered node's peer (QUIC) address: its identity in the membership.
 pub fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
-    n.node.cluster.get().expect("clustered").view.borrow()[0]
+    n.cluster.as_ref().expect("clustered").view.borrow()[0]
         .id
         .addr
 }

@@ -278,9 +278,8 @@ async fn two_nodes_with_panicking_tools(tag: &str) -> (mcp_node::Running, mcp_no
     let edge = start(config).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let met = |n: &mcp_node::Running| {
-        n.node
-            .cluster
-            .get()
+        n.cluster
+            .as_ref()
             .expect("clustered")
             .view
             .borrow()
@@ -349,7 +348,7 @@ async fn a_panic_in_a_forwarded_request_answers_500_at_once() {
 
     assert_eq!(metric(&owner, "mcp_connection_panics_total"), 4.0);
     assert_eq!(metric(&edge, "mcp_connection_panics_total"), 0.0);
-    let relayed = |n: &mcp_node::Running| n.node.peers.get().expect("peers").relayed();
+    let relayed = |n: &mcp_node::Running| n.cluster.as_ref().expect("clustered").relayed();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while relayed(&owner) != (0, 0) || relayed(&edge) != (0, 0) {
         assert!(

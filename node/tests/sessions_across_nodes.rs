@@ -19,9 +19,8 @@ async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_n
 }
 
 fn live_members(n: &mcp_node::Running) -> usize {
-    n.node
-        .cluster
-        .get()
+    n.cluster
+        .as_ref()
         .expect("clustered")
         .view
         .borrow()
@@ -43,12 +42,10 @@ fn holds(n: &mcp_node::Running, id: SessionId) -> bool {
 }
 
 fn has_copy(n: &mcp_node::Running, id: SessionId) -> bool {
-    n.node
-        .peers
-        .get()
-        .expect("peers")
-        .replicas
-        .get(&id)
+    n.cluster
+        .as_ref()
+        .expect("clustered")
+        .replica(&id)
         .is_some()
 }
 
@@ -152,9 +149,8 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
         .expect("a survivor owns the session after the hand-off");
     wait_for("a seen gone", Duration::from_secs(5), || {
         !new_owner
-            .node
             .cluster
-            .get()
+            .as_ref()
             .expect("clustered")
             .view
             .borrow()

@@ -30,6 +30,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use serde_json::json;
 
+use crate::cluster::ClusterHandle;
 use crate::node::Node;
 
 fn respond(
@@ -115,7 +116,12 @@ fn check(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Option<Respo
     Some(r)
 }
 
-fn route(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+fn route(
+    node: &Node,
+    cluster: Option<&ClusterHandle>,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Response<Full<Bytes>> {
     if let Some(refused) = check(node, req, peer) {
         return refused;
     }
@@ -149,7 +155,7 @@ fn route(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Response<Ful
         }
         "/cluster" => json_reply(
             StatusCode::OK,
-            &json!(crate::cluster::view::cluster_view(node)),
+            &json!(crate::cluster::view::cluster_view(node, cluster)),
         ),
         "/drain" => drain(node, req.method()),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n"),

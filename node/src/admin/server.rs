@@ -22,6 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::cluster::ClusterHandle;
 use crate::http::panics;
 use crate::node::Node;
 
@@ -34,7 +35,12 @@ pub const MAX_CONNECTIONS: usize = 64;
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\ncontent-length: 31\r\nconnection: close\r\n\r\nadmin connection limit reached\n";
 
 /// Serves the admin endpoint until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    node: Arc<Node>,
+    cluster: Option<ClusterHandle>,
+    shutdown: impl Future<Output = ()>,
+) {
     let limits = &node.settings.config.limits;
     let head_timeout = Duration::from_secs(limits.request_head_timeout_secs);
     let keepalive = limits.tcp_keepalive_secs;
@@ -63,10 +69,11 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
             crate::http::set_keepalive(&stream, Duration::from_secs(keepalive));
         }
         let n = node.clone();
+        let cluster = cluster.clone();
         tokio::spawn(async move {
             let service_node = n.clone();
             let service = service_fn(move |req| {
-                let r = super::route(&service_node, &req, peer);
+                let r = super::route(&service_node, cluster.as_ref(), &req, peer);
                 async move { Ok::<_, Infallible>(r) }
             });
             let connection = http1::Builder::new()

@@ -74,17 +74,16 @@ impl Auth {
         self.metrics.request(outcome);
     }
 
-    /// Who sent the request, or the answer refusing it. A client's request (`hop` 0) must
-    /// carry `Authorization: Bearer <token>`; a request relayed by a peer (`hop` > 0, only
-    /// ever read from the mutually authenticated peer link) carries the principal the
-    /// forwarding node verified.
+    /// Who sent the request, or the answer refusing it. A client's request must carry
+    /// `Authorization: Bearer <token>`; a request `relayed` by a peer (only ever read from the
+    /// mutually authenticated peer link) carries the principal the forwarding node verified.
     pub async fn authenticate(
         &self,
         headers: &HeaderMap,
-        hop: u8,
+        relayed: bool,
     ) -> Result<Principal, Response<Body>> {
         let s = &self.settings;
-        if hop > 0 {
+        if relayed {
             return headers
                 .get(principal::FORWARDED_HEADER)
                 .and_then(|v| v.to_str().ok())

@@ -6,14 +6,19 @@ use std::sync::Arc;
 use mcp_cluster::transport::Incoming;
 use tokio::sync::mpsc;
 
-use super::forward;
 use super::peers::{self, Peers};
+use super::relay::{self, Handler};
 use super::wire::PeerMsg;
 use crate::node::Node;
 use crate::session::SessionId;
 
 /// Reads peer messages until the transport closes.
-pub async fn run(node: Arc<Node>, peers: Arc<Peers>, mut rx: mpsc::Receiver<Incoming>) {
+pub async fn run(
+    node: Arc<Node>,
+    peers: Arc<Peers>,
+    handler: Arc<dyn Handler>,
+    mut rx: mpsc::Receiver<Incoming>,
+) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
         for Incoming { from, message } in batch.drain(..) {
@@ -26,24 +31,30 @@ pub async fn run(node: Arc<Node>, peers: Arc<Peers>, mut rx: mpsc::Receiver<Inco
                     continue;
                 }
             };
-            handle(&node, &peers, from, msg);
+            handle(&node, &peers, &handler, from, msg);
         }
     }
 }
 
-fn handle(node: &Arc<Node>, peers: &Arc<Peers>, from: std::net::SocketAddr, msg: PeerMsg) {
+fn handle(
+    node: &Arc<Node>,
+    peers: &Arc<Peers>,
+    handler: &Arc<dyn Handler>,
+    from: std::net::SocketAddr,
+    msg: PeerMsg,
+) {
     match msg {
         PeerMsg::Replicate(r) => peers.apply(node, from, &r),
         PeerMsg::ReplicaAck { token, .. } => peers.acked(token),
-        PeerMsg::Forward(f) => forward::serve(node.clone(), peers.clone(), from, *f),
-        PeerMsg::ForwardHead(h) => forward::on_head(node, peers, from, *h),
+        PeerMsg::Forward(f) => relay::serve(handler, peers.clone(), from, *f),
+        PeerMsg::ForwardHead(h) => relay::on_head(node, peers, from, *h),
         PeerMsg::ForwardChunk {
             req,
             seq,
             end,
             data,
-        } => forward::on_chunk(peers, from, req, seq, end, data),
-        PeerMsg::ForwardCancel { req } => forward::on_cancel(peers, from, req),
+        } => relay::on_chunk(peers, from, req, seq, end, data),
+        PeerMsg::ForwardCancel { req } => relay::on_cancel(peers, from, req),
         PeerMsg::Resync { session } => peers.resync(node, SessionId(session)),
         PeerMsg::Notify { event, uri } => {
             if let Some(ev) = peers::change_event(event, uri) {

@@ -14,6 +14,8 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+
+use crate::session::layer::Admission;
 use prometheus_client::registry::Registry;
 
 /// A member's state as `/cluster` reports it.
@@ -317,11 +319,11 @@ impl ClusterMetrics {
         self.replication_refused.inc();
     }
     /// Counts an `initialize` refused by admission control.
-    pub fn admission_refused(&self, why: super::peers::Admission) {
+    pub fn admission_refused(&self, why: Admission) {
         let reason = match why {
-            super::peers::Admission::Open => return,
-            super::peers::Admission::ReplicationLag => AdmissionReason::replication_lag,
-            super::peers::Admission::TooManyWaiting => AdmissionReason::too_many_waiting,
+            Admission::Open => return,
+            Admission::ReplicationLag => AdmissionReason::replication_lag,
+            Admission::TooManyWaiting => AdmissionReason::too_many_waiting,
         };
         self.admission_refused
             .get_or_create(&AdmissionLabels { reason })

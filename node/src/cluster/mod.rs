@@ -9,19 +9,23 @@
 //! - [`tls`]: peer certificates from files, generated in memory, or written for local runs.
 //! - [`shell`]: load publication, membership events → logs and metrics.
 //! - [`view`]: the `/cluster` answer; [`metrics`]: `mcp_cluster_*`.
-//! - [`peers`]: sessions across nodes (routing, replication, failover, hand-off, fan-out);
-//!   [`forward`]: requests relayed to the node holding their session; [`inbound`]: the peer
-//!   messages received; [`wire`]: their binary form; [`digest`]: anti-entropy between owners
-//!   and replicas that costs nothing per idle session.
+//! - [`peers`]: sessions across nodes (routing, replication, failover, hand-off, fan-out),
+//!   installed in the node as its session layer by [`layer`] (the node's HTTP side sees only
+//!   `session::layer::SessionLayer`); [`relay`]: the peer messages of requests relayed to
+//!   the node holding their session (the HTTP side is `http/forward.rs`, whose owner-side
+//!   handler [`start`] is given); [`inbound`]: the peer messages received; [`wire`]: their
+//!   binary form; [`digest`]: anti-entropy between owners and replicas that costs nothing
+//!   per idle session.
 
 pub mod args;
 pub mod config;
 pub mod detector;
 pub mod digest;
-pub mod forward;
 pub mod inbound;
+pub mod layer;
 pub mod metrics;
 pub mod peers;
+pub mod relay;
 pub mod routing;
 pub mod shell;
 pub mod tls;
@@ -66,11 +70,13 @@ pub struct Cluster {
 /// replicas then take over).
 const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
 
-/// Binds the peer endpoint, joins the seeds, and starts publishing this node's load.
+/// Binds the peer endpoint, joins the seeds, starts publishing this node's load, and installs
+/// the session layer in `node`; requests peers relay here go to `handler` (the HTTP layer's).
 pub async fn start(
     s: &ClusterSettings,
     node: Arc<Node>,
     mcp_addr: SocketAddr,
+    handler: Arc<dyn relay::Handler>,
 ) -> anyhow::Result<Cluster> {
     if s.dev_tls {
         tracing::warn!(
@@ -137,10 +143,6 @@ pub async fn start(
         })),
     };
     let membership = Arc::new(spawn_membership(membership, link, seeds, options));
-    let _ = node.cluster.set(ClusterHandle {
-        view: membership.view.clone(),
-        mcp_addr,
-    });
     let (peers, dirty) = peers::Peers::new(
         id,
         transport.clone(),
@@ -148,14 +150,21 @@ pub async fn start(
         s,
         node.settings.config.limits.max_sessions as usize,
     );
-    let _ = node.peers.set(peers.clone());
+    node.set_layer(Arc::new(layer::Layer::new(peers.clone(), &node)));
     let tasks = vec![
-        tokio::spawn(inbound::run(node.clone(), peers.clone(), rx.messages)),
+        tokio::spawn(inbound::run(
+            node.clone(),
+            peers.clone(),
+            handler,
+            rx.messages,
+        )),
         tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
+        tokio::spawn(refresh(node.clone(), peers.clone())),
     ];
     let leaving = Arc::new(AtomicBool::new(false));
     let shell = tokio::spawn(shell::run(
         node,
+        peers.clone(),
         transport.clone(),
         membership.clone(),
         s.load_publish,
@@ -178,6 +187,15 @@ impl Cluster {
     /// This node's identity at start.
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// What the admin endpoint (and tests) read of the running cluster layer.
+    pub fn handle(&self) -> ClusterHandle {
+        ClusterHandle {
+            view: self.membership.view.clone(),
+            mcp_addr: self.mcp_addr,
+            peers: self.peers.clone(),
+        }
     }
 
     /// Leaves gracefully (peers mark this node dead at once instead of detecting a failure),
@@ -214,5 +232,27 @@ impl Cluster {
             t.abort();
         }
         self.transport.close();
+    }
+}
+
+/// How often owners send their digests, orphaned copies are checked for expiry, and relayed
+/// streams get a keep-alive (the node's own streams get theirs in `lib.rs`'s housekeeping).
+const REFRESH_PERIOD: Duration = Duration::from_secs(15);
+
+/// Owners tell each peer what it should hold (`digest.rs`): a copy whose `Forget` was lost
+/// goes at the next mismatch, without re-sending idle sessions. Copies of an owner that is
+/// gone and whose sessions nobody asked for go after the session idle time. Keep-alives start
+/// where the client's connection is: streams relayed from a peer get theirs here, and the
+/// owner sends none over the peer link.
+async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
+    let mut tick = tokio::time::interval(REFRESH_PERIOD);
+    let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
+    loop {
+        tick.tick().await;
+        let now = node.now_ms();
+        peers.send_digests(&node);
+        peers.expire_orphans(now.saturating_sub(ttl_ms));
+        node.metrics.cluster.set_replicas(peers.replicas.len());
+        peers.keepalive_relayed();
     }
 }

@@ -25,11 +25,12 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::digest::{Digest, INVENTORY_CHUNK};
-use super::forward::Relays;
+use super::relay::Relays;
 use super::routing::{self, Decision, Holding};
 use super::wire::{PeerMsg, Replicate};
 use crate::content::ChangeEvent;
 use crate::node::Node;
+use crate::session::layer::{Admission, Route};
 use crate::session::{Registry, ReplicaOf, Session, SessionId};
 
 /// How long `initialize` waits for the replicas' acknowledgement.
@@ -42,33 +43,8 @@ const ADMISSION_PAUSE: Duration = Duration::from_millis(500);
 /// New sessions waiting for their replicas at once beyond which more are refused.
 const MAX_WAITING_SESSIONS: usize = 256;
 
-/// Why a new session was refused before it was created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Admission {
-    /// Accepted.
-    Open,
-    /// An acknowledgement was slow (or timed out) within `ADMISSION_PAUSE`.
-    ReplicationLag,
-    /// Too many new sessions wait for their replicas already.
-    TooManyWaiting,
-}
-
 /// How long a hand-off waits for the successor before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(2);
-
-/// Where a request for a session goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// Served here (owned, or just taken over).
-    Local,
-    /// Forwarded to this peer.
-    Forward(SocketAddr),
-    /// Nobody to ask: answered here (404).
-    NotFound,
-    /// This node will take the session over once its owner has stayed down for
-    /// `TAKEOVER_GRACE`: ask again shortly.
-    Wait,
-}
 
 /// How long an owner must stay down before its replica takes over. A member declared down by
 /// gossip that was wrong (the minority side of a healed partition spreading its verdicts, a

@@ -11,6 +11,7 @@ use mcp_cluster::transport::{MembershipHandle, Transport};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::metrics::EventLabel;
+use super::peers::Peers;
 use crate::node::Node;
 
 /// What this node says about itself; `mcp_addr` is where it serves MCP.
@@ -27,6 +28,7 @@ pub fn node_meta(node: &Node, mcp_addr: SocketAddr) -> NodeMeta {
 /// Runs until the membership driver stops (after a leave).
 pub async fn run(
     node: Arc<Node>,
+    peers: Arc<Peers>,
     transport: Transport,
     membership: Arc<MembershipHandle>,
     period: Duration,
@@ -46,12 +48,12 @@ pub async fn run(
                     membership.set_meta(meta).await;
                 }
                 observe(&node, &transport, &membership);
-                if node.is_draining() && let Some(peers) = node.peers.get() {
+                if node.is_draining() {
                     peers.handoff_round(&node);
                 }
             }
             event = events.recv() => match event {
-                Ok(event) => on_event(&node, &transport, &membership, event, &leaving),
+                Ok(event) => on_event(&node, &peers, &transport, &membership, event, &leaving),
                 Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "membership events lagged"),
                 Err(RecvError::Closed) => return,
             },
@@ -97,6 +99,7 @@ fn is_renewal(old: NodeId, new: NodeId) -> bool {
 
 fn on_event(
     node: &Arc<Node>,
+    peers: &Arc<Peers>,
     transport: &Transport,
     membership: &MembershipHandle,
     event: Event,
@@ -120,9 +123,7 @@ fn on_event(
             let _span =
                 tracing::info_span!("peer", peer = %id.addr, name = %name_of(id.addr)).entered();
             tracing::info!(generation = id.generation, "member up");
-            if let Some(peers) = node.peers.get() {
-                peers.membership_changed(node, None);
-            }
+            peers.membership_changed(node, None);
         }
         Event::Down(id) => {
             m.event(EventLabel::down);
@@ -132,9 +133,7 @@ fn on_event(
             // Its connection is dead or closing; a restarted process dials afresh.
             transport.forget(id.addr);
             m.set_rtt(&name, None);
-            if let Some(peers) = node.peers.get() {
-                peers.membership_changed(node, Some(id));
-            }
+            peers.membership_changed(node, Some(id));
         }
         Event::Renamed { old, new } => {
             m.event(EventLabel::renamed);
@@ -147,10 +146,8 @@ fn on_event(
                     new = new.generation,
                     "member rejoined under a new generation"
                 );
-                if let Some(peers) = node.peers.get() {
-                    peers.owner_renewed(old, new);
-                    peers.membership_changed(node, None);
-                }
+                peers.owner_renewed(old, new);
+                peers.membership_changed(node, None);
             } else {
                 tracing::info!(
                     old = old.generation,
@@ -161,10 +158,8 @@ fn on_event(
                 // now, or frames to the new process wait for the idle timeout (5 s).
                 transport.forget(new.addr);
                 transport.warm_up(new.addr);
-                if let Some(peers) = node.peers.get() {
-                    // What the old process owned is taken over, like after a death.
-                    peers.membership_changed(node, Some(old));
-                }
+                // What the old process owned is taken over, like after a death.
+                peers.membership_changed(node, Some(old));
             }
         }
         Event::Rejoined(id) => {
@@ -173,9 +168,7 @@ fn on_event(
                 generation = id.generation,
                 "this node was declared down; rejoined"
             );
-            if let Some(peers) = node.peers.get() {
-                peers.rejoined(node);
-            }
+            peers.rejoined(node);
         }
         Event::Active => {
             m.event(EventLabel::active);

@@ -4,21 +4,39 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mcp_cluster::membership::{MemberState, MemberView};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::peers::Peers;
 use crate::node::Node;
+use crate::session::{Session, SessionId};
 
-/// What the admin endpoint reads from a running cluster layer.
+/// What the admin endpoint (and tests) read from a running cluster layer
+/// (`Cluster::handle`).
 #[derive(Debug, Clone)]
 pub struct ClusterHandle {
     /// The membership's view (this node first), refreshed by the cluster crate's driver.
     pub view: watch::Receiver<Vec<MemberView>>,
     /// Where this node serves MCP (its row's `address`).
     pub mcp_addr: SocketAddr,
+    pub(super) peers: Arc<Peers>,
+}
+
+impl ClusterHandle {
+    /// Requests relayed over the peer links: (forwarded by this node and not answered yet,
+    /// forwarded to this node and being served).
+    pub fn relayed(&self) -> (usize, usize) {
+        self.peers.relayed()
+    }
+
+    /// The copy of session `id` this node holds for its owner, if any.
+    pub fn replica(&self, id: &SessionId) -> Option<Arc<Session>> {
+        self.peers.replicas.get(id)
+    }
 }
 
 /// One row of `/cluster`.
@@ -67,7 +85,7 @@ fn state(s: MemberState) -> &'static str {
 }
 
 /// The view `/cluster` returns: only this node without a cluster layer, else the membership.
-pub fn cluster_view(node: &Node) -> ClusterView {
+pub fn cluster_view(node: &Node, cluster: Option<&ClusterHandle>) -> ClusterView {
     let connections = u64::from(node.connections.load(Ordering::Relaxed));
     let sessions = node.sessions.len() as u64;
     let me = MemberRow {
@@ -81,7 +99,7 @@ pub fn cluster_view(node: &Node) -> ClusterView {
         generation: 0,
         incarnation: 0,
     };
-    let Some(handle) = node.cluster.get() else {
+    let Some(handle) = cluster else {
         return ClusterView {
             self_: node.name.clone(),
             members: vec![me],

@@ -20,6 +20,7 @@ use crate::metrics::{MethodLabel, Outcome, Reason};
 use crate::node::Node;
 use crate::protocol::dispatch::{self, Scope};
 use crate::protocol::versions;
+use crate::session::layer::Admission;
 use crate::session::{EventId, ProtocolEra, Session, SessionId, StreamKind};
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -158,7 +159,7 @@ async fn request(
         tx,
         limits.event_log_capacity as usize,
         Duration::from_secs(limits.client_request_timeout_secs),
-        node.peers.get().cloned(),
+        node.layer().cloned(),
     ));
     let mut params = r.params.unwrap_or_default();
     let progress_token = params
@@ -361,16 +362,16 @@ async fn initialize(
             limits.retry_after_secs,
         );
     }
-    if let Some(peers) = node.peers.get()
-        && !peers.has_quorum()
+    if let Some(layer) = node.layer()
+        && !layer.has_quorum()
     {
         // A session opened here could not be replicated, and would be a second owner's.
         node.metrics.cluster.no_quorum();
-        return crate::cluster::forward::no_quorum(node);
+        return super::forward::no_quorum(node);
     }
-    if let Some(peers) = node.peers.get() {
-        let admission = peers.admission();
-        if admission != crate::cluster::peers::Admission::Open {
+    if let Some(layer) = node.layer() {
+        let admission = layer.admission();
+        if admission != Admission::Open {
             // Replication lags: refuse quickly rather than make every session slow.
             node.metrics.reject(Reason::overload);
             node.metrics.cluster.admission_refused(admission);
@@ -398,8 +399,8 @@ async fn initialize(
         return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
     }
     let version = versions::negotiate(requested);
-    let peers = node.peers.get();
-    let id = peers.map_or_else(SessionId::random, |p| p.new_session_id());
+    let layer = node.layer();
+    let id = layer.map_or_else(SessionId::random, |l| l.new_session_id());
     let session = Arc::new(Session::new(
         id,
         version,
@@ -419,9 +420,9 @@ async fn initialize(
         );
     }
     node.metrics.sessions.set(node.sessions.len() as i64);
-    if let Some(peers) = peers {
+    if let Some(layer) = layer {
         // The client learns the session only once a replica holds it too.
-        peers.replicate_and_wait(node, &session).await;
+        layer.created(&session).await;
     }
     let result = json!({
         "protocolVersion": version.as_str(),
@@ -499,8 +500,8 @@ pub fn delete(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
         for stream in s.state.lock().streams.iter_mut() {
             stream.finish();
         }
-        if let Some(peers) = node.peers.get() {
-            peers.deleted(&s);
+        if let Some(layer) = node.layer() {
+            layer.deleted(&s);
         }
     }
     node.metrics.sessions.set(node.sessions.len() as i64);

@@ -13,18 +13,38 @@ use serde_json::value::RawValue;
 
 use super::body::Body;
 use super::guard::{self, Refusal};
-use super::{legacy, modern, reply};
+use super::{forward, legacy, modern, reply};
 use crate::auth::principal::FORWARDED_HEADER;
 use crate::auth::{AuthOutcome, Principal};
 use crate::jsonrpc::{self, Incoming, RpcError};
 use crate::metrics::Reason;
 use crate::node::Node;
 use crate::protocol::versions;
+use crate::session::layer::Hops;
 
 /// `MCP-Protocol-Version` header name.
 pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// `Mcp-Session-Id` header name.
 pub const SESSION_ID: &str = "mcp-session-id";
+
+/// Where a request on `/mcp` came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A client connected to this node.
+    Client,
+    /// A peer relayed it (`http/forward.rs`), after the nodes it passed (`hops`, which only the
+    /// session layer reads). Its principal was verified by the node the client reached.
+    Peer(Hops),
+}
+
+impl Via {
+    fn hops(self) -> Hops {
+        match self {
+            Self::Client => Hops::CLIENT,
+            Self::Peer(h) => h,
+        }
+    }
+}
 
 /// Handles one HTTP request on the MCP listener (the body was read, within
 /// `limits.maxBodyBytes`, by the connection loop).
@@ -35,18 +55,18 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<Body> {
-    handle_hop(node, method, target, headers, body, 0).await
+    handle_via(node, method, target, headers, body, Via::Client).await
 }
 
-/// [`handle`] for a request that `hop` nodes already forwarded (0: from a client). A request
-/// naming a session held on another node is forwarded there (`crate::cluster::forward`).
-pub async fn handle_hop(
+/// [`handle`] for a request that came `via` a client or a peer. A request naming a session
+/// held on another node is forwarded there ([`forward::intercept`]).
+pub async fn handle_via(
     node: Arc<Node>,
     method: Method,
     target: &str,
     headers: &HeaderMap,
     body: Bytes,
-    hop: u8,
+    via: Via,
 ) -> Response<Body> {
     let path = target.split('?').next().unwrap_or(target);
     if let Some(auth) = &node.auth
@@ -71,7 +91,7 @@ pub async fn handle_hop(
         return reply::refuse(StatusCode::FORBIDDEN, &format!("{what} header not allowed"));
     }
     let principal = match &node.auth {
-        Some(auth) => match auth.authenticate(headers, hop).await {
+        Some(auth) => match auth.authenticate(headers, via != Via::Client).await {
             Ok(p) => Some(p),
             Err(refusal) => return refusal,
         },
@@ -79,14 +99,15 @@ pub async fn handle_hop(
     };
     // A client must not pass a principal off as verified by a peer.
     let cleaned;
-    let headers = if hop == 0 && principal.is_none() && headers.contains_key(FORWARDED_HEADER) {
-        let mut h = headers.clone();
-        h.remove(FORWARDED_HEADER);
-        cleaned = h;
-        &cleaned
-    } else {
-        headers
-    };
+    let headers =
+        if via == Via::Client && principal.is_none() && headers.contains_key(FORWARDED_HEADER) {
+            let mut h = headers.clone();
+            h.remove(FORWARDED_HEADER);
+            cleaned = h;
+            &cleaned
+        } else {
+            headers
+        };
     if method == Method::GET && node.is_draining() {
         // A stream opened now would hold this node's shutdown open; the client's retry
         // reaches another node (the Service stopped routing here: /readyz is false).
@@ -98,19 +119,28 @@ pub async fn handle_hop(
             node.settings.config.limits.retry_after_secs,
         );
     }
-    if node.peers.get().is_some() && headers.contains_key(SESSION_ID) {
+    if let Some(layer) = node.layer()
+        && headers.contains_key(SESSION_ID)
+    {
         // The token stays here; the owner gets the principal verified here.
         let relayed;
         let relay_headers = match &principal {
-            Some(p) if hop == 0 => {
+            Some(p) if via == Via::Client => {
                 relayed = crate::auth::forwarded_headers(headers, p);
                 &relayed
             }
             _ => headers,
         };
-        if let Some(forwarded) =
-            crate::cluster::forward::intercept(&node, &method, target, relay_headers, &body, hop)
-                .await
+        if let Some(forwarded) = forward::intercept(
+            &node,
+            layer.as_ref(),
+            &method,
+            target,
+            relay_headers,
+            &body,
+            via.hops(),
+        )
+        .await
         {
             return forwarded;
         }

@@ -11,6 +11,7 @@ pub mod body;
 pub mod budget;
 pub mod conn;
 pub mod exchange;
+pub mod forward;
 pub mod framing;
 pub mod guard;
 pub mod io;

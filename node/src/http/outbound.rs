@@ -15,6 +15,7 @@ use serde_json::Value;
 use crate::content::CallError;
 use crate::content::context::Outbound;
 use crate::jsonrpc::{self, RequestId};
+use crate::session::layer::SessionLayer;
 use crate::session::{EventId, ProtocolEra, Session, StreamKind};
 
 /// The transport side of one request, as the exchange driver sees it.
@@ -36,7 +37,7 @@ pub struct SessionOut {
     log_capacity: usize,
     client_request_timeout: Duration,
     /// The session layer, which copies each event to the replicas.
-    peers: Option<Arc<crate::cluster::peers::Peers>>,
+    layer: Option<Arc<dyn SessionLayer>>,
 }
 
 impl std::fmt::Debug for SessionOut {
@@ -54,7 +55,7 @@ impl SessionOut {
         tx: stream_queue::Sender,
         log_capacity: usize,
         timeout: Duration,
-        peers: Option<Arc<crate::cluster::peers::Peers>>,
+        layer: Option<Arc<dyn SessionLayer>>,
     ) -> Self {
         Self {
             session,
@@ -62,13 +63,13 @@ impl SessionOut {
             stream: Mutex::new(None),
             log_capacity,
             client_request_timeout: timeout,
-            peers,
+            layer,
         }
     }
 
     fn changed(&self) {
-        if let Some(p) = &self.peers {
-            p.mark(&self.session);
+        if let Some(layer) = &self.layer {
+            layer.changed(&self.session);
         }
     }
 

@@ -6,6 +6,7 @@
 
 mod copy;
 mod id;
+pub mod layer;
 mod record;
 mod registry;
 mod stream;
@@ -14,4 +15,4 @@ pub use copy::{Gap, StateCopy, StreamCopy};
 pub use id::SessionId;
 pub use record::{ProtocolEra, ReplicaOf, Session, SessionState};
 pub use registry::{Registry, RegistryFull};
-pub use stream::{EventId, StreamKind, StreamState};
+pub use stream::{EventId, SSE_KEEPALIVE, StreamKind, StreamState};

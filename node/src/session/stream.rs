@@ -10,6 +10,10 @@ use std::collections::VecDeque;
 use crate::stream_queue;
 use bytes::Bytes;
 
+/// The SSE comment that keeps intermediaries from closing an idle stream (never logged; a
+/// relayed stream gets it from the node its client is connected to, not over the peer link).
+pub const SSE_KEEPALIVE: &[u8] = b":\n\n";
+
 /// What opened the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamKind {
@@ -150,7 +154,7 @@ impl StreamState {
     /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged).
     pub fn keepalive(&mut self) {
         if let Some(tx) = &self.live
-            && tx.try_send(Bytes::from_static(b":\n\n")).is_err()
+            && tx.try_send(Bytes::from_static(SSE_KEEPALIVE)).is_err()
         {
             self.live = None;
         }

@@ -1,0 +1,341 @@
+//! Forwarding's peer-message side: a request for a session held on another node travels there
+//! as `Forward`, and its answer (a JSON body, or an SSE stream chunk by chunk) comes back as
+//! `ForwardHead` and `ForwardChunk`s; `ForwardCancel` stops the owner when the client leaves.
+//! Its HTTP side (turning a client request into a [`RelayRequest`] and the answer into a
+//! response; running a relayed request through `/mcp`) is `http/forward.rs`.
+//!
+//! - Forwarding side ([`forward`]): sends `Forward`, waits (bounded by `forwardTimeoutMs`) for
+//!   the `ForwardHead`; a streamed answer becomes a bounded queue fed by `ForwardChunk`s.
+//!   When the target is declared down before answering, the waiter learns it (the caller
+//!   routes again).
+//! - Owner side ([`serve`]): hands the request to the [`Handler`] given to `cluster::start`
+//!   (the HTTP layer's), which answers through a [`Reply`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
+
+use super::metrics::ForwardOutcome;
+use super::peers::Peers;
+use super::wire::{Forward, ForwardHead, PeerMsg};
+use crate::node::Node;
+use crate::session::SSE_KEEPALIVE;
+use crate::session::layer::{Hops, RelayCancel, RelayError, RelayRequest, Relayed, RelayedBody};
+use crate::stream_queue;
+
+/// The owner side's request handler, passed to `cluster::start`: runs a request a peer relayed
+/// through the local `/mcp` handler, as if its client were connected here, and answers through
+/// `reply`. It must answer even when the request's handling fails (a panic: a 500 head, or
+/// the end of a stream already started), or the peer waits out its `forwardTimeoutMs`.
+pub trait Handler: Send + Sync + 'static {
+    /// Serves `req`, which `hops` nodes passed before this one, relayed by `from`.
+    fn serve(
+        &self,
+        from: SocketAddr,
+        hops: Hops,
+        req: RelayRequest,
+        reply: Arc<Reply>,
+    ) -> BoxFuture<'static, ()>;
+}
+
+struct Pending {
+    to: SocketAddr,
+    head: Option<oneshot::Sender<Relayed>>,
+    chunks: Option<stream_queue::Sender>,
+    /// The next chunk number expected.
+    next_chunk: u32,
+}
+
+/// Requests in flight between this node and its peers, both ways.
+#[derive(Default)]
+pub struct Relays {
+    next: AtomicU64,
+    /// Requests this node forwarded, by request number.
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Answers this node streams to a peer, by (peer, its request number).
+    serving: Mutex<HashMap<(SocketAddr, u64), AbortHandle>>,
+}
+
+impl std::fmt::Debug for Relays {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relays")
+            .field("pending", &self.pending.lock().len())
+            .field("serving", &self.serving.lock().len())
+            .finish()
+    }
+}
+
+impl Relays {
+    /// A peer is down: its answers will not come (the clients' streams end, and they resume
+    /// elsewhere), and nobody reads what we stream to it.
+    pub fn peer_down(&self, addr: SocketAddr) {
+        self.pending.lock().retain(|_, p| p.to != addr);
+        self.serving.lock().retain(|(from, _), h| {
+            if *from == addr {
+                h.abort();
+            }
+            *from != addr
+        });
+    }
+
+    /// Drops every forwarded request (their clients' streams end); returns (peer, request)
+    /// of each so the peers can be told.
+    pub fn take_all(&self) -> Vec<(SocketAddr, u64)> {
+        self.pending
+            .lock()
+            .drain()
+            .map(|(req, p)| (p.to, req))
+            .collect()
+    }
+
+    /// Forwarded requests waiting for an answer or streaming one.
+    pub fn in_flight(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Sends an SSE keep-alive comment on every relayed stream (its owner sends none over
+    /// the peer link); a full queue skips it (events are waiting anyway).
+    pub fn keepalive(&self) {
+        for p in self.pending.lock().values() {
+            if let Some(tx) = &p.chunks {
+                let _ = tx.try_send(Bytes::from_static(SSE_KEEPALIVE));
+            }
+        }
+    }
+
+    /// Requests peers forwarded to this node that are being served.
+    pub fn serving(&self) -> usize {
+        self.serving.lock().len()
+    }
+}
+
+/// Relays `req` to `to` and waits (bounded) for the head of its answer.
+pub async fn forward(
+    node: &Node,
+    peers: &Arc<Peers>,
+    to: SocketAddr,
+    hops: Hops,
+    req: RelayRequest,
+) -> Result<Relayed, RelayError> {
+    let relays = &peers.relays;
+    let id = relays.next.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    relays.pending.lock().insert(
+        id,
+        Pending {
+            to,
+            head: Some(tx),
+            chunks: None,
+            next_chunk: 0,
+        },
+    );
+    let msg = PeerMsg::Forward(Box::new(Forward {
+        req: id,
+        hop: hops.next().0,
+        method: req.method,
+        target: req.target,
+        headers: req.headers,
+        body: req.body,
+    }));
+    let started = Instant::now();
+    if !peers.send(to, &msg) {
+        relays.pending.lock().remove(&id);
+        return Err(RelayError::Refused);
+    }
+    let mut head = match tokio::time::timeout(peers.forward_timeout, rx).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(_)) => return Err(RelayError::TargetDown),
+        Err(_) => {
+            relays.pending.lock().remove(&id);
+            peers.send(to, &PeerMsg::ForwardCancel { req: id });
+            return Err(RelayError::Timeout);
+        }
+    };
+    let m = &node.metrics.cluster;
+    m.forward_seconds(started.elapsed().as_secs_f64());
+    m.forwarded(ForwardOutcome::ok);
+    if let RelayedBody::Stream(_, cancel) = &mut head.body {
+        let peers = peers.clone();
+        *cancel = RelayCancel::new(move || {
+            if peers.relays.pending.lock().remove(&id).is_some() {
+                peers.send(to, &PeerMsg::ForwardCancel { req: id });
+            }
+        });
+    }
+    Ok(head)
+}
+
+/// The head of an answer to a request this node forwarded.
+pub fn on_head(node: &Node, peers: &Peers, from: SocketAddr, h: ForwardHead) {
+    let mut pending = peers.relays.pending.lock();
+    let Some(p) = pending.get_mut(&h.req).filter(|p| p.to == from) else {
+        drop(pending);
+        if h.streaming {
+            peers.send(from, &PeerMsg::ForwardCancel { req: h.req });
+        }
+        return;
+    };
+    let Some(head_tx) = p.head.take() else {
+        return;
+    };
+    let body = if h.streaming {
+        let cap = node.settings.config.limits.outbound_queue as usize;
+        let (tx, rx) = stream_queue::channel(cap);
+        p.chunks = Some(tx);
+        // The waiter puts the real cancellation in once it has the head.
+        RelayedBody::Stream(rx, RelayCancel::new(|| {}))
+    } else {
+        pending.remove(&h.req);
+        RelayedBody::Full(h.body)
+    };
+    let head = Relayed {
+        status: h.status,
+        headers: h.headers,
+        body,
+    };
+    if head_tx.send(head).is_err() {
+        // The waiter timed out meanwhile.
+        pending.remove(&h.req);
+        drop(pending);
+        if h.streaming {
+            peers.send(from, &PeerMsg::ForwardCancel { req: h.req });
+        }
+    }
+}
+
+/// A chunk of a streamed answer.
+pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, seq: u32, end: bool, data: Bytes) {
+    let mut pending = peers.relays.pending.lock();
+    let Some(p) = pending.get_mut(&req).filter(|p| p.to == from) else {
+        return;
+    };
+    // A gap (chunks lost with a failed connection): end the client's stream rather than
+    // deliver it with a hole; the client resumes with Last-Event-ID from the log.
+    let in_order = seq == p.next_chunk;
+    p.next_chunk = seq.wrapping_add(1);
+    let ok = in_order
+        && (data.is_empty()
+            || p.chunks
+                .as_ref()
+                .is_some_and(|tx| tx.try_send(data).is_ok()));
+    if end || !ok {
+        pending.remove(&req); // dropping the sender ends the client's stream
+        drop(pending);
+        if !ok && !end {
+            // The client reads too slowly (or left): it resumes with Last-Event-ID.
+            peers.send(from, &PeerMsg::ForwardCancel { req });
+        }
+    }
+}
+
+/// The forwarding node's client went away.
+pub fn on_cancel(peers: &Peers, from: SocketAddr, req: u64) {
+    let serving = peers.relays.serving.lock().remove(&(from, req));
+    if let Some(h) = serving {
+        h.abort();
+    }
+}
+
+/// A request served for a peer: its entry in `serving` is removed when the task ends, however
+/// it ends (answered, aborted, panicked), so nothing is left for a `ForwardCancel` to find.
+struct Serving {
+    peers: Arc<Peers>,
+    key: (SocketAddr, u64),
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.peers.relays.serving.lock().remove(&self.key);
+    }
+}
+
+/// Where the owner side sends the answer to one relayed request, and how far it got (so a
+/// failed handler can still end it properly).
+#[derive(Debug)]
+pub struct Reply {
+    peers: Arc<Peers>,
+    to: SocketAddr,
+    req: u64,
+    /// The head went out (a failure must then end the stream, not send a head).
+    head: AtomicBool,
+    /// The next chunk number.
+    next_chunk: AtomicU32,
+}
+
+impl Reply {
+    /// Sends the head: with the whole body (`Some`), or announcing a stream of chunks
+    /// (`None`). `false` when the peer's queue refused it.
+    pub fn head(&self, status: u16, headers: Vec<(String, Bytes)>, body: Option<Bytes>) -> bool {
+        self.head.store(true, Ordering::Release);
+        let streaming = body.is_none();
+        self.peers.send(
+            self.to,
+            &PeerMsg::ForwardHead(Box::new(ForwardHead {
+                req: self.req,
+                status,
+                headers,
+                streaming,
+                body: body.unwrap_or_default(),
+            })),
+        )
+    }
+
+    /// Sends the next chunk of a streamed answer, or its end (`None`). `false` when the
+    /// peer's queue refused it (a full queue ends the relay: the client resumes later).
+    pub fn chunk(&self, data: Option<Bytes>) -> bool {
+        let seq = self.next_chunk.fetch_add(1, Ordering::AcqRel);
+        self.peers.send(
+            self.to,
+            &PeerMsg::ForwardChunk {
+                req: self.req,
+                seq,
+                end: data.is_none(),
+                data: data.unwrap_or_default(),
+            },
+        )
+    }
+
+    /// Whether the head went out.
+    pub fn head_sent(&self) -> bool {
+        self.head.load(Ordering::Acquire)
+    }
+}
+
+/// Serves a request a peer forwarded: [`Handler::serve`] in a task of its own, registered so
+/// a `ForwardCancel` (or the peer's death) aborts it.
+pub fn serve(handler: &Arc<dyn Handler>, peers: Arc<Peers>, from: SocketAddr, f: Forward) {
+    let req = f.req;
+    let entry = Serving {
+        peers: peers.clone(),
+        key: (from, req),
+    };
+    let reply = Arc::new(Reply {
+        peers: peers.clone(),
+        to: from,
+        req,
+        head: AtomicBool::new(false),
+        next_chunk: AtomicU32::new(0),
+    });
+    let request = RelayRequest {
+        method: f.method,
+        target: f.target,
+        headers: f.headers,
+        body: f.body,
+    };
+    let served = handler.serve(from, Hops(f.hop), request, reply);
+    // Held across the spawn so the task's own removal (at its end) comes after the insert.
+    let mut serving = peers.relays.serving.lock();
+    let handle = tokio::spawn(async move {
+        let _entry = entry;
+        served.await;
+    });
+    serving.insert((from, req), handle.abort_handle());
+}

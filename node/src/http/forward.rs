@@ -1,0 +1,291 @@
+//! Forwarding's HTTP side: a client request naming a session held on another node is relayed
+//! there through the session layer ([`intercept`], before the era decision), and the answer
+//! becomes the client's response, so the client never sees which node holds its session; a
+//! request a peer relayed here runs through `/mcp` as if its client were connected here
+//! ([`Owner`], the handler `cluster::start` is given). The peer messages are
+//! `cluster/relay.rs`'s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+
+use super::body::{Body, StreamGuard};
+use super::mcp::{self, SESSION_ID, Via};
+use super::{panics, reply};
+use crate::cluster::metrics::ForwardOutcome;
+use crate::cluster::relay::{Handler, Reply};
+use crate::jsonrpc;
+use crate::node::Node;
+use crate::session::layer::{
+    Hops, RelayError, RelayRequest, Relayed, RelayedBody, Route, SessionLayer,
+};
+use crate::session::{SSE_KEEPALIVE, SessionId};
+
+/// Times a request is routed again because its target went down while it waited.
+const REROUTES: u32 = 2;
+
+fn hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "content-length"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-connection"
+    )
+}
+
+fn to_pairs(h: &HeaderMap) -> Vec<(String, Bytes)> {
+    h.iter()
+        .filter(|(k, _)| !hop_by_hop(k.as_str()))
+        .map(|(k, v)| (k.as_str().to_owned(), Bytes::copy_from_slice(v.as_bytes())))
+        .collect()
+}
+
+fn from_pairs(pairs: &[(String, Bytes)]) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(pairs.len());
+    for (k, v) in pairs {
+        if let (Ok(k), Ok(v)) = (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_bytes(v),
+        ) && !hop_by_hop(k.as_str())
+        {
+            h.append(k, v);
+        }
+    }
+    h
+}
+
+/// If the request names a session held on another node, forwards it there and returns the
+/// answer; `None` when it is to be served here (held here, or nobody holds it: 404 here).
+pub async fn intercept(
+    node: &Node,
+    layer: &dyn SessionLayer,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    hops: Hops,
+) -> Option<Response<Body>> {
+    let id = headers
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(SessionId::parse)?;
+    if !layer.has_quorum() {
+        node.metrics.cluster.no_quorum();
+        return Some(no_quorum(node));
+    }
+    let mut reroutes = 0;
+    let mut waits = 0;
+    loop {
+        let to = match layer.route(id, hops) {
+            Route::Local => return None,
+            Route::Wait if waits < 40 => {
+                // The owner is down and this node is taking over after the grace period.
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            Route::Wait => {
+                node.metrics.cluster.forwarded(ForwardOutcome::timeout);
+                return Some(reply::overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the session is being taken over; retry",
+                    node.settings.config.limits.retry_after_secs,
+                ));
+            }
+            Route::NotFound if layer.settled() => return None,
+            Route::NotFound => {
+                // Not part of the cluster yet (just started): the session may well live on a
+                // peer; the client's retry comes after this node joined.
+                node.metrics.cluster.forwarded(ForwardOutcome::not_joined);
+                return Some(reply::overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "this node is joining its cluster; retry",
+                    node.settings.config.limits.retry_after_secs,
+                ));
+            }
+            Route::Forward(to) => to,
+        };
+        let req = RelayRequest {
+            method: method.as_str().to_owned(),
+            target: target.to_owned(),
+            headers: to_pairs(headers),
+            body: body.clone(),
+        };
+        match layer.forward(to, hops, req).await {
+            Ok(relayed) => return Some(response(relayed)),
+            Err(RelayError::TargetDown) if reroutes < REROUTES => {
+                reroutes += 1;
+                // Let the membership view catch up with the event that dropped the request.
+                for _ in 0..20 {
+                    if !layer.is_live(to) {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            Err(why) => {
+                node.metrics.cluster.forwarded(outcome(why));
+                return Some(reply::overloaded(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the node holding this session did not answer; retry",
+                    node.settings.config.limits.retry_after_secs,
+                ));
+            }
+        }
+    }
+}
+
+fn outcome(e: RelayError) -> ForwardOutcome {
+    match e {
+        RelayError::Refused => ForwardOutcome::refused,
+        RelayError::Timeout => ForwardOutcome::timeout,
+        RelayError::TargetDown => ForwardOutcome::target_down,
+    }
+}
+
+/// The client's response from a relayed answer.
+fn response(relayed: Relayed) -> Response<Body> {
+    let status = StatusCode::from_u16(relayed.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let body = match relayed.body {
+        RelayedBody::Full(b) => Body::full(b),
+        RelayedBody::Stream(rx, cancel) => {
+            let guard = StreamGuard::new(move || drop(cancel));
+            Body::sse(None, rx, Some(guard))
+        }
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    *r.headers_mut() = from_pairs(&relayed.headers);
+    r
+}
+
+/// 503 for a session request on the minority side of a partition.
+pub fn no_quorum(node: &Node) -> Response<Body> {
+    reply::overloaded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "this node cannot reach most of its cluster; retry (another node may serve the session)",
+        node.settings.config.limits.retry_after_secs,
+    )
+}
+
+/// The owner side: runs requests peers relay here through `/mcp` (given to `cluster::start`).
+#[derive(Debug)]
+pub struct Owner {
+    node: Arc<Node>,
+}
+
+impl Owner {
+    /// The handler for `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+impl Handler for Owner {
+    /// Through the local handler, answer streamed back. A panic in it is caught and counted
+    /// ([`panics::catch`]); the peer is answered 500 at once (or, once the answer streams, its
+    /// stream is ended) instead of waiting out its `forwardTimeoutMs`.
+    fn serve(
+        &self,
+        from: SocketAddr,
+        hops: Hops,
+        req: RelayRequest,
+        reply: Arc<Reply>,
+    ) -> BoxFuture<'static, ()> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let body = req.body.clone();
+            let served = panics::catch(
+                &node,
+                panics::Origin::Forwarded(from),
+                relay(&node, hops, req, &reply),
+            )
+            .await;
+            if served.is_err() {
+                if reply.head_sent() {
+                    reply.chunk(None);
+                } else {
+                    let (status, headers, body) = failed(&body);
+                    reply.head(status, headers, Some(body));
+                }
+            }
+        })
+    }
+}
+
+/// Runs a relayed request and sends its answer back.
+async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
+    let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
+    let headers = from_pairs(&req.headers);
+    let resp = mcp::handle_via(
+        node.clone(),
+        method,
+        &req.target,
+        &headers,
+        req.body,
+        Via::Peer(hops),
+    )
+    .await;
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    match body {
+        Body::Full(b) => {
+            reply.head(
+                status,
+                to_pairs(&parts.headers),
+                Some(b.unwrap_or_default()),
+            );
+        }
+        Body::Stream(mut s) => {
+            if !reply.head(status, to_pairs(&parts.headers), None) {
+                return;
+            }
+            loop {
+                let chunk = s.next_chunk().await;
+                if chunk.as_deref() == Some(SSE_KEEPALIVE) {
+                    // The forwarding node keeps its client's stream alive itself.
+                    continue;
+                }
+                let end = chunk.is_none();
+                // A full peer queue ends the relay: the client resumes later.
+                if !reply.chunk(chunk) || end {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a relayed request whose handling failed: 500 with a JSON-RPC internal error,
+/// with the request's id when its body has one.
+fn failed(body: &[u8]) -> (u16, Vec<(String, Bytes)>, Bytes) {
+    let id = serde_json::from_slice::<&serde_json::value::RawValue>(body)
+        .ok()
+        .and_then(|raw| match jsonrpc::parse_message(raw) {
+            Ok(jsonrpc::Incoming::Request(r)) => Some(r.id),
+            Ok(_) => None,
+            Err(e) => e.id,
+        });
+    let error = jsonrpc::RpcError::internal("the server failed while handling this request");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+        vec![(
+            http::header::CONTENT_TYPE.as_str().to_owned(),
+            Bytes::from_static(b"application/json"),
+        )],
+        Bytes::from(jsonrpc::error_response(id.as_ref(), &error)),
+    )
+}

@@ -1,0 +1,177 @@
+//! The session layer between nodes as the rest of the node sees it: [`SessionLayer`], which
+//! `cluster::start` implements and installs in the node (`Node::layer`) when `cluster.enabled`.
+//! The HTTP side and the node's own code call the cluster only through it, so layers point one
+//! way: http → session layer → peer transport. Its methods are what a request needs: may this
+//! node serve sessions (quorum) and open one ([`Admission`]), where does a session's request go ([`Route`]), relay it to the
+//! node that serves it ([`SessionLayer::forward`]), and the hooks a local change calls
+//! (a session changed, was created or deleted; a change to announce to the peers).
+//!
+//! The types of a relayed request live here too: what is relayed ([`RelayRequest`]), what
+//! comes back ([`Relayed`]), why it failed ([`RelayError`]), and how many nodes it passed
+//! ([`Hops`]).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+
+use super::{Session, SessionId};
+use crate::content::ChangeEvent;
+use crate::stream_queue;
+
+/// The session layer between nodes (one implementation today: `cluster::peers`).
+pub trait SessionLayer: Send + Sync + fmt::Debug {
+    /// Whether this node may serve session requests: it sees a majority of its cluster. On
+    /// the minority side of a partition session requests get 503, so the two sides never both
+    /// change a session.
+    fn has_quorum(&self) -> bool;
+    /// Whether a new session may be created here now (admission control: refused while
+    /// replication lags).
+    fn admission(&self) -> Admission;
+    /// A fresh id for a session created here, such that every node finds it here.
+    fn new_session_id(&self) -> SessionId;
+    /// A session created here: resolves once its replicas hold it (or after a bounded wait).
+    fn created(&self, s: &Arc<Session>) -> BoxFuture<'static, ()>;
+    /// A session's durable state or event log changed: its replicas get the change.
+    fn changed(&self, s: &Arc<Session>);
+    /// A session was deleted here: its replicas drop their copies.
+    fn deleted(&self, s: &Session);
+    /// Tells every live peer about a change announced here (they tell their clients).
+    fn announce(&self, event: &ChangeEvent);
+    /// Where a request for `id` goes from this node; may take the session over when its
+    /// owner is gone and this node succeeds it.
+    fn route(&self, id: SessionId, hops: Hops) -> Route;
+    /// Whether this node knows its cluster well enough to say a session does not exist (until
+    /// then, an unknown session gets 503, not 404).
+    fn settled(&self) -> bool;
+    /// Whether `addr` is a live member.
+    fn is_live(&self, addr: SocketAddr) -> bool;
+    /// Relays `req` (which `hops` nodes passed already) to `to` and resolves with the head of
+    /// its answer, bounded by `cluster.forwardTimeoutMs`.
+    fn forward(
+        &self,
+        to: SocketAddr,
+        hops: Hops,
+        req: RelayRequest,
+    ) -> BoxFuture<'static, Result<Relayed, RelayError>>;
+    /// Ends every client stream this node relays from a peer (drain, shutdown): the clients
+    /// resume through another node with `Last-Event-ID`; the owners stop sending.
+    fn end_relayed_streams(&self);
+}
+
+/// Whether a new session is accepted, or why it is refused before it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Accepted.
+    Open,
+    /// A replica's acknowledgement was slow (or timed out) a moment ago.
+    ReplicationLag,
+    /// Too many new sessions wait for their replicas already.
+    TooManyWaiting,
+}
+
+/// Where a request for a session goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Served here (owned, or just taken over).
+    Local,
+    /// Forwarded to this peer.
+    Forward(SocketAddr),
+    /// Nobody to ask: answered here (404).
+    NotFound,
+    /// This node will take the session over once its owner has stayed down for the take-over
+    /// grace: ask again shortly.
+    Wait,
+}
+
+/// How many nodes a request passed before this one (0: it came from a client). Bounded by the
+/// session layer (`cluster::routing::MAX_HOPS`); the HTTP side only carries it from a relayed
+/// request to the route decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Hops(pub u8);
+
+impl Hops {
+    /// A request straight from a client.
+    pub const CLIENT: Self = Self(0);
+
+    /// The count one node further.
+    pub fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+}
+
+/// A client request relayed to the node that serves its session: the HTTP request as it
+/// arrived, minus hop-by-hop headers.
+#[derive(Debug, Clone)]
+pub struct RelayRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Request target (path and query).
+    pub target: String,
+    /// Header names and values.
+    pub headers: Vec<(String, Bytes)>,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// The answer to a relayed request, as its head arrived.
+#[derive(Debug)]
+pub struct Relayed {
+    /// HTTP status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, Bytes)>,
+    /// The body, whole or streamed.
+    pub body: RelayedBody,
+}
+
+/// The body of a relayed answer.
+#[derive(Debug)]
+pub enum RelayedBody {
+    /// The whole body.
+    Full(Bytes),
+    /// SSE chunks as the serving node sends them; the stream ends when it does, or when the
+    /// relay breaks (a gap, a slow reader, the serving node gone: the client resumes). Dropping
+    /// the [`RelayCancel`] tells the serving node to stop.
+    Stream(stream_queue::Receiver, RelayCancel),
+}
+
+/// Tells the serving node to stop streaming when dropped (the client went away).
+pub struct RelayCancel(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl RelayCancel {
+    /// Calls `cancel` on drop.
+    pub fn new(cancel: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(cancel)))
+    }
+}
+
+impl fmt::Debug for RelayCancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RelayCancel")
+    }
+}
+
+impl Drop for RelayCancel {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.0.take() {
+            cancel();
+        }
+    }
+}
+
+/// Why a relayed request got no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    /// The peer's queue refused the request.
+    #[error("the peer's queue refused the request")]
+    Refused,
+    /// No answer in time.
+    #[error("no answer in time")]
+    Timeout,
+    /// The peer went down before answering.
+    #[error("the peer went down before answering")]
+    TargetDown,
+}
