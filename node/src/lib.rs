@@ -95,7 +95,7 @@ pub async fn start_with(
     }
     let cluster = match &node.settings.cluster {
         Some(c) => {
-            let owner = Arc::new(http::forward::Owner::new(node.clone()));
+            let owner = Arc::new(http::relayed::Owner::new(node.clone()));
             Some(cluster::start(c, node.clone(), mcp_addr, owner).await?)
         }
         None => None,

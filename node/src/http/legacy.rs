@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::body::{Body, StreamGuard};
 use super::exchange::{self, Inflight};
-use super::mcp::{PROTOCOL_VERSION, SESSION_ID, accepts};
+use super::headers::{PROTOCOL_VERSION, SESSION_ID, accepts, header};
 use super::outbound::{SessionOut, StreamOut};
 use super::reply;
 use crate::content::context::{Era, ToolCxBuilder};
@@ -22,10 +22,6 @@ use crate::protocol::dispatch::{self, Scope};
 use crate::protocol::versions;
 use crate::session::layer::Admission;
 use crate::session::{EventId, ProtocolEra, Session, SessionId, StreamKind};
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 /// Finds the session named by the request: 400 without the header, 404 if unknown.
 fn find_session(node: &Node, headers: &HeaderMap) -> Result<Arc<Session>, Response<Body>> {

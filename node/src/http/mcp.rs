@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use super::body::Body;
 use super::guard::{self, Refusal};
+use super::headers::{PROTOCOL_VERSION, SESSION_ID, accepts, header};
 use super::{forward, legacy, modern, reply};
 use crate::auth::principal::FORWARDED_HEADER;
 use crate::auth::{AuthOutcome, Principal};
@@ -21,11 +22,6 @@ use crate::metrics::Reason;
 use crate::node::Node;
 use crate::protocol::versions;
 use crate::session::layer::Hops;
-
-/// `MCP-Protocol-Version` header name.
-pub const PROTOCOL_VERSION: &str = "mcp-protocol-version";
-/// `Mcp-Session-Id` header name.
-pub const SESSION_ID: &str = "mcp-session-id";
 
 /// Where a request on `/mcp` came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,22 +223,6 @@ fn check_scopes(
         &auth.settings,
         &needed,
     ))
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether an `Accept` header admits `mime` (exactly, by `type/*`, or `*/*`).
-pub fn accepts(headers: &HeaderMap, mime: &str) -> bool {
-    let Some(accept) = header(headers, header::ACCEPT.as_str()) else {
-        return false;
-    };
-    let family = mime.split('/').next().unwrap_or("");
-    accept.split(',').any(|part| {
-        let m = part.split(';').next().unwrap_or("").trim();
-        m == mime || m == "*/*" || m.strip_suffix("/*") == Some(family)
-    })
 }
 
 async fn post(

@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod forward;
 pub mod framing;
 pub mod guard;
+pub mod headers;
 pub mod io;
 pub mod legacy;
 pub mod mcp;
@@ -21,6 +22,7 @@ pub mod modern;
 pub mod outbound;
 pub mod panics;
 pub mod read;
+pub mod relayed;
 pub mod reply;
 pub mod slot;
 

@@ -12,8 +12,8 @@ use crate::stream_queue;
 
 use super::body::Body;
 use super::exchange::{self, Inflight};
+use super::headers::{PROTOCOL_VERSION, header};
 use super::legacy::stream_guard;
-use super::mcp::PROTOCOL_VERSION;
 use super::outbound::{DirectOut, StreamOut};
 use super::reply;
 use crate::content::ChangeEvent;
@@ -33,10 +33,6 @@ pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabi
 pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 /// `_meta` key of the subscription id on listen-stream notifications.
 pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
 
 fn bad(id: Option<&RequestId>, error: RpcError) -> Response<Body> {
     let status = exchange::status_for(Era::Modern, error.code);

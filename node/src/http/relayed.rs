@@ -1,0 +1,129 @@
+//! Forwarding's HTTP side, where the session is: a request a peer relayed here runs through
+//! `/mcp` as if its client were connected here ([`Owner`], the owner-side handler
+//! `cluster::start` is given), and its answer goes back through the peer link.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use http::{Method, StatusCode};
+
+use super::body::Body;
+use super::forward::{from_pairs, to_pairs};
+use super::mcp::{self, Via};
+use super::panics;
+use crate::cluster::relay::{Handler, Reply};
+use crate::jsonrpc;
+use crate::node::Node;
+use crate::session::SSE_KEEPALIVE;
+use crate::session::layer::{Hops, RelayRequest};
+
+/// The owner side: runs requests peers relay here through `/mcp` (given to `cluster::start`).
+#[derive(Debug)]
+pub struct Owner {
+    node: Arc<Node>,
+}
+
+impl Owner {
+    /// The handler for `node`.
+    pub fn new(node: Arc<Node>) -> Self {
+        Self { node }
+    }
+}
+
+impl Handler for Owner {
+    /// Through the local handler, answer streamed back. A panic in it is caught and counted
+    /// ([`panics::catch`]); the peer is answered 500 at once (or, once the answer streams, its
+    /// stream is ended) instead of waiting out its `forwardTimeoutMs`.
+    fn serve(
+        &self,
+        from: SocketAddr,
+        hops: Hops,
+        req: RelayRequest,
+        reply: Arc<Reply>,
+    ) -> BoxFuture<'static, ()> {
+        let node = self.node.clone();
+        Box::pin(async move {
+            let body = req.body.clone();
+            let served = panics::catch(
+                &node,
+                panics::Origin::Forwarded(from),
+                relay(&node, hops, req, &reply),
+            )
+            .await;
+            if served.is_err() {
+                if reply.head_sent() {
+                    reply.chunk(None);
+                } else {
+                    let (status, headers, body) = failed(&body);
+                    reply.head(status, headers, Some(body));
+                }
+            }
+        })
+    }
+}
+
+/// Runs a relayed request and sends its answer back.
+async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
+    let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
+    let headers = from_pairs(&req.headers);
+    let resp = mcp::handle_via(
+        node.clone(),
+        method,
+        &req.target,
+        &headers,
+        req.body,
+        Via::Peer(hops),
+    )
+    .await;
+    let (parts, body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    match body {
+        Body::Full(b) => {
+            reply.head(
+                status,
+                to_pairs(&parts.headers),
+                Some(b.unwrap_or_default()),
+            );
+        }
+        Body::Stream(mut s) => {
+            if !reply.head(status, to_pairs(&parts.headers), None) {
+                return;
+            }
+            loop {
+                let chunk = s.next_chunk().await;
+                if chunk.as_deref() == Some(SSE_KEEPALIVE) {
+                    // The forwarding node keeps its client's stream alive itself.
+                    continue;
+                }
+                let end = chunk.is_none();
+                // A full peer queue ends the relay: the client resumes later.
+                if !reply.chunk(chunk) || end {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a relayed request whose handling failed: 500 with a JSON-RPC internal error,
+/// with the request's id when its body has one.
+fn failed(body: &[u8]) -> (u16, Vec<(String, Bytes)>, Bytes) {
+    let id = serde_json::from_slice::<&serde_json::value::RawValue>(body)
+        .ok()
+        .and_then(|raw| match jsonrpc::parse_message(raw) {
+            Ok(jsonrpc::Incoming::Request(r)) => Some(r.id),
+            Ok(_) => None,
+            Err(e) => e.id,
+        });
+    let error = jsonrpc::RpcError::internal("the server failed while handling this request");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR.as_u16(),
+        vec![(
+            http::header::CONTENT_TYPE.as_str().to_owned(),
+            Bytes::from_static(b"application/json"),
+        )],
+        Bytes::from(jsonrpc::error_response(id.as_ref(), &error)),
+    )
+}
