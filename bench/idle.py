@@ -47,6 +47,21 @@ def log(msg):
     print(f"bench-idle: {msg}", file=sys.stderr, flush=True)
 
 
+def group_cpu(pgid):
+    """CPU seconds of every live process in a process group (mcp-load and its load processes)."""
+    total = 0.0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if os.getpgid(int(d)) == pgid:
+                s = scale.proc_cpu_rss(int(d))
+                total += s[0] if s else 0.0
+        except (ProcessLookupError, PermissionError):
+            pass
+    return total
+
+
 def sample(cluster):
     """Per node: (cpu seconds, rss, metrics)."""
     out = []
@@ -91,12 +106,12 @@ def one_run(binary, label, work_root):
     ramp_s = time.monotonic() - t_ramp
     log(f"{label}: {total} sessions opened in {ramp_s:.0f} s; settling {SETTLE:g} s")
     time.sleep(SETTLE)
-    load_cpu0 = scale.proc_cpu_rss(loader.pid)
+    load_cpu0 = group_cpu(loader.pid)
     t0, before = time.monotonic(), sample(cluster)
     log(f"{label}: measuring {WINDOW:g} s of idleness")
     time.sleep(WINDOW)
     t1, after = time.monotonic(), sample(cluster)
-    load_cpu1 = scale.proc_cpu_rss(loader.pid)
+    load_cpu1 = group_cpu(loader.pid)
     dt = t1 - t0
     rows = []
     for x, (c0, m0), (c1, m1) in zip(cluster.nodes, before, after):
@@ -132,7 +147,7 @@ def one_run(binary, label, work_root):
     return {"label": label, "binary": binary, "rows": rows, "ramp_s": ramp_s, "window_s": dt,
             "sessions": total, "load_exit": loader.returncode, "report": report,
             "load_tail": scale.tail(os.path.join(work, "load.out"), 1500),
-            "load_cpu_pct": 100.0 * (load_cpu1[0] - load_cpu0[0]) / dt if load_cpu0 and load_cpu1 else None}
+            "load_cpu_pct": 100.0 * (load_cpu1 - load_cpu0) / dt}
 
 
 def lost(run):
@@ -162,9 +177,9 @@ def render(runs):
     for run in runs:
         cpus = [r["cpu_pct"] for r in run["rows"] if r["cpu_pct"] is not None]
         peer = sum(r["peer_bytes_per_s"] for r in run["rows"])
-        load = "?" if run["load_cpu_pct"] is None else f"{run['load_cpu_pct']:.2f} %"
+        load = f"{run['load_cpu_pct']:.2f} %"
         lines.append(f"- {run['label']}: mean node CPU {sum(cpus) / max(len(cpus), 1):.2f} % of a core, "
-                     f"peer bytes {peer:.0f}/s over all nodes, load generator {load}; final check: mcp-load "
+                     f"peer bytes {peer:.0f}/s over all nodes, load generator (all its processes) {load} of a core; final check: mcp-load "
                      f"exit {run['load_exit']}, sessions lost {lost(run)}.")
     if len(runs) == 2:
         a, b = runs
