@@ -46,15 +46,15 @@ fn handle(
     match msg {
         PeerMsg::Replicate(r) => peers.apply(node, from, &r),
         PeerMsg::ReplicaAck { token, .. } => peers.acked(token),
-        PeerMsg::Forward(f) => relay::serve(handler, peers.clone(), from, *f),
-        PeerMsg::ForwardHead(h) => relay::on_head(node, peers, from, *h),
+        PeerMsg::Forward(f) => relay::serve(handler, &peers.relays, from, *f),
+        PeerMsg::ForwardHead(h) => relay::on_head(node, &peers.relays, from, *h),
         PeerMsg::ForwardChunk {
             req,
             seq,
             end,
             data,
-        } => relay::on_chunk(peers, from, req, seq, end, data),
-        PeerMsg::ForwardCancel { req } => relay::on_cancel(peers, from, req),
+        } => relay::on_chunk(&peers.relays, from, req, seq, end, data),
+        PeerMsg::ForwardCancel { req } => relay::on_cancel(&peers.relays, from, req),
         PeerMsg::Resync { session } => peers.resync(node, SessionId(session)),
         PeerMsg::Notify { event, uri } => {
             if let Some(ev) = peers::change_event(event, uri) {

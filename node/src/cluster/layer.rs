@@ -91,7 +91,7 @@ impl SessionLayer for Layer {
         let (peers, node) = (self.peers.clone(), self.node.clone());
         Box::pin(async move {
             let node = node.upgrade().ok_or(RelayError::TargetDown)?;
-            relay::forward(&node, &peers, to, hops, req).await
+            relay::forward(&node, &peers.relays, to, hops, req).await
         })
     }
 

@@ -70,7 +70,6 @@ pub struct Peers {
     pub(super) transport: Transport,
     view: watch::Receiver<Vec<MemberView>>,
     r: usize,
-    pub(super) forward_timeout: Duration,
     /// Copies of sessions other nodes own.
     pub replicas: Registry,
     /// Sessions this node handed off while draining, and where to.
@@ -81,7 +80,7 @@ pub struct Peers {
     want_ack: Mutex<HashMap<SessionId, Vec<oneshot::Sender<()>>>>,
     acks: Mutex<HashMap<u64, AckWait>>,
     next_token: AtomicU64,
-    pub(super) relays: Relays,
+    pub(super) relays: Arc<Relays>,
     /// Set once this node has seen another live member (or the settle time passed): until
     /// then it cannot tell "nobody holds this session" from "I do not know the cluster yet".
     settled: std::sync::atomic::AtomicBool,
@@ -135,12 +134,12 @@ impl Peers {
         max_sessions: usize,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<Session>>) {
         let (dirty, rx) = mpsc::unbounded_channel();
+        let relays = Arc::new(Relays::new(transport.clone(), s.forward_timeout));
         let peers = Arc::new(Self {
             started_as: me,
             transport,
             view,
             r: s.replication_factor,
-            forward_timeout: s.forward_timeout,
             replicas: Registry::new(max_sessions),
             moved: Mutex::new(HashMap::new()),
             handing: Mutex::new(HashMap::new()),
@@ -148,7 +147,7 @@ impl Peers {
             want_ack: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(1),
-            relays: Relays::default(),
+            relays,
             settled: std::sync::atomic::AtomicBool::new(false),
             started: Instant::now(),
             has_seeds: !s.seeds.is_empty() || s.seed_dns.is_some(),

@@ -15,16 +15,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
+use mcp_cluster::transport::Transport;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::metrics::ForwardOutcome;
-use super::peers::Peers;
 use super::wire::{Forward, ForwardHead, PeerMsg};
 use crate::node::Node;
 use crate::session::SSE_KEEPALIVE;
@@ -55,8 +55,10 @@ struct Pending {
 }
 
 /// Requests in flight between this node and its peers, both ways.
-#[derive(Default)]
 pub struct Relays {
+    transport: Transport,
+    /// How long a forwarded request waits for its answer's head (`cluster.forwardTimeoutMs`).
+    timeout: Duration,
     next: AtomicU64,
     /// Requests this node forwarded, by request number.
     pending: Mutex<HashMap<u64, Pending>>,
@@ -74,6 +76,22 @@ impl std::fmt::Debug for Relays {
 }
 
 impl Relays {
+    /// The relay table over the peer links of `transport`.
+    pub fn new(transport: Transport, timeout: Duration) -> Self {
+        Self {
+            transport,
+            timeout,
+            next: AtomicU64::new(0),
+            pending: Mutex::default(),
+            serving: Mutex::default(),
+        }
+    }
+
+    /// Sends a message; `false` when the peer's queue refused it (full).
+    fn send(&self, to: SocketAddr, msg: &PeerMsg) -> bool {
+        self.transport.send(to, msg.to_message()).is_ok()
+    }
+
     /// A peer is down: its answers will not come (the clients' streams end, and they resume
     /// elsewhere), and nobody reads what we stream to it.
     pub fn peer_down(&self, addr: SocketAddr) {
@@ -120,12 +138,11 @@ impl Relays {
 /// Relays `req` to `to` and waits (bounded) for the head of its answer.
 pub async fn forward(
     node: &Node,
-    peers: &Arc<Peers>,
+    relays: &Arc<Relays>,
     to: SocketAddr,
     hops: Hops,
     req: RelayRequest,
 ) -> Result<Relayed, RelayError> {
-    let relays = &peers.relays;
     let id = relays.next.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
     relays.pending.lock().insert(
@@ -146,16 +163,16 @@ pub async fn forward(
         body: req.body,
     }));
     let started = Instant::now();
-    if !peers.send(to, &msg) {
+    if !relays.send(to, &msg) {
         relays.pending.lock().remove(&id);
         return Err(RelayError::Refused);
     }
-    let mut head = match tokio::time::timeout(peers.forward_timeout, rx).await {
+    let mut head = match tokio::time::timeout(relays.timeout, rx).await {
         Ok(Ok(head)) => head,
         Ok(Err(_)) => return Err(RelayError::TargetDown),
         Err(_) => {
             relays.pending.lock().remove(&id);
-            peers.send(to, &PeerMsg::ForwardCancel { req: id });
+            relays.send(to, &PeerMsg::ForwardCancel { req: id });
             return Err(RelayError::Timeout);
         }
     };
@@ -163,10 +180,10 @@ pub async fn forward(
     m.forward_seconds(started.elapsed().as_secs_f64());
     m.forwarded(ForwardOutcome::ok);
     if let RelayedBody::Stream(_, cancel) = &mut head.body {
-        let peers = peers.clone();
+        let relays = relays.clone();
         *cancel = RelayCancel::new(move || {
-            if peers.relays.pending.lock().remove(&id).is_some() {
-                peers.send(to, &PeerMsg::ForwardCancel { req: id });
+            if relays.pending.lock().remove(&id).is_some() {
+                relays.send(to, &PeerMsg::ForwardCancel { req: id });
             }
         });
     }
@@ -174,12 +191,12 @@ pub async fn forward(
 }
 
 /// The head of an answer to a request this node forwarded.
-pub fn on_head(node: &Node, peers: &Peers, from: SocketAddr, h: ForwardHead) {
-    let mut pending = peers.relays.pending.lock();
+pub fn on_head(node: &Node, relays: &Relays, from: SocketAddr, h: ForwardHead) {
+    let mut pending = relays.pending.lock();
     let Some(p) = pending.get_mut(&h.req).filter(|p| p.to == from) else {
         drop(pending);
         if h.streaming {
-            peers.send(from, &PeerMsg::ForwardCancel { req: h.req });
+            relays.send(from, &PeerMsg::ForwardCancel { req: h.req });
         }
         return;
     };
@@ -206,14 +223,14 @@ pub fn on_head(node: &Node, peers: &Peers, from: SocketAddr, h: ForwardHead) {
         pending.remove(&h.req);
         drop(pending);
         if h.streaming {
-            peers.send(from, &PeerMsg::ForwardCancel { req: h.req });
+            relays.send(from, &PeerMsg::ForwardCancel { req: h.req });
         }
     }
 }
 
 /// A chunk of a streamed answer.
-pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, seq: u32, end: bool, data: Bytes) {
-    let mut pending = peers.relays.pending.lock();
+pub fn on_chunk(relays: &Relays, from: SocketAddr, req: u64, seq: u32, end: bool, data: Bytes) {
+    let mut pending = relays.pending.lock();
     let Some(p) = pending.get_mut(&req).filter(|p| p.to == from) else {
         return;
     };
@@ -231,14 +248,14 @@ pub fn on_chunk(peers: &Peers, from: SocketAddr, req: u64, seq: u32, end: bool, 
         drop(pending);
         if !ok && !end {
             // The client reads too slowly (or left): it resumes with Last-Event-ID.
-            peers.send(from, &PeerMsg::ForwardCancel { req });
+            relays.send(from, &PeerMsg::ForwardCancel { req });
         }
     }
 }
 
 /// The forwarding node's client went away.
-pub fn on_cancel(peers: &Peers, from: SocketAddr, req: u64) {
-    let serving = peers.relays.serving.lock().remove(&(from, req));
+pub fn on_cancel(relays: &Relays, from: SocketAddr, req: u64) {
+    let serving = relays.serving.lock().remove(&(from, req));
     if let Some(h) = serving {
         h.abort();
     }
@@ -247,13 +264,13 @@ pub fn on_cancel(peers: &Peers, from: SocketAddr, req: u64) {
 /// A request served for a peer: its entry in `serving` is removed when the task ends, however
 /// it ends (answered, aborted, panicked), so nothing is left for a `ForwardCancel` to find.
 struct Serving {
-    peers: Arc<Peers>,
+    relays: Arc<Relays>,
     key: (SocketAddr, u64),
 }
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.peers.relays.serving.lock().remove(&self.key);
+        self.relays.serving.lock().remove(&self.key);
     }
 }
 
@@ -261,7 +278,7 @@ impl Drop for Serving {
 /// failed handler can still end it properly).
 #[derive(Debug)]
 pub struct Reply {
-    peers: Arc<Peers>,
+    relays: Arc<Relays>,
     to: SocketAddr,
     req: u64,
     /// The head went out (a failure must then end the stream, not send a head).
@@ -276,7 +293,7 @@ impl Reply {
     pub fn head(&self, status: u16, headers: Vec<(String, Bytes)>, body: Option<Bytes>) -> bool {
         self.head.store(true, Ordering::Release);
         let streaming = body.is_none();
-        self.peers.send(
+        self.relays.send(
             self.to,
             &PeerMsg::ForwardHead(Box::new(ForwardHead {
                 req: self.req,
@@ -292,7 +309,7 @@ impl Reply {
     /// peer's queue refused it (a full queue ends the relay: the client resumes later).
     pub fn chunk(&self, data: Option<Bytes>) -> bool {
         let seq = self.next_chunk.fetch_add(1, Ordering::AcqRel);
-        self.peers.send(
+        self.relays.send(
             self.to,
             &PeerMsg::ForwardChunk {
                 req: self.req,
@@ -311,14 +328,14 @@ impl Reply {
 
 /// Serves a request a peer forwarded: [`Handler::serve`] in a task of its own, registered so
 /// a `ForwardCancel` (or the peer's death) aborts it.
-pub fn serve(handler: &Arc<dyn Handler>, peers: Arc<Peers>, from: SocketAddr, f: Forward) {
+pub fn serve(handler: &Arc<dyn Handler>, relays: &Arc<Relays>, from: SocketAddr, f: Forward) {
     let req = f.req;
     let entry = Serving {
-        peers: peers.clone(),
+        relays: relays.clone(),
         key: (from, req),
     };
     let reply = Arc::new(Reply {
-        peers: peers.clone(),
+        relays: relays.clone(),
         to: from,
         req,
         head: AtomicBool::new(false),
@@ -332,7 +349,7 @@ pub fn serve(handler: &Arc<dyn Handler>, peers: Arc<Peers>, from: SocketAddr, f:
     };
     let served = handler.serve(from, Hops(f.hop), request, reply);
     // Held across the spawn so the task's own removal (at its end) comes after the insert.
-    let mut serving = peers.relays.serving.lock();
+    let mut serving = relays.serving.lock();
     let handle = tokio::spawn(async move {
         let _entry = entry;
         served.await;
