@@ -73,7 +73,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service_node = n.clone();
             let service = service_fn(move |req| {
-                let r = super::route(&service_node, cluster.as_ref(), &req, peer);
+                let r = super::routes::route(&service_node, cluster.as_ref(), &req, peer);
                 async move { Ok::<_, Infallible>(r) }
             });
             let connection = http1::Builder::new()
