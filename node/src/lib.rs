@@ -101,6 +101,7 @@ pub async fn start_with(
         None => None,
     };
     let cluster_handle = cluster.as_ref().map(cluster::Cluster::handle);
+    let handoff_period = node.settings.cluster.as_ref().map(|c| c.load_publish);
     let (stop, stop_rx) = watch::channel(false);
     let task_node = node.clone();
     let admin_cluster = cluster_handle.clone();
@@ -115,21 +116,21 @@ pub async fn start_with(
             admin_cluster,
             stopped(stop_rx.clone()),
         ));
-        let drain_node = task_node.clone();
-        let mcp_stop = {
-            let rx = stop_rx.clone();
-            async move {
-                stopped(rx).await;
-                // Unconditionally, unlike `begin_drain`: streams opened since a `POST /drain`
-                // must end too.
-                drain_node.set_draining(true);
-                drain_node.end_streams();
-            }
-        };
+        let hand_off = handoff_period.map(|period| {
+            tokio::spawn(node::drain::hand_off_while_draining(
+                task_node.clone(),
+                period,
+            ))
+        });
+        let mcp_stop = node::drain::stopping(task_node.clone(), stopped(stop_rx.clone()));
         http::serve(listener, task_node.clone(), mcp_stop).await;
+        node::drain::finish(&task_node).await;
         // After the drain: peers reached this node while it drained; now they learn it left.
         if let Some(cluster) = cluster {
             cluster.leave(&task_node).await;
+        }
+        if let Some(task) = hand_off {
+            task.abort();
         }
         housekeeping.abort();
         let _ = admin_task.await;

@@ -1,4 +1,7 @@
-//! [`Node`]: the state shared by every connection of one node process.
+//! [`Node`]: the state shared by every connection of one node process. How it drains:
+//! [`drain`].
+
+pub mod drain;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -30,8 +33,9 @@ pub struct Node {
     pub inflight: AtomicU32,
     /// Signs 2026-07-28 `requestState` values.
     pub state_signer: crate::request_state::StateSigner,
-    /// Set when shutdown starts: new sessions and connections are refused, `/readyz` fails.
-    /// Change it with [`Node::set_draining`], which also tells the open connections.
+    /// Set when a drain starts (`drain.rs`): new sessions and connections are refused,
+    /// `/readyz` fails. Change it with [`Node::set_draining`], which also tells the open
+    /// connections.
     pub draining: AtomicBool,
     /// Wakes connection loops waiting between requests when a drain begins.
     drain_started: tokio::sync::Notify,
@@ -114,19 +118,6 @@ impl Node {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// Starts draining (what `POST /drain` and the first phase of SIGTERM do): new connections
-    /// and sessions are refused, `/readyz` answers 503 so the Service stops routing here, and
-    /// open streams end so their clients resume on another node. Open connections and
-    /// sessions keep being served. Returns whether this call started it (false: already draining).
-    pub fn begin_drain(&self) -> bool {
-        if self.set_draining(true) {
-            return false;
-        }
-        self.end_streams();
-        tracing::info!(node = %self.name, "draining");
-        true
-    }
-
     /// Sets the draining flag and tells every connection loop; returns the previous value.
     pub fn set_draining(&self, draining: bool) -> bool {
         let was = self.draining.swap(draining, Ordering::AcqRel);
@@ -140,54 +131,6 @@ impl Node {
     /// [`Node::is_draining`] after enabling it: a drain that began before is not signalled).
     pub fn drain_started(&self) -> tokio::sync::futures::Notified<'_> {
         self.drain_started.notified()
-    }
-
-    /// Ends every session stream so clients see the node go and resume elsewhere with
-    /// `Last-Event-ID` (the events stay in the log).
-    pub fn end_streams(&self) {
-        self.sessions.for_each(|s| {
-            for stream in s.state.lock().streams.iter_mut() {
-                stream.detach();
-            }
-        });
-        // Streams relayed from the peers that own their sessions end too, or their
-        // connections would hold a shutdown for its whole grace period.
-        if let Some(layer) = self.layer() {
-            layer.end_relayed_streams();
-        }
-    }
-
-    /// Cancels a drain started by `POST /drain` (`DELETE /drain`: the operator's scale-down
-    /// was called off): the node is ready and accepts clients again. Streams ended by the
-    /// drain stay ended (their clients resumed elsewhere). Not for SIGTERM's drain, which the
-    /// admin endpoint does not outlive. Returns whether the node was draining.
-    pub fn cancel_drain(&self) -> bool {
-        let was = self.set_draining(false);
-        if was {
-            tracing::info!(node = %self.name, "drain cancelled");
-        }
-        was
-    }
-
-    /// Where a drain stands (`GET /drain`).
-    pub fn drain_progress(&self) -> DrainProgress {
-        let draining = self.is_draining();
-        let connections = self.connections.load(Ordering::Acquire);
-        let inflight = self.inflight.load(Ordering::Acquire);
-        DrainProgress {
-            draining,
-            sessions: self.sessions.len(),
-            connections,
-            // Without peers there is nowhere to hand sessions to, so a drain is done when no
-            // client is connected and nothing is in flight. With peers it is done when every
-            // session was handed off (clients still connected are served by forwarding).
-            done: draining
-                && inflight == 0
-                && match self.layer() {
-                    Some(_) => self.sessions.is_empty(),
-                    None => connections == 0,
-                },
-        }
     }
 
     /// Announces a change to this node's clients only (a peer's `Notify`).
@@ -232,19 +175,6 @@ impl Announce for Node {
         }
         self.announce_local(event);
     }
-}
-
-/// Progress of a drain, as `GET /drain` reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct DrainProgress {
-    /// Whether the node is draining.
-    pub draining: bool,
-    /// Live legacy sessions still held here.
-    pub sessions: usize,
-    /// Open client connections.
-    pub connections: u32,
-    /// Whether the node can be removed without cutting a client off.
-    pub done: bool,
 }
 
 /// The `requestState` signer: keyed from the cluster's peer key file when clustered with one

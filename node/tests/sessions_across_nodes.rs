@@ -167,3 +167,38 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
     c.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `POST /drain` without a shutdown (the operator's scale-down): the draining node hands its
+/// sessions to its peer while it keeps running, reports the drain done once none is left, and
+/// the session is served by the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_hands_sessions_off_while_the_node_runs() {
+    let dir = common::dev_certs("drain-handoff-test");
+    let a = start("drain-a", &dir, &[]).await;
+    let b = start("drain-b", &dir, &[peer_addr(&a)]).await;
+    wait_for("2 live members everywhere", Duration::from_secs(10), || {
+        live_members(&a) == 2 && live_members(&b) == 2
+    })
+    .await;
+    let session = common::initialize(a.mcp_addr).await;
+    let id = SessionId::parse(&session).expect("session id");
+    assert!(holds(&a, id));
+    assert!(!a.node.drain_progress().done, "not draining yet");
+
+    assert!(a.node.begin_drain());
+    wait_for("a's drain done", Duration::from_secs(10), || {
+        a.node.drain_progress().done
+    })
+    .await;
+    assert!(!holds(&a, id), "handed off");
+    assert!(holds(&b, id), "b owns the session after the hand-off");
+    let r = echo(b.mcp_addr, &session, 30, "drained").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("drained"), "{r:?}");
+    // The draining node takes no new connection; its clients go to the peer.
+    let r = echo(a.mcp_addr, &session, 31, "refused").await;
+    assert_eq!(r.status, 503, "{r:?}");
+    a.shutdown().await;
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

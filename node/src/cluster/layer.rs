@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
@@ -97,5 +98,21 @@ impl SessionLayer for Layer {
 
     fn end_relayed_streams(&self) {
         self.peers.end_relayed_streams();
+    }
+
+    fn hand_off_round(&self) -> usize {
+        match self.node.upgrade() {
+            Some(node) => self.peers.handoff_round(&node),
+            None => 0,
+        }
+    }
+
+    fn hand_off_all(&self, deadline: Duration) -> BoxFuture<'static, ()> {
+        let (peers, node) = (self.peers.clone(), self.node.clone());
+        Box::pin(async move {
+            if let Some(node) = node.upgrade() {
+                peers.handoff_all(&node, deadline).await;
+            }
+        })
     }
 }

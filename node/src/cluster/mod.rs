@@ -66,10 +66,6 @@ pub struct Cluster {
     mcp_addr: SocketAddr,
 }
 
-/// How long a leaving node tries to hand its sessions off before it goes anyway (their
-/// replicas then take over).
-const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
-
 /// Binds the peer endpoint, joins the seeds, starts publishing this node's load, and installs
 /// the session layer in `node`; requests peers relay here go to `handler` (the HTTP layer's).
 pub async fn start(
@@ -199,9 +195,9 @@ impl Cluster {
     }
 
     /// Leaves gracefully (peers mark this node dead at once instead of detecting a failure),
-    /// then closes the peer endpoint.
+    /// then closes the peer endpoint. Called after the drain (`node/drain.rs`), which handed
+    /// the sessions off.
     pub async fn leave(self, node: &Arc<Node>) {
-        self.peers.handoff_all(node, HANDOFF_DEADLINE).await;
         // Peers must know this node drained before they see it go: a member that leaves
         // without having said so counts as failed (quorum, `routing::has_quorum`).
         self.membership

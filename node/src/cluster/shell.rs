@@ -48,9 +48,6 @@ pub async fn run(
                     membership.set_meta(meta).await;
                 }
                 observe(&node, &transport, &membership);
-                if node.is_draining() {
-                    peers.handoff_round(&node);
-                }
             }
             event = events.recv() => match event {
                 Ok(event) => on_event(&node, &peers, &transport, &membership, event, &leaving),

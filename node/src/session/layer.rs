@@ -4,7 +4,8 @@
 //! way: http → session layer → peer transport. Its methods are what a request needs: may this
 //! node serve sessions (quorum) and open one ([`Admission`]), where does a session's request go ([`Route`]), relay it to the
 //! node that serves it ([`SessionLayer::forward`]), and the hooks a local change calls
-//! (a session changed, was created or deleted; a change to announce to the peers).
+//! (a session changed, was created or deleted; a change to announce to the peers), and a
+//! drain's hand-off (`node/drain.rs`).
 //!
 //! The types of a relayed request live here too: what is relayed ([`RelayRequest`]), what
 //! comes back ([`Relayed`]), why it failed ([`RelayError`]), and how many nodes it passed
@@ -13,6 +14,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -59,6 +61,12 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     /// Ends every client stream this node relays from a peer (drain, shutdown): the clients
     /// resume through another node with `Last-Event-ID`; the owners stop sending.
     fn end_relayed_streams(&self);
+    /// Sends the sessions owned here to their successors (a drain); sessions with a request in
+    /// progress wait for a later round. Returns how many are still here.
+    fn hand_off_round(&self) -> usize;
+    /// Hands every session off, in rounds, until none is left or `deadline` (the last phase of
+    /// a shutdown).
+    fn hand_off_all(&self, deadline: Duration) -> BoxFuture<'static, ()>;
 }
 
 /// Whether a new session is accepted, or why it is refused before it is created.

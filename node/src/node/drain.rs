@@ -1,0 +1,139 @@
+//! Drain: how a node stops taking clients and lets its sessions go, in one place. The other
+//! layers only react to the draining flag ([`Node::is_draining`], [`Node::drain_started`]).
+//!
+//! 1. **Begin** ([`Node::begin_drain`]: `POST /drain`, or [`stopping`] for SIGTERM): new
+//!    connections and sessions are refused (the accept loop, `initialize`), `/readyz` answers
+//!    503 so the Service stops routing here, every session stream ends ([`Node::end_streams`])
+//!    so its client resumes elsewhere with `Last-Event-ID`, and each connection's next answer
+//!    says `Connection: close` (`http/conn.rs`). Open connections keep being served.
+//! 2. **Hand off** ([`hand_off_while_draining`], in a cluster): while draining, every
+//!    `cluster.loadPublishMs` the session layer sends the sessions owned here to their
+//!    successors (`SessionLayer::hand_off_round`; the protocol is `cluster/peers.rs`'s), and
+//!    the node gossips `draining: true` so peers stop choosing it as a replica.
+//! 3. **Done** ([`Node::drain_progress`], `GET /drain`): alone, when no client is connected
+//!    and nothing is in flight; in a cluster, when every session was handed off.
+//! 4. **Stop** (SIGTERM only): the accept loop stops and the open connections get
+//!    `shutdownGraceSecs` to finish (`http::serve`); then [`finish`] hands off what is left
+//!    (bounded by [`HANDOFF_DEADLINE`]: after it, the replicas take over), and only then does
+//!    the node leave the membership (`Cluster::leave`), so peers reach it while it drains.
+//!
+//! `DELETE /drain` ([`Node::cancel_drain`]) calls a `POST /drain` off.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::Node;
+
+/// How long a leaving node tries to hand its sessions off before it goes anyway (their
+/// replicas then take over).
+pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
+
+impl Node {
+    /// Starts draining (what `POST /drain` and the first phase of SIGTERM do): new connections
+    /// and sessions are refused, `/readyz` answers 503 so the Service stops routing here, and
+    /// open streams end so their clients resume on another node. Open connections and
+    /// sessions keep being served. Returns whether this call started it (false: already draining).
+    pub fn begin_drain(&self) -> bool {
+        if self.set_draining(true) {
+            return false;
+        }
+        self.end_streams();
+        tracing::info!(node = %self.name, "draining");
+        true
+    }
+
+    /// Ends every session stream so clients see the node go and resume elsewhere with
+    /// `Last-Event-ID` (the events stay in the log).
+    pub fn end_streams(&self) {
+        self.sessions.for_each(|s| {
+            for stream in s.state.lock().streams.iter_mut() {
+                stream.detach();
+            }
+        });
+        // Streams relayed from the peers that own their sessions end too, or their
+        // connections would hold a shutdown for its whole grace period.
+        if let Some(layer) = self.layer() {
+            layer.end_relayed_streams();
+        }
+    }
+
+    /// Cancels a drain started by `POST /drain` (`DELETE /drain`: the operator's scale-down
+    /// was called off): the node is ready and accepts clients again. Streams ended by the
+    /// drain stay ended (their clients resumed elsewhere). Not for SIGTERM's drain, which the
+    /// admin endpoint does not outlive. Returns whether the node was draining.
+    pub fn cancel_drain(&self) -> bool {
+        let was = self.set_draining(false);
+        if was {
+            tracing::info!(node = %self.name, "drain cancelled");
+        }
+        was
+    }
+
+    /// Where a drain stands (`GET /drain`).
+    pub fn drain_progress(&self) -> DrainProgress {
+        let draining = self.is_draining();
+        let connections = self.connections.load(Ordering::Acquire);
+        let inflight = self.inflight.load(Ordering::Acquire);
+        DrainProgress {
+            draining,
+            sessions: self.sessions.len(),
+            connections,
+            // Without peers there is nowhere to hand sessions to, so a drain is done when no
+            // client is connected and nothing is in flight. With peers it is done when every
+            // session was handed off (clients still connected are served by forwarding).
+            done: draining
+                && inflight == 0
+                && match self.layer() {
+                    Some(_) => self.sessions.is_empty(),
+                    None => connections == 0,
+                },
+        }
+    }
+}
+
+/// SIGTERM's first phase, for `http::serve`'s shutdown: resolves once `stop` does, with the
+/// node draining and its streams ended — unconditionally, unlike [`Node::begin_drain`]:
+/// streams opened since a `POST /drain` must end too.
+pub async fn stopping(node: Arc<Node>, stop: impl Future<Output = ()>) {
+    stop.await;
+    node.set_draining(true);
+    node.end_streams();
+}
+
+/// Hands sessions off, a round every `period`, whenever the node drains (runs until aborted;
+/// only with a session layer).
+pub async fn hand_off_while_draining(node: Arc<Node>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if node.is_draining()
+            && let Some(layer) = node.layer()
+        {
+            layer.hand_off_round();
+        }
+    }
+}
+
+/// SIGTERM's last phase, once the connections are closed: hands every session still here
+/// off, in rounds, until none is left or [`HANDOFF_DEADLINE`].
+pub async fn finish(node: &Node) {
+    if let Some(layer) = node.layer() {
+        layer.hand_off_all(HANDOFF_DEADLINE).await;
+    }
+}
+
+/// Progress of a drain, as `GET /drain` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DrainProgress {
+    /// Whether the node is draining.
+    pub draining: bool,
+    /// Live legacy sessions still held here.
+    pub sessions: usize,
+    /// Open client connections.
+    pub connections: u32,
+    /// Whether the node can be removed without cutting a client off.
+    pub done: bool,
+}
