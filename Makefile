@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim clean
+.PHONY: help run build release test crds-check test-unit lint layers fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,9 +28,12 @@ crds-check: ## Fail when crds/generated/ differs from what crdgen prints for the
 test-unit: ## Unit and black-box tests (cargo test)
 	$(CARGO) test --workspace
 
-lint: ## rustfmt --check and clippy -D warnings
+lint: layers ## rustfmt --check, clippy -D warnings and the node's layer rules
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+layers: ## Fail when node/src has an import cycle, or its session/cluster layer or node.rs imports what sits above (node/tools/modcycle.py)
+	python3 node/tools/modcycle.py --max-scc 1 --forbid cluster/:http/ --forbid session/:http/ --forbid session/:cluster/ --forbid node.rs:cluster/ --forbid node/:cluster/ --forbid node/:http/
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
