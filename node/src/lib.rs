@@ -5,12 +5,18 @@
 //! addresses and a handle). Codemap: `docs/ARCHITECTURE.md`.
 //!
 //! - [`settings`]: configuration from file, environment and flags, validated before binding.
-//! - [`http`]: accept loop, `/mcp` transport rules, the two eras, SSE streams.
+//! - [`node`]: the state every connection shares ([`Node`]) and how it drains ([`node::drain`]).
+//! - [`http`]: accept loop, `/mcp` transport rules, the two eras, SSE streams, forwarding's
+//!   HTTP side.
 //! - [`protocol`]: the method table shared by both eras.
-//! - [`session`]: legacy sessions as data (registry, record, event logs).
+//! - [`session`]: legacy sessions as data (registry, record, event logs), and the interface
+//!   of the session layer between nodes ([`session::layer::SessionLayer`]).
 //! - [`content`]: tools/resources/prompts ([`content::Catalog`]) and the built-in packs.
 //! - [`auth`]: OAuth 2.1 resource server (access tokens, scopes, sessions bound to principals).
-//! - [`cluster`]: membership with peer nodes (QUIC, SWIM), the `/cluster` view.
+//! - [`cluster`]: membership with peer nodes (QUIC, SWIM), the `/cluster` view, and the session
+//!   layer between nodes (replication, failover, forwarding's peer messages, hand-off).
+//!
+//! Imports point one way (`make layers`; "The node's layers" in `docs/ARCHITECTURE.md`).
 //! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
