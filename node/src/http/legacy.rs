@@ -436,7 +436,8 @@ async fn initialize(
 }
 
 /// GET: the session's standalone SSE stream, or the resumption of any of its streams.
-pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
+/// `relayed`: a peer relays the stream to its client (and keeps that connection alive).
+pub fn get(node: Arc<Node>, headers: &HeaderMap, relayed: bool) -> Response<Body> {
     if header(headers, PROTOCOL_VERSION).is_some_and(|v| !versions::LEGACY.contains(&v)) {
         node.metrics.reject(Reason::method_not_allowed);
         return reply::method_not_allowed("POST");
@@ -461,6 +462,7 @@ pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
         Some(ev) => match st.stream_mut(ev.stream) {
             Some(stream) => {
                 stream.resume(ev.seq, tx.clone());
+                stream.set_reader_remote(relayed);
                 true
             }
             None => false,
@@ -469,6 +471,9 @@ pub fn get(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
     };
     if !resumed {
         let id = st.open_stream(StreamKind::Standalone, Some(tx.clone()));
+        if let Some(stream) = st.stream_mut(id) {
+            stream.set_reader_remote(relayed);
+        }
         if st.version >= ProtocolEra::V2025_11_25 {
             let priming = format!("id: {}\ndata: \n\n", EventId { stream: id, seq: 0 });
             let _ = tx.try_send(Bytes::from(priming));

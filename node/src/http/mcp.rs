@@ -149,7 +149,7 @@ pub async fn handle_via(
     }
     match method {
         Method::POST => post(node, headers, body, principal.as_ref()).await,
-        Method::GET => legacy::get(node, headers),
+        Method::GET => legacy::get(node, headers, via != Via::Client),
         Method::DELETE => legacy::delete(node, headers),
         _ => {
             node.metrics.reject(Reason::method_not_allowed);

@@ -70,6 +70,9 @@ pub struct StreamState {
     pub(super) next_seq: u32,
     pub(super) log: VecDeque<(u32, Bytes)>,
     live: Option<stream_queue::Sender>,
+    /// The reader is a peer relaying the stream to its client (`Relays`): the peer writes
+    /// the client's keep-alives itself, so none is queued here.
+    reader_remote: bool,
     /// Highest event number already sent to the replicas.
     pub(super) repl_seq: u32,
     /// The replicas know this stream exists.
@@ -89,6 +92,7 @@ impl StreamState {
             next_seq: 1,
             log: VecDeque::new(),
             live,
+            reader_remote: false,
             repl_seq: 0,
             repl_known: false,
             repl_finished: false,
@@ -151,8 +155,17 @@ impl StreamState {
         self.live = None;
     }
 
-    /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged).
+    /// Says whether the attached reader is a peer relaying the stream (no keep-alives here).
+    pub fn set_reader_remote(&mut self, remote: bool) {
+        self.reader_remote = remote;
+    }
+
+    /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged);
+    /// not to a peer relaying the stream, which keeps its client's connection alive itself.
     pub fn keepalive(&mut self) {
+        if self.reader_remote {
+            return;
+        }
         if let Some(tx) = &self.live
             && tx.try_send(Bytes::from_static(SSE_KEEPALIVE)).is_err()
         {
@@ -190,6 +203,28 @@ mod tests {
         }
         assert_eq!(seqs.len(), 3);
         assert!(seqs[0].starts_with("id: 3-3"));
+    }
+
+    #[test]
+    fn keepalives_go_to_local_readers_only() {
+        let (tx, mut rx) = stream_queue::channel(4);
+        let mut s = StreamState::new(2, StreamKind::Standalone, Some(tx));
+        s.keepalive();
+        assert_eq!(
+            rx.try_recv().as_deref(),
+            Some(SSE_KEEPALIVE),
+            "a local reader"
+        );
+        let (tx, mut relay) = stream_queue::channel(4);
+        assert!(s.resume(0, tx));
+        s.set_reader_remote(true);
+        s.keepalive();
+        assert!(
+            relay.try_recv().is_none(),
+            "the relaying peer keeps its client alive"
+        );
+        s.push(b"{}", 4);
+        assert!(relay.try_recv().is_some(), "events still reach it");
     }
 
     #[test]
