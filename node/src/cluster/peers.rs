@@ -43,6 +43,10 @@ const ADMISSION_PAUSE: Duration = Duration::from_millis(500);
 /// New sessions waiting for their replicas at once beyond which more are refused.
 const MAX_WAITING_SESSIONS: usize = 256;
 
+/// Periods of `HANDOFF_RETRY` a hand-off waits for a live successor's acknowledgement before
+/// the session may be sent again (to whichever successor is first then).
+const HANDOFF_WAITS: u32 = 5;
+
 /// How long a hand-off waits for the successor before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(2);
 
@@ -455,6 +459,17 @@ impl Peers {
             ))
         };
         if r.handoff {
+            if let Some(own) = node.sessions.get(&id)
+                && own.state.lock().epoch >= r.epoch
+            {
+                // The same hand-off again (its acknowledgement was late), or a hand-off of a
+                // version this node already superseded: this node owns the session, perhaps
+                // with changes since and clients attached. Keep it; the acknowledgement makes
+                // the sender let go and forward here. (Replacing it ended its streams and
+                // dropped those changes: 244,286 times in one 100K rolling restart.)
+                ack(true);
+                return;
+            }
             self.replicas.remove(&id);
             let s = whole();
             s.state.lock().epoch = r.epoch;
@@ -811,10 +826,19 @@ impl Peers {
             let peers = self.clone();
             let node = node.clone();
             tokio::spawn(async move {
-                if tokio::time::timeout(HANDOFF_RETRY, rx)
-                    .await
-                    .is_ok_and(|r| r.is_ok())
-                {
+                // A late acknowledgement is still an acknowledgement: wait for it while the
+                // successor is live (bounded), instead of letting the next round send the
+                // session again while this node serves it meanwhile.
+                let mut rx = rx;
+                let mut waits = 0;
+                let acked = loop {
+                    match tokio::time::timeout(HANDOFF_RETRY, &mut rx).await {
+                        Ok(r) => break r.is_ok(),
+                        Err(_) if waits < HANDOFF_WAITS && peers.addr_is_live(to) => waits += 1,
+                        Err(_) => break false,
+                    }
+                };
+                if acked {
                     peers.moved.lock().insert(s.id, to);
                     if node.sessions.remove(&s.id).is_some() {
                         for stream in s.state.lock().streams.iter_mut() {
