@@ -305,6 +305,15 @@ impl SessionData {
         (out, marks)
     }
 
+    /// Whether making a copy's marks (`(stream, highest event, finished)`) durable would show
+    /// anything (an event or a stream's end) that is not shown yet.
+    pub(crate) fn would_show(&self, marks: &[(u32, u32, bool)]) -> bool {
+        marks.iter().any(|(stream, seq, finished)| {
+            self.stream(*stream)
+                .is_some_and(|s| *seq > s.durable || (*finished && !s.durable_finished))
+        })
+    }
+
     /// Every stream with its whole log (for a replica that needs a full copy while the
     /// others get a delta of the same copy number).
     pub(crate) fn whole_streams(&self) -> Vec<StreamCopy> {

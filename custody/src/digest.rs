@@ -97,7 +97,7 @@ impl Custody {
     /// Copies held under an earlier generation of the same process (a renewal this node's
     /// view never showed) follow `owner`: the sender of a digest or an inventory speaks for
     /// them.
-    fn follow_renewals(&mut self, owner: NodeId) {
+    pub(crate) fn follow_renewals(&mut self, owner: NodeId) {
         let old: Vec<NodeId> = self
             .digest_in
             .keys()
@@ -198,6 +198,8 @@ impl Custody {
             let id = SessionId(*s);
             let reply = match self.sessions.get(&id).map(|e| &e.role) {
                 Some(Role::Copy(c)) if c.owner == owner && c.epoch == *epoch => None,
+                // A claim not in force yet tells nobody it is superseded.
+                Some(Role::Owner(o)) if o.fresh => None,
                 Some(Role::Owner(o)) if beats((o.epoch, me), (*epoch, from)) => {
                     Some(CustodyMsg::Superseded {
                         session: *s,

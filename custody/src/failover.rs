@@ -11,8 +11,12 @@
 //!    that was cut off may hold an old copy while the owner had moved its set to another node.
 //!    So only the holder of the most up-to-date copy among the live members takes a session
 //!    over (equal copies: the lowest address), and nobody does while some member owns it under
-//!    an equal or newer claim. The winner bumps the epoch, replicates to its own set, and tells
-//!    every other holder to drop its copy.
+//!    an equal or newer claim. The winner bumps the epoch and announces its claim.
+//! 4. **Confirmation**: the new claim is in force — served, copied to the winner's own set,
+//!    the other holders told to drop their copies — once a second inquiry, sent after the
+//!    claim's note, is answered by a majority with no other claim of its epoch or later and
+//!    no sign that the owner it took over from went on without it (`confirm_owned`; the same
+//!    confirmation serves a hand-in, and an owner back from a stall or a lost majority).
 //!
 //! Requests for such a session wait (`Route::Wait`) while this runs; the rest are taken over
 //! in the background, `takeovers_per_tick` sessions per inquiry.
@@ -52,6 +56,35 @@ pub(crate) struct Inquiry {
     waiting: Set<SocketAddr>,
     answers: Vec<(SocketAddr, Holding)>,
     started: Instant,
+}
+
+/// A drop note (role 4) under a claim other than `mine` is, to the inquirer, a note of
+/// that claim (role 3): a member answers role 4 in place of a note it holds of the same claim
+/// (or an older one), so reading it only as "your copy is stale" would hide a newer claim.
+fn drop_note_as_claim(h: Holding, mine: (u32, SocketAddr)) -> Holding {
+    if h.role == 4 && (h.epoch, h.owner) != mine {
+        Holding {
+            role: 3,
+            seq: 0,
+            ..h
+        }
+    } else {
+        h
+    }
+}
+
+/// The last copy number whose changes are all durable (every replica acknowledged it).
+fn durable_seq(o: &crate::machine::Owned) -> u64 {
+    o.pending.front().map_or(o.seq, |p| p.seq.saturating_sub(1))
+}
+
+/// The members whose answer says they hold the session (a copy, or as its owner).
+fn holders(answers: &[(SocketAddr, Holding)]) -> Set<SocketAddr> {
+    answers
+        .iter()
+        .filter(|(_, h)| matches!(h.role, 1 | 2 | 5))
+        .map(|(a, _)| *a)
+        .collect()
 }
 
 /// How up to date a claim on a session is: its epoch, its owner (the lower address wins
@@ -247,16 +280,25 @@ impl Custody {
                 let id = SessionId(*s);
                 let (mut role, mut epoch, mut owner, mut seq) =
                     match self.sessions.get(&id).map(|e| &e.role) {
-                        Some(Role::Owner(o)) => (2, o.epoch, me, o.seq),
+                        // An owner answers with the last copy whose changes are durable (what
+                        // it may have shown: the copies after it may yet be given up); one not
+                        // confirmed (yet, or again) as role 5 — an owner to a take-over
+                        // candidate, but not one a confirmed owner yields to as such.
+                        Some(Role::Owner(o)) if o.confirm != 0 => (5, o.epoch, me, durable_seq(o)),
+                        Some(Role::Owner(o)) => (2, o.epoch, me, durable_seq(o)),
                         Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
-                        // Handed off from here: the claim it went with.
+                        // Handed off from here: a note of the claim it went with (the
+                        // successor, when it answers, speaks for itself).
                         None => match self.moved.get(&id) {
-                            Some((to, epoch, _)) => (2, *epoch, *to, 0),
+                            Some((to, epoch, _)) => (3, *epoch, *to, 0),
                             None => (0, 0, me, 0),
                         },
                     };
-                // A newer claim noted here (claim.rs) than what this node holds.
+                // A newer claim noted here (claim.rs) than what this node holds — unless it
+                // owns the session: its own answer (how far its changes are durable) is what
+                // the claimant must weigh (seed 7811); the claim's note is with a majority.
                 if let Some((note, _)) = self.notes.get(&id)
+                    && !matches!(role, 2 | 5)
                     && (role == 0
                         || crate::claim::newer(*note, crate::wire::Claim { epoch, owner }))
                 {
@@ -352,6 +394,12 @@ impl Custody {
             let theirs = answers.get(&s).cloned().unwrap_or_default();
             if matches!(self.sessions.get(&s).map(|e| &e.role), Some(Role::Owner(o)) if o.confirm != 0)
             {
+                if !self.in_touch(now) {
+                    // Out of touch since it asked: the answers may be older than a take-over
+                    // on the majority's side. Ask again once in touch.
+                    self.orphans.push_back((now + self.cfg.tick, s));
+                    continue;
+                }
                 self.confirm_owned(s, &theirs, &responders, now);
                 continue;
             }
@@ -373,26 +421,37 @@ impl Custody {
             let gone_owner = c.owner.addr;
             let mut dead_epoch = 0;
             let mut unsure = false;
+            let holders = holders(&theirs);
             let theirs: Vec<(SocketAddr, Holding)> = theirs
                 .into_iter()
+                .map(|(a, h)| (a, drop_note_as_claim(h, (mine.0, mine.1))))
                 .filter(|(_, h)| {
                     if h.role == 2 && h.owner == gone_owner {
                         return false;
                     }
-                    // A claimant that answered speaks for itself: its own answer says
-                    // whether it still owns the session (a restarted one does not).
-                    if h.role == 3 && responders.contains(&h.owner) {
+                    // A claimant that answered holding the session speaks for itself: its
+                    // own answer says how it holds it.
+                    if h.role == 3 && holders.contains(&h.owner) {
                         return false;
                     }
-                    if h.role == 3 && self.addr_gone(h.owner, now) {
-                        // A dead claimant's note counts for nothing only once every other
-                        // member answered: one cut off with it may hold its copies.
-                        unsure |= beats((h.epoch, h.owner), (mine.0, mine.1))
-                            && !self.heard_from_all_but(&responders, h.owner);
-                        dead_epoch = dead_epoch.max(h.epoch);
+                    if h.role != 3 || h.owner == me {
+                        return true;
+                    }
+                    if !responders.contains(&h.owner) && !self.addr_gone(h.owner, now) {
+                        // A claimant that is live but was not asked (it came back since):
+                        // ask again, it speaks for itself.
+                        unsure = true;
                         return false;
                     }
-                    true
+                    // A silent claimant's note — or one whose claimant answered holding
+                    // nothing (restarted, or gave it up) — counts for nothing only once the
+                    // claimant is known dead and every other member answered: a claimant, or
+                    // a member, cut off may hold its copies.
+                    unsure |= beats((h.epoch, h.owner), (mine.0, mine.1))
+                        && (!self.claimant_dead(h.owner, &responders)
+                            || !self.heard_from_all_but(&responders, h.owner));
+                    dead_epoch = dead_epoch.max(h.epoch);
+                    false
                 })
                 .collect();
             if unsure {
@@ -421,10 +480,9 @@ impl Custody {
                 continue;
             }
             // Someone owns it under an equal or newer claim: it is served there.
-            if let Some((_, h)) = theirs
-                .iter()
-                .find(|(_, h)| h.role == 2 && !beats((mine.0, mine.1), (h.epoch, h.owner)))
-            {
+            if let Some((_, h)) = theirs.iter().find(|(_, h)| {
+                matches!(h.role, 2 | 5) && !beats((mine.0, mine.1), (h.epoch, h.owner))
+            }) {
                 self.deferred.insert(s, (h.owner, now));
                 continue;
             }
@@ -459,29 +517,87 @@ impl Custody {
         now: Instant,
     ) {
         let me = self.members.me().addr;
-        let (check, epoch) = match self.sessions.get(&s).map(|e| &e.role) {
-            Some(Role::Owner(o)) => (o.check.unwrap_or(o.epoch), o.epoch),
+        let (epoch, fresh, from_claim) = match self.sessions.get(&s).map(|e| &e.role) {
+            Some(Role::Owner(o)) => (o.epoch, o.fresh, o.from_claim),
             _ => return,
         };
-        let mine = (check, me);
-        let mut dead_epoch = 0;
+        // The claim this one comes from went on without it: its owner was not gone after all
+        // (stalled, or cut off with a majority while this node was not) and made durable
+        // what this node's data misses (seed 3863). Its own answer says how far its changes
+        // are durable; without one, a copy of it that is newer than this node's data might
+        // hold such changes (copies made out of touch too: this node yields and the copy's
+        // holder takes over).
+        if fresh && let Some((pe, po, ps)) = from_claim {
+            let theirs_of = |h: &Holding| (h.epoch, h.owner) == (pe, po);
+            let went_on = match theirs
+                .iter()
+                .find(|(a, h)| *a == po && matches!(h.role, 2 | 5) && theirs_of(h))
+            {
+                Some((_, h)) => (h.seq > ps).then_some(po),
+                None => theirs
+                    .iter()
+                    .find(|(_, h)| h.role == 1 && theirs_of(h) && h.seq > ps)
+                    .map(|(a, _)| *a),
+            };
+            if let Some(to) = went_on {
+                self.release(s, Some(to), crate::action::Release::Superseded);
+                return;
+            }
+        }
+        let my_durable = match self.sessions.get(&s).map(|e| &e.role) {
+            Some(Role::Owner(o)) => durable_seq(o),
+            _ => return,
+        };
+        let mine = (epoch, me);
+        let holding = holders(theirs);
+        let mut dead_epoch = None;
         let mut rival = None;
         for (_, h) in theirs {
+            // A note that this node was dropped from a replica set under a newer claim
+            // says as much as a note of that claim.
+            let h = &drop_note_as_claim(*h, mine);
+            let claimant_answered = responders.contains(&h.owner);
+            let theirs = (h.epoch, h.owner);
+            // An owner not confirmed is no claim in force yet.
+            let rivals = if h.role == 5 && !fresh {
+                // A claim of the next epoch not confirmed yet comes from this one (one owner
+                // per epoch): it wins only if its data holds all this node made durable
+                // (else it gives way when it confirms, above); a later one wins.
+                theirs.0 > mine.0.saturating_add(1)
+                    || (theirs.0 == mine.0.saturating_add(1) && h.seq >= my_durable)
+            } else if h.role == 5 {
+                beats(theirs, mine)
+            } else {
+                crate::replica::yields(fresh, mine, theirs)
+            };
             if matches!(h.role, 0 | 4)
-                || (h.role == 3 && responders.contains(&h.owner))
-                || (h.epoch, h.owner) == (epoch, me)
-                || !beats((h.epoch, h.owner), mine)
+                || (h.role == 3 && holding.contains(&h.owner))
+                || theirs == (epoch, me)
+                || !rivals
             {
                 continue;
             }
-            if h.role == 3 && h.owner != me && self.addr_gone(h.owner, now) {
-                if !self.heard_from_all_but(responders, h.owner) {
-                    // The claimant may be cut off rather than dead, with replicas holding
-                    // what it made durable: wait until every other member answered.
+            // A note whose claimant is live but was not asked (it came back since): ask again,
+            // it speaks for itself (seed 6367: a restarted claimant's old note, taken for a
+            // claim in force, made this owner give the session up to nobody).
+            if h.role == 3 && h.owner != me && !claimant_answered && !self.addr_gone(h.owner, now) {
+                self.orphans.push_back((now + self.cfg.tick, s));
+                return;
+            }
+            // A note whose claimant is gone, or answered holding nothing (a restarted
+            // process: its predecessor's replicas may hold the claim's data — seed 7623).
+            if h.role == 3 && h.owner != me {
+                if !self.claimant_dead(h.owner, responders)
+                    || !self.heard_from_all_but(responders, h.owner)
+                {
+                    // The claimant may be cut off rather than dead, holding what it made
+                    // durable (its replicas may have died since — seed 7623), or a member
+                    // cut off with it may: wait until it is known dead and every other
+                    // member answered.
                     self.orphans.push_back((now + self.cfg.lease, s));
                     return;
                 }
-                dead_epoch = dead_epoch.max(h.epoch);
+                dead_epoch = dead_epoch.max(Some(h.epoch));
                 continue;
             }
             rival = Some(h.owner);
@@ -502,11 +618,15 @@ impl Custody {
         }) = self.sessions.get_mut(&s)
         {
             o.confirm = 0;
-            o.check = None;
+            o.fresh = false;
             let old = o.epoch;
             let mut new = o.bump_to.take().unwrap_or(old).max(old);
-            if dead_epoch >= new {
-                new = dead_epoch.saturating_add(1);
+            // Only a dead claimant's note raises the epoch (without one the epoch stays: a
+            // raise nobody asked for is a claim a replica's take-over may collide with).
+            if let Some(dead) = dead_epoch
+                && dead >= new
+            {
+                new = dead.saturating_add(1);
             }
             if new != old {
                 o.epoch = new;
@@ -523,6 +643,18 @@ impl Custody {
         // What was acknowledged meanwhile is durable now.
         self.advance(s);
         self.mark(s);
+    }
+
+    /// Whether a claimant that did not answer holding the session is known not to hold it:
+    /// it answered (holding nothing: a restarted process at its address, or it gave the
+    /// session up), left on purpose (down after draining), or was forgotten. A claimant that
+    /// is only silent may be cut off with the only copy of what it made durable.
+    fn claimant_dead(&self, claimant: SocketAddr, responders: &Set<SocketAddr>) -> bool {
+        responders.contains(&claimant)
+            || self
+                .members
+                .member(claimant)
+                .is_none_or(|m| !m.live && m.draining)
     }
 
     /// Whether every member this node knows answered, other than `except` and members that
@@ -562,11 +694,17 @@ impl Custody {
                 in_retransmit: false,
                 handoff: None,
                 busy: 0,
-                confirm: 0,
-                check: None,
+                // In force once a majority noted the claim (the confirmation's inquiry goes
+                // out after the `Claims`, on the same links): decided on answers gathered
+                // before a cut, a take-over could otherwise be a claim nobody heard, which a
+                // replica on the other side then makes too (seed 8233).
+                confirm: 1,
+                fresh: true,
+                from_claim: None,
                 bump_to: None,
                 forget_after: Vec::new(),
                 drop_noted: Vec::new(),
+                handed_from: None,
             })),
         ) else {
             return;
@@ -576,6 +714,7 @@ impl Custody {
         if let Role::Owner(o) = &mut e.role {
             o.epoch = c.epoch.max(above).saturating_add(1);
             o.seq = c.seq;
+            o.from_claim = Some((c.epoch, c.owner.addr, c.seq));
             let mut forget: Vec<SocketAddr> =
                 c.replicas.iter().copied().filter(|a| *a != me).collect();
             for h in holders {
@@ -601,6 +740,35 @@ impl Custody {
             session: id,
             why: Acquire::TakenOver,
         });
+        let now = self.now;
+        self.orphans.push_back((now, id));
         self.mark(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(role: u8, epoch: u32, owner: u8, seq: u64) -> Holding {
+        Holding {
+            session: 1,
+            role,
+            epoch,
+            owner: SocketAddr::from(([10, 0, 0, owner], 7000)),
+            seq,
+        }
+    }
+
+    #[test]
+    fn a_drop_note_under_another_claim_is_a_note_of_that_claim() {
+        let mine = (0, SocketAddr::from(([10, 0, 0, 1], 7000)));
+        // Dropped under the claim the copy is of: it says the copy is stale from copy 18.
+        assert_eq!(drop_note_as_claim(h(4, 0, 1, 18), mine), h(4, 0, 1, 18));
+        // Dropped under a newer claim of the same owner (it raised its epoch since): a claim
+        // newer than the copy, whatever the copy number.
+        assert_eq!(drop_note_as_claim(h(4, 1, 1, 18), mine), h(3, 1, 1, 0));
+        // Other roles pass unchanged.
+        assert_eq!(drop_note_as_claim(h(1, 1, 2, 5), mine), h(1, 1, 2, 5));
     }
 }

@@ -8,11 +8,13 @@
 //!   restarted node gets its sessions back and the next crash does not hit one node's
 //!   backlog.
 //!
-//! Only sessions with no request in progress move, and requests for one being handed off wait
-//! (`Route::Wait`): nothing changes it between the copy and the acknowledgement. The sender
-//! forgets it on the successor's acknowledgement (requests still arriving here are forwarded
-//! there), sends again after `handoff_retry`, and keeps it (epoch raised past the offer) if the
-//! successor dies first.
+//! Only sessions with no request in progress and every change durable move, and requests for
+//! one being handed off wait (`Route::Wait`): nothing changes it between the copy and the
+//! acknowledgement. The successor acknowledges once its claim is confirmed by a majority and
+//! its own replicas hold the session (replica.rs, `handed_from`); the sender then forgets it
+//! (requests still arriving here are forwarded there). It sends again after `handoff_retry`,
+//! keeps the session (epoch raised past the offer) if the successor goes away first, and
+//! gives it up if the successor tells it another claim won.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -84,6 +86,12 @@ impl Custody {
         if o.handoff.is_some() || o.busy > 0 || o.confirm != 0 || to == me.addr {
             return false;
         }
+        if !o.pending.is_empty() || !o.tickets.is_empty() {
+            // Only a session whose changes are all durable moves: this node settles nothing
+            // on the successor's word alone (its claim may yet lose to a take-over that
+            // raced the hand-off, with copies that lack those changes).
+            return false;
+        }
         let h = Handoff {
             to,
             epoch: o.epoch.saturating_add(1),
@@ -111,25 +119,8 @@ impl Custody {
 
     /// The successor acknowledged: the session is its now.
     pub(crate) fn handoff_done(&mut self, id: SessionId, h: Handoff, now: Instant) {
-        // Everything the waiting changes carried is held by the successor.
-        if let Some(Entry {
-            role: Role::Owner(o),
-            ..
-        }) = self.sessions.get_mut(&id)
-        {
-            let tickets: Vec<_> = o
-                .pending
-                .drain(..)
-                .flat_map(|p| p.tickets)
-                .chain(o.tickets.drain(..))
-                .collect();
-            for t in tickets {
-                self.actions.push_back(Action::Settled {
-                    ticket: t,
-                    ok: true,
-                });
-            }
-        }
+        // Nothing waits for durability here: a session moves only once every change is
+        // durable (`hand_off`), and none is made while it moves.
         self.remove_owned(id, false);
         self.moved.insert(id, (h.to, h.epoch, now));
         self.stats.handoffs_sent += 1;

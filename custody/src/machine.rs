@@ -69,9 +69,16 @@ pub(crate) struct Owned {
     /// Nonzero: this node may have been out of touch long enough for another node to take the
     /// session over; it is served again once an inquiry found no newer claim.
     pub(crate) confirm: u64,
-    /// The claim to confirm (`confirm` nonzero): no member may hold a newer one. Default:
-    /// the current epoch.
-    pub(crate) check: Option<u32>,
+    /// The claim was never in force here (a hand-in waiting for its confirmation): until a
+    /// majority's answers show no other claim at its epoch or above, it copies nothing and
+    /// supersedes nobody, and it yields to any other claim of an equal epoch (one derived
+    /// from the same predecessor at the same time: a take-over may already have served it).
+    pub(crate) fresh: bool,
+    /// A fresh claim's predecessor: the claim it was taken over or handed from (epoch, owner)
+    /// and the copy number of the data it started from. If that claim went on meanwhile (a
+    /// member holds it with a later copy: its owner was stalled or cut off, not dead, and
+    /// confirmed itself first), the fresh claim is void.
+    pub(crate) from_claim: Option<(u32, SocketAddr, u64)>,
     /// After a hand-off given up: the epoch to take once confirmed, past the offer's, so
     /// that the offer, if accepted late, loses to this node's claim.
     pub(crate) bump_to: Option<u32>,
@@ -80,6 +87,10 @@ pub(crate) struct Owned {
     pub(crate) forget_after: Vec<SocketAddr>,
     /// `(dropped member, member that noted the drop)`.
     pub(crate) drop_noted: Vec<(SocketAddr, SocketAddr)>,
+    /// A hand-in not acknowledged yet: the sender and the acknowledgement it waits for, sent
+    /// once this node's claim is confirmed and its replicas hold the session (until then the
+    /// sender keeps the session, and takes it back if this node goes away).
+    pub(crate) handed_from: Option<(SocketAddr, Ack)>,
 }
 
 /// One replica of an owned session.
@@ -101,6 +112,12 @@ pub(crate) struct Track {
     /// until a majority noted the drop (claim.rs) — from this copy number on its copy is
     /// stale — so that nothing becomes durable without it before a majority can tell it so.
     pub(crate) dropped_below: Option<u64>,
+    /// The drop was announced (`Dropped`): the member leaves once a majority noted it. Until
+    /// then (`dropped_below` set, not announced) nothing was shown that the member's copy
+    /// lacks, so its copy is as good as any; the drop is announced when this owner is about
+    /// to show something the copy lacks, and forgotten if the member turns up again (then it
+    /// is told to forget, as any member leaving the set).
+    pub(crate) announced: bool,
 }
 
 /// A copy sent and not yet acknowledged by every replica, and what it makes durable.
@@ -331,6 +348,12 @@ impl Custody {
         for (old, new) in &changes.renewed {
             self.owner_renewed(*old, *new);
         }
+        // A member back under its next generation after this view counted it down: copies
+        // held under the earlier one are its (else they would wait for a digest from it, and
+        // if it went down again first, no view change would ever name their owner gone).
+        for new in &changes.came {
+            self.follow_renewals(*new);
+        }
         for gone in &changes.gone {
             self.owner_gone(*gone, now);
         }
@@ -407,10 +430,12 @@ impl Custody {
             handoff: None,
             busy: 0,
             confirm: 0,
-            check: None,
+            fresh: false,
+            from_claim: None,
             bump_to: None,
             forget_after: Vec::new(),
             drop_noted: Vec::new(),
+            handed_from: None,
         };
         self.sessions.insert(
             id,
@@ -482,11 +507,29 @@ impl Custody {
     /// subscriptions); the ticket settles once every replica holds the change.
     pub fn update(&mut self, id: SessionId, f: impl FnOnce(&mut SessionData)) -> Option<Ticket> {
         let ticket = self.ticket();
+        let settles = self.in_touch(self.now);
         let e = self.owned_mut(id)?;
+        let before = e.data.state_copy();
         f(&mut e.data);
-        if let Role::Owner(o) = &mut e.role {
-            o.tickets.push(ticket);
+        let same = e.data.state_copy() == before;
+        let Role::Owner(o) = &mut e.role else {
+            return None;
+        };
+        if same {
+            // Nothing changed (a log level set to what it is): the change is held wherever
+            // the current state is — once the copies in flight are acknowledged, or now. No
+            // copy is made for it (a copy would count as something the replicas lack).
+            if let Some(p) = o.pending.back_mut() {
+                p.tickets.push(ticket);
+                return Some(ticket);
+            }
+            if o.tickets.is_empty() && o.confirm == 0 && settles && !o.set.iter().any(|t| t.leaving)
+            {
+                self.actions.push_back(Action::Settled { ticket, ok: true });
+                return Some(ticket);
+            }
         }
+        o.tickets.push(ticket);
         self.mark(id);
         Some(ticket)
     }

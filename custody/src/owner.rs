@@ -96,14 +96,17 @@ impl Custody {
         else {
             return;
         };
-        if o.handoff.is_some() {
+        if o.handoff.is_some() || o.confirm != 0 {
+            // Nothing is copied before the claim is confirmed: a hand-in's or a take-over's
+            // copies would displace those of a claim that raced it (replica.rs, `yields`),
+            // and an owner back from a stall would number copies past what it may still
+            // give up (failover.rs, `confirm_owned`).
             return;
         }
         let epoch = o.epoch;
         // The set first: members that left it drop their copy, new ones get it whole.
         let current: Vec<SocketAddr> = o.set.iter().map(|t| t.addr).collect();
         let mut forget: Vec<SocketAddr> = Vec::new();
-        let mut dropped_now: Vec<SocketAddr> = Vec::new();
         let mut added: Vec<SocketAddr> = Vec::new();
         let serving: Vec<SocketAddr> = o
             .set
@@ -113,9 +116,11 @@ impl Custody {
             .collect();
         // Without a majority the set stays as it was: the members this side cannot see may
         // well be alive, and an empty set would count as "held by every replica".
-        if (serving != desired || o.set.iter().any(|t| t.leaving && gone.contains(&t.addr)))
-            && quorum
-        {
+        let changed = o.set.iter().any(|t| {
+            (t.leaving && gone.contains(&t.addr))
+                || (t.dropped_below.is_some() && !t.announced && !gone.contains(&t.addr))
+        });
+        if (serving != desired || changed) && quorum {
             added.extend(desired.iter().filter(|a| !current.contains(a)));
             let old = std::mem::take(&mut o.set);
             let mut set: Vec<Track> = desired
@@ -128,12 +133,14 @@ impl Custody {
                         leaving: false,
                         forget_after: None,
                         dropped_below: None,
+                        announced: false,
                     });
                     if t.leaving {
                         // Back in the set after being told to forget: it needs it whole.
                         t.leaving = false;
                         t.forget_after = None;
                         t.dropped_below = None;
+                        t.announced = false;
                         t.full = true;
                         t.acked = 0;
                     }
@@ -144,12 +151,11 @@ impl Custody {
             // (make before break), and stay (not copied to) until they confirm or are gone.
             let below = o.seq + 1;
             for t in old.into_iter().filter(|t| !desired.contains(&t.addr)) {
-                if gone.contains(&t.addr) || t.dropped_below.is_some() {
+                if gone.contains(&t.addr) || (t.dropped_below.is_some() && t.announced) {
                     // Gone: it cannot be told to forget. It stays until a majority noted
-                    // that its copy is stale.
-                    if t.dropped_below.is_none() {
-                        dropped_now.push(t.addr);
-                    }
+                    // that its copy is stale (claim.rs) — announced only once this owner is
+                    // about to show something the copy lacks (`advance`): a copy that misses
+                    // only what no client saw is not stale.
                     set.push(Track {
                         leaving: true,
                         acked: 0,
@@ -159,9 +165,15 @@ impl Custody {
                     });
                     continue;
                 }
-                if !t.leaving {
+                if !t.leaving || t.dropped_below.is_some() {
+                    // (A dropped member back before its drop was announced: told to forget
+                    // like any member leaving the set.)
                     forget.push(t.addr);
                 }
+                let t = Track {
+                    dropped_below: None,
+                    ..t
+                };
                 set.push(Track {
                     leaving: true,
                     acked: 0,
@@ -170,7 +182,6 @@ impl Custody {
             }
             o.set = set;
         }
-        let below = o.seq + 1;
         let mut untracked: Vec<SocketAddr> = Vec::new();
         for a in std::mem::take(&mut o.forget_after) {
             if !desired.contains(&a) && !forget.contains(&a) && !current.contains(&a) {
@@ -206,7 +217,8 @@ impl Custody {
                 self.unacked -= 1;
             }
             self.show(id, shown, tickets);
-            self.set_changed(id, epoch, below, &dropped_now, &added);
+            self.hand_in_durable(id, true);
+            self.digest_set_changed(id, epoch, &[], &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -224,7 +236,7 @@ impl Custody {
                     },
                 ));
             }
-            self.set_changed(id, epoch, below, &dropped_now, &added);
+            self.digest_set_changed(id, epoch, &[], &added);
             for (to, msg) in out {
                 self.send(to, msg);
             }
@@ -311,23 +323,7 @@ impl Custody {
             }
             self.send(to, msg);
         }
-        self.set_changed(id, epoch, below, &dropped_now, &added);
-    }
-
-    /// A replica set changed: members dropped while gone are noted stale from copy `below`
-    /// on (claim.rs), members added enter the digests.
-    fn set_changed(
-        &mut self,
-        id: SessionId,
-        epoch: u32,
-        below: u64,
-        dropped: &[SocketAddr],
-        added: &[SocketAddr],
-    ) {
-        for m in dropped {
-            self.announce_drop(id, epoch, below, *m);
-        }
-        self.digest_set_changed(id, epoch, &[], added);
+        self.digest_set_changed(id, epoch, &[], &added);
     }
 
     /// A replica acknowledged copies of a session (or the successor a hand-off).
@@ -423,10 +419,49 @@ impl Custody {
             // other node turned out to have taken the session over meanwhile.
             return;
         }
-        if o.set.iter().any(|t| t.leaving) {
-            return; // a member that may still hold a copy has not confirmed it forgot it
+        // A member that may still hold a copy and has not confirmed it forgot it (or a
+        // dropped one whose drop a majority has not noted) holds everything back — except a
+        // dropped member whose drop is not announced: copies that show nothing may pass it.
+        if o.set
+            .iter()
+            .any(|t| t.leaving && (t.dropped_below.is_none() || t.announced))
+        {
+            return;
         }
-        let upto = o.set.iter().map(|t| t.acked).min().unwrap_or(u64::MAX);
+        let unannounced = o.set.iter().any(|t| t.leaving);
+        let upto = o
+            .set
+            .iter()
+            .filter(|t| !t.leaving)
+            .map(|t| t.acked)
+            .min()
+            .unwrap_or(u64::MAX);
+        if unannounced
+            && o.pending
+                .iter()
+                .take_while(|p| p.seq <= upto)
+                .any(|p| !p.tickets.is_empty() || data.would_show(&p.marks))
+        {
+            // About to show what a dropped member lacks: a majority must note first that its
+            // copy is stale (claim.rs).
+            let epoch = o.epoch;
+            let mut drops = Vec::new();
+            for t in o.set.iter_mut().filter(|t| t.leaving) {
+                t.announced = true;
+                drops.push((t.dropped_below.unwrap_or(0), t.addr));
+            }
+            // Re-sent until a majority noted it (`retransmit_due`).
+            let schedule = !o.in_retransmit;
+            o.in_retransmit = true;
+            for (below, member) in drops {
+                self.announce_drop(id, epoch, below, member);
+            }
+            if schedule {
+                self.retransmit
+                    .push_back((self.now + self.cfg.retransmit, id));
+            }
+            return;
+        }
         let mut shown = Vec::new();
         let mut settled: Vec<Ticket> = Vec::new();
         while o.pending.front().is_some_and(|p| p.seq <= upto) {
@@ -445,6 +480,24 @@ impl Custody {
             self.unacked -= 1;
         }
         self.show(id, shown, settled);
+        self.hand_in_durable(id, false);
+    }
+
+    /// A hand-in whose claim is confirmed and whose replicas hold everything it was handed
+    /// (a copy made since was acknowledged by all; `alone`: there is nobody to copy to):
+    /// the sender may let it go now.
+    fn hand_in_durable(&mut self, id: SessionId, alone: bool) {
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+            && o.confirm == 0
+            && o.pending.is_empty()
+            && (alone || o.seq > o.handed_from.map_or(u64::MAX, |(_, a)| a.seq))
+            && let Some((to, ack)) = o.handed_from.take()
+        {
+            self.acks_out.push((to, ack));
+        }
     }
 
     /// What became durable reaches the driver: each stream's events, then its end, then
@@ -518,7 +571,13 @@ impl Custody {
             else {
                 continue;
             };
-            if o.pending.is_empty() && !o.set.iter().any(|t| t.leaving) {
+            // (A dropped member whose drop is not announced needs nothing until then.)
+            if o.pending.is_empty()
+                && !o
+                    .set
+                    .iter()
+                    .any(|t| t.leaving && (t.dropped_below.is_none() || t.announced))
+            {
                 o.in_retransmit = false;
                 continue;
             }
@@ -528,8 +587,11 @@ impl Custody {
             let mut drops = Vec::new();
             for t in &mut o.set {
                 if let Some(below) = t.dropped_below {
-                    drops.push((o.epoch, below, t.addr));
-                    resend = true;
+                    // Announced: again, until a majority noted it.
+                    if t.announced {
+                        drops.push((o.epoch, below, t.addr));
+                        resend = true;
+                    }
                     continue;
                 }
                 let talking = members

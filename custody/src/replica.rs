@@ -21,6 +21,20 @@ pub(crate) fn beats(a: (u32, SocketAddr), b: (u32, SocketAddr)) -> bool {
     a.0 > b.0 || (a.0 == b.0 && a.1 < b.1)
 }
 
+/// Whether an owner holding claim `mine` gives the session up to claim `other`: one that beats
+/// it, or — while `mine` is `fresh` (a hand-in not yet confirmed) — any other claim of an
+/// equal epoch too. Two claims of one epoch come from one predecessor at the same time (a
+/// hand-off racing a take-over by a replica that thought the sender gone); the take-over is
+/// in force at once and may have served, the hand-in only once confirmed, so the address
+/// must not decide between them.
+pub(crate) fn yields(fresh: bool, mine: (u32, SocketAddr), other: (u32, SocketAddr)) -> bool {
+    if fresh {
+        other.1 != mine.1 && other.0 >= mine.0
+    } else {
+        beats(other, mine)
+    }
+}
+
 impl Custody {
     pub(crate) fn on_replicate(&mut self, from: SocketAddr, r: Replicate, now: Instant) {
         let id = SessionId(r.session);
@@ -47,7 +61,11 @@ impl Custody {
         match self.sessions.get(&id).map(|e| &e.role) {
             Some(Role::Owner(o)) => {
                 let mine = (o.epoch, me);
-                if !beats((r.epoch, from), mine) {
+                if !yields(o.fresh, mine, (r.epoch, from)) {
+                    if o.fresh {
+                        // A claim not in force yet tells nobody it is superseded.
+                        return;
+                    }
                     self.send(
                         from,
                         CustodyMsg::Superseded {
@@ -174,12 +192,18 @@ impl Custody {
         }) = self.sessions.get(&id)
         {
             if o.epoch == r.epoch {
-                // Received already (the acknowledgement was lost): acknowledge again, apply
-                // nothing (this node may have changed the session since).
-                self.acks_out.push((from, ack));
+                // Received already: acknowledge again if it was (the acknowledgement was
+                // lost), else it will be once durable; apply nothing (this node may have
+                // changed the session since).
+                if o.handed_from.is_none() {
+                    self.acks_out.push((from, ack));
+                }
                 return;
             }
-            if !beats((r.epoch, from), (o.epoch, me)) {
+            if !yields(o.fresh, (o.epoch, me), (r.epoch, from)) {
+                if o.fresh {
+                    return;
+                }
                 self.send(
                     from,
                     CustodyMsg::Superseded {
@@ -197,6 +221,25 @@ impl Custody {
         if self.draining || !self.in_touch(_now) {
             // A draining node takes nothing, nor one that could not serve it; the owner tries
             // again (another node, or later).
+            return;
+        }
+        // A copy here under another owner's claim of the offer's epoch or later: that owner
+        // took the session over from the sender's replicas while the sender was thought gone.
+        if let Some(Entry {
+            role: Role::Copy(c),
+            ..
+        }) = self.sessions.get(&id)
+            && c.owner.addr != from
+            && yields(true, (r.epoch, me), (c.epoch, c.owner.addr))
+        {
+            self.send(
+                from,
+                CustodyMsg::Superseded {
+                    session: r.session,
+                    epoch: c.epoch,
+                    owner: c.owner.addr,
+                },
+            );
             return;
         }
         self.drop_copy(id);
@@ -228,10 +271,12 @@ impl Custody {
                     // Served once a majority noted this node's claim (claim.rs): the offer
                     // may be one the sender gave up while this node could not answer.
                     confirm: 1,
-                    check: None,
+                    fresh: true,
+                    from_claim: Some((r.epoch.saturating_sub(1), from, r.seq.saturating_sub(1))),
                     bump_to: None,
                     forget_after: previous,
                     drop_noted: Vec::new(),
+                    handed_from: Some((from, ack)),
                 })),
                 dirty: false,
             },
@@ -243,7 +288,6 @@ impl Custody {
             session: id,
             why: Acquire::HandedIn,
         });
-        self.acks_out.push((from, ack));
         let _ = owner;
         self.announce_claim(id, r.epoch);
         self.orphans.push_back((_now, id));
@@ -284,7 +328,7 @@ impl Custody {
             role: Role::Owner(o),
             ..
         }) = self.sessions.get(&id)
-            && beats((epoch, owner), (o.epoch, me))
+            && yields(o.fresh, (o.epoch, me), (epoch, owner))
         {
             self.release(id, Some(owner), Release::Superseded);
         }
@@ -296,6 +340,20 @@ impl Custody {
         let Some(o) = self.remove_owned(id, false) else {
             return;
         };
+        // A hand-in given up before it was acknowledged: its sender, which still keeps the
+        // session, learns that a claim at least this one's epoch won.
+        if let (Some((sender, _)), Some(winner)) = (o.handed_from, to)
+            && sender != winner
+        {
+            self.send(
+                sender,
+                CustodyMsg::Superseded {
+                    session: id.0,
+                    epoch: o.epoch,
+                    owner: winner,
+                },
+            );
+        }
         for t in &o.set {
             if Some(t.addr) != to {
                 self.send(
@@ -348,5 +406,37 @@ impl Custody {
             self.digest_in_remove(old, id, epoch);
             self.digest_in_add(new, id, epoch);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7000))
+    }
+
+    #[test]
+    fn a_claim_in_force_yields_only_to_one_that_beats_it() {
+        assert!(yields(false, (1, a(2)), (2, a(3))), "a later epoch");
+        assert!(
+            yields(false, (1, a(2)), (1, a(1))),
+            "same epoch, lower address"
+        );
+        assert!(!yields(false, (1, a(2)), (1, a(3))));
+        assert!(!yields(false, (2, a(2)), (1, a(1))));
+    }
+
+    #[test]
+    fn a_fresh_claim_yields_to_any_other_of_its_epoch_or_later() {
+        assert!(
+            yields(true, (1, a(2)), (1, a(3))),
+            "same epoch, higher address"
+        );
+        assert!(yields(true, (1, a(2)), (1, a(1))));
+        assert!(yields(true, (1, a(2)), (4, a(9))));
+        assert!(!yields(true, (2, a(2)), (1, a(1))), "an older claim");
+        assert!(!yields(true, (1, a(2)), (1, a(2))), "its own");
     }
 }

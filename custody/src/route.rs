@@ -67,7 +67,7 @@ impl Custody {
                     self.inquire(vec![id], now);
                     if matches!(
                         self.sessions.get(&id).map(|e| &e.role),
-                        Some(Role::Owner(_))
+                        Some(Role::Owner(o)) if Custody::confirmed(o)
                     ) {
                         return Route::Local;
                     }

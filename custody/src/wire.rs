@@ -134,7 +134,9 @@ pub struct Holding {
     pub session: u128,
     /// 0 nothing, 1 a copy, 2 the session itself (owner), 3 only a note of this claim (no
     /// data: see claim.rs), 4 a note that the inquirer was dropped from the replica set under
-    /// this claim (`seq`: the first copy it missed).
+    /// this claim (`seq`: the first copy it missed), 5 the session itself under a claim not
+    /// confirmed (yet: a take-over or a hand-in, or again: back from a stall; see `yields` in
+    /// replica.rs).
     pub role: u8,
     /// The epoch of the claim held (the copy's owner's, or its own).
     pub epoch: u32,
@@ -576,7 +578,7 @@ impl CustodyMsg {
                 for _ in 0..n {
                     let session = r.u128()?;
                     let role = r.u8()?;
-                    if role > 3 {
+                    if role > 5 {
                         return Err(r.err("unknown role"));
                     }
                     entries.push(Holding {
@@ -633,113 +635,123 @@ impl CustodyMsg {
     }
 }
 
+fn sample_addr(i: u8) -> SocketAddr {
+    SocketAddr::from(([10, 0, 0, i], 7946))
+}
+
+fn sample_v6() -> SocketAddr {
+    SocketAddr::from((std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 3), 7946))
+}
+
+/// One message of every kind, with awkward values (IPv6 addresses, non-ASCII text, extreme
+/// numbers, every `Holdings` role): for round-trip tests.
+pub fn samples() -> Vec<CustodyMsg> {
+    vec![
+        CustodyMsg::Replicate(Box::new(Replicate {
+            session: u128::MAX - 7,
+            epoch: 3,
+            seq: 9,
+            owner: sample_addr(1),
+            owner_generation: 1_795_000_000_000,
+            replicas: vec![sample_addr(2), sample_v6()],
+            handoff: true,
+            full: true,
+            state: StateCopy {
+                version: 2,
+                initialized: true,
+                caps: r#"{"sampling":{}}"#.into(),
+                log_level: 3,
+                subscriptions: vec!["file:///a".into(), "ü".into()],
+                next_stream: 4,
+                next_request: -2,
+                principal: "https://issuer.example\u{0}alice".into(),
+                held_streams: vec![2, 3],
+            },
+            streams: vec![StreamCopy {
+                id: 2,
+                kind: 1,
+                finished: true,
+                next_seq: 3,
+                events: vec![(1, Bytes::from_static(b"{}")), (2, Bytes::new())],
+            }],
+        })),
+        CustodyMsg::Acks(vec![
+            Ack {
+                session: 1,
+                epoch: 2,
+                seq: 3,
+            },
+            Ack {
+                session: u128::MAX,
+                epoch: u32::MAX,
+                seq: u64::MAX,
+            },
+        ]),
+        CustodyMsg::Resync { session: 42 },
+        CustodyMsg::Notify {
+            event: 0,
+            uri: "file:///x".into(),
+        },
+        CustodyMsg::Forget {
+            session: 5,
+            epoch: 1,
+        },
+        CustodyMsg::Superseded {
+            session: 6,
+            epoch: 7,
+            owner: sample_addr(3),
+        },
+        CustodyMsg::Heartbeat { generation: 99 },
+        CustodyMsg::Digest {
+            generation: 5,
+            count: 3,
+            hash: 7,
+        },
+        CustodyMsg::InventoryRequest,
+        CustodyMsg::Inventory {
+            generation: 5,
+            entries: vec![(1, 2), (3, 4)],
+            last: true,
+        },
+        CustodyMsg::Inquire {
+            id: 9,
+            sessions: vec![1, u128::MAX],
+        },
+        CustodyMsg::Holdings {
+            id: 9,
+            // Every role (4 and 5 were refused by the decoder once: drop notes and
+            // unconfirmed owners could not cross a real link).
+            entries: (0..=5)
+                .map(|role| Holding {
+                    session: 1,
+                    role,
+                    epoch: 2,
+                    owner: sample_addr(4),
+                    seq: 77,
+                })
+                .collect(),
+        },
+        CustodyMsg::Claims(vec![(
+            3,
+            Claim {
+                epoch: 2,
+                owner: sample_addr(2),
+            },
+        )]),
+        CustodyMsg::Dropped(vec![DropNote {
+            session: 9,
+            epoch: 1,
+            owner: sample_addr(1),
+            below: 17,
+            member: sample_v6(),
+        }]),
+        CustodyMsg::DropsNoted(vec![(9, sample_addr(3), 17)]),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn addr(i: u8) -> SocketAddr {
-        SocketAddr::from(([10, 0, 0, i], 7946))
-    }
-
-    pub(crate) fn samples() -> Vec<CustodyMsg> {
-        vec![
-            CustodyMsg::Replicate(Box::new(Replicate {
-                session: u128::MAX - 7,
-                epoch: 3,
-                seq: 9,
-                owner: addr(1),
-                owner_generation: 1_795_000_000_000,
-                replicas: vec![addr(2), "[fd00::3]:7946".parse().expect("v6")],
-                handoff: true,
-                full: true,
-                state: StateCopy {
-                    version: 2,
-                    initialized: true,
-                    caps: r#"{"sampling":{}}"#.into(),
-                    log_level: 3,
-                    subscriptions: vec!["file:///a".into(), "ü".into()],
-                    next_stream: 4,
-                    next_request: -2,
-                    principal: "https://issuer.example\u{0}alice".into(),
-                    held_streams: vec![2, 3],
-                },
-                streams: vec![StreamCopy {
-                    id: 2,
-                    kind: 1,
-                    finished: true,
-                    next_seq: 3,
-                    events: vec![(1, Bytes::from_static(b"{}")), (2, Bytes::new())],
-                }],
-            })),
-            CustodyMsg::Acks(vec![
-                Ack {
-                    session: 1,
-                    epoch: 2,
-                    seq: 3,
-                },
-                Ack {
-                    session: u128::MAX,
-                    epoch: u32::MAX,
-                    seq: u64::MAX,
-                },
-            ]),
-            CustodyMsg::Resync { session: 42 },
-            CustodyMsg::Notify {
-                event: 0,
-                uri: "file:///x".into(),
-            },
-            CustodyMsg::Forget {
-                session: 5,
-                epoch: 1,
-            },
-            CustodyMsg::Superseded {
-                session: 6,
-                epoch: 7,
-                owner: addr(3),
-            },
-            CustodyMsg::Heartbeat { generation: 99 },
-            CustodyMsg::Digest {
-                generation: 5,
-                count: 3,
-                hash: 7,
-            },
-            CustodyMsg::InventoryRequest,
-            CustodyMsg::Inventory {
-                generation: 5,
-                entries: vec![(1, 2), (3, 4)],
-                last: true,
-            },
-            CustodyMsg::Inquire {
-                id: 9,
-                sessions: vec![1, u128::MAX],
-            },
-            CustodyMsg::Holdings {
-                id: 9,
-                entries: vec![Holding {
-                    session: 1,
-                    role: 1,
-                    epoch: 2,
-                    owner: addr(4),
-                    seq: 77,
-                }],
-            },
-            CustodyMsg::Claims(vec![(
-                3,
-                Claim {
-                    epoch: 2,
-                    owner: addr(2),
-                },
-            )]),
-            CustodyMsg::Dropped(vec![DropNote {
-                session: 9,
-                epoch: 1,
-                owner: addr(1),
-                below: 17,
-                member: "[fd00::3]:7946".parse().expect("v6"),
-            }]),
-            CustodyMsg::DropsNoted(vec![(9, addr(3), 17)]),
-        ]
-    }
 
     #[test]
     fn every_message_round_trips() {
@@ -767,6 +779,21 @@ mod tests {
         assert!(CustodyMsg::decode(3, &Bytes::new()).is_err(), "relay kind");
     }
 
+    #[test]
+    fn an_unknown_holding_role_is_an_error() {
+        let m = CustodyMsg::Holdings {
+            id: 1,
+            entries: vec![Holding {
+                session: 1,
+                role: 6,
+                epoch: 0,
+                owner: sample_addr(1),
+                seq: 0,
+            }],
+        };
+        assert!(CustodyMsg::decode(m.kind(), &Bytes::from(m.encode())).is_err());
+    }
+
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(k in 0u8..20, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
@@ -774,7 +801,7 @@ mod tests {
         }
 
         #[test]
-        fn corrupted_messages_never_panic(which in 0usize..13, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+        fn corrupted_messages_never_panic(which in 0usize..15, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
             let m = &samples()[which];
             let mut body = m.encode();
             let i = at % body.len().max(1);

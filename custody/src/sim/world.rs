@@ -506,11 +506,18 @@ impl World {
         {
             return false;
         }
-        cl.seen.iter().all(|(stream, seen)| {
-            data.stream(*stream).is_none_or(|s| {
-                usize::try_from(s.next_seq.saturating_sub(1)).unwrap_or(usize::MAX) >= seen.len()
+        // A stream the copy lacks holds what the client saw only if the copy knew it and
+        // dropped it since (past `MAX_STREAMS`, as its owner did): a stream opened after the
+        // copy was made is one whose events the copy never had.
+        cl.seen
+            .iter()
+            .all(|(stream, seen)| match data.stream(*stream) {
+                Some(s) => {
+                    usize::try_from(s.next_seq.saturating_sub(1)).unwrap_or(usize::MAX)
+                        >= seen.len()
+                }
+                None => seen.is_empty() || *stream < data.next_stream,
             })
-        })
     }
 
     fn drain(&mut self, i: Idx) {
