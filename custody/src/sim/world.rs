@@ -106,6 +106,9 @@ pub enum Op {
     SetFaults(Faults),
     /// Drain a node (hand its sessions off), then leave and stop it.
     Drain(Idx),
+    /// Start draining a node and go on at once (the script decides what happens meanwhile;
+    /// a later [`Op::Drain`] of it waits for the end, then leaves and stops it).
+    BeginDrain(Idx),
     /// Clients act (`true`) or pause.
     Load(bool),
     /// Every acknowledged session that is not legitimately lost is served again within the
@@ -381,6 +384,7 @@ impl World {
             }
             Op::SetFaults(f) => self.links.faults = *f,
             Op::Drain(i) => self.drain(*i),
+            Op::BeginDrain(i) => self.begin_drain(*i),
             Op::Load(on) => self.load = *on,
             Op::AssertServed { within } => self.assert_served(*within),
             Op::AssertConverged { within } => self.assert_converged(*within),
@@ -520,7 +524,7 @@ impl World {
             })
     }
 
-    fn drain(&mut self, i: Idx) {
+    fn begin_drain(&mut self, i: Idx) {
         if !self.live(i) {
             return;
         }
@@ -528,6 +532,13 @@ impl World {
             c.set_draining(true);
         }
         self.publish_meta(i);
+    }
+
+    fn drain(&mut self, i: Idx) {
+        if !self.live(i) {
+            return;
+        }
+        self.begin_drain(i);
         let deadline = self.now + Duration::from_secs(15);
         while self.now < deadline {
             self.advance(self.now + Duration::from_millis(50));
