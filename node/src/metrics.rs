@@ -85,6 +85,9 @@ pub enum Reason {
     unsupported_media_type,
     method_not_allowed,
     draining,
+    /// The session left this node (hand-off, newer owner) between the routing of the request
+    /// and its lookup (503).
+    session_moved,
     /// The node's budget for buffered request bytes was spent (503).
     body_budget,
     /// The request head or body did not arrive in time (408).

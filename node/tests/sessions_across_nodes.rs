@@ -108,8 +108,20 @@ async fn a_session_is_served_everywhere_and_survives_a_hand_off() {
         "{}",
         metrics.body
     );
-    // A session nobody holds is 404 everywhere, after at most MAX_HOPS forwards.
-    let unknown = echo(c.mcp_addr, &"0".repeat(32), 1, "x").await;
+    // A session nobody holds: while the members changed less than SURE_AFTER_CHANGE ago
+    // (c joined moments ago) a walk may have missed its holder, so the answer is 503 with
+    // Retry-After; then it is 404 everywhere, after at most MAX_HOPS forwards.
+    let limit = mcp_node::cluster::routing::SURE_AFTER_CHANGE + Duration::from_secs(5);
+    let asked = Instant::now();
+    let unknown = loop {
+        let r = echo(c.mcp_addr, &"0".repeat(32), 1, "x").await;
+        if r.status != 503 {
+            break r;
+        }
+        assert!(r.headers.iter().any(|(k, _)| k == "retry-after"), "{r:?}");
+        assert!(asked.elapsed() < limit, "still 503 after {limit:?}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(unknown.status, 404, "{unknown:?}");
 
     // The GET stream through c is relayed from a, and a change announced on b reaches it.

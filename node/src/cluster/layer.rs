@@ -76,7 +76,11 @@ impl SessionLayer for Layer {
     }
 
     fn settled(&self) -> bool {
-        self.peers.settled()
+        self.peers.sure()
+    }
+
+    fn is_leaving(&self, id: SessionId) -> bool {
+        self.peers.is_leaving(id)
     }
 
     fn is_live(&self, addr: SocketAddr) -> bool {

@@ -48,7 +48,8 @@ pub enum ForwardOutcome {
     refused,
     timeout,
     target_down,
-    /// Not forwarded: this node has not joined its cluster yet (503).
+    /// Not forwarded: nobody to ask, and this node cannot be sure nobody holds the session (it
+    /// has not joined its cluster yet, or the members changed lately): 503.
     not_joined,
 }
 

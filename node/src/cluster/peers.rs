@@ -93,6 +93,9 @@ pub struct Peers {
     has_seeds: bool,
     /// When each identity was first seen down (for `TAKEOVER_GRACE`).
     down_since: Mutex<HashMap<NodeId, Instant>>,
+    /// The live members as last seen (a digest of each one's identity and `draining` flag)
+    /// and since when (for `routing::SURE_AFTER_CHANGE`).
+    members_since: Mutex<(u64, Instant)>,
     /// When this node last asked each owner for an inventory (node ms; digest.rs).
     inventory_asked: Mutex<HashMap<SocketAddr, u64>>,
     /// Inventories being received, per owner identity: the sessions listed so far.
@@ -156,6 +159,7 @@ impl Peers {
             started: Instant::now(),
             has_seeds: !s.seeds.is_empty() || s.seed_dns.is_some(),
             down_since: Mutex::new(HashMap::new()),
+            members_since: Mutex::new((0, Instant::now())),
             inventory_asked: Mutex::new(HashMap::new()),
             inventories: Mutex::new(HashMap::new()),
             refuse_until_ms: AtomicU64::new(0),
@@ -169,11 +173,10 @@ impl Peers {
         self.view.borrow().first().map_or(self.started_as, |m| m.id)
     }
 
-    /// Whether this node knows its cluster well enough to say a session does not exist: it has
-    /// seen another live member, or it has no seeds, or it waited `SETTLE` alone. A restarted
-    /// node answers its first requests before it has joined; a 404 then would lose a session
-    /// that lives on a peer.
-    pub fn settled(&self) -> bool {
+    /// Whether this node has joined its cluster: it has seen another live member, or it has no
+    /// seeds, or it waited `SETTLE` alone. A restarted node answers its first requests before
+    /// it has joined; a 404 then would lose a session that lives on a peer.
+    fn settled(&self) -> bool {
         if self.settled.load(Ordering::Relaxed) {
             return true;
         }
@@ -184,6 +187,36 @@ impl Peers {
             self.settled.store(true, Ordering::Relaxed);
         }
         now
+    }
+
+    /// Whether this node may answer 404 for a session nobody it asked holds: it has joined its
+    /// cluster and its live members (identities and `draining` flags) have stayed the same for
+    /// `routing::SURE_AFTER_CHANGE`. Changes are noticed here and by `membership_changed`.
+    pub fn sure(&self) -> bool {
+        self.settled() && self.members_stable_for() >= routing::SURE_AFTER_CHANGE
+    }
+
+    /// How long the live members have been what they are now.
+    fn members_stable_for(&self) -> Duration {
+        let digest = {
+            use std::hash::{Hash, Hasher};
+            let mut live: Vec<(NodeId, bool)> = self
+                .view
+                .borrow()
+                .iter()
+                .filter(|m| m.state.is_live())
+                .map(|m| (m.id, m.meta.as_ref().is_some_and(|m| m.draining)))
+                .collect();
+            live.sort_unstable_by_key(|(id, _)| (id.addr, id.generation));
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            live.hash(&mut h);
+            h.finish()
+        };
+        let mut since = self.members_since.lock();
+        if since.0 != digest {
+            *since = (digest, Instant::now());
+        }
+        since.1.elapsed()
     }
 
     /// Ends every client stream this node relays from a peer (drain, shutdown): the clients
@@ -254,7 +287,9 @@ impl Peers {
     /// Where a request for `id` goes from this node (`hop`: nodes it already passed); takes a
     /// replica's copy over when this node is the owner's successor.
     pub fn route(&self, node: &Arc<Node>, id: SessionId, hop: u8) -> Route {
-        if node.sessions.get(&id).is_some() {
+        let owned = node.sessions.get(&id).is_some();
+        let handing = owned && node.is_draining() && self.handing.lock().contains_key(&id);
+        if owned && !handing {
             return Route::Local;
         }
         let moved = self.moved.lock().get(&id).copied();
@@ -263,6 +298,7 @@ impl Peers {
             .as_ref()
             .and_then(|c| c.state.lock().replica_of.clone());
         let holding = match (&moved, &of) {
+            _ if handing => Holding::HandingOff,
             (Some(to), _) => Holding::Moved(*to),
             (None, Some(of)) => Holding::Replica {
                 owner: NodeId::new(of.owner, of.owner_generation),
@@ -270,10 +306,14 @@ impl Peers {
             },
             (None, None) => Holding::Nothing,
         };
-        match routing::decide(&key(id), &holding, self.me().addr, &self.live(), hop) {
+        let sure = || self.sure();
+        match routing::decide(&key(id), &holding, self.me().addr, &self.live(), hop, sure) {
             Decision::Local => Route::Local,
             Decision::Forward(to) => Route::Forward(to),
-            Decision::NotFound => Route::NotFound,
+            Decision::Wait => Route::Wait,
+            // Nobody to ask: the caller answers 404 only if `sure()` says so (the layer's
+            // `settled`), else 503 with Retry-After.
+            Decision::NotFound | Decision::Unsure => Route::NotFound,
             // Only with a majority: on the minority side of a partition the owner may well be
             // alive, and the majority takes over if it is not.
             Decision::TakeOver if !self.has_quorum() => Route::NotFound,
@@ -294,6 +334,18 @@ impl Peers {
         }
     }
 
+    /// Whether `id` is leaving this node: handed off from here, being handed off, or held here
+    /// as a copy since a newer owner appeared. A request routed here (`Route::Local`) that
+    /// then finds no session was routed just before the session left — routing and lookup are
+    /// a few instructions apart, but a thread can stall between them for hundreds of
+    /// milliseconds when the CPU is saturated, longer than a hand-off takes — and is answered
+    /// 503 with `Retry-After`, not 404: the retry is routed to where the session went.
+    pub fn is_leaving(&self, id: SessionId) -> bool {
+        self.moved.lock().contains_key(&id)
+            || self.handing.lock().contains_key(&id)
+            || self.replicas.get(&id).is_some()
+    }
+
     /// Makes a replica's copy the session (the owner is gone and this node is its successor).
     pub fn promote(&self, node: &Arc<Node>, copy: &Arc<Session>) {
         let Some(copy) = self.replicas.remove(&copy.id) else {
@@ -312,6 +364,7 @@ impl Peers {
             return;
         }
         node.metrics.sessions.set(node.sessions.len() as i64);
+        self.moved.lock().remove(&copy.id);
         node.metrics.cluster.failover();
         self.mark(&copy);
     }
@@ -470,13 +523,16 @@ impl Peers {
                 ack(true);
                 return;
             }
-            self.replicas.remove(&id);
             let s = whole();
             s.state.lock().epoch = r.epoch;
             if let Some(old) = node.sessions.remove(&id) {
                 tracing::warn!(session = %old.id, "hand-off replaces a session held here");
             }
             let ok = node.sessions.insert(s.clone()).is_ok();
+            // Owned before the copy goes: a request arriving meanwhile never finds nothing.
+            self.replicas.remove(&id);
+            // Handed back to a node it once left: no longer moved from here.
+            self.moved.lock().remove(&id);
             node.metrics.sessions.set(node.sessions.len() as i64);
             if ok {
                 node.metrics.cluster.handoff_received();
@@ -617,6 +673,7 @@ impl Peers {
     /// The membership changed: take over the sessions of a dead owner this node succeeds,
     /// end relays to dead peers, and re-replicate every owned session (new replica sets).
     pub fn membership_changed(self: &Arc<Self>, node: &Arc<Node>, down: Option<NodeId>) {
+        self.members_stable_for();
         if let Some(dead) = down {
             self.relays.peer_down(dead.addr);
             self.down_since
@@ -761,7 +818,10 @@ impl Peers {
     }
 
     /// Sends every owned session to its successor (drain). Sessions with a request in progress
-    /// wait for a later round. Returns how many are still here.
+    /// wait for a later round. A session is frozen from the moment its copy is taken until the
+    /// successor acknowledges it (requests for it wait: `Holding::HandingOff`), then requests
+    /// are forwarded to the successor; without an acknowledgement in `HANDOFF_RETRY` it thaws
+    /// and a later round tries again. Returns how many are still here.
     pub fn handoff_round(self: &Arc<Self>, node: &Arc<Node>) -> usize {
         let takers: Vec<NodeId> = self
             .live_takers()
@@ -782,13 +842,18 @@ impl Peers {
             {
                 return;
             }
-            let mut st = s.state.lock();
-            if st.has_inflight() {
-                return;
-            }
             let Some(to) = ownership::rank(&key(s.id), &takers).first().map(|m| m.addr) else {
                 return;
             };
+            // Frozen before the copy is taken: a request routed from now on waits, so no
+            // change made here is missing from the successor's copy.
+            self.handing.lock().insert(s.id, now);
+            let mut st = s.state.lock();
+            if st.has_inflight() {
+                drop(st);
+                self.handing.lock().remove(&s.id);
+                return;
+            }
             let token = self.next_token.fetch_add(1, Ordering::Relaxed);
             st.reset_replication();
             let streams = st.take_stream_copies(true);
@@ -816,10 +881,10 @@ impl Peers {
                 },
             );
             if self.send(to, &msg) {
-                self.handing.lock().insert(s.id, now);
                 sent.push((s.clone(), to, others, rx));
             } else {
                 self.acks.lock().remove(&token);
+                self.handing.lock().remove(&s.id);
             }
         });
         for (s, to, others, rx) in sent {
@@ -851,7 +916,11 @@ impl Peers {
                     node.metrics.sessions.set(node.sessions.len() as i64);
                     node.metrics.cluster.handoff_sent();
                 }
-                peers.handing.lock().remove(&s.id);
+                // Thawed (or done) — unless a later round sent it again meanwhile.
+                let mut handing = peers.handing.lock();
+                if handing.get(&s.id) == Some(&now) {
+                    handing.remove(&s.id);
+                }
             });
         }
         node.sessions.len()

@@ -32,8 +32,19 @@ fn find_session(node: &Node, headers: &HeaderMap) -> Result<Arc<Session>, Respon
             "missing Mcp-Session-Id header",
         ));
     };
-    match SessionId::parse(raw).and_then(|id| node.sessions.get(&id)) {
+    let id = SessionId::parse(raw);
+    match id.and_then(|id| node.sessions.get(&id)) {
         Some(s) => Ok(s),
+        // Routed here, and gone to another node since: the retry is routed there.
+        None if id.is_some_and(|id| node.layer().is_some_and(|l| l.is_leaving(id))) => {
+            node.metrics.reject(Reason::session_moved);
+            Err(reply::overloaded(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the session has just moved to another node; retry",
+                node.settings.config.limits.retry_after_secs,
+            ))
+        }
         None => {
             node.metrics.reject(Reason::unknown_session);
             let mut r = reply::refuse(StatusCode::NOT_FOUND, "unknown or expired session");

@@ -45,9 +45,15 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     /// Where a request for `id` goes from this node; may take the session over when its
     /// owner is gone and this node succeeds it.
     fn route(&self, id: SessionId, hops: Hops) -> Route;
-    /// Whether this node knows its cluster well enough to say a session does not exist (until
-    /// then, an unknown session gets 503, not 404).
+    /// Whether this node knows its cluster well enough to say a session does not exist: it has
+    /// joined it, and its members have not changed lately (a request walked along the ranking
+    /// may have missed the holder right after a change). Until then, an unknown session gets
+    /// 503, not 404.
     fn settled(&self) -> bool;
+    /// Whether the session `id` is leaving this node (handed off, being handed off, or held
+    /// here as a copy since a newer owner appeared): a request routed here (`Route::Local`)
+    /// that no longer finds it is answered 503, not 404, and its retry goes where it went.
+    fn is_leaving(&self, id: SessionId) -> bool;
     /// Whether `addr` is a live member.
     fn is_live(&self, addr: SocketAddr) -> bool;
     /// Relays `req` (which `hops` nodes passed already) to `to` and resolves with the head of
@@ -89,8 +95,9 @@ pub enum Route {
     Forward(SocketAddr),
     /// Nobody to ask: answered here (404).
     NotFound,
-    /// This node will take the session over once its owner has stayed down for the take-over
-    /// grace: ask again shortly.
+    /// Ask again shortly: this node will take the session over once its owner has stayed down
+    /// for the take-over grace, or it is handing the session to its successor (a drain; the
+    /// session is frozen until the successor acknowledges, then requests go there).
     Wait,
 }
 
