@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint layers fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim clean
+.PHONY: help run build release test crds-check test-unit lint layers fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim sim-smoke clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -18,7 +18,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit fuzz-smoke e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, short fuzz pass, protocol, auth, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit sim-smoke fuzz-smoke e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, a bounded random simulator run, short fuzz pass, protocol, auth, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -107,6 +107,24 @@ SIM_SEEDS ?= 10000
 SIM_FROM ?= 1
 sim: ## The session layer's simulator: SIM_SEEDS (default 10,000) random scenarios from seed SIM_FROM (kill, restart, partition, stall, drain, message faults); exits 1 and prints a replay command per failing seed
 	$(CARGO) run -p mcp-custody --release --example sim -- --seeds $(SIM_SEEDS) --from $(SIM_FROM) --jobs 2
+
+# The bounded random run of `make test`. The build (profile `sim`: the simulation's crates
+# optimized, dependencies as in a debug build — a cold build costs half the CPU of a release
+# build, and seeds run as fast) and the run share SIM_SMOKE_BUDGET seconds; the run gets what
+# the build left, at least SIM_SMOKE_MIN. Seeds start at a random point past the 10,000 that
+# `make sim` covers (SIM_SMOKE_FROM pins it); a failing seed fails the stage and prints the
+# command that replays it.
+SIM_SMOKE_BUDGET ?= 85
+SIM_SMOKE_MIN ?= 20
+SIM_SMOKE_FROM ?=
+sim-smoke: ## (in make test) Random simulator seeds for about SIM_SMOKE_BUDGET s (default 85, build included) from a random seed (or SIM_SMOKE_FROM); fails on any failing seed and prints its replay command
+	@set -e; start=$$(date +%s); \
+	$(CARGO) build -q -p mcp-custody --profile sim --example sim; \
+	built=$$(( $$(date +%s) - start )); \
+	secs=$$(( $(SIM_SMOKE_BUDGET) - built )); [ $$secs -ge $(SIM_SMOKE_MIN) ] || secs=$(SIM_SMOKE_MIN); \
+	from="$(SIM_SMOKE_FROM)"; [ -n "$$from" ] || from=$$(( 10001 + RANDOM * 32768 + RANDOM )); \
+	echo "sim-smoke: built in $${built} s; seeds from $$from for $${secs} s"; \
+	target/sim/examples/sim --seeds 1000000000 --from $$from --seconds $$secs --jobs 1
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -2,12 +2,14 @@
 //!
 //! ```text
 //! cargo run -p mcp-custody --release --example sim -- --seed 42 [--trace]   # replay one seed
-//! cargo run -p mcp-custody --release --example sim -- --seeds 10000 [--from N] [--jobs 2]
+//! cargo run -p mcp-custody --release --example sim -- --seeds 10000 [--from N] [--jobs 2] [--seconds S]
 //! ```
 //!
 //! `--seeds` runs that many random scenarios (seeds `--from` onward) and prints a progress
 //! line, then the totals; the exit status is 1 when any seed broke an invariant, and each
-//! failing seed is printed with the command that replays it.
+//! failing seed is printed with the command that replays it. `--seconds` bounds the run: no
+//! seed is started after that many seconds (those running finish), and the totals say which
+//! seeds ran (`make test` runs the simulator this way).
 
 use std::time::Instant;
 
@@ -44,16 +46,28 @@ fn main() {
     let n = arg(&args, "--seeds").unwrap_or(100);
     let from = arg(&args, "--from").unwrap_or(1);
     let jobs = arg(&args, "--jobs").unwrap_or(1).max(1);
+    let deadline = arg(&args, "--seconds").map(std::time::Duration::from_secs);
     let started = Instant::now();
     let failed = std::sync::Mutex::new(Vec::new());
     let done = std::sync::atomic::AtomicU64::new(0);
     let totals = std::sync::Mutex::new((0u64, 0u64, 0u64, 0u64, 0u64, 0f64));
+    // The highest seed run (seeds are taken in order, so every seed up to it ran).
+    let last = std::sync::atomic::AtomicU64::new(0);
+    let next = std::sync::atomic::AtomicU64::new(from);
     std::thread::scope(|s| {
         for j in 0..jobs {
-            let (failed, done, totals) = (&failed, &done, &totals);
+            let (failed, done, totals, last, next) = (&failed, &done, &totals, &last, &next);
+            let _ = j;
             s.spawn(move || {
-                let mut seed = from + j;
-                while seed < from + n {
+                loop {
+                    if deadline.is_some_and(|d| started.elapsed() >= d) {
+                        break;
+                    }
+                    let seed = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seed >= from + n {
+                        break;
+                    }
+                    last.fetch_max(seed, std::sync::atomic::Ordering::Relaxed);
                     let (cfg, ops) = random::scenario(seed);
                     let r = World::new(cfg, seed).run(&ops);
                     {
@@ -72,22 +86,30 @@ fn main() {
                     let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     if k % 100 == 0 || k == n {
                         let el = started.elapsed().as_secs_f64();
+                        let mut left = el / k as f64 * (n - k) as f64;
+                        if let Some(d) = deadline {
+                            left = left.min((d.as_secs_f64() - el).max(0.0));
+                        }
                         eprintln!(
-                            "[{k}/{n}] {:.0} s elapsed, ~{:.0} s left, {} failed",
-                            el,
-                            el / k as f64 * (n - k) as f64,
+                            "[{k}/{n}] {el:.0} s elapsed, ~{left:.0} s left, {} failed",
                             failed.lock().expect("failed").len()
                         );
                     }
-                    seed += jobs;
                 }
             });
         }
     });
-    let failed = failed.into_inner().expect("failed");
+    let mut failed = failed.into_inner().expect("failed");
+    failed.sort_unstable();
     let t = totals.into_inner().expect("totals");
+    let ran = done.into_inner();
+    let range = if ran == 0 {
+        "no seed".to_string()
+    } else {
+        format!("seeds {from}-{}", last.into_inner())
+    };
     println!(
-        "{n} seeds from {from} in {:.0} s: {} failed; {} sessions acknowledged, {} events seen, {} take-overs, {} hand-offs, {} lost with all holders, {:.0} s simulated",
+        "{ran} seeds ({range}) in {:.0} s: {} failed; {} sessions acknowledged, {} events seen, {} take-overs, {} hand-offs, {} lost with all holders, {:.0} s simulated",
         started.elapsed().as_secs_f64(),
         failed.len(),
         t.0,
