@@ -834,12 +834,9 @@ impl Peers {
         let now = Instant::now();
         let mut sent = Vec::new();
         node.sessions.for_each(|s| {
-            if self
-                .handing
-                .lock()
-                .get(&s.id)
-                .is_some_and(|t| now.duration_since(*t) < HANDOFF_RETRY)
-            {
+            if self.handing.lock().contains_key(&s.id) {
+                // Sent and waiting for its acknowledgement (the waiter below thaws it when
+                // that comes, or when the successor is gone or stayed silent too long).
                 return;
             }
             let Some(to) = ownership::rank(&key(s.id), &takers).first().map(|m| m.addr) else {
