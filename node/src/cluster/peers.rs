@@ -121,6 +121,22 @@ impl std::fmt::Debug for Peers {
 /// The shortest time between two inventories asked of one owner (digests come every 15 s).
 const INVENTORY_MIN_GAP_MS: u64 = 10_000;
 
+/// One new session waiting for its replicas, counted while it lives.
+struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a std::sync::atomic::AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Whether a copy's owner is `owner` (same address and generation).
 fn is_of(of: &ReplicaOf, owner: NodeId) -> bool {
     of.owner == owner.addr && of.owner_generation == owner.generation
@@ -398,9 +414,12 @@ impl Peers {
         self.want_ack.lock().entry(s.id).or_default().push(tx);
         self.mark(s);
         let started = Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let acked = tokio::time::timeout(ACK_WAIT, rx).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let acked = {
+            // Counted in a guard: a handler dropped mid-wait (its client went away) must not
+            // leave the count raised, or admission would refuse for good.
+            let _waiting = Waiting::enter(&self.waiting);
+            tokio::time::timeout(ACK_WAIT, rx).await
+        };
         let took = started.elapsed();
         if took >= SLOW_ACK {
             let until = (self.started.elapsed() + ADMISSION_PAUSE).as_millis() as u64;
@@ -1149,5 +1168,26 @@ pub async fn replicator(
         for s in batch.drain(..) {
             peers.replicate(&node, &s);
         }
+    }
+}
+
+#[cfg(test)]
+mod waiting_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_dropped_midway_is_uncounted() {
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let wait = async {
+            let _w = Waiting::enter(&count);
+            std::future::pending::<()>().await;
+        };
+        let dropped = tokio::time::timeout(Duration::from_millis(10), wait).await;
+        assert!(dropped.is_err(), "the wait never ends by itself");
+        assert_eq!(
+            count.load(Ordering::Relaxed),
+            0,
+            "the dropped wait left the count"
+        );
     }
 }
