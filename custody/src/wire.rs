@@ -644,7 +644,8 @@ fn sample_v6() -> SocketAddr {
 }
 
 /// One message of every kind, with awkward values (IPv6 addresses, non-ASCII text, extreme
-/// numbers, every `Holdings` role): for round-trip tests.
+/// numbers, every `Holdings` role): for round-trip tests and the fuzz target's seeds
+/// (`custody/examples/fuzz_seeds.rs`).
 pub fn samples() -> Vec<CustodyMsg> {
     vec![
         CustodyMsg::Replicate(Box::new(Replicate {
