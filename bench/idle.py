@@ -33,6 +33,7 @@ import time
 
 import benchdoc
 import scale
+from detector import group_cpu
 from scalecfg import LOAD, NODE, ROOT, env, nofile
 
 TITLE = "## Idle cost (`make bench-idle`)"
@@ -45,21 +46,6 @@ WINDOW = float(env("WINDOW", 60))
 
 def log(msg):
     print(f"bench-idle: {msg}", file=sys.stderr, flush=True)
-
-
-def group_cpu(pgid):
-    """CPU seconds of every live process in a process group (mcp-load and its load processes)."""
-    total = 0.0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            if os.getpgid(int(d)) == pgid:
-                s = scale.proc_cpu_rss(int(d))
-                total += s[0] if s else 0.0
-        except (ProcessLookupError, PermissionError):
-            pass
-    return total
 
 
 def sample(cluster):

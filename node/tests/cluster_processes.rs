@@ -166,6 +166,22 @@ async fn until(
     }
 }
 
+/// Until every node lists all three alive with their MCP address (bounded: 30 s).
+async fn converge(admins: &[SocketAddr]) {
+    until(
+        admins,
+        Duration::from_secs(30),
+        "3 processes converge",
+        |v| {
+            (0..3).all(|i| {
+                member(v, &format!("node-{i}"))
+                    .is_some_and(|m| m["state"] == "alive" && m["address"].is_string())
+            })
+        },
+    )
+    .await;
+}
+
 fn temp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mcp-node-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -261,18 +277,7 @@ async fn sessions_of_a_killed_owner_continue_on_the_survivors() {
     let logs = temp("logs-failover");
     let (mut fleet, ports) = start_fleet(&certs, &logs);
     let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
-    until(
-        &admins,
-        Duration::from_secs(30),
-        "3 processes converge",
-        |v| {
-            (0..3).all(|i| {
-                member(v, &format!("node-{i}"))
-                    .is_some_and(|m| m["state"] == "alive" && m["address"].is_string())
-            })
-        },
-    )
-    .await;
+    converge(&admins).await;
 
     // 20 sessions opened on node-0 (so owned there), each used once through node-1.
     let mut sessions = Vec::new();
@@ -382,18 +387,7 @@ async fn new_sessions_are_refused_quickly_while_replication_lags() {
     let logs = temp("logs-admission");
     let (fleet, ports) = start_fleet(&certs, &logs);
     let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
-    until(
-        &admins,
-        Duration::from_secs(30),
-        "3 processes converge",
-        |v| {
-            (0..3).all(|i| {
-                member(v, &format!("node-{i}"))
-                    .is_some_and(|m| m["state"] == "alive" && m["address"].is_string())
-            })
-        },
-    )
-    .await;
+    converge(&admins).await;
     let open = || {
         common::send(
             ports[0].mcp,
