@@ -12,6 +12,7 @@ pub mod cluster_config;
 #[cfg(feature = "resource")]
 pub mod mcpcluster;
 pub mod node_config;
+pub mod upstream_config;
 
 pub use admin_config::{AdminConfig, MAX_ADMIN_TOKEN_LEN, MIN_ADMIN_TOKEN_LEN, valid_admin_token};
 pub use auth_config::{AuthConfig, ScopeMap};
@@ -24,3 +25,4 @@ pub use node_config::{
     ContentConfig, HttpToolConfig, LimitsConfig, LogConfig, LogFormat, NodeConfig, PromptArgConfig,
     PromptConfig, ResourceConfig, SecurityConfig,
 };
+pub use upstream_config::{UPSTREAM_SEPARATOR, UpstreamConfig, validate_upstreams};

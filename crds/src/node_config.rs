@@ -40,6 +40,9 @@ pub struct NodeConfig {
     pub cluster: crate::ClusterConfig,
     /// OAuth 2.1 client authentication (off by default).
     pub auth: crate::AuthConfig,
+    /// MCP servers behind this node: their tools are served as `<name>__<tool>` and their
+    /// calls forwarded. Default none.
+    pub upstreams: Vec<crate::UpstreamConfig>,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +61,7 @@ impl Default for NodeConfig {
             shutdown_grace_secs: 10,
             cluster: crate::ClusterConfig::default(),
             auth: crate::AuthConfig::default(),
+            upstreams: Vec::new(),
         }
     }
 }

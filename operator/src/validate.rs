@@ -138,6 +138,8 @@ fn check_node(c: &NodeConfig) -> Result<(), String> {
             return Err(format!("content.prompts[{i}].name: is empty"));
         }
     }
+    mcpcluster_api::validate_upstreams(&c.upstreams)
+        .map_err(|(field, problem)| format!("{field}: {problem}"))?;
     Ok(())
 }
 
@@ -205,6 +207,19 @@ mod tests {
         let mut c = cluster();
         c.spec.node.mcp_path = "mcp".into();
         assert!(check(&c, "demo").expect_err("path").contains("mcpPath"));
+    }
+
+    #[test]
+    fn upstream_problems_name_the_entry() {
+        let mut c = cluster();
+        c.spec.node.upstreams = vec![
+            mcpcluster_api::UpstreamConfig::new("fs", "http://fs.tools.svc:3001/mcp"),
+            mcpcluster_api::UpstreamConfig::new("fs", "http://other/mcp"),
+        ];
+        let err = check(&c, "demo").expect_err("duplicate name");
+        assert!(err.starts_with("spec.node.upstreams[1].name: "), "{err}");
+        c.spec.node.upstreams.pop();
+        assert_eq!(check(&c, "demo"), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,288 @@
+//! The `upstreams` section of [`crate::NodeConfig`]: MCP servers the node puts behind itself.
+//! Each upstream's tools are served under `<name>__<tool>`; the node forwards their calls.
+//! The checks that need no network live here ([`UpstreamConfig::validate`]), so the node and
+//! the operator refuse the same things.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Separator between an upstream's name and its tool's name in the names the node serves.
+pub const UPSTREAM_SEPARATOR: &str = "__";
+
+/// One upstream MCP server, reached over Streamable HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The upstream's name: a DNS label (1-63 of `a-z 0-9 -`, starting and ending with a
+    /// letter or digit), unique among upstreams. Its tools are served as `<name>__<tool>`.
+    pub name: String,
+    /// Its Streamable HTTP endpoint, `http://` or `https://` (e.g.
+    /// `http://everything.tools.svc:3001/mcp`).
+    pub url: String,
+    /// The protocol era it speaks: `legacy` (2025-11-25 sessions: `initialize`,
+    /// `Mcp-Session-Id`). Default `legacy`. `auto` (detect) and `2026-07-28` are not
+    /// supported yet and are refused.
+    #[serde(default = "default_era")]
+    pub era: String,
+    /// Milliseconds one exchange with the upstream may take (connect, send, the whole answer)
+    /// before the call fails with an error naming the upstream. Default 30000.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Requests this node sends to the upstream at once; one more is refused at once with a
+    /// JSON-RPC error (never queued). Default 64.
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Seconds between two fetches of the upstream's tool list (it is also fetched again when
+    /// the upstream sends `notifications/tools/list_changed`). Default 60.
+    #[serde(default = "default_refresh_secs")]
+    pub tools_refresh_secs: u64,
+    /// Headers sent with every request to the upstream (e.g. `Authorization`), as plain
+    /// values. References to Secrets are not supported yet. Default none.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_era() -> String {
+    "legacy".into()
+}
+fn default_timeout_ms() -> u64 {
+    30_000
+}
+fn default_max_concurrency() -> u32 {
+    64
+}
+fn default_refresh_secs() -> u64 {
+    60
+}
+
+impl UpstreamConfig {
+    /// Longest `timeoutMs` accepted (one hour).
+    pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
+    /// Largest `maxConcurrency` accepted.
+    pub const MAX_CONCURRENCY: u32 = 100_000;
+    /// Longest `toolsRefreshSecs` accepted (one day).
+    pub const MAX_REFRESH_SECS: u64 = 86_400;
+
+    /// An upstream with the defaults.
+    pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            url: url.into(),
+            era: default_era(),
+            timeout_ms: default_timeout_ms(),
+            max_concurrency: default_max_concurrency(),
+            tools_refresh_secs: default_refresh_secs(),
+            headers: BTreeMap::new(),
+        }
+    }
+
+    /// Checks one entry on its own: `Err((field, problem))`, `field` relative to the entry
+    /// (`url`, `headers.X-Key`, ...).
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_owned(), m));
+        if !is_dns_label(&self.name) {
+            return err(
+                "name",
+                format!(
+                    "`{}` is not a DNS label (1-63 of a-z, 0-9 and `-`, starting and ending with a letter or digit)",
+                    self.name
+                ),
+            );
+        }
+        match self.url.split_once("://") {
+            Some(("http" | "https", rest))
+                if !rest.is_empty()
+                    && !rest.starts_with('/')
+                    && !rest.contains(char::is_whitespace) => {}
+            _ => {
+                return err(
+                    "url",
+                    format!("`{}` is not an http:// or https:// URL", self.url),
+                );
+            }
+        }
+        match self.era.as_str() {
+            "legacy" => {}
+            "auto" | "2026-07-28" | "modern" => {
+                return err(
+                    "era",
+                    format!(
+                        "`{}` is not supported yet: only `legacy` (2025-11-25 sessions) upstreams are",
+                        self.era
+                    ),
+                );
+            }
+            other => return err("era", format!("`{other}` is not `legacy`")),
+        }
+        if !(1..=Self::MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
+            return err(
+                "timeoutMs",
+                format!("must be between 1 and {}", Self::MAX_TIMEOUT_MS),
+            );
+        }
+        if !(1..=Self::MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return err(
+                "maxConcurrency",
+                format!("must be between 1 and {}", Self::MAX_CONCURRENCY),
+            );
+        }
+        if !(1..=Self::MAX_REFRESH_SECS).contains(&self.tools_refresh_secs) {
+            return err(
+                "toolsRefreshSecs",
+                format!("must be between 1 and {}", Self::MAX_REFRESH_SECS),
+            );
+        }
+        for (k, v) in &self.headers {
+            let token = !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return err("headers", format!("`{k}` is not a header name"));
+            }
+            let lower = k.to_ascii_lowercase();
+            if RESERVED_HEADERS.contains(&lower.as_str()) {
+                return err(
+                    &format!("headers.{k}"),
+                    "is set by the node and cannot be configured".into(),
+                );
+            }
+            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return err(
+                    &format!("headers.{k}"),
+                    "the value holds a line break or NUL".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Headers the node's upstream client sets itself.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-type",
+    "content-length",
+    "accept",
+    "transfer-encoding",
+    "connection",
+    "mcp-session-id",
+    "mcp-protocol-version",
+];
+
+/// Checks the whole list: each entry, then that names are unique. `Err((field, problem))` with
+/// `field` like `upstreams[1].url`.
+pub fn validate_upstreams(list: &[UpstreamConfig]) -> Result<(), (String, String)> {
+    for (i, u) in list.iter().enumerate() {
+        u.validate()
+            .map_err(|(f, m)| (format!("upstreams[{i}].{f}"), m))?;
+        if let Some(j) = list[..i].iter().position(|o| o.name == u.name) {
+            return Err((
+                format!("upstreams[{i}].name"),
+                format!("`{}` is already the name of upstreams[{j}]", u.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `s` is an RFC 1123 DNS label in lower case.
+pub fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    (1..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(edit: impl FnOnce(&mut UpstreamConfig), field: &str, says: &str) {
+        let mut u = UpstreamConfig::new("everything", "http://127.0.0.1:3001/mcp");
+        edit(&mut u);
+        let (f, m) = validate_upstreams(&[UpstreamConfig::new("a", "https://a/mcp"), u])
+            .expect_err("refused");
+        assert_eq!(f, field, "{m}");
+        assert!(m.contains(says), "{f}: {m}");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_parse_from_yaml() {
+        let parsed: Vec<UpstreamConfig> =
+            serde_yaml_ng::from_str("- name: fs\n  url: https://fs.example/mcp\n").expect("parses");
+        assert_eq!(
+            parsed[0],
+            UpstreamConfig::new("fs", "https://fs.example/mcp")
+        );
+        assert!(validate_upstreams(&parsed).is_ok());
+    }
+
+    #[test]
+    fn problems_name_the_entry_and_field() {
+        refused(
+            |u| u.name = "Everything".into(),
+            "upstreams[1].name",
+            "DNS label",
+        );
+        refused(|u| u.name = "-a".into(), "upstreams[1].name", "DNS label");
+        refused(|u| u.name = "a".into(), "upstreams[1].name", "upstreams[0]");
+        refused(|u| u.url = "ftp://x/mcp".into(), "upstreams[1].url", "http");
+        refused(|u| u.url = "http:///mcp".into(), "upstreams[1].url", "http");
+        refused(
+            |u| u.era = "auto".into(),
+            "upstreams[1].era",
+            "not supported yet",
+        );
+        refused(
+            |u| u.era = "nope".into(),
+            "upstreams[1].era",
+            "not `legacy`",
+        );
+        refused(|u| u.timeout_ms = 0, "upstreams[1].timeoutMs", "between");
+        refused(
+            |u| u.max_concurrency = 0,
+            "upstreams[1].maxConcurrency",
+            "between",
+        );
+        refused(
+            |u| u.tools_refresh_secs = 0,
+            "upstreams[1].toolsRefreshSecs",
+            "between",
+        );
+        refused(
+            |u| {
+                u.headers.insert("Mcp-Session-Id".into(), "x".into());
+            },
+            "upstreams[1].headers.Mcp-Session-Id",
+            "set by the node",
+        );
+        refused(
+            |u| {
+                u.headers.insert("X-Key".into(), "a\r\nb".into());
+            },
+            "upstreams[1].headers.X-Key",
+            "line break",
+        );
+        refused(
+            |u| {
+                u.headers.insert("bad name".into(), "x".into());
+            },
+            "upstreams[1].headers",
+            "not a header name",
+        );
+    }
+
+    #[test]
+    fn dns_labels() {
+        assert!(is_dns_label("a"));
+        assert!(is_dns_label("my-server-2"));
+        assert!(!is_dns_label(""));
+        assert!(!is_dns_label("a_b"));
+        assert!(!is_dns_label("a-"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+    }
+}
