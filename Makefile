@@ -18,7 +18,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit sim-smoke fuzz-smoke e2e-protocol e2e-auth e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, a bounded random simulator run, short fuzz pass, protocol, auth, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit sim-smoke fuzz-smoke e2e-protocol e2e-auth e2e-upstream e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, a bounded random simulator run, short fuzz pass, protocol, auth, upstream MCP servers, cluster (processes, netns), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
@@ -43,6 +43,11 @@ e2e-protocol: build ## Conformance suite (both eras) and real SDK clients agains
 
 e2e-auth: build ## OAuth 2.1: a node with auth on, Keycloak (from Maven Central, cached) and the real SDK clients (client_credentials, both eras); expired, wrong audience/issuer, unknown key, alg none, missing scope, session hijack refused
 	e2e/auth/run.sh target/debug/mcp-node
+
+.PHONY: e2e-upstream
+e2e-upstream: ## An MCP server behind a node: @modelcontextprotocol/server-everything (npm, cached) listed and called in both eras, killed (clear error) and restarted (next call works)
+	eval "$$(e2e/upstream/install.sh)" && export MCPCLUSTER_NODE22 MCPCLUSTER_SERVER_EVERYTHING && \
+	  $(CARGO) test -p mcp-node --test upstream -- --ignored --nocapture
 
 # --- The cluster layer with real processes (node/tests/cluster_processes.rs)
 .PHONY: e2e-cluster

@@ -20,4 +20,7 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+    /// A field of one entry of a list has a value that cannot work (`upstreams[1].url`).
+    #[error("field `{field}`: {message}")]
+    Entry { field: String, message: String },
 }

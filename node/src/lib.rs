@@ -17,6 +17,7 @@
 //!   layer between nodes (replication, failover, forwarding's peer messages, hand-off).
 //!
 //! Imports point one way (`make layers`; "The node's layers" in `docs/ARCHITECTURE.md`).
+//! - [`upstream`]: MCP servers behind the node (their tools served as `<name>__<tool>`).
 //! - [`admin`], [`metrics`]: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod admin;
@@ -36,6 +37,7 @@ pub mod session;
 pub mod settings;
 pub mod stream_queue;
 pub mod telemetry;
+pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -116,6 +118,13 @@ pub async fn start_with(
             let _ = rx.wait_for(|s| *s).await;
         };
         let housekeeping = tokio::spawn(housekeeping(task_node.clone(), stop_rx.clone()));
+        // Each node keeps its own upstream tool lists, so a change is told to its own clients.
+        let weak = Arc::downgrade(&task_node);
+        let upstreams = task_node.upstreams.spawn(Arc::new(move |event| {
+            if let Some(node) = weak.upgrade() {
+                node.announce_local(event);
+            }
+        }));
         let admin_task = tokio::spawn(admin::serve(
             admin,
             task_node.clone(),
@@ -139,6 +148,7 @@ pub async fn start_with(
             task.abort();
         }
         housekeeping.abort();
+        drop(upstreams);
         let _ = admin_task.await;
     });
     tracing::info!(%mcp_addr, %admin_addr, max_connections = node.settings.max_connections, "mcp-node serving");

@@ -159,6 +159,8 @@ pub struct Metrics {
     pub cluster: crate::cluster::ClusterMetrics,
     /// Client authentication (`mcp_auth_*`); registered whether or not auth is on.
     pub auth: crate::auth::AuthMetrics,
+    /// Upstream MCP servers (`mcp_upstream_*`); registered whether or not any is configured.
+    pub upstream: crate::upstream::UpstreamMetrics,
     /// Admin endpoint metrics (`mcp_admin_*`).
     pub admin: crate::admin::AdminMetrics,
 }
@@ -243,7 +245,9 @@ impl Metrics {
         let cluster = crate::cluster::ClusterMetrics::register(&mut registry);
         let auth = crate::auth::AuthMetrics::register(&mut registry);
         let admin = crate::admin::AdminMetrics::register(&mut registry);
+        let upstream = crate::upstream::UpstreamMetrics::register(&mut registry);
         Self {
+            upstream,
             registry,
             cluster,
             auth,

@@ -49,6 +49,8 @@ pub struct Node {
     layer: OnceLock<Arc<dyn SessionLayer>>,
     /// Client authentication (`auth.enabled`).
     pub auth: Option<crate::auth::Auth>,
+    /// MCP servers behind this node (`upstreams`): their tools beside the catalog's.
+    pub upstreams: crate::upstream::Upstreams,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
 }
@@ -75,12 +77,23 @@ impl Node {
                 settings.config.limits.retry_after_secs,
             )
         });
+        let builtin = catalog
+            .tools_json()
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|t| t.get("name").and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+            .collect();
+        let upstreams =
+            crate::upstream::Upstreams::new(&settings.config.upstreams, builtin, &metrics.upstream);
         let body_budget = crate::http::budget::BodyBudget::new(
             settings.config.limits.max_buffered_request_bytes,
             metrics.buffered_request_bytes.clone(),
         );
         Arc::new(Self {
             auth,
+            upstreams,
             settings,
             catalog,
             sessions,

@@ -216,6 +216,14 @@ impl Settings {
                 ));
             }
         }
+        mcpcluster_api::validate_upstreams(&config.upstreams)
+            .map_err(|(field, message)| ConfigError::Entry { field, message })?;
+        for (i, u) in config.upstreams.iter().enumerate() {
+            u.url.parse::<http::Uri>().map_err(|e| ConfigError::Entry {
+                field: format!("upstreams[{i}].url"),
+                message: format!("`{}` is not a URL: {e}", u.url),
+            })?;
+        }
         if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
             return Err(field(
                 "log.level",
@@ -419,6 +427,35 @@ mod tests {
         let s = Settings::validate(parsed).expect("valid");
         assert_eq!(s.config.limits.idle_timeout_secs, 5);
         assert_eq!(s.config.limits.tcp_keepalive_secs, 0);
+    }
+
+    #[test]
+    fn upstream_problems_name_the_entry_and_field() {
+        let parsed = parse_config(
+            "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n  - name: fs\n    url: ftp://fs/mcp\n",
+        )
+        .expect("parses");
+        let err = Settings::validate(parsed).expect_err("ftp").to_string();
+        assert!(err.contains("`upstreams[1].url`"), "{err}");
+        let parsed = parse_config(
+            "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    era: auto\n",
+        )
+        .expect("parses");
+        let err = Settings::validate(parsed).expect_err("auto").to_string();
+        assert!(
+            err.contains("`upstreams[0].era`") && err.contains("only `legacy`"),
+            "{err}"
+        );
+        let parsed = parse_config(
+            "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    timeoutMs: 500\n    headers: {X-Key: k}\n",
+        )
+        .expect("parses");
+        let s = Settings::validate(parsed).expect("valid");
+        assert_eq!(s.config.upstreams[0].timeout_ms, 500);
+        assert_eq!(s.config.upstreams[0].max_concurrency, 64);
+        let err = parse_config("upstreams:\n  - name: a\n    url: http://a\n    timeout: 5\n")
+            .expect_err("unknown field");
+        assert!(err.contains("timeout"), "{err}");
     }
 
     #[test]

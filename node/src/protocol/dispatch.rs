@@ -40,7 +40,7 @@ pub fn server_info(node: &Node) -> Value {
 /// Server capabilities for either era.
 pub fn capabilities(node: &Node, era: Era) -> Value {
     let mut caps = Map::new();
-    if node.catalog.has_tools() {
+    if node.catalog.has_tools() || !node.upstreams.is_empty() {
         caps.insert("tools".into(), json!({ "listChanged": true }));
     }
     if node.catalog.has_resources() {
@@ -94,13 +94,28 @@ pub async fn dispatch(
     let era = scope.era();
     let result = match method.as_str() {
         "ping" if era == Era::Legacy => json!({}),
-        "tools/list" => list(era, "tools", node.catalog.tools_json()),
+        "tools/list" if node.upstreams.is_empty() => list(era, "tools", node.catalog.tools_json()),
+        "tools/list" => list(
+            era,
+            "tools",
+            &node.upstreams.tools_json(node.catalog.tools_json()),
+        ),
         "resources/list" => list(era, "resources", node.catalog.resources_json()),
         "resources/templates/list" => list(era, "resourceTemplates", node.catalog.templates_json()),
         "prompts/list" => list(era, "prompts", node.catalog.prompts_json()),
         "tools/call" => {
             let name = str_param(&params, "name")?.to_string();
             let args = object_param(&mut params, "arguments")?;
+            // Built-in names win over an upstream's prefixed ones (upstream/tools.rs).
+            if node.catalog.tool(&name).is_none()
+                && let Some((upstream, tool)) = node.upstreams.route(&name)
+            {
+                let result = upstream
+                    .call_tool(tool, args)
+                    .await
+                    .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())))?;
+                return Ok(decorate(&node, era, finish(era, result)));
+            }
             let call = node.catalog.call_tool(cx, &name, args)?;
             match call.await {
                 Ok(result) => finish(era, serde_json::to_value(result).unwrap_or_default()),

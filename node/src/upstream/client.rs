@@ -1,0 +1,596 @@
+//! [`Client`]: this node's session with one upstream MCP server, in the 2025-11-25 era over
+//! Streamable HTTP: `initialize` + `notifications/initialized`, the `Mcp-Session-Id` it gets
+//! back sent with every later request, answers as JSON or as an SSE stream.
+//!
+//! - **Bounded**: at most `maxConcurrency` requests in flight (a semaphore; one more fails at
+//!   once with [`UpstreamError::Busy`], it never waits), each bounded by `timeoutMs` end to end
+//!   (re-initialization included), each message by [`MAX_MESSAGE`].
+//! - **Lost sessions**: an answer of 404 to a request that carried a session id means the
+//!   upstream lost it (restart, expiry): the client initializes again, once, and resends. The
+//!   TypeScript SDK's example servers (server-everything among them) answer 400 "No valid session
+//!   ID" instead, so a 400 to a request that carried a session id is treated the same way.
+//!   Concurrent requests that hit the same lost session share one re-initialization.
+//! - **Notifications** the upstream sends on a request's stream or on the standalone GET stream
+//!   ([`Client::listen`]): `notifications/tools/list_changed` wakes the tool-list refresher;
+//!   others are dropped. A server→client request (sampling, elicitation, roots) is answered
+//!   with a JSON-RPC error at once, so the upstream does not wait for an answer that will
+//!   not come: relaying them is not done yet.
+//!
+//! HTTP: hyper's pooling client over `hyper-rustls` (http and https, native roots), as the
+//! JWKS fetcher (`auth/jwks.rs`) builds it. `http/outbound.rs` is not an HTTP client (it routes
+//! a request's notifications to its stream), and `content/http_tool.rs` speaks plain HTTP only.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mcpcluster_api::UpstreamConfig;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, Semaphore};
+
+use super::error::UpstreamError;
+use super::metrics::Handle;
+use super::sse;
+
+type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The protocol version the client asks for in `initialize`.
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+/// Versions an upstream may answer `initialize` with (the session-based ones).
+const ACCEPTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
+/// Largest JSON answer or SSE event accepted from an upstream (8 MiB).
+pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+/// How much of an error answer's body is quoted in the error.
+const QUOTED_BODY: usize = 512;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// The session the client holds with the upstream.
+#[derive(Debug, Clone)]
+struct Session {
+    /// `Mcp-Session-Id` (a stateless upstream may issue none).
+    id: Option<HeaderValue>,
+    /// The negotiated protocol version (sent as `MCP-Protocol-Version`).
+    version: HeaderValue,
+    /// Counts initializations, so concurrent requests that lost the same session initialize
+    /// once.
+    generation: u64,
+}
+
+/// How one HTTP exchange failed.
+enum Failure {
+    /// The upstream no longer knows the session we sent.
+    SessionGone,
+    Error(UpstreamError),
+}
+
+impl From<UpstreamError> for Failure {
+    fn from(e: UpstreamError) -> Self {
+        Failure::Error(e)
+    }
+}
+
+/// One upstream's client (shared by every request of the node).
+pub struct Client {
+    name: String,
+    url: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    max_concurrency: u32,
+    permits: Arc<Semaphore>,
+    http: Http,
+    session: Mutex<Option<Session>>,
+    generations: AtomicU64,
+    initializing: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    list_changed: Notify,
+    metrics: Handle,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for a validated upstream entry; no connection is made yet.
+    pub fn new(config: &UpstreamConfig, metrics: Handle) -> Result<Self, String> {
+        let url: Uri = config
+            .url
+            .parse()
+            .map_err(|e| format!("`url` is not a URL: {e}"))?;
+        let mut headers = Vec::new();
+        for (k, v) in &config.headers {
+            let name =
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("`headers.{k}`: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("`headers.{k}`: {e}"))?;
+            headers.push((name, value));
+        }
+        Ok(Self {
+            name: config.name.clone(),
+            url,
+            headers,
+            timeout: Duration::from_millis(config.timeout_ms),
+            max_concurrency: config.max_concurrency,
+            permits: Arc::new(Semaphore::new(config.max_concurrency as usize)),
+            http: HyperClient::builder(TokioExecutor::new()).build(connector()),
+            session: Mutex::new(None),
+            generations: AtomicU64::new(0),
+            initializing: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            list_changed: Notify::new(),
+            metrics,
+        })
+    }
+
+    /// The upstream's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The metrics of this upstream.
+    pub fn metrics(&self) -> &Handle {
+        &self.metrics
+    }
+
+    /// Resolves when the upstream said its tool list changed (once per announcement).
+    pub async fn list_changed(&self) {
+        self.list_changed.notified().await;
+    }
+
+    /// Sends one request and returns its `result`: refused at once when `maxConcurrency`
+    /// requests are in flight, bounded by `timeoutMs` (opening or re-opening the session
+    /// included).
+    pub async fn request(&self, method: &str, params: Value) -> Result<Value, UpstreamError> {
+        let started = Instant::now();
+        let outcome = match self.permits.clone().try_acquire_owned() {
+            Err(_) => Err(UpstreamError::Busy(self.max_concurrency)),
+            Ok(_permit) => {
+                match tokio::time::timeout(self.timeout, self.exchange(method, &params)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(UpstreamError::Timeout(self.timeout.as_millis() as u64)),
+                }
+            }
+        };
+        self.metrics.request(
+            started.elapsed().as_secs_f64(),
+            outcome.as_ref().err().map(UpstreamError::kind),
+        );
+        outcome
+    }
+
+    async fn exchange(&self, method: &str, params: &Value) -> Result<Value, UpstreamError> {
+        let session = self.session().await?;
+        match self.call(&session, method, params).await {
+            Ok(v) => Ok(v),
+            Err(Failure::Error(e)) => Err(e),
+            Err(Failure::SessionGone) => {
+                tracing::info!(upstream = %self.name, "the upstream lost our session; initializing again");
+                let fresh = self.initialize(Some(session.generation)).await?;
+                match self.call(&fresh, method, params).await {
+                    Ok(v) => Ok(v),
+                    Err(Failure::Error(e)) => Err(e),
+                    Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
+                        "the session was refused again right after initializing".into(),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The current session, initializing one if there is none.
+    async fn session(&self) -> Result<Session, UpstreamError> {
+        if let Some(s) = self.session.lock().clone() {
+            return Ok(s);
+        }
+        self.initialize(None).await
+    }
+
+    /// Opens a session unless another task already replaced `stale` (or, with `None`,
+    /// opened one) while this one waited.
+    async fn initialize(&self, stale: Option<u64>) -> Result<Session, UpstreamError> {
+        let _one = self.initializing.lock().await;
+        if let Some(s) = self.session.lock().clone()
+            && Some(s.generation) != stale
+        {
+            return Ok(s);
+        }
+        *self.session.lock() = None;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let bare = Session {
+            id: None,
+            version: HeaderValue::from_static(PROTOCOL_VERSION),
+            generation,
+        };
+        let params = json!({
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": { "name": "mcpcluster", "version": env!("CARGO_PKG_VERSION") },
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = request_body(id, "initialize", &params);
+        let (answer, session_id) = match self.send(&bare, body, id).await {
+            Ok(ok) => ok,
+            Err(Failure::Error(e)) => return Err(e),
+            // Only a request that carried a session id can lose it; `initialize` carries none.
+            Err(Failure::SessionGone) => {
+                return Err(UpstreamError::Protocol("`initialize` was refused".into()));
+            }
+        };
+        let result = result_of(answer)?;
+        let version = result
+            .get("protocolVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !ACCEPTED_VERSIONS.contains(&version) {
+            return Err(UpstreamError::Protocol(format!(
+                "`initialize` chose protocol version `{version}` (supported: {})",
+                ACCEPTED_VERSIONS.join(", ")
+            )));
+        }
+        let session = Session {
+            id: session_id,
+            version: HeaderValue::from_str(version).map_err(|e| {
+                UpstreamError::Protocol(format!("protocol version `{version}`: {e}"))
+            })?,
+            generation,
+        };
+        let note =
+            serde_json::to_vec(&json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
+                .unwrap_or_default();
+        match self.deliver(&session, note).await {
+            Ok(()) => {}
+            Err(Failure::Error(e)) => return Err(e),
+            Err(Failure::SessionGone) => {
+                return Err(UpstreamError::Protocol(
+                    "the session was refused right after `initialize`".into(),
+                ));
+            }
+        }
+        self.metrics.initialized();
+        tracing::debug!(upstream = %self.name, version, session = session.id.is_some(), "upstream session open");
+        *self.session.lock() = Some(session.clone());
+        Ok(session)
+    }
+
+    async fn call(
+        &self,
+        session: &Session,
+        method: &str,
+        params: &Value,
+    ) -> Result<Value, Failure> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (answer, _) = self
+            .send(session, request_body(id, method, params), id)
+            .await?;
+        Ok(result_of(answer)?)
+    }
+
+    fn post(
+        &self,
+        session: &Session,
+        body: Vec<u8>,
+    ) -> Result<Request<Full<Bytes>>, UpstreamError> {
+        let mut req = Request::post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(VERSION_HEADER, session.version.clone());
+        if let Some(id) = &session.id {
+            req = req.header(SESSION_HEADER, id.clone());
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(Bytes::from(body)))
+            .map_err(|e| UpstreamError::Protocol(format!("cannot build the request: {e}")))
+    }
+
+    /// POSTs a notification or a response: only the status matters.
+    async fn deliver(&self, session: &Session, body: Vec<u8>) -> Result<(), Failure> {
+        let req = self.post(session, body)?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+        let status = resp.status();
+        if session.id.is_some()
+            && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
+        {
+            return Err(Failure::SessionGone);
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                status: status.as_u16(),
+                body: quoted(resp.into_body()).await,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// POSTs the request with id `want` and returns the response to it, from a JSON body or
+    /// from the SSE stream, with the `Mcp-Session-Id` the upstream answered with.
+    async fn send(
+        &self,
+        session: &Session,
+        body: Vec<u8>,
+        want: u64,
+    ) -> Result<(Option<Value>, Option<HeaderValue>), Failure> {
+        let req = self.post(session, body)?;
+        let resp = self
+            .http
+            .request(req)
+            .await
+            .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+        let status = resp.status();
+        if session.id.is_some()
+            && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
+        {
+            return Err(Failure::SessionGone);
+        }
+        let session_id = resp.headers().get(SESSION_HEADER).cloned();
+        if !status.is_success() {
+            let body = quoted(resp.into_body()).await;
+            return Err(UpstreamError::Status {
+                status: status.as_u16(),
+                body,
+            }
+            .into());
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let mut body = resp.into_body();
+        if content_type.starts_with("text/event-stream") {
+            let mut decoder = sse::Decoder::new(MAX_MESSAGE);
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                let events = decoder
+                    .feed(&data)
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                for event in events {
+                    let Ok(message) = serde_json::from_slice::<Value>(&event) else {
+                        continue;
+                    };
+                    if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
+                        return Ok((Some(message), session_id));
+                    }
+                    self.on_message(session, &message).await;
+                }
+            }
+            return Err(UpstreamError::Protocol(
+                "the event stream ended before the response".into(),
+            )
+            .into());
+        }
+        if content_type.starts_with("application/json") {
+            let bytes = http_body_util::Limited::new(body, MAX_MESSAGE)
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            let message: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| UpstreamError::Protocol(format!("the answer is not JSON: {e}")))?;
+            return Ok((Some(message), session_id));
+        }
+        Err(UpstreamError::Protocol(format!(
+            "HTTP {status} with Content-Type `{content_type}` (want JSON or an event stream)"
+        ))
+        .into())
+    }
+
+    /// A notification or a server→client request from the upstream.
+    async fn on_message(&self, session: &Session, message: &Value) {
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            return;
+        };
+        match message.get("id") {
+            None => {
+                if method == "notifications/tools/list_changed" {
+                    self.list_changed.notify_one();
+                }
+            }
+            Some(id) => {
+                let refusal = json!({
+                    "jsonrpc": "2.0",
+                    "id": id,
+                    "error": {
+                        "code": crate::jsonrpc::code::METHOD_NOT_FOUND,
+                        "message": format!("mcpcluster does not relay `{method}` from upstreams yet"),
+                    },
+                });
+                let body = serde_json::to_vec(&refusal).unwrap_or_default();
+                if let Err(Failure::Error(e)) = self.deliver(session, body).await {
+                    tracing::debug!(upstream = %self.name, method, error = %e, "could not refuse a server request");
+                }
+            }
+        }
+    }
+
+    /// Holds the standalone GET stream of the current session open and wakes the refresher on
+    /// `notifications/tools/list_changed`. Ends when the upstream has no such stream (405);
+    /// otherwise re-opens it after a pause (1 s, doubling to 30 s while it fails), on a new
+    /// session when the upstream lost ours. Not counted in `maxConcurrency` (it is one
+    /// long-lived connection, not a request).
+    pub async fn listen(&self) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            let current = self.session.lock().clone();
+            let Some(session) = current else {
+                tokio::time::sleep(pause).await;
+                continue;
+            };
+            match self.stream_once(&session).await {
+                Ok(true) => pause = Duration::from_secs(1),
+                Ok(false) => {
+                    tracing::debug!(upstream = %self.name, "no standalone stream (405): tool lists refresh on the interval only");
+                    return;
+                }
+                Err(Failure::SessionGone) => {
+                    if let Err(e) = self.initialize(Some(session.generation)).await {
+                        tracing::debug!(upstream = %self.name, error = %e, "re-initializing for the stream failed");
+                    }
+                }
+                Err(Failure::Error(e)) => {
+                    tracing::debug!(upstream = %self.name, error = %e, "standalone stream failed");
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// One GET stream: `Ok(false)` when the upstream offers none, `Ok(true)` after one that
+    /// was open ended.
+    async fn stream_once(&self, session: &Session) -> Result<bool, Failure> {
+        let mut req = Request::get(self.url.clone())
+            .header(ACCEPT, "text/event-stream")
+            .header(VERSION_HEADER, session.version.clone());
+        if let Some(id) = &session.id {
+            req = req.header(SESSION_HEADER, id.clone());
+        }
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let req = req
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
+            .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+        let status = resp.status();
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            return Ok(false);
+        }
+        if session.id.is_some()
+            && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
+        {
+            return Err(Failure::SessionGone);
+        }
+        if !status.is_success() {
+            return Err(UpstreamError::Status {
+                status: status.as_u16(),
+                body: quoted(resp.into_body()).await,
+            }
+            .into());
+        }
+        let mut body = resp.into_body();
+        let mut decoder = sse::Decoder::new(MAX_MESSAGE);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let events = decoder
+                .feed(&data)
+                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+            for event in events {
+                if let Ok(message) = serde_json::from_slice::<Value>(&event) {
+                    self.on_message(session, &message).await;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+fn request_body(id: u64, method: &str, params: &Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
+        .unwrap_or_default()
+}
+
+/// The `result` of a JSON-RPC response, or its `error` as [`UpstreamError::Rpc`].
+fn result_of(answer: Option<Value>) -> Result<Value, UpstreamError> {
+    let Some(Value::Object(mut m)) = answer else {
+        return Err(UpstreamError::Protocol(
+            "the answer is not a JSON-RPC response object".into(),
+        ));
+    };
+    if let Some(result) = m.remove("result") {
+        return Ok(result);
+    }
+    match m.remove("error") {
+        Some(Value::Object(mut e)) => Err(UpstreamError::Rpc {
+            code: e
+                .get("code")
+                .and_then(Value::as_i64)
+                .and_then(|c| i32::try_from(c).ok())
+                .unwrap_or(crate::jsonrpc::code::INTERNAL_ERROR),
+            message: match e.remove("message") {
+                Some(Value::String(s)) => s,
+                _ => "error without a message".into(),
+            },
+            data: e.remove("data"),
+        }),
+        _ => Err(UpstreamError::Protocol(
+            "the response has neither `result` nor `error`".into(),
+        )),
+    }
+}
+
+/// The start of an error answer's body, as text.
+async fn quoted(body: hyper::body::Incoming) -> String {
+    let bytes = http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BODY)]);
+    text.trim().to_owned()
+}
+
+/// An error and its sources, `a: b: c` (hyper's own message is only "client error (Connect)").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// http and https, native roots; with no system CA bundle, an empty root store (https then
+/// fails with a certificate error until `SSL_CERT_FILE` names one), as `auth/jwks.rs` does.
+fn connector() -> HttpsConnector<HttpConnector> {
+    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+        Ok(b) => b.https_or_http().enable_http1().build(),
+        Err(e) => {
+            tracing::warn!(error = %e, "no native root certificates found for upstreams");
+            let tls = rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth();
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build()
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! MCP servers behind the node ("upstreams", configuration section `upstreams:`): their tools
+//! are served, prefixed, beside the node's own, and calls to them are forwarded, for clients of
+//! both eras (the method table in `protocol/dispatch.rs` asks [`Upstreams`]).
+//!
+//! - [`client`]: the node's session with one upstream (2025-11-25 Streamable HTTP).
+//! - [`tools`]: one upstream as served: prefixed tool list, refresh, calls.
+//! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
+//! - [`sse`]: reading an upstream's event stream.
+//! - [`metrics`]: the `mcp_upstream_*` metrics.
+//!
+//! Not here yet: resources and prompts of upstreams, 2026-07-28 upstreams, server→client
+//! requests relayed, upstream sessions per client session or in the replicated session state.
+
+pub mod client;
+pub mod error;
+pub mod metrics;
+pub mod sse;
+pub mod tools;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcpcluster_api::UpstreamConfig;
+use serde_json::Value;
+
+pub use client::Client;
+pub use error::UpstreamError;
+pub use metrics::UpstreamMetrics;
+pub use tools::{AnnounceFn, Upstream};
+
+/// Every configured upstream, in configuration order.
+#[derive(Debug, Default)]
+pub struct Upstreams {
+    list: Vec<Arc<Upstream>>,
+}
+
+impl Upstreams {
+    /// The upstreams of a validated configuration; `builtin` are the node's own tool names
+    /// (they win over a prefixed upstream name). An entry whose client cannot be built is
+    /// left out (logged); validation refuses those before this runs.
+    pub fn new(
+        configs: &[UpstreamConfig],
+        builtin: HashSet<String>,
+        metrics: &UpstreamMetrics,
+    ) -> Self {
+        let builtin = Arc::new(builtin);
+        let list = configs
+            .iter()
+            .filter_map(|c| match Client::new(c, metrics.of(&c.name)) {
+                Ok(client) => Some(Arc::new(Upstream::new(
+                    client,
+                    Duration::from_secs(c.tools_refresh_secs),
+                    builtin.clone(),
+                ))),
+                Err(e) => {
+                    tracing::error!(upstream = %c.name, error = %e, "upstream left out");
+                    None
+                }
+            })
+            .collect();
+        Self { list }
+    }
+
+    /// Whether no upstream is configured.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The upstreams.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.list.iter()
+    }
+
+    /// `builtin` (the node's own `tools` array) followed by every upstream's tools.
+    pub fn tools_json(&self, builtin: &Value) -> Value {
+        let mut all = builtin.as_array().cloned().unwrap_or_default();
+        for u in &self.list {
+            all.extend(u.tools().iter().cloned());
+        }
+        Value::Array(all)
+    }
+
+    /// The upstream and its tool name for a served name `<upstream>__<tool>`.
+    pub fn route<'a>(&self, served: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
+        self.list
+            .iter()
+            .find_map(|u| u.tool_name(served).map(|t| (u, t)))
+    }
+
+    /// Starts each upstream's refresher and stream listener; they stop when the returned
+    /// [`Tasks`] is dropped.
+    pub fn spawn(&self, announce: AnnounceFn) -> Tasks {
+        let mut handles = Vec::new();
+        for u in &self.list {
+            handles.push(tokio::spawn(u.clone().run(announce.clone())));
+            handles.push(tokio::spawn(u.clone().listen()));
+        }
+        Tasks(handles)
+    }
+}
+
+/// The upstreams' background tasks; aborted on drop.
+#[derive(Debug)]
+pub struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
