@@ -8,7 +8,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -27,8 +27,14 @@ struct Script {
     forgotten: AtomicU32,
     /// `tools/list` requests answered.
     lists: AtomicU32,
-    /// Requests carrying a session id, and which one.
+    /// The `X-Key` header of each request.
     headers_seen: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Tools added by calling `grow` / `grow-quietly` (listed from then on).
+    added: AtomicU32,
+    /// Whether GET opens a standalone stream (else 405).
+    streams: AtomicBool,
+    /// Events for the open standalone streams.
+    stream_events: Option<tokio::sync::broadcast::Sender<String>>,
 }
 
 /// A 2025-11-25 upstream: `initialize` issues a session, other requests need one issued and
@@ -37,7 +43,10 @@ struct Script {
 async fn scripted_upstream() -> (String, Arc<Script>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let script = Arc::new(Script::default());
+    let script = Arc::new(Script {
+        stream_events: Some(tokio::sync::broadcast::channel(16).0),
+        ..Script::default()
+    });
     let s = script.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
@@ -78,6 +87,26 @@ async fn serve(mut stream: TcpStream, script: Arc<Script>) {
         }
         let body: Vec<u8> = got[end + 4..end + 4 + len].to_vec();
         got.drain(..end + 4 + len);
+        if head.starts_with("GET ") && script.streams.load(Ordering::SeqCst) {
+            // A standalone stream: open until the connection closes.
+            let Some(mut events) = script.stream_events.as_ref().map(|t| t.subscribe()) else {
+                return;
+            };
+            let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: open\n\n";
+            if stream.write_all(open.as_bytes()).await.is_err() {
+                return;
+            }
+            while let Ok(event) = events.recv().await {
+                if stream
+                    .write_all(format!("data: {event}\n\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
         if let Some(k) = header("x-key") {
             script.headers_seen.lock().push(("x-key".into(), k));
         }
@@ -149,7 +178,11 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                     json!({ "tools": [tool("echo"), tool("streamed")], "nextCursor": "page-2" })
                 }
                 Some("page-2") => {
-                    json!({ "tools": [tool("slow"), tool("fails"), tool("dup"), tool("echo")] })
+                    let mut tools = vec![tool("slow"), tool("fails"), tool("dup"), tool("echo")];
+                    for n in 0..script.added.load(Ordering::SeqCst) {
+                        tools.push(tool(&format!("added-{n}")));
+                    }
+                    json!({ "tools": tools })
                 }
                 Some(other) => {
                     return http(
@@ -179,6 +212,25 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                         result(&id, text("streamed".into()))
                     );
                     http("200 OK", "", "text/event-stream", &sse)
+                }
+                "grow" => {
+                    // The change is announced on this answer's stream, before the answer.
+                    script.added.fetch_add(1, Ordering::SeqCst);
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                    let sse = format!(
+                        "data: {note}\n\ndata: {}\n\n",
+                        result(&id, text("grown".into()))
+                    );
+                    http("200 OK", "", "text/event-stream", &sse)
+                }
+                "grow-quietly" => {
+                    // The change is announced on the standalone stream only.
+                    script.added.fetch_add(1, Ordering::SeqCst);
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send(note.to_string());
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("grown".into())))
                 }
                 "slow" => {
                     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -731,5 +783,51 @@ async fn server_everything() {
         .filter(|l| l.starts_with("mcp_upstream_") && !l.contains("_bucket"))
         .collect();
     println!("{}", lines.join("\n"));
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
+    let (url, script) = scripted_upstream().await;
+    script.streams.store(true, Ordering::SeqCst);
+    // The interval alone would take an hour: only the notifications can explain a refresh.
+    let mut up = upstream("up", &url);
+    up.tools_refresh_secs = 3600;
+    let node = node_with(vec![up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "up__echo", Duration::from_secs(10)).await;
+
+    // Announced on the answer's own stream.
+    let r = legacy(addr, &session, "tools/call", json!({"name": "up__grow"})).await;
+    assert_eq!(text_of(&r), "grown");
+    wait_for_tool(addr, &session, "up__added-0", Duration::from_secs(5)).await;
+
+    // Announced on the standalone GET stream the node holds open with the upstream.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script
+        .stream_events
+        .as_ref()
+        .map_or(0, |t| t.receiver_count())
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node opened no standalone stream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t = Instant::now();
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "up__grow-quietly"}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "grown");
+    wait_for_tool(addr, &session, "up__added-1", Duration::from_secs(5)).await;
+    println!("listed {:?} after the call", t.elapsed());
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
     node.shutdown().await;
 }

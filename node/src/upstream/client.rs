@@ -94,6 +94,8 @@ pub struct Client {
     initializing: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     list_changed: Notify,
+    /// Wakes the stream listener when a session opens.
+    opened: Notify,
     metrics: Handle,
 }
 
@@ -133,6 +135,7 @@ impl Client {
             initializing: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             list_changed: Notify::new(),
+            opened: Notify::new(),
             metrics,
         })
     }
@@ -264,6 +267,7 @@ impl Client {
         self.metrics.initialized();
         tracing::debug!(upstream = %self.name, version, session = session.id.is_some(), "upstream session open");
         *self.session.lock() = Some(session.clone());
+        self.opened.notify_waiters();
         Ok(session)
     }
 
@@ -438,7 +442,10 @@ impl Client {
         loop {
             let current = self.session.lock().clone();
             let Some(session) = current else {
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    _ = self.opened.notified() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
                 continue;
             };
             match self.stream_once(&session).await {
