@@ -130,11 +130,17 @@ impl Custody {
     /// Another owner's drop notes: the newest per (session, member) is kept, and the owner
     /// is told they are noted.
     pub(crate) fn on_dropped(&mut self, from: SocketAddr, notes: Vec<DropNote>) {
-        let now = self.now;
         let noted: Vec<(u128, SocketAddr, u64)> = notes
             .iter()
             .map(|d| (d.session, d.member, d.below))
             .collect();
+        self.note_drops(notes);
+        self.send(from, CustodyMsg::DropsNoted(noted));
+    }
+
+    /// Keeps the newest drop note per (session, member).
+    pub(crate) fn note_drops(&mut self, notes: Vec<DropNote>) {
+        let now = self.now;
         for d in notes {
             let key = (SessionId(d.session), d.member);
             let claim = Claim {
@@ -148,7 +154,6 @@ impl Custody {
                 self.drops.insert(key, (claim, d.below, now));
             }
         }
-        self.send(from, CustodyMsg::DropsNoted(noted));
     }
 
     /// Members that noted drops made here: once a majority (with this node) noted one, the

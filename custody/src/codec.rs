@@ -137,6 +137,14 @@ impl<'a> Reader<'a> {
     pub fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
+    /// A boolean byte: 0 or 1, anything else an error.
+    pub fn flag(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.err("bad flag")),
+        }
+    }
     /// Big-endian u16.
     pub fn u16(&mut self) -> Result<u16, WireError> {
         Ok(u16::from_be_bytes(self.array()?))

@@ -63,6 +63,14 @@ pub struct Config {
     /// (retry) rather than 404: the member may hold it and come back, or its replicas may
     /// still be taking it over. Default 30 s.
     pub unknown_grace: Duration,
+    /// How many members the cluster is configured to have (the StatefulSet's replicas).
+    /// Default 0: unknown, and a majority is one of the members this node knows. A view can
+    /// miss members — a process started while a member was down or stalled never hears of it
+    /// — and a majority of a partial view is not one of the cluster: two sides of a partition
+    /// could both serve (seed 11271). Set, majorities are counted over at least this many
+    /// members, and exactly half decides only when every member is known. A scale-down lowers
+    /// it; until then the members that left count as absent.
+    pub cluster_size: usize,
     /// Whether seeds were configured (a node without any is a cluster of its own at once).
     pub has_seeds: bool,
     /// How long a hand-off waits for the successor's acknowledgement before sending again.
@@ -95,6 +103,7 @@ impl Default for Config {
             max_unacked: 20_000,
             settle: Duration::from_secs(10),
             unknown_grace: Duration::from_secs(30),
+            cluster_size: 0,
             has_seeds: false,
             handoff_retry: Duration::from_secs(2),
             moved_ttl: Duration::from_secs(60),

@@ -55,6 +55,8 @@ pub(crate) struct Inquiry {
     sessions: Vec<SessionId>,
     waiting: Set<SocketAddr>,
     answers: Vec<(SocketAddr, Holding)>,
+    /// Members whose answers count toward the majority (not recovering: recovery.rs).
+    voters: Set<SocketAddr>,
     started: Instant,
 }
 
@@ -248,6 +250,7 @@ impl Custody {
                 sessions,
                 waiting,
                 answers: Vec::new(),
+                voters: Set::default(),
                 started: now,
             },
         );
@@ -322,13 +325,21 @@ impl Custody {
                 }
             })
             .collect();
-        self.send(from, CustodyMsg::Holdings { id, entries });
+        self.send(
+            from,
+            CustodyMsg::Holdings {
+                id,
+                voter: !self.recovering,
+                entries,
+            },
+        );
     }
 
     pub(crate) fn on_holdings(
         &mut self,
         from: SocketAddr,
         id: u64,
+        voter: bool,
         entries: Vec<Holding>,
         now: Instant,
     ) {
@@ -337,6 +348,9 @@ impl Custody {
         };
         if !q.waiting.remove(&from) {
             return;
+        }
+        if voter {
+            q.voters.insert(from);
         }
         q.answers.extend(entries.into_iter().map(|h| (from, h)));
         if q.waiting.is_empty() {
@@ -373,9 +387,10 @@ impl Custody {
         };
         let me = self.members.me().addr;
         // Only answers from a majority decide: the newest claim that took effect was noted
-        // by a majority, and the two share a member.
+        // by a majority, and the two share a member — unless restarts took the notes with
+        // them: a restarted process counts only once it learned them (recovery.rs).
         let responders: Set<SocketAddr> = q.answers.iter().map(|(a, _)| *a).collect();
-        if !self.members.majority_of(&responders) {
+        if !self.majority_decides(&q.voters) {
             for s in q.sessions {
                 self.inquiring.remove(&s);
                 self.orphans.push_back((now + self.cfg.lease, s));
@@ -577,6 +592,17 @@ impl Custody {
             {
                 continue;
             }
+            // A claim that wins but is not in force yet copies nothing: this node's data and
+            // its replicas' copies may be all there is of the session besides the claimant's
+            // memory. Giving the session up now (its replicas told to forget) would lose it
+            // with the claimant alone, should it die before its confirmation (seed 15714: a
+            // hand-off's successor killed while its sender, back in touch, gave the session
+            // up to it). Wait, serving nothing: once in force the claimant copies it and
+            // supersedes this node; if it dies first, this node serves again.
+            if h.role == 5 && !fresh {
+                self.orphans.push_back((now + self.cfg.lease, s));
+                return;
+            }
             // A note whose claimant is live but was not asked (it came back since): ask again,
             // it speaks for itself (seed 6367: a restarted claimant's old note, taken for a
             // claim in force, made this owner give the session up to nobody).
@@ -634,6 +660,15 @@ impl Custody {
                     t.full = true;
                 }
                 raised = Some((old, new));
+                // A hand-off offered under an epoch this raise reaches is withdrawn: its
+                // successor would take the offer and then yield to this owner, which would
+                // never hear of it and keep the session frozen, offering it again every
+                // `handoff_retry` (seed 12481: the claim overruled was the successor's own,
+                // whose process had been killed and restarted at the same address).
+                if o.handoff.is_some_and(|h| h.epoch <= new) {
+                    o.handoff = None;
+                    self.handing.remove(&s);
+                }
             }
         }
         if let Some((old, new)) = raised {
@@ -657,15 +692,18 @@ impl Custody {
                 .is_none_or(|m| !m.live && m.draining)
     }
 
-    /// Whether every member this node knows answered, other than `except` and members that
-    /// left on purpose (down after draining).
+    /// Whether every member answered, other than `except` and members that left on purpose
+    /// (down after draining): this node must know them all (a member it never heard of
+    /// answered nothing).
     fn heard_from_all_but(&self, responders: &Set<SocketAddr>, except: SocketAddr) -> bool {
         let me = self.members.me().addr;
-        self.members
-            .all()
-            .iter()
-            .filter(|m| m.id.addr != me && m.id.addr != except && (m.live || !m.draining))
-            .all(|m| responders.contains(&m.id.addr))
+        self.members.knows_all()
+            && self
+                .members
+                .all()
+                .iter()
+                .filter(|m| m.id.addr != me && m.id.addr != except && (m.live || !m.draining))
+                .all(|m| responders.contains(&m.id.addr))
     }
 
     /// Makes a copy this node's own session; `holders`: other nodes holding copies, told to

@@ -32,6 +32,7 @@ mod det;
 mod failover;
 mod handoff;
 mod owner;
+mod recovery;
 mod replica;
 mod route;
 

@@ -202,6 +202,10 @@ pub struct Custody {
     /// When an inventory was last asked of each owner.
     pub(crate) inventory_asked: Map<SocketAddr, Instant>,
     pub(crate) draining: bool,
+    /// A process started into a running cluster: it has not learned yet the notes its
+    /// predecessor held, and its answers to inquiries do not count (recovery.rs).
+    pub(crate) recovering: bool,
+    pub(crate) recovery: crate::recovery::Recovery,
     pub(crate) stats: Stats,
     pub(crate) owned: usize,
     pub(crate) copies: usize,
@@ -224,7 +228,7 @@ impl Custody {
     /// random choices (session ids), so a simulation replays exactly.
     pub fn new(me: NodeId, cfg: Config, seed: u64, now: Instant) -> Self {
         Self {
-            members: Members::new(me),
+            members: Members::new(me, cfg.cluster_size),
             sessions: Map::default(),
             moved: Map::default(),
             dirty: Vec::new(),
@@ -252,6 +256,8 @@ impl Custody {
             inventories: Map::default(),
             inventory_asked: Map::default(),
             draining: false,
+            recovering: cfg.has_seeds,
+            recovery: crate::recovery::Recovery::default(),
             stats: Stats::default(),
             owned: 0,
             copies: 0,
@@ -658,7 +664,18 @@ impl Custody {
             CustodyMsg::Claims(claims) => self.on_claims(claims),
             CustodyMsg::Dropped(notes) => self.on_dropped(from, notes),
             CustodyMsg::DropsNoted(entries) => self.on_drops_noted(from, &entries),
-            CustodyMsg::Holdings { id, entries } => self.on_holdings(from, id, entries, now),
+            CustodyMsg::Holdings { id, voter, entries } => {
+                self.on_holdings(from, id, voter, entries, now)
+            }
+            CustodyMsg::NotesRequest { round } => self.on_notes_request(from, round),
+            CustodyMsg::Notes {
+                round,
+                recovering,
+                part,
+                parts,
+                claims,
+                drops,
+            } => self.on_notes(from, round, recovering, (part, parts), claims, drops),
             CustodyMsg::Inventory {
                 generation,
                 entries,
@@ -756,6 +773,7 @@ impl Custody {
             self.retransmit_due(now);
             self.claims_due();
             self.drops_due();
+            self.recovery_due(now);
             self.orphans_due(now);
             self.reconcile_some();
             self.handoffs_due(now, elapsed);

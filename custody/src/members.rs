@@ -46,6 +46,10 @@ pub struct Members {
     live: Vec<NodeId>,
     takers: Vec<NodeId>,
     quorum: bool,
+    /// The configured cluster size (0: unknown). Majorities are counted over at least this
+    /// many members: a view can miss members (a process started while a member was down or
+    /// stalled never hears of it), and a majority of a partial view is not one of the cluster.
+    size: usize,
     contact: Map<SocketAddr, Contact>,
     /// When each address stopped being live (cleared when it is live again).
     down_since: Map<SocketAddr, Instant>,
@@ -81,14 +85,16 @@ impl Changes {
 }
 
 impl Members {
-    /// A node alone.
-    pub fn new(me: NodeId) -> Self {
+    /// A node alone, in a cluster configured with `size` members (0: unknown, the members
+    /// this node knows decide).
+    pub fn new(me: NodeId, size: usize) -> Self {
         let mut m = Self {
             me,
             all: Vec::new(),
             live: Vec::new(),
             takers: Vec::new(),
             quorum: true,
+            size,
             contact: Map::default(),
             down_since: Map::default(),
             last_change: None,
@@ -122,9 +128,10 @@ impl Members {
         &self.all
     }
 
-    /// Whether this node may serve sessions: it sees a majority of the members it knows (a
-    /// member that is down after gossiping `draining` left on purpose and does not count), or
-    /// exactly half of them including the lowest address.
+    /// Whether this node may serve sessions: it sees a majority of the cluster — of the
+    /// members it knows (a member that is down after gossiping `draining` left on purpose and
+    /// does not count) or of the configured size, whichever is larger — or exactly half of
+    /// them including the lowest address, when it knows every member.
     pub fn quorum(&self) -> bool {
         self.quorum
     }
@@ -242,81 +249,91 @@ impl Members {
             .filter(|m| m.live && !m.draining)
             .map(|m| m.id)
             .collect();
-        self.quorum = quorum(&all);
         self.all = all;
+        self.quorum = self.decides(|m| m.live);
+    }
+
+    /// Whether this node knows as many members as the cluster is configured to have (every
+    /// address, draining ones included), so that none it never heard of can be missing.
+    pub fn knows_all(&self) -> bool {
+        if self.all.len() < self.size {
+            return false;
+        }
+        let mut addrs: Vec<SocketAddr> = self.all.iter().map(|m| m.id.addr).collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        addrs.len() >= self.size
+    }
+
+    /// Whether the members for which `ok` holds are a majority of the cluster: more than half
+    /// of the members that count (not down after draining), or of the configured size when
+    /// this node knows fewer; or exactly half including the lowest address, when this node
+    /// knows every member (an unknown one may have a lower address). Any two such groups
+    /// share a member — also when their nodes' views differ in who they know.
+    fn decides(&self, ok: impl Fn(&Member) -> bool) -> bool {
+        let counts = |m: &&Member| m.live || !m.draining;
+        let (mut yes, mut known) = (0, 0);
+        for m in self.all.iter().filter(counts) {
+            known += 1;
+            yes += usize::from(ok(m));
+        }
+        let total = known.max(self.size);
+        if yes * 2 != total {
+            return yes * 2 > total;
+        }
+        self.knows_all()
+            && self
+                .all
+                .iter()
+                .filter(counts)
+                .min_by_key(|m| m.id.addr)
+                .is_some_and(ok)
     }
 }
 
 impl Members {
     /// Whether this node heard, on the data link within `within`, from a majority of the
-    /// members that count for the quorum (itself included; exactly half counts when it
-    /// includes the lowest address). An owner that has not is about to be — or already is —
+    /// members that count for the quorum, by the same rule as [`Members::quorum`] (itself
+    /// included). An owner that has not is about to be — or already is —
     /// on the wrong side of a partition and may be taken over: it stops serving before the
     /// other side's lease runs out.
     pub fn majority_heard(&self, now: Instant, within: std::time::Duration) -> bool {
-        let counts = |m: &&Member| m.live || !m.draining;
-        let heard = |m: &Member| {
+        self.decides(|m| {
             m.id == self.me
                 || self
                     .contact
                     .get(&m.id.addr)
                     .is_some_and(|c| now.saturating_duration_since(c.at) < within)
-        };
-        let (mut ok, mut total) = (0, 0);
-        for m in self.all.iter().filter(counts) {
-            total += 1;
-            ok += usize::from(heard(m));
-        }
-        if ok * 2 != total {
-            return ok * 2 > total;
-        }
-        self.all
-            .iter()
-            .filter(counts)
-            .min_by_key(|m| m.id.addr)
-            .is_some_and(heard)
+        })
     }
 }
 
 impl Members {
-    /// Whether `who` (addresses; this node counts itself) are a majority of the members that
-    /// count for the quorum, by the same rule as [`Members::quorum`]: more than half, or
-    /// exactly half including the lowest address. Any two such groups share a member.
-    pub fn majority_of(&self, who: &crate::det::Set<SocketAddr>) -> bool {
-        let counts = |m: &&Member| m.live || !m.draining;
-        let has = |m: &Member| m.id.addr == self.me.addr || who.contains(&m.id.addr);
-        let (mut ok, mut total) = (0, 0);
-        for m in self.all.iter().filter(counts) {
-            total += 1;
-            ok += usize::from(has(m));
-        }
-        if ok * 2 != total {
-            return ok * 2 > total;
-        }
-        self.all
-            .iter()
-            .filter(counts)
-            .min_by_key(|m| m.id.addr)
-            .is_some_and(has)
+    /// Whether `who` (addresses other than this node's) are a majority by the same rule,
+    /// without this node: a restarted process that has not learned its predecessor's notes
+    /// does not count itself (recovery.rs).
+    pub fn majority_without_me(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        self.decides(|m| m.id.addr != self.me.addr && who.contains(&m.id.addr))
     }
-}
 
-/// A majority of the members that did not leave by draining, or exactly half of them
-/// including the lowest address.
-fn quorum(all: &[Member]) -> bool {
-    let counts = |m: &&Member| m.live || !m.draining;
-    let (mut live, mut total) = (0, 0);
-    for m in all.iter().filter(counts) {
-        total += 1;
-        live += usize::from(m.live);
+    /// Whether every member other than this node that counts for the quorum is in `who`, and
+    /// this node knows every member.
+    pub fn all_others_in(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        self.knows_all()
+            && self
+                .all
+                .iter()
+                .filter(|m| (m.live || !m.draining) && m.id.addr != self.me.addr)
+                .all(|m| who.contains(&m.id.addr))
     }
-    if live * 2 != total {
-        return live * 2 > total;
+
+    /// Whether `who` (addresses; this node counts itself) are a majority of the members that
+    /// count for the quorum, by the same rule as [`Members::quorum`]: more than half of the
+    /// known or configured members, or exactly half including the lowest address when every
+    /// member is known. Any two such groups share a member.
+    pub fn majority_of(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        self.decides(|m| m.id.addr == self.me.addr || who.contains(&m.id.addr))
     }
-    all.iter()
-        .filter(counts)
-        .min_by_key(|m| m.id.addr)
-        .is_some_and(|m| m.live)
 }
 
 #[cfg(test)]
@@ -348,7 +365,7 @@ mod tests {
         use MemberState::{Alive, Down, Suspect};
         let q = |rows: &[(u8, MemberState, bool)]| {
             let view: Vec<MemberView> = rows.iter().map(|(i, s, d)| row(*i, 1, *s, *d)).collect();
-            let mut m = Members::new(view[0].id);
+            let mut m = Members::new(view[0].id, 0);
             m.update(&view, false, 0, Instant::now());
             m.quorum()
         };
@@ -378,9 +395,49 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_view_counts_the_configured_size() {
+        use MemberState::{Alive, Down};
+        let view = |rows: &[(u8, MemberState)]| -> Vec<MemberView> {
+            rows.iter().map(|(i, s)| row(*i, 1, *s, false)).collect()
+        };
+        // Seed 11271: a process restarted while node 0 was stalled never heard of it. Its
+        // view of 3 members, 2 of them reachable, is no majority of the 4 configured.
+        let partial = view(&[(1, Alive), (2, Alive), (3, Down)]);
+        let mut m = Members::new(partial[0].id, 4);
+        m.update(&partial, false, 0, Instant::now());
+        assert!(
+            !m.quorum(),
+            "2 of 4, and a member it does not know may be the lowest"
+        );
+        assert!(!m.knows_all());
+        let mut no_size = Members::new(partial[0].id, 0);
+        no_size.update(&partial, false, 0, Instant::now());
+        assert!(
+            no_size.quorum(),
+            "without a size, the view decides (2 of 3)"
+        );
+        // The other side knows all 4: exactly half with the lowest address is a majority.
+        let full = view(&[(0, Alive), (3, Alive), (1, Down), (2, Down)]);
+        let mut other = Members::new(full[0].id, 4);
+        other.update(&full, false, 0, Instant::now());
+        assert!(other.quorum());
+        assert!(other.knows_all());
+        // Answers: the same rule, and without this node while it recovers.
+        let who: crate::det::Set<SocketAddr> = [node(2, 1).addr].into_iter().collect();
+        assert!(!m.majority_of(&who), "2 of 4 without knowing every member");
+        assert!(no_size.majority_of(&who));
+        assert!(!no_size.majority_without_me(&who), "1 of 3");
+        let both: crate::det::Set<SocketAddr> =
+            [node(2, 1).addr, node(3, 1).addr].into_iter().collect();
+        assert!(no_size.majority_without_me(&both));
+        assert!(no_size.all_others_in(&both));
+        assert!(!m.all_others_in(&both), "node 0 is unknown to it");
+    }
+
+    #[test]
     fn changes_tell_deaths_restarts_and_renewals_apart() {
         use MemberState::{Alive, Down};
-        let mut m = Members::new(node(1, 1));
+        let mut m = Members::new(node(1, 1), 0);
         let c = m.update(
             &[
                 row(1, 1, Alive, false),
@@ -430,7 +487,7 @@ mod tests {
     #[test]
     fn draining_members_take_no_copies() {
         use MemberState::Alive;
-        let mut m = Members::new(node(1, 1));
+        let mut m = Members::new(node(1, 1), 0);
         let c = m.update(
             &[row(1, 1, Alive, false), row(2, 1, Alive, true)],
             false,

@@ -44,10 +44,14 @@ pub mod kind {
     pub const DROPPED: u8 = 18;
     /// [`super::CustodyMsg::DropsNoted`]: every member → the owner.
     pub const DROPS_NOTED: u8 = 19;
+    /// [`super::CustodyMsg::NotesRequest`]: a restarted process → every member.
+    pub const NOTES_REQUEST: u8 = 20;
+    /// [`super::CustodyMsg::Notes`]: the answer, in parts.
+    pub const NOTES: u8 = 21;
 
     /// Whether `k` is a session-layer kind.
     pub fn is_custody(k: u8) -> bool {
-        matches!(k, 1 | 2 | 7..=19)
+        matches!(k, 1 | 2 | 7..=21)
     }
 }
 
@@ -242,6 +246,10 @@ pub enum CustodyMsg {
     Holdings {
         /// The inquiry.
         id: u64,
+        /// The answer counts toward the inquiry's majority: false from a restarted process
+        /// that has not learned the notes its predecessor held (recovery.rs) — what it holds
+        /// is still told, but its "nothing newer" says nothing.
+        voter: bool,
         /// One per session asked about.
         entries: Vec<Holding>,
     },
@@ -254,6 +262,28 @@ pub enum CustodyMsg {
     Dropped(Vec<DropNote>),
     /// The receiver noted these drops: `(session, member dropped, below)`.
     DropsNoted(Vec<(u128, SocketAddr, u64)>),
+    /// A restarted process asks for the notes (claims, drops) the receiver holds: its
+    /// predecessor's are lost, and until it learned them from enough members its answers to
+    /// inquiries do not count (recovery.rs).
+    NotesRequest {
+        /// Names the answer.
+        round: u64,
+    },
+    /// The notes the sender holds, in `parts` messages (any order; duplicates harmless).
+    Notes {
+        /// The request answered.
+        round: u64,
+        /// The sender is itself a restarted process still learning its notes.
+        recovering: bool,
+        /// This message's number, from 0.
+        part: u32,
+        /// How many messages the answer has.
+        parts: u32,
+        /// Noted claims.
+        claims: Vec<(u128, Claim)>,
+        /// Noted drops.
+        drops: Vec<DropNote>,
+    },
     /// The sessions the sender owns with the receiver as a replica, in chunks; `last` ends
     /// the list.
     Inventory {
@@ -285,6 +315,8 @@ impl CustodyMsg {
             Self::Claims(_) => kind::CLAIMS,
             Self::Dropped(_) => kind::DROPPED,
             Self::DropsNoted(_) => kind::DROPS_NOTED,
+            Self::NotesRequest { .. } => kind::NOTES_REQUEST,
+            Self::Notes { .. } => kind::NOTES,
         }
     }
 
@@ -393,8 +425,9 @@ impl CustodyMsg {
                     w.u128(*s);
                 }
             }
-            Self::Holdings { id, entries } => {
+            Self::Holdings { id, voter, entries } => {
                 w.u64(*id);
+                w.u8(u8::from(*voter));
                 w.len(entries.len());
                 for h in entries {
                     w.u128(h.session);
@@ -428,6 +461,34 @@ impl CustodyMsg {
                     w.u128(*session);
                     w.addr(*member);
                     w.u64(*below);
+                }
+            }
+            Self::NotesRequest { round } => w.u64(*round),
+            Self::Notes {
+                round,
+                recovering,
+                part,
+                parts,
+                claims,
+                drops,
+            } => {
+                w.u64(*round);
+                w.u8(u8::from(*recovering));
+                w.u32(*part);
+                w.u32(*parts);
+                w.len(claims.len());
+                for (session, c) in claims {
+                    w.u128(*session);
+                    w.u32(c.epoch);
+                    w.addr(c.owner);
+                }
+                w.len(drops.len());
+                for d in drops {
+                    w.u128(d.session);
+                    w.u32(d.epoch);
+                    w.addr(d.owner);
+                    w.u64(d.below);
+                    w.addr(d.member);
                 }
             }
         }
@@ -573,6 +634,7 @@ impl CustodyMsg {
             }
             kind::HOLDINGS => {
                 let id = r.u64()?;
+                let voter = r.flag()?;
                 let n = r.count(36)?;
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -589,7 +651,7 @@ impl CustodyMsg {
                         seq: r.u64()?,
                     });
                 }
-                Self::Holdings { id, entries }
+                Self::Holdings { id, voter, entries }
             }
             kind::CLAIMS => {
                 let n = r.count(27)?;
@@ -627,6 +689,47 @@ impl CustodyMsg {
                     entries.push((r.u128()?, r.addr()?, r.u64()?));
                 }
                 Self::DropsNoted(entries)
+            }
+            kind::NOTES_REQUEST => Self::NotesRequest { round: r.u64()? },
+            kind::NOTES => {
+                let round = r.u64()?;
+                let recovering = r.flag()?;
+                let part = r.u32()?;
+                let parts = r.u32()?;
+                if part >= parts {
+                    return Err(r.err("part out of range"));
+                }
+                let n = r.count(27)?;
+                let mut claims = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let session = r.u128()?;
+                    claims.push((
+                        session,
+                        Claim {
+                            epoch: r.u32()?,
+                            owner: r.addr()?,
+                        },
+                    ));
+                }
+                let n = r.count(42)?;
+                let mut drops = Vec::with_capacity(n);
+                for _ in 0..n {
+                    drops.push(DropNote {
+                        session: r.u128()?,
+                        epoch: r.u32()?,
+                        owner: r.addr()?,
+                        below: r.u64()?,
+                        member: r.addr()?,
+                    });
+                }
+                Self::Notes {
+                    round,
+                    recovering,
+                    part,
+                    parts,
+                    claims,
+                    drops,
+                }
             }
             _ => return Err(r.err("unknown kind")),
         };
@@ -720,6 +823,7 @@ pub fn samples() -> Vec<CustodyMsg> {
         },
         CustodyMsg::Holdings {
             id: 9,
+            voter: true,
             // Every role (4 and 5 were refused by the decoder once: drop notes and
             // unconfirmed owners could not cross a real link).
             entries: (0..=5)
@@ -747,6 +851,27 @@ pub fn samples() -> Vec<CustodyMsg> {
             member: sample_v6(),
         }]),
         CustodyMsg::DropsNoted(vec![(9, sample_addr(3), 17)]),
+        CustodyMsg::NotesRequest { round: u64::MAX },
+        CustodyMsg::Notes {
+            round: 3,
+            recovering: true,
+            part: 1,
+            parts: 2,
+            claims: vec![(
+                u128::MAX,
+                Claim {
+                    epoch: u32::MAX,
+                    owner: sample_v6(),
+                },
+            )],
+            drops: vec![DropNote {
+                session: 4,
+                epoch: 2,
+                owner: sample_addr(2),
+                below: 1,
+                member: sample_addr(5),
+            }],
+        },
     ]
 }
 
@@ -784,6 +909,7 @@ mod tests {
     fn an_unknown_holding_role_is_an_error() {
         let m = CustodyMsg::Holdings {
             id: 1,
+            voter: false,
             entries: vec![Holding {
                 session: 1,
                 role: 6,
@@ -797,12 +923,12 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(k in 0u8..20, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        fn arbitrary_bytes_never_panic(k in 0u8..24, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = CustodyMsg::decode(k, &Bytes::from(body));
         }
 
         #[test]
-        fn corrupted_messages_never_panic(which in 0usize..15, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
+        fn corrupted_messages_never_panic(which in 0usize..17, at in 0usize..400, byte in proptest::prelude::any::<u8>()) {
             let m = &samples()[which];
             let mut body = m.encode();
             let i = at % body.len().max(1);

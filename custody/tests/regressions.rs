@@ -25,6 +25,19 @@
 //!   overruled while a member is missing; 7811 — an owner answers for itself, not with a
 //!   newer note it holds; 8506 — no drop note on a timer; 6367 — a claimant back under a new
 //!   process is asked again, not taken for a claim in force.
+//! - `PAST_10000`: failed in seeds 10,001-20,000 at 536d030, each fixed at its root: 11271 —
+//!   a process restarted while a member was stalled never heard of it, and counted a majority
+//!   over its view of 3 members where the others knew 4 (majorities now count over the
+//!   configured cluster size, `Config::cluster_size`); 12322 — a restarted process answered
+//!   inquiries without the claim and drop notes its predecessor held, making with a stale
+//!   replica a majority that knew nothing (restarted processes now learn the notes before
+//!   their answers count, recovery.rs); 15714 — an owner back in touch gave its session up
+//!   to its hand-off's successor whose claim was not in force yet, and told its replica to
+//!   forget; the successor died before its confirmation, and with it the session (an owner
+//!   now waits for such a claim to be in force). 12481 failed an intermediate version of
+//!   these fixes: a confirmation raised the owner's epoch past a hand-off it still offered
+//!   (to a successor restarted at the same address), which then froze the session for good
+//!   (the raise now withdraws the offer).
 
 use mcp_custody::sim::{World, random};
 
@@ -38,10 +51,17 @@ const AFTER_FENCING: &[u64] = &[1951, 3794, 4781, 5642, 6593, 8329, 8392, 8832];
 
 const ON_THE_WAY: &[u64] = &[3160, 3863, 4136, 6367, 7623, 7811, 8162, 8233, 8506];
 
+const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
+
 #[test]
 fn seeds_that_once_failed_pass() {
     let mut failed = Vec::new();
-    for &seed in FENCING.iter().chain(AFTER_FENCING).chain(ON_THE_WAY) {
+    for &seed in FENCING
+        .iter()
+        .chain(AFTER_FENCING)
+        .chain(ON_THE_WAY)
+        .chain(PAST_10000)
+    {
         let (cfg, ops) = random::scenario(seed);
         let report = World::new(cfg, seed).run(&ops);
         if let Some(first) = report.violations.first() {

@@ -203,13 +203,15 @@ fn a_hand_off_racing_a_take_over_loses_nothing() {
         Op::Wait(secs(3)),
     ];
     settle(&mut ops);
-    let seeds = [1, 2, 3, 4, 5, 6];
+    // Seed 4 stopped showing the race when restarted processes began to ask for notes at
+    // start (recovery.rs: other messages, other timings): 7 replaces it.
+    let seeds = [1, 2, 3, 5, 6, 7];
     let reports = play_seeds("hand-off race", &config(5, 200), &ops, &seeds);
     for r in &reports {
         assert_eq!(r.lost_legit, 0, "R = 2 and no holder was lost");
     }
     // The story happened: every run handed sessions off and gave some claim up to another,
-    // and most took sessions over as well (seed 4 of these: none).
+    // and most took sessions over as well.
     assert!(reports.iter().all(|r| r.handoffs > 0 && r.superseded > 0));
     assert!(reports.iter().filter(|r| r.takeovers > 0).count() >= 5);
 }

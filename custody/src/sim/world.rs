@@ -29,7 +29,8 @@ pub struct SimConfig {
     pub nodes: Idx,
     /// Clients, each with one session.
     pub clients: usize,
-    /// The session layer's configuration on every node (`has_seeds` is set by the world).
+    /// The session layer's configuration on every node (`has_seeds` is set by the world, and
+    /// `cluster_size`, when 0, to `nodes`).
     pub custody: Config,
     /// The membership's configuration on every node.
     pub membership: membership::Config,
@@ -418,6 +419,10 @@ impl World {
             id,
             Config {
                 has_seeds,
+                cluster_size: match self.cfg.custody.cluster_size {
+                    0 => usize::from(self.cfg.nodes),
+                    n => n,
+                },
                 ..self.cfg.custody.clone()
             },
             seed,
@@ -1617,8 +1622,9 @@ fn short(msg: &crate::wire::CustodyMsg) -> String {
                 .collect::<Vec<_>>()
         ),
         M::Inquire { id, sessions } => format!("Inquire {id} ({} sessions)", sessions.len()),
-        M::Holdings { id, entries } => format!(
-            "Holdings {id} ({} entries) {:?}",
+        M::Holdings { id, voter, entries } => format!(
+            "Holdings {id}{} ({} entries) {:?}",
+            if *voter { "" } else { " (not a voter)" },
             entries.len(),
             entries.first()
         ),
