@@ -798,10 +798,37 @@ async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
     let session = initialize(addr).await;
     wait_for_tool(addr, &session, "up__echo", Duration::from_secs(10)).await;
 
+    // The client's own GET stream, open while the list changes, hears about it.
+    let client_stream = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            send_with(
+                addr,
+                "GET",
+                "/mcp",
+                &[
+                    ("accept", "text/event-stream"),
+                    ("mcp-session-id", &session),
+                ],
+                "",
+                Duration::from_secs(3),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     // Announced on the answer's own stream.
     let r = legacy(addr, &session, "tools/call", json!({"name": "up__grow"})).await;
     assert_eq!(text_of(&r), "grown");
     wait_for_tool(addr, &session, "up__added-0", Duration::from_secs(5)).await;
+    let heard = client_stream.await.expect("GET stream");
+    assert_eq!(heard.status, 200, "{heard:?}");
+    assert!(
+        heard.body.contains("notifications/tools/list_changed"),
+        "the client was told: {}",
+        heard.body
+    );
 
     // Announced on the standalone GET stream the node holds open with the upstream.
     let deadline = Instant::now() + Duration::from_secs(5);
