@@ -149,6 +149,7 @@ pub async fn start_with(
         }
         housekeeping.abort();
         drop(upstreams);
+        task_node.upstreams.close(Duration::from_secs(1)).await;
         let _ = admin_task.await;
     });
     tracing::info!(%mcp_addr, %admin_addr, max_connections = node.settings.max_connections, "mcp-node serving");

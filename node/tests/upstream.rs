@@ -31,6 +31,8 @@ struct Script {
     headers_seen: parking_lot::Mutex<Vec<(String, String)>>,
     /// Tools added by calling `grow` / `grow-quietly` (listed from then on).
     added: AtomicU32,
+    /// Sessions ended with DELETE.
+    deleted: parking_lot::Mutex<Vec<String>>,
     /// Whether GET opens a standalone stream (else 405).
     streams: AtomicBool,
     /// Events for the open standalone streams.
@@ -132,6 +134,10 @@ fn result(id: &Value, result: Value) -> String {
 async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Script) -> Vec<u8> {
     if head.starts_with("GET ") {
         return http("405 Method Not Allowed", "", "text/plain", "no stream");
+    }
+    if head.starts_with("DELETE ") {
+        script.deleted.lock().push(session.unwrap_or_default());
+        return http("200 OK", "", "text/plain", "");
     }
     let Ok(msg) = serde_json::from_slice::<Value>(body) else {
         return http("400 Bad Request", "", "text/plain", "not JSON");
@@ -457,7 +463,9 @@ async fn tools_are_federated_with_a_prefix_for_both_eras() {
         !seen.is_empty() && seen.iter().all(|(_, v)| v == "k1"),
         "{seen:?}"
     );
+    // At shutdown the node ends its upstream session.
     node.shutdown().await;
+    assert_eq!(*script.deleted.lock(), vec!["s1".to_string()]);
 }
 
 #[tokio::test]

@@ -432,6 +432,37 @@ impl Client {
         }
     }
 
+    /// Ends the session with the upstream (DELETE with its `Mcp-Session-Id`), so the upstream
+    /// does not keep it after this node is gone. Bounded by `within`; a failure is only
+    /// logged (the upstream may be gone too). The session is forgotten: a later request would
+    /// open a new one.
+    pub async fn close(&self, within: Duration) {
+        let Some(session) = self.session.lock().take() else {
+            return;
+        };
+        let Some(id) = session.id else { return };
+        let mut req = Request::delete(self.url.clone())
+            .header(SESSION_HEADER, id)
+            .header(VERSION_HEADER, session.version);
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let Ok(req) = req.body(Full::new(Bytes::new())) else {
+            return;
+        };
+        match tokio::time::timeout(within, self.http.request(req)).await {
+            Ok(Ok(resp)) => {
+                tracing::debug!(upstream = %self.name, status = %resp.status(), "upstream session ended");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %self.name, error = %chain(&e), "ending the upstream session failed");
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %self.name, "ending the upstream session timed out");
+            }
+        }
+    }
+
     /// Holds the standalone GET stream of the current session open and wakes the refresher on
     /// `notifications/tools/list_changed`. Ends when the upstream has no such stream (405);
     /// otherwise re-opens it after a pause (1 s, doubling to 30 s while it fails), on a new

@@ -88,6 +88,11 @@ impl Upstreams {
             .find_map(|u| u.tool_name(served).map(|t| (u, t)))
     }
 
+    /// Ends every upstream session this node holds (at shutdown), at most `within` in all.
+    pub async fn close(&self, within: Duration) {
+        futures_util::future::join_all(self.list.iter().map(|u| u.close(within))).await;
+    }
+
     /// Starts each upstream's refresher and stream listener; they stop when the returned
     /// [`Tasks`] is dropped.
     pub fn spawn(&self, announce: AnnounceFn) -> Tasks {

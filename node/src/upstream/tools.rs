@@ -191,6 +191,11 @@ impl Upstream {
         }
     }
 
+    /// Ends this node's session with the upstream.
+    pub async fn close(&self, within: Duration) {
+        self.client.close(within).await;
+    }
+
     /// Holds the upstream's standalone stream (its `list_changed` notifications).
     pub async fn listen(self: Arc<Self>) {
         self.client.listen().await;
