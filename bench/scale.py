@@ -268,9 +268,11 @@ def proc_cpu_rss(pid):
 class Sampler(threading.Thread):
     """Every second: each node's CPU and RSS from /proc; every 2 s its /metrics."""
 
-    def __init__(self, cluster):
+    def __init__(self, cluster, trace=None):
         super().__init__(daemon=True)
         self.cluster, self.stop_ = cluster, threading.Event()
+        # KEEP_LOGS: every sample's queue and forwarding figures, one JSON line each.
+        self.trace = trace
         self.proc = []     # (unix, node, pid, cpu_s, rss)
         self.metrics = []  # (unix, node, pid, {name: value})
         self.lock = threading.Lock()
@@ -306,7 +308,24 @@ class Sampler(threading.Thread):
                     "raw": metric(m, "mcp_cluster_peer_bytes_sent", stage="raw"),
                     "sessions": metric(m, "mcp_sessions"),
                     "connections": metric(m, "mcp_connections"),
+                    "peer_queued": metric(m, "mcp_cluster_peer_queued_messages"),
+                    "inbound_queued": metric(m, "mcp_cluster_inbound_queued_messages"),
+                    "forwarded_ok": metric(m, "mcp_cluster_forwarded", outcome="ok"),
+                    "forwarded_timeout": metric(m, "mcp_cluster_forwarded", outcome="timeout"),
+                    "forwarded_refused": metric(m, "mcp_cluster_forwarded", outcome="refused"),
+                    "replication_refused": metric(m, "mcp_cluster_replication_refused"),
+                    "replicated": metric(m, "mcp_cluster_replication_messages"),
                 }
+                if self.trace:
+                    # Every refusal and forwarding outcome by label, for reading a run's logs.
+                    detail = {n + "{" + ",".join(f"{k}={v}" for k, v in labels) + "}": v
+                              for (n, labels), v in m.items()
+                              if n in ("mcp_rejections_total", "mcp_cluster_forwarded_total",
+                                       "mcp_cluster_no_quorum_refusals_total",
+                                       "mcp_cluster_admission_refused_total") and v}
+                    self.trace.write(json.dumps({"t": round(time.time(), 2), "node": x.i, **row,
+                                                 "detail": detail}) + "\n")
+                    self.trace.flush()
                 with self.lock:
                     self.metrics.append((time.time(), x.i, pid, row))
 
@@ -424,7 +443,7 @@ def main():
     if conv is None:
         sys.exit(f"bench-scale: the {n_nodes} nodes did not converge within {WAIT_CLUSTER_S} s")
     log(f"cluster converged in {conv:.1f} s")
-    sampler = Sampler(cluster)
+    sampler = Sampler(cluster, open(os.path.join(work, "metrics.jsonl"), "w") if env("KEEP_LOGS", "0") == "1" else None)
     sampler.start()
     run = Run()
 

@@ -21,6 +21,7 @@ pub async fn run(
 ) {
     let mut batch = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 256).await > 0 {
+        node.metrics.cluster.set_inbound_queued(rx.len());
         for Incoming { from, message } in batch.drain(..) {
             let msg = match PeerMsg::decode(message.kind, &message.body) {
                 Ok(m) => m,

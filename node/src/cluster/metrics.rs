@@ -112,6 +112,8 @@ pub struct ClusterMetrics {
     members: Family<StateLabels, Gauge>,
     events: Family<EventLabels, Counter>,
     rtt: Family<PeerLabels, Gauge<f64, AtomicU64>>,
+    peer_queued: Family<PeerLabels, Gauge>,
+    inbound_queued: Gauge,
     forwarded: Family<OutcomeLabels, Counter>,
     forward_seconds: Histogram,
     ack_seconds: Histogram,
@@ -143,6 +145,8 @@ impl Default for ClusterMetrics {
             members: Family::default(),
             events: Family::default(),
             rtt: Family::default(),
+            peer_queued: Family::default(),
+            inbound_queued: Gauge::default(),
             forwarded: Family::default(),
             forward_seconds: latency_histogram(),
             ack_seconds: latency_histogram(),
@@ -188,6 +192,16 @@ impl ClusterMetrics {
             "peer_rtt_seconds",
             "Smoothed QUIC round-trip time to each connected peer",
             m.rtt.clone(),
+        );
+        r.register(
+            "peer_queued_messages",
+            "Messages queued for each connected peer, not yet framed (sampled every tick)",
+            m.peer_queued.clone(),
+        );
+        r.register(
+            "inbound_queued_messages",
+            "Peer messages received and waiting for this node to handle them",
+            m.inbound_queued.clone(),
         );
         r.register(
             "forwarded",
@@ -416,18 +430,29 @@ impl ClusterMetrics {
         self.events.get_or_create(&EventLabels { event }).get()
     }
 
-    /// Records the RTT to `peer`, or forgets it (`None`: not connected).
-    pub fn set_rtt(&self, peer: &str, seconds: Option<f64>) {
+    /// Records the RTT to `peer` and the messages queued for it, or forgets both (`None`:
+    /// not connected).
+    pub fn set_rtt(&self, peer: &str, seconds: Option<f64>, queued: usize) {
         let labels = PeerLabels {
             peer: peer.to_owned(),
         };
         match seconds {
             Some(s) => {
                 self.rtt.get_or_create(&labels).set(s);
+                self.peer_queued
+                    .get_or_create(&labels)
+                    .set(i64::try_from(queued).unwrap_or(i64::MAX));
             }
             None => {
                 self.rtt.remove(&labels);
+                self.peer_queued.remove(&labels);
             }
         }
+    }
+
+    /// Records how many received peer messages wait to be handled.
+    pub fn set_inbound_queued(&self, n: usize) {
+        self.inbound_queued
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 }

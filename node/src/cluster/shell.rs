@@ -73,15 +73,14 @@ fn observe(node: &Node, transport: &Transport, membership: &MembershipHandle) {
             .meta
             .as_ref()
             .map_or_else(|| r.id.addr.to_string(), |m| m.name.clone());
-        let rtt = r
-            .state
-            .is_live()
-            .then(|| transport.peer_stats(r.id.addr))
-            .flatten()
+        let stats = transport.peer_stats(r.id.addr);
+        let rtt = stats
+            .as_ref()
+            .filter(|_| r.state.is_live())
             .and_then(|s| s.rtt)
             .map(|d| d.as_secs_f64());
-        m.set_rtt(&name, rtt);
-        if let Some(stats) = transport.peer_stats(r.id.addr) {
+        m.set_rtt(&name, rtt, stats.as_ref().map_or(0, |s| s.queued));
+        if let Some(stats) = stats {
             m.frames(r.id.addr, stats.frames);
         }
     }
@@ -129,7 +128,7 @@ fn on_event(
             tracing::info!(generation = id.generation, "member down");
             // Its connection is dead or closing; a restarted process dials afresh.
             transport.forget(id.addr);
-            m.set_rtt(&name, None);
+            m.set_rtt(&name, None, 0);
             peers.membership_changed(node, Some(id));
         }
         Event::Renamed { old, new } => {
