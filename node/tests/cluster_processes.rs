@@ -449,3 +449,67 @@ async fn new_sessions_are_refused_quickly_while_replication_lags() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `mcp_cluster_replication_messages` on a node's admin `/metrics`.
+async fn replication_messages(admin: SocketAddr) -> u64 {
+    let r = common::send_with(admin, "GET", "/metrics", &[], "", Duration::from_secs(2)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
+        .lines()
+        .find(|l| l.starts_with("mcp_cluster_replication_messages"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or_else(
+            || panic!("no replication counter in {}", r.body),
+            |v| v as u64,
+        )
+}
+
+/// A member's death re-replicates only the sessions whose replica set changed (those node-2
+/// held copies of: about half of node-0's on three nodes), not every session: re-sending all
+/// of them made each membership change a burst of one message per session, and at 100K
+/// sessions relayed requests waited seconds behind it. Every session still continues on the
+/// survivors afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_death_re_replicates_only_sessions_whose_replicas_changed() {
+    const SESSIONS: usize = 60;
+    let certs = write_certs("certs-resend");
+    let logs = temp("logs-resend");
+    let (mut fleet, ports) = start_fleet(&certs, &logs);
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    converge(&admins).await;
+    let mut sessions = Vec::new();
+    for _ in 0..SESSIONS {
+        sessions.push(common::initialize(ports[0].mcp).await);
+    }
+    // Let the new sessions' copies go out, then count from a quiet point.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = replication_messages(admins[0]).await;
+
+    let mut victim = fleet.0[2].take().expect("node-2");
+    victim.kill().expect("SIGKILL");
+    let _ = victim.wait();
+    until(
+        &admins[..2],
+        Duration::from_secs(10),
+        "kill detected",
+        |v| member(v, "node-2").is_some_and(|m| m["state"] == "dead"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = replication_messages(admins[0]).await - before;
+    println!("node-2 died: node-0 re-replicated {sent} of its {SESSIONS} sessions");
+    // Each session's replica is node-1 or node-2 at random: all 60 on node-2 has odds 2^-60.
+    assert!(sent > 0, "the sessions node-2 copied got a new replica");
+    assert!(
+        sent < SESSIONS as u64,
+        "only sessions whose replicas changed are sent again, not all {SESSIONS}: {sent}"
+    );
+    for (i, s) in sessions.iter().enumerate() {
+        let r = common::echo(ports[1].mcp, s, i as u32, "after").await;
+        assert_eq!(r.status, 200, "session {s} continues: {r:?}");
+    }
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}

@@ -279,6 +279,11 @@ impl Transport {
         })
     }
 
+    /// Messages queued for `to` and not yet framed (0 for a peer never used).
+    pub fn queued(&self, to: SocketAddr) -> usize {
+        self.inner.peer_if_known(to).map_or(0, |p| p.queued())
+    }
+
     /// Drops a peer (declared down): its queue is discarded, its connection closed.
     pub fn forget(&self, addr: SocketAddr) {
         if let Some(peer) = self.inner.peers.lock().remove(&addr) {

@@ -62,6 +62,18 @@ pub const TAKEOVER_GRACE: Duration = Duration::from_millis(500);
 const TAKEOVER_BATCH: usize = 1_000;
 const TAKEOVER_PACE: Duration = Duration::from_millis(100);
 
+/// A peer link with more messages than this queued (not yet framed) is busy: bulk work —
+/// copies after a membership change or a take-over, hand-offs — waits for it, so a client
+/// request relayed over the same link never queues behind more than about this much. At 100K
+/// sessions a membership change or a drain queued 10,000+ copies per link at once, and
+/// forwarded requests waited seconds behind them.
+const BUSY_LINK_MESSAGES: usize = 512;
+/// How long the replicator holds back for busy links before it sends anyway (a stalled peer
+/// must not stop replication to the others for long: its queue refuses when full).
+const BUSY_PAUSE: Duration = Duration::from_millis(500);
+/// How often a held-back replicator looks at the links again.
+const BUSY_POLL: Duration = Duration::from_millis(2);
+
 struct AckWait {
     remaining: usize,
     waiters: Vec<oneshot::Sender<()>>,
@@ -273,6 +285,18 @@ impl Peers {
             .filter(|m| m.state.is_live() && !m.meta.as_ref().is_some_and(|m| m.draining))
             .map(|m| m.id)
             .collect()
+    }
+
+    /// Whether the link to `to` has more than [`BUSY_LINK_MESSAGES`] queued.
+    fn link_busy(&self, to: SocketAddr) -> bool {
+        self.transport.queued(to) > BUSY_LINK_MESSAGES
+    }
+
+    /// Whether a link to one of `s`'s replicas (as `replicate` would choose them now) is busy.
+    fn replica_links_busy(&self, s: &Session) -> bool {
+        ownership::replicas(&key(s.id), self.me().addr, &self.live_takers(), self.r)
+            .iter()
+            .any(|m| self.link_busy(m.addr))
     }
 
     fn addr_is_live(&self, addr: SocketAddr) -> bool {
@@ -690,7 +714,13 @@ impl Peers {
     }
 
     /// The membership changed: take over the sessions of a dead owner this node succeeds,
-    /// end relays to dead peers, and re-replicate every owned session (new replica sets).
+    /// end relays to dead peers, and re-replicate the owned sessions whose replica set
+    /// changed (a full copy to the new set). A session whose set is the same sends nothing:
+    /// re-sending all of them made every membership change a burst of one message per session
+    /// (100,000 at 100K sessions), and client requests relayed over the same peer links
+    /// waited behind it. `down` (dead, or restarted under a new identity at the same
+    /// address) held copies no more: sessions it replicated get a full copy again even when
+    /// their set is unchanged.
     pub fn membership_changed(self: &Arc<Self>, node: &Arc<Node>, down: Option<NodeId>) {
         self.members_stable_for();
         if let Some(dead) = down {
@@ -705,7 +735,23 @@ impl Peers {
                 peers.take_over_from(&node, dead).await;
             });
         }
-        node.sessions.for_each(|s| self.mark(s));
+        let takers = self.live_takers();
+        let (me, gone) = (self.me().addr, down.map(|d| d.addr));
+        node.sessions.for_each(|s| {
+            let set = ownership::replicas(&key(s.id), me, &takers, self.r);
+            let mut st = s.state.lock();
+            let lost_copy = gone.is_some_and(|g| st.repl_to.contains(&g));
+            let moved = st.repl_to.len() != set.len()
+                || st.repl_to.iter().zip(&set).any(|(a, m)| *a != m.addr);
+            if lost_copy {
+                // Its copy died with the process: `replicate` sends the set a full copy.
+                st.repl_to.clear();
+            }
+            drop(st);
+            if lost_copy || moved {
+                self.mark(s);
+            }
+        });
     }
 
     /// Whether `dead` may still be taken over from: it is not live again under the same
@@ -861,6 +907,12 @@ impl Peers {
             let Some(to) = ownership::rank(&key(s.id), &takers).first().map(|m| m.addr) else {
                 return;
             };
+            if self.link_busy(to) {
+                // Paced by the link: a later round sends it (it is served here meanwhile,
+                // not frozen), so the successor's link never holds a backlog of hand-offs
+                // that requests relayed to it wait behind.
+                return;
+            }
             // Frozen before the copy is taken: a request routed from now on waits, so no
             // change made here is missing from the successor's copy.
             self.handing.lock().insert(s.id, now);
@@ -1164,8 +1216,21 @@ pub async fn replicator(
     mut rx: mpsc::UnboundedReceiver<Arc<Session>>,
 ) {
     let mut batch = Vec::with_capacity(256);
+    // Since when the links have been busy without a break (see `BUSY_PAUSE`).
+    let mut busy_since: Option<Instant> = None;
     while rx.recv_many(&mut batch, 256).await > 0 {
         for s in batch.drain(..) {
+            // Paced by the links: sessions marked meanwhile stay coalesced in the queue.
+            while peers.replica_links_busy(&s) {
+                let since = *busy_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= BUSY_PAUSE {
+                    break;
+                }
+                tokio::time::sleep(BUSY_POLL).await;
+            }
+            if busy_since.is_some() && !peers.replica_links_busy(&s) {
+                busy_since = None;
+            }
             peers.replicate(&node, &s);
         }
     }
