@@ -84,8 +84,7 @@ pub async fn start_with(
     content::packs::register_configured(&mut builder, &settings.config);
     extend(&mut builder);
     let catalog = builder.build()?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
+    let listener = listen(settings.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (`listen`): {e}", settings.listen))?;
     let admin = TcpListener::bind(settings.admin_listen)
         .await
@@ -222,4 +221,25 @@ pub async fn shutdown_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+/// Connections the kernel may hold for the MCP listener before `accept` takes them (capped
+/// by `net.core.somaxconn`, 4096 on current kernels). A node that dies leaves thousands of
+/// clients reconnecting to the others within a fraction of a second; at tokio's default of
+/// 1024 the queues overflowed at 100K sessions (`TcpExtListenOverflows`), the kernel dropped
+/// the SYNs, and the clients' retransmits came 1 s and 3 s later — stream reopens that took
+/// longer than the clients waited.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// The MCP listener on `addr`, with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind`: a restarted node binds its port again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
