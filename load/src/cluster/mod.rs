@@ -7,8 +7,8 @@
 //! - Calls (`tools/call`, open loop: call *i* is due at `start + i / rate`, latency from the
 //!   due time) go to the nodes round-robin over a **shared pool of keep-alive connections per
 //!   node** ([`pool`]): no connection per session for calls.
-//! - On failure a call is retried on the next node and a broken stream reopened on the next
-//!   node with the same `Mcp-Session-Id` and `Last-Event-ID`; a session is **never
+//! - On failure a call is retried on the next node and a broken stream reopened on another
+//!   node picked at random (as a Service spreads reconnects) with the same `Mcp-Session-Id` and `Last-Event-ID`; a session is **never
 //!   re-initialized**. It is lost on a 404 after it was established, or when it gets no
 //!   success within the deadline.
 //! - Every stream's event ids are checked ([`sse`]): gaps, duplicates, and streams the node

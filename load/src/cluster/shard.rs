@@ -198,6 +198,23 @@ impl Shard {
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// A node other than `node`, each equally likely (as a Kubernetes Service spreads new
+    /// connections), or `node` when it is the only one. A stream that broke reconnects here:
+    /// moving every stream of a failed node to the same next node would put them all on one
+    /// node at once, past its connection cap and its accept backlog, which no Service does.
+    /// Nodes marked down (refused a connection) are left out while another is up.
+    pub fn other_node(&self, node: usize) -> usize {
+        let n = self.nodes.len();
+        let r = self.random();
+        let up: Vec<usize> = (0..n)
+            .filter(|&i| i != node && !self.nodes[i].is_down())
+            .collect();
+        if up.is_empty() {
+            return other_of(node, n, r);
+        }
+        up[((r * up.len() as f64) as usize).min(up.len() - 1)]
+    }
+
     /// The next JSON-RPC id.
     pub fn next_id(&self) -> u64 {
         let id = self.next_id.get();
@@ -277,9 +294,8 @@ impl Shard {
         self.held_changed(1);
         self.opened_total.set(self.opened_total.get() + 1);
         self.acc.borrow_mut().s.opened += 1;
-        let n = self.nodes.len();
-        let stream_node = if n > 1 && self.random() < self.cfg.relay_fraction {
-            (node + 1 + (self.random() * (n - 1) as f64) as usize % (n - 1)) % n
+        let stream_node = if self.random() < self.cfg.relay_fraction {
+            self.other_node(node)
         } else {
             node
         };
@@ -689,4 +705,41 @@ async fn drive(
     done.lost_sessions = shard.lost.borrow().clone();
     done.complete = complete;
     shard.emit(ShardMsg::Done(done));
+}
+
+/// Of `n` nodes, the one other than `node` that `r` (uniform in [0, 1)) picks; `node` itself
+/// when it is the only one.
+fn other_of(node: usize, n: usize, r: f64) -> usize {
+    if n < 2 {
+        return node;
+    }
+    let k = ((r * (n - 1) as f64) as usize).min(n - 2);
+    (node + 1 + k) % n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_of;
+
+    #[test]
+    fn reconnects_spread_over_every_other_node_evenly() {
+        let (n, node, draws) = (7, 3, 7_000);
+        let mut hits = [0u32; 7];
+        for i in 0..draws {
+            hits[other_of(node, n, f64::from(i) / f64::from(draws))] += 1;
+        }
+        assert_eq!(hits[node], 0, "never the node that failed: {hits:?}");
+        for (i, h) in hits.iter().enumerate().filter(|(i, _)| *i != node) {
+            assert!(
+                (1_100..=1_234).contains(h),
+                "node {i} gets about a sixth: {hits:?}"
+            );
+        }
+        assert_eq!(other_of(0, 1, 0.5), 0, "one node: itself");
+        assert_eq!(
+            other_of(1, 2, 0.999_999),
+            0,
+            "the top of the range stays in range"
+        );
+    }
 }

@@ -1,6 +1,7 @@
 //! A session's GET stream, held on its own connection for the whole run: read event by event
 //! into the shard's one scratch buffer (nothing is allocated per event and no timer runs while
-//! it is idle), and reopened on the next node with `Last-Event-ID` when it breaks.
+//! it is idle), and reopened on another node (chosen at random, as a Service would) with
+//! `Last-Event-ID` when it breaks.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -29,7 +30,6 @@ pub async fn hold(
     first: usize,
     source: Option<std::net::IpAddr>,
 ) {
-    let n = shard.nodes.len();
     let mut node = first;
     let mut failures = 0u32;
     let mut req = Vec::new();
@@ -37,7 +37,9 @@ pub async fn hold(
         if !sess.held() || shard.stopping.get() {
             return;
         }
-        node = shard.pick_node(node);
+        if shard.nodes[node].is_down() {
+            node = shard.other_node(node);
+        }
         wire::get_stream(
             &mut req,
             &shard.nodes[node].ep,
@@ -74,10 +76,10 @@ pub async fn hold(
                         if !sess.held() || shard.stopping.get() {
                             return;
                         }
-                        // Idle past the limit: reopen on the next node at once.
+                        // Idle past the limit: reopen on another node at once.
                         sess.stream_down(&shard);
                         shard.error("stream", "idle");
-                        node = (node + 1) % n;
+                        node = shard.other_node(node);
                         continue;
                     }
                     End::Broke(kind) => {
@@ -86,12 +88,12 @@ pub async fn hold(
                             format_args!("stream {kind} on {}", shard.nodes[node].ep.host),
                         );
                         // The node went away, drained, or ended a relayed stream: reopen on
-                        // the next node after a jitter of up to REOPEN_JITTER, so that the
+                        // another node after a jitter of up to REOPEN_JITTER, so that the
                         // thousands of streams a node held do not all come back in the same
                         // millisecond.
                         sess.stream_down(&shard);
                         shard.error("stream", kind);
-                        node = shard.pick_node((node + 1) % n);
+                        node = shard.other_node(node);
                         let jitter = REOPEN_JITTER.mul_f64(shard.random());
                         tokio::select! {
                             _ = tokio::time::sleep(jitter) => {}
@@ -123,7 +125,7 @@ pub async fn hold(
         }
         failures += 1;
         shard.acc.borrow_mut().s.retries += 1;
-        node = shard.pick_node((node + 1) % n);
+        node = shard.other_node(node);
         let cap = Duration::from_millis(50)
             .saturating_mul(1 << failures.saturating_sub(1).min(10))
             .min(Duration::from_secs(1));
