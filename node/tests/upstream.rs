@@ -212,9 +212,18 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                     &result(&id, text(format!("echo: {}", args["text"].as_str().unwrap_or("?")))),
                 ),
                 "streamed" => {
-                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}});
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "logger": "up", "data": "working"}});
+                    // Progress under the token the node sent, and one under another token.
+                    let progress = match msg["params"]["_meta"].get("progressToken") {
+                        Some(token) => {
+                            let ours = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1, "total": 2, "message": "half"}});
+                            let other = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "not-yours", "progress": 9}});
+                            format!("data: {ours}\n\ndata: {other}\n\n")
+                        }
+                        None => String::new(),
+                    };
                     let sse = format!(
-                        ": hi\n\nevent: message\ndata: {note}\n\nevent: message\nid: 7\ndata: {}\n\n",
+                        ": hi\n\nevent: message\ndata: {note}\n\n{progress}event: message\nid: 7\ndata: {}\n\n",
                         result(&id, text("streamed".into()))
                     );
                     http("200 OK", "", "text/event-stream", &sse)
@@ -294,7 +303,8 @@ async fn node_with(upstreams: Vec<UpstreamConfig>) -> mcp_node::Running {
     .expect("node starts")
 }
 
-/// A legacy request inside `session`; the JSON-RPC message answered.
+/// A legacy request inside `session`; the JSON-RPC message answered (the last one of an SSE
+/// answer).
 async fn legacy(addr: SocketAddr, session: &str, method: &str, params: Value) -> Value {
     let body = json!({ "jsonrpc": "2.0", "id": 5, "method": method, "params": params }).to_string();
     let r = send_with(
@@ -307,6 +317,9 @@ async fn legacy(addr: SocketAddr, session: &str, method: &str, params: Value) ->
     )
     .await;
     assert_eq!(r.status, 200, "{r:?}");
+    if r.header("content-type") == Some("text/event-stream") {
+        return sse_messages(&r.body).pop().unwrap_or_default();
+    }
     r.json()
 }
 
@@ -629,31 +642,70 @@ struct Everything {
 }
 
 impl Everything {
+    /// Starts it on a free port; a few tries, since it listens on every address (`::`) and a
+    /// port free when chosen may be taken by then (by another test's or a load generator's
+    /// connections, which use ports of the same range).
+    async fn start_anywhere() -> (u16, Self) {
+        let mut last = String::new();
+        for _ in 0..5 {
+            // Free on every address, as the server will need it.
+            let port = std::net::TcpListener::bind("[::]:0")
+                .or_else(|_| std::net::TcpListener::bind("0.0.0.0:0"))
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            match Self::try_start(port).await {
+                Ok(me) => return (port, me),
+                Err(e) => last = e,
+            }
+        }
+        panic!("server-everything did not start in 5 tries: {last}");
+    }
+
     /// Starts `server-everything` in its Streamable HTTP mode on `port` and waits (≤ 30 s)
     /// until it accepts connections.
     async fn start(port: u16) -> Self {
+        Self::try_start(port)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_start(port: u16) -> Result<Self, String> {
         let node = std::env::var("MCPCLUSTER_NODE22")
             .expect("MCPCLUSTER_NODE22 unset: run `make e2e-upstream` (e2e/upstream/install.sh)");
         let entry = std::env::var("MCPCLUSTER_SERVER_EVERYTHING").expect(
             "MCPCLUSTER_SERVER_EVERYTHING unset: run `make e2e-upstream` (e2e/upstream/install.sh)",
         );
-        let child = std::process::Command::new(node)
+        let log = std::env::temp_dir().join(format!(
+            "mcp-node-server-everything-{}-{port}.log",
+            std::process::id()
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut child = std::process::Command::new(node)
             .arg(entry)
             .arg("streamableHttp")
             .env("PORT", port.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("server-everything starts");
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "server-everything did not listen on {port} within 30 s"
-            );
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = std::fs::remove_file(&log);
+                return Err(format!(
+                    "server-everything did not listen on {port} within 30 s ({exited:?}): {output}"
+                ));
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Self { child }
+        let _ = std::fs::remove_file(&log);
+        Ok(Self { child })
     }
 
     /// SIGKILL, and wait for the process to be gone.
@@ -676,11 +728,7 @@ impl Drop for Everything {
 #[tokio::test]
 #[ignore = "needs server-everything from npm: make e2e-upstream"]
 async fn server_everything() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
-    let mut everything = Everything::start(port).await;
+    let (port, mut everything) = Everything::start_anywhere().await;
     let mut up = upstream("everything", &format!("http://127.0.0.1:{port}/mcp"));
     up.timeout_ms = 10_000;
     let node = node_with(vec![up]).await;
@@ -721,11 +769,39 @@ async fn server_everything() {
         names(&list).contains(&"everything__echo".to_string()),
         "{list}"
     );
-    // The TypeScript SDK answers every request as an SSE stream; this one runs for a second.
-    let r = legacy(addr, &session, "tools/call", json!({"name": "everything__trigger-long-running-operation", "arguments": {"duration": 1, "steps": 2}})).await;
+    // The TypeScript SDK answers every request as an SSE stream; this one runs for a second
+    // and reports its progress, which reaches the client under the client's token.
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "everything__trigger-long-running-operation",
+        "arguments": {"duration": 1, "steps": 2},
+        "_meta": {"progressToken": "mine"}}})
+    .to_string();
+    let r = send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        &body,
+        Duration::from_secs(20),
+    )
+    .await;
+    let messages = sse_messages(&r.body);
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    println!("long-running operation: {messages:?}");
+    assert_eq!(progress.len(), 2, "{messages:?}");
     assert!(
-        text_of(&r).starts_with("Long running operation completed"),
-        "{r}"
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "mine" && p["params"]["total"] == 2.0),
+        "{progress:?}"
+    );
+    let last = messages.last().cloned().unwrap_or_default();
+    assert!(
+        text_of(&last).starts_with("Long running operation completed"),
+        "{last}"
     );
     // The upstream's own refusal reaches the client naming it.
     let r = legacy(
@@ -864,5 +940,81 @@ async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
     wait_for_tool(addr, &session, "up__added-1", Duration::from_secs(5)).await;
     println!("listed {:?} after the call", t.elapsed());
     assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
+    node.shutdown().await;
+}
+
+/// The JSON messages of an SSE answer.
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upstreams_progress_and_log_messages_reach_the_client() {
+    let (url, _script) = scripted_upstream().await;
+    let node = node_with(vec![upstream("up", &url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "up__streamed", Duration::from_secs(10)).await;
+    let r = legacy(
+        addr,
+        &session,
+        "logging/setLevel",
+        json!({"level": "debug"}),
+    )
+    .await;
+    assert!(r.get("result").is_some(), "{r}");
+
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "up__streamed", "_meta": {"progressToken": "client-token"}}})
+    .to_string();
+    let r = send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        &body,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-type"), Some("text/event-stream"), "{r:?}");
+    let messages = sse_messages(&r.body);
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(
+        progress.len(),
+        1,
+        "only the node's token is relayed: {messages:?}"
+    );
+    assert_eq!(
+        progress[0]["params"],
+        json!({"progressToken": "client-token", "progress": 1.0, "total": 2.0, "message": "half"}),
+        "under the client's token"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["method"] == "notifications/message"
+                && m["params"]["data"] == "working"
+                && m["params"]["logger"] == "up"),
+        "{messages:?}"
+    );
+    let last = messages.last().cloned().unwrap_or_default();
+    assert_eq!(text_of(&last), "streamed", "{messages:?}");
+
+    // Without a progress token the upstream is asked for none (and the answer is JSON).
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "up__echo", "arguments": {"text": "x"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "echo: x");
     node.shutdown().await;
 }

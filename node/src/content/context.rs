@@ -295,6 +295,11 @@ impl ToolCx {
         &self.0.client_capabilities
     }
 
+    /// Whether the request carried a progress token and its progress can reach the client.
+    pub fn wants_progress(&self) -> bool {
+        self.0.progress_token.is_some() && self.0.outbound.is_some()
+    }
+
     /// Sends `notifications/progress` if the request carried a progress token.
     pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
         let (Some(token), Some(out)) = (&self.0.progress_token, &self.0.outbound) else {

@@ -111,7 +111,7 @@ pub async fn dispatch(
                 && let Some((upstream, tool)) = node.upstreams.route(&name)
             {
                 let result = upstream
-                    .call_tool(tool, args)
+                    .call_tool(&cx, tool, args)
                     .await
                     .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())))?;
                 return Ok(decorate(&node, era, finish(era, result)));

@@ -12,7 +12,8 @@
 //!   Concurrent requests that hit the same lost session share one re-initialization.
 //! - **Notifications** the upstream sends on a request's stream or on the standalone GET stream
 //!   ([`Client::listen`]): `notifications/tools/list_changed` wakes the tool-list refresher;
-//!   others are dropped. A server→client request (sampling, elicitation, roots) is answered
+//!   those on a request's stream also go to the caller ([`Client::request_with`]); others are
+//!   dropped. A server→client request (sampling, elicitation, roots) is answered
 //!   with a JSON-RPC error at once, so the upstream does not wait for an answer that will
 //!   not come: relaying them is not done yet.
 //!
@@ -42,6 +43,9 @@ use super::metrics::Handle;
 use super::sse;
 
 type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Gets the notifications (method, params) an upstream sends on one request's stream.
+pub type Notes<'a> = &'a (dyn Fn(&str, &Value) + Send + Sync);
 
 /// The protocol version the client asks for in `initialize`.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -150,6 +154,11 @@ impl Client {
         &self.metrics
     }
 
+    /// A fresh progress token for a request to this upstream.
+    pub fn progress_token(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Resolves when the upstream said its tool list changed (once per announcement).
     pub async fn list_changed(&self) {
         self.list_changed.notified().await;
@@ -159,11 +168,24 @@ impl Client {
     /// requests are in flight, bounded by `timeoutMs` (opening or re-opening the session
     /// included).
     pub async fn request(&self, method: &str, params: Value) -> Result<Value, UpstreamError> {
+        self.request_with(method, params, None).await
+    }
+
+    /// [`Client::request`], handing the notifications the upstream sends on the request's
+    /// stream (progress, log messages) to `notes`.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        params: Value,
+        notes: Option<Notes<'_>>,
+    ) -> Result<Value, UpstreamError> {
         let started = Instant::now();
         let outcome = match self.permits.clone().try_acquire_owned() {
             Err(_) => Err(UpstreamError::Busy(self.max_concurrency)),
             Ok(_permit) => {
-                match tokio::time::timeout(self.timeout, self.exchange(method, &params)).await {
+                match tokio::time::timeout(self.timeout, self.exchange(method, &params, notes))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(UpstreamError::Timeout(self.timeout.as_millis() as u64)),
                 }
@@ -176,15 +198,20 @@ impl Client {
         outcome
     }
 
-    async fn exchange(&self, method: &str, params: &Value) -> Result<Value, UpstreamError> {
+    async fn exchange(
+        &self,
+        method: &str,
+        params: &Value,
+        notes: Option<Notes<'_>>,
+    ) -> Result<Value, UpstreamError> {
         let session = self.session().await?;
-        match self.call(&session, method, params).await {
+        match self.call(&session, method, params, notes).await {
             Ok(v) => Ok(v),
             Err(Failure::Error(e)) => Err(e),
             Err(Failure::SessionGone) => {
                 tracing::info!(upstream = %self.name, "the upstream lost our session; initializing again");
                 let fresh = self.initialize(Some(session.generation)).await?;
-                match self.call(&fresh, method, params).await {
+                match self.call(&fresh, method, params, notes).await {
                     Ok(v) => Ok(v),
                     Err(Failure::Error(e)) => Err(e),
                     Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
@@ -226,7 +253,7 @@ impl Client {
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, "initialize", &params);
-        let (answer, session_id) = match self.send(&bare, body, id).await {
+        let (answer, session_id) = match self.send(&bare, body, id, None).await {
             Ok(ok) => ok,
             Err(Failure::Error(e)) => return Err(e),
             // Only a request that carried a session id can lose it; `initialize` carries none.
@@ -276,10 +303,11 @@ impl Client {
         session: &Session,
         method: &str,
         params: &Value,
+        notes: Option<Notes<'_>>,
     ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (answer, _) = self
-            .send(session, request_body(id, method, params), id)
+            .send(session, request_body(id, method, params), id, notes)
             .await?;
         Ok(result_of(answer)?)
     }
@@ -328,12 +356,14 @@ impl Client {
     }
 
     /// POSTs the request with id `want` and returns the response to it, from a JSON body or
-    /// from the SSE stream, with the `Mcp-Session-Id` the upstream answered with.
+    /// from the SSE stream, with the `Mcp-Session-Id` the upstream answered with; the stream's
+    /// notifications go to `notes`.
     async fn send(
         &self,
         session: &Session,
         body: Vec<u8>,
         want: u64,
+        notes: Option<Notes<'_>>,
     ) -> Result<(Option<Value>, Option<HeaderValue>), Failure> {
         let req = self.post(session, body)?;
         let resp = self
@@ -379,6 +409,13 @@ impl Client {
                     };
                     if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
                         return Ok((Some(message), session_id));
+                    }
+                    if let (Some(notes), Some(method), None) = (
+                        notes,
+                        message.get("method").and_then(Value::as_str),
+                        message.get("id"),
+                    ) {
+                        notes(method, message.get("params").unwrap_or(&Value::Null));
                     }
                     self.on_message(session, &message).await;
                 }

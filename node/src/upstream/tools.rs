@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::Client;
 use super::error::UpstreamError;
-use crate::content::ChangeEvent;
+use crate::content::{ChangeEvent, ToolCx};
 
 /// Most pages of `tools/list` followed in one fetch.
 pub const MAX_PAGES: usize = 100;
@@ -24,6 +24,37 @@ pub const MAX_PAGES: usize = 100;
 pub const MAX_TOOLS: usize = 10_000;
 /// Longest pause between fetches while they fail.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// An upstream's notification on a call's stream, passed to the client: progress for the
+/// node's token `token`, and log messages.
+fn relay_note(cx: &ToolCx, token: Option<u64>, method: &str, params: &Value) {
+    match method {
+        "notifications/progress" => {
+            if token.is_none() || params.get("progressToken") != Some(&json!(token)) {
+                return;
+            }
+            let Some(progress) = params.get("progress").and_then(Value::as_f64) else {
+                return;
+            };
+            cx.progress(
+                progress,
+                params.get("total").and_then(Value::as_f64),
+                params.get("message").and_then(Value::as_str),
+            );
+        }
+        "notifications/message" => {
+            let Some(level) = params.get("level").and_then(Value::as_str) else {
+                return;
+            };
+            cx.log(
+                level,
+                params.get("logger").and_then(Value::as_str),
+                params.get("data").cloned().unwrap_or(Value::Null),
+            );
+        }
+        _ => {}
+    }
+}
 
 /// How the node tells its clients that the served tool list changed.
 pub type AnnounceFn = Arc<dyn Fn(ChangeEvent) + Send + Sync>;
@@ -68,17 +99,23 @@ impl Upstream {
     }
 
     /// Calls upstream tool `tool` (unprefixed) with `arguments`; the result as the upstream
-    /// sent it.
+    /// sent it. When the client asked for progress, the upstream is asked too (with a token of
+    /// the node's) and its progress reaches the client under the client's token; log messages
+    /// on the call's stream reach the client as its logging level allows.
     pub async fn call_tool(
         &self,
+        cx: &ToolCx,
         tool: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, UpstreamError> {
+        let mut params = json!({ "name": tool, "arguments": arguments });
+        let token = cx.wants_progress().then(|| self.client.progress_token());
+        if let Some(token) = token {
+            params["_meta"] = json!({ "progressToken": token });
+        }
+        let relay = |method: &str, params: &Value| relay_note(cx, token, method, params);
         self.client
-            .request(
-                "tools/call",
-                json!({ "name": tool, "arguments": arguments }),
-            )
+            .request_with("tools/call", params, Some(&relay))
             .await
     }
 
