@@ -1018,3 +1018,96 @@ async fn an_upstreams_progress_and_log_messages_reach_the_client() {
     assert_eq!(text_of(&r), "echo: x");
     node.shutdown().await;
 }
+
+/// A clustered node with the scripted upstream behind it.
+async fn clustered(
+    name: &str,
+    dir: &std::path::Path,
+    seeds: &[SocketAddr],
+    url: &str,
+) -> mcp_node::Running {
+    let mut c = cluster_config(name, dir, seeds);
+    c.shutdown_grace_secs = 1;
+    c.upstreams = vec![upstream("up", url)];
+    start_config(c).await
+}
+
+/// Three nodes with the same upstream: a session's upstream calls are served through any node
+/// (forwarded to the session's owner, which calls the upstream), and after the owner leaves
+/// (drain, hand-off) the next owner serves them with its own upstream session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_calls_follow_the_session_across_nodes() {
+    let (url, script) = scripted_upstream().await;
+    let dir = dev_certs("upstream-test");
+    let a = clustered("node-a", &dir, &[], &url).await;
+    let seed = peer_addr(&a);
+    let b = clustered("node-b", &dir, &[seed], &url).await;
+    let c = clustered("node-c", &dir, &[seed], &url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = |n: &mcp_node::Running| {
+        n.cluster
+            .as_ref()
+            .expect("clustered")
+            .view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live() && m.meta.is_some())
+            .count()
+    };
+    while [&a, &b, &c].iter().any(|n| live(n) != 3) {
+        assert!(Instant::now() < deadline, "3 live members everywhere");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let session = initialize(a.mcp_addr).await;
+    wait_for_tool(b.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
+    for (i, n) in [&a, &b, &c].iter().enumerate() {
+        let r = legacy(
+            n.mcp_addr,
+            &session,
+            "tools/call",
+            json!({"name": "up__echo", "arguments": {"text": format!("via-{i}")}}),
+        )
+        .await;
+        assert_eq!(text_of(&r), format!("echo: via-{i}"), "{r}");
+    }
+
+    // The owner leaves; a survivor takes the session and its upstream calls.
+    a.shutdown().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "up__echo", "arguments": {"text": "after"}}})
+    .to_string();
+    loop {
+        // 503 + Retry-After while the members change is the documented answer: retry.
+        let r = send_with(
+            b.mcp_addr,
+            "POST",
+            "/mcp",
+            &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+            &body,
+            Duration::from_secs(10),
+        )
+        .await;
+        if r.status == 200 {
+            assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
+            break;
+        }
+        assert!(
+            r.status == 503 && Instant::now() < deadline,
+            "no answer after the hand-off: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each node had its own upstream session; the one that left ended its own.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 3);
+    assert_eq!(
+        script.deleted.lock().len(),
+        1,
+        "{:?}",
+        script.deleted.lock()
+    );
+    b.shutdown().await;
+    c.shutdown().await;
+    assert_eq!(script.deleted.lock().len(), 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
