@@ -31,6 +31,9 @@ struct Script {
     headers_seen: parking_lot::Mutex<Vec<(String, String)>>,
     /// Tools added by calling `grow` / `grow-quietly` (listed from then on).
     added: AtomicU32,
+    /// Ids of the `slow` calls received, and the request ids of `notifications/cancelled`.
+    slow_ids: parking_lot::Mutex<Vec<Value>>,
+    cancelled: parking_lot::Mutex<Vec<Value>>,
     /// Sessions ended with DELETE.
     deleted: parking_lot::Mutex<Vec<String>>,
     /// Whether GET opens a standalone stream (else 405).
@@ -172,6 +175,12 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
     if !known {
         return http("404 Not Found", "", "application/json", "{}");
     }
+    if msg["method"] == "notifications/cancelled" {
+        script
+            .cancelled
+            .lock()
+            .push(msg["params"]["requestId"].clone());
+    }
     if msg.get("id").is_none() || msg.get("method").is_none() {
         return http("202 Accepted", "", "application/json", "");
     }
@@ -248,6 +257,7 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                     http("200 OK", "", "application/json", &result(&id, text("grown".into())))
                 }
                 "slow" => {
+                    script.slow_ids.lock().push(id.clone());
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     http("200 OK", "", "application/json", &result(&id, text("slow".into())))
                 }
@@ -1110,4 +1120,93 @@ async fn upstream_calls_follow_the_session_across_nodes() {
     c.shutdown().await;
     assert_eq!(script.deleted.lock().len(), 3);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits (≤ 3 s) until the upstream heard `notifications/cancelled` for every `slow` call.
+async fn wait_cancelled(script: &Script, calls: usize) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let slow = script.slow_ids.lock().clone();
+        let cancelled = script.cancelled.lock().clone();
+        if slow.len() == calls && slow.iter().all(|id| cancelled.contains(id)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slow calls {slow:?}, cancelled {cancelled:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_call_given_up_is_cancelled_at_the_upstream() {
+    let (url, script) = scripted_upstream().await;
+    let mut short = upstream("up", &url);
+    short.timeout_ms = 300;
+    let node = node_with(vec![short, upstream("patient", &url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "patient__slow", Duration::from_secs(10)).await;
+
+    // timeoutMs passed.
+    let r = legacy(addr, &session, "tools/call", json!({"name": "up__slow"})).await;
+    assert_eq!(r["error"]["data"]["reason"], "timeout", "{r}");
+    wait_cancelled(&script, 1).await;
+
+    // The client cancelled.
+    let call = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let body = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
+                "params": {"name": "patient__slow"}})
+            .to_string();
+            send_with(
+                addr,
+                "POST",
+                "/mcp",
+                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+                &body,
+                Duration::from_secs(10),
+            )
+            .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while script.slow_ids.lock().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the call did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":77}}"#,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    let answered = call.await.expect("call");
+    assert_eq!(answered.json()["error"]["code"], -32800, "{answered:?}");
+    wait_cancelled(&script, 2).await;
+
+    // A call answered in time is not cancelled.
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "patient__echo", "arguments": {"text": "x"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "echo: x");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        script.cancelled.lock().len(),
+        2,
+        "{:?}",
+        script.cancelled.lock()
+    );
+    node.shutdown().await;
 }

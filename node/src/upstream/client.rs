@@ -10,6 +10,8 @@
 //!   TypeScript SDK's example servers (server-everything among them) answer 400 "No valid session
 //!   ID" instead, so a 400 to a request that carried a session id is treated the same way.
 //!   Concurrent requests that hit the same lost session share one re-initialization.
+//! - **Cancellation**: a request whose caller stops waiting (the client cancelled or left,
+//!   `timeoutMs` passed) is cancelled at the upstream with `notifications/cancelled`.
 //! - **Notifications** the upstream sends on a request's stream or on the standalone GET stream
 //!   ([`Client::listen`]): `notifications/tools/list_changed` wakes the tool-list refresher;
 //!   those on a request's stream also go to the caller ([`Client::request_with`]); others are
@@ -306,10 +308,24 @@ impl Client {
         notes: Option<Notes<'_>>,
     ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (answer, _) = self
+        let mut cancel = CancelOnDrop(self.cancellation(session, id));
+        let sent = self
             .send(session, request_body(id, method, params), id, notes)
-            .await?;
+            .await;
+        cancel.0 = None;
+        let (answer, _) = sent?;
         Ok(result_of(answer)?)
+    }
+
+    /// The `notifications/cancelled` for request `id`, ready to send.
+    fn cancellation(&self, session: &Session, id: u64) -> Option<(Http, Request<Full<Bytes>>)> {
+        let note = json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": { "requestId": id, "reason": "the client cancelled or gave up waiting" },
+        });
+        let body = serde_json::to_vec(&note).ok()?;
+        Some((self.http.clone(), self.post(session, body).ok()?))
     }
 
     fn post(
@@ -588,6 +604,28 @@ impl Client {
             }
         }
         Ok(true)
+    }
+}
+
+/// Tells the upstream a request is cancelled when the future waiting for its answer is dropped
+/// before the answer came: the client cancelled it (`notifications/cancelled`), a 2026-07-28
+/// client closed its stream, or `timeoutMs` passed. Sent from a task of its own, given at most
+/// [`CANCEL_WITHIN`]; nothing waits for it.
+struct CancelOnDrop(Option<(Http, Request<Full<Bytes>>)>);
+
+/// How long a cancellation may take to reach an upstream.
+const CANCEL_WITHIN: Duration = Duration::from_secs(5);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some((http, req)) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(CANCEL_WITHIN, http.request(req)).await;
+            });
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 //! - [`metrics`]: the `mcp_upstream_*` metrics.
 //!
 //! Not here yet: resources and prompts of upstreams, 2026-07-28 upstreams, server→client
-//! requests relayed, cancellation forwarded, upstream sessions per client session or in the
+//! requests relayed, upstream sessions per client session or in the
 //! replicated session state.
 
 pub mod client;
