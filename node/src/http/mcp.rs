@@ -104,16 +104,15 @@ pub async fn handle_via(
         } else {
             headers
         };
-    if method == Method::GET && node.is_draining() {
-        // A stream opened now would hold this node's shutdown open; the client's retry
-        // reaches another node (the Service stopped routing here: /readyz is false).
-        node.metrics.reject(Reason::draining);
-        return reply::overloaded(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            "node is draining; open the stream on another node",
-            node.settings.config.limits.retry_after_secs,
-        );
+    // A stream opened on a draining node would hold its shutdown open: refused, and the
+    // client's retry reaches another node (the Service stopped routing here: /readyz is
+    // false). A stream a peer relays here holds nothing here; it is refused only if it would
+    // be served here (below) — one for a session already handed off is forwarded to its new
+    // owner. Refusing those too sent every stream of a draining node's handed-off sessions
+    // back with 503 until the node exited (seconds, at 100K sessions).
+    let draining_get = method == Method::GET && node.is_draining();
+    if draining_get && via == Via::Client {
+        return refuse_draining_stream(&node);
     }
     if let Some(layer) = node.layer()
         && headers.contains_key(SESSION_ID)
@@ -142,6 +141,9 @@ pub async fn handle_via(
         }
     }
     // Served here: the session (if any) is held here now, a take-over included.
+    if draining_get {
+        return refuse_draining_stream(&node);
+    }
     if let Some(p) = &principal
         && let Err(refusal) = check_session_principal(&node, headers, p)
     {
@@ -156,6 +158,17 @@ pub async fn handle_via(
             reply::method_not_allowed("GET, POST, DELETE")
         }
     }
+}
+
+/// 503 for a stream that a draining node would serve itself.
+fn refuse_draining_stream(node: &Node) -> Response<Body> {
+    node.metrics.reject(Reason::draining);
+    reply::overloaded(
+        StatusCode::SERVICE_UNAVAILABLE,
+        None,
+        "node is draining; open the stream on another node",
+        node.settings.config.limits.retry_after_secs,
+    )
 }
 
 /// With auth on, a request naming a session held here must come from the session's
