@@ -119,6 +119,16 @@ pub struct LimitsConfig {
     /// (`TCP_USER_TIMEOUT`): a client that vanished is noticed on idle and on streaming
     /// connections. 0 turns both off. Default 60.
     pub tcp_keepalive_secs: u64,
+    /// Seconds between the SSE keep-alive comments (`:`) the node writes on every open stream
+    /// whose client is connected to it (GET, POST response and `subscriptions/listen`
+    /// streams), events or not. Default 30: half the 60 s after which common proxies and load
+    /// balancers close a response that sends nothing (nginx `proxy_read_timeout`, AWS ALB idle
+    /// timeout), so the longest silence leaves them a 30 s margin for delays. Each is one
+    /// small write per stream and period, the largest part of what an idle stream costs: a
+    /// shorter period costs CPU in proportion (16K idle streams every 15 s: about 1.3 % of a
+    /// core on the 2-core test machine, most of it the kernel's TCP send; `make bench-idle`).
+    /// Clients that close silent streams (`mcp-load --stream-idle`) must wait longer than this.
+    pub sse_keepalive_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -141,6 +151,7 @@ impl Default for LimitsConfig {
             request_head_timeout_secs: 10,
             request_timeout_secs: 30,
             tcp_keepalive_secs: 60,
+            sse_keepalive_secs: 30,
         }
     }
 }
@@ -152,8 +163,8 @@ impl LimitsConfig {
     /// read buffer).
     pub const BUFFERED_HEAD_ROOM: u64 = 128 * 1024;
 
-    /// Checks the HTTP edge limits (timeouts, the buffered-request budget, TCP keepalive),
-    /// shared by the node and the operator: `Err((field, problem))`.
+    /// Checks the HTTP edge limits (timeouts, the SSE keep-alive period, the buffered-request
+    /// budget, TCP keepalive), shared by the node and the operator: `Err((field, problem))`.
     pub fn validate_edge(&self) -> Result<(), (&'static str, String)> {
         let timeouts = [
             ("limits.idleTimeoutSecs", self.idle_timeout_secs),
@@ -162,6 +173,7 @@ impl LimitsConfig {
                 self.request_head_timeout_secs,
             ),
             ("limits.requestTimeoutSecs", self.request_timeout_secs),
+            ("limits.sseKeepaliveSecs", self.sse_keepalive_secs),
         ];
         for (field, secs) in timeouts {
             if !(1..=Self::MAX_TIMEOUT_SECS).contains(&secs) {

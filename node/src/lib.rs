@@ -176,26 +176,36 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     Ok(())
 }
 
-/// Periodic work: expire idle sessions, send SSE keep-alives on idle streams.
+/// How often sessions idle past `limits.sessionIdleTtlSecs` are looked for (one goes at most
+/// this long after its time).
+const EXPIRY_PERIOD: Duration = Duration::from_secs(15);
+
+/// Periodic work: expire idle sessions (every [`EXPIRY_PERIOD`]), send SSE keep-alives on the
+/// streams whose client is connected here (every `limits.sseKeepaliveSecs`).
 async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
+    let period = Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = expiry.tick() => {
+                let now = node.now_ms();
+                let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
+                if expired > 0 {
+                    tracing::debug!(expired, "expired idle sessions");
+                }
+                node.metrics.sessions.set(node.sessions.len() as i64);
+            }
+            _ = keepalive.tick() => {
+                node.sessions.for_each(|s| {
+                    for stream in s.state.lock().streams.iter_mut() {
+                        stream.keepalive();
+                    }
+                });
+            }
             _ = stop.changed() => return,
         }
-        let now = node.now_ms();
-        let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
-        if expired > 0 {
-            tracing::debug!(expired, "expired idle sessions");
-        }
-        node.sessions.for_each(|s| {
-            for stream in s.state.lock().streams.iter_mut() {
-                stream.keepalive();
-            }
-        });
-        node.metrics.sessions.set(node.sessions.len() as i64);
     }
 }
 

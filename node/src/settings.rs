@@ -420,13 +420,22 @@ mod tests {
             |c| c.limits.tcp_keepalive_secs = 40_000,
             "limits.tcpKeepaliveSecs",
         );
+        refused(
+            |c| c.limits.sse_keepalive_secs = 0,
+            "limits.sseKeepaliveSecs",
+        );
+        refused(
+            |c| c.limits.sse_keepalive_secs = 86_401,
+            "limits.sseKeepaliveSecs",
+        );
         let parsed = parse_config(
-            "limits:\n  idleTimeoutSecs: 5\n  maxBufferedRequestBytes: 8000000\n  tcpKeepaliveSecs: 0\n",
+            "limits:\n  idleTimeoutSecs: 5\n  maxBufferedRequestBytes: 8000000\n  tcpKeepaliveSecs: 0\n  sseKeepaliveSecs: 20\n",
         )
         .expect("parses");
         let s = Settings::validate(parsed).expect("valid");
         assert_eq!(s.config.limits.idle_timeout_secs, 5);
         assert_eq!(s.config.limits.tcp_keepalive_secs, 0);
+        assert_eq!(s.config.limits.sse_keepalive_secs, 20);
     }
 
     #[test]

@@ -71,8 +71,8 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 15.0)]
     pub deadline: f64,
     /// Seconds a stream may stay silent before it is reopened (nodes send a keep-alive every
-    /// 15 s)
-    #[arg(long, default_value_t = 40.0)]
+    /// `limits.sseKeepaliveSecs`, 30 s by default: keep this above twice that)
+    #[arg(long, default_value_t = 70.0)]
     pub stream_idle: f64,
     /// Seconds between test_trigger_tool_change calls (needs the node's conformance pack; each
     /// sends an event on every GET stream of the cluster); 0: no events

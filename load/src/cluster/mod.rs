@@ -74,7 +74,7 @@ pub struct ShardConfig {
     /// `initialize` answered) before it counts as lost.
     pub deadline: Duration,
     /// A stream with no byte for this long is closed and reopened (the node sends a
-    /// keep-alive every 15 s).
+    /// keep-alive every `limits.sseKeepaliveSecs`, 30 s by default).
     pub stream_idle: Duration,
     /// Send `test_trigger_tool_change` this often (one shard does); `None`: no events.
     pub announce_every: Option<Duration>,

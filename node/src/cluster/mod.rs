@@ -231,24 +231,29 @@ impl Cluster {
     }
 }
 
-/// How often owners send their digests, orphaned copies are checked for expiry, and relayed
-/// streams get a keep-alive (the node's own streams get theirs in `lib.rs`'s housekeeping).
+/// How often owners send their digests and orphaned copies are checked for expiry.
 const REFRESH_PERIOD: Duration = Duration::from_secs(15);
 
 /// Owners tell each peer what it should hold (`digest.rs`): a copy whose `Forget` was lost
 /// goes at the next mismatch, without re-sending idle sessions. Copies of an owner that is
 /// gone and whose sessions nobody asked for go after the session idle time. Keep-alives start
-/// where the client's connection is: streams relayed from a peer get theirs here, and the
+/// where the client's connection is: streams relayed from a peer get theirs here, every
+/// `limits.sseKeepaliveSecs` as the node's own streams (`lib.rs`'s housekeeping), and the
 /// owner sends none over the peer link.
 async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
     let mut tick = tokio::time::interval(REFRESH_PERIOD);
+    let period = Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
     loop {
-        tick.tick().await;
-        let now = node.now_ms();
-        peers.send_digests(&node);
-        peers.expire_orphans(now.saturating_sub(ttl_ms));
-        node.metrics.cluster.set_replicas(peers.replicas.len());
-        peers.keepalive_relayed();
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = node.now_ms();
+                peers.send_digests(&node);
+                peers.expire_orphans(now.saturating_sub(ttl_ms));
+                node.metrics.cluster.set_replicas(peers.replicas.len());
+            }
+            _ = keepalive.tick() => peers.keepalive_relayed(),
+        }
     }
 }

@@ -24,6 +24,7 @@ use crate::node::Node;
 use crate::protocol::dispatch::{self, Scope};
 use crate::protocol::notify::change_message;
 use crate::protocol::versions;
+use crate::session::SSE_KEEPALIVE;
 
 /// `_meta` key of the protocol version.
 pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
@@ -371,22 +372,37 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
     let task_node = node.clone();
     let catch_node = node.clone();
     // A panic ends the stream (its sender drops) and is counted like any request's.
+    let period = std::time::Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
     let listen = async move {
-        let mut keepalive = tokio::time::interval(std::time::Duration::from_secs(15));
-        keepalive.tick().await;
+        // A drain completes the subscription at once (the client listens again elsewhere),
+        // not at the next keep-alive.
+        let complete = || {
+            let done = jsonrpc::response(
+                &id,
+                &json!({
+                    "resultType": "complete",
+                    "_meta": { META_SUBSCRIPTION_ID: id.to_value() },
+                }),
+            );
+            let _ = tx.try_send(reply::sse_data(&done));
+        };
+        let drained = task_node.drain_started();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        if task_node.is_draining() {
+            complete();
+            return;
+        }
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tokio::select! {
                 _ = tx.closed() => break,
+                _ = &mut drained => {
+                    complete();
+                    break;
+                }
                 _ = keepalive.tick() => {
-                    if task_node.is_draining() {
-                        let done = jsonrpc::response(&id, &json!({
-                            "resultType": "complete",
-                            "_meta": { META_SUBSCRIPTION_ID: id.to_value() },
-                        }));
-                        let _ = tx.try_send(reply::sse_data(&done));
-                        break;
-                    }
-                    let _ = tx.try_send(Bytes::from_static(b":\n\n"));
+                    let _ = tx.try_send(Bytes::from_static(SSE_KEEPALIVE));
                 }
                 ev = changes.recv() => match ev {
                     Ok(ev) if wants(&ev) => {
