@@ -1022,18 +1022,31 @@ impl Peers {
     /// (one message per peer, however many sessions: idle ones cost no peer traffic).
     pub fn send_digests(&self, node: &Node) {
         let me = self.me();
-        let mut per: HashMap<SocketAddr, Digest> = HashMap::new();
+        // One entry per peer, searched linearly: a handful of peers, and no hashing per
+        // session (this scan visits every owned session each period).
+        let mut per: Vec<(SocketAddr, Digest)> = Vec::new();
         node.sessions.for_each(|s| {
             let st = s.state.lock();
             for a in &st.repl_to {
-                per.entry(*a).or_default().add(s.id.0, st.epoch);
+                let i = match per.iter().position(|(p, _)| p == a) {
+                    Some(i) => i,
+                    None => {
+                        per.push((*a, Digest::default()));
+                        per.len() - 1
+                    }
+                };
+                per[i].1.add(s.id.0, st.epoch);
             }
         });
         for m in self.live() {
             if m.addr == me.addr {
                 continue;
             }
-            let d = per.get(&m.addr).copied().unwrap_or_default();
+            let d = per
+                .iter()
+                .find(|(p, _)| *p == m.addr)
+                .map(|(_, d)| *d)
+                .unwrap_or_default();
             self.send(
                 m.addr,
                 &PeerMsg::Digest {
