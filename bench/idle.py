@@ -17,8 +17,13 @@ Target (issue 11): a node holding 16K idle sessions with their streams uses < 1 
 and near-zero peer bytes per second. Writes the "Idle cost" section of docs/BENCHMARKS.md
 (NO_DOC=1: print only).
 
+With PERF_DIR=dir, `perf record -g` samples node n0 over the window of each run (written to
+dir/<label>.perf.data; read with `perf report -i ... --no-children`); n0's CPU figure then
+includes some of perf's cost, so publish figures of a run without it.
+
 Env: NODES, SESSIONS_PER_NODE (16000), RELAY_FRACTION (0.8), SETTLE (20), WINDOW (60),
-BASE_NODE, BASE_LABEL, NO_DOC, KEEP_LOGS.
+BASE_NODE, BASE_LABEL, NO_DOC, KEEP_LOGS, PERF_DIR, SSE_KEEPALIVE_SECS (the nodes'
+`limits.sseKeepaliveSecs`; default: theirs. Builds before it was a setting refuse it).
 """
 
 import atexit
@@ -42,6 +47,8 @@ PER_NODE = int(env("SESSIONS_PER_NODE", 16000))
 RELAY = float(env("RELAY_FRACTION", 0.8))
 SETTLE = float(env("SETTLE", 20))
 WINDOW = float(env("WINDOW", 60))
+PERF_DIR = env("PERF_DIR", "")
+KEEPALIVE = env("SSE_KEEPALIVE_SECS", "")
 
 
 def log(msg):
@@ -67,6 +74,11 @@ def one_run(binary, label, work_root):
     subprocess.run([binary, "--write-dev-certs", os.path.join(work, "certs")], check=True,
                    stdout=subprocess.DEVNULL, timeout=30)
     config = scale.node_config(work)
+    if KEEPALIVE:
+        with open(config) as f:
+            text = f.read()
+        with open(config, "w") as f:
+            f.write(text.replace("limits:\n", f"limits:\n  sseKeepaliveSecs: {KEEPALIVE}\n", 1))
     cluster = scale.Cluster(NODES, work, config)
     for x in cluster.nodes:
         x.binary = binary
@@ -95,8 +107,16 @@ def one_run(binary, label, work_root):
     load_cpu0 = group_cpu(loader.pid)
     t0, before = time.monotonic(), sample(cluster)
     log(f"{label}: measuring {WINDOW:g} s of idleness")
+    perf = None
+    if PERF_DIR:
+        os.makedirs(PERF_DIR, exist_ok=True)
+        data = os.path.join(PERF_DIR, f"{label.split()[0]}.perf.data")
+        perf = subprocess.Popen(["perf", "record", "-g", "-q", "-o", data, "-p", str(cluster.nodes[0].pid),
+                                 "--", "sleep", str(WINDOW)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(WINDOW)
     t1, after = time.monotonic(), sample(cluster)
+    if perf:
+        perf.wait(timeout=60)
     load_cpu1 = group_cpu(loader.pid)
     dt = t1 - t0
     rows = []
@@ -145,8 +165,9 @@ def lost(run):
 
 
 def render(runs):
+    envs = "".join(f"{k}={os.environ[k]} " for k in ("BASE_NODE", "SSE_KEEPALIVE_SECS") if os.environ.get(k))
     lines = [TITLE, "", benchdoc.machine(ROOT), "",
-             f"Command: `make bench-idle` ({NODES} release nodes, R = 2, {PER_NODE:,} idle legacy sessions per "
+             f"Command: `{envs}make bench-idle` ({NODES} release nodes, R = 2, {PER_NODE:,} idle legacy sessions per "
              f"node with their GET streams, {RELAY:.0%} of the streams relayed through another node, no calls; "
              f"measured over {WINDOW:g} s after a {SETTLE:g} s settle). RLIMIT_NOFILE {nofile()}.", "",
              "| binary | node | sessions owned | copies held | CPU % of a core | peer bytes/s | peer messages/s "
