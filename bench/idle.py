@@ -93,6 +93,9 @@ def one_run(binary, label, work_root):
            "--until-file", until, "--ready-file", ready, "--ramp-rate", "1000", "--rate", "0",
            "--final-rate", "2000", "--relay-fraction", str(RELAY), "--deadline", "30",
            "--json", report_path, "--label", f"bench-idle {label}", "--quiet"]
+    if KEEPALIVE:
+        # The load reopens a stream silent for --stream-idle (default 70 s, for 30 s keep-alives).
+        cmd += ["--stream-idle", str(min(3600, max(70, 2 * int(KEEPALIVE) + 10)))]
     out = open(os.path.join(work, "load.out"), "w")
     loader = scale.spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
     t_ramp = time.monotonic()
