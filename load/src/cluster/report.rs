@@ -241,12 +241,13 @@ impl ClusterReport {
         );
         let _ = writeln!(
             s,
-            "calls        {} answered, {} never answered, {} due with no session held, {} retries; the load's own lateness at most {:.2} ms; latency from the due time: p50 {:.2} p95 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
+            "calls        {} answered, {} never answered, {} due with no session held, {} retries; the load's own lateness at most {:.2} ms, its longest stall {:.2} ms; latency from the due time: p50 {:.2} p95 {:.2} p99 {:.2} p99.9 {:.2} max {:.2} ms",
             t.calls_ok,
             t.calls_failed,
             t.unsent,
             t.retries,
             t.late_max_us as f64 / 1000.0,
+            t.stall_max_us as f64 / 1000.0,
             ms(self.total.latency.p50_us),
             ms(self.total.latency.p95_us),
             ms(self.total.latency.p99_us),

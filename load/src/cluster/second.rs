@@ -84,6 +84,11 @@ pub struct Second {
     /// lateness: its timer and the wait for a free pool connection), µs.
     #[serde(default)]
     pub late_max_us: u64,
+    /// How late the shard's once-a-second report woke, µs (the most of any shard): a shard
+    /// whose thread was blocked or not scheduled. Its timeouts and session deadlines kept
+    /// running meanwhile, so failures in such a second may be the load generator's own.
+    #[serde(default)]
+    pub stall_max_us: u64,
     /// CPU seconds the shard processes used in this second, user and system.
     pub cpu_user_s: f64,
     /// See `cpu_user_s`.
@@ -132,6 +137,7 @@ impl Second {
         self.announces_failed += o.announces_failed;
         self.checked += o.checked;
         self.late_max_us = self.late_max_us.max(o.late_max_us);
+        self.stall_max_us = self.stall_max_us.max(o.stall_max_us);
         self.cpu_user_s += o.cpu_user_s;
         self.cpu_sys_s += o.cpu_sys_s;
     }
@@ -252,6 +258,18 @@ mod tests {
             latency: h.to_bins(),
             ..Second::default()
         }
+    }
+
+    #[test]
+    fn a_merged_second_keeps_the_longest_stall_of_its_shards() {
+        let mut a = second(3, 10, &[100]);
+        a.stall_max_us = 1_200_000;
+        let mut b = second(3, 5, &[100]);
+        b.stall_max_us = 3_400_000;
+        a.merge(&b);
+        assert_eq!(a.stall_max_us, 3_400_000);
+        b.merge(&second(3, 1, &[100]));
+        assert_eq!(b.stall_max_us, 3_400_000, "a shard that did not stall changes nothing");
     }
 
     #[test]

@@ -519,7 +519,11 @@ async fn report(shard: Rc<Shard>) {
     loop {
         let next = shard.clock.at(u64::from(t + 1) * 1000);
         tokio::time::sleep_until(next.into()).await;
-        let s = shard.second(t);
+        let mut s = shard.second(t);
+        // How late this wake-up came: the shard's own stall (its thread blocked or not
+        // scheduled), during which its timeouts and deadlines ran on without it.
+        s.stall_max_us = u64::try_from(Instant::now().saturating_duration_since(next).as_micros())
+            .unwrap_or(u64::MAX);
         shard.emit(ShardMsg::Second(Box::new(s)));
         t += 1;
         // Streams that went silent (no keep-alive for `stream_idle`): a dead peer that sent no
