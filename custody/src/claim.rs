@@ -104,13 +104,20 @@ impl Custody {
         below: u64,
         member: SocketAddr,
     ) {
-        self.dropping.push(DropNote {
+        let note = DropNote {
             session: id.0,
             epoch,
             owner: self.members.me().addr,
             below,
             member,
-        });
+        };
+        // Kept here too, as a claim is (`announce_claim`): a restarted process learns the
+        // notes from the members it asks (recovery.rs), and the owner that made the drop is
+        // the one member sure to have it (seed 25227: the only other noter drained and
+        // restarted; the process back at its address learned no drop from the owner, took
+        // it for a voter, and a majority with the dropped replica revived its stale copy).
+        self.note_drops(vec![note]);
+        self.dropping.push(note);
     }
 
     /// Sends the drop notes made since the last tick.

@@ -38,6 +38,12 @@
 //!   these fixes: a confirmation raised the owner's epoch past a hand-off it still offered
 //!   (to a successor restarted at the same address), which then froze the session for good
 //!   (the raise now withdraws the offer).
+//! - `PAST_20000`: failed in seeds 20,001-30,000 at 8b264d1: 25227 — the owner that dropped
+//!   a stalled replica kept no note of its own drop; the only other noter drained and
+//!   restarted, the process back at its address learned the notes from the owner (none of
+//!   this drop), counted as a voter, and with the dropped replica took the session over
+//!   from its stale copy (an event the client saw differed). An owner now keeps its drop
+//!   notes as it keeps its claims.
 
 use mcp_custody::sim::{World, random};
 
@@ -53,6 +59,8 @@ const ON_THE_WAY: &[u64] = &[3160, 3863, 4136, 6367, 7623, 7811, 8162, 8233, 850
 
 const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 
+const PAST_20000: &[u64] = &[25227];
+
 #[test]
 fn seeds_that_once_failed_pass() {
     let mut failed = Vec::new();
@@ -61,6 +69,7 @@ fn seeds_that_once_failed_pass() {
         .chain(AFTER_FENCING)
         .chain(ON_THE_WAY)
         .chain(PAST_10000)
+        .chain(PAST_20000)
     {
         let (cfg, ops) = random::scenario(seed);
         let report = World::new(cfg, seed).run(&ops);
