@@ -269,7 +269,10 @@ mod tests {
         a.merge(&b);
         assert_eq!(a.stall_max_us, 3_400_000);
         b.merge(&second(3, 1, &[100]));
-        assert_eq!(b.stall_max_us, 3_400_000, "a shard that did not stall changes nothing");
+        assert_eq!(
+            b.stall_max_us, 3_400_000,
+            "a shard that did not stall changes nothing"
+        );
     }
 
     #[test]
