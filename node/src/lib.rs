@@ -27,6 +27,7 @@ pub mod config_error;
 pub mod content;
 pub mod fdlimit;
 pub mod http;
+pub mod https_connector;
 pub mod jsonrpc;
 pub mod metrics;
 pub mod node;

@@ -127,22 +127,7 @@ impl KeyCache {
     /// A cache with nothing fetched yet.
     pub fn new(settings: &AuthSettings, metrics: AuthMetrics) -> Self {
         let c = &settings.config;
-        let https = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(b) => b.https_or_http().enable_http1().build(),
-            Err(e) => {
-                // No system CA bundle (a FROM-scratch image): https issuers then fail with a
-                // certificate error until SSL_CERT_FILE names one.
-                tracing::warn!(error = %e, "no native root certificates found");
-                let tls = rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
-                    .https_or_http()
-                    .enable_http1()
-                    .build()
-            }
-        };
+        let https = crate::https_connector::https_or_http("oidc");
         Self {
             issuer: c.issuer.clone(),
             configured_jwks: (!c.jwks_url.is_empty()).then(|| c.jwks_url.clone()),

@@ -135,7 +135,8 @@ impl Client {
             timeout: Duration::from_millis(config.timeout_ms),
             max_concurrency: config.max_concurrency,
             permits: Arc::new(Semaphore::new(config.max_concurrency as usize)),
-            http: HyperClient::builder(TokioExecutor::new()).build(connector()),
+            http: HyperClient::builder(TokioExecutor::new())
+                .build(crate::https_connector::https_or_http("upstream")),
             session: Mutex::new(None),
             generations: AtomicU64::new(0),
             initializing: tokio::sync::Mutex::new(()),
@@ -347,8 +348,13 @@ impl Client {
             .map_err(|e| UpstreamError::Protocol(format!("cannot build the request: {e}")))
     }
 
-    /// POSTs a notification or a response: only the status matters.
-    async fn deliver(&self, session: &Session, body: Vec<u8>) -> Result<(), Failure> {
+    /// POSTs `body` in `session`; the session is gone when the upstream answers 404 (or 400,
+    /// server-everything's answer) to a request that named it.
+    async fn round_trip(
+        &self,
+        session: &Session,
+        body: Vec<u8>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
         let req = self.post(session, body)?;
         let resp = self
             .http
@@ -361,6 +367,13 @@ impl Client {
         {
             return Err(Failure::SessionGone);
         }
+        Ok(resp)
+    }
+
+    /// POSTs a notification or a response: only the status matters.
+    async fn deliver(&self, session: &Session, body: Vec<u8>) -> Result<(), Failure> {
+        let resp = self.round_trip(session, body).await?;
+        let status = resp.status();
         if !status.is_success() {
             return Err(UpstreamError::Status {
                 status: status.as_u16(),
@@ -381,18 +394,8 @@ impl Client {
         want: u64,
         notes: Option<Notes<'_>>,
     ) -> Result<(Option<Value>, Option<HeaderValue>), Failure> {
-        let req = self.post(session, body)?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
+        let resp = self.round_trip(session, body).await?;
         let status = resp.status();
-        if session.id.is_some()
-            && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
-        {
-            return Err(Failure::SessionGone);
-        }
         let session_id = resp.headers().get(SESSION_HEADER).cloned();
         if !status.is_success() {
             let body = quoted(resp.into_body()).await;
@@ -687,23 +690,4 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
-}
-
-/// http and https, native roots; with no system CA bundle, an empty root store (https then
-/// fails with a certificate error until `SSL_CERT_FILE` names one), as `auth/jwks.rs` does.
-fn connector() -> HttpsConnector<HttpConnector> {
-    match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-        Ok(b) => b.https_or_http().enable_http1().build(),
-        Err(e) => {
-            tracing::warn!(error = %e, "no native root certificates found for upstreams");
-            let tls = rustls::ClientConfig::builder()
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth();
-            hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .build()
-        }
-    }
 }
