@@ -36,6 +36,7 @@ pub mod ratelimit;
 pub mod request_state;
 pub mod session;
 pub mod settings;
+pub mod spread;
 pub mod stream_queue;
 pub mod telemetry;
 pub mod upstream;
@@ -182,11 +183,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
 const EXPIRY_PERIOD: Duration = Duration::from_secs(15);
 
 /// Periodic work: expire idle sessions (every [`EXPIRY_PERIOD`]), send SSE keep-alives on the
-/// streams whose client is connected here (every `limits.sseKeepaliveSecs`).
+/// streams whose client is connected here (every `limits.sseKeepaliveSecs`, spread over the
+/// period a slice of the sessions at a time: `spread.rs`).
 async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     let period = Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
-    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut slices = spread::Slices::over(period);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + slices.tick(), slices.tick());
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
     loop {
         tokio::select! {
@@ -199,7 +204,8 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 node.metrics.sessions.set(node.sessions.len() as i64);
             }
             _ = keepalive.tick() => {
-                node.sessions.for_each(|s| {
+                let slice = slices.advance();
+                node.sessions.for_each_in_slice(slice, slices.count(), |s| {
                     for stream in s.state.lock().streams.iter_mut() {
                         stream.keepalive();
                     }

@@ -128,3 +128,52 @@ async fn a_drain_completes_a_listen_stream_at_once() {
     );
     node.shutdown().await;
 }
+
+/// A stream relayed from its owner gets its keep-alives from the node its client is connected
+/// to, once per period (the owner sends none over the peer link: with both, a period would
+/// bring two).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relayed_streams_get_a_keepalive_every_period_from_the_client_side() {
+    let dir = dev_certs("keepalive-test");
+    let config = |name: &str, seeds: &[std::net::SocketAddr]| {
+        let mut c = cluster_config(name, &dir, seeds);
+        c.limits.sse_keepalive_secs = 1;
+        c.shutdown_grace_secs = 1;
+        c
+    };
+    let owner = start_config(config("node-a", &[])).await;
+    let relay = start_config(config("node-b", &[peer_addr(&owner)])).await;
+    let started = Instant::now();
+    while [&owner, &relay].iter().any(|n| {
+        n.cluster
+            .as_ref()
+            .expect("clustered")
+            .view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live() && m.meta.is_some())
+            .count()
+            < 2
+    }) {
+        assert!(started.elapsed() < Duration::from_secs(10), "no cluster");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sid = initialize(owner.mcp_addr).await;
+    let r = send_with(
+        relay.mcp_addr,
+        "GET",
+        "/mcp",
+        &[("accept", "text/event-stream"), ("mcp-session-id", &sid)],
+        "",
+        Duration::from_millis(3_500),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let n = keepalives(&r.body);
+    assert!(
+        (2..=4).contains(&n),
+        "sseKeepaliveSecs 1 through a relay: 3 or so in 3.5 s, got {n}: {:?}",
+        r.body
+    );
+    tokio::join!(relay.shutdown(), owner.shutdown());
+}

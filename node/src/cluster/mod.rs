@@ -238,12 +238,15 @@ const REFRESH_PERIOD: Duration = Duration::from_secs(15);
 /// goes at the next mismatch, without re-sending idle sessions. Copies of an owner that is
 /// gone and whose sessions nobody asked for go after the session idle time. Keep-alives start
 /// where the client's connection is: streams relayed from a peer get theirs here, every
-/// `limits.sseKeepaliveSecs` as the node's own streams (`lib.rs`'s housekeeping), and the
-/// owner sends none over the peer link.
+/// `limits.sseKeepaliveSecs` as the node's own streams (`lib.rs`'s housekeeping: spread over
+/// the period, a slice at a time), and the owner sends none over the peer link.
 async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
     let mut tick = tokio::time::interval(REFRESH_PERIOD);
     let period = Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
-    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut slices = crate::spread::Slices::over(period);
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + slices.tick(), slices.tick());
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ttl_ms = node.settings.config.limits.session_idle_ttl_secs * 1000;
     loop {
         tokio::select! {
@@ -253,7 +256,7 @@ async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
                 peers.expire_orphans(now.saturating_sub(ttl_ms));
                 node.metrics.cluster.set_replicas(peers.replicas.len());
             }
-            _ = keepalive.tick() => peers.keepalive_relayed(),
+            _ = keepalive.tick() => peers.keepalive_relayed(slices.advance(), slices.count()),
         }
     }
 }

@@ -256,9 +256,9 @@ impl Peers {
     }
 
     /// Keeps the client streams this node relays from their owners alive (an SSE comment on
-    /// each); owners send none over the peer link.
-    pub fn keepalive_relayed(&self) {
-        self.relays.keepalive();
+    /// each of `slice` of `count`: `spread.rs`); owners send none over the peer link.
+    pub fn keepalive_relayed(&self, slice: u32, count: u32) {
+        self.relays.keepalive(slice, count);
     }
 
     /// Requests relayed over the peer links: (forwarded by this node and not answered yet,

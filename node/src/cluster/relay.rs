@@ -119,10 +119,14 @@ impl Relays {
         self.pending.lock().len()
     }
 
-    /// Sends an SSE keep-alive comment on every relayed stream (its owner sends none over
-    /// the peer link); a full queue skips it (events are waiting anyway).
-    pub fn keepalive(&self) {
-        for p in self.pending.lock().values() {
+    /// Sends an SSE keep-alive comment on the relayed streams of `slice` of `count` (by
+    /// request id; see `spread.rs`); their owner sends none over the peer link. A full queue
+    /// skips it (events are waiting anyway).
+    pub fn keepalive(&self, slice: u32, count: u32) {
+        for (id, p) in self.pending.lock().iter() {
+            if !crate::spread::in_slice(*id, slice, count) {
+                continue;
+            }
             if let Some(tx) = &p.chunks {
                 let _ = tx.try_send(Bytes::from_static(SSE_KEEPALIVE));
             }

@@ -89,8 +89,17 @@ impl Registry {
     }
 
     /// Calls `f` for every session (shard by shard; never holds two shard locks).
-    pub fn for_each(&self, mut f: impl FnMut(&Arc<Session>)) {
-        for shard in &self.shards {
+    pub fn for_each(&self, f: impl FnMut(&Arc<Session>)) {
+        self.for_each_in_slice(0, 1, f);
+    }
+
+    /// Calls `f` for the sessions of `slice` of `count` (whole shards: a session is always in
+    /// the same slice; see `spread.rs`).
+    pub fn for_each_in_slice(&self, slice: u32, count: u32, mut f: impl FnMut(&Arc<Session>)) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            if !crate::spread::in_slice(i as u64, slice, count) {
+                continue;
+            }
             let sessions: Vec<Arc<Session>> = shard.read().values().cloned().collect();
             for s in &sessions {
                 f(s);
