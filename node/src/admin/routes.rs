@@ -1,6 +1,7 @@
 //! What each admin path answers (`route`), after the credentials check of protected paths.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -32,7 +33,7 @@ fn json_reply(status: StatusCode, body: &serde_json::Value) -> Response<Full<Byt
 
 /// `POST /drain` starts a drain (202), `GET /drain` reports its progress (200), `DELETE
 /// /drain` cancels it (200).
-fn drain(node: &Node, method: &Method) -> Response<Full<Bytes>> {
+fn drain(node: &Arc<Node>, method: &Method) -> Response<Full<Bytes>> {
     let (status, progress) = match *method {
         Method::POST => {
             node.begin_drain();
@@ -97,7 +98,7 @@ fn check(node: &Node, req: &Request<Incoming>, peer: SocketAddr) -> Option<Respo
 
 /// The answer to one admin request from `peer` (`cluster`: the running cluster layer, if any).
 pub fn route(
-    node: &Node,
+    node: &Arc<Node>,
     cluster: Option<&ClusterHandle>,
     req: &Request<Incoming>,
     peer: SocketAddr,

@@ -104,6 +104,14 @@ impl SessionLayer for Layer {
         self.peers.end_relayed_streams();
     }
 
+    fn end_some_relayed_streams(&self, max: usize) -> usize {
+        self.peers.end_some_relayed_streams(max)
+    }
+
+    fn has_successor(&self) -> bool {
+        self.peers.has_successor()
+    }
+
     fn hand_off_round(&self) -> usize {
         match self.node.upgrade() {
             Some(node) => self.peers.handoff_round(&node),

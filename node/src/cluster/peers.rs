@@ -255,6 +255,22 @@ impl Peers {
         }
     }
 
+    /// Ends at most `max` of the client streams this node relays (requests still waiting for
+    /// their answer are left to finish); the owners are told. Returns how many ended.
+    pub fn end_some_relayed_streams(&self, max: usize) -> usize {
+        let ended = self.relays.take_streams(max);
+        for &(to, req) in &ended {
+            self.send(to, &PeerMsg::ForwardCancel { req });
+        }
+        ended.len()
+    }
+
+    /// Whether a live member other than this node takes hand-offs.
+    pub fn has_successor(&self) -> bool {
+        let me = self.me().addr;
+        self.live_takers().iter().any(|m| m.addr != me)
+    }
+
     /// Keeps the client streams this node relays from their owners alive (an SSE comment on
     /// each of `slice` of `count`: `spread.rs`); owners send none over the peer link.
     pub fn keepalive_relayed(&self, slice: u32, count: u32) {

@@ -114,6 +114,21 @@ impl Relays {
             .collect()
     }
 
+    /// Drops at most `max` forwarded requests whose answer is streaming (their clients'
+    /// streams end); returns (peer, request) of each so the peers can be told.
+    pub fn take_streams(&self, max: usize) -> Vec<(SocketAddr, u64)> {
+        let mut pending = self.pending.lock();
+        let ids: Vec<u64> = pending
+            .iter()
+            .filter(|(_, p)| p.chunks.is_some())
+            .map(|(id, _)| *id)
+            .take(max)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| pending.remove(&id).map(|p| (p.to, id)))
+            .collect()
+    }
+
     /// Forwarded requests waiting for an answer or streaming one.
     pub fn in_flight(&self) -> usize {
         self.pending.lock().len()

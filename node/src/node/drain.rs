@@ -3,9 +3,15 @@
 //!
 //! 1. **Begin** ([`Node::begin_drain`]: `POST /drain`, or [`stopping`] for SIGTERM): new
 //!    connections and sessions are refused (the accept loop, `initialize`), `/readyz` answers
-//!    503 so the Service stops routing here, every session stream ends ([`Node::end_streams`])
-//!    so its client resumes elsewhere with `Last-Event-ID`, and each connection's next answer
-//!    says `Connection: close` (`http/conn.rs`). Open connections keep being served.
+//!    503 so the Service stops routing here, the session streams end so their clients resume
+//!    elsewhere with `Last-Event-ID` ([`Node::end_streams_for_drain`]), and each connection's
+//!    next answer says `Connection: close` (`http/conn.rs`). Open connections keep being
+//!    served. Alone (or with no peer to take hand-offs) every stream ends at once. In a
+//!    cluster the streams end spread out, so the clients do not all come back in the same
+//!    instant (at 100K, ~25,000 reopens within 100 ms starved the machine): a stream of a
+//!    session owned here ends when its session is handed off (step 2, paced by the peer
+//!    links), and the streams this node relays for peers' sessions end
+//!    [`RELAYED_STREAMS_ENDED_PER_SEC`] at a time.
 //! 2. **Hand off** ([`hand_off_while_draining`], in a cluster): while draining, every
 //!    `cluster.loadPublishMs` the session layer sends the sessions owned here to their
 //!    successors (`SessionLayer::hand_off_round`; the protocol is `cluster/peers.rs`'s), and
@@ -20,8 +26,8 @@
 //! `DELETE /drain` ([`Node::cancel_drain`]) calls a `POST /drain` off.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::Node;
@@ -30,18 +36,39 @@ use super::Node;
 /// replicas then take over).
 pub const HANDOFF_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How many of the client streams it relays for peers' sessions a draining node ends per
+/// second (a node holding ~11,000 ends them in ~4 s, well inside the default 10 s
+/// `shutdownGraceSecs`).
+pub const RELAYED_STREAMS_ENDED_PER_SEC: usize = 3_000;
+
+/// How often a drain ends its next batch of relayed streams.
+const RELAYED_STREAM_BATCH_EVERY: Duration = Duration::from_millis(100);
+
 impl Node {
     /// Starts draining (what `POST /drain` and the first phase of SIGTERM do): new connections
     /// and sessions are refused, `/readyz` answers 503 so the Service stops routing here, and
     /// open streams end so their clients resume on another node. Open connections and
     /// sessions keep being served. Returns whether this call started it (false: already draining).
-    pub fn begin_drain(&self) -> bool {
+    pub fn begin_drain(self: &Arc<Self>) -> bool {
         if self.set_draining(true) {
             return false;
         }
-        self.end_streams();
+        self.end_streams_for_drain();
         tracing::info!(node = %self.name, "draining");
         true
+    }
+
+    /// A drain's stream endings: all at once alone or when no peer takes hand-offs; in a
+    /// cluster, the owned sessions' streams as their sessions are handed off (`peers.rs`
+    /// ends them on the successor's acknowledgement) and the relayed ones in batches while
+    /// the node drains ([`RELAYED_STREAMS_ENDED_PER_SEC`]).
+    pub fn end_streams_for_drain(self: &Arc<Self>) {
+        match self.layer() {
+            Some(layer) if layer.has_successor() => {
+                tokio::spawn(end_relayed_streams_in_batches(Arc::downgrade(self)));
+            }
+            _ => self.end_streams(),
+        }
     }
 
     /// Ends every session stream so clients see the node go and resume elsewhere with
@@ -99,7 +126,33 @@ impl Node {
 pub async fn stopping(node: Arc<Node>, stop: impl Future<Output = ()>) {
     stop.await;
     node.set_draining(true);
-    node.end_streams();
+    node.end_streams_for_drain();
+}
+
+/// Ends the client streams this node relays for peers' sessions, a batch every
+/// [`RELAYED_STREAM_BATCH_EVERY`], for as long as the node drains (streams relayed on a
+/// connection opened before the drain end too); stops when the drain is called off or the
+/// node is gone.
+async fn end_relayed_streams_in_batches(node: Weak<Node>) {
+    let batch = RELAYED_STREAMS_ENDED_PER_SEC
+        * usize::try_from(RELAYED_STREAM_BATCH_EVERY.as_millis()).unwrap_or(1_000)
+        / 1_000;
+    let mut tick = tokio::time::interval(RELAYED_STREAM_BATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ended = 0usize;
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let Some(layer) = node.layer().filter(|_| node.is_draining()) else {
+            return;
+        };
+        let now = layer.end_some_relayed_streams(batch.max(1));
+        ended += now;
+        if now == 0 && ended > 0 {
+            tracing::info!(node = %node.name, ended, "relayed streams ended for the drain");
+            ended = 0;
+        }
+    }
 }
 
 /// Hands sessions off, a round every `period`, whenever the node drains (runs until aborted;

@@ -67,6 +67,12 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     /// Ends every client stream this node relays from a peer (drain, shutdown): the clients
     /// resume through another node with `Last-Event-ID`; the owners stop sending.
     fn end_relayed_streams(&self);
+    /// Ends at most `max` of the client streams this node relays from a peer (a drain ends
+    /// them a batch at a time); returns how many it ended.
+    fn end_some_relayed_streams(&self, max: usize) -> usize;
+    /// Whether a live member other than this node takes hand-offs (a drain can hand its
+    /// sessions off, so their streams end one by one as they go).
+    fn has_successor(&self) -> bool;
     /// Sends the sessions owned here to their successors (a drain); sessions with a request in
     /// progress wait for a later round. Returns how many are still here.
     fn hand_off_round(&self) -> usize;
