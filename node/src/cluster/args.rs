@@ -47,6 +47,9 @@ pub struct ClusterArgs {
     /// Wait for a forwarded request's first answer [config: cluster.forwardTimeoutMs] [default: 5000]
     #[arg(long, env = "MCP_NODE_CLUSTER_FORWARD_TIMEOUT_MS")]
     pub cluster_forward_timeout_ms: Option<u64>,
+    /// Sessions per second moved to members under their share, 0 = off [config: cluster.rebalanceRate] [default: 200]
+    #[arg(long, env = "MCP_NODE_CLUSTER_REBALANCE_RATE")]
+    pub cluster_rebalance_rate: Option<u32>,
     /// [config: cluster.membership.probePeriodMs] [default: 150]
     #[arg(long, env = "MCP_NODE_CLUSTER_PROBE_PERIOD_MS")]
     pub cluster_probe_period_ms: Option<u64>,
@@ -123,6 +126,7 @@ impl ClusterArgs {
         set(&mut c.load_publish_ms, &self.cluster_load_publish_ms);
         set(&mut c.replication_factor, &self.replication_factor);
         set(&mut c.forward_timeout_ms, &self.cluster_forward_timeout_ms);
+        set(&mut c.rebalance_rate, &self.cluster_rebalance_rate);
         let m = &mut c.membership;
         set(&mut m.probe_period_ms, &self.cluster_probe_period_ms);
         set(&mut m.probe_rtt_ms, &self.cluster_probe_rtt_ms);

@@ -39,6 +39,8 @@ pub struct ClusterSettings {
     pub replication_factor: usize,
     /// How long a forwarded request waits for the owner's first answer.
     pub forward_timeout: Duration,
+    /// Sessions per second moved for balance (0: never; `balance.rs`).
+    pub rebalance_rate: f64,
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -113,6 +115,12 @@ impl ClusterSettings {
                 format!("{} is not in 100..=60000", c.forward_timeout_ms),
             ));
         }
+        if c.rebalance_rate > 100_000 {
+            return Err(bad(
+                "cluster.rebalanceRate",
+                format!("{} is not in 0..=100000", c.rebalance_rate),
+            ));
+        }
         Ok(Some(Self {
             peer_listen,
             advertise,
@@ -130,6 +138,7 @@ impl ClusterSettings {
             load_publish: Duration::from_millis(c.load_publish_ms),
             replication_factor: c.replication_factor as usize,
             forward_timeout: Duration::from_millis(c.forward_timeout_ms),
+            rebalance_rate: f64::from(c.rebalance_rate),
         }))
     }
 }
@@ -263,7 +272,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: [(&str, Breakage); 6] = [
+        let cases: [(&str, Breakage); 7] = [
             ("cluster.peerListen", |c| c.peer_listen = "x".into()),
             ("cluster.seeds", |c| c.seeds = vec!["nope".into()]),
             ("cluster.seedDns", |c| c.seed_dns = "svc:port".into()),
@@ -274,6 +283,7 @@ mod tests {
                 c.membership.probe_rtt_ms = 500
             }),
             ("cluster.loadPublishMs", |c| c.load_publish_ms = 0),
+            ("cluster.rebalanceRate", |c| c.rebalance_rate = 100_001),
         ];
         for (field, break_it) in cases {
             let mut c = enabled();

@@ -124,6 +124,7 @@ pub struct ClusterMetrics {
     failovers: Counter,
     handoffs_sent: Counter,
     handoffs_received: Counter,
+    rebalanced: Counter,
     superseded: Counter,
     no_quorum: Counter,
     bad_messages: Counter,
@@ -157,6 +158,7 @@ impl Default for ClusterMetrics {
             failovers: Counter::default(),
             handoffs_sent: Counter::default(),
             handoffs_received: Counter::default(),
+            rebalanced: Counter::default(),
             superseded: Counter::default(),
             no_quorum: Counter::default(),
             bad_messages: Counter::default(),
@@ -265,8 +267,13 @@ impl ClusterMetrics {
         );
         r.register(
             "handoffs_received",
-            "Sessions received from a draining peer",
+            "Sessions received by hand-off (from a draining peer, or rebalanced here)",
             m.handoffs_received.clone(),
+        );
+        r.register(
+            "rebalanced",
+            "Sessions handed to a peer under its share because this node owned more than its share",
+            m.rebalanced.clone(),
         );
         r.register(
             "superseded",
@@ -367,6 +374,10 @@ impl ClusterMetrics {
     /// Counts a session handed off.
     pub fn handoff_sent(&self) {
         self.handoffs_sent.inc();
+    }
+    /// Counts a session handed off for balance.
+    pub fn rebalanced(&self) {
+        self.rebalanced.inc();
     }
     /// Counts a session received by hand-off.
     pub fn handoff_received(&self) {

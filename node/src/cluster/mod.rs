@@ -15,9 +15,11 @@
 //!   the node holding their session (the HTTP side is `http/forward.rs`, whose owner-side
 //!   handler [`start`] is given); [`inbound`]: the peer messages received; [`wire`]: their
 //!   binary form; [`digest`]: anti-entropy between owners and replicas that costs nothing
-//!   per idle session.
+//!   per idle session; [`rebalance`]: moves sessions from a node owning more than its share
+//!   to members under theirs, as [`balance`] decides.
 
 pub mod args;
+pub mod balance;
 pub mod config;
 pub mod detector;
 pub mod digest;
@@ -25,6 +27,7 @@ pub mod inbound;
 pub mod layer;
 pub mod metrics;
 pub mod peers;
+pub mod rebalance;
 pub mod relay;
 pub mod routing;
 pub mod shell;
@@ -147,7 +150,7 @@ pub async fn start(
         node.settings.config.limits.max_sessions as usize,
     );
     node.set_layer(Arc::new(layer::Layer::new(peers.clone(), &node)));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(inbound::run(
             node.clone(),
             peers.clone(),
@@ -157,6 +160,13 @@ pub async fn start(
         tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
         tokio::spawn(refresh(node.clone(), peers.clone())),
     ];
+    if s.rebalance_rate > 0.0 {
+        tasks.push(tokio::spawn(rebalance::run(
+            node.clone(),
+            peers.clone(),
+            s.rebalance_rate,
+        )));
+    }
     let leaving = Arc::new(AtomicBool::new(false));
     let shell = tokio::spawn(shell::run(
         node,

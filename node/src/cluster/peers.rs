@@ -50,6 +50,19 @@ const HANDOFF_WAITS: u32 = 5;
 /// How long a hand-off waits for the successor before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(2);
 
+/// How long a node that moved a session for balance forwards requests for it to where it went
+/// (then they follow the ranking: the new owner ranks first among the others, or holds a copy).
+const MOVED_KEEP: Duration = Duration::from_secs(60);
+
+/// Why a session is handed to another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// This node drains.
+    Drain,
+    /// This node owns more than its share (`balance.rs`).
+    Rebalance,
+}
+
 /// How long an owner must stay down before its replica takes over. A member declared down by
 /// gossip that was wrong (the minority side of a healed partition spreading its verdicts, a
 /// stall) renews its generation within a few hundred milliseconds; taking over at once made
@@ -92,6 +105,11 @@ pub struct Peers {
     moved: Mutex<HashMap<SessionId, SocketAddr>>,
     /// Hand-offs sent and not yet acknowledged, with when.
     handing: Mutex<HashMap<SessionId, Instant>>,
+    /// Sessions moved away by rebalancing, oldest first (when, which, where): their `moved`
+    /// entries go after [`MOVED_KEEP`] (a draining node exits; a rebalancing one stays).
+    rebalanced: Mutex<std::collections::VecDeque<(Instant, SessionId, SocketAddr)>>,
+    /// Rebalancing hand-offs acknowledged so far (the burst summary's count).
+    rebalanced_total: AtomicU64,
     dirty: mpsc::UnboundedSender<Arc<Session>>,
     want_ack: Mutex<HashMap<SessionId, Vec<oneshot::Sender<()>>>>,
     acks: Mutex<HashMap<u64, AckWait>>,
@@ -178,6 +196,8 @@ impl Peers {
             replicas: Registry::new(max_sessions),
             moved: Mutex::new(HashMap::new()),
             handing: Mutex::new(HashMap::new()),
+            rebalanced: Mutex::new(std::collections::VecDeque::new()),
+            rebalanced_total: AtomicU64::new(0),
             dirty,
             want_ack: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
@@ -344,7 +364,8 @@ impl Peers {
     /// replica's copy over when this node is the owner's successor.
     pub fn route(&self, node: &Arc<Node>, id: SessionId, hop: u8) -> Route {
         let owned = node.sessions.get(&id).is_some();
-        let handing = owned && node.is_draining() && self.handing.lock().contains_key(&id);
+        // Frozen while a hand-off (drain or rebalancing) waits for its acknowledgement.
+        let handing = owned && self.handing.lock().contains_key(&id);
         if owned && !handing {
             return Route::Local;
         }
@@ -913,10 +934,9 @@ impl Peers {
             return node.sessions.len();
         }
         let now = Instant::now();
-        let mut sent = Vec::new();
         node.sessions.for_each(|s| {
             if self.handing.lock().contains_key(&s.id) {
-                // Sent and waiting for its acknowledgement (the waiter below thaws it when
+                // Sent and waiting for its acknowledgement (`hand_off`'s waiter thaws it when
                 // that comes, or when the successor is gone or stayed silent too long).
                 return;
             }
@@ -929,85 +949,222 @@ impl Peers {
                 // that requests relayed to it wait behind.
                 return;
             }
-            // Frozen before the copy is taken: a request routed from now on waits, so no
-            // change made here is missing from the successor's copy.
-            self.handing.lock().insert(s.id, now);
-            let mut st = s.state.lock();
-            if st.has_inflight() {
-                drop(st);
-                self.handing.lock().remove(&s.id);
-                return;
-            }
-            let token = self.next_token.fetch_add(1, Ordering::Relaxed);
-            st.reset_replication();
-            let streams = st.take_stream_copies(true);
-            let msg = PeerMsg::Replicate(Box::new(Replicate {
-                session: s.id.0,
-                epoch: st.epoch + 1,
-                seq: st.next_copy_seq(),
-                owner: self.me().addr,
-                owner_generation: self.me().generation,
-                replicas: Vec::new(),
-                token,
-                handoff: true,
-                full: true,
-                state: st.state_copy(),
-                streams,
-            }));
-            let others: Vec<SocketAddr> = st.repl_to.iter().copied().filter(|a| *a != to).collect();
+            self.hand_off(node, s, to, now, Handoff::Drain);
+        });
+        node.sessions.len()
+    }
+
+    /// Hands `s` to `to` (drain or rebalancing): freezes it, sends it whole with `handoff` and
+    /// `epoch + 1`, and waits in a task for the acknowledgement — then the session is removed
+    /// here, remembered as moved, its streams here end (clients resume with `Last-Event-ID`
+    /// through any node) and its other replicas get `Forget`; without one it thaws. Returns
+    /// whether it was sent: not when a request is in progress in it (a later round tries
+    /// again) or the link refused it.
+    fn hand_off(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        s: &Arc<Session>,
+        to: SocketAddr,
+        now: Instant,
+        why: Handoff,
+    ) -> bool {
+        // Frozen before the copy is taken: a request routed from now on waits, so no
+        // change made here is missing from the successor's copy.
+        self.handing.lock().insert(s.id, now);
+        let mut st = s.state.lock();
+        if st.has_inflight() {
             drop(st);
-            let (tx, rx) = oneshot::channel();
-            self.acks.lock().insert(
-                token,
-                AckWait {
-                    remaining: 1,
-                    waiters: vec![tx],
-                },
-            );
-            if self.send(to, &msg) {
-                sent.push((s.clone(), to, others, rx));
-            } else {
-                self.acks.lock().remove(&token);
-                self.handing.lock().remove(&s.id);
+            self.handing.lock().remove(&s.id);
+            return false;
+        }
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        st.reset_replication();
+        let streams = st.take_stream_copies(true);
+        let msg = PeerMsg::Replicate(Box::new(Replicate {
+            session: s.id.0,
+            epoch: st.epoch + 1,
+            seq: st.next_copy_seq(),
+            owner: self.me().addr,
+            owner_generation: self.me().generation,
+            replicas: Vec::new(),
+            token,
+            handoff: true,
+            full: true,
+            state: st.state_copy(),
+            streams,
+        }));
+        let others: Vec<SocketAddr> = st.repl_to.iter().copied().filter(|a| *a != to).collect();
+        drop(st);
+        let (tx, rx) = oneshot::channel();
+        self.acks.lock().insert(
+            token,
+            AckWait {
+                remaining: 1,
+                waiters: vec![tx],
+            },
+        );
+        if !self.send(to, &msg) {
+            self.acks.lock().remove(&token);
+            self.handing.lock().remove(&s.id);
+            return false;
+        }
+        let (peers, node, s) = (self.clone(), node.clone(), s.clone());
+        tokio::spawn(async move {
+            // A late acknowledgement is still an acknowledgement: wait for it while the
+            // successor is live (bounded), instead of letting the next round send the
+            // session again while this node serves it meanwhile.
+            let mut rx = rx;
+            let mut waits = 0;
+            let acked = loop {
+                match tokio::time::timeout(HANDOFF_RETRY, &mut rx).await {
+                    Ok(r) => break r.is_ok(),
+                    Err(_) if waits < HANDOFF_WAITS && peers.addr_is_live(to) => waits += 1,
+                    Err(_) => break false,
+                }
+            };
+            if acked {
+                peers.moved.lock().insert(s.id, to);
+                if node.sessions.remove(&s.id).is_some() {
+                    for stream in s.state.lock().streams.iter_mut() {
+                        stream.finish();
+                    }
+                }
+                for a in others {
+                    peers.send(a, &PeerMsg::Forget { session: s.id.0 });
+                }
+                node.metrics.sessions.set(node.sessions.len() as i64);
+                match why {
+                    Handoff::Drain => node.metrics.cluster.handoff_sent(),
+                    Handoff::Rebalance => {
+                        node.metrics.cluster.rebalanced();
+                        peers.rebalanced_total.fetch_add(1, Ordering::Relaxed);
+                        peers
+                            .rebalanced
+                            .lock()
+                            .push_back((Instant::now(), s.id, to));
+                    }
+                }
+            }
+            // Thawed (or done) — unless a later round sent it again meanwhile.
+            let mut handing = peers.handing.lock();
+            if handing.get(&s.id) == Some(&now) {
+                handing.remove(&s.id);
             }
         });
-        for (s, to, others, rx) in sent {
-            let peers = self.clone();
-            let node = node.clone();
-            tokio::spawn(async move {
-                // A late acknowledgement is still an acknowledgement: wait for it while the
-                // successor is live (bounded), instead of letting the next round send the
-                // session again while this node serves it meanwhile.
-                let mut rx = rx;
-                let mut waits = 0;
-                let acked = loop {
-                    match tokio::time::timeout(HANDOFF_RETRY, &mut rx).await {
-                        Ok(r) => break r.is_ok(),
-                        Err(_) if waits < HANDOFF_WAITS && peers.addr_is_live(to) => waits += 1,
-                        Err(_) => break false,
-                    }
-                };
-                if acked {
-                    peers.moved.lock().insert(s.id, to);
-                    if node.sessions.remove(&s.id).is_some() {
-                        for stream in s.state.lock().streams.iter_mut() {
-                            stream.finish();
-                        }
-                    }
-                    for a in others {
-                        peers.send(a, &PeerMsg::Forget { session: s.id.0 });
-                    }
-                    node.metrics.sessions.set(node.sessions.len() as i64);
-                    node.metrics.cluster.handoff_sent();
+        true
+    }
+
+    /// One round of rebalancing (`rebalance.rs` decides with `balance.rs`): hands at most
+    /// `count` owned sessions to their successors — the top-ranked other member that takes
+    /// copies, as a drain would — when the successor is one of `receivers` with room left and
+    /// its link is not busy. Sessions another member ranks first for go first (they return to
+    /// where ranking puts them, e.g. a restarted node); sessions this node ranks first for go
+    /// only when those are not enough. Sessions with a request in progress stay. Returns how
+    /// many went to each receiver.
+    pub(super) fn rebalance_round(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        count: usize,
+        receivers: &[(SocketAddr, usize)],
+    ) -> Vec<(SocketAddr, u64)> {
+        let me = self.me().addr;
+        let takers = self.live_takers();
+        let now = Instant::now();
+        let mut room: Vec<(SocketAddr, usize, u64)> =
+            receivers.iter().map(|(a, n)| (*a, *n, 0)).collect();
+        let mut left = count;
+        let mut try_send = |s: &Arc<Session>, to: SocketAddr, left: &mut usize| {
+            let Some(r) = room.iter_mut().find(|r| r.0 == to && r.1 > 0) else {
+                return;
+            };
+            if !self.link_busy(to) && self.hand_off(node, s, to, now, Handoff::Rebalance) {
+                r.1 -= 1;
+                r.2 += 1;
+                *left -= 1;
+            }
+        };
+        let mut ranked_here = Vec::new();
+        node.sessions.for_each(|s| {
+            if left == 0 || self.handing.lock().contains_key(&s.id) {
+                return;
+            }
+            let ranked = ownership::rank(&key(s.id), &takers);
+            let Some(to) = ranked.iter().find(|m| m.addr != me).map(|m| m.addr) else {
+                return;
+            };
+            if ranked.first().is_some_and(|m| m.addr == me) {
+                if ranked_here.len() < count {
+                    ranked_here.push((s.clone(), to));
                 }
-                // Thawed (or done) — unless a later round sent it again meanwhile.
-                let mut handing = peers.handing.lock();
-                if handing.get(&s.id) == Some(&now) {
-                    handing.remove(&s.id);
-                }
-            });
+                return;
+            }
+            try_send(s, to, &mut left);
+        });
+        for (s, to) in ranked_here {
+            if left == 0 {
+                break;
+            }
+            try_send(&s, to, &mut left);
         }
-        node.sessions.len()
+        room.into_iter().map(|(a, _, n)| (a, n)).collect()
+    }
+
+    /// Rebalancing hand-offs acknowledged since this node started.
+    pub(super) fn rebalanced_total(&self) -> u64 {
+        self.rebalanced_total.load(Ordering::Relaxed)
+    }
+
+    /// Sessions owned here, hand-offs waiting for their acknowledgement not counted.
+    pub(super) fn owned_staying(&self, node: &Node) -> u64 {
+        let handing = self.handing.lock().len();
+        node.sessions.len().saturating_sub(handing) as u64
+    }
+
+    /// Drops the `moved` entries of sessions rebalanced away more than [`MOVED_KEEP`] ago.
+    pub(super) fn forget_old_moves(&self) {
+        let mut old = self.rebalanced.lock();
+        while let Some((at, id, to)) = old.front().copied() {
+            if at.elapsed() < MOVED_KEEP {
+                break;
+            }
+            old.pop_front();
+            let mut moved = self.moved.lock();
+            if moved.get(&id) == Some(&to) {
+                moved.remove(&id);
+            }
+        }
+    }
+
+    /// What rebalancing decides on: the other members as `balance.rs` sees them, whether
+    /// this node sees a majority, has joined, and how long the live members have been the
+    /// same.
+    pub(super) fn balance_view(&self) -> (Vec<super::balance::Member>, bool, bool, Duration) {
+        use super::balance::{Member, Standing};
+        use mcp_cluster::membership::MemberState;
+        let members = self
+            .view
+            .borrow()
+            .iter()
+            .skip(1)
+            .map(|m| Member {
+                addr: m.id.addr,
+                sessions: m.meta.as_ref().map_or(0, |m| m.sessions),
+                standing: match m.state {
+                    MemberState::Down => Standing::Down,
+                    MemberState::Suspect => Standing::Suspect,
+                    MemberState::Alive if m.meta.as_ref().is_some_and(|m| m.draining) => {
+                        Standing::Draining
+                    }
+                    MemberState::Alive => Standing::Alive,
+                },
+            })
+            .collect();
+        (
+            members,
+            self.has_quorum(),
+            self.settled(),
+            self.members_stable_for(),
+        )
     }
 
     /// Hands every session off, in rounds, until none is left or `deadline`.

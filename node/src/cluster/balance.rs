@@ -1,0 +1,470 @@
+//! [`Balancer`]: whether this node moves some of its sessions to other members now, how many,
+//! and which members may receive them — a pure decision over the gossiped session counts, so
+//! each case is tested without a cluster (docs/PROTOCOL.md, "Rebalancing").
+//!
+//! Nothing else moves sessions back after churn: a node owns what it initialized, a drain hands
+//! everything to the successors and a death to the replicas, so after a rolling restart the
+//! last node restarted owns nothing and the next crash hits the others' surplus. The rule:
+//! - `share` = the sessions owned by the live members that are not draining, over their
+//!   number (this node's own count exact, the others' as gossiped, plus what this node sent
+//!   them that their gossip does not show yet);
+//! - a node owning more than `share × (1 + slack)` moves the surplus, `rate` per second, each
+//!   session to its successor (the top-ranked other member, as a drain does) if that member
+//!   is under its share, and never more to one member than it lacks;
+//! - only in a calm cluster: this node and every member live, none suspect or draining, a
+//!   majority seen, and the members unchanged for [`SETTLE`] — a rebalance racing a failure or
+//!   a drain would move sessions towards a node that is going away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// How long the live members must have stayed the same (nobody joined, left, died, restarted
+/// or started draining) before a node moves sessions for balance. Longer than a rolling
+/// restart's step (the next node goes seconds after the last one rejoined: moving sessions
+/// meanwhile would move them twice) and than `routing::SURE_AFTER_CHANGE` (5 s); short enough
+/// that the spread is even within a minute of a change.
+pub const SETTLE: Duration = Duration::from_secs(15);
+
+/// How far above its share a node may own before it moves sessions: 5 %, under the 10 % the
+/// spread must stay within once settled.
+pub const SLACK: f64 = 0.05;
+
+/// The most hand-offs one round may send: the token bucket holds at most this many seconds of
+/// `rate`, so a node that waited does not send a burst.
+const BURST_SECS: f64 = 0.5;
+
+/// How long hand-offs sent to a member count on top of its gossiped count: by then its gossip
+/// shows them (published every `loadPublishMs`, 500 ms by default, then spread in well under
+/// a second).
+const PENDING_FOR: Duration = Duration::from_secs(5);
+
+/// What a member is, as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Live and taking sessions.
+    Alive,
+    /// Not answering probes yet not declared down.
+    Suspect,
+    /// Live and draining (it hands its sessions off).
+    Draining,
+    /// Down (dead, left, or an old identity): not counted.
+    Down,
+}
+
+/// One other member: its address, gossiped owned-session count and standing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Its peer address.
+    pub addr: SocketAddr,
+    /// Sessions it owns, as it last gossiped.
+    pub sessions: u64,
+    /// What it is.
+    pub standing: Standing,
+}
+
+/// What this node knows when it decides.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// Sessions owned here, hand-offs in flight not counted.
+    pub owned: u64,
+    /// Whether this node drains.
+    pub draining: bool,
+    /// The other members.
+    pub members: &'a [Member],
+    /// Whether this node sees a majority.
+    pub quorum: bool,
+    /// Whether this node has joined its cluster.
+    pub settled: bool,
+    /// How long the live members have been what they are.
+    pub stable_for: Duration,
+}
+
+/// Why nothing moves this round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Rebalancing is switched off (`rate` 0).
+    Off,
+    /// This node or a member drains.
+    Draining,
+    /// A member is suspect.
+    Suspect,
+    /// No majority in sight.
+    NoQuorum,
+    /// Not joined yet, or the members changed less than [`SETTLE`] ago.
+    Unsettled,
+    /// No other member takes sessions.
+    Alone,
+    /// This node owns no more than `share × (1 + slack)`.
+    Balanced,
+    /// No member is under its share.
+    NoReceiver,
+    /// The rate allows none this round.
+    Paced,
+}
+
+/// The decision of one round.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Plan {
+    /// Move nothing.
+    Hold(Hold),
+    /// Move at most `count` sessions, each only to a member listed, at most the number given
+    /// with it.
+    Move {
+        /// Sessions to move this round.
+        count: usize,
+        /// Members under their share and how many each may still receive.
+        receivers: Vec<(SocketAddr, usize)>,
+        /// The share used.
+        share: f64,
+    },
+}
+
+/// The rebalancing decision of one node across rounds: its pacing budget and the hand-offs it
+/// sent that the receivers' gossip may not show yet.
+#[derive(Debug)]
+pub struct Balancer {
+    rate: f64,
+    slack: f64,
+    budget: f64,
+    last: Option<Instant>,
+    /// Per receiver: the count it gossiped when last seen, and batches sent since (when, how
+    /// many) that its count has not grown by yet.
+    pending: HashMap<SocketAddr, (u64, Vec<(Instant, u64)>)>,
+}
+
+impl Balancer {
+    /// `rate`: sessions per second this node may move (0: never); `slack`: how far above its
+    /// share (0.05 = 5 %) it may own before it moves any.
+    pub fn new(rate: f64, slack: f64) -> Self {
+        Self {
+            rate,
+            slack,
+            budget: 0.0,
+            last: None,
+            pending: HashMap::new(),
+        }
+    }
+
+    /// Decides this round at `now`.
+    pub fn decide(&mut self, now: Instant, input: &Input<'_>) -> Plan {
+        let elapsed = self
+            .last
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last = Some(now);
+        self.budget = (self.budget + self.rate * elapsed.as_secs_f64()).min(self.rate * BURST_SECS);
+        self.observe(now, input.members);
+        let hold = |h| Plan::Hold(h);
+        if self.rate <= 0.0 {
+            return hold(Hold::Off);
+        }
+        let live = || {
+            input
+                .members
+                .iter()
+                .filter(|m| m.standing != Standing::Down)
+        };
+        if input.draining || live().any(|m| m.standing == Standing::Draining) {
+            return hold(Hold::Draining);
+        }
+        if live().any(|m| m.standing == Standing::Suspect) {
+            return hold(Hold::Suspect);
+        }
+        if !input.quorum {
+            return hold(Hold::NoQuorum);
+        }
+        if !input.settled || input.stable_for < SETTLE {
+            return hold(Hold::Unsettled);
+        }
+        let others: Vec<(SocketAddr, u64)> = live()
+            .map(|m| (m.addr, m.sessions + self.pending_to(m.addr)))
+            .collect();
+        if others.is_empty() {
+            return hold(Hold::Alone);
+        }
+        let total = input.owned + others.iter().map(|(_, n)| n).sum::<u64>();
+        let share = total as f64 / (others.len() + 1) as f64;
+        let surplus = input.owned as f64 - share * (1.0 + self.slack);
+        if surplus < 1.0 {
+            return hold(Hold::Balanced);
+        }
+        let receivers: Vec<(SocketAddr, usize)> = others
+            .iter()
+            .filter(|(_, n)| (*n as f64) < share)
+            .map(|(a, n)| (*a, (share - *n as f64).ceil() as usize))
+            .collect();
+        if receivers.is_empty() {
+            return hold(Hold::NoReceiver);
+        }
+        let count = (self.budget.floor() as usize).min(surplus.ceil() as usize);
+        if count == 0 {
+            return hold(Hold::Paced);
+        }
+        Plan::Move {
+            count,
+            receivers,
+            share,
+        }
+    }
+
+    /// This round sent `n` hand-offs to `to` (they count against the budget and on top of
+    /// `to`'s gossiped count until it shows them).
+    pub fn sent(&mut self, now: Instant, to: SocketAddr, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.budget = (self.budget - n as f64).max(0.0);
+        // Receivers come from `decide`, which saw them: their entry exists.
+        if let Some((_, batches)) = self.pending.get_mut(&to) {
+            batches.push((now, n));
+        }
+    }
+
+    fn pending_to(&self, addr: SocketAddr) -> u64 {
+        self.pending
+            .get(&addr)
+            .map_or(0, |(_, b)| b.iter().map(|(_, n)| n).sum())
+    }
+
+    /// Takes the members' new counts: growth pays off the oldest batches sent to them, and
+    /// batches older than [`PENDING_FOR`] are shown by now.
+    fn observe(&mut self, now: Instant, members: &[Member]) {
+        // A restarted member may be listed twice (its old identity down): the live one counts.
+        let live = || members.iter().filter(|m| m.standing != Standing::Down);
+        for m in live() {
+            let (seen, batches) = self
+                .pending
+                .entry(m.addr)
+                .or_insert_with(|| (m.sessions, Vec::new()));
+            let mut grown = m.sessions.saturating_sub(*seen);
+            *seen = m.sessions;
+            batches.retain_mut(|(at, n)| {
+                let paid = grown.min(*n);
+                grown -= paid;
+                *n -= paid;
+                *n > 0 && now.saturating_duration_since(*at) < PENDING_FOR
+            });
+        }
+        self.pending.retain(|a, _| live().any(|m| m.addr == *a));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], 7946))
+    }
+
+    fn alive(i: u8, sessions: u64) -> Member {
+        Member {
+            addr: addr(i),
+            sessions,
+            standing: Standing::Alive,
+        }
+    }
+
+    fn calm(owned: u64, members: &[Member]) -> Input<'_> {
+        Input {
+            owned,
+            draining: false,
+            members,
+            quorum: true,
+            settled: true,
+            stable_for: SETTLE,
+        }
+    }
+
+    /// A balancer that has been running for a second (its budget full).
+    fn warm(rate: f64) -> (Balancer, Instant) {
+        let mut b = Balancer::new(rate, SLACK);
+        let t0 = Instant::now();
+        let none: [Member; 0] = [];
+        b.decide(t0, &calm(0, &none));
+        (b, t0 + Duration::from_secs(1))
+    }
+
+    #[test]
+    fn the_surplus_goes_to_the_members_under_their_share() {
+        // 65 / 35 / 0 after a rolling restart: share 33.3.
+        let (mut b, now) = warm(200.0);
+        let members = [alive(2, 35), alive(3, 0)];
+        let Plan::Move {
+            count,
+            receivers,
+            share,
+        } = b.decide(now, &calm(65, &members))
+        else {
+            panic!("moves");
+        };
+        assert!((share - 100.0 / 3.0).abs() < 1e-9, "{share}");
+        // Down to share × 1.05 = 35: 30 sessions.
+        assert_eq!(count, 30);
+        assert_eq!(receivers, vec![(addr(3), 34)], "node 2 is over its share");
+    }
+
+    #[test]
+    fn within_the_slack_nothing_moves() {
+        let (mut b, now) = warm(200.0);
+        let members = [alive(2, 100), alive(3, 95)];
+        // share 100, 105 allowed.
+        assert_eq!(
+            b.decide(now, &calm(105, &members)),
+            Plan::Hold(Hold::Balanced)
+        );
+        let Plan::Move { count, .. } = b.decide(now, &calm(110, &members)) else {
+            panic!("110 is over 105 (share 101.7 × 1.05 = 106.75)");
+        };
+        assert_eq!(count, 4);
+    }
+
+    #[test]
+    fn the_rate_paces_the_rounds() {
+        let mut b = Balancer::new(100.0, SLACK);
+        let t0 = Instant::now();
+        let members = [alive(2, 0), alive(3, 0)];
+        assert_eq!(
+            b.decide(t0, &calm(3000, &members)),
+            Plan::Hold(Hold::Paced),
+            "no budget before time passes"
+        );
+        let t1 = t0 + Duration::from_millis(100);
+        let Plan::Move { count, .. } = b.decide(t1, &calm(3000, &members)) else {
+            panic!("moves");
+        };
+        assert_eq!(count, 10, "100/s over 100 ms");
+        b.sent(t1, addr(2), 10);
+        // A long pause does not make a burst: at most half a second of the rate.
+        let t2 = t1 + Duration::from_secs(60);
+        let Plan::Move { count, .. } = b.decide(t2, &calm(2990, &members)) else {
+            panic!("moves");
+        };
+        assert_eq!(count, 50);
+        assert_eq!(
+            Balancer::new(0.0, SLACK).decide(t2, &calm(3000, &members)),
+            Plan::Hold(Hold::Off)
+        );
+    }
+
+    #[test]
+    fn nothing_moves_while_the_cluster_is_not_calm() {
+        let (mut b, now) = warm(200.0);
+        let under = [alive(2, 0), alive(3, 0)];
+        let mut input = calm(300, &under);
+        input.draining = true;
+        assert_eq!(b.decide(now, &input), Plan::Hold(Hold::Draining));
+        let draining = [
+            alive(2, 0),
+            Member {
+                standing: Standing::Draining,
+                ..alive(3, 0)
+            },
+        ];
+        assert_eq!(
+            b.decide(now, &calm(300, &draining)),
+            Plan::Hold(Hold::Draining)
+        );
+        let suspect = [
+            alive(2, 0),
+            Member {
+                standing: Standing::Suspect,
+                ..alive(3, 0)
+            },
+        ];
+        assert_eq!(
+            b.decide(now, &calm(300, &suspect)),
+            Plan::Hold(Hold::Suspect)
+        );
+        let mut input = calm(300, &under);
+        input.quorum = false;
+        assert_eq!(b.decide(now, &input), Plan::Hold(Hold::NoQuorum));
+        let mut input = calm(300, &under);
+        input.stable_for = SETTLE - Duration::from_millis(1);
+        assert_eq!(b.decide(now, &input), Plan::Hold(Hold::Unsettled));
+        let mut input = calm(300, &under);
+        input.settled = false;
+        assert_eq!(b.decide(now, &input), Plan::Hold(Hold::Unsettled));
+        let none: [Member; 0] = [];
+        assert_eq!(b.decide(now, &calm(300, &none)), Plan::Hold(Hold::Alone));
+    }
+
+    #[test]
+    fn a_dead_member_counts_for_nothing() {
+        let (mut b, now) = warm(200.0);
+        // The dead member's old count (and it being under) is ignored: share 50 of 2.
+        let members = [
+            alive(2, 40),
+            Member {
+                standing: Standing::Down,
+                ..alive(3, 0)
+            },
+        ];
+        let Plan::Move {
+            count, receivers, ..
+        } = b.decide(now, &calm(60, &members))
+        else {
+            panic!("moves");
+        };
+        assert_eq!(receivers, vec![(addr(2), 10)]);
+        assert_eq!(count, 8, "60 - 50 × 1.05 = 7.5");
+    }
+
+    #[test]
+    fn hand_offs_the_gossip_does_not_show_yet_count_for_the_receiver() {
+        let (mut b, now) = warm(1000.0);
+        let members = [alive(2, 100), alive(3, 0)];
+        let Plan::Move {
+            count, receivers, ..
+        } = b.decide(now, &calm(200, &members))
+        else {
+            panic!("moves");
+        };
+        assert_eq!(receivers, vec![(addr(3), 100)]);
+        assert_eq!(count, 95, "200 - 100 × 1.05");
+        b.sent(now, addr(3), 60);
+        // Next round, before node 3 gossips its new count: it is seen at 60, not 0, so the
+        // share stays 100 and this node (at 140) moves only what is left.
+        let later = now + Duration::from_millis(100);
+        let Plan::Move {
+            count,
+            receivers,
+            share,
+        } = b.decide(later, &calm(140, &members))
+        else {
+            panic!("moves");
+        };
+        assert!((share - 100.0).abs() < 1e-9, "{share}");
+        assert_eq!(receivers, vec![(addr(3), 40)]);
+        assert_eq!(count, 35);
+        // Node 3 gossips 40 of them: 20 still pending, so it counts as 60.
+        b.sent(later, addr(3), 35);
+        let members = [alive(2, 100), alive(3, 40)];
+        let Plan::Hold(h) = b.decide(later + Duration::from_millis(100), &calm(105, &members))
+        else {
+            panic!("balanced: node 3 counts 40 gossiped + 55 pending");
+        };
+        assert_eq!(h, Hold::Balanced);
+        // Pending batches expire: after PENDING_FOR only the gossiped count is believed.
+        let much_later = later + PENDING_FOR + Duration::from_secs(1);
+        let Plan::Move { receivers, .. } = b.decide(much_later, &calm(160, &members)) else {
+            panic!("moves again: node 3 shows only 40");
+        };
+        assert_eq!(receivers, vec![(addr(3), 60)]);
+    }
+
+    #[test]
+    fn rounding_lets_each_receiver_take_what_it_lacks() {
+        let (mut b, now) = warm(200.0);
+        // 31 sessions on three nodes: share 10.33, this node may own 10.85 and owns 12.
+        let members = [alive(2, 10), alive(3, 9)];
+        let Plan::Move {
+            count, receivers, ..
+        } = b.decide(now, &calm(12, &members))
+        else {
+            panic!("moves");
+        };
+        assert_eq!(count, 2);
+        assert_eq!(receivers, vec![(addr(2), 1), (addr(3), 2)]);
+    }
+}
