@@ -1,9 +1,17 @@
 //! Reading an upstream's `text/event-stream` answer: bytes in, the `data` of each complete
-//! event out. Lines may end in LF, CRLF or CR; `data` lines of one event are joined with LF;
-//! comments, `id`, `event` and `retry` are ignored (the client never resumes an upstream stream
-//! in this slice). Bounded: an event larger than the limit is an error, not a growing buffer.
+//! event out, as the WHATWG event-stream rules read it: one leading UTF-8 BOM skipped; lines
+//! may end in LF, CRLF or CR; `data` lines of one event are joined with LF; an event without
+//! `data`, or not ended by a blank line, gives nothing; comments, `id`, `event` and `retry`
+//! are ignored (the client never resumes an upstream stream in this slice).
+//!
+//! Bounded, since the bytes are an upstream's: the line being read plus the data of the event
+//! so far may not exceed the limit (a line of any field counts), so no buffer grows past it;
+//! past it, `feed` is an error. Fuzzed against a plain model of those rules (`node/fuzz/fuzz_targets/upstream_sse.rs`).
 
-/// An event's data grew past the limit.
+/// A UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// An event's lines grew past the limit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("an SSE event is larger than {0} bytes")]
 pub struct TooLarge(pub usize);
@@ -11,6 +19,8 @@ pub struct TooLarge(pub usize);
 /// Incremental SSE decoder.
 #[derive(Debug)]
 pub struct Decoder {
+    /// At the stream's start: how many bytes of a BOM were seen so far; `None` once past it.
+    bom: Option<usize>,
     line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
@@ -23,6 +33,7 @@ impl Decoder {
     /// A decoder refusing events (or lines) of more than `limit` bytes.
     pub fn new(limit: usize) -> Self {
         Self {
+            bom: Some(0),
             line: Vec::new(),
             data: Vec::new(),
             has_data: false,
@@ -31,34 +42,59 @@ impl Decoder {
         }
     }
 
-    /// Feeds bytes; returns the data of every event they complete.
+    /// Feeds bytes; returns the data of every event they complete. After an error the
+    /// decoder is of no further use (the stream is to be dropped).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, TooLarge> {
         let mut out = Vec::new();
         for &b in bytes {
-            if self.after_cr {
-                self.after_cr = false;
-                if b == b'\n' {
+            if let Some(seen) = self.bom {
+                if BOM.get(seen) == Some(&b) {
+                    self.bom = (seen + 1 < BOM.len()).then_some(seen + 1);
                     continue;
                 }
-            }
-            match b {
-                b'\n' | b'\r' => {
-                    self.after_cr = b == b'\r';
-                    self.end_line(&mut out);
-                }
-                _ => {
-                    if self.line.len() + self.data.len() >= self.limit {
-                        return Err(TooLarge(self.limit));
-                    }
-                    self.line.push(b);
+                // Not a BOM after all: what looked like its start is text.
+                self.bom = None;
+                for &p in &BOM[..seen] {
+                    self.byte(p, &mut out)?;
                 }
             }
+            self.byte(b, &mut out)?;
         }
         Ok(out)
     }
 
+    fn byte(&mut self, b: u8, out: &mut Vec<Vec<u8>>) -> Result<(), TooLarge> {
+        if self.after_cr {
+            self.after_cr = false;
+            if b == b'\n' {
+                return Ok(());
+            }
+        }
+        match b {
+            b'\n' | b'\r' => {
+                self.after_cr = b == b'\r';
+                self.end_line(out);
+            }
+            _ => {
+                // `data` holds at most the earlier lines' bytes: their sum is what is bounded.
+                if self.line.len() + self.data.len() >= self.limit {
+                    return Err(TooLarge(self.limit));
+                }
+                self.line.push(b);
+            }
+        }
+        Ok(())
+    }
+
     fn end_line(&mut self, out: &mut Vec<Vec<u8>>) {
-        let line = std::mem::take(&mut self.line);
+        // The line's buffer is kept for the next line.
+        let mut line = std::mem::take(&mut self.line);
+        self.take_line(&line, out);
+        line.clear();
+        self.line = line;
+    }
+
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<Vec<u8>>) {
         if line.is_empty() {
             if self.has_data {
                 out.push(std::mem::take(&mut self.data));
@@ -72,7 +108,7 @@ impl Decoder {
                 let v = &line[i + 1..];
                 (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
             }
-            None => (&line[..], &b""[..]),
+            None => (line, &b""[..]),
         };
         if field == b"data" {
             if self.has_data {
@@ -108,5 +144,28 @@ mod tests {
         let mut d = Decoder::new(8);
         assert!(d.feed(b"id: 3\n\n: c\n\n").expect("small").is_empty());
         assert_eq!(d.feed(b"data: 123456789\n"), Err(TooLarge(8)));
+    }
+
+    #[test]
+    fn a_leading_bom_is_skipped_once_and_a_broken_one_is_text() {
+        let stream = b"\xEF\xBB\xBFdata: a\n\n\xEF\xBB\xBFdata: b\n\n";
+        for split in 0..stream.len() {
+            let mut d = Decoder::new(64);
+            let mut got = d.feed(&stream[..split]).expect("small");
+            got.extend(d.feed(&stream[split..]).expect("small"));
+            // The second BOM is inside the stream: its line's field is not `data`.
+            assert_eq!(got, vec![b"a".to_vec()], "split at {split}");
+        }
+        let mut d = Decoder::new(64);
+        assert_eq!(
+            d.feed(b"\xEF\xBB: comment\ndata: c\n\n").expect("small"),
+            vec![b"c".to_vec()]
+        );
+        // A BOM's bytes do not count toward the limit; text that only starts like one does.
+        assert_eq!(
+            Decoder::new(4).feed(b"\xEF\xBB\xBFdata\n\n"),
+            Ok(vec![Vec::new()])
+        );
+        assert_eq!(Decoder::new(4).feed(b"\xEF\xBBdata\n\n"), Err(TooLarge(4)));
     }
 }
