@@ -34,8 +34,8 @@ pub struct UpstreamConfig {
     /// JSON-RPC error (never queued). Default 64.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
-    /// Seconds between two fetches of the upstream's tool list (it is also fetched again when
-    /// the upstream sends `notifications/tools/list_changed`). Default 60.
+    /// Seconds between two fetches of the upstream's lists (tools, resources, templates, prompts;
+    /// all are also fetched again when the upstream sends a `list_changed`). Default 60.
     #[serde(default = "default_refresh_secs")]
     pub tools_refresh_secs: u64,
     /// Headers sent with every request to the upstream (e.g. `Authorization`), as plain

@@ -1,5 +1,6 @@
 //! Upstream MCP servers behind a node: their tools listed under `<name>__<tool>` for both
-//! eras, calls forwarded, the upstream's session re-opened when it lost it, the concurrency
+//! eras, calls forwarded, their prompts, resources and templates served (pages, URIs,
+//! collisions, list changes, errors), the upstream's session re-opened when it lost it, the concurrency
 //! limit and the timeout. Against a scripted upstream here (each behaviour on demand); against
 //! the real `@modelcontextprotocol/server-everything` in `server_everything` (`make
 //! e2e-upstream`, which installs it).
@@ -12,8 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
+use mcp_node::content::ToolCx;
 use mcpcluster_api::{NodeConfig, UpstreamConfig};
-use rmcp::model::{CallToolResult, ContentBlock, Tool};
+use rmcp::model::{
+    CallToolResult, ContentBlock, ReadResourceResult, Resource, ResourceContents, Tool,
+};
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,11 +44,21 @@ struct Script {
     streams: AtomicBool,
     /// Events for the open standalone streams.
     stream_events: Option<tokio::sync::broadcast::Sender<String>>,
+    /// Whether `initialize` announces resources and prompts (`content`), and the content
+    /// added by calling `grow-content` (a prompt and a resource each).
+    content: AtomicBool,
+    added_content: AtomicU32,
 }
+
+/// Resources on the second page of the scripted upstream's `resources/list`.
+const BULK: usize = 300;
 
 /// A 2025-11-25 upstream: `initialize` issues a session, other requests need one issued and
 /// not forgotten (404 otherwise); `tools/list` in two pages; tools `echo` (JSON answer), `streamed` (SSE
 /// answer after a notification), `slow` (answers after 2 s), `fails` (JSON-RPC error), `dup`.
+/// With `content` set: resources (`test://shared`, `test://builtin`, then a second page of
+/// [`BULK`] `test://bulk/N`), the template `test://items/{id}`, the prompt `greet` (argument
+/// `who`), each read or prompt naming the URL path it was asked at.
 async fn scripted_upstream() -> (String, Arc<Script>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -149,11 +163,16 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
     let method = msg["method"].as_str().unwrap_or_default();
     if method == "initialize" {
         let n = script.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut capabilities = json!({ "tools": { "listChanged": true } });
+        if script.content.load(Ordering::SeqCst) {
+            capabilities["resources"] = json!({ "listChanged": true });
+            capabilities["prompts"] = json!({ "listChanged": true });
+        }
         let r = result(
             &id,
             json!({
                 "protocolVersion": "2025-11-25",
-                "capabilities": { "tools": { "listChanged": true } },
+                "capabilities": capabilities,
                 "serverInfo": { "name": "scripted", "version": "1" },
             }),
         );
@@ -185,7 +204,85 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
         return http("202 Accepted", "", "application/json", "");
     }
     let tool = |name: &str| json!({ "name": name, "description": name, "inputSchema": { "type": "object" } });
+    let path = head.split_whitespace().nth(1).unwrap_or("?");
+    let rpc_error = |code: i32, message: String| {
+        http(
+            "200 OK",
+            "",
+            "application/json",
+            &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+                .to_string(),
+        )
+    };
+    let added = script.added_content.load(Ordering::SeqCst);
     match method {
+        "resources/list" => {
+            let page = match msg["params"]["cursor"].as_str() {
+                None => {
+                    let mut first = vec![
+                        json!({"uri": "test://shared", "name": "shared"}),
+                        json!({"uri": "test://builtin", "name": "clashes with the node's"}),
+                    ];
+                    for n in 0..added {
+                        first.push(json!({"uri": format!("test://added/{n}"), "name": "added"}));
+                    }
+                    json!({ "resources": first, "nextCursor": "r2" })
+                }
+                Some("r2") => {
+                    let bulk: Vec<Value> = (0..BULK)
+                        .map(|n| json!({"uri": format!("test://bulk/{n}"), "name": format!("bulk {n}")}))
+                        .collect();
+                    json!({ "resources": bulk })
+                }
+                Some(other) => return rpc_error(-32602, format!("bad cursor {other}")),
+            };
+            http("200 OK", "", "application/json", &result(&id, page))
+        }
+        "resources/templates/list" => http(
+            "200 OK",
+            "",
+            "application/json",
+            &result(
+                &id,
+                json!({"resourceTemplates": [{"uriTemplate": "test://items/{id}", "name": "item"}]}),
+            ),
+        ),
+        "resources/read" => {
+            let uri = msg["params"]["uri"].as_str().unwrap_or_default();
+            if uri == "test://slow" {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let known = ["test://shared", "test://builtin", "test://slow"].contains(&uri)
+                || ["test://items/", "test://bulk/", "test://added/"]
+                    .iter()
+                    .any(|p| uri.starts_with(p));
+            if !known {
+                return rpc_error(-32002, format!("resource not found: {uri}"));
+            }
+            let contents = json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("{uri} at {path}")}]});
+            http("200 OK", "", "application/json", &result(&id, contents))
+        }
+        "prompts/list" => {
+            let mut prompts =
+                vec![json!({"name": "greet", "arguments": [{"name": "who", "required": true}]})];
+            for n in 0..added {
+                prompts.push(json!({"name": format!("added-{n}")}));
+            }
+            http(
+                "200 OK",
+                "",
+                "application/json",
+                &result(&id, json!({ "prompts": prompts })),
+            )
+        }
+        "prompts/get" => {
+            if msg["params"]["name"] != "greet" {
+                return rpc_error(-32602, format!("unknown prompt {}", msg["params"]["name"]));
+            }
+            let who = msg["params"]["arguments"]["who"].as_str().unwrap_or("?");
+            let got = json!({"messages": [{"role": "user", "content": {"type": "text", "text": format!("hello {who} at {path}")}}]});
+            http("200 OK", "", "application/json", &result(&id, got))
+        }
         "tools/list" => {
             script.lists.fetch_add(1, Ordering::SeqCst);
             let page = match msg["params"]["cursor"].as_str() {
@@ -247,6 +344,17 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                     );
                     http("200 OK", "", "text/event-stream", &sse)
                 }
+                "grow-content" => {
+                    // A prompt and a resource more, announced on this answer's stream.
+                    script.added_content.fetch_add(1, Ordering::SeqCst);
+                    let prompts = json!({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"});
+                    let resources = json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"});
+                    let sse = format!(
+                        "data: {prompts}\n\ndata: {resources}\n\ndata: {}\n\n",
+                        result(&id, text("grown".into()))
+                    );
+                    http("200 OK", "", "text/event-stream", &sse)
+                }
                 "grow-quietly" => {
                     // The change is announced on the standalone stream only.
                     script.added.fetch_add(1, Ordering::SeqCst);
@@ -298,13 +406,22 @@ async fn node_with(upstreams: Vec<UpstreamConfig>) -> mcp_node::Running {
     };
     config.log.level = "warn".into();
     let settings = mcp_node::Settings::validate(config).expect("valid test config");
-    // A built-in tool named like an upstream's: the built-in wins.
+    // A built-in tool named like an upstream's, and a resource with a URI the scripted
+    // upstream also lists: the built-ins win.
     mcp_node::start_with(settings, |b| {
         b.tool(
             Tool::new("up__dup", "built in", Arc::new(Map::new())),
             |_cx, _args| async {
                 Ok(CallToolResult::success(vec![ContentBlock::text(
                     "built-in",
+                )]))
+            },
+        );
+        b.resource(
+            Resource::new("test://builtin", "builtin"),
+            |_cx: ToolCx, uri: String, _v: Vec<(String, String)>| async move {
+                Ok(ReadResourceResult::new(vec![ResourceContents::text(
+                    "built-in", uri,
                 )]))
             },
         );
@@ -779,6 +896,60 @@ async fn server_everything() {
         names(&list).contains(&"everything__echo".to_string()),
         "{list}"
     );
+    // Its prompts, prefixed; its resources and templates under their own URIs (nothing of the
+    // node's collides), read through the node in both eras.
+    wait_for_prompts(
+        addr,
+        &session,
+        &["everything__simple-prompt", "everything__args-prompt"],
+        Duration::from_secs(20),
+    )
+    .await;
+    let r = legacy(
+        addr,
+        &session,
+        "prompts/get",
+        json!({"name": "everything__args-prompt", "arguments": {"city": "Paris"}}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["messages"][0]["content"]["text"], "What's weather in Paris?",
+        "{r}"
+    );
+    let (uris, _) = all_pages(addr, &session, "resources/list", "resources", "uri").await;
+    println!("resources: {uris:?}");
+    let document = "demo://resource/static/document/instructions.md";
+    assert!(uris.iter().any(|u| u == document), "{uris:?}");
+    let (templates, _) = all_pages(
+        addr,
+        &session,
+        "resources/templates/list",
+        "resourceTemplates",
+        "uriTemplate",
+    )
+    .await;
+    println!("templates: {templates:?}");
+    assert!(
+        templates
+            .iter()
+            .any(|t| t == "demo://resource/dynamic/text/{resourceId}"),
+        "{templates:?}"
+    );
+    let r = legacy(addr, &session, "resources/read", json!({ "uri": document })).await;
+    let (text, uri) = read_of(&r);
+    assert_eq!(uri, document, "{r}");
+    assert!(!text.is_empty(), "{r}");
+    let dynamic = "demo://resource/dynamic/text/3";
+    let r = modern(
+        addr,
+        "resources/read",
+        Some(dynamic),
+        json!({ "uri": dynamic }),
+    )
+    .await;
+    let (text, uri) = read_of(&r);
+    assert_eq!(uri, dynamic, "{r}");
+    assert!(text.starts_with("Resource 3:"), "{r}");
     // The TypeScript SDK answers every request as an SSE stream; this one runs for a second
     // and reports its progress, which reaches the client under the client's token.
     let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
@@ -1208,5 +1379,370 @@ async fn a_call_given_up_is_cancelled_at_the_upstream() {
         "{:?}",
         script.cancelled.lock()
     );
+    node.shutdown().await;
+}
+
+/// Every page of a list (legacy): the entries' `field` values, and the pages' sizes.
+async fn all_pages(
+    addr: SocketAddr,
+    session: &str,
+    method: &str,
+    key: &str,
+    field: &str,
+) -> (Vec<String>, Vec<usize>) {
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    let mut params = json!({});
+    loop {
+        let r = legacy(addr, session, method, params.clone()).await;
+        let page = r["result"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("no `{key}`: {r}"));
+        sizes.push(page.len());
+        got.extend(
+            page.iter()
+                .map(|e| e[field].as_str().unwrap_or_default().to_string()),
+        );
+        match r["result"]["nextCursor"].as_str() {
+            Some(next) => params = json!({ "cursor": next }),
+            None => return (got, sizes),
+        }
+        assert!(sizes.len() < 20, "pages never end: {sizes:?}");
+    }
+}
+
+/// Polls `prompts/list` (all pages) until every name in `want` is listed; bounded.
+async fn wait_for_prompts(addr: SocketAddr, session: &str, want: &[&str], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (names, _) = all_pages(addr, session, "prompts/list", "prompts", "name").await;
+        if want.iter().all(|w| names.iter().any(|n| n == w)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{want:?} not listed within {within:?}: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The first text of a `resources/read` answer and its URI.
+fn read_of(answer: &Value) -> (String, String) {
+    let c = &answer["result"]["contents"][0];
+    match (c["text"].as_str(), c["uri"].as_str()) {
+        (Some(t), Some(u)) => (t.to_string(), u.to_string()),
+        _ => panic!("no text contents: {answer}"),
+    }
+}
+
+#[tokio::test]
+async fn resources_templates_and_prompts_are_federated_for_both_eras() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    // Two entries of the same server (told apart by the path each answer names): everything
+    // the second serves collides with the first's.
+    let second_url = url.replace("/mcp", "/second");
+    let node = node_with(vec![upstream("up", &url), upstream("second", &second_url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_prompts(
+        addr,
+        &session,
+        &["up__greet", "second__greet"],
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Prompts: prefixed like tools, each once; got from the right upstream in both eras.
+    let (prompts, _) = all_pages(addr, &session, "prompts/list", "prompts", "name").await;
+    for p in ["up__greet", "second__greet"] {
+        assert_eq!(prompts.iter().filter(|n| *n == p).count(), 1, "{prompts:?}");
+    }
+    let r = legacy(
+        addr,
+        &session,
+        "prompts/get",
+        json!({"name": "second__greet", "arguments": {"who": "ann"}}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["messages"][0]["content"]["text"], "hello ann at /second",
+        "{r}"
+    );
+    let r = modern(
+        addr,
+        "prompts/get",
+        Some("up__greet"),
+        json!({"name": "up__greet", "arguments": {"who": "bo"}}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["messages"][0]["content"]["text"], "hello bo at /mcp",
+        "{r}"
+    );
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+
+    // Resources: the first holder of a URI serves it as it is, a later one as `<name>+<uri>`;
+    // the node's own `test://builtin` wins over both. Pages of 500 cross the upstreams.
+    let (uris, sizes) = all_pages(addr, &session, "resources/list", "resources", "uri").await;
+    // The node's own (the conformance pack's and `test://builtin`), then each upstream's.
+    for prefix in ["test://bulk/", "second+test://bulk/"] {
+        assert_eq!(
+            uris.iter().filter(|u| u.starts_with(prefix)).count(),
+            BULK,
+            "{prefix}"
+        );
+    }
+    assert!(uris.len() > 2 * (2 + BULK), "{}", uris.len());
+    assert_eq!(sizes[0], 500, "{sizes:?}");
+    assert!(sizes.len() >= 2, "{sizes:?}");
+    let unique: std::collections::HashSet<&String> = uris.iter().collect();
+    assert_eq!(unique.len(), uris.len(), "an entry listed twice");
+    for u in [
+        "test://builtin",
+        "up+test://builtin",
+        "second+test://builtin",
+        "test://shared",
+        "second+test://shared",
+        "test://bulk/0",
+        "second+test://bulk/299",
+    ] {
+        assert!(uris.iter().any(|x| x == u), "{u} missing");
+    }
+    let (templates, _) = all_pages(
+        addr,
+        &session,
+        "resources/templates/list",
+        "resourceTemplates",
+        "uriTemplate",
+    )
+    .await;
+    for t in ["test://items/{id}", "second+test://items/{id}"] {
+        assert!(templates.iter().any(|x| x == t), "{t}: {templates:?}");
+    }
+    let r = legacy(
+        addr,
+        &session,
+        "resources/list",
+        json!({"cursor": "nonsense"}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+
+    // Reads go where the URI was listed; the prefixed form comes back prefixed.
+    for (uri, text, back) in [
+        ("test://shared", "test://shared at /mcp", "test://shared"),
+        (
+            "second+test://shared",
+            "test://shared at /second",
+            "second+test://shared",
+        ),
+        ("test://builtin", "built-in", "test://builtin"),
+        (
+            "up+test://builtin",
+            "test://builtin at /mcp",
+            "up+test://builtin",
+        ),
+        ("test://bulk/7", "test://bulk/7 at /mcp", "test://bulk/7"),
+        ("test://items/7", "test://items/7 at /mcp", "test://items/7"),
+        (
+            "second+test://items/8",
+            "test://items/8 at /second",
+            "second+test://items/8",
+        ),
+    ] {
+        let r = legacy(addr, &session, "resources/read", json!({ "uri": uri })).await;
+        assert_eq!(read_of(&r), (text.to_string(), back.to_string()), "{r}");
+    }
+    let r = modern(
+        addr,
+        "resources/read",
+        Some("second+test://bulk/3"),
+        json!({"uri": "second+test://bulk/3"}),
+    )
+    .await;
+    assert_eq!(
+        read_of(&r),
+        (
+            "test://bulk/3 at /second".to_string(),
+            "second+test://bulk/3".to_string()
+        ),
+        "{r}"
+    );
+    // An upstream's own error keeps its code and names the upstream.
+    let r = legacy(
+        addr,
+        &session,
+        "resources/read",
+        json!({"uri": "up+test://nothing"}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("upstream `up`: resource not found"),
+        "{r}"
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upstreams_resource_and_prompt_list_changes_reach_the_client() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    // The interval alone would take an hour: only the notifications can explain a refresh.
+    let mut up = upstream("up", &url);
+    up.tools_refresh_secs = 3600;
+    let node = node_with(vec![up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_prompts(addr, &session, &["up__greet"], Duration::from_secs(10)).await;
+    let client_stream = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            send_with(
+                addr,
+                "GET",
+                "/mcp",
+                &[
+                    ("accept", "text/event-stream"),
+                    ("mcp-session-id", &session),
+                ],
+                "",
+                Duration::from_secs(3),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "up__grow-content"}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "grown");
+    wait_for_prompts(addr, &session, &["up__added-0"], Duration::from_secs(5)).await;
+    let (uris, _) = all_pages(addr, &session, "resources/list", "resources", "uri").await;
+    assert!(uris.iter().any(|u| u == "test://added/0"), "{uris:?}");
+    let heard = client_stream.await.expect("GET stream");
+    assert_eq!(heard.status, 200, "{heard:?}");
+    for note in [
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    ] {
+        assert!(heard.body.contains(note), "{note}: {}", heard.body);
+    }
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_and_prompts_of_a_down_busy_or_slow_upstream_are_clear_errors() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut busy = upstream("busy", &url);
+    busy.max_concurrency = 1;
+    let mut short = upstream("short", &url);
+    short.timeout_ms = 300;
+    let node = node_with(vec![
+        upstream("gone", &format!("http://127.0.0.1:{port}/mcp")),
+        busy,
+        short,
+    ])
+    .await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_prompts(
+        addr,
+        &session,
+        &["busy__greet", "short__greet"],
+        Duration::from_secs(10),
+    )
+    .await;
+    let reason = |r: &Value, upstream: &str, reason: &str| {
+        assert_eq!(
+            r["error"]["data"],
+            json!({"upstream": upstream, "reason": reason}),
+            "{r}"
+        );
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with(&format!("upstream `{upstream}`")),
+            "{r}"
+        );
+    };
+
+    let started = Instant::now();
+    let r = legacy(
+        addr,
+        &session,
+        "prompts/get",
+        json!({"name": "gone__greet", "arguments": {"who": "x"}}),
+    )
+    .await;
+    reason(&r, "gone", "unreachable");
+    let r = legacy(
+        addr,
+        &session,
+        "resources/read",
+        json!({"uri": "gone+test://shared"}),
+    )
+    .await;
+    reason(&r, "gone", "unreachable");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A slow read holds `busy`'s only slot: a prompt is refused without waiting.
+    let holder = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            legacy(
+                addr,
+                &session,
+                "resources/read",
+                json!({"uri": "busy+test://slow"}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = legacy(
+        addr,
+        &session,
+        "prompts/get",
+        json!({"name": "busy__greet", "arguments": {"who": "x"}}),
+    )
+    .await;
+    reason(&r, "busy", "busy");
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    let held = holder.await.expect("holder");
+    assert_eq!(read_of(&held).0, "test://slow at /mcp", "{held}");
+
+    // `timeoutMs` bounds a read.
+    let started = Instant::now();
+    let r = legacy(
+        addr,
+        &session,
+        "resources/read",
+        json!({"uri": "short+test://slow"}),
+    )
+    .await;
+    reason(&r, "short", "timeout");
+    assert!(started.elapsed() < Duration::from_millis(1500));
     node.shutdown().await;
 }

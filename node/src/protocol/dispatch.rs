@@ -8,11 +8,13 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::versions;
+use crate::content::catalog::prompt_ref;
 use crate::content::context::{Era, log_level_index};
 use crate::content::{CallError, ToolCx};
 use crate::jsonrpc::RpcError;
 use crate::node::Node;
 use crate::session::Session;
+use crate::upstream::{Kind, pages, resources};
 
 /// Where a request runs.
 #[derive(Debug, Clone)]
@@ -48,8 +50,11 @@ pub fn capabilities(node: &Node, era: Era) -> Value {
             "resources".into(),
             json!({ "subscribe": true, "listChanged": true }),
         );
+    } else if !node.upstreams.is_empty() {
+        // Upstream resources: listed and read; subscriptions are not passed to upstreams.
+        caps.insert("resources".into(), json!({ "listChanged": true }));
     }
-    if node.catalog.has_prompts() {
+    if node.catalog.has_prompts() || !node.upstreams.is_empty() {
         caps.insert("prompts".into(), json!({ "listChanged": true }));
     }
     caps.insert("completions".into(), json!({}));
@@ -95,18 +100,50 @@ pub async fn dispatch(
     let result = match method.as_str() {
         "ping" if era == Era::Legacy => json!({}),
         "tools/list" if node.upstreams.is_empty() => list(era, "tools", node.catalog.tools_json()),
-        "tools/list" => list(
+        "resources/list" if node.upstreams.is_empty() => {
+            list(era, "resources", node.catalog.resources_json())
+        }
+        "resources/templates/list" if node.upstreams.is_empty() => {
+            list(era, "resourceTemplates", node.catalog.templates_json())
+        }
+        "prompts/list" if node.upstreams.is_empty() => {
+            list(era, "prompts", node.catalog.prompts_json())
+        }
+        // With upstreams: the merged lists, in pages (upstream/pages.rs).
+        "tools/list" => paged(
             era,
             "tools",
-            &node.upstreams.tools_json(node.catalog.tools_json()),
-        ),
-        "resources/list" => list(era, "resources", node.catalog.resources_json()),
-        "resources/templates/list" => list(era, "resourceTemplates", node.catalog.templates_json()),
-        "prompts/list" => list(era, "prompts", node.catalog.prompts_json()),
+            node.upstreams.tools_json(node.catalog.tools_json()),
+            &params,
+        )?,
+        "resources/list" => paged(
+            era,
+            "resources",
+            node.upstreams
+                .resources_json(Kind::Resources, node.catalog.resources_json(), |uri| {
+                    node.catalog.resource_exists(uri)
+                }),
+            &params,
+        )?,
+        "resources/templates/list" => paged(
+            era,
+            "resourceTemplates",
+            node.upstreams
+                .resources_json(Kind::Templates, node.catalog.templates_json(), |uri| {
+                    node.catalog.resource_exists(uri)
+                }),
+            &params,
+        )?,
+        "prompts/list" => paged(
+            era,
+            "prompts",
+            node.upstreams.prompts_json(node.catalog.prompts_json()),
+            &params,
+        )?,
         "tools/call" => {
             let name = str_param(&params, "name")?.to_string();
             let args = object_param(&mut params, "arguments")?;
-            // Built-in names win over an upstream's prefixed ones (upstream/tools.rs).
+            // Built-in names win over an upstream's prefixed ones (upstream/served.rs).
             if node.catalog.tool(&name).is_none()
                 && let Some((upstream, tool)) = node.upstreams.route(&name)
             {
@@ -126,6 +163,21 @@ pub async fn dispatch(
         }
         "resources/read" => {
             let uri = str_param(&params, "uri")?.to_string();
+            if let Some(route) = node
+                .upstreams
+                .route_resource(&uri, |u| node.catalog.resource_exists(u))
+            {
+                let result = route
+                    .upstream
+                    .read_resource(&cx, &route.uri)
+                    .await
+                    .map_err(|e| CallError::Rpc(e.to_rpc(route.upstream.name())))?;
+                let mut v = finish(era, resources::served_read(&route, result));
+                if era == Era::Modern {
+                    add_cache_hints(&mut v);
+                }
+                return Ok(decorate(&node, era, v));
+            }
             let read = node.catalog.read_resource(cx, &uri)?;
             match read.await {
                 Ok(result) => {
@@ -149,6 +201,16 @@ pub async fn dispatch(
                         "argument `{k}` must be a string"
                     )));
                 }
+            }
+            // Built-in names win over an upstream's prefixed ones, as for tools.
+            if !node.catalog.reference_exists(&prompt_ref(&name))
+                && let Some((upstream, prompt)) = node.upstreams.route(&name)
+            {
+                let result = upstream
+                    .get_prompt(&cx, prompt, args)
+                    .await
+                    .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())))?;
+                return Ok(decorate(&node, era, finish(era, result)));
             }
             let get = node.catalog.get_prompt(cx, &name, args)?;
             match get.await {
@@ -210,6 +272,29 @@ fn list(era: Era, key: &str, items: &Value) -> Value {
         add_cache_hints(&mut v);
     }
     v
+}
+
+/// One page of a merged list (`params.cursor` names it), with `nextCursor` when more follow.
+fn paged(
+    era: Era,
+    key: &str,
+    items: Vec<Value>,
+    params: &Map<String, Value>,
+) -> Result<Value, CallError> {
+    let cursor = match params.get("cursor") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.as_str()),
+        Some(_) => {
+            return Err(CallError::InvalidParams("`cursor` must be a string".into()));
+        }
+    };
+    let (items, next) =
+        pages::page(items, cursor).map_err(|e| CallError::InvalidParams(e.to_string()))?;
+    let mut v = list(era, key, &Value::Array(items));
+    if let Some(next) = next {
+        v["nextCursor"] = json!(next);
+    }
+    Ok(v)
 }
 
 fn add_cache_hints(v: &mut Value) {

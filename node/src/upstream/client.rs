@@ -13,7 +13,8 @@
 //! - **Cancellation**: a request whose caller stops waiting (the client cancelled or left,
 //!   `timeoutMs` passed) is cancelled at the upstream with `notifications/cancelled`.
 //! - **Notifications** the upstream sends on a request's stream or on the standalone GET stream
-//!   ([`Client::listen`]): `notifications/tools/list_changed` wakes the tool-list refresher;
+//!   ([`Client::listen`]): `notifications/tools/list_changed`, `resources/list_changed` and
+//!   `prompts/list_changed` wake the list refresher;
 //!   those on a request's stream also go to the caller ([`Client::request_with`]); others are
 //!   dropped. A server→client request (sampling, elicitation, roots) is answered
 //!   with a JSON-RPC error at once, so the upstream does not wait for an answer that will
@@ -100,6 +101,8 @@ pub struct Client {
     initializing: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     list_changed: Notify,
+    /// The `capabilities` of the upstream's last `initialize` answer.
+    capabilities: Mutex<Value>,
     /// Wakes the stream listener when a session opens.
     opened: Notify,
     metrics: Handle,
@@ -142,6 +145,7 @@ impl Client {
             initializing: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             list_changed: Notify::new(),
+            capabilities: Mutex::new(Value::Null),
             opened: Notify::new(),
             metrics,
         })
@@ -162,7 +166,13 @@ impl Client {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Resolves when the upstream said its tool list changed (once per announcement).
+    /// Whether the upstream announced server capability `name` (`resources`, `prompts`, ...)
+    /// when the session was last opened; false before any.
+    pub fn offers(&self, name: &str) -> bool {
+        self.capabilities.lock().get(name).is_some()
+    }
+
+    /// Resolves when the upstream said one of its lists changed (once per announcement).
     pub async fn list_changed(&self) {
         self.list_changed.notified().await;
     }
@@ -294,6 +304,7 @@ impl Client {
                 ));
             }
         }
+        *self.capabilities.lock() = result.get("capabilities").cloned().unwrap_or_default();
         self.metrics.initialized();
         tracing::debug!(upstream = %self.name, version, session = session.id.is_some(), "upstream session open");
         *self.session.lock() = Some(session.clone());
@@ -467,7 +478,12 @@ impl Client {
         };
         match message.get("id") {
             None => {
-                if method == "notifications/tools/list_changed" {
+                if matches!(
+                    method,
+                    "notifications/tools/list_changed"
+                        | "notifications/resources/list_changed"
+                        | "notifications/prompts/list_changed"
+                ) {
                     self.list_changed.notify_one();
                 }
             }
@@ -520,7 +536,7 @@ impl Client {
     }
 
     /// Holds the standalone GET stream of the current session open and wakes the refresher on
-    /// `notifications/tools/list_changed`. Ends when the upstream has no such stream (405);
+    /// a `list_changed` notification. Ends when the upstream has no such stream (405);
     /// otherwise re-opens it after a pause (1 s, doubling to 30 s while it fails), on a new
     /// session when the upstream lost ours. Not counted in `maxConcurrency` (it is one
     /// long-lived connection, not a request).

@@ -1,22 +1,29 @@
-//! MCP servers behind the node ("upstreams", configuration section `upstreams:`): their tools
-//! are served, prefixed, beside the node's own, and calls to them are forwarded, for clients of
+//! MCP servers behind the node ("upstreams", configuration section `upstreams:`): their tools,
+//! resources, resource templates and prompts are served beside the node's own (tools and
+//! prompts prefixed, resources by URI), and requests for them are forwarded, for clients of
 //! both eras (the method table in `protocol/dispatch.rs` asks [`Upstreams`]).
 //!
 //! - [`client`]: the node's session with one upstream (2025-11-25 Streamable HTTP).
-//! - [`tools`]: one upstream as served: prefixed tool list, refresh, calls.
+//! - [`served`]: one upstream as served: its lists, refresh, calls, reads, prompts.
+//! - [`listing`]: the four lists and fetching one page by page.
+//! - [`resources`]: how upstream resource URIs are served and where a read goes.
+//! - [`pages`]: the node's merged lists in pages, cursors across upstreams.
 //! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
 //! - [`sse`]: reading an upstream's event stream.
 //! - [`metrics`]: the `mcp_upstream_*` metrics.
 //!
-//! Not here yet: resources and prompts of upstreams, 2026-07-28 upstreams, server→client
-//! requests relayed, upstream sessions per client session or in the
+//! Not here yet: 2026-07-28 upstreams, server→client requests relayed, completion and
+//! resource subscriptions passed to upstreams, upstream sessions per client session or in the
 //! replicated session state.
 
 pub mod client;
 pub mod error;
+pub mod listing;
 pub mod metrics;
+pub mod pages;
+pub mod resources;
+pub mod served;
 pub mod sse;
-pub mod tools;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -27,8 +34,9 @@ use serde_json::Value;
 
 pub use client::Client;
 pub use error::UpstreamError;
+pub use listing::Kind;
 pub use metrics::UpstreamMetrics;
-pub use tools::{AnnounceFn, Upstream};
+pub use served::{AnnounceFn, Upstream};
 
 /// Every configured upstream, in configuration order.
 #[derive(Debug, Default)]
@@ -74,15 +82,59 @@ impl Upstreams {
     }
 
     /// `builtin` (the node's own `tools` array) followed by every upstream's tools.
-    pub fn tools_json(&self, builtin: &Value) -> Value {
+    pub fn tools_json(&self, builtin: &Value) -> Vec<Value> {
         let mut all = builtin.as_array().cloned().unwrap_or_default();
         for u in &self.list {
             all.extend(u.tools().iter().cloned());
         }
-        Value::Array(all)
+        all
     }
 
-    /// The upstream and its tool name for a served name `<upstream>__<tool>`.
+    /// `builtin` (the node's own `prompts` array) followed by every upstream's prompts, those
+    /// named like a built-in one left out (the built-in wins).
+    pub fn prompts_json(&self, builtin: &Value) -> Vec<Value> {
+        let mut all = builtin.as_array().cloned().unwrap_or_default();
+        let taken: HashSet<String> = all
+            .iter()
+            .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        for u in &self.list {
+            all.extend(
+                u.list(Kind::Prompts)
+                    .iter()
+                    .filter(|p| {
+                        !p.get("name")
+                            .and_then(Value::as_str)
+                            .is_some_and(|n| taken.contains(n))
+                    })
+                    .cloned(),
+            );
+        }
+        all
+    }
+
+    /// The merged `resources` (`kind` [`Kind::Resources`]) or `resourceTemplates` list
+    /// ([`resources::merge`]).
+    pub fn resources_json(
+        &self,
+        kind: Kind,
+        builtin: &Value,
+        catalog_claims: impl Fn(&str) -> bool,
+    ) -> Vec<Value> {
+        resources::merge(kind, builtin, &self.list, catalog_claims)
+    }
+
+    /// Where a read of `uri` goes when the catalog does not answer for it
+    /// ([`resources::route`]).
+    pub fn route_resource(
+        &self,
+        uri: &str,
+        catalog_claims: impl Fn(&str) -> bool,
+    ) -> Option<resources::Route<'_>> {
+        resources::route(&self.list, uri, catalog_claims)
+    }
+
+    /// The upstream and its tool (or prompt) name for a served name `<upstream>__<tool>`.
     pub fn route<'a>(&self, served: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
         self.list
             .iter()

@@ -1,0 +1,317 @@
+//! [`Upstream`]: one upstream server as the node serves it: its client, its four lists
+//! (fetched page by page, refreshed, see `listing.rs`), and the requests sent to it (tool calls,
+//! resource reads, prompts).
+//!
+//! Names: an upstream tool or prompt `t` of upstream `u` is served as `u__t`. Upstream names
+//! are DNS labels (no `_`), so the first `__` of a served name ends the upstream's name. A
+//! built-in tool whose name equals a prefixed one wins: the upstream's is left out of the list
+//! (warned) and calls go to the built-in (prompts: the same, decided in `mod.rs` when lists are
+//! merged). A name an upstream lists twice is served once (the first). Resources and templates
+//! are kept as the upstream wrote them; how their URIs are served is `resources.rs`'s.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use serde_json::{Map, Value, json};
+
+use super::client::Client;
+use super::error::{ErrorKind, UpstreamError};
+use super::listing::{self, Kind};
+use crate::content::{ChangeEvent, ToolCx};
+
+/// Longest pause between fetches while they fail.
+const MAX_RETRY: Duration = Duration::from_secs(30);
+
+/// An upstream's notification on a call's stream, passed to the client: progress for the
+/// node's token `token`, and log messages.
+fn relay_note(cx: &ToolCx, token: Option<u64>, method: &str, params: &Value) {
+    match method {
+        "notifications/progress" => {
+            if token.is_none() || params.get("progressToken") != Some(&json!(token)) {
+                return;
+            }
+            let Some(progress) = params.get("progress").and_then(Value::as_f64) else {
+                return;
+            };
+            cx.progress(
+                progress,
+                params.get("total").and_then(Value::as_f64),
+                params.get("message").and_then(Value::as_str),
+            );
+        }
+        "notifications/message" => {
+            let Some(level) = params.get("level").and_then(Value::as_str) else {
+                return;
+            };
+            cx.log(
+                level,
+                params.get("logger").and_then(Value::as_str),
+                params.get("data").cloned().unwrap_or(Value::Null),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// How the node tells its clients that a served list changed.
+pub type AnnounceFn = Arc<dyn Fn(ChangeEvent) + Send + Sync>;
+
+/// One upstream as the node serves it.
+#[derive(Debug)]
+pub struct Upstream {
+    client: Client,
+    prefix: String,
+    builtin: Arc<HashSet<String>>,
+    /// Per [`Kind`]: tools and prompts as served (prefixed), resources and templates as the
+    /// upstream wrote them; as last fetched.
+    lists: [RwLock<Arc<Vec<Value>>>; 4],
+    /// The `uri` of every resource in `lists[Resources]`.
+    uris: RwLock<Arc<HashSet<String>>>,
+    refresh: Duration,
+}
+
+impl Upstream {
+    /// An upstream whose lists are not fetched yet; `builtin` holds the tool names that win.
+    pub fn new(client: Client, refresh: Duration, builtin: Arc<HashSet<String>>) -> Self {
+        Self {
+            prefix: format!("{}{}", client.name(), mcpcluster_api::UPSTREAM_SEPARATOR),
+            client,
+            builtin,
+            lists: Default::default(),
+            uris: Default::default(),
+            refresh,
+        }
+    }
+
+    /// The upstream's configured name.
+    pub fn name(&self) -> &str {
+        self.client.name()
+    }
+
+    /// The upstream's tool or prompt a served name stands for, when it has this upstream's
+    /// prefix.
+    pub fn tool_name<'a>(&self, served: &'a str) -> Option<&'a str> {
+        served
+            .strip_prefix(self.prefix.as_str())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// The tools as served (prefixed), as last fetched.
+    pub fn tools(&self) -> Arc<Vec<Value>> {
+        self.list(Kind::Tools)
+    }
+
+    /// A list as kept (see [`Upstream::lists`]), as last fetched.
+    pub fn list(&self, kind: Kind) -> Arc<Vec<Value>> {
+        self.lists[kind.index()].read().clone()
+    }
+
+    /// Whether the upstream listed a resource with exactly this URI.
+    pub fn lists_uri(&self, uri: &str) -> bool {
+        self.uris.read().contains(uri)
+    }
+
+    /// Calls upstream tool `tool` (unprefixed) with `arguments`; the result as the upstream
+    /// sent it. When the client asked for progress, the upstream is asked too (with a token of
+    /// the node's) and its progress reaches the client under the client's token; log messages
+    /// on the call's stream reach the client as its logging level allows.
+    pub async fn call_tool(
+        &self,
+        cx: &ToolCx,
+        tool: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Value, UpstreamError> {
+        self.relayed(
+            cx,
+            "tools/call",
+            json!({ "name": tool, "arguments": arguments }),
+        )
+        .await
+    }
+
+    /// Reads resource `uri` (as the upstream knows it); the result as the upstream sent it.
+    pub async fn read_resource(&self, cx: &ToolCx, uri: &str) -> Result<Value, UpstreamError> {
+        self.relayed(cx, "resources/read", json!({ "uri": uri }))
+            .await
+    }
+
+    /// Gets prompt `prompt` (unprefixed) with `arguments`; the result as the upstream sent it.
+    pub async fn get_prompt(
+        &self,
+        cx: &ToolCx,
+        prompt: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Value, UpstreamError> {
+        self.relayed(
+            cx,
+            "prompts/get",
+            json!({ "name": prompt, "arguments": arguments }),
+        )
+        .await
+    }
+
+    /// Sends a request whose progress and log messages reach the client (see
+    /// [`Upstream::call_tool`]).
+    async fn relayed(
+        &self,
+        cx: &ToolCx,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, UpstreamError> {
+        let token = cx.wants_progress().then(|| self.client.progress_token());
+        if let Some(token) = token {
+            params["_meta"] = json!({ "progressToken": token });
+        }
+        let relay = |method: &str, params: &Value| relay_note(cx, token, method, params);
+        self.client.request_with(method, params, Some(&relay)).await
+    }
+
+    /// The served form of an upstream's tool or prompt list: prefixed names, built-in tool
+    /// names and repeats left out (warned), entries without a string `name` dropped.
+    fn prefixed(&self, kind: Kind, raw: Vec<Value>) -> Vec<Value> {
+        let mut names = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for mut entry in raw {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else {
+                tracing::warn!(upstream = %self.name(), list = kind.key(), "an entry without a name is left out");
+                continue;
+            };
+            let served = format!("{}{name}", self.prefix);
+            if kind == Kind::Tools && self.builtin.contains(&served) {
+                tracing::warn!(upstream = %self.name(), tool = %served, "a built-in tool has this name; the upstream's is not served");
+                continue;
+            }
+            if !names.insert(served.clone()) {
+                tracing::warn!(upstream = %self.name(), list = kind.key(), name = %served, "listed twice; served once");
+                continue;
+            }
+            entry["name"] = Value::String(served);
+            out.push(entry);
+        }
+        out
+    }
+
+    /// Resources or templates as kept: entries without a string `uri` (`uriTemplate`) and
+    /// repeats left out.
+    fn by_uri(&self, kind: Kind, raw: Vec<Value>) -> Vec<Value> {
+        let field = if kind == Kind::Templates {
+            "uriTemplate"
+        } else {
+            "uri"
+        };
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for entry in raw {
+            let Some(uri) = entry.get(field).and_then(Value::as_str) else {
+                tracing::warn!(upstream = %self.name(), list = kind.key(), "an entry without `{field}` is left out");
+                continue;
+            };
+            if !seen.insert(uri.to_owned()) {
+                tracing::warn!(upstream = %self.name(), list = kind.key(), uri, "listed twice; served once");
+                continue;
+            }
+            out.push(entry);
+        }
+        out
+    }
+
+    /// Fetches one list and keeps it; whether it changed. A list whose capability the
+    /// upstream did not announce is empty without asking (tools are always asked for).
+    async fn refresh_one(&self, kind: Kind) -> Result<bool, UpstreamError> {
+        let kept = if kind != Kind::Tools && !self.client.offers(kind.capability()) {
+            Vec::new()
+        } else {
+            let raw = listing::fetch(&self.client, kind).await?;
+            match kind {
+                Kind::Tools | Kind::Prompts => self.prefixed(kind, raw),
+                Kind::Resources | Kind::Templates => self.by_uri(kind, raw),
+            }
+        };
+        if kind == Kind::Tools {
+            self.client.metrics().tools(kept.len());
+        }
+        let mut current = self.lists[kind.index()].write();
+        if **current == kept {
+            return Ok(false);
+        }
+        if kind == Kind::Resources {
+            let uris = kept
+                .iter()
+                .filter_map(|r| r.get("uri").and_then(Value::as_str).map(str::to_owned))
+                .collect();
+            *self.uris.write() = Arc::new(uris);
+        }
+        *current = Arc::new(kept);
+        Ok(true)
+    }
+
+    /// Fetches every list and keeps those fetched; the kinds that changed, and the first
+    /// error (the lists that failed keep their last contents).
+    pub async fn refresh(&self) -> (Vec<Kind>, Option<UpstreamError>) {
+        let mut changed = Vec::new();
+        let mut error = None;
+        for kind in Kind::ALL {
+            match self.refresh_one(kind).await {
+                Ok(true) => changed.push(kind),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(upstream = %self.name(), list = kind.key(), error = %e, "cannot list the upstream's {}", kind.key());
+                    // Unreachable or slow: the other lists would fail the same way.
+                    let gone = matches!(e.kind(), ErrorKind::unreachable | ErrorKind::timeout);
+                    error.get_or_insert(e);
+                    if gone {
+                        break;
+                    }
+                }
+            }
+        }
+        (changed, error)
+    }
+
+    /// Keeps the lists fresh until aborted: fetched now, then every `toolsRefreshSecs` or as
+    /// soon as the upstream announces a change; while fetches fail, again after 1 s, doubling
+    /// up to 30 s (never later than the interval). A change is announced to this node's
+    /// clients (every node refreshes for itself, so peers are not told).
+    pub async fn run(self: Arc<Self>, announce: AnnounceFn) {
+        let mut retry = Duration::from_secs(1);
+        loop {
+            let (changed, error) = self.refresh().await;
+            let mut told = Vec::new();
+            for kind in changed {
+                tracing::info!(upstream = %self.name(), list = kind.key(), entries = self.list(kind).len(), "upstream list changed");
+                let event = kind.change();
+                if !told.contains(&event) {
+                    told.push(event.clone());
+                    announce(event);
+                }
+            }
+            let wait = match error {
+                None => {
+                    retry = Duration::from_secs(1);
+                    self.refresh
+                }
+                Some(_) => {
+                    let wait = retry.min(self.refresh);
+                    retry = (retry * 2).min(MAX_RETRY);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.client.list_changed() => {}
+            }
+        }
+    }
+
+    /// Ends this node's session with the upstream.
+    pub async fn close(&self, within: Duration) {
+        self.client.close(within).await;
+    }
+
+    /// Holds the upstream's standalone stream (its `list_changed` notifications).
+    pub async fn listen(self: Arc<Self>) {
+        self.client.listen().await;
+    }
+}
