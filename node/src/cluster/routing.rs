@@ -31,12 +31,12 @@ pub const SURE_AFTER_CHANGE: std::time::Duration = std::time::Duration::from_sec
 pub enum Holding<'a> {
     /// It owns it.
     Owner,
-    /// It owns it and has sent it to its successor (drain); the successor has not acknowledged
-    /// yet. The session is frozen: a change made here now would not be in the successor's copy,
+    /// It owns it and has sent it to its successor (drain or rebalancing); the successor has
+    /// not acknowledged yet. The session is frozen: a change made here now would not be in the successor's copy,
     /// and the session leaves this node when the acknowledgement comes, whatever a request
     /// served here is doing with it.
     HandingOff,
-    /// It handed it off to this peer while draining.
+    /// It handed it off to this peer (drain, or rebalancing within the last minute).
     Moved(SocketAddr),
     /// A replica's copy: the owner's identity and the replica list it sent.
     Replica {
