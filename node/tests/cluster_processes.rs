@@ -652,6 +652,11 @@ async fn a_restarted_node_gets_its_share_of_the_sessions_back() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (ok, retried) = load.await.expect("calls ran without a 404 or an error");
     println!("calls during the move: {ok} answered, {retried} answered 503 and retried later");
+    // Hand-offs still in flight when the spread was first even have landed: still even.
+    let after = owned(&admins).await;
+    println!("a second later: owned {after:?}");
+    assert_eq!(after.iter().sum::<u64>(), SESSIONS as u64, "{after:?}");
+    assert!(after.iter().all(|&n| n as f64 <= share * 1.1), "{after:?}");
     let rebalanced = counter(admins[0], "mcp_cluster_rebalanced_total").await
         + counter(admins[1], "mcp_cluster_rebalanced_total").await;
     let received = counter(admins[2], "mcp_cluster_handoffs_received_total").await;
