@@ -125,6 +125,7 @@ pub struct ClusterMetrics {
     handoffs_sent: Counter,
     handoffs_received: Counter,
     rebalanced: Counter,
+    streams_rebalanced: Counter,
     superseded: Counter,
     no_quorum: Counter,
     bad_messages: Counter,
@@ -159,6 +160,7 @@ impl Default for ClusterMetrics {
             handoffs_sent: Counter::default(),
             handoffs_received: Counter::default(),
             rebalanced: Counter::default(),
+            streams_rebalanced: Counter::default(),
             superseded: Counter::default(),
             no_quorum: Counter::default(),
             bad_messages: Counter::default(),
@@ -276,6 +278,11 @@ impl ClusterMetrics {
             m.rebalanced.clone(),
         );
         r.register(
+            "streams_rebalanced",
+            "Client streams this node ended while it held far more connections than the cluster's mean, so their clients reconnect elsewhere",
+            m.streams_rebalanced.clone(),
+        );
+        r.register(
             "superseded",
             "Sessions this node stopped owning because a peer owned a newer version",
             m.superseded.clone(),
@@ -382,6 +389,10 @@ impl ClusterMetrics {
     /// Counts a session received by hand-off.
     pub fn handoff_received(&self) {
         self.handoffs_received.inc();
+    }
+    /// Counts client streams ended to spread connections out (`connection_balance.rs`).
+    pub fn streams_rebalanced(&self, n: u64) {
+        self.streams_rebalanced.inc_by(n);
     }
     /// Counts a session given up to a newer owner.
     pub fn superseded(&self) {

@@ -21,6 +21,7 @@
 pub mod args;
 pub mod balance;
 pub mod config;
+pub mod connection_balance;
 pub mod detector;
 pub mod digest;
 pub mod inbound;
@@ -159,6 +160,7 @@ pub async fn start(
         )),
         tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
         tokio::spawn(refresh(node.clone(), peers.clone())),
+        tokio::spawn(balance_connections(node.clone(), peers.clone())),
     ];
     if s.rebalance_rate > 0.0 {
         tasks.push(tokio::spawn(rebalance::run(
@@ -267,6 +269,55 @@ async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
                 node.metrics.cluster.set_replicas(peers.replicas.len());
             }
             _ = keepalive.tick() => peers.keepalive_relayed(slices.advance(), slices.count()),
+        }
+    }
+}
+
+/// Ends some of the streams held here while this node has far more client connections than
+/// the mean of its live, non-draining peers (`connection_balance.rs`): relayed ones first,
+/// then those of sessions owned here. Once a second; nothing while this node drains.
+async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shedder = connection_balance::Shedder::default();
+    let mut shed_since_start = 0usize;
+    loop {
+        tick.tick().await;
+        let others = if node.is_draining() {
+            Vec::new()
+        } else {
+            peers.peer_connections()
+        };
+        let mine = u64::from(node.connections.load(std::sync::atomic::Ordering::Relaxed));
+        let was = shedder.shedding();
+        let want = shedder.decide(mine, &others);
+        if want > 0 {
+            if !was {
+                tracing::info!(connections = mine, peers = ?others, "connections far above the cluster's mean: ending some streams so their clients reconnect elsewhere");
+            }
+            let mut ended = peers.end_some_relayed_streams(want);
+            if ended < want {
+                node.sessions.for_each(|s| {
+                    if ended >= want {
+                        return;
+                    }
+                    for stream in s.state.lock().streams.iter_mut() {
+                        if ended < want && stream.has_local_reader() {
+                            stream.detach();
+                            ended += 1;
+                        }
+                    }
+                });
+            }
+            node.metrics.cluster.streams_rebalanced(ended as u64);
+            shed_since_start += ended;
+        } else if was {
+            tracing::info!(
+                connections = mine,
+                ended = shed_since_start,
+                "connections back near the cluster's mean"
+            );
+            shed_since_start = 0;
         }
     }
 }

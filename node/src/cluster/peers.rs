@@ -285,6 +285,20 @@ impl Peers {
         ended.len()
     }
 
+    /// The client connection counts the live, non-draining members other than this node
+    /// gossip (those whose metadata has arrived).
+    pub fn peer_connections(&self) -> Vec<u64> {
+        let me = self.me().addr;
+        self.view
+            .borrow()
+            .iter()
+            .filter(|m| m.state.is_live() && m.id.addr != me)
+            .filter_map(|m| m.meta.as_ref())
+            .filter(|meta| !meta.draining)
+            .map(|meta| meta.connections)
+            .collect()
+    }
+
     /// Whether a live member other than this node takes hand-offs.
     pub fn has_successor(&self) -> bool {
         let me = self.me().addr;

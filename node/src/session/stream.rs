@@ -150,6 +150,11 @@ impl StreamState {
         self.live = None;
     }
 
+    /// Whether a client connected to this node reads the stream (not a peer relaying it).
+    pub fn has_local_reader(&self) -> bool {
+        self.live.is_some() && !self.reader_remote
+    }
+
     /// Detaches the reader without finishing (server-initiated disconnect, drain).
     pub fn detach(&mut self) {
         self.live = None;
