@@ -131,6 +131,9 @@ impl Invalidates for MetaKey {
 #[derive(Debug, Default)]
 pub struct MetaStore {
     records: HashMap<SocketAddr, MetaRecord>,
+    /// Bumped whenever what [`MetaStore::get`] answers may have changed (a new identity or
+    /// new metadata; not a re-broadcast of the same metadata under a new version).
+    changes: u64,
 }
 
 /// foca's broadcast handler: a handle on the [`MetaStore`] that
@@ -155,7 +158,13 @@ impl MetaStore {
             .is_some_and(|r| r.id.generation < generation)
         {
             self.records.remove(&addr);
+            self.changes += 1;
         }
+    }
+
+    /// A counter that moves whenever an answer of [`MetaStore::get`] may have changed.
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes
     }
 }
 
@@ -191,7 +200,14 @@ impl MetaStore {
         if !newer {
             return Ok(None);
         }
-        self.records.insert(key.addr, record);
+        if let Some(old) = self.records.insert(key.addr, record)
+            && let Some(new) = self.records.get(&key.addr)
+            && old.id == new.id
+            && old.meta == new.meta
+        {
+            return Ok(Some(key));
+        }
+        self.changes += 1;
         Ok(Some(key))
     }
 }
@@ -255,6 +271,26 @@ mod tests {
                 .is_some()
         );
         assert_eq!(store.get(&record(0).id).map(|m| m.sessions), Some(7));
+    }
+
+    #[test]
+    fn only_new_metadata_counts_as_a_change() {
+        let mut store = MetaStore::default();
+        store.receive(&bytes(&record(1)), None).expect("ok");
+        let after_first = store.changes();
+        assert!(after_first > 0);
+        store.receive(&bytes(&record(2)), None).expect("ok");
+        assert_eq!(
+            store.changes(),
+            after_first,
+            "the same metadata re-broadcast"
+        );
+        let mut busier = record(3);
+        busier.meta.sessions += 1;
+        store.receive(&bytes(&busier), None).expect("ok");
+        assert_eq!(store.changes(), after_first + 1);
+        store.forget_before(busier.id.addr, busier.id.generation + 1);
+        assert_eq!(store.changes(), after_first + 2);
     }
 
     #[test]

@@ -59,6 +59,18 @@ pub struct Membership {
     meta_version: u64,
     next_meta_refresh: Instant,
     health: Health,
+    /// What the last [`Membership::view_if_changed`] saw, to tell whether the view changed.
+    published: Published,
+}
+
+/// The parts of the view last handed out: members' (id, state, incarnation), the
+/// metadata store's change counter, and whether this node's own metadata changed since.
+#[derive(Debug, Default)]
+struct Published {
+    own: Option<NodeId>,
+    members: Vec<(NodeId, State, u16)>,
+    meta_changes: u64,
+    own_meta_changed: bool,
 }
 
 impl std::fmt::Debug for Membership {
@@ -98,6 +110,10 @@ impl Membership {
             config,
             meta,
             meta_version: 0,
+            published: Published {
+                own_meta_changed: true,
+                ..Published::default()
+            },
         };
         node.publish_meta()?;
         Ok(node)
@@ -115,7 +131,7 @@ impl Membership {
         seeds: impl IntoIterator<Item = SocketAddr>,
         now: Instant,
     ) -> Result<(), MembershipError> {
-        self.queues.now = now;
+        self.enter(now);
         let me = self.id().addr;
         for addr in seeds.into_iter().filter(|a| *a != me) {
             self.foca.announce(NodeId::seed(addr), &mut self.queues)?;
@@ -125,14 +141,14 @@ impl Membership {
 
     /// Leaves gracefully: peers learn at once instead of detecting a failure.
     pub fn leave(&mut self, now: Instant) -> Result<(), MembershipError> {
-        self.queues.now = now;
+        self.enter(now);
         self.foca.leave_cluster(&mut self.queues)?;
         Ok(())
     }
 
     /// Handles one gossip packet received from the network.
     pub fn handle_packet(&mut self, data: &[u8], now: Instant) -> Result<(), MembershipError> {
-        self.queues.now = now;
+        self.enter(now);
         let (rtt, suspected) = self.queues.observer.received(data, self.id(), now);
         if let Some(rtt) = rtt {
             let in_time = rtt <= self.health.scale(self.config.probe_rtt);
@@ -153,10 +169,17 @@ impl Membership {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), MembershipError> {
+        // Timers fire in the order they were due, parked ones included: one fired before
+        // may give a parked one something to do.
         self.queues.now = now;
         let seen = self.queues.events.len();
         let mut first = true;
         while let Some((due, timer)) = self.queues.pop_due(now) {
+            if let Some(period) = self.idle().period(&timer) {
+                // Nothing to do, and the loop did not wake up for it: not a late timer.
+                self.queues.rearm_parked(timer, due, period, now);
+                continue;
+            }
             let late = now.saturating_duration_since(due);
             if first {
                 first = false;
@@ -253,11 +276,37 @@ impl Membership {
         }
     }
 
-    /// When [`Membership::handle_timeout`] should next be called.
+    /// When [`Membership::handle_timeout`] should next be called. Periodic timers that
+    /// would do nothing now (gossip with nothing to gossip, announcements to down members
+    /// with none down) do not count: they are parked (see [`Idle`]).
     pub fn poll_timeout(&self) -> Instant {
+        let idle = self.idle();
         self.queues
-            .next_deadline()
+            .next_deadline(|t| idle.period(t).is_some())
             .map_or(self.next_meta_refresh, |t| t.min(self.next_meta_refresh))
+    }
+
+    /// Which of foca's periodic timers would do nothing if they fired now.
+    fn idle(&self) -> Idle {
+        Idle {
+            gossip: (self.foca.updates_backlog() == 0 && self.foca.custom_broadcast_backlog() == 0)
+                .then_some(self.config.gossip_period),
+            announce_down: (!self
+                .foca
+                .iter_membership_state()
+                .any(|m| m.state() == State::Down))
+            .then_some(self.config.announce_down_period),
+        }
+    }
+
+    /// Every entry point but [`Membership::handle_timeout`] starts here: the clock, and the
+    /// parked timers due before `now` moved past it in their own phase (they would have fired
+    /// for nothing before this call), so one that stops being parked in this call fires
+    /// when foca would have fired it (its next period), not at once.
+    fn enter(&mut self, now: Instant) {
+        self.queues.now = now;
+        let idle = self.idle();
+        self.queues.roll_parked(now, |t| idle.period(t));
     }
 
     /// The next gossip packet to send.
@@ -279,8 +328,10 @@ impl Membership {
         self.queues.observer.push(o);
     }
 
-    /// Replaces this node's metadata; it spreads with the next packets.
-    pub fn set_meta(&mut self, meta: NodeMeta) -> Result<(), MembershipError> {
+    /// Replaces this node's metadata at `now`; it spreads with the next packets.
+    pub fn set_meta(&mut self, meta: NodeMeta, now: Instant) -> Result<(), MembershipError> {
+        self.enter(now);
+        self.published.own_meta_changed |= self.meta != meta;
         self.meta = meta;
         self.publish_meta()
     }
@@ -319,6 +370,38 @@ impl Membership {
         }));
         drop(store);
         rows
+    }
+
+    /// [`Membership::view`] if it may differ from the one this returned last time (a
+    /// member's state, incarnation or identity, or anyone's metadata changed), else `None`:
+    /// a driver publishes the view after every packet and timer without rebuilding it
+    /// each time.
+    pub fn view_if_changed(&mut self) -> Option<Vec<MemberView>> {
+        let meta_changes = self.store.0.lock().changes();
+        let members = self.foca.iter_membership_state();
+        let own = Some(self.id());
+        let same = !self.published.own_meta_changed
+            && own == self.published.own
+            && meta_changes == self.published.meta_changes
+            && members.len() == self.published.members.len()
+            && members
+                .zip(&self.published.members)
+                .all(|(m, (id, state, inc))| {
+                    m.id() == id && m.state() == *state && m.incarnation() == *inc
+                });
+        if same {
+            return None;
+        }
+        self.published.members.clear();
+        self.published.members.extend(
+            self.foca
+                .iter_membership_state()
+                .map(|m| (*m.id(), m.state(), m.incarnation())),
+        );
+        self.published.own = own;
+        self.published.meta_changes = meta_changes;
+        self.published.own_meta_changed = false;
+        Some(self.view())
     }
 
     /// The local health score (0 = healthy; timeouts scale with `1 + score`).
@@ -393,5 +476,141 @@ impl Membership {
             self.foca.announce(id, &mut self.queues)?;
         }
         Ok(())
+    }
+}
+
+/// foca's periodic timers that fire for nothing in the current state, with their period.
+///
+/// foca re-arms `PeriodicGossip` every `gossip_period` and `PeriodicAnnounceDown` every
+/// `announce_down_period` whatever the state, and they send nothing while there is no update
+/// or broadcast to gossip, or no member is down (drawing no random number either). Such a
+/// timer stays queued but wakes nobody: [`Queues::roll_parked`] keeps it in phase, and it
+/// fires as before from the first period after it has something to do. On an idle cluster
+/// that removes most of the membership thread's wake-ups between probes; the probe and
+/// suspicion timers are never parked.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    gossip: Option<Duration>,
+    announce_down: Option<Duration>,
+}
+
+impl Idle {
+    /// The period of `timer` if it is parked.
+    fn period(self, timer: &Timer<NodeId>) -> Option<Duration> {
+        match timer {
+            Timer::PeriodicGossip(_) => self.gossip,
+            Timer::PeriodicAnnounceDown(_) => self.announce_down,
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use foca::{Codec, Message};
+
+    use super::*;
+
+    fn id(port: u16) -> NodeId {
+        NodeId::new(SocketAddr::from(([127, 0, 0, 1], port)), 1)
+    }
+
+    /// Two nodes on a lossless, instant network: every packet is handled when it is sent,
+    /// every timer when [`Membership::poll_timeout`] says. Returns node 0's calls of
+    /// `handle_timeout` (its wake-ups for timers) and when it sent a `Gossip` message.
+    fn run(nodes: &mut [Membership; 2], from: Instant, until: Instant) -> (usize, Vec<Instant>) {
+        let (mut now, mut wakeups, mut gossip) = (from, 0, Vec::new());
+        loop {
+            let mut sent = true;
+            while sent {
+                sent = false;
+                for i in 0..2 {
+                    while let Some(t) = nodes[i].poll_transmit() {
+                        sent = true;
+                        let header = GossipCodec.decode_header(&t.data[..]).expect("header");
+                        if i == 0 && matches!(header.message, Message::Gossip) {
+                            gossip.push(now);
+                        }
+                        let j = usize::from(nodes[1].id().addr == t.to.addr);
+                        let _ = nodes[j].handle_packet(&t.data, now);
+                    }
+                }
+            }
+            let next = nodes[0].poll_timeout().min(nodes[1].poll_timeout());
+            if next > until {
+                return (wakeups, gossip);
+            }
+            now = now.max(next);
+            for (i, n) in nodes.iter_mut().enumerate() {
+                if n.poll_timeout() <= now {
+                    wakeups += usize::from(i == 0);
+                    n.handle_timeout(now).expect("timers");
+                }
+            }
+        }
+    }
+
+    fn pair(config: &Config, t0: Instant) -> [Membership; 2] {
+        let new = |port| {
+            Membership::new(id(port), NodeMeta::default(), config.clone(), 7, t0)
+                .expect("membership")
+        };
+        let mut nodes = [new(7000), new(7002)];
+        nodes[1].join([id(7000).addr], t0).expect("join");
+        nodes
+    }
+
+    /// Idle (nothing to gossip, nobody down), a node wakes up for its probes, their
+    /// indirect-probe checks and its announcements only: foca's gossip and down-member
+    /// timers stay parked. A change is gossiped within one gossip period, as foca would.
+    #[test]
+    fn idle_timers_are_parked_and_fire_in_phase_when_there_is_work() {
+        let config = Config {
+            meta_refresh: Duration::from_secs(3600),
+            ..Config::default()
+        };
+        let t0 = Instant::now();
+        let mut nodes = pair(&config, t0);
+        let settled = t0 + Duration::from_secs(5);
+        run(&mut nodes, t0, settled);
+        assert_eq!(nodes[0].live_peers().count(), 1, "converged");
+        assert!(nodes[0].view_if_changed().is_some());
+        assert_eq!(nodes[0].view_if_changed(), None, "nothing changed since");
+
+        let window = Duration::from_secs(10);
+        let (wakeups, gossip) = run(&mut nodes, settled, settled + window);
+        let per_period = |p: Duration| (window.as_secs_f64() / p.as_secs_f64()).ceil() as usize;
+        let due = 2 * per_period(config.probe_period) + per_period(config.announce_period);
+        assert!(gossip.is_empty(), "nothing to gossip: {gossip:?}");
+        assert!(
+            wakeups <= due + 2,
+            "{wakeups} wake-ups in {window:?}, {due} timers with something to do"
+        );
+        assert_eq!(
+            nodes[0].view_if_changed(),
+            None,
+            "an idle view is not rebuilt"
+        );
+
+        // A change at an arbitrary instant goes out with the next gossip period.
+        let at = settled + window + Duration::from_millis(7);
+        let meta = NodeMeta {
+            sessions: 1,
+            ..NodeMeta::default()
+        };
+        nodes[0].set_meta(meta, at).expect("meta");
+        let (_, gossip) = run(&mut nodes, at, at + Duration::from_secs(1));
+        let first = *gossip.first().expect("the change is gossiped");
+        assert!(
+            first > at && first <= at + config.gossip_period,
+            "gossiped {:?} after the change",
+            first - at
+        );
+        assert!(nodes[0].view_if_changed().is_some(), "own metadata changed");
+        assert_eq!(
+            nodes[1].view()[1].meta.as_ref().map(|m| m.sessions),
+            Some(1),
+            "the peer learned it"
+        );
     }
 }

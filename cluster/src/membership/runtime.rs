@@ -84,11 +84,16 @@ impl Queues {
         self.timers.insert((self.now + after, self.seq), event);
     }
 
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+    /// When the earliest timer that is not parked is due. `parked` says which timers would
+    /// do nothing if they fired now (see [`Queues::roll_parked`]).
+    pub(crate) fn next_deadline(&self, parked: impl Fn(&Timer<NodeId>) -> bool) -> Option<Instant> {
+        self.timers
+            .iter()
+            .find(|(_, t)| !parked(t))
+            .map(|((at, _), _)| *at)
     }
 
-    /// Removes and returns the earliest timer due at or before `now`, with
+    /// Removes and returns the earliest timer due at or before `now` (parked or not), with
     /// the instant it was due.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, Timer<NodeId>)> {
         let first = *self.timers.keys().next()?;
@@ -96,6 +101,47 @@ impl Queues {
             return None;
         }
         self.timers.remove(&first).map(|t| (first.0, t))
+    }
+
+    /// Puts back a parked timer that was due at `due`, at the first instant of its period
+    /// after `now`: where foca would have re-armed it had it fired (and done nothing) at
+    /// each of its periods.
+    pub(crate) fn rearm_parked(
+        &mut self,
+        timer: Timer<NodeId>,
+        due: Instant,
+        period: Duration,
+        now: Instant,
+    ) {
+        let periods = now.saturating_duration_since(due).as_nanos() / period.as_nanos().max(1) + 1;
+        let next = u64::try_from(period.as_nanos().saturating_mul(periods))
+            .ok()
+            .and_then(|ahead| due.checked_add(Duration::from_nanos(ahead)))
+            .unwrap_or(now + period);
+        self.seq += 1;
+        self.timers.insert((next, self.seq), timer);
+    }
+
+    /// Re-arms (as [`Queues::rearm_parked`]) every parked timer due before `now` (one due
+    /// at `now` fires after the packets of `now`, as the driver and the simulator order
+    /// them). `period` is `Some` for a parked timer. A parked timer wakes nobody; when it
+    /// stops being parked it fires in its own phase.
+    pub(crate) fn roll_parked(
+        &mut self,
+        now: Instant,
+        period: impl Fn(&Timer<NodeId>) -> Option<Duration>,
+    ) {
+        let due: Vec<((Instant, u64), Duration)> = self
+            .timers
+            .iter()
+            .take_while(|((at, _), _)| *at < now)
+            .filter_map(|(k, t)| period(t).map(|p| (*k, p)))
+            .collect();
+        for (key, p) in due {
+            if let Some(timer) = self.timers.remove(&key) {
+                self.rearm_parked(timer, key.0, p, now);
+            }
+        }
     }
 
     pub(crate) fn pending_timers(&self) -> usize {
@@ -151,5 +197,37 @@ impl foca::Runtime<NodeId> for Queues {
             _ => after,
         };
         self.defer(event, after);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_timers_wake_nobody_and_keep_their_phase() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut q = Queues::new(t0);
+        q.defer(Timer::PeriodicGossip(0), ms(50));
+        q.defer(Timer::ProbeRandomMember(0), ms(150));
+        let gossip = |t: &Timer<NodeId>| matches!(t, Timer::PeriodicGossip(_)).then_some(ms(50));
+        assert_eq!(q.next_deadline(|_| false), Some(t0 + ms(50)));
+        assert_eq!(q.next_deadline(|t| gossip(t).is_some()), Some(t0 + ms(150)));
+
+        // Due at 50, rolled at 170: it would have fired (for nothing) at 50, 100 and 150.
+        q.roll_parked(t0 + ms(170), gossip);
+        assert_eq!(q.next_deadline(|_| false), Some(t0 + ms(150)));
+        let (due, t) = q.pop_due(t0 + ms(170)).expect("the probe");
+        assert_eq!((due, t), (t0 + ms(150), Timer::ProbeRandomMember(0)));
+        assert_eq!(q.next_deadline(|_| false), Some(t0 + ms(200)));
+
+        // One due exactly now is left for the timers (packets of `now` come first).
+        q.roll_parked(t0 + ms(200), gossip);
+        assert_eq!(q.next_deadline(|_| false), Some(t0 + ms(200)));
+        let (due, t) = q.pop_due(t0 + ms(230)).expect("the gossip");
+        q.rearm_parked(t, due, ms(50), t0 + ms(230));
+        assert_eq!(q.next_deadline(|_| false), Some(t0 + ms(250)));
+        assert_eq!(q.pending_timers(), 1);
     }
 }

@@ -775,6 +775,7 @@ impl World {
         if std::env::var("SIM_NO_META").is_ok() {
             return;
         }
+        let at = self.instant();
         let n = &mut self.nodes[usize::from(i)];
         if let (Some(m), Some(c)) = (n.membership.as_mut(), n.custody.as_ref()) {
             let meta = NodeMeta {
@@ -785,7 +786,7 @@ impl World {
                 address: String::new(),
             };
             if *m.meta() != meta {
-                let _ = m.set_meta(meta);
+                let _ = m.set_meta(meta, at);
             }
         }
         self.flush_membership(i, false);
