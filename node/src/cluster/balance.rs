@@ -30,6 +30,17 @@ pub const SETTLE: Duration = Duration::from_secs(15);
 /// spread must stay within once settled.
 pub const SLACK: f64 = 0.05;
 
+/// Sessions are not moved while the cluster's total (this node's count plus the gossiped
+/// ones) changed by more than [`CHANGING_FRACTION`] of it (plus [`CHANGING_SLACK`]) within
+/// this window: while clients open or close sessions fast, every node's own count is ahead of
+/// the gossiped ones it compares with, so each sees itself above its share (at 100K, in the
+/// ramp, nodes moved sessions back and forth that way).
+pub const CHANGING_WINDOW: Duration = Duration::from_secs(5);
+/// See [`CHANGING_WINDOW`].
+pub const CHANGING_FRACTION: f64 = 0.02;
+/// See [`CHANGING_WINDOW`].
+pub const CHANGING_SLACK: u64 = 20;
+
 /// The most hand-offs one round may send: the token bucket holds at most this many seconds of
 /// `rate`, so a node that waited does not send a burst.
 const BURST_SECS: f64 = 0.5;
@@ -93,6 +104,9 @@ pub enum Hold {
     NoQuorum,
     /// Not joined yet, or the members changed less than [`SETTLE`] ago.
     Unsettled,
+    /// The cluster's total changed fast within [`CHANGING_WINDOW`] (sessions being opened
+    /// or closed): the gossiped counts lag.
+    Changing,
     /// No other member takes sessions.
     Alone,
     /// This node owns no more than `share × (1 + slack)`.
@@ -131,6 +145,8 @@ pub struct Balancer {
     /// Per receiver: the count it gossiped when last seen, and batches sent since (when, how
     /// many) that its count has not grown by yet.
     pending: HashMap<SocketAddr, (u64, Vec<(Instant, u64)>)>,
+    /// The cluster's total as seen at each decision within [`CHANGING_WINDOW`], oldest first.
+    totals: std::collections::VecDeque<(Instant, u64)>,
 }
 
 impl Balancer {
@@ -143,7 +159,33 @@ impl Balancer {
             budget: 0.0,
             last: None,
             pending: HashMap::new(),
+            totals: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Records the cluster's total now (this node's count and the live members' gossiped
+    /// ones, with the hand-offs their gossip does not show yet: moves keep the total) and says whether it moved by more than the bound within [`CHANGING_WINDOW`].
+    fn total_changing(&mut self, now: Instant, input: &Input<'_>) -> bool {
+        let total = input.owned
+            + input
+                .members
+                .iter()
+                .filter(|m| m.standing != Standing::Down)
+                .map(|m| m.sessions + self.pending_to(m.addr))
+                .sum::<u64>();
+        while self
+            .totals
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > CHANGING_WINDOW)
+        {
+            self.totals.pop_front();
+        }
+        self.totals.push_back((now, total));
+        let (lo, hi) = self
+            .totals
+            .iter()
+            .fold((u64::MAX, 0), |(lo, hi), (_, n)| (lo.min(*n), hi.max(*n)));
+        (hi - lo) as f64 > hi as f64 * CHANGING_FRACTION + CHANGING_SLACK as f64
     }
 
     /// Decides this round at `now`.
@@ -154,6 +196,7 @@ impl Balancer {
         self.last = Some(now);
         self.budget = (self.budget + self.rate * elapsed.as_secs_f64()).min(self.rate * BURST_SECS);
         self.observe(now, input.members);
+        let changing = self.total_changing(now, input);
         let hold = |h| Plan::Hold(h);
         if self.rate <= 0.0 {
             return hold(Hold::Off);
@@ -175,6 +218,9 @@ impl Balancer {
         }
         if !input.settled || input.stable_for < SETTLE {
             return hold(Hold::Unsettled);
+        }
+        if changing {
+            return hold(Hold::Changing);
         }
         let others: Vec<(SocketAddr, u64)> = live()
             .map(|m| (m.addr, m.sessions + self.pending_to(m.addr)))
@@ -276,13 +322,14 @@ mod tests {
         }
     }
 
-    /// A balancer that has been running for a second (its budget full).
+    /// A balancer that has been running a while (its budget full; its first look at the
+    /// cluster's total out of the [`CHANGING_WINDOW`]).
     fn warm(rate: f64) -> (Balancer, Instant) {
         let mut b = Balancer::new(rate, SLACK);
         let t0 = Instant::now();
         let none: [Member; 0] = [];
         b.decide(t0, &calm(0, &none));
-        (b, t0 + Duration::from_secs(1))
+        (b, t0 + CHANGING_WINDOW + Duration::from_secs(1))
     }
 
     #[test]
@@ -302,6 +349,30 @@ mod tests {
         // Down to share × 1.05 = 35: 30 sessions.
         assert_eq!(count, 30);
         assert_eq!(receivers, vec![(addr(3), 34)], "node 2 is over its share");
+    }
+
+    #[test]
+    fn nothing_moves_while_sessions_are_being_opened_fast() {
+        let (mut b, now) = warm(200.0);
+        // A ramp: everyone's count grows 100 a second; this node's own count is ahead of the
+        // gossiped ones, so it looks 10 % over its share each time.
+        // (The first look has nothing to compare with; rounds come every 250 ms.)
+        for i in 0..5u64 {
+            let t = now + Duration::from_secs(i);
+            let members = [alive(2, 1_000 + 100 * i), alive(3, 1_000 + 100 * i)];
+            let plan = b.decide(t, &calm(1_100 + 100 * i + 10, &members));
+            if i > 0 {
+                assert_eq!(plan, Plan::Hold(Hold::Changing), "second {i}");
+            }
+        }
+        // The ramp over: once the window has only calm totals, the surplus moves.
+        let members = [alive(2, 1_400), alive(3, 1_400)];
+        let calm_at = now + Duration::from_secs(4) + CHANGING_WINDOW + Duration::from_millis(1);
+        b.decide(calm_at - Duration::from_secs(1), &calm(1_600, &members));
+        assert!(matches!(
+            b.decide(calm_at, &calm(1_600, &members)),
+            Plan::Move { .. }
+        ));
     }
 
     #[test]

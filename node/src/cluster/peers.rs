@@ -54,6 +54,17 @@ const HANDOFF_RETRY: Duration = Duration::from_secs(2);
 /// (then they follow the ranking: the new owner ranks first among the others, or holds a copy).
 const MOVED_KEEP: Duration = Duration::from_secs(60);
 
+/// Sessions handed to this node: in arrival order, and by id.
+type Arrivals = (
+    std::collections::VecDeque<(Instant, SessionId)>,
+    HashMap<SessionId, Instant>,
+);
+
+/// A session handed to this node is not moved on for balance before this long: two nodes that
+/// both think they own more than their share (gossiped counts lag while sessions are being
+/// opened) otherwise hand the same session back and forth within milliseconds.
+const ARRIVED_KEEP: Duration = Duration::from_secs(30);
+
 /// Why a session is handed to another member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
@@ -110,6 +121,9 @@ pub struct Peers {
     rebalanced: Mutex<std::collections::VecDeque<(Instant, SessionId, SocketAddr)>>,
     /// Rebalancing hand-offs acknowledged so far (the burst summary's count).
     rebalanced_total: AtomicU64,
+    /// Sessions handed to this node, oldest first, kept [`ARRIVED_KEEP`]: rebalancing leaves
+    /// them here until then.
+    arrived: Mutex<Arrivals>,
     dirty: mpsc::UnboundedSender<Arc<Session>>,
     want_ack: Mutex<HashMap<SessionId, Vec<oneshot::Sender<()>>>>,
     acks: Mutex<HashMap<u64, AckWait>>,
@@ -198,6 +212,7 @@ impl Peers {
             handing: Mutex::new(HashMap::new()),
             rebalanced: Mutex::new(std::collections::VecDeque::new()),
             rebalanced_total: AtomicU64::new(0),
+            arrived: Mutex::default(),
             dirty,
             want_ack: Mutex::new(HashMap::new()),
             acks: Mutex::new(HashMap::new()),
@@ -627,6 +642,11 @@ impl Peers {
             self.replicas.remove(&id);
             // Handed back to a node it once left: no longer moved from here.
             self.moved.lock().remove(&id);
+            let now = Instant::now();
+            let mut arrived = self.arrived.lock();
+            arrived.0.push_back((now, id));
+            arrived.1.insert(id, now);
+            drop(arrived);
             node.metrics.sessions.set(node.sessions.len() as i64);
             if ok {
                 node.metrics.cluster.handoff_received();
@@ -1036,9 +1056,17 @@ impl Peers {
                     Err(_) => break false,
                 }
             };
-            if acked {
+            // The session may have been handed back here before this task ran (under load
+            // it can run tens of ms after the acknowledgement): a newer object is registered
+            // under its id then, owned here with its own replicas. Leave that one alone —
+            // removing it and forwarding to `to`, which forwards back, lost sessions at 100K.
+            let came_back = node
+                .sessions
+                .get(&s.id)
+                .is_some_and(|now_here| !Arc::ptr_eq(&now_here, &s));
+            if acked && !came_back {
                 peers.moved.lock().insert(s.id, to);
-                if node.sessions.remove(&s.id).is_some() {
+                if node.sessions.remove_if_same(&s) {
                     for stream in s.state.lock().streams.iter_mut() {
                         stream.finish();
                     }
@@ -1099,7 +1127,15 @@ impl Peers {
         };
         let mut ranked_here = Vec::new();
         node.sessions.for_each(|s| {
-            if left == 0 || self.handing.lock().contains_key(&s.id) {
+            if left == 0
+                || self.handing.lock().contains_key(&s.id)
+                || self
+                    .arrived
+                    .lock()
+                    .1
+                    .get(&s.id)
+                    .is_some_and(|t| t.elapsed() < ARRIVED_KEEP)
+            {
                 return;
             }
             let ranked = ownership::rank(&key(s.id), &takers);
@@ -1136,6 +1172,19 @@ impl Peers {
 
     /// Drops the `moved` entries of sessions rebalanced away more than [`MOVED_KEEP`] ago.
     pub(super) fn forget_old_moves(&self) {
+        {
+            let mut arrived = self.arrived.lock();
+            let (order, by_id) = &mut *arrived;
+            while let Some(&(at, id)) = order.front() {
+                if at.elapsed() < ARRIVED_KEEP {
+                    break;
+                }
+                order.pop_front();
+                if by_id.get(&id) == Some(&at) {
+                    by_id.remove(&id);
+                }
+            }
+        }
         let mut old = self.rebalanced.lock();
         while let Some((at, id, to)) = old.front().copied() {
             if at.elapsed() < MOVED_KEEP {

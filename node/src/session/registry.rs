@@ -72,6 +72,20 @@ impl Registry {
         removed
     }
 
+    /// Removes `session` if it is the one registered under its id (not a newer object that
+    /// replaced it); returns whether it did.
+    pub fn remove_if_same(&self, session: &Arc<Session>) -> bool {
+        let mut shard = self.shards[session.id.shard(SHARDS)].write();
+        let same = shard
+            .get(&session.id)
+            .is_some_and(|s| Arc::ptr_eq(s, session));
+        if same {
+            shard.remove(&session.id);
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+        same
+    }
+
     /// Removes sessions idle since before `cutoff_ms` with no live stream; returns how many.
     pub fn expire(&self, cutoff_ms: u64) -> usize {
         let mut removed = 0;
@@ -121,6 +135,29 @@ mod tests {
             10,
             now,
         ))
+    }
+
+    #[test]
+    fn remove_if_same_leaves_a_newer_object_under_the_same_id() {
+        let r = Registry::new(4);
+        let old = session(0);
+        let newer = Arc::new(Session::new(
+            old.id,
+            ProtocolEra::V2025_11_25,
+            &serde_json::json!({}),
+            10,
+            1,
+        ));
+        r.insert(newer.clone()).expect("room");
+        assert!(
+            !r.remove_if_same(&old),
+            "another object under that id stays"
+        );
+        assert!(r.get(&old.id).is_some_and(|s| Arc::ptr_eq(&s, &newer)));
+        assert_eq!(r.len(), 1);
+        assert!(r.remove_if_same(&newer));
+        assert_eq!(r.len(), 0);
+        assert!(r.get(&old.id).is_none());
     }
 
     #[test]
