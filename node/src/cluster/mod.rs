@@ -275,7 +275,9 @@ async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
 
 /// Ends some of the streams held here while this node has far more client connections than
 /// the mean of its live, non-draining peers (`connection_balance.rs`): relayed ones first,
-/// then those of sessions owned here. Once a second; nothing while this node drains.
+/// then those of sessions owned here. Once a second; nothing while this node drains or the
+/// cluster is not calm (`Peers::calm_for_balance`: a member joined, left or drains, or is
+/// suspect).
 async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -283,7 +285,7 @@ async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>) {
     let mut shed_since_start = 0usize;
     loop {
         tick.tick().await;
-        let others = if node.is_draining() {
+        let others = if node.is_draining() || !peers.calm_for_balance() {
             Vec::new()
         } else {
             peers.peer_connections()

@@ -9,9 +9,10 @@
 //!    served. Alone (or with no peer to take hand-offs) every stream ends at once. In a
 //!    cluster the streams end spread out, so the clients do not all come back in the same
 //!    instant (at 100K, ~25,000 reopens within 100 ms starved the machine): a stream of a
-//!    session owned here ends when its session is handed off (step 2, paced by the peer
-//!    links), and the streams this node relays for peers' sessions end
-//!    [`RELAYED_STREAMS_ENDED_PER_SEC`] at a time.
+//!    session owned here ends when its session's hand-off copy is taken (step 2, paced by
+//!    the peer links; the reopen waits out the freeze and finds the new owner), and the
+//!    streams this node relays for peers' sessions end [`RELAYED_STREAMS_ENDED_PER_SEC`] at a
+//!    time.
 //! 2. **Hand off** ([`hand_off_while_draining`], in a cluster): while draining, every
 //!    `cluster.loadPublishMs` the session layer sends the sessions owned here to their
 //!    successors (`SessionLayer::hand_off_round`; the protocol is `cluster/peers.rs`'s), and
@@ -60,8 +61,8 @@ impl Node {
 
     /// A drain's stream endings: all at once alone or when no peer takes hand-offs; in a
     /// cluster, the owned sessions' streams as their sessions are handed off (`peers.rs`
-    /// ends them on the successor's acknowledgement) and the relayed ones in batches while
-    /// the node drains ([`RELAYED_STREAMS_ENDED_PER_SEC`]).
+    /// lets their readers go when it takes the hand-off copy) and the relayed ones in
+    /// batches while the node drains ([`RELAYED_STREAMS_ENDED_PER_SEC`]).
     pub fn end_streams_for_drain(self: &Arc<Self>) {
         match self.layer() {
             Some(layer) if layer.has_successor() => {
