@@ -204,8 +204,11 @@ fn a_hand_off_racing_a_take_over_loses_nothing() {
     ];
     settle(&mut ops);
     // Seed 4 stopped showing the race when restarted processes began to ask for notes at
-    // start (recovery.rs: other messages, other timings): 7 replaces it.
-    let seeds = [1, 2, 3, 5, 6, 7];
+    // start (recovery.rs: other messages, other timings): 7 replaces it. Seed 3 stopped when
+    // the membership began to park its idle timers (5e36d84: timers due at the same instant
+    // fire in another order; 0 supersedes, 0 take-overs, nothing lost) and 4 shows it again:
+    // 4 replaces 3. Seeds 1-24 all lost nothing at 5e36d84; 22 of them show the race.
+    let seeds = [1, 2, 4, 5, 6, 7];
     let reports = play_seeds("hand-off race", &config(5, 200), &ops, &seeds);
     for r in &reports {
         assert_eq!(r.lost_legit, 0, "R = 2 and no holder was lost");
