@@ -184,7 +184,8 @@ const EXPIRY_PERIOD: Duration = Duration::from_secs(15);
 
 /// Periodic work: expire idle sessions (every [`EXPIRY_PERIOD`]), send SSE keep-alives on the
 /// streams whose client is connected here (every `limits.sseKeepaliveSecs`, spread over the
-/// period a slice of the sessions at a time: `spread.rs`).
+/// period a slice of the sessions at a time: `spread.rs`; none to a stream written to in the
+/// last half period).
 async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let mut expiry = tokio::time::interval(EXPIRY_PERIOD);
     let period = Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
@@ -207,7 +208,7 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 let slice = slices.advance();
                 node.sessions.for_each_in_slice(slice, slices.count(), |s| {
                     for stream in s.state.lock().streams.iter_mut() {
-                        stream.keepalive();
+                        stream.keepalive(period / 2);
                     }
                 });
             }

@@ -268,7 +268,7 @@ async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
                 peers.expire_orphans(now.saturating_sub(ttl_ms));
                 node.metrics.cluster.set_replicas(peers.replicas.len());
             }
-            _ = keepalive.tick() => peers.keepalive_relayed(slices.advance(), slices.count()),
+            _ = keepalive.tick() => peers.keepalive_relayed(slices.advance(), slices.count(), period / 2),
         }
     }
 }

@@ -336,8 +336,8 @@ impl Peers {
 
     /// Keeps the client streams this node relays from their owners alive (an SSE comment on
     /// each of `slice` of `count`: `spread.rs`); owners send none over the peer link.
-    pub fn keepalive_relayed(&self, slice: u32, count: u32) {
-        self.relays.keepalive(slice, count);
+    pub fn keepalive_relayed(&self, slice: u32, count: u32, quiet_for: Duration) {
+        self.relays.keepalive(slice, count, quiet_for);
     }
 
     /// Requests relayed over the peer links: (forwarded by this node and not answered yet,

@@ -50,6 +50,9 @@ struct Pending {
     to: SocketAddr,
     head: Option<oneshot::Sender<Relayed>>,
     chunks: Option<stream_queue::Sender>,
+    /// When the stream's answer started or last had a keep-alive here: a keep-alive goes
+    /// only to a stream quiet for a while.
+    since: Instant,
     /// The next chunk number expected.
     next_chunk: u32,
 }
@@ -135,15 +138,17 @@ impl Relays {
     }
 
     /// Sends an SSE keep-alive comment on the relayed streams of `slice` of `count` (by
-    /// request id; see `spread.rs`); their owner sends none over the peer link. A full queue
-    /// skips it (events are waiting anyway).
-    pub fn keepalive(&self, slice: u32, count: u32) {
-        for (id, p) in self.pending.lock().iter() {
-            if !crate::spread::in_slice(*id, slice, count) {
+    /// request id; see `spread.rs`) whose answer started or had a keep-alive at least
+    /// `quiet_for` ago; their owner sends none over the peer link. A full queue skips it
+    /// (events are waiting anyway).
+    pub fn keepalive(&self, slice: u32, count: u32, quiet_for: Duration) {
+        for (id, p) in self.pending.lock().iter_mut() {
+            if !crate::spread::in_slice(*id, slice, count) || p.since.elapsed() < quiet_for {
                 continue;
             }
             if let Some(tx) = &p.chunks {
                 let _ = tx.try_send(Bytes::from_static(SSE_KEEPALIVE));
+                p.since = Instant::now();
             }
         }
     }
@@ -170,6 +175,7 @@ pub async fn forward(
             to,
             head: Some(tx),
             chunks: None,
+            since: Instant::now(),
             next_chunk: 0,
         },
     );
@@ -226,6 +232,7 @@ pub fn on_head(node: &Node, relays: &Relays, from: SocketAddr, h: ForwardHead) {
         let cap = node.settings.config.limits.outbound_queue as usize;
         let (tx, rx) = stream_queue::channel(cap);
         p.chunks = Some(tx);
+        p.since = Instant::now();
         // The waiter puts the real cancellation in once it has the head.
         RelayedBody::Stream(rx, RelayCancel::new(|| {}))
     } else {

@@ -6,6 +6,7 @@
 //! replays what it missed — bounded memory, no silent loss while the log holds the events.
 
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::stream_queue;
 use bytes::Bytes;
@@ -73,6 +74,9 @@ pub struct StreamState {
     /// The reader is a peer relaying the stream to its client (`Relays`): the peer writes
     /// the client's keep-alives itself, so none is queued here.
     reader_remote: bool,
+    /// When the live reader was last written to (attached, an event, a keep-alive): a
+    /// keep-alive goes only to a stream quiet for a while.
+    last_write: Option<Instant>,
     /// Highest event number already sent to the replicas.
     pub(super) repl_seq: u32,
     /// The replicas know this stream exists.
@@ -91,6 +95,7 @@ impl StreamState {
             kind,
             next_seq: 1,
             log: VecDeque::new(),
+            last_write: live.as_ref().map(|_| Instant::now()),
             live,
             reader_remote: false,
             repl_seq: 0,
@@ -117,11 +122,13 @@ impl StreamState {
             self.log.pop_front();
         }
         self.log.push_back((id.seq, event.clone()));
-        if let Some(tx) = &self.live
-            && tx.try_send(event).is_err()
-        {
-            // Full (slow reader) or closed: detach; the client resumes from the log.
-            self.live = None;
+        if let Some(tx) = &self.live {
+            if tx.try_send(event).is_err() {
+                // Full (slow reader) or closed: detach; the client resumes from the log.
+                self.live = None;
+            } else {
+                self.last_write = Some(Instant::now());
+            }
         }
         id
     }
@@ -140,6 +147,7 @@ impl StreamState {
             self.live = None; // dropping our sender ends the reader's stream after the replay
         } else {
             self.live = Some(tx);
+            self.last_write = Some(Instant::now());
         }
         complete
     }
@@ -165,16 +173,20 @@ impl StreamState {
         self.reader_remote = remote;
     }
 
-    /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged);
-    /// not to a peer relaying the stream, which keeps its client's connection alive itself.
-    pub fn keepalive(&mut self) {
-        if self.reader_remote {
+    /// Sends an SSE comment to keep intermediaries from closing an idle stream (not logged),
+    /// unless something was written to it less than `quiet_for` ago (a new stream, an
+    /// event); not to a peer relaying the stream, which keeps its client's connection alive
+    /// itself.
+    pub fn keepalive(&mut self, quiet_for: Duration) {
+        if self.reader_remote || self.last_write.is_some_and(|t| t.elapsed() < quiet_for) {
             return;
         }
-        if let Some(tx) = &self.live
-            && tx.try_send(Bytes::from_static(SSE_KEEPALIVE)).is_err()
-        {
-            self.live = None;
+        if let Some(tx) = &self.live {
+            if tx.try_send(Bytes::from_static(SSE_KEEPALIVE)).is_err() {
+                self.live = None;
+            } else {
+                self.last_write = Some(Instant::now());
+            }
         }
     }
 
@@ -214,7 +226,7 @@ mod tests {
     fn keepalives_go_to_local_readers_only() {
         let (tx, mut rx) = stream_queue::channel(4);
         let mut s = StreamState::new(2, StreamKind::Standalone, Some(tx));
-        s.keepalive();
+        s.keepalive(Duration::ZERO);
         assert_eq!(
             rx.try_recv().as_deref(),
             Some(SSE_KEEPALIVE),
@@ -223,7 +235,7 @@ mod tests {
         let (tx, mut relay) = stream_queue::channel(4);
         assert!(s.resume(0, tx));
         s.set_reader_remote(true);
-        s.keepalive();
+        s.keepalive(Duration::ZERO);
         assert!(
             relay.try_recv().is_none(),
             "the relaying peer keeps its client alive"
