@@ -664,17 +664,6 @@ async fn http_tools_never_see_the_token() {
     node.shutdown().await;
 }
 
-fn live_members(n: &mcp_node::Running) -> usize {
-    n.cluster
-        .as_ref()
-        .expect("clustered")
-        .view
-        .borrow()
-        .iter()
-        .filter(|m| m.state.is_live() && m.meta.is_some())
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session() {
     use mcp_node::session::SessionId;
@@ -689,7 +678,7 @@ async fn the_binding_is_checked_through_forwarding_and_travels_with_the_session(
     let a = common::start_config(clustered("auth-a", &[])).await;
     let b = common::start_config(clustered("auth-b", &[common::peer_addr(&a)])).await;
     let started = std::time::Instant::now();
-    while live_members(&a) < 2 || live_members(&b) < 2 {
+    while common::live_members(&a) < 2 || common::live_members(&b) < 2 {
         assert!(started.elapsed() < Duration::from_secs(10), "no cluster");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

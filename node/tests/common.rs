@@ -177,6 +177,18 @@ pub async fn start_config(config: NodeConfig) -> mcp_node::Running {
     mcp_node::start(settings).await.expect("node starts")
 }
 
+/// Members a clustered node sees live with their metadata (itself included).
+pub fn live_members(n: &mcp_node::Running) -> usize {
+    n.cluster
+        .as_ref()
+        .expect("clustered")
+        .view
+        .borrow()
+        .iter()
+        .filter(|m| m.state.is_live() && m.meta.is_some())
+        .count()
+}
+
 /// A clustered node's peer (QUIC) address: its identity in the membership.
 pub fn peer_addr(n: &mcp_node::Running) -> SocketAddr {
     n.cluster.as_ref().expect("clustered").view.borrow()[0]

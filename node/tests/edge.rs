@@ -277,17 +277,7 @@ async fn two_nodes_with_panicking_tools(tag: &str) -> (mcp_node::Running, mcp_no
     config.shutdown_grace_secs = 1;
     let edge = start(config).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let met = |n: &mcp_node::Running| {
-        n.cluster
-            .as_ref()
-            .expect("clustered")
-            .view
-            .borrow()
-            .iter()
-            .filter(|m| m.state.is_live() && m.meta.is_some())
-            .count()
-            == 2
-    };
+    let met = |n: &mcp_node::Running| common::live_members(n) == 2;
     while !(met(&owner) && met(&edge)) {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -144,17 +144,7 @@ async fn relayed_streams_get_a_keepalive_every_period_from_the_client_side() {
     let owner = start_config(config("node-a", &[])).await;
     let relay = start_config(config("node-b", &[peer_addr(&owner)])).await;
     let started = Instant::now();
-    while [&owner, &relay].iter().any(|n| {
-        n.cluster
-            .as_ref()
-            .expect("clustered")
-            .view
-            .borrow()
-            .iter()
-            .filter(|m| m.state.is_live() && m.meta.is_some())
-            .count()
-            < 2
-    }) {
+    while [&owner, &relay].iter().any(|n| live_members(n) < 2) {
         assert!(started.elapsed() < Duration::from_secs(10), "no cluster");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{ACCEPT_BOTH, JSON, echo, peer_addr, send, send_with};
+use common::{ACCEPT_BOTH, JSON, echo, live_members, peer_addr, send, send_with};
 use mcp_node::content::{Announce, ChangeEvent};
 use mcp_node::session::SessionId;
 
@@ -16,17 +16,6 @@ async fn start(name: &str, dir: &std::path::Path, seeds: &[SocketAddr]) -> mcp_n
     let mut c = common::cluster_config(name, dir, seeds);
     c.shutdown_grace_secs = 1;
     common::start_config(c).await
-}
-
-fn live_members(n: &mcp_node::Running) -> usize {
-    n.cluster
-        .as_ref()
-        .expect("clustered")
-        .view
-        .borrow()
-        .iter()
-        .filter(|m| m.state.is_live() && m.meta.is_some())
-        .count()
 }
 
 async fn wait_for(what: &str, limit: Duration, ok: impl Fn() -> bool) {

@@ -1225,16 +1225,7 @@ async fn upstream_calls_follow_the_session_across_nodes() {
     let b = clustered("node-b", &dir, &[seed], &url).await;
     let c = clustered("node-c", &dir, &[seed], &url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let live = |n: &mcp_node::Running| {
-        n.cluster
-            .as_ref()
-            .expect("clustered")
-            .view
-            .borrow()
-            .iter()
-            .filter(|m| m.state.is_live() && m.meta.is_some())
-            .count()
-    };
+    let live = common::live_members;
     while [&a, &b, &c].iter().any(|n| live(n) != 3) {
         assert!(Instant::now() < deadline, "3 live members everywhere");
         tokio::time::sleep(Duration::from_millis(20)).await;
