@@ -35,7 +35,8 @@ bench/scale_report.py.
 
 Env: NODES (0: enough for the fd limit, at least 6), STAGES, HOLD_SECONDS, RATE, RAMP_RATE,
 STAGE_HOLD, ANNOUNCE_EVERY, RELAY_FRACTION (0.8), REPLICATION_FACTOR (2), DEADLINE (15),
-ROLLING (1; QUICK 0), CARGO, NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries).
+ROLLING (1; QUICK 0), LOAD_NICE (-5: the load ahead of the nodes, see
+bench/scalecfg.py), CARGO, NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries).
 """
 
 import atexit
@@ -55,7 +56,7 @@ import urllib.request
 import benchdoc
 
 import scale_report
-from scalecfg import (ANNOUNCE, DEADLINE, LOAD, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
+from scalecfg import (ANNOUNCE, DEADLINE, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
                       RECOVERY_WAIT_S, ROLLING, ROOT, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
                       DOC, FINAL_RATE, HOLD, env, log, nofile)
 
@@ -84,6 +85,21 @@ def spawn(cmd, **kw):
     p = subprocess.Popen(cmd, start_new_session=True, **kw)
     PROCS.append(p)
     return p
+
+
+def priorities():
+    """(nice of the nodes, nice of the load): the load ahead by -LOAD_NICE, by raising it when
+    this process may (root), else by lowering the nodes."""
+    if LOAD_NICE >= 0 or os.geteuid() == 0:
+        return 0, LOAD_NICE
+    return -LOAD_NICE, 0
+
+
+NODE_NICE, LOADER_NICE = priorities()
+
+
+def niced(n):
+    return (lambda: os.nice(n)) if n else None
 
 
 def free_port(ip, kind=socket.SOCK_STREAM):
@@ -157,7 +173,8 @@ class Node:
                "--cluster-key-file", os.path.join(certs, "tls.key")]
         env_ = {k: v for k, v in os.environ.items() if not k.startswith("MCP_NODE_")}
         f = open(self.log_path, "a")
-        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env_)
+        self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env_,
+                          preexec_fn=niced(NODE_NICE))
         f.close()
         self.starts += 1
 
@@ -437,7 +454,8 @@ def main():
     n_nodes = choose_nodes()
     loadavg = os.getloadavg()
     log(f"{n_nodes} nodes (R={R}), stages {STAGES}, hold {HOLD:g} s, {RATE:g} calls/s, ramp {RAMP_RATE:g}/s, "
-        f"announce every {ANNOUNCE:g} s, RLIMIT_NOFILE {nofile()}, load average {loadavg[0]:.1f}")
+        f"announce every {ANNOUNCE:g} s, RLIMIT_NOFILE {nofile()}, load average {loadavg[0]:.1f}, "
+        f"nice: nodes {NODE_NICE}, load {LOADER_NICE}")
     cluster = Cluster(n_nodes, work, config)
     conv = cluster.start()
     if conv is None:
@@ -459,7 +477,7 @@ def main():
            "--final-rate", str(FINAL_RATE),
            "--timeline", timeline_path, "--json", report_path, "--label", "bench-scale"]
     load_out = open(os.path.join(work, "load.out"), "w")
-    loader = spawn(cmd, stdout=load_out, stderr=subprocess.STDOUT)
+    loader = spawn(cmd, stdout=load_out, stderr=subprocess.STDOUT, preexec_fn=niced(LOADER_NICE))
     tl = Timeline(timeline_path)
 
     def loader_alive():

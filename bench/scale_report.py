@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import benchdoc
-from scalecfg import (ANNOUNCE, DEADLINE, LOAD, PLOTS, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY, ROOT,
+from scalecfg import (ANNOUNCE, DEADLINE, LOAD, LOAD_NICE, PLOTS, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY, ROOT,
                       TITLE, TITLE_QUICK, WRITE_DOC, log, nofile)
 
 
@@ -183,7 +183,8 @@ def render(res, run):
              f"Machine: {benchdoc.machine(ROOT)}; kernel {os.uname().release}; RLIMIT_NOFILE {nofile()}; "
              f"load average {res['loadavg'][0]:.1f} at the start. {res['nodes']} mcp-node ({PROFILE}, R = {R}, "
              f"each on its own 127.0.2.x, QUIC with the dev certificates, `echo` + `conformance` packs) and "
-             f"`mcp-load cluster` ({rep.get('processes', '?')} processes from 127.2.K.x) on the same 2 cores: "
+             f"`mcp-load cluster` ({rep.get('processes', '?')} processes from 127.2.K.x) on the same 2 cores"
+             f"{f' (the load at nice {LOAD_NICE} relative to the nodes, as clients with CPUs of their own)' if LOAD_NICE else ''}: "
              f"legacy sessions with their GET stream ({RELAY:.0%} opened through a node other than the one that "
              f"created the session), `initialize` round-robin over the nodes at {RAMP_RATE:g}/s, `tools/call` of "
              f"`echo` at {RATE:g}/s over {POOL} keep-alive connections per node per load process (round-robin over the "
