@@ -217,7 +217,7 @@ def render(res, run):
             f" {fmt_ms(sp['lat']['p50'])} / {fmt_ms(sp['lat']['p95'])} / {fmt_ms(sp['lat']['p99'])} / {fmt_ms(sp['lat']['p999'])}"
             f" | {sp['error_rate']:.3%} | {s['false_deaths']} | {s['failovers']:,.0f} | {sp['lost']} | {sp['missed']}"
             f" | {served} | {max(cpu_vals, default=0):.2f} / {sum(cpu_vals):.2f} | {max(s['rss'].values(), default=0) / 2**20:,.0f} MiB"
-            f" | {sp['cpu'] / secs:.2f} | {s['wire'] / secs:,.0f} |")
+            f" | {sp['cpu'] / sp['seconds']:.2f} | {s['wire'] / secs:,.0f} |")
     lines.append("")
     total = rep.get("total", {}).get("sum", {})
     lines.append(
