@@ -119,13 +119,16 @@ pub async fn start_with(
             let _ = rx.wait_for(|s| *s).await;
         };
         let housekeeping = tokio::spawn(housekeeping(task_node.clone(), stop_rx.clone()));
-        // Each node keeps its own upstream tool lists, so a change is told to its own clients.
+        // Each node keeps its own upstream tool lists, so a change is told to its own clients;
+        // and its own upstream subscriptions, for the sessions it owns (upstream/kept.rs).
         let weak = Arc::downgrade(&task_node);
-        let upstreams = task_node.upstreams.spawn(Arc::new(move |event| {
+        let to_node = move |event| {
             if let Some(node) = weak.upgrade() {
                 node.announce_local(event);
             }
-        }));
+        };
+        let to_node: upstream::AnnounceFn = Arc::new(to_node);
+        let upstreams = task_node.upstreams.spawn(to_node.clone(), to_node);
         let admin_task = tokio::spawn(admin::serve(
             admin,
             task_node.clone(),

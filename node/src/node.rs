@@ -165,6 +165,25 @@ impl Node {
         });
     }
 
+    /// This node now owns `s`, taken over or handed here: its subscriptions to upstream
+    /// resources are made in this node's upstream sessions, so their updates reach it here.
+    pub fn session_adopted(&self, s: &crate::session::Session) {
+        if self.upstreams.is_empty() {
+            return;
+        }
+        let uris: Vec<String> = s
+            .state
+            .lock()
+            .subscriptions
+            .iter()
+            .map(|u| u.to_string())
+            .collect();
+        if !uris.is_empty() {
+            self.upstreams
+                .adopt(uris, |uri| self.catalog.resource_exists(uri));
+        }
+    }
+
     /// A session's durable state or event log changed: its replicas get the change.
     pub fn session_changed(&self, s: &Arc<crate::session::Session>) {
         if let Some(layer) = self.layer() {

@@ -48,6 +48,21 @@ struct Script {
     /// added by calling `grow-content` (a prompt and a resource each).
     content: AtomicBool,
     added_content: AtomicU32,
+    /// `completion/complete`, `resources/subscribe`/`unsubscribe` and `logging/setLevel`
+    /// requests: method, params, session.
+    asked: parking_lot::Mutex<Vec<(String, Value, String)>>,
+}
+
+impl Script {
+    /// The params of each `method` request asked so far, with the session it came in.
+    fn asked(&self, method: &str) -> Vec<(Value, String)> {
+        self.asked
+            .lock()
+            .iter()
+            .filter(|(m, _, _)| m == method)
+            .map(|(_, p, s)| (p.clone(), s.clone()))
+            .collect()
+    }
 }
 
 /// Resources on the second page of the scripted upstream's `resources/list`.
@@ -58,7 +73,10 @@ const BULK: usize = 300;
 /// answer after a notification), `slow` (answers after 2 s), `fails` (JSON-RPC error), `dup`.
 /// With `content` set: resources (`test://shared`, `test://builtin`, then a second page of
 /// [`BULK`] `test://bulk/N`), the template `test://items/{id}`, the prompt `greet` (argument
-/// `who`), each read or prompt naming the URL path it was asked at.
+/// `who`), each read or prompt naming the URL path it was asked at; completions (naming the
+/// reference, argument and value they were asked for; none for prompt `broken`), resource
+/// subscriptions (refused for `test://items/nosub`), logging levels, and the tool `touch`, which
+/// says resource `uri` was updated on the standalone stream.
 async fn scripted_upstream() -> (String, Arc<Script>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -165,8 +183,10 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
         let n = script.sessions.fetch_add(1, Ordering::SeqCst) + 1;
         let mut capabilities = json!({ "tools": { "listChanged": true } });
         if script.content.load(Ordering::SeqCst) {
-            capabilities["resources"] = json!({ "listChanged": true });
+            capabilities["resources"] = json!({ "listChanged": true, "subscribe": true });
             capabilities["prompts"] = json!({ "listChanged": true });
+            capabilities["completions"] = json!({});
+            capabilities["logging"] = json!({});
         }
         let r = result(
             &id,
@@ -215,7 +235,42 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
         )
     };
     let added = script.added_content.load(Ordering::SeqCst);
+    if [
+        "completion/complete",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "logging/setLevel",
+    ]
+    .contains(&method)
+    {
+        script.asked.lock().push((
+            method.to_owned(),
+            msg["params"].clone(),
+            session.clone().unwrap_or_default(),
+        ));
+    }
     match method {
+        "completion/complete" => {
+            let r = &msg["params"]["ref"];
+            let target = r["name"].as_str().or(r["uri"].as_str()).unwrap_or("?");
+            if target == "broken" {
+                return rpc_error(-32602, "no completions for broken".into());
+            }
+            let a = &msg["params"]["argument"];
+            let value = format!(
+                "{target}|{}|{}",
+                a["name"].as_str().unwrap_or("?"),
+                a["value"].as_str().unwrap_or("?")
+            );
+            let done = json!({"completion": {"values": [value], "total": 1, "hasMore": false}});
+            http("200 OK", "", "application/json", &result(&id, done))
+        }
+        "resources/subscribe" if msg["params"]["uri"] == "test://items/nosub" => {
+            rpc_error(-32002, "cannot subscribe to test://items/nosub".into())
+        }
+        "resources/subscribe" | "resources/unsubscribe" | "logging/setLevel" => {
+            http("200 OK", "", "application/json", &result(&id, json!({})))
+        }
         "resources/list" => {
             let page = match msg["params"]["cursor"].as_str() {
                 None => {
@@ -354,6 +409,14 @@ async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Scrip
                         result(&id, text("grown".into()))
                     );
                     http("200 OK", "", "text/event-stream", &sse)
+                }
+                "touch" => {
+                    // Said on the standalone stream only, as server-everything does.
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": args["uri"]}});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send(note.to_string());
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("touched".into())))
                 }
                 "grow-quietly" => {
                     // The change is announced on the standalone stream only.
@@ -984,6 +1047,81 @@ async fn server_everything() {
         text_of(&last).starts_with("Long running operation completed"),
         "{last}"
     );
+    // Completion of its prompt and template arguments, in both eras.
+    let r = legacy(
+        addr,
+        &session,
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "everything__completable-prompt"},
+            "argument": {"name": "department", "value": "En"}}),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["Engineering"]),
+        "{r}"
+    );
+    let r = modern(
+        addr,
+        "completion/complete",
+        None,
+        json!({"ref": {"type": "ref/resource", "uri": "demo://resource/dynamic/text/{resourceId}"},
+            "argument": {"name": "resourceId", "value": "7"}}),
+    )
+    .await;
+    assert_eq!(r["result"]["completion"]["values"], json!(["7"]), "{r}");
+    // Logging level passed on; a subscription passed on and its updates (which the server
+    // sends at once and every 5 s once toggled on) reach the session's stream.
+    let r = legacy(
+        addr,
+        &session,
+        "logging/setLevel",
+        json!({"level": "debug"}),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let r = legacy(
+        addr,
+        &session,
+        "resources/subscribe",
+        json!({ "uri": document }),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let stream = get_stream(addr, &session, Duration::from_secs(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "everything__toggle-subscriber-updates"}),
+    )
+    .await;
+    assert!(text_of(&r).starts_with("Started"), "{r}");
+    let heard = stream.await.expect("GET stream");
+    println!("resource updates: {:?}", updated_uris(&heard));
+    assert!(
+        updated_uris(&heard).iter().any(|u| u == document),
+        "{}",
+        heard.body
+    );
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "everything__toggle-subscriber-updates"}),
+    )
+    .await;
+    assert!(text_of(&r).starts_with("Stopped"), "{r}");
+    let r = legacy(
+        addr,
+        &session,
+        "resources/unsubscribe",
+        json!({ "uri": document }),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+
     // The upstream's own refusal reaches the client naming it.
     let r = legacy(
         addr,
@@ -1736,4 +1874,372 @@ async fn reads_and_prompts_of_a_down_busy_or_slow_upstream_are_clear_errors() {
     reason(&r, "short", "timeout");
     assert!(started.elapsed() < Duration::from_millis(1500));
     node.shutdown().await;
+}
+
+/// The session's GET stream for `for_` (the standalone messages sent meanwhile), opened in a
+/// task; give it a moment to attach before something is announced.
+fn get_stream(addr: SocketAddr, session: &str, for_: Duration) -> tokio::task::JoinHandle<Reply> {
+    let session = session.to_owned();
+    tokio::spawn(async move {
+        send_with(
+            addr,
+            "GET",
+            "/mcp",
+            &[
+                ("accept", "text/event-stream"),
+                ("mcp-session-id", &session),
+            ],
+            "",
+            for_,
+        )
+        .await
+    })
+}
+
+/// The `uri` of each `notifications/resources/updated` on a GET stream.
+fn updated_uris(stream: &Reply) -> Vec<String> {
+    sse_messages(&stream.body)
+        .iter()
+        .filter(|m| m["method"] == "notifications/resources/updated")
+        .map(|m| m["params"]["uri"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Waits (≤ 5 s) until the node holds a standalone stream with the scripted upstream.
+async fn wait_for_upstream_stream(script: &Script, streams: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script
+        .stream_events
+        .as_ref()
+        .map_or(0, |t| t.receiver_count())
+        < streams
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {streams} standalone streams with the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `completion/complete` of an upstream's prompt and template is answered by the upstream
+/// (asked with the name or URI it knows, in both eras); `resources/subscribe` of its resources
+/// is passed to it, its `notifications/resources/updated` reaches the subscribed session
+/// under the URI the client used (a collided one too) and no other session, and the last
+/// unsubscribe is passed on; `logging/setLevel` is passed on (only when more verbose than
+/// what the upstream already sends) and the upstream's log messages reach the client at its
+/// own level. Refusals name the upstream.
+#[tokio::test]
+async fn completion_subscriptions_and_logging_pass_through() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
+    let node = node_with(vec![upstream("up", &url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    let other = initialize(addr).await;
+    wait_for_prompts(addr, &session, &["up__greet"], Duration::from_secs(10)).await;
+
+    // Completion, both eras.
+    let args = |r: Value| json!({"ref": r, "argument": {"name": "who", "value": "A"}});
+    let r = legacy(
+        addr,
+        &session,
+        "completion/complete",
+        args(json!({"type": "ref/prompt", "name": "up__greet"})),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["greet|who|A"]),
+        "{r}"
+    );
+    let r = modern(
+        addr,
+        "completion/complete",
+        None,
+        args(json!({"type": "ref/resource", "uri": "test://items/{id}"})),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["completion"]["values"],
+        json!(["test://items/{id}|who|A"]),
+        "{r}"
+    );
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    let asked = script.asked("completion/complete");
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(
+        asked[0].0["ref"],
+        json!({"type": "ref/prompt", "name": "greet"})
+    );
+    assert!(asked[1].0.get("_meta").is_none(), "{asked:?}");
+    let r = legacy(
+        addr,
+        &session,
+        "completion/complete",
+        args(json!({"type": "ref/prompt", "name": "up__broken"})),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(
+        r["error"]["message"], "upstream `up`: no completions for broken",
+        "{r}"
+    );
+    // Nobody serves it: the node's own answer.
+    let r = legacy(
+        addr,
+        &session,
+        "completion/complete",
+        args(json!({"type": "ref/prompt", "name": "nobody"})),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32602, "{r}");
+    assert_eq!(script.asked("completion/complete").len(), 3);
+
+    // Subscriptions: a listed resource, and the upstream's `test://builtin`, which the node's
+    // own resource of that URI pushes to `up+test://builtin`.
+    wait_for_upstream_stream(&script, 1).await;
+    for uri in ["test://shared", "up+test://builtin", "test://builtin"] {
+        let r = legacy(addr, &session, "resources/subscribe", json!({ "uri": uri })).await;
+        assert_eq!(r["result"], json!({}), "{uri}: {r}");
+    }
+    let r = legacy(
+        addr,
+        &session,
+        "resources/subscribe",
+        json!({ "uri": "test://items/nosub" }),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    assert_eq!(
+        r["error"]["message"], "upstream `up`: cannot subscribe to test://items/nosub",
+        "{r}"
+    );
+    let subscribed: Vec<Value> = script
+        .asked("resources/subscribe")
+        .into_iter()
+        .map(|(p, _)| p["uri"].clone())
+        .collect();
+    // The node's own `test://builtin` is not the upstream's business.
+    assert_eq!(
+        subscribed,
+        [
+            json!("test://shared"),
+            json!("test://builtin"),
+            json!("test://items/nosub")
+        ]
+    );
+    let stream = get_stream(addr, &session, Duration::from_secs(2));
+    let other_stream = get_stream(addr, &other, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for uri in ["test://shared", "test://builtin", "test://bulk/1"] {
+        let r = legacy(
+            addr,
+            &session,
+            "tools/call",
+            json!({"name": "up__touch", "arguments": {"uri": uri}}),
+        )
+        .await;
+        assert_eq!(text_of(&r), "touched", "{r}");
+    }
+    let stream = stream.await.expect("GET stream");
+    assert_eq!(
+        updated_uris(&stream),
+        ["test://shared", "up+test://builtin"],
+        "{}",
+        stream.body
+    );
+    let other_stream = other_stream.await.expect("GET stream");
+    assert!(
+        updated_uris(&other_stream).is_empty(),
+        "{}",
+        other_stream.body
+    );
+
+    // Two sessions subscribed: the upstream is told when the last one leaves.
+    let r = legacy(
+        addr,
+        &other,
+        "resources/subscribe",
+        json!({ "uri": "test://shared" }),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    for s in [&session, &other] {
+        let r = legacy(
+            addr,
+            s,
+            "resources/unsubscribe",
+            json!({ "uri": "test://shared" }),
+        )
+        .await;
+        assert_eq!(r["result"], json!({}), "{r}");
+        let told = script.asked("resources/unsubscribe").len();
+        assert_eq!(told, usize::from(s == &other), "after {s}");
+    }
+
+    // Logging: the upstream's info message reaches a client at `warning` no more.
+    let streamed = |level: Option<&'static str>| {
+        let session = session.clone();
+        async move {
+            if let Some(level) = level {
+                let r = legacy(
+                    addr,
+                    &session,
+                    "logging/setLevel",
+                    json!({ "level": level }),
+                )
+                .await;
+                assert_eq!(r["result"], json!({}), "{level}: {r}");
+            }
+            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "up__streamed"}})
+            .to_string();
+            let r = send_with(
+                addr,
+                "POST",
+                "/mcp",
+                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+                &body,
+                Duration::from_secs(10),
+            )
+            .await;
+            sse_messages(&r.body)
+                .into_iter()
+                .filter(|m| m["method"] == "notifications/message")
+                .count()
+        }
+    };
+    assert_eq!(streamed(None).await, 1);
+    assert_eq!(streamed(Some("warning")).await, 0);
+    assert_eq!(streamed(Some("info")).await, 1);
+    assert_eq!(streamed(Some("error")).await, 0);
+    let levels: Vec<Value> = script
+        .asked("logging/setLevel")
+        .into_iter()
+        .map(|(p, _)| p["level"].clone())
+        .collect();
+    assert_eq!(levels, [json!("warning"), json!("info")]);
+
+    // The upstream lost our session: the new one is told the level and the subscriptions.
+    script
+        .forgotten
+        .store(script.sessions.load(Ordering::SeqCst), Ordering::SeqCst);
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "up__echo", "arguments": {"text": "again"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "echo: again", "{r}");
+    let fresh = format!("s{}", script.sessions.load(Ordering::SeqCst));
+    let levels = script.asked("logging/setLevel");
+    assert_eq!(
+        levels.last(),
+        Some(&(json!({"level": "info"}), fresh.clone()))
+    );
+    let mut again: Vec<Value> = script
+        .asked("resources/subscribe")
+        .into_iter()
+        .filter(|(_, s)| s == &fresh)
+        .map(|(p, _)| p["uri"].clone())
+        .collect();
+    again.sort_by_key(|v| v.to_string());
+    assert_eq!(
+        again,
+        [json!("test://builtin")],
+        "test://shared was unsubscribed"
+    );
+    node.shutdown().await;
+}
+
+/// A session owned by one node and used through another: its subscription to an upstream
+/// resource is made by the owner, and the upstream's update reaches the client on the other
+/// node's stream. When the owner leaves (hand-off), the successor subscribes in its own
+/// upstream session and the updates keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_follow_the_session_across_nodes() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
+    let dir = dev_certs("upstream-updates-test");
+    let a = clustered("node-a", &dir, &[], &url).await;
+    let b = clustered("node-b", &dir, &[peer_addr(&a)], &url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while [&a, &b].iter().any(|n| live_members(n) != 2) {
+        assert!(Instant::now() < deadline, "2 live members everywhere");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let session = initialize(a.mcp_addr).await;
+    wait_for_tool(b.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
+    wait_for_upstream_stream(&script, 2).await;
+    let r = legacy(
+        b.mcp_addr,
+        &session,
+        "resources/subscribe",
+        json!({ "uri": "test://shared" }),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let first = script.asked("resources/subscribe");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let touch = |addr: SocketAddr| {
+        let session = session.clone();
+        async move {
+            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "up__touch", "arguments": {"uri": "test://shared"}}})
+            .to_string();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                // 503 + Retry-After while the members change: retry.
+                let r = send_with(
+                    addr,
+                    "POST",
+                    "/mcp",
+                    &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+                    &body,
+                    Duration::from_secs(10),
+                )
+                .await;
+                if r.status == 200 {
+                    assert_eq!(text_of(&r.json()), "touched", "{r:?}");
+                    return;
+                }
+                assert!(
+                    r.status == 503 && Instant::now() < deadline,
+                    "no answer: {r:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    touch(b.mcp_addr).await;
+    let heard = stream.await.expect("GET stream");
+    assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
+
+    // The owner leaves; the successor subscribes in its own upstream session.
+    a.shutdown().await;
+    touch(b.mcp_addr).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script.asked("resources/subscribe").len() < 2 {
+        assert!(Instant::now() < deadline, "the successor did not subscribe");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let asked = script.asked("resources/subscribe");
+    assert_ne!(
+        asked[1].1, first[0].1,
+        "in another upstream session: {asked:?}"
+    );
+    assert_eq!(asked[1].0["uri"], "test://shared", "{asked:?}");
+    let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    touch(b.mcp_addr).await;
+    let heard = stream.await.expect("GET stream");
+    assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

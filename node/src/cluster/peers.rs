@@ -487,6 +487,7 @@ impl Peers {
         self.moved.lock().remove(&copy.id);
         node.metrics.cluster.failover();
         self.mark(&copy);
+        node.session_adopted(&copy);
     }
 
     /// Queues a session for replication (coalesced: at most once in the queue).
@@ -665,6 +666,7 @@ impl Peers {
             if ok {
                 node.metrics.cluster.handoff_received();
                 self.mark(&s);
+                node.session_adopted(&s);
             }
             ack(ok);
             return;

@@ -45,14 +45,12 @@ pub fn capabilities(node: &Node, era: Era) -> Value {
     if node.catalog.has_tools() || !node.upstreams.is_empty() {
         caps.insert("tools".into(), json!({ "listChanged": true }));
     }
-    if node.catalog.has_resources() {
+    if node.catalog.has_resources() || !node.upstreams.is_empty() {
+        // Upstream resources: listed, read, and subscriptions passed to the upstream.
         caps.insert(
             "resources".into(),
             json!({ "subscribe": true, "listChanged": true }),
         );
-    } else if !node.upstreams.is_empty() {
-        // Upstream resources: listed and read; subscriptions are not passed to upstreams.
-        caps.insert("resources".into(), json!({ "listChanged": true }));
     }
     if node.catalog.has_prompts() || !node.upstreams.is_empty() {
         caps.insert("prompts".into(), json!({ "listChanged": true }));
@@ -220,22 +218,13 @@ pub async fn dispatch(
                 }
             }
         }
-        "completion/complete" => complete(&node, &params)?,
+        "completion/complete" => complete(&node, params).await?,
         "resources/subscribe" | "resources/unsubscribe" => {
             let Scope::Legacy(session) = &scope else {
                 return Err(CallError::Rpc(RpcError::method_not_found(&method)));
             };
             let uri = str_param(&params, "uri")?;
-            let mut st = session.state.lock();
-            st.subscriptions.retain(|u| &**u != uri);
-            if method == "resources/subscribe" {
-                if st.subscriptions.len() >= 256 {
-                    return Err(CallError::InvalidParams(
-                        "at most 256 subscriptions per session".into(),
-                    ));
-                }
-                st.subscriptions.push(uri.into());
-            }
+            subscription(&node, session, uri, method == "resources/subscribe").await?;
             json!({})
         }
         "logging/setLevel" => {
@@ -246,6 +235,12 @@ pub async fn dispatch(
             let idx = log_level_index(level)
                 .ok_or_else(|| CallError::InvalidParams(format!("unknown log level `{level}`")))?;
             session.state.lock().log_level = idx;
+            // Upstreams are asked too; the session's own level is set either way (it filters
+            // what reaches this client), and a refusal names the upstream.
+            node.upstreams
+                .set_level(level)
+                .await
+                .map_err(|(name, e)| CallError::Rpc(e.to_rpc(&name)))?;
             json!({})
         }
         "server/discover" if era == Era::Modern => {
@@ -349,7 +344,51 @@ fn input_or_error(node: &Node, name: &str, era: Era, e: CallError) -> Result<Val
     }
 }
 
-fn complete(node: &Node, params: &Map<String, Value>) -> Result<Value, CallError> {
+/// `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri` in a legacy session: a
+/// URI served by an upstream is passed to it (upstream/kept.rs: counted per node, told again
+/// to a new upstream session) before the session records it, so a refusal leaves nothing.
+async fn subscription(
+    node: &Node,
+    session: &Session,
+    uri: &str,
+    on: bool,
+) -> Result<(), CallError> {
+    let had = {
+        let st = session.state.lock();
+        let had = st.subscriptions.iter().any(|u| &**u == uri);
+        if on && !had && st.subscriptions.len() >= 256 {
+            return Err(CallError::InvalidParams(
+                "at most 256 subscriptions per session".into(),
+            ));
+        }
+        had
+    };
+    let route = node
+        .upstreams
+        .route_resource(uri, |u| node.catalog.resource_exists(u));
+    if let Some(route) = &route {
+        let client = route.upstream.client();
+        let asked = if on && !had {
+            client.subscribe(&route.uri, uri).await
+        } else if !on && had {
+            client.unsubscribe(&route.uri, uri).await
+        } else {
+            Ok(())
+        };
+        asked.map_err(|e| CallError::Rpc(e.to_rpc(route.upstream.name())))?;
+    }
+    let mut st = session.state.lock();
+    st.subscriptions.retain(|u| &**u != uri);
+    if on {
+        st.subscriptions.push(uri.into());
+    }
+    Ok(())
+}
+
+/// `completion/complete`: from the catalog when it has the reference, else from the upstream
+/// that serves the prompt (`<upstream>__<prompt>`) or the resource template, asked with the
+/// name or URI it knows.
+async fn complete(node: &Node, params: Map<String, Value>) -> Result<Value, CallError> {
     let reference = params
         .get("ref")
         .and_then(Value::as_object)
@@ -376,6 +415,25 @@ fn complete(node: &Node, params: &Map<String, Value>) -> Result<Value, CallError
         }
     };
     if !node.catalog.reference_exists(&key) {
+        let name = &key[4..];
+        let routed = match name.split_once(':') {
+            Some(("prompt", prompt)) => node
+                .upstreams
+                .route(prompt)
+                .map(|(u, p)| (u, json!({ "type": "ref/prompt", "name": p }))),
+            Some(("resource", uri)) => node
+                .upstreams
+                .route_reference(uri)
+                .map(|(u, p)| (u, json!({ "type": "ref/resource", "uri": p }))),
+            _ => None,
+        };
+        if let Some((upstream, reference)) = routed {
+            let upstream = upstream.clone();
+            return upstream
+                .complete(params, reference)
+                .await
+                .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())));
+        }
         return Err(CallError::InvalidParams(format!(
             "unknown reference `{}`",
             &key[4..]

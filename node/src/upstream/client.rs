@@ -15,8 +15,13 @@
 //! - **Notifications** the upstream sends on a request's stream or on the standalone GET stream
 //!   ([`Client::listen`]): `notifications/tools/list_changed`, `resources/list_changed` and
 //!   `prompts/list_changed` wake the list refresher;
-//!   those on a request's stream also go to the caller ([`Client::request_with`]); others are
-//!   dropped. A server→client request (sampling, elicitation, roots) is answered
+//!   those on a request's stream also go to the caller ([`Client::request_with`]);
+//!   `notifications/resources/updated` goes to [`Client::on_resource_updated`]'s function under
+//!   each client-facing URI subscribed ([`Kept`]); others are dropped (a log message on the
+//!   standalone stream belongs to no client request: the session is shared by all of them).
+//! - **Kept state**: resource subscriptions and the logging level clients asked for
+//!   ([`Client::subscribe`], [`Client::unsubscribe`], [`Client::set_level`]) are sent again
+//!   to a new session when the upstream lost ours. A server→client request (sampling, elicitation, roots) is answered
 //!   with a JSON-RPC error at once, so the upstream does not wait for an answer that will
 //!   not come: relaying them is not done yet.
 //!
@@ -24,8 +29,8 @@
 //! JWKS fetcher (`auth/jwks.rs`) builds it. `http/outbound.rs` is not an HTTP client (it routes
 //! a request's notifications to its stream), and `content/http_tool.rs` speaks plain HTTP only.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,6 +47,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 use super::error::UpstreamError;
+use super::kept::Kept;
 use super::metrics::Handle;
 use super::sse;
 
@@ -49,6 +55,9 @@ type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Gets the notifications (method, params) an upstream sends on one request's stream.
 pub type Notes<'a> = &'a (dyn Fn(&str, &Value) + Send + Sync);
+
+/// Gets the client-facing URI of each subscribed resource the upstream said was updated.
+pub type UpdatedFn = Arc<dyn Fn(String) + Send + Sync>;
 
 /// The protocol version the client asks for in `initialize`.
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
@@ -105,6 +114,10 @@ pub struct Client {
     capabilities: Mutex<Value>,
     /// Wakes the stream listener when a session opens.
     opened: Notify,
+    /// Subscriptions and logging level to keep in the upstream session.
+    kept: Mutex<Kept>,
+    /// Where resource updates go (set once the node's tasks start).
+    updated: OnceLock<UpdatedFn>,
     metrics: Handle,
 }
 
@@ -147,6 +160,8 @@ impl Client {
             list_changed: Notify::new(),
             capabilities: Mutex::new(Value::Null),
             opened: Notify::new(),
+            kept: Mutex::new(Kept::default()),
+            updated: OnceLock::new(),
             metrics,
         })
     }
@@ -170,6 +185,47 @@ impl Client {
     /// when the session was last opened; false before any.
     pub fn offers(&self, name: &str) -> bool {
         self.capabilities.lock().get(name).is_some()
+    }
+
+    /// Where `notifications/resources/updated` goes from now on (the first call wins).
+    pub fn on_resource_updated(&self, f: UpdatedFn) {
+        let _ = self.updated.set(f);
+    }
+
+    /// Subscribes to upstream resource `uri` for a client session that subscribed to `served`
+    /// (the URI it knows): the upstream is asked every time, and the subscription is counted
+    /// only once it agreed.
+    pub async fn subscribe(&self, uri: &str, served: &str) -> Result<(), UpstreamError> {
+        self.request("resources/subscribe", json!({ "uri": uri }))
+            .await?;
+        self.kept.lock().subscribed(uri, served);
+        Ok(())
+    }
+
+    /// A client session unsubscribed from `served` (`uri` at the upstream): the upstream is
+    /// told when it was the last on this node.
+    pub async fn unsubscribe(&self, uri: &str, served: &str) -> Result<(), UpstreamError> {
+        let last = self.kept.lock().unsubscribed(uri, served);
+        if last {
+            self.request("resources/unsubscribe", json!({ "uri": uri }))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A client asked for log messages from `level` on: sent when the upstream offers
+    /// `logging` and `level` is more verbose than the one set ([`Kept`]).
+    pub async fn set_level(&self, level: &str) -> Result<(), UpstreamError> {
+        if !self.offers("logging") {
+            return Ok(());
+        }
+        let Some(level) = self.kept.lock().level_to_send(level) else {
+            return Ok(());
+        };
+        self.request("logging/setLevel", json!({ "level": level }))
+            .await?;
+        self.kept.lock().level_set(level);
+        Ok(())
     }
 
     /// Resolves when the upstream said one of its lists changed (once per announcement).
@@ -305,11 +361,33 @@ impl Client {
             }
         }
         *self.capabilities.lock() = result.get("capabilities").cloned().unwrap_or_default();
+        self.restore(&session).await;
         self.metrics.initialized();
         tracing::debug!(upstream = %self.name, version, session = session.id.is_some(), "upstream session open");
         *self.session.lock() = Some(session.clone());
         self.opened.notify_waiters();
         Ok(session)
+    }
+
+    /// Tells a new session what the last one was asked to keep (subscriptions, logging
+    /// level); a refusal is logged, not fatal (the request that opened the session goes on).
+    async fn restore(&self, session: &Session) {
+        let (level, uris) = {
+            let kept = self.kept.lock();
+            (kept.level(), kept.uris())
+        };
+        let mut asks: Vec<(&str, Value)> = Vec::new();
+        if let Some(level) = level {
+            asks.push(("logging/setLevel", json!({ "level": level })));
+        }
+        for uri in uris {
+            asks.push(("resources/subscribe", json!({ "uri": uri })));
+        }
+        for (method, params) in asks {
+            if let Err(Failure::Error(e)) = self.call(session, method, &params, None).await {
+                tracing::warn!(upstream = %self.name, method, %params, error = %e, "not kept in the new upstream session");
+            }
+        }
     }
 
     async fn call(
@@ -477,6 +555,21 @@ impl Client {
             return;
         };
         match message.get("id") {
+            None if method == "notifications/resources/updated" => {
+                let Some(uri) = message
+                    .get("params")
+                    .and_then(|p| p.get("uri"))
+                    .and_then(Value::as_str)
+                else {
+                    return;
+                };
+                let served = self.kept.lock().served(uri);
+                if let Some(updated) = self.updated.get() {
+                    for s in served {
+                        updated(s);
+                    }
+                }
+            }
             None => {
                 if matches!(
                     method,

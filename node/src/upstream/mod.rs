@@ -4,6 +4,7 @@
 //! both eras (the method table in `protocol/dispatch.rs` asks [`Upstreams`]).
 //!
 //! - [`client`]: the node's session with one upstream (2025-11-25 Streamable HTTP).
+//! - [`kept`]: what that session keeps for the node's clients (subscriptions, logging level).
 //! - [`served`]: one upstream as served: its lists, refresh, calls, reads, prompts.
 //! - [`listing`]: the four lists and fetching one page by page.
 //! - [`resources`]: how upstream resource URIs are served and where a read goes.
@@ -12,12 +13,17 @@
 //! - [`sse`]: reading an upstream's event stream.
 //! - [`metrics`]: the `mcp_upstream_*` metrics.
 //!
-//! Not here yet: 2026-07-28 upstreams, server→client requests relayed, completion and
-//! resource subscriptions passed to upstreams, upstream sessions per client session or in the
-//! replicated session state.
+//! Passed through: `completion/complete` of an upstream's prompt or template
+//! ([`Upstreams::route_reference`]), `resources/subscribe`/`unsubscribe` (and the upstream's
+//! `notifications/resources/updated` back to this node's subscribed sessions), and
+//! `logging/setLevel` ([`Upstreams::set_level`]).
+//!
+//! Not here yet: 2026-07-28 upstreams, server→client requests relayed, upstream sessions per
+//! client session or in the replicated session state.
 
 pub mod client;
 pub mod error;
+pub mod kept;
 pub mod listing;
 pub mod metrics;
 pub mod pages;
@@ -134,6 +140,65 @@ impl Upstreams {
         resources::route(&self.list, uri, catalog_claims)
     }
 
+    /// The upstream a `completion/complete` reference to resource (template) `uri` goes to, and
+    /// the URI as the upstream knows it, when the catalog has no such reference: `u+rest` for
+    /// a configured `u` (a collided entry's served form), else the first upstream that lists
+    /// `uri` as a template, else as a resource.
+    pub fn route_reference<'a>(&self, uri: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
+        if let Some((name, rest)) = uri.split_once(resources::URI_SEPARATOR)
+            && !rest.is_empty()
+            && let Some(u) = self.list.iter().find(|u| u.name() == name)
+        {
+            return Some((u, rest));
+        }
+        self.list
+            .iter()
+            .find(|u| u.lists_template(uri))
+            .or_else(|| self.list.iter().find(|u| u.lists_uri(uri)))
+            .map(|u| (u, uri))
+    }
+
+    /// A client asked for log messages from `level` on: every upstream that offers logging
+    /// is told (see [`kept`] for which level is sent), at once; the first failure, with the
+    /// upstream's name.
+    pub async fn set_level(&self, level: &str) -> Result<(), (String, UpstreamError)> {
+        let all = futures_util::future::join_all(self.list.iter().map(|u| async move {
+            u.client()
+                .set_level(level)
+                .await
+                .map_err(|e| (u.name().to_owned(), e))
+        }))
+        .await;
+        all.into_iter().collect()
+    }
+
+    /// A session this node now owns (taken over or handed here) was subscribed to `uris`:
+    /// those served by an upstream are subscribed to in this node's session with it, in a
+    /// task (a refusal is logged), so the upstream's updates reach the session here.
+    pub fn adopt(&self, uris: Vec<String>, catalog_claims: impl Fn(&str) -> bool) {
+        let routed: Vec<(Arc<Upstream>, String, String)> = uris
+            .into_iter()
+            .filter_map(|served| {
+                let r = self.route_resource(&served, &catalog_claims)?;
+                Some((r.upstream.clone(), r.uri, served))
+            })
+            .collect();
+        if routed.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to subscribe upstream for a session taken over");
+            return;
+        };
+        runtime.spawn(async move {
+            for (u, uri, served) in routed {
+                if let Err(e) = u.client().subscribe(&uri, &served).await {
+                    tracing::warn!(upstream = %u.name(), uri, error = %e, "cannot subscribe for a session taken over");
+                }
+            }
+        });
+    }
+
     /// The upstream and its tool (or prompt) name for a served name `<upstream>__<tool>`.
     pub fn route<'a>(&self, served: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
         self.list
@@ -147,10 +212,15 @@ impl Upstreams {
     }
 
     /// Starts each upstream's refresher and stream listener; they stop when the returned
-    /// [`Tasks`] is dropped.
-    pub fn spawn(&self, announce: AnnounceFn) -> Tasks {
+    /// [`Tasks`] is dropped. List changes go to `announce` (every node refreshes its own
+    /// lists); resources updated to `updated`, under the URI clients subscribed with.
+    pub fn spawn(&self, announce: AnnounceFn, updated: AnnounceFn) -> Tasks {
         let mut handles = Vec::new();
         for u in &self.list {
+            let to = updated.clone();
+            u.client().on_resource_updated(Arc::new(move |served| {
+                to(crate::content::ChangeEvent::ResourceUpdated(served));
+            }));
             handles.push(tokio::spawn(u.clone().run(announce.clone())));
             handles.push(tokio::spawn(u.clone().listen()));
         }

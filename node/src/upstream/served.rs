@@ -90,6 +90,33 @@ impl Upstream {
         self.client.name()
     }
 
+    /// This node's client of the upstream.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the upstream lists template `uri_template` exactly (as it wrote it).
+    pub fn lists_template(&self, uri_template: &str) -> bool {
+        self.list(Kind::Templates)
+            .iter()
+            .any(|t| t.get("uriTemplate").and_then(Value::as_str) == Some(uri_template))
+    }
+
+    /// `completion/complete` with `params` as the client sent them but `reference` (the
+    /// prompt's or resource's `ref`, as the upstream knows it); the result as the upstream
+    /// sent it.
+    pub async fn complete(
+        &self,
+        mut params: Map<String, Value>,
+        reference: Value,
+    ) -> Result<Value, UpstreamError> {
+        params.remove("_meta");
+        params.insert("ref".into(), reference);
+        self.client
+            .request("completion/complete", Value::Object(params))
+            .await
+    }
+
     /// The upstream's tool or prompt a served name stands for, when it has this upstream's
     /// prefix.
     pub fn tool_name<'a>(&self, served: &'a str) -> Option<&'a str> {
