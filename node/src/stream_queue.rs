@@ -16,6 +16,10 @@ struct State {
     queue: VecDeque<Bytes>,
     senders: usize,
     receiver_alive: bool,
+    /// The server ended the stream so its client goes elsewhere (drain, shedding): the
+    /// connection closes once the stream's end is written, so the client's next request goes
+    /// through the Service again instead of back to this node on a kept-alive connection.
+    close_connection: bool,
 }
 
 struct Shared {
@@ -59,6 +63,7 @@ pub fn channel(capacity: usize) -> (Sender, Receiver) {
             queue: VecDeque::new(),
             senders: 1,
             receiver_alive: true,
+            close_connection: false,
         }),
         capacity: capacity.max(1),
         rx_waker: AtomicWaker::new(),
@@ -82,6 +87,12 @@ impl Sender {
         }
         self.0.rx_waker.wake();
         Ok(())
+    }
+
+    /// Asks that the reader's connection close once the stream has ended (the server moves the
+    /// client elsewhere); the stream itself ends when every sender is dropped, as always.
+    pub fn close_connection_after(&self) {
+        self.0.state.lock().close_connection = true;
     }
 
     /// Whether the reader is gone.
@@ -157,6 +168,12 @@ impl Receiver {
     pub fn try_recv(&mut self) -> Option<Bytes> {
         self.try_take().flatten()
     }
+
+    /// Whether a sender asked that the connection close after the stream
+    /// ([`Sender::close_connection_after`]).
+    pub fn closes_connection(&self) -> bool {
+        self.0.state.lock().close_connection
+    }
 }
 
 impl Drop for Receiver {
@@ -200,6 +217,22 @@ mod tests {
             .await
             .expect("resolves")
             .expect("joins");
+    }
+
+    #[tokio::test]
+    async fn a_sender_may_ask_the_connection_closed_after_the_stream() {
+        let (tx, mut rx) = channel(4);
+        assert!(!rx.closes_connection());
+        tx.try_send(Bytes::from_static(b"x")).expect("room");
+        tx.close_connection_after();
+        drop(tx);
+        assert_eq!(
+            rx.recv().await.as_deref(),
+            Some(&b"x"[..]),
+            "queued chunks still come"
+        );
+        assert_eq!(rx.recv().await, None);
+        assert!(rx.closes_connection());
     }
 
     #[tokio::test]

@@ -748,3 +748,146 @@ async fn a_restarted_node_gets_its_share_of_the_sessions_back() {
     let _ = std::fs::remove_dir_all(certs);
     let _ = std::fs::remove_dir_all(logs);
 }
+
+/// One held GET stream on its own kept-alive connection: how it ended.
+#[derive(Debug)]
+struct HeldEnd {
+    session: String,
+    /// The node closed the connection within 3 s of the stream's end.
+    closed_after: bool,
+}
+
+/// Opens `session`'s GET stream at `at` on a connection of its own without `Connection:
+/// close` (as a client with a keep-alive pool would) and, once the node ends the stream,
+/// reports whether the node also closed the connection.
+async fn hold_stream(at: SocketAddr, session: String, ended: tokio::sync::mpsc::Sender<HeldEnd>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect(at).await.expect("connect");
+    let req = format!(
+        "GET /mcp HTTP/1.1\r\nhost: {at}\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\n\r\n"
+    );
+    c.write_all(req.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf).await {
+            Ok(0) | Err(_) => return, // closed with the stream still open: not a shed
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        if got.starts_with(b"HTTP/1.1 200") && got.ends_with(b"\r\n0\r\n\r\n") {
+            break;
+        }
+        assert!(
+            got.len() < 1 << 20 && !got.starts_with(b"HTTP/1.1 4"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+    let closed_after = matches!(
+        tokio::time::timeout(Duration::from_secs(3), c.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    );
+    let _ = ended
+        .send(HeldEnd {
+            session,
+            closed_after,
+        })
+        .await;
+}
+
+/// Connection shedding (issue 11, `cluster/connection_balance.rs`): 1,000 sessions are opened
+/// on the three nodes in turn, each holding its GET stream at node-0 on a kept-alive
+/// connection; node-1 and node-2 hold none. Once the cluster is calm, node-0 (above 1.2 × the mean + 500) ends
+/// streams until it is near 1.1 × the mean + 500, and closes each of those connections after
+/// the stream's end, so the client's reconnect goes through the Service instead of back to
+/// node-0 on the same connection (without that, the count never fell and node-0 shed on and
+/// on). The shed sessions resume on node-1 and answer there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_far_above_the_mean_sheds_streams_and_closes_their_connections() {
+    const SESSIONS: usize = 1_000;
+    let certs = write_certs("certs-shed");
+    let logs = temp("logs-shed");
+    let (_fleet, ports) = start_fleet(&certs, &logs);
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    converge(&admins).await;
+    let (tx, mut ended) = tokio::sync::mpsc::channel(SESSIONS);
+    let mut held = Vec::new();
+    // Owned evenly (so ownership rebalancing, which ends the streams of the sessions it
+    // moves, has nothing to do), held all at node-0: two in three relayed from their owners.
+    for i in 0..SESSIONS {
+        let s = common::initialize(ports[i % 3].mcp).await;
+        held.push(tokio::spawn(hold_stream(ports[0].mcp, s, tx.clone())));
+    }
+    drop(tx);
+    // Calm needs the members unchanged for 15 s; then the decision runs once a second.
+    let mut shed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while shed.is_empty() && Instant::now() < deadline {
+        if let Ok(Some(e)) = tokio::time::timeout(Duration::from_secs(1), ended.recv()).await {
+            shed.push(e);
+        }
+    }
+    assert!(!shed.is_empty(), "node-0 shed no stream within 60 s");
+    // Let the shedding run its course: it stops near the target once the connections closed.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    while let Ok(e) = ended.try_recv() {
+        shed.push(e);
+    }
+    let counted = counter(admins[0], "mcp_cluster_streams_rebalanced_total").await;
+    let open_conns = counter(admins[0], "mcp_connections").await;
+    println!(
+        "node-0 shed {} streams (counted {counted}); {open_conns} connections open there now",
+        shed.len()
+    );
+    let kept_open: Vec<&HeldEnd> = shed.iter().filter(|e| !e.closed_after).collect();
+    assert!(
+        kept_open.is_empty(),
+        "{} of {} shed streams left their connection open: {:?}",
+        kept_open.len(),
+        shed.len(),
+        kept_open.first()
+    );
+    // mean = 1,000 / 3: it starts above 900 and stops at 1.1 × mean + 500 ≈ 867, so about
+    // 134 streams; far more means the count did not fall as streams ended.
+    assert!(
+        (100..=400).contains(&shed.len()),
+        "node-0 shed {} streams: expected about 134",
+        shed.len()
+    );
+    assert_eq!(
+        counted,
+        shed.len() as u64,
+        "every shed stream is counted once"
+    );
+    let resumed: Vec<_> = shed
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let (session, call_at, open_at) =
+                (e.session.clone(), ports[1 + i % 2].mcp, ports[1].mcp);
+            tokio::spawn(async move {
+                let r = common::echo(call_at, &session, i as u32, "moved").await;
+                assert_eq!(r.status, 200, "{session} after its stream was shed: {r:?}");
+                let again = common::send_with(
+                    open_at,
+                    "GET",
+                    "/mcp",
+                    &[
+                        ("accept", "text/event-stream"),
+                        ("mcp-session-id", &session),
+                    ],
+                    "",
+                    Duration::from_millis(300),
+                )
+                .await;
+                assert_eq!(again.status, 200, "{session} reopened on node-1: {again:?}");
+            })
+        })
+        .collect();
+    for r in resumed {
+        r.await.expect("resumes");
+    }
+    for h in held {
+        h.abort();
+    }
+}

@@ -305,7 +305,7 @@ async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>) {
                     }
                     for stream in s.state.lock().streams.iter_mut() {
                         if ended < want && stream.has_local_reader() {
-                            stream.detach();
+                            stream.detach_to_move();
                             ended += 1;
                         }
                     }

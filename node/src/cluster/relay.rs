@@ -128,7 +128,14 @@ impl Relays {
             .take(max)
             .collect();
         ids.into_iter()
-            .filter_map(|id| pending.remove(&id).map(|p| (p.to, id)))
+            .filter_map(|id| pending.remove(&id).map(|p| (id, p)))
+            .map(|(id, p)| {
+                // The client goes elsewhere: its connection closes after the stream's end.
+                if let Some(chunks) = &p.chunks {
+                    chunks.close_connection_after();
+                }
+                (p.to, id)
+            })
             .collect()
     }
 

@@ -59,6 +59,12 @@ impl SseStream {
         }
         self.rx.recv().await
     }
+
+    /// Whether the server ended the stream to move its client elsewhere: the connection
+    /// closes after it (`stream_queue::Sender::close_connection_after`).
+    pub fn closes_connection(&self) -> bool {
+        self.rx.closes_connection()
+    }
 }
 
 impl Body {

@@ -68,6 +68,10 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
     // Bytes of a pipelined request read along with the previous one; empty (no allocation)
     // otherwise.
     let mut leftover = BytesMut::new();
+    // The server ended a stream on this connection to move its client elsewhere (the shedding
+    // of `cluster/connection_balance.rs`): the connection closes, after answering what the
+    // client pipelined behind the stream (that answer says `Connection: close`).
+    let mut moving_client = false;
     loop {
         if leftover.is_empty() {
             // Idle: wait for the next request without holding any buffer. Boxed, like every
@@ -112,7 +116,7 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
         // the bytes of a pipelined request, and what is read ahead of it meanwhile.
         budget.shrink_to(leftover.capacity());
         // A drain that began while the request ran: this answer is the connection's last.
-        let keep_alive = keep_alive && !node.is_draining();
+        let keep_alive = keep_alive && !node.is_draining() && !moving_client;
         let written = Box::pin(write_response(
             &mut io,
             response,
@@ -128,7 +132,8 @@ pub async fn serve<S: ReadyIo>(mut io: S, node: &Arc<Node>) {
             node.metrics.closed(CloseReason::client);
             return;
         }
-        if !keep_alive {
+        moving_client |= matches!(written, Ok(false));
+        if !keep_alive || (moving_client && leftover.is_empty()) {
             node.metrics.closed(if node.is_draining() {
                 CloseReason::drain
             } else {
@@ -324,7 +329,8 @@ async fn write_simple<S: ReadyIo>(
 
 /// Writes a response; streams an SSE body chunk by chunk until it ends or the client leaves.
 /// `head_only` (a HEAD request): the head alone, the body dropped unsent. `budget` counts
-/// `leftover`, including what is read ahead while the answer streams.
+/// `leftover`, including what is read ahead while the answer streams. `Ok(false)`: the
+/// connection must close after it (a stream the server ended to move its client elsewhere).
 async fn write_response<S: ReadyIo>(
     io: &mut S,
     response: Response<Body>,
@@ -332,7 +338,7 @@ async fn write_response<S: ReadyIo>(
     head_only: bool,
     leftover: &mut BytesMut,
     budget: &mut BudgetGuard<'_>,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let (parts, body) = response.into_parts();
     let connection = persistence.header();
     match body {
@@ -346,7 +352,7 @@ async fn write_response<S: ReadyIo>(
             if !head_only {
                 out.extend_from_slice(&bytes);
             }
-            io.write_all(&out).await
+            io.write_all(&out).await.map(|()| true)
         }
         Body::Stream(_) if head_only => {
             let out = head(
@@ -354,7 +360,7 @@ async fn write_response<S: ReadyIo>(
                 &parts.headers,
                 &format!("transfer-encoding: chunked\r\n{connection}"),
             );
-            io.write_all(&out).await
+            io.write_all(&out).await.map(|()| true)
         }
         Body::Stream(mut sse) => {
             let out = head(
@@ -381,7 +387,10 @@ async fn write_response<S: ReadyIo>(
                         out.extend_from_slice(b"\r\n");
                         io.write_all(&out).await?;
                     }
-                    None => return io.write_all(b"0\r\n\r\n").await,
+                    None => {
+                        io.write_all(b"0\r\n\r\n").await?;
+                        return Ok(!sse.closes_connection());
+                    }
                 }
             }
         }

@@ -77,7 +77,7 @@ impl Node {
     pub fn end_streams(&self) {
         self.sessions.for_each(|s| {
             for stream in s.state.lock().streams.iter_mut() {
-                stream.detach();
+                stream.detach_to_move();
             }
         });
         // Streams relayed from the peers that own their sessions end too, or their

@@ -168,6 +168,15 @@ impl StreamState {
         self.live = None;
     }
 
+    /// Detaches the reader to move its client to another node (drain, shedding): as
+    /// [`Self::detach`], and the client's connection closes once the stream's end is written,
+    /// so its reconnect goes through the Service rather than back here on the same connection.
+    pub fn detach_to_move(&mut self) {
+        if let Some(tx) = self.live.take() {
+            tx.close_connection_after();
+        }
+    }
+
     /// Says whether the attached reader is a peer relaying the stream (no keep-alives here).
     pub fn set_reader_remote(&mut self, remote: bool) {
         self.reader_remote = remote;
