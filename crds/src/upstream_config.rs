@@ -22,8 +22,10 @@ pub struct UpstreamConfig {
     /// `http://everything.tools.svc:3001/mcp`).
     pub url: String,
     /// The protocol era it speaks: `legacy` (2025-11-25 sessions: `initialize`,
-    /// `Mcp-Session-Id`). Default `legacy`. `auto` (detect) and `2026-07-28` are not
-    /// supported yet and are refused.
+    /// `Mcp-Session-Id`), `2026-07-28` (stateless: `server/discover`, no session), or `auto`
+    /// (asked `server/discover` as a 2026-07-28 request whenever a session would be opened:
+    /// a result listing `2026-07-28` in `supportedVersions` makes it 2026-07-28, any other
+    /// answer legacy). Default `legacy`.
     #[serde(default = "default_era")]
     pub era: String,
     /// Milliseconds one exchange with the upstream may take (connect, send, the whole answer)
@@ -104,17 +106,13 @@ impl UpstreamConfig {
             }
         }
         match self.era.as_str() {
-            "legacy" => {}
-            "auto" | "2026-07-28" | "modern" => {
+            "legacy" | "2026-07-28" | "auto" => {}
+            other => {
                 return err(
                     "era",
-                    format!(
-                        "`{}` is not supported yet: only `legacy` (2025-11-25 sessions) upstreams are",
-                        self.era
-                    ),
+                    format!("`{other}` is not `legacy`, `2026-07-28` or `auto`"),
                 );
             }
-            other => return err("era", format!("`{other}` is not `legacy`")),
         }
         if !(1..=Self::MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             return err(
@@ -233,14 +231,14 @@ mod tests {
         refused(|u| u.url = "ftp://x/mcp".into(), "upstreams[1].url", "http");
         refused(|u| u.url = "http:///mcp".into(), "upstreams[1].url", "http");
         refused(
-            |u| u.era = "auto".into(),
+            |u| u.era = "modern".into(),
             "upstreams[1].era",
-            "not supported yet",
+            "not `legacy`, `2026-07-28` or `auto`",
         );
         refused(
-            |u| u.era = "nope".into(),
+            |u| u.era = "2025-11-25".into(),
             "upstreams[1].era",
-            "not `legacy`",
+            "not `legacy`, `2026-07-28` or `auto`",
         );
         refused(|u| u.timeout_ms = 0, "upstreams[1].timeoutMs", "between");
         refused(

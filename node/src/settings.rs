@@ -447,14 +447,21 @@ mod tests {
         let err = Settings::validate(parsed).expect_err("ftp").to_string();
         assert!(err.contains("`upstreams[1].url`"), "{err}");
         let parsed = parse_config(
-            "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    era: auto\n",
+            "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    era: modern\n",
         )
         .expect("parses");
-        let err = Settings::validate(parsed).expect_err("auto").to_string();
+        let err = Settings::validate(parsed).expect_err("modern").to_string();
         assert!(
-            err.contains("`upstreams[0].era`") && err.contains("only `legacy`"),
+            err.contains("`upstreams[0].era`") && err.contains("`2026-07-28` or `auto`"),
             "{err}"
         );
+        for era in ["auto", "2026-07-28", "legacy"] {
+            let parsed = parse_config(&format!(
+                "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    era: {era}\n"
+            ))
+            .expect("parses");
+            Settings::validate(parsed).unwrap_or_else(|e| panic!("{era}: {e}"));
+        }
         let parsed = parse_config(
             "upstreams:\n  - name: everything\n    url: http://127.0.0.1:3001/mcp\n    timeoutMs: 500\n    headers: {X-Key: k}\n",
         )

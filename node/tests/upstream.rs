@@ -921,6 +921,8 @@ async fn server_everything() {
     let (port, mut everything) = Everything::start_anywhere().await;
     let mut up = upstream("everything", &format!("http://127.0.0.1:{port}/mcp"));
     up.timeout_ms = 10_000;
+    // Detected: the TypeScript SDK v1 refuses a 2026-07-28 `server/discover` (no session).
+    up.era = "auto".into();
     let node = node_with(vec![up]).await;
     let addr = node.mcp_addr;
     let session = initialize(addr).await;
@@ -2242,4 +2244,219 @@ async fn resource_updates_follow_the_session_across_nodes() {
     assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
     b.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A 2026-07-28 upstream (a node of ours: it serves that era statelessly) behind a node, once
+/// configured `era: 2026-07-28` and once `era: auto`, beside the scripted legacy upstream
+/// also on `auto`: its tools, resources and prompts served to clients of both eras, progress
+/// and (at the level the client asked) log messages relayed, a request that would need the
+/// client's capabilities a clear error; the legacy upstream detected as legacy (one session
+/// opened).
+#[tokio::test]
+async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
+    let stateless = start(NodeConfig::default()).await;
+    let modern_url = format!("http://{}/mcp", stateless.mcp_addr);
+    let (url, script) = scripted_upstream().await;
+    // Lists refresh only when the upstream says they changed (on its listen stream).
+    let mut pinned = upstream("modern", &modern_url);
+    pinned.era = "2026-07-28".into();
+    pinned.tools_refresh_secs = 3600;
+    let mut detected = upstream("detected", &modern_url);
+    detected.era = "auto".into();
+    detected.tools_refresh_secs = 3600;
+    let mut legacy_up = upstream("legacy", &url);
+    legacy_up.era = "auto".into();
+    let node = node_with(vec![pinned, detected, legacy_up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    for tool in ["modern__echo", "detected__echo", "legacy__echo"] {
+        wait_for_tool(addr, &session, tool, Duration::from_secs(10)).await;
+    }
+    assert_eq!(
+        script.sessions.load(Ordering::SeqCst),
+        1,
+        "detected as legacy"
+    );
+
+    // Calls from both eras.
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "modern__echo", "arguments": {"text": "from legacy"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "from legacy", "{r}");
+    assert!(r["result"].get("resultType").is_none(), "{r}");
+    assert!(r["result"].get("_meta").is_none(), "{r}");
+    let r = modern(
+        addr,
+        "tools/call",
+        Some("detected__echo"),
+        json!({"name": "detected__echo", "arguments": {"text": "from modern"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "from modern", "{r}");
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "legacy__echo", "arguments": {"text": "x"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "echo: x", "{r}");
+
+    // Its resource (the node's own of that URI wins: served prefixed) and its prompt.
+    let r = legacy(
+        addr,
+        &session,
+        "resources/read",
+        json!({"uri": "modern+test://static-text"}),
+    )
+    .await;
+    let (text, uri) = read_of(&r);
+    assert_eq!(uri, "modern+test://static-text", "{r}");
+    assert!(!text.is_empty(), "{r}");
+    let r = modern(
+        addr,
+        "prompts/get",
+        Some("modern__test_simple_prompt"),
+        json!({"name": "modern__test_simple_prompt"}),
+    )
+    .await;
+    assert!(r["result"]["messages"].is_array(), "{r}");
+
+    // Progress under the client's token; log messages only because the level was passed on
+    // (the tool logs only when the request names one).
+    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
+        "name": "modern__test_tool_with_progress", "_meta": {"progressToken": "mine"}}})
+    .to_string();
+    let r = send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+        &body,
+        Duration::from_secs(10),
+    )
+    .await;
+    let messages = sse_messages(&r.body);
+    let progress: Vec<&Value> = messages
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{messages:?}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["params"]["progressToken"] == "mine"),
+        "{progress:?}"
+    );
+    let logged = |level: Option<&'static str>| {
+        let session = session.clone();
+        async move {
+            if let Some(level) = level {
+                legacy(
+                    addr,
+                    &session,
+                    "logging/setLevel",
+                    json!({ "level": level }),
+                )
+                .await;
+            }
+            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                "params": {"name": "modern__test_logging_tool"}})
+            .to_string();
+            let r = send_with(
+                addr,
+                "POST",
+                "/mcp",
+                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
+                &body,
+                Duration::from_secs(10),
+            )
+            .await;
+            sse_messages(&r.body)
+                .into_iter()
+                .filter(|m| m["method"] == "notifications/message")
+                .count()
+        }
+    };
+    assert_eq!(logged(None).await, 1);
+    assert_eq!(logged(Some("error")).await, 0);
+
+    // Asking the client is not bridged yet: the node declares no client capabilities, so the
+    // upstream refuses what would need them (-32021), and the client learns it, named.
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "modern__test_input_required_result_elicitation"}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("upstream `modern`: ")),
+        "{r}"
+    );
+    // Its list change, told on the `subscriptions/listen` stream each upstream entry holds,
+    // makes both fetch their lists again.
+    let count = |method: &'static str| {
+        let admin = stateless.admin_addr;
+        async move {
+            let m = send_with(admin, "GET", "/metrics", &[], "", Duration::from_secs(5)).await;
+            m.body
+                .lines()
+                .filter(|l| {
+                    l.starts_with("mcp_requests_total{")
+                        && l.contains(&format!("method=\"{method}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("subscriptions_listen").await < 2.0 {
+        assert!(Instant::now() < deadline, "no listen streams");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lists = count("tools_list").await;
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "modern__test_trigger_tool_change"}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "tools/list_changed announced", "{r}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("tools_list").await < lists + 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "lists not fetched again: {lists} before, {} now",
+            count("tools_list").await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A 2026-07-28 upstream has no sessions to subscribe in: its refusal, named.
+    let r = legacy(
+        addr,
+        &session,
+        "resources/subscribe",
+        json!({"uri": "modern+test://static-text"}),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("upstream `modern`: ")),
+        "{r}"
+    );
+    node.shutdown().await;
+    stateless.shutdown().await;
 }

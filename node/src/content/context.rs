@@ -300,6 +300,14 @@ impl ToolCx {
         self.0.progress_token.is_some() && self.0.outbound.is_some()
     }
 
+    /// The least severe log level the client wants messages of, if it wants any.
+    pub fn log_level(&self) -> Option<&'static str> {
+        self.0.outbound.as_ref()?;
+        self.0
+            .send_logs
+            .map(|i| LOG_LEVELS[usize::from(i).min(LOG_LEVELS.len() - 1)])
+    }
+
     /// Sends `notifications/progress` if the request carried a progress token.
     pub fn progress(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
         let (Some(token), Some(out)) = (&self.0.progress_token, &self.0.outbound) else {

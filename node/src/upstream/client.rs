@@ -1,6 +1,8 @@
-//! [`Client`]: this node's session with one upstream MCP server, in the 2025-11-25 era over
-//! Streamable HTTP: `initialize` + `notifications/initialized`, the `Mcp-Session-Id` it gets
-//! back sent with every later request, answers as JSON or as an SSE stream.
+//! [`Client`]: this node's session with one upstream MCP server over Streamable HTTP, in the
+//! 2025-11-25 era (`initialize` + `notifications/initialized`, the `Mcp-Session-Id` it gets
+//! back sent with every later request) or the 2026-07-28 one (no session: `server/discover`
+//! for the capabilities, each request stateless, see `modern.rs`), as configured (`era`) or
+//! detected (`era: auto`, `modern.rs`); answers as JSON or as an SSE stream.
 //!
 //! - **Bounded**: at most `maxConcurrency` requests in flight (a semaphore; one more fails at
 //!   once with [`UpstreamError::Busy`], it never waits), each bounded by `timeoutMs` end to end
@@ -21,9 +23,13 @@
 //!   standalone stream belongs to no client request: the session is shared by all of them).
 //! - **Kept state**: resource subscriptions and the logging level clients asked for
 //!   ([`Client::subscribe`], [`Client::unsubscribe`], [`Client::set_level`]) are sent again
-//!   to a new session when the upstream lost ours. A server→client request (sampling, elicitation, roots) is answered
-//!   with a JSON-RPC error at once, so the upstream does not wait for an answer that will
-//!   not come: relaying them is not done yet.
+//!   to a new session when the upstream lost ours.
+//! - **Server→client requests** (sampling, elicitation, roots) are answered with a JSON-RPC
+//!   error at once, so the upstream does not wait for an answer that will not come: relaying
+//!   them is not done yet.
+//!
+//! Here the session and its requests; `client/stream.rs` the standalone stream,
+//! `client/wire.rs` the JSON-RPC bodies, cancellation and error text.
 //!
 //! HTTP: hyper's pooling client over `hyper-rustls` (http and https, native roots), as the
 //! JWKS fetcher (`auth/jwks.rs`) builds it. `http/outbound.rs` is not an HTTP client (it routes
@@ -37,9 +43,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mcpcluster_api::UpstreamConfig;
 use parking_lot::Mutex;
@@ -49,9 +53,12 @@ use tokio::sync::{Notify, Semaphore};
 use super::error::UpstreamError;
 use super::kept::Kept;
 use super::metrics::Handle;
-use super::sse;
+use super::{modern, sse};
 
-type Http = HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>;
+mod stream;
+mod wire;
+
+use wire::{CancelOnDrop, Http, QUOTED_BODY, chain, is_json, quoted, request_body, result_of};
 
 /// Gets the notifications (method, params) an upstream sends on one request's stream.
 pub type Notes<'a> = &'a (dyn Fn(&str, &Value) + Send + Sync);
@@ -65,15 +72,26 @@ pub const PROTOCOL_VERSION: &str = "2025-11-25";
 const ACCEPTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26"];
 /// Largest JSON answer or SSE event accepted from an upstream (8 MiB).
 pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
-/// How much of an error answer's body is quoted in the error.
-const QUOTED_BODY: usize = 512;
 
 const SESSION_HEADER: &str = "mcp-session-id";
 const VERSION_HEADER: &str = "mcp-protocol-version";
 
+/// Headers sent with one request beyond the configured ones.
+pub type Extra = Vec<(HeaderName, HeaderValue)>;
+
+/// The era the upstream is configured to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Era {
+    Legacy,
+    Modern,
+    Auto,
+}
+
 /// The session the client holds with the upstream.
 #[derive(Debug, Clone)]
 struct Session {
+    /// A 2026-07-28 upstream: no session, stateless requests.
+    modern: bool,
     /// `Mcp-Session-Id` (a stateless upstream may issue none).
     id: Option<HeaderValue>,
     /// The negotiated protocol version (sent as `MCP-Protocol-Version`).
@@ -99,6 +117,7 @@ impl From<UpstreamError> for Failure {
 /// One upstream's client (shared by every request of the node).
 pub struct Client {
     name: String,
+    era: Era,
     url: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
@@ -144,8 +163,19 @@ impl Client {
             let value = HeaderValue::from_str(v).map_err(|e| format!("`headers.{k}`: {e}"))?;
             headers.push((name, value));
         }
+        let era = match config.era.as_str() {
+            "legacy" => Era::Legacy,
+            modern::VERSION => Era::Modern,
+            "auto" => Era::Auto,
+            other => {
+                return Err(format!(
+                    "`era`: `{other}` is not legacy, 2026-07-28 or auto"
+                ));
+            }
+        };
         Ok(Self {
             name: config.name.clone(),
+            era,
             url,
             headers,
             timeout: Duration::from_millis(config.timeout_ms),
@@ -248,12 +278,27 @@ impl Client {
         params: Value,
         notes: Option<Notes<'_>>,
     ) -> Result<Value, UpstreamError> {
+        self.request_full(method, params, notes, Vec::new()).await
+    }
+
+    /// [`Client::request_with`], sending `extra` headers too (a 2026-07-28 tool call's
+    /// `Mcp-Param-*`).
+    pub async fn request_full(
+        &self,
+        method: &str,
+        params: Value,
+        notes: Option<Notes<'_>>,
+        extra: Extra,
+    ) -> Result<Value, UpstreamError> {
         let started = Instant::now();
         let outcome = match self.permits.clone().try_acquire_owned() {
             Err(_) => Err(UpstreamError::Busy(self.max_concurrency)),
             Ok(_permit) => {
-                match tokio::time::timeout(self.timeout, self.exchange(method, &params, notes))
-                    .await
+                match tokio::time::timeout(
+                    self.timeout,
+                    self.exchange(method, &params, notes, &extra),
+                )
+                .await
                 {
                     Ok(r) => r,
                     Err(_) => Err(UpstreamError::Timeout(self.timeout.as_millis() as u64)),
@@ -272,15 +317,16 @@ impl Client {
         method: &str,
         params: &Value,
         notes: Option<Notes<'_>>,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Value, UpstreamError> {
         let session = self.session().await?;
-        match self.call(&session, method, params, notes).await {
+        match self.call(&session, method, params, notes, extra).await {
             Ok(v) => Ok(v),
             Err(Failure::Error(e)) => Err(e),
             Err(Failure::SessionGone) => {
                 tracing::info!(upstream = %self.name, "the upstream lost our session; initializing again");
                 let fresh = self.initialize(Some(session.generation)).await?;
-                match self.call(&fresh, method, params, notes).await {
+                match self.call(&fresh, method, params, notes, extra).await {
                     Ok(v) => Ok(v),
                     Err(Failure::Error(e)) => Err(e),
                     Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
@@ -310,7 +356,64 @@ impl Client {
         }
         *self.session.lock() = None;
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let discovered = match self.era {
+            Era::Legacy => None,
+            Era::Modern => Some(self.discover(generation).await?.ok_or_else(|| {
+                UpstreamError::Protocol(format!(
+                    "`server/discover` does not list {} (`era: {}`)",
+                    modern::VERSION,
+                    modern::VERSION
+                ))
+            })?),
+            Era::Auto => self.discover(generation).await?,
+        };
+        let session = match discovered {
+            Some(s) => s,
+            None => self.open_legacy(generation).await?,
+        };
+        self.restore(&session).await;
+        self.metrics.initialized();
+        tracing::debug!(upstream = %self.name, version = ?session.version, modern = session.modern, session = session.id.is_some(), "upstream session open");
+        *self.session.lock() = Some(session.clone());
+        self.opened.notify_waiters();
+        Ok(session)
+    }
+
+    /// Asks `server/discover` as a 2026-07-28 request (the detection rule is `modern.rs`'s):
+    /// the session when the upstream speaks 2026-07-28 (its capabilities kept), `None` when
+    /// it answered otherwise; an error only when it did not answer.
+    async fn discover(&self, generation: u64) -> Result<Option<Session>, UpstreamError> {
+        let session = Session {
+            modern: true,
+            id: None,
+            version: HeaderValue::from_static(modern::VERSION),
+            generation,
+        };
+        let result = match self
+            .call(&session, "server/discover", &json!({}), None, &[])
+            .await
+        {
+            Ok(result) => result,
+            Err(Failure::Error(
+                e @ (UpstreamError::Unreachable(_) | UpstreamError::Timeout(_)),
+            )) => return Err(e),
+            Err(Failure::Error(e)) => {
+                tracing::debug!(upstream = %self.name, error = %e, "`server/discover` refused: a legacy upstream");
+                return Ok(None);
+            }
+            Err(Failure::SessionGone) => return Ok(None),
+        };
+        if !modern::discovered(&result) {
+            return Ok(None);
+        }
+        *self.capabilities.lock() = result.get("capabilities").cloned().unwrap_or_default();
+        Ok(Some(session))
+    }
+
+    /// Opens a 2025-11-25 session: `initialize`, then `notifications/initialized`.
+    async fn open_legacy(&self, generation: u64) -> Result<Session, UpstreamError> {
         let bare = Session {
+            modern: false,
             id: None,
             version: HeaderValue::from_static(PROTOCOL_VERSION),
             generation,
@@ -322,7 +425,7 @@ impl Client {
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, "initialize", &params);
-        let (answer, session_id) = match self.send(&bare, body, id, None).await {
+        let (answer, session_id) = match self.send(&bare, body, &[], id, None).await {
             Ok(ok) => ok,
             Err(Failure::Error(e)) => return Err(e),
             // Only a request that carried a session id can lose it; `initialize` carries none.
@@ -342,6 +445,7 @@ impl Client {
             )));
         }
         let session = Session {
+            modern: false,
             id: session_id,
             version: HeaderValue::from_str(version).map_err(|e| {
                 UpstreamError::Protocol(format!("protocol version `{version}`: {e}"))
@@ -361,11 +465,6 @@ impl Client {
             }
         }
         *self.capabilities.lock() = result.get("capabilities").cloned().unwrap_or_default();
-        self.restore(&session).await;
-        self.metrics.initialized();
-        tracing::debug!(upstream = %self.name, version, session = session.id.is_some(), "upstream session open");
-        *self.session.lock() = Some(session.clone());
-        self.opened.notify_waiters();
         Ok(session)
     }
 
@@ -384,7 +483,7 @@ impl Client {
             asks.push(("resources/subscribe", json!({ "uri": uri })));
         }
         for (method, params) in asks {
-            if let Err(Failure::Error(e)) = self.call(session, method, &params, None).await {
+            if let Err(Failure::Error(e)) = self.call(session, method, &params, None, &[]).await {
                 tracing::warn!(upstream = %self.name, method, %params, error = %e, "not kept in the new upstream session");
             }
         }
@@ -396,15 +495,35 @@ impl Client {
         method: &str,
         params: &Value,
         notes: Option<Notes<'_>>,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut cancel = CancelOnDrop(self.cancellation(session, id));
-        let sent = self
-            .send(session, request_body(id, method, params), id, notes)
-            .await;
+        let (body, mut headers) = if session.modern {
+            (
+                request_body(id, method, &modern::params(params)),
+                modern::headers(method, params),
+            )
+        } else {
+            (
+                request_body(id, method, &modern::legacy_params(params)),
+                Vec::new(),
+            )
+        };
+        headers.extend(extra.iter().cloned());
+        // A 2026-07-28 request is cancelled by closing its stream (dropping it does).
+        let mut cancel = CancelOnDrop(if session.modern {
+            None
+        } else {
+            self.cancellation(session, id)
+        });
+        let sent = self.send(session, body, &headers, id, notes).await;
         cancel.0 = None;
         let (answer, _) = sent?;
-        Ok(result_of(answer)?)
+        let result = result_of(answer)?;
+        if session.modern {
+            return Ok(modern::result(result)?);
+        }
+        Ok(result)
     }
 
     /// The `notifications/cancelled` for request `id`, ready to send.
@@ -415,13 +534,14 @@ impl Client {
             "params": { "requestId": id, "reason": "the client cancelled or gave up waiting" },
         });
         let body = serde_json::to_vec(&note).ok()?;
-        Some((self.http.clone(), self.post(session, body).ok()?))
+        Some((self.http.clone(), self.post(session, body, &[]).ok()?))
     }
 
     fn post(
         &self,
         session: &Session,
         body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Request<Full<Bytes>>, UpstreamError> {
         let mut req = Request::post(self.url.clone())
             .header(CONTENT_TYPE, "application/json")
@@ -430,7 +550,7 @@ impl Client {
         if let Some(id) = &session.id {
             req = req.header(SESSION_HEADER, id.clone());
         }
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.iter().chain(extra) {
             req = req.header(k, v);
         }
         req.body(Full::new(Bytes::from(body)))
@@ -443,8 +563,9 @@ impl Client {
         &self,
         session: &Session,
         body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
     ) -> Result<http::Response<hyper::body::Incoming>, Failure> {
-        let req = self.post(session, body)?;
+        let req = self.post(session, body, extra)?;
         let resp = self
             .http
             .request(req)
@@ -461,7 +582,7 @@ impl Client {
 
     /// POSTs a notification or a response: only the status matters.
     async fn deliver(&self, session: &Session, body: Vec<u8>) -> Result<(), Failure> {
-        let resp = self.round_trip(session, body).await?;
+        let resp = self.round_trip(session, body, &[]).await?;
         let status = resp.status();
         if !status.is_success() {
             return Err(UpstreamError::Status {
@@ -480,12 +601,34 @@ impl Client {
         &self,
         session: &Session,
         body: Vec<u8>,
+        extra: &[(HeaderName, HeaderValue)],
         want: u64,
         notes: Option<Notes<'_>>,
     ) -> Result<(Option<Value>, Option<HeaderValue>), Failure> {
-        let resp = self.round_trip(session, body).await?;
+        let resp = self.round_trip(session, body, extra).await?;
         let status = resp.status();
         let session_id = resp.headers().get(SESSION_HEADER).cloned();
+        if session.modern && status.is_client_error() && is_json(&resp) {
+            // A 2026-07-28 server answers a refused request with an HTTP status and the
+            // JSON-RPC error in the body (unsupported version, header mismatch, ...).
+            let bytes = http_body_util::Limited::new(resp.into_body(), MAX_MESSAGE)
+                .collect()
+                .await
+                .map_err(|e| UpstreamError::Unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            if let Ok(message) = serde_json::from_slice::<Value>(&bytes)
+                && message.get("error").is_some()
+            {
+                return Ok((Some(message), session_id));
+            }
+            return Err(UpstreamError::Status {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BODY)])
+                    .trim()
+                    .to_owned(),
+            }
+            .into());
+        }
         if !status.is_success() {
             let body = quoted(resp.into_body()).await;
             return Err(UpstreamError::Status {
@@ -627,176 +770,4 @@ impl Client {
             }
         }
     }
-
-    /// Holds the standalone GET stream of the current session open and wakes the refresher on
-    /// a `list_changed` notification. Ends when the upstream has no such stream (405);
-    /// otherwise re-opens it after a pause (1 s, doubling to 30 s while it fails), on a new
-    /// session when the upstream lost ours. Not counted in `maxConcurrency` (it is one
-    /// long-lived connection, not a request).
-    pub async fn listen(&self) {
-        let mut pause = Duration::from_secs(1);
-        loop {
-            let current = self.session.lock().clone();
-            let Some(session) = current else {
-                tokio::select! {
-                    _ = self.opened.notified() => {}
-                    _ = tokio::time::sleep(pause) => {}
-                }
-                continue;
-            };
-            match self.stream_once(&session).await {
-                Ok(true) => pause = Duration::from_secs(1),
-                Ok(false) => {
-                    tracing::debug!(upstream = %self.name, "no standalone stream (405): tool lists refresh on the interval only");
-                    return;
-                }
-                Err(Failure::SessionGone) => {
-                    if let Err(e) = self.initialize(Some(session.generation)).await {
-                        tracing::debug!(upstream = %self.name, error = %e, "re-initializing for the stream failed");
-                    }
-                }
-                Err(Failure::Error(e)) => {
-                    tracing::debug!(upstream = %self.name, error = %e, "standalone stream failed");
-                }
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(30));
-        }
-    }
-
-    /// One GET stream: `Ok(false)` when the upstream offers none, `Ok(true)` after one that
-    /// was open ended.
-    async fn stream_once(&self, session: &Session) -> Result<bool, Failure> {
-        let mut req = Request::get(self.url.clone())
-            .header(ACCEPT, "text/event-stream")
-            .header(VERSION_HEADER, session.version.clone());
-        if let Some(id) = &session.id {
-            req = req.header(SESSION_HEADER, id.clone());
-        }
-        for (k, v) in &self.headers {
-            req = req.header(k, v);
-        }
-        let req = req
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-        let resp = tokio::time::timeout(self.timeout, self.http.request(req))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout.as_millis() as u64))?
-            .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
-        let status = resp.status();
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            return Ok(false);
-        }
-        if session.id.is_some()
-            && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
-        {
-            return Err(Failure::SessionGone);
-        }
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                status: status.as_u16(),
-                body: quoted(resp.into_body()).await,
-            }
-            .into());
-        }
-        let mut body = resp.into_body();
-        let mut decoder = sse::Decoder::new(MAX_MESSAGE);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let events = decoder
-                .feed(&data)
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            for event in events {
-                if let Ok(message) = serde_json::from_slice::<Value>(&event) {
-                    self.on_message(session, &message).await;
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
-/// Tells the upstream a request is cancelled when the future waiting for its answer is dropped
-/// before the answer came: the client cancelled it (`notifications/cancelled`), a 2026-07-28
-/// client closed its stream, or `timeoutMs` passed. Sent from a task of its own, given at most
-/// [`CANCEL_WITHIN`]; nothing waits for it.
-struct CancelOnDrop(Option<(Http, Request<Full<Bytes>>)>);
-
-/// How long a cancellation may take to reach an upstream.
-const CANCEL_WITHIN: Duration = Duration::from_secs(5);
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        let Some((http, req)) = self.0.take() else {
-            return;
-        };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(CANCEL_WITHIN, http.request(req)).await;
-            });
-        }
-    }
-}
-
-fn request_body(id: u64, method: &str, params: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
-        .unwrap_or_default()
-}
-
-/// The `result` of a JSON-RPC response, or its `error` as [`UpstreamError::Rpc`].
-fn result_of(answer: Option<Value>) -> Result<Value, UpstreamError> {
-    let Some(Value::Object(mut m)) = answer else {
-        return Err(UpstreamError::Protocol(
-            "the answer is not a JSON-RPC response object".into(),
-        ));
-    };
-    if let Some(result) = m.remove("result") {
-        return Ok(result);
-    }
-    match m.remove("error") {
-        Some(Value::Object(mut e)) => Err(UpstreamError::Rpc {
-            code: e
-                .get("code")
-                .and_then(Value::as_i64)
-                .and_then(|c| i32::try_from(c).ok())
-                .unwrap_or(crate::jsonrpc::code::INTERNAL_ERROR),
-            message: match e.remove("message") {
-                Some(Value::String(s)) => s,
-                _ => "error without a message".into(),
-            },
-            data: e.remove("data"),
-        }),
-        _ => Err(UpstreamError::Protocol(
-            "the response has neither `result` nor `error`".into(),
-        )),
-    }
-}
-
-/// The start of an error answer's body, as text.
-async fn quoted(body: hyper::body::Incoming) -> String {
-    let bytes = http_body_util::Limited::new(body, 64 * 1024)
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(QUOTED_BODY)]);
-    text.trim().to_owned()
-}
-
-/// An error and its sources, `a: b: c` (hyper's own message is only "client error (Connect)").
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

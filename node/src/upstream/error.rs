@@ -23,6 +23,9 @@ pub enum UpstreamError {
     /// The answer was not a JSON-RPC response we can use.
     #[error("invalid answer: {0}")]
     Protocol(String),
+    /// The upstream needs something the node does not relay yet.
+    #[error("needs what is not relayed yet: {0}")]
+    Unsupported(String),
     /// The upstream answered with a JSON-RPC error.
     #[error("{message}")]
     Rpc {
@@ -41,6 +44,7 @@ impl UpstreamError {
             Self::Unreachable(_) => ErrorKind::unreachable,
             Self::Status { .. } => ErrorKind::http_status,
             Self::Protocol(_) => ErrorKind::protocol,
+            Self::Unsupported(_) => ErrorKind::unsupported,
             Self::Rpc { .. } => ErrorKind::rpc_error,
         }
     }
@@ -78,6 +82,7 @@ pub enum ErrorKind {
     unreachable,
     http_status,
     protocol,
+    unsupported,
     rpc_error,
 }
 
@@ -90,6 +95,7 @@ impl ErrorKind {
             Self::unreachable => "unreachable",
             Self::http_status => "http_status",
             Self::protocol => "protocol",
+            Self::unsupported => "unsupported",
             Self::rpc_error => "rpc_error",
         }
     }

@@ -5,6 +5,7 @@
 //!
 //! - [`client`]: the node's session with one upstream (2025-11-25 Streamable HTTP).
 //! - [`kept`]: what that session keeps for the node's clients (subscriptions, logging level).
+//! - [`modern`]: speaking to a 2026-07-28 upstream; detecting the era (`era: auto`).
 //! - [`served`]: one upstream as served: its lists, refresh, calls, reads, prompts.
 //! - [`listing`]: the four lists and fetching one page by page.
 //! - [`resources`]: how upstream resource URIs are served and where a read goes.
@@ -18,14 +19,19 @@
 //! `notifications/resources/updated` back to this node's subscribed sessions), and
 //! `logging/setLevel` ([`Upstreams::set_level`]).
 //!
-//! Not here yet: 2026-07-28 upstreams, server→client requests relayed, upstream sessions per
-//! client session or in the replicated session state.
+//! Upstreams of either era (`era: legacy | 2026-07-28 | auto`, `modern.rs`) serve clients of
+//! either era: the node is the upstream's client in the upstream's era.
+//!
+//! Not here yet: server→client requests (`input_required`) relayed, subscriptions to a
+//! 2026-07-28 upstream, upstream sessions per client session or in the replicated session
+//! state.
 
 pub mod client;
 pub mod error;
 pub mod kept;
 pub mod listing;
 pub mod metrics;
+pub mod modern;
 pub mod pages;
 pub mod resources;
 pub mod served;

@@ -16,9 +16,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
-use super::client::Client;
+use super::client::{Client, Extra};
 use super::error::{ErrorKind, UpstreamError};
 use super::listing::{self, Kind};
+use super::modern;
 use crate::content::{ChangeEvent, ToolCx};
 
 /// Longest pause between fetches while they fail.
@@ -150,10 +151,19 @@ impl Upstream {
         tool: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, UpstreamError> {
-        self.relayed(
+        // A 2026-07-28 upstream wants `Mcp-Param-*` for arguments its schema marks.
+        let served = format!("{}{tool}", self.prefix);
+        let extra = self
+            .tools()
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(served.as_str()))
+            .map(|t| modern::param_headers(t.get("inputSchema"), &arguments))
+            .unwrap_or_default();
+        self.relayed_with(
             cx,
             "tools/call",
             json!({ "name": tool, "arguments": arguments }),
+            extra,
         )
         .await
     }
@@ -185,14 +195,36 @@ impl Upstream {
         &self,
         cx: &ToolCx,
         method: &str,
+        params: Value,
+    ) -> Result<Value, UpstreamError> {
+        self.relayed_with(cx, method, params, Vec::new()).await
+    }
+
+    /// [`Upstream::relayed`] with `extra` headers. The client's log level goes in `_meta` (a
+    /// 2026-07-28 upstream reads it there; the client drops it for a legacy one, which is
+    /// told with `logging/setLevel`).
+    async fn relayed_with(
+        &self,
+        cx: &ToolCx,
+        method: &str,
         mut params: Value,
+        extra: Extra,
     ) -> Result<Value, UpstreamError> {
         let token = cx.wants_progress().then(|| self.client.progress_token());
+        let mut meta = serde_json::Map::new();
         if let Some(token) = token {
-            params["_meta"] = json!({ "progressToken": token });
+            meta.insert("progressToken".into(), json!(token));
+        }
+        if let Some(level) = cx.log_level() {
+            meta.insert(modern::META_LOG_LEVEL.into(), json!(level));
+        }
+        if !meta.is_empty() {
+            params["_meta"] = Value::Object(meta);
         }
         let relay = |method: &str, params: &Value| relay_note(cx, token, method, params);
-        self.client.request_with(method, params, Some(&relay)).await
+        self.client
+            .request_full(method, params, Some(&relay), extra)
+            .await
     }
 
     /// The served form of an upstream's tool or prompt list: prefixed names, built-in tool
