@@ -2246,15 +2246,41 @@ async fn resource_updates_follow_the_session_across_nodes() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// A node of ours serving the 2026-07-28 era (statelessly), with a tool `touch` that says
+/// resource `uri` was updated.
+async fn stateless_upstream() -> mcp_node::Running {
+    let mut config = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        ..NodeConfig::default()
+    };
+    config.log.level = "warn".into();
+    let settings = mcp_node::Settings::validate(config).expect("valid test config");
+    mcp_node::start_with(settings, |b| {
+        let mut schema = Map::new();
+        schema.insert("type".into(), json!("object"));
+        b.tool(
+            Tool::new("touch", "says `uri` was updated", Arc::new(schema)),
+            |cx: ToolCx, args: Map<String, Value>| async move {
+                let uri = args.get("uri").and_then(Value::as_str).unwrap_or_default();
+                cx.announce(mcp_node::content::ChangeEvent::ResourceUpdated(uri.into()));
+                Ok(CallToolResult::success(vec![ContentBlock::text("touched")]))
+            },
+        );
+    })
+    .await
+    .expect("node starts")
+}
+
 /// A 2026-07-28 upstream (a node of ours: it serves that era statelessly) behind a node, once
 /// configured `era: 2026-07-28` and once `era: auto`, beside the scripted legacy upstream
 /// also on `auto`: its tools, resources and prompts served to clients of both eras, progress
-/// and (at the level the client asked) log messages relayed, a request that would need the
-/// client's capabilities a clear error; the legacy upstream detected as legacy (one session
-/// opened).
+/// and (at the level the client asked) log messages relayed, a list change and a subscribed
+/// resource's update on its listen stream, a request that would need the client's
+/// capabilities a clear error; the legacy upstream detected as legacy (one session opened).
 #[tokio::test]
 async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
-    let stateless = start(NodeConfig::default()).await;
+    let stateless = stateless_upstream().await;
     let modern_url = format!("http://{}/mcp", stateless.mcp_addr);
     let (url, script) = scripted_upstream().await;
     // Lists refresh only when the upstream says they changed (on its listen stream).
@@ -2442,7 +2468,10 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // A 2026-07-28 upstream has no sessions to subscribe in: its refusal, named.
+    // A subscription to its resource: the listen stream of that entry opens again with the
+    // URI, and the upstream's update reaches the subscribed session under its served URI
+    // (once: the other entry's stream does not carry it).
+    let listens = count("subscriptions_listen").await;
     let r = legacy(
         addr,
         &session,
@@ -2450,13 +2479,62 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
         json!({"uri": "modern+test://static-text"}),
     )
     .await;
-    assert_eq!(r["error"]["code"], -32601, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.starts_with("upstream `modern`: ")),
-        "{r}"
+    assert_eq!(r["result"], json!({}), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("subscriptions_listen").await < listens + 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the listen stream was not opened again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stream = get_stream(addr, &session, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "modern__touch", "arguments": {"uri": "test://static-text"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "touched", "{r}");
+    let heard = stream.await.expect("GET stream");
+    assert_eq!(
+        updated_uris(&heard),
+        ["modern+test://static-text"],
+        "{}",
+        heard.body
     );
+    // Unsubscribed: the stream opens again without it.
+    let r = legacy(
+        addr,
+        &session,
+        "resources/unsubscribe",
+        json!({"uri": "modern+test://static-text"}),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count("subscriptions_listen").await < listens + 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the listen stream was not opened again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stream = get_stream(addr, &session, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "modern__touch", "arguments": {"uri": "test://static-text"}}),
+    )
+    .await;
+    let heard = stream.await.expect("GET stream");
+    assert!(updated_uris(&heard).is_empty(), "{}", heard.body);
     node.shutdown().await;
     stateless.shutdown().await;
 }

@@ -137,6 +137,8 @@ pub struct Client {
     kept: Mutex<Kept>,
     /// Where resource updates go (set once the node's tasks start).
     updated: OnceLock<UpdatedFn>,
+    /// Re-opens a 2026-07-28 upstream's listen stream (its resource subscriptions changed).
+    relisten: Notify,
     metrics: Handle,
 }
 
@@ -192,6 +194,7 @@ impl Client {
             opened: Notify::new(),
             kept: Mutex::new(Kept::default()),
             updated: OnceLock::new(),
+            relisten: Notify::new(),
             metrics,
         })
     }
@@ -225,11 +228,45 @@ impl Client {
     /// Subscribes to upstream resource `uri` for a client session that subscribed to `served`
     /// (the URI it knows): the upstream is asked every time, and the subscription is counted
     /// only once it agreed.
+    ///
+    /// A 2026-07-28 upstream has no `resources/subscribe`: its subscriptions are the
+    /// `resourceSubscriptions` of the listen stream, which is re-opened with the new URI (an
+    /// update sent before it is open is missed).
     pub async fn subscribe(&self, uri: &str, served: &str) -> Result<(), UpstreamError> {
+        if self.modern_session().await? {
+            if !self.offers_subscribe() {
+                return Err(UpstreamError::Unsupported(
+                    "resource subscriptions (it does not announce `resources.subscribe`)".into(),
+                ));
+            }
+            let new = {
+                let mut kept = self.kept.lock();
+                let new = kept.served(uri).is_empty();
+                kept.subscribed(uri, served);
+                new
+            };
+            if new {
+                self.relisten.notify_one();
+            }
+            return Ok(());
+        }
         self.request("resources/subscribe", json!({ "uri": uri }))
             .await?;
         self.kept.lock().subscribed(uri, served);
         Ok(())
+    }
+
+    /// Whether the session is (or, opened now, would be) with a 2026-07-28 upstream; opening
+    /// it is bounded by `timeoutMs`.
+    async fn modern_session(&self) -> Result<bool, UpstreamError> {
+        match tokio::time::timeout(self.timeout, self.session()).await {
+            Ok(session) => Ok(session?.modern),
+            Err(_) => Err(UpstreamError::Timeout(self.timeout.as_millis() as u64)),
+        }
+    }
+
+    fn offers_subscribe(&self) -> bool {
+        self.capabilities.lock()["resources"]["subscribe"] == json!(true)
     }
 
     /// A client session unsubscribed from `served` (`uri` at the upstream): the upstream is
@@ -237,6 +274,10 @@ impl Client {
     pub async fn unsubscribe(&self, uri: &str, served: &str) -> Result<(), UpstreamError> {
         let last = self.kept.lock().unsubscribed(uri, served);
         if last {
+            if self.modern_session().await? {
+                self.relisten.notify_one();
+                return Ok(());
+            }
             self.request("resources/unsubscribe", json!({ "uri": uri }))
                 .await?;
         }
@@ -471,6 +512,11 @@ impl Client {
     /// Tells a new session what the last one was asked to keep (subscriptions, logging
     /// level); a refusal is logged, not fatal (the request that opened the session goes on).
     async fn restore(&self, session: &Session) {
+        if session.modern {
+            // Nothing is kept in a 2026-07-28 upstream: the level goes with each request, the
+            // subscriptions with the listen stream.
+            return;
+        }
         let (level, uris) = {
             let kept = self.kept.lock();
             (kept.level(), kept.uris())

@@ -22,9 +22,9 @@
 //! Upstreams of either era (`era: legacy | 2026-07-28 | auto`, `modern.rs`) serve clients of
 //! either era: the node is the upstream's client in the upstream's era.
 //!
-//! Not here yet: server→client requests (`input_required`) relayed, subscriptions to a
-//! 2026-07-28 upstream, upstream sessions per client session or in the replicated session
-//! state.
+//! Not here yet: server→client requests (`input_required`) relayed, 2026-07-28 clients'
+//! listen-stream subscriptions passed to upstreams, upstream sessions per client session or
+//! in the replicated session state.
 
 pub mod client;
 pub mod error;

@@ -15,6 +15,16 @@ use super::super::{modern, sse};
 use super::wire::{chain, is_event_stream, quoted, request_body};
 use super::{Client, Failure, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError, VERSION_HEADER};
 
+/// How one standalone stream ended.
+enum Ended {
+    /// The upstream offers none.
+    NoStream,
+    /// It was open and ended.
+    Closed,
+    /// Its 2026-07-28 resource subscriptions changed: open it again at once.
+    Relisten,
+}
+
 impl Client {
     /// Holds the standalone stream of the current session open (GET, or `subscriptions/listen`
     /// for a 2026-07-28 upstream) and wakes the refresher on a `list_changed` notification.
@@ -33,8 +43,12 @@ impl Client {
                 continue;
             };
             match self.stream_once(&session).await {
-                Ok(true) => pause = Duration::from_secs(1),
-                Ok(false) => {
+                Ok(Ended::Relisten) => {
+                    pause = Duration::from_secs(1);
+                    continue;
+                }
+                Ok(Ended::Closed) => pause = Duration::from_secs(1),
+                Ok(Ended::NoStream) => {
                     tracing::debug!(upstream = %self.name, "no standalone stream (405): tool lists refresh on the interval only");
                     return;
                 }
@@ -52,16 +66,23 @@ impl Client {
         }
     }
 
-    /// One GET stream: `Ok(false)` when the upstream offers none, `Ok(true)` after one that
-    /// was open ended.
-    async fn stream_once(&self, session: &Session) -> Result<bool, Failure> {
+    /// One standalone stream, until it ends.
+    async fn stream_once(&self, session: &Session) -> Result<Ended, Failure> {
+        let relisten = self.relisten.notified();
+        tokio::pin!(relisten);
         let req = if session.modern {
-            // 2026-07-28: a `subscriptions/listen` request whose answer is the stream.
-            let params = json!({ "notifications": {
+            // 2026-07-28: a `subscriptions/listen` request whose answer is the stream; the
+            // resources clients subscribed to through this node are in it.
+            let mut notifications = json!({
                 "toolsListChanged": true,
                 "promptsListChanged": true,
                 "resourcesListChanged": true,
-            }});
+            });
+            let uris = self.kept.lock().uris();
+            if !uris.is_empty() {
+                notifications["resourceSubscriptions"] = json!(uris);
+            }
+            let params = json!({ "notifications": notifications });
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let body = request_body(id, "subscriptions/listen", &modern::params(&params));
             self.post(
@@ -88,12 +109,12 @@ impl Client {
             .map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
         let status = resp.status();
         if status == StatusCode::METHOD_NOT_ALLOWED {
-            return Ok(false);
+            return Ok(Ended::NoStream);
         }
         if session.modern && !is_event_stream(&resp) {
             // No listen stream (an error answer): lists refresh on the interval only.
             tracing::debug!(upstream = %self.name, %status, "`subscriptions/listen` refused");
-            return Ok(false);
+            return Ok(Ended::NoStream);
         }
         if session.id.is_some()
             && (status == StatusCode::NOT_FOUND || status == StatusCode::BAD_REQUEST)
@@ -109,7 +130,12 @@ impl Client {
         }
         let mut body = resp.into_body();
         let mut decoder = sse::Decoder::new(MAX_MESSAGE);
-        while let Some(frame) = body.frame().await {
+        loop {
+            let frame = tokio::select! {
+                frame = body.frame() => frame,
+                _ = &mut relisten, if session.modern => return Ok(Ended::Relisten),
+            };
+            let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
             let Ok(data) = frame.into_data() else {
                 continue;
@@ -123,6 +149,6 @@ impl Client {
                 }
             }
         }
-        Ok(true)
+        Ok(Ended::Closed)
     }
 }
