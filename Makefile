@@ -51,8 +51,8 @@ e2e-upstream: ## An MCP server behind a node: @modelcontextprotocol/server-every
 
 # --- The cluster layer with real processes (node/tests/cluster_processes.rs)
 .PHONY: e2e-cluster
-e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints detection time), restart it (rejoins)
-	$(CARGO) test -p mcp-node --test cluster_processes -- --nocapture
+e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints detection time), restart it (rejoins); relayed streams follow their session
+	$(CARGO) test -p mcp-node --test cluster_processes --test relayed_streams -- --nocapture
 
 .PHONY: e2e-netns
 e2e-netns: ## (root) 3 mcp-node in their own network namespaces: converge, cut/heal a link, 50 ms delay, SIGKILL/restart (prints times)

@@ -61,6 +61,25 @@ pub enum Stage {
     wire,
 }
 
+/// How the re-attach of a relayed stream whose session moved ended (`http/reattach.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ReattachOutcome {
+    /// The client's stream continues from the new owner.
+    ok,
+    /// The session was not found anywhere (404): the client's stream ends.
+    not_found,
+    /// No try succeeded within the bound: the client's stream ends (it reconnects itself).
+    gave_up,
+    /// Not tried: this node drains (it ends its own connections).
+    draining,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReattachLabels {
+    outcome: ReattachOutcome,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: ForwardOutcome,
@@ -116,6 +135,7 @@ pub struct ClusterMetrics {
     inbound_queued: Gauge,
     forwarded: Family<OutcomeLabels, Counter>,
     forward_seconds: Histogram,
+    reattached: Family<ReattachLabels, Counter>,
     ack_seconds: Histogram,
     ack_timeouts: Counter,
     replicated: Counter,
@@ -151,6 +171,7 @@ impl Default for ClusterMetrics {
             inbound_queued: Gauge::default(),
             forwarded: Family::default(),
             forward_seconds: latency_histogram(),
+            reattached: Family::default(),
             ack_seconds: latency_histogram(),
             ack_timeouts: Counter::default(),
             replicated: Counter::default(),
@@ -211,6 +232,11 @@ impl ClusterMetrics {
             "forwarded",
             "Client requests forwarded to the node holding their session, by outcome",
             m.forwarded.clone(),
+        );
+        r.register(
+            "relayed_streams_reattached",
+            "Relayed client streams whose session moved, re-attached to its new owner, by outcome",
+            m.reattached.clone(),
         );
         r.register(
             "forward_seconds",
@@ -319,6 +345,13 @@ impl ClusterMetrics {
         );
         m.detector = super::detector::DetectorMetrics::register(r);
         m
+    }
+
+    /// Counts a relayed stream's re-attach outcome.
+    pub fn reattached(&self, outcome: ReattachOutcome) {
+        self.reattached
+            .get_or_create(&ReattachLabels { outcome })
+            .inc();
     }
 
     /// Counts a forwarded request's outcome.

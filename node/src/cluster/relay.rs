@@ -7,7 +7,12 @@
 //! - Forwarding side ([`forward`]): sends `Forward`, waits (bounded by `forwardTimeoutMs`) for
 //!   the `ForwardHead`; a streamed answer becomes a bounded queue fed by `ForwardChunk`s.
 //!   When the target is declared down before answering, the waiter learns it (the caller
-//!   routes again).
+//!   routes again). A streamed answer records why it ended ([`StreamEnd`]): the owner's
+//!   last chunk says `Moved` when it let the stream go because its session moved, and a
+//!   target declared down or a gap in the chunks (lost with a failed link) is `PeerLost`;
+//!   the HTTP side then re-attaches the client's stream to the new owner
+//!   (`http/reattach.rs`). A slow reader, a cancel, or this node ending its relayed streams
+//!   (drain) leave it `Ended`.
 //! - Owner side ([`serve`]): hands the request to the [`Handler`] given to `cluster::start`
 //!   (the HTTP layer's), which answers through a [`Reply`].
 
@@ -25,10 +30,12 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 
 use super::metrics::ForwardOutcome;
-use super::wire::{Forward, ForwardHead, PeerMsg};
+use super::wire::{ChunkEnd, Forward, ForwardHead, PeerMsg};
 use crate::node::Node;
 use crate::session::SSE_KEEPALIVE;
-use crate::session::layer::{Hops, RelayCancel, RelayError, RelayRequest, Relayed, RelayedBody};
+use crate::session::layer::{
+    EndReason, Hops, RelayCancel, RelayError, RelayRequest, Relayed, RelayedBody, StreamEnd,
+};
 use crate::stream_queue;
 
 /// The owner side's request handler, passed to `cluster::start`: runs a request a peer relayed
@@ -48,8 +55,13 @@ pub trait Handler: Send + Sync + 'static {
 
 struct Pending {
     to: SocketAddr,
+    /// Relayed on behalf of a peer (this node is a middle hop: a session it handed off), not
+    /// for a client connected here.
+    for_peer: bool,
     head: Option<oneshot::Sender<Relayed>>,
     chunks: Option<stream_queue::Sender>,
+    /// Why the streamed answer ended, for the client's side (set before `chunks` is dropped).
+    end: StreamEnd,
     /// When the stream's answer started or last had a keep-alive here: a keep-alive goes
     /// only to a stream quiet for a while.
     since: Instant,
@@ -95,10 +107,16 @@ impl Relays {
         self.transport.send(to, msg.to_message()).is_ok()
     }
 
-    /// A peer is down: its answers will not come (the clients' streams end, and they resume
+    /// A peer is down: its answers will not come (the clients' streams end as
+    /// [`EndReason::PeerLost`]: re-attached where their sessions went, or the clients resume
     /// elsewhere), and nobody reads what we stream to it.
     pub fn peer_down(&self, addr: SocketAddr) {
-        self.pending.lock().retain(|_, p| p.to != addr);
+        self.pending.lock().retain(|_, p| {
+            if p.to == addr {
+                p.end.set(EndReason::PeerLost);
+            }
+            p.to != addr
+        });
         self.serving.lock().retain(|(from, _), h| {
             if *from == addr {
                 h.abort();
@@ -117,13 +135,17 @@ impl Relays {
             .collect()
     }
 
-    /// Drops at most `max` forwarded requests whose answer is streaming (their clients'
-    /// streams end); returns (peer, request) of each so the peers can be told.
+    /// Drops at most `max` forwarded requests whose answer is streaming to a client connected
+    /// here (their clients' streams end); returns (peer, request) of each so the peers can be
+    /// told. Streams relayed on behalf of a peer (this node handed their session off and
+    /// passes the stream on to its new owner) are left: they are not this node's clients, and
+    /// ending them would only send their relaying node back here to re-attach them; they end
+    /// when this node leaves, and their relaying node re-attaches them to the new owner then.
     pub fn take_streams(&self, max: usize) -> Vec<(SocketAddr, u64)> {
         let mut pending = self.pending.lock();
         let ids: Vec<u64> = pending
             .iter()
-            .filter(|(_, p)| p.chunks.is_some())
+            .filter(|(_, p)| p.chunks.is_some() && !p.for_peer)
             .map(|(id, _)| *id)
             .take(max)
             .collect();
@@ -180,8 +202,10 @@ pub async fn forward(
         id,
         Pending {
             to,
+            for_peer: hops != Hops::CLIENT,
             head: Some(tx),
             chunks: None,
+            end: StreamEnd::default(),
             since: Instant::now(),
             next_chunk: 0,
         },
@@ -211,7 +235,7 @@ pub async fn forward(
     let m = &node.metrics.cluster;
     m.forward_seconds(started.elapsed().as_secs_f64());
     m.forwarded(ForwardOutcome::ok);
-    if let RelayedBody::Stream(_, cancel) = &mut head.body {
+    if let RelayedBody::Stream(_, cancel, _) = &mut head.body {
         let relays = relays.clone();
         *cancel = RelayCancel::new(move || {
             if relays.pending.lock().remove(&id).is_some() {
@@ -241,7 +265,7 @@ pub fn on_head(node: &Node, relays: &Relays, from: SocketAddr, h: ForwardHead) {
         p.chunks = Some(tx);
         p.since = Instant::now();
         // The waiter puts the real cancellation in once it has the head.
-        RelayedBody::Stream(rx, RelayCancel::new(|| {}))
+        RelayedBody::Stream(rx, RelayCancel::new(|| {}), p.end.clone())
     } else {
         pending.remove(&h.req);
         RelayedBody::Full(h.body)
@@ -262,13 +286,14 @@ pub fn on_head(node: &Node, relays: &Relays, from: SocketAddr, h: ForwardHead) {
 }
 
 /// A chunk of a streamed answer.
-pub fn on_chunk(relays: &Relays, from: SocketAddr, req: u64, seq: u32, end: bool, data: Bytes) {
+pub fn on_chunk(relays: &Relays, from: SocketAddr, req: u64, seq: u32, end: ChunkEnd, data: Bytes) {
     let mut pending = relays.pending.lock();
     let Some(p) = pending.get_mut(&req).filter(|p| p.to == from) else {
         return;
     };
-    // A gap (chunks lost with a failed connection): end the client's stream rather than
-    // deliver it with a hole; the client resumes with Last-Event-ID from the log.
+    // A gap (chunks lost with a failed connection): end the relay rather than deliver the
+    // stream with a hole; it is re-attached with Last-Event-ID from the log (or the client
+    // resumes so itself).
     let in_order = seq == p.next_chunk;
     p.next_chunk = seq.wrapping_add(1);
     let ok = in_order
@@ -276,6 +301,12 @@ pub fn on_chunk(relays: &Relays, from: SocketAddr, req: u64, seq: u32, end: bool
             || p.chunks
                 .as_ref()
                 .is_some_and(|tx| tx.try_send(data).is_ok()));
+    if !in_order {
+        p.end.set(EndReason::PeerLost);
+    } else if ok && end == ChunkEnd::Moved {
+        p.end.set(EndReason::Moved);
+    }
+    let end = end.is_end();
     if end || !ok {
         pending.remove(&req); // dropping the sender ends the client's stream
         drop(pending);
@@ -338,17 +369,32 @@ impl Reply {
         )
     }
 
-    /// Sends the next chunk of a streamed answer, or its end (`None`). `false` when the
-    /// peer's queue refused it (a full queue ends the relay: the client resumes later).
-    pub fn chunk(&self, data: Option<Bytes>) -> bool {
+    /// Sends the next chunk of a streamed answer. `false` when the peer's queue refused it
+    /// (a full queue ends the relay: the client resumes later).
+    pub fn chunk(&self, data: Bytes) -> bool {
+        self.send_chunk(ChunkEnd::More, data)
+    }
+
+    /// Ends a streamed answer: `moved` when the stream was let go because its session moved
+    /// to another node (the relaying node re-attaches it there), else the client sees the end.
+    pub fn end(&self, moved: bool) -> bool {
+        let end = if moved {
+            ChunkEnd::Moved
+        } else {
+            ChunkEnd::Ended
+        };
+        self.send_chunk(end, Bytes::new())
+    }
+
+    fn send_chunk(&self, end: ChunkEnd, data: Bytes) -> bool {
         let seq = self.next_chunk.fetch_add(1, Ordering::AcqRel);
         self.relays.send(
             self.to,
             &PeerMsg::ForwardChunk {
                 req: self.req,
                 seq,
-                end: data.is_none(),
-                data: data.unwrap_or_default(),
+                end,
+                data,
             },
         )
     }

@@ -41,6 +41,43 @@ pub mod kind {
     pub const INVENTORY: u8 = 14;
 }
 
+/// Whether a [`PeerMsg::ForwardChunk`] ends its stream, and why: one byte, 0 (more follows),
+/// 1 (ended: the client sees the end) or 2 (ended because the session moved: the relaying node
+/// re-attaches the stream to the new owner). A node that knows only 0 and 1 reads 2 as an
+/// end, so mixed versions during a rolling upgrade still end streams properly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEnd {
+    /// More chunks follow.
+    More,
+    /// The stream ends.
+    Ended,
+    /// The stream ends because its session moved to another node.
+    Moved,
+}
+
+impl ChunkEnd {
+    fn to_byte(self) -> u8 {
+        match self {
+            Self::More => 0,
+            Self::Ended => 1,
+            Self::Moved => 2,
+        }
+    }
+
+    fn from_byte(b: u8) -> Self {
+        match b {
+            0 => Self::More,
+            2 => Self::Moved,
+            _ => Self::Ended,
+        }
+    }
+
+    /// Whether the stream ends here.
+    pub fn is_end(self) -> bool {
+        self != Self::More
+    }
+}
+
 /// A message that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("peer message kind {kind}: {what}")]
@@ -132,10 +169,10 @@ pub enum PeerMsg {
         /// The request.
         req: u64,
         /// Chunk number, from 0: a gap (chunks lost with a failed connection) ends the
-        /// client's stream, which then resumes with `Last-Event-ID`.
+        /// relay, which re-attaches the stream with `Last-Event-ID` (`http/reattach.rs`).
         seq: u32,
-        /// Last chunk.
-        end: bool,
+        /// Whether this is the last chunk, and why.
+        end: ChunkEnd,
         /// Bytes (may be empty when `end`).
         data: Bytes,
     },
@@ -298,7 +335,7 @@ impl PeerMsg {
             } => {
                 w.u64(*req);
                 w.u32(*seq);
-                w.u8(u8::from(*end));
+                w.u8(end.to_byte());
                 w.bytes(data);
             }
             Self::ForwardCancel { req } => w.u64(*req),
@@ -443,7 +480,7 @@ impl PeerMsg {
             kind::FORWARD_CHUNK => Self::ForwardChunk {
                 req: r.u64()?,
                 seq: r.u32()?,
-                end: r.u8()? != 0,
+                end: ChunkEnd::from_byte(r.u8()?),
                 data: r.bytes()?,
             },
             kind::FORWARD_CANCEL => Self::ForwardCancel { req: r.u64()? },
@@ -696,8 +733,20 @@ mod tests {
             PeerMsg::ForwardChunk {
                 req: 77,
                 seq: 4,
-                end: false,
+                end: ChunkEnd::More,
                 data: Bytes::from_static(b"data: x\n\n"),
+            },
+            PeerMsg::ForwardChunk {
+                req: 77,
+                seq: 5,
+                end: ChunkEnd::Moved,
+                data: Bytes::new(),
+            },
+            PeerMsg::ForwardChunk {
+                req: 77,
+                seq: 6,
+                end: ChunkEnd::Ended,
+                data: Bytes::new(),
             },
             PeerMsg::ForwardCancel { req: 77 },
             PeerMsg::Resync { session: 5 },
@@ -722,6 +771,19 @@ mod tests {
                 last: true,
             },
         ]
+    }
+
+    #[test]
+    fn a_chunk_end_byte_reads_as_an_end_unless_zero() {
+        // Old nodes read `end != 0`: "moved" (2) still ends the stream there.
+        assert_eq!(ChunkEnd::from_byte(0), ChunkEnd::More);
+        assert_eq!(ChunkEnd::from_byte(1), ChunkEnd::Ended);
+        assert_eq!(ChunkEnd::from_byte(2), ChunkEnd::Moved);
+        assert_eq!(ChunkEnd::from_byte(200), ChunkEnd::Ended);
+        for end in [ChunkEnd::More, ChunkEnd::Ended, ChunkEnd::Moved] {
+            assert_eq!(ChunkEnd::from_byte(end.to_byte()), end);
+            assert_eq!(end.to_byte() != 0, end.is_end());
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! node holds its session. The owner's side is `relayed.rs`; the peer messages are
 //! `cluster/relay.rs`'s.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::body::{Body, StreamGuard};
 use super::headers::SESSION_ID;
+use super::reattach::Relay;
 use super::reply;
 use crate::cluster::metrics::ForwardOutcome;
 use crate::node::Node;
@@ -119,7 +121,7 @@ pub async fn intercept(
             body: body.clone(),
         };
         match layer.forward(to, hops, req).await {
-            Ok(relayed) => return Some(response(relayed)),
+            Ok(relayed) => return Some(response(relayed, to)),
             Err(RelayError::TargetDown) if reroutes < REROUTES => {
                 reroutes += 1;
                 // Let the membership view catch up with the event that dropped the request.
@@ -151,14 +153,14 @@ fn outcome(e: RelayError) -> ForwardOutcome {
     }
 }
 
-/// The client's response from a relayed answer.
-fn response(relayed: Relayed) -> Response<Body> {
+/// The client's response from a relayed answer, which `from` sent.
+fn response(relayed: Relayed, from: SocketAddr) -> Response<Body> {
     let status = StatusCode::from_u16(relayed.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let body = match relayed.body {
         RelayedBody::Full(b) => Body::full(b),
-        RelayedBody::Stream(rx, cancel) => {
+        RelayedBody::Stream(rx, cancel, end) => {
             let guard = StreamGuard::new(move || drop(cancel));
-            Body::sse(None, rx, Some(guard))
+            Body::relayed_sse(rx, guard, Box::new(Relay::new(end, from)))
         }
     };
     let mut r = Response::new(body);

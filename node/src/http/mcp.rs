@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use super::body::Body;
 use super::guard::{self, Refusal};
 use super::headers::{PROTOCOL_VERSION, SESSION_ID, accepts, header};
-use super::{forward, legacy, modern, reply};
+use super::{forward, legacy, modern, reattach, reply};
 use crate::auth::principal::FORWARDED_HEADER;
 use crate::auth::{AuthOutcome, Principal};
 use crate::jsonrpc::{self, Incoming, RpcError};
@@ -137,6 +137,11 @@ pub async fn handle_via(
         )
         .await
         {
+            // Where the client is, a relayed GET stream re-attaches itself when its session
+            // moves (`reattach.rs`).
+            if via == Via::Client && method == Method::GET {
+                return reattach::arm(forwarded, &node, target, headers, reopen);
+            }
             return forwarded;
         }
     }
@@ -158,6 +163,26 @@ pub async fn handle_via(
             reply::method_not_allowed("GET, POST, DELETE")
         }
     }
+}
+
+/// A client's GET stream opened again (`reattach.rs`: its session moved), as if the client
+/// had sent it here.
+fn reopen(
+    node: Arc<Node>,
+    target: String,
+    headers: HeaderMap,
+) -> futures_util::future::BoxFuture<'static, Response<Body>> {
+    Box::pin(async move {
+        handle_via(
+            node,
+            Method::GET,
+            &target,
+            &headers,
+            Bytes::new(),
+            Via::Client,
+        )
+        .await
+    })
 }
 
 /// 503 for a stream that a draining node would serve itself.

@@ -10,6 +10,7 @@
 pub mod body;
 pub mod budget;
 pub mod conn;
+pub mod event_ids;
 pub mod exchange;
 pub mod forward;
 pub mod framing;
@@ -22,6 +23,7 @@ pub mod modern;
 pub mod outbound;
 pub mod panics;
 pub mod read;
+pub mod reattach;
 pub mod relayed;
 pub mod reply;
 pub mod slot;

@@ -9,15 +9,16 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{Method, StatusCode};
 
-use super::body::Body;
+use super::body::{Body, SseStream};
 use super::forward::{from_pairs, to_pairs};
+use super::headers::SESSION_ID;
 use super::mcp::{self, Via};
 use super::panics;
 use crate::cluster::relay::{Handler, Reply};
 use crate::jsonrpc;
 use crate::node::Node;
-use crate::session::SSE_KEEPALIVE;
 use crate::session::layer::{Hops, RelayRequest};
+use crate::session::{SSE_KEEPALIVE, SessionId};
 
 /// The owner side: runs requests peers relay here through `/mcp` (given to `cluster::start`).
 #[derive(Debug)]
@@ -54,7 +55,7 @@ impl Handler for Owner {
             .await;
             if served.is_err() {
                 if reply.head_sent() {
-                    reply.chunk(None);
+                    reply.end(false);
                 } else {
                     let (status, headers, body) = failed(&body);
                     reply.head(status, headers, Some(body));
@@ -92,18 +93,40 @@ async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
                 return;
             }
             loop {
-                let chunk = s.next_chunk().await;
-                if chunk.as_deref() == Some(SSE_KEEPALIVE) {
+                let Some(chunk) = s.next_chunk().await else {
+                    reply.end(moved(node, &headers, &s));
+                    return;
+                };
+                if chunk.as_ref() == SSE_KEEPALIVE {
                     // The forwarding node keeps its client's stream alive itself.
                     continue;
                 }
-                let end = chunk.is_none();
                 // A full peer queue ends the relay: the client resumes later.
-                if !reply.chunk(chunk) || end {
+                if !reply.chunk(chunk) {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Whether a stream served for a peer ended because its session moved: this node let the
+/// stream go as the session left (handed off or being handed off: a drain, rebalancing; or
+/// superseded), or relayed it from a node that said so (or went down) in its turn. The peer
+/// then re-attaches it where the session went (`reattach.rs`) instead of ending its client's
+/// stream; a session deleted, expired or whose stream a newer one replaced is still held (or
+/// gone for good) and is not "leaving".
+fn moved(node: &Node, headers: &http::HeaderMap, s: &SseStream) -> bool {
+    if s.ended_by_move() {
+        return true;
+    }
+    let id = headers
+        .get(SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(SessionId::parse);
+    match (id, node.layer()) {
+        (Some(id), Some(layer)) => layer.is_leaving(id),
+        _ => false,
     }
 }
 

@@ -14,6 +14,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -155,8 +156,59 @@ pub enum RelayedBody {
     Full(Bytes),
     /// SSE chunks as the serving node sends them; the stream ends when it does, or when the
     /// relay breaks (a gap, a slow reader, the serving node gone: the client resumes). Dropping
-    /// the [`RelayCancel`] tells the serving node to stop.
-    Stream(stream_queue::Receiver, RelayCancel),
+    /// the [`RelayCancel`] tells the serving node to stop. The [`StreamEnd`] says why it ended
+    /// once the queue is over (the relaying node re-attaches a stream whose session moved).
+    Stream(stream_queue::Receiver, RelayCancel, StreamEnd),
+}
+
+/// Why a relayed stream ended, as the relaying node learns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The serving node ended it for a reason of the session's own (deleted, expired, a newer
+    /// stream replaced it, the server finished it), or the relay was cut here (a slow reader,
+    /// this node draining): the client sees the end.
+    Ended,
+    /// The serving node let the stream go because its session moved (handed off: a drain or
+    /// rebalancing; or superseded): the session is served elsewhere now.
+    Moved,
+    /// The serving node went down, or chunks were lost with its link: the session may have
+    /// moved (a replica takes over), or the node may still hold it.
+    PeerLost,
+}
+
+impl EndReason {
+    /// Whether the session is likely served by another node now, so the stream may be
+    /// re-attached there.
+    pub fn maybe_moved(self) -> bool {
+        matches!(self, Self::Moved | Self::PeerLost)
+    }
+}
+
+/// Where the relay records why a relayed stream ended, before its queue ends (the reader reads
+/// it once the queue says the stream is over). Shared by the relay's entry and the client's
+/// body; one byte.
+#[derive(Debug, Clone, Default)]
+pub struct StreamEnd(Arc<AtomicU8>);
+
+impl StreamEnd {
+    /// Records why the stream ends (call before dropping the queue's sender).
+    pub fn set(&self, why: EndReason) {
+        let v = match why {
+            EndReason::Ended => 0,
+            EndReason::Moved => 1,
+            EndReason::PeerLost => 2,
+        };
+        self.0.store(v, Ordering::Release);
+    }
+
+    /// Why the stream ended ([`EndReason::Ended`] unless the relay said otherwise).
+    pub fn get(&self) -> EndReason {
+        match self.0.load(Ordering::Acquire) {
+            1 => EndReason::Moved,
+            2 => EndReason::PeerLost,
+            _ => EndReason::Ended,
+        }
+    }
 }
 
 /// Tells the serving node to stop streaming when dropped (the client went away).
