@@ -2538,3 +2538,82 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     node.shutdown().await;
     stateless.shutdown().await;
 }
+
+/// A 2026-07-28 client's `subscriptions/listen` with `resourceSubscriptions` naming an
+/// upstream's resource: the node subscribes upstream while the stream lasts, the upstream's
+/// update reaches the stream, and the upstream is unsubscribed when the client leaves; an
+/// upstream's refusal is the answer, naming it.
+#[tokio::test]
+async fn a_listen_stream_subscribes_to_upstream_resources_while_it_lasts() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
+    let node = node_with(vec![upstream("up", &url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_prompts(addr, &session, &["up__greet"], Duration::from_secs(10)).await;
+    wait_for_upstream_stream(&script, 1).await;
+    let listen = |uri: &'static str, for_: Duration| {
+        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {
+        "notifications": {"resourceSubscriptions": [uri]},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}
+        }}})
+        .to_string();
+        tokio::spawn(async move {
+            send_with(
+                addr,
+                "POST",
+                "/mcp",
+                &[
+                    ACCEPT_BOTH,
+                    JSON,
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "subscriptions/listen"),
+                ],
+                &body,
+                for_,
+            )
+            .await
+        })
+    };
+    let stream = listen("test://shared", Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script.asked("resources/subscribe").is_empty() {
+        assert!(Instant::now() < deadline, "not subscribed upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = legacy(
+        addr,
+        &session,
+        "tools/call",
+        json!({"name": "up__touch", "arguments": {"uri": "test://shared"}}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "touched", "{r}");
+    let heard = stream.await.expect("listen stream");
+    assert_eq!(heard.status, 200, "{heard:?}");
+    assert_eq!(updated_uris(&heard), ["test://shared"], "{}", heard.body);
+    // The client left: the node lets go of the upstream subscription.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script.asked("resources/unsubscribe").is_empty() {
+        assert!(Instant::now() < deadline, "not unsubscribed upstream");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        script.asked("resources/unsubscribe")[0].0["uri"],
+        "test://shared"
+    );
+
+    let refused = listen("test://items/nosub", Duration::from_secs(5))
+        .await
+        .expect("listen answer");
+    let r = refused.json();
+    assert_eq!(r["error"]["code"], -32002, "{r}");
+    assert_eq!(
+        r["error"]["message"], "upstream `up`: cannot subscribe to test://items/nosub",
+        "{r}"
+    );
+    node.shutdown().await;
+}

@@ -101,7 +101,7 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
     };
     if r.method == "subscriptions/listen" {
         drop(inflight);
-        return listen(node, r.id, &params);
+        return listen(node, r.id, &params).await;
     }
     let caps = meta
         .get(META_CLIENT_CAPABILITIES)
@@ -320,7 +320,7 @@ fn check_param_headers(
     Ok(())
 }
 
-fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Response<Body> {
+async fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Response<Body> {
     let filter = params
         .get("notifications")
         .and_then(Value::as_object)
@@ -350,6 +350,18 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
     if !uris.is_empty() {
         honored.insert("resourceSubscriptions".into(), json!(uris));
     }
+    // Upstream resources are subscribed to upstream while the stream lasts (`held` lives in
+    // the stream's task); a refusal is the answer, naming the upstream.
+    let held = match node
+        .upstreams
+        .hold(&uris, |u| node.catalog.resource_exists(u))
+        .await
+    {
+        Ok(held) => held,
+        Err((name, e)) => {
+            return reply::rpc_error(StatusCode::OK, Some(&id), &e.to_rpc(&name));
+        }
+    };
     let sub_id = id.to_value();
     let (tx, rx) = stream_queue::channel(node.settings.config.limits.outbound_queue as usize);
     let ack = jsonrpc::notification(
@@ -374,6 +386,7 @@ fn listen(node: Arc<Node>, id: RequestId, params: &Map<String, Value>) -> Respon
     // A panic ends the stream (its sender drops) and is counted like any request's.
     let period = std::time::Duration::from_secs(node.settings.config.limits.sse_keepalive_secs);
     let listen = async move {
+        let _held = held;
         // A drain completes the subscription at once (the client listens again elsewhere),
         // not at the next keep-alive.
         let complete = || {

@@ -16,15 +16,15 @@
 //!
 //! Passed through: `completion/complete` of an upstream's prompt or template
 //! ([`Upstreams::route_reference`]), `resources/subscribe`/`unsubscribe` (and the upstream's
-//! `notifications/resources/updated` back to this node's subscribed sessions), and
+//! `notifications/resources/updated` back to this node's subscribed sessions; a 2026-07-28
+//! `subscriptions/listen` stream's upstream URIs too, while it lasts: [`Upstreams::hold`]), and
 //! `logging/setLevel` ([`Upstreams::set_level`]).
 //!
 //! Upstreams of either era (`era: legacy | 2026-07-28 | auto`, `modern.rs`) serve clients of
 //! either era: the node is the upstream's client in the upstream's era.
 //!
-//! Not here yet: server→client requests (`input_required`) relayed, 2026-07-28 clients'
-//! listen-stream subscriptions passed to upstreams, upstream sessions per client session or
-//! in the replicated session state.
+//! Not here yet: server→client requests (`input_required`) relayed, upstream sessions per
+//! client session or in the replicated session state.
 
 pub mod client;
 pub mod error;
@@ -205,6 +205,28 @@ impl Upstreams {
         });
     }
 
+    /// Subscribes, for a 2026-07-28 `subscriptions/listen` stream, to those of `uris` served
+    /// by an upstream (as `resources/subscribe` does for a legacy session); they are
+    /// unsubscribed when the returned [`Held`] is dropped (the stream ended). The first
+    /// refusal, with the upstream's name, after undoing the others.
+    pub async fn hold(
+        &self,
+        uris: &[String],
+        catalog_claims: impl Fn(&str) -> bool,
+    ) -> Result<Held, (String, UpstreamError)> {
+        let mut held = Held(Vec::new());
+        for served in uris {
+            let Some(r) = self.route_resource(served, &catalog_claims) else {
+                continue;
+            };
+            if let Err(e) = r.upstream.client().subscribe(&r.uri, served).await {
+                return Err((r.upstream.name().to_owned(), e));
+            }
+            held.0.push((r.upstream.clone(), r.uri, served.clone()));
+        }
+        Ok(held)
+    }
+
     /// The upstream and its tool (or prompt) name for a served name `<upstream>__<tool>`.
     pub fn route<'a>(&self, served: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
         self.list
@@ -231,6 +253,30 @@ impl Upstreams {
             handles.push(tokio::spawn(u.clone().listen()));
         }
         Tasks(handles)
+    }
+}
+
+/// Upstream subscriptions held for a `subscriptions/listen` stream ([`Upstreams::hold`]):
+/// unsubscribed when dropped, in a task.
+#[derive(Debug, Default)]
+pub struct Held(Vec<(Arc<Upstream>, String, String)>);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let held = std::mem::take(&mut self.0);
+        if held.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            for (u, uri, served) in held {
+                if let Err(e) = u.client().unsubscribe(&uri, &served).await {
+                    tracing::debug!(upstream = %u.name(), uri, error = %e, "unsubscribing after a listen stream failed");
+                }
+            }
+        });
     }
 }
 
