@@ -35,8 +35,9 @@ bench/scale_report.py.
 
 Env: NODES (0: enough for the fd limit, at least 6), STAGES, HOLD_SECONDS, RATE, RAMP_RATE,
 STAGE_HOLD, ANNOUNCE_EVERY, RELAY_FRACTION (0.8), REPLICATION_FACTOR (2), DEADLINE (15),
-ROLLING (1; QUICK 0), LOAD_NICE (-5: the load ahead of the nodes, see
-bench/scalecfg.py), CARGO, NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries).
+ROLLING (1; QUICK 0), KILL (1; 0 skips stage 3, for a run that measures only the ramp and
+the hold), LOAD_NICE (-5: the load ahead of the nodes, see bench/scalecfg.py), CARGO,
+NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries).
 """
 
 import atexit
@@ -56,7 +57,7 @@ import urllib.request
 import benchdoc
 
 import scale_report
-from scalecfg import (ANNOUNCE, DEADLINE, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
+from scalecfg import (ANNOUNCE, DEADLINE, KILL, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
                       RECOVERY_WAIT_S, ROLLING, ROOT, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
                       DOC, FINAL_RATE, HOLD, env, log, nofile)
 
@@ -512,7 +513,7 @@ def main():
     run.stages.append({"name": f"hold {HOLD:g} s", "from": t_hold, "to": time.time(), "stops": 0})
 
     # 3. kill -9 of the node with the most sessions.
-    if loader_alive():
+    if KILL and loader_alive():
         counts = []
         for x in cluster.nodes:
             try:

@@ -45,6 +45,7 @@ ROLLING = env("ROLLING", "0" if QUICK else "1") == "1"
 # late). It runs at this nice value (negative: ahead of the nodes; needs root, else the nodes
 # run at its negation instead). LOAD_NICE=0 runs both alike.
 LOAD_NICE = int(env("LOAD_NICE", -5))
+KILL = env("KILL", "1") == "1"
 WRITE_DOC = env("DOC", "0" if QUICK else "1") == "1" and env("NO_DOC", "0") != "1"
 NODE_NET = "127.0.2"
 WAIT_CLUSTER_S = 60
