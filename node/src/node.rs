@@ -1,10 +1,12 @@
 //! [`Node`]: the state shared by every connection of one node process. How it drains:
-//! [`drain`].
+//! [`drain`]; how a change reaches its sessions: [`announce`].
 
+pub mod announce;
+pub mod broadcasts;
 pub mod drain;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
 
 use tokio::sync::broadcast;
@@ -53,6 +55,10 @@ pub struct Node {
     pub upstreams: crate::upstream::Upstreams,
     started: Instant,
     changes: broadcast::Sender<ChangeEvent>,
+    /// Changes on their way to the legacy sessions ([`announce`]).
+    broadcasts: broadcasts::Broadcasts,
+    /// This node, for the tasks it spawns from `&self` (the paced broadcasts).
+    me: Weak<Node>,
 }
 
 impl Node {
@@ -91,7 +97,9 @@ impl Node {
             settings.config.limits.max_buffered_request_bytes,
             metrics.buffered_request_bytes.clone(),
         );
-        Arc::new(Self {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            broadcasts: broadcasts::Broadcasts::default(),
             auth,
             upstreams,
             settings,
@@ -144,25 +152,6 @@ impl Node {
     /// [`Node::is_draining`] after enabling it: a drain that began before is not signalled).
     pub fn drain_started(&self) -> tokio::sync::futures::Notified<'_> {
         self.drain_started.notified()
-    }
-
-    /// Announces a change to this node's clients only (a peer's `Notify`).
-    pub fn announce_local(&self, event: ChangeEvent) {
-        let _ = self.changes.send(event.clone());
-        let log_cap = self.settings.config.limits.event_log_capacity as usize;
-        let (method, params) = crate::protocol::notify::change_message(&event);
-        let bytes = crate::jsonrpc::notification(method, &params);
-        self.sessions.for_each(|s| {
-            let mut st = s.state.lock();
-            let wanted = match &event {
-                ChangeEvent::ResourceUpdated(uri) => st.subscriptions.iter().any(|u| &**u == uri),
-                _ => true,
-            };
-            if wanted && st.push_standalone(&bytes, log_cap) {
-                drop(st);
-                self.session_changed(s);
-            }
-        });
     }
 
     /// This node now owns `s`, taken over or handed here: its subscriptions to upstream

@@ -1,0 +1,126 @@
+//! The queue of a node's change broadcasts and their pace ([`SESSIONS_PER_SEC`], [`STEP`]):
+//! plain data, used by `announce.rs` (which says why a broadcast is paced).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::content::change::ChangeEvent;
+
+/// How many sessions a broadcast visits per second on one node, at most: 10K sessions take
+/// 2 s, 14K (100K on 7 nodes) 2.9 s. Measured at 40K sessions on 4 nodes sharing 2 cores,
+/// hold p99 39 ms at 5,000/s, 76 ms at 10,000/s, 664 ms unpaced (16.5 ms without
+/// announcements).
+pub const SESSIONS_PER_SEC: u64 = 5_000;
+
+/// A broadcast step visits whole registry shards until it has visited at least this many
+/// sessions, then waits.
+pub const STEP: usize = 256;
+
+/// The registry's shards, visited one by one (`Registry::for_each_in_slice` with this count
+/// visits exactly one shard per slice).
+pub(super) const SHARDS: u32 = crate::spread::MAX_SLICES;
+
+/// How long a broadcast waits after a step that visited `visited` sessions.
+pub fn pause_after(visited: usize) -> Duration {
+    Duration::from_micros(visited as u64 * 1_000_000 / SESSIONS_PER_SEC)
+}
+
+/// The announcements waiting to be broadcast, and whether a broadcast is under way.
+#[derive(Debug, Default)]
+pub struct Broadcasts {
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    pending: VecDeque<ChangeEvent>,
+    running: bool,
+}
+
+impl Broadcasts {
+    /// Queues `event`; `true` when no broadcast is under way (the caller then runs it, from
+    /// [`Broadcasts::next`]), `false` when the one under way will get to it.
+    pub(super) fn push(&self, event: ChangeEvent) -> bool {
+        let mut q = self.queue.lock();
+        if !q.pending.contains(&event) {
+            q.pending.push_back(event);
+        }
+        !std::mem::replace(&mut q.running, true)
+    }
+
+    /// The next announcement to broadcast; `None` ends the broadcast under way (the next
+    /// [`Broadcasts::push`] returns `true` again).
+    pub(super) fn next(&self) -> Option<ChangeEvent> {
+        let mut q = self.queue.lock();
+        let next = q.pending.pop_front();
+        if next.is_none() {
+            q.running = false;
+        }
+        next
+    }
+}
+
+/// One announcement on its way through the registry.
+#[derive(Debug)]
+pub struct Job {
+    pub(super) event: ChangeEvent,
+    /// The notification, serialized once for every session.
+    pub(super) json: Vec<u8>,
+    /// The next registry shard to visit.
+    pub(super) shard: u32,
+}
+
+impl Job {
+    pub(super) fn new(event: ChangeEvent) -> Self {
+        let (method, params) = crate::protocol::notify::change_message(&event);
+        let json = crate::jsonrpc::notification(method, &params);
+        Self {
+            event,
+            json,
+            shard: 0,
+        }
+    }
+
+    pub(super) fn done(&self) -> bool {
+        self.shard >= SHARDS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queued_duplicate_is_dropped_and_the_running_flag_follows_the_queue() {
+        let b = Broadcasts::default();
+        assert!(
+            b.push(ChangeEvent::ToolsListChanged),
+            "idle: the caller runs it"
+        );
+        assert_eq!(b.next(), Some(ChangeEvent::ToolsListChanged));
+        // Under way: the same change again must be broadcast again (sessions already
+        // visited heard of the earlier one only) — but once, however often it is queued.
+        assert!(!b.push(ChangeEvent::ToolsListChanged));
+        assert!(!b.push(ChangeEvent::PromptsListChanged));
+        assert!(!b.push(ChangeEvent::ToolsListChanged));
+        assert_eq!(b.next(), Some(ChangeEvent::ToolsListChanged));
+        assert_eq!(b.next(), Some(ChangeEvent::PromptsListChanged));
+        assert_eq!(b.next(), None);
+        assert!(
+            b.push(ChangeEvent::ToolsListChanged),
+            "idle again after None"
+        );
+    }
+
+    #[test]
+    fn the_pause_follows_the_rate() {
+        assert_eq!(pause_after(0), Duration::ZERO);
+        assert_eq!(
+            pause_after(SESSIONS_PER_SEC as usize),
+            Duration::from_secs(1)
+        );
+        assert_eq!(pause_after(STEP) * 2, pause_after(2 * STEP));
+    }
+}
