@@ -1,8 +1,10 @@
 //! Three real `mcp-node` processes on 127.0.0.1 for the process tests (`cluster_processes.rs`,
-//! `relayed_streams.rs`): free ports, spawning (again after a port was lost before binding),
+//! `relayed_streams.rs`, `upstream_failover.rs`): free ports, spawning (again after a port was lost before binding),
 //! killing on drop, and reading their admin API (`/cluster`, `/metrics`).
 
 #![allow(dead_code, unreachable_pub)]
+
+pub mod stream;
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -60,11 +62,16 @@ impl Drop for Fleet {
 /// "Address already in use" makes the whole fleet start again on fresh ports (at most five
 /// times); any other early exit fails the test with the node's log.
 pub fn start_fleet(certs: &Path, logs: &Path) -> (Fleet, Vec<Ports>) {
+    start_fleet_with(certs, logs, None)
+}
+
+/// [`start_fleet`] with every node reading the configuration file `config` (`--config`).
+pub fn start_fleet_with(certs: &Path, logs: &Path, config: Option<&Path>) -> (Fleet, Vec<Ports>) {
     for _ in 0..5 {
         let ports = free_ports();
         let mut fleet = Fleet(
             (0..3)
-                .map(|i| Some(spawn(i, &ports, certs, logs)))
+                .map(|i| Some(spawn_with(i, &ports, certs, logs, config)))
                 .collect(),
         );
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -100,11 +107,24 @@ pub fn start_fleet(certs: &Path, logs: &Path) -> (Fleet, Vec<Ports>) {
 }
 
 pub fn spawn(i: usize, ports: &[Ports], certs: &Path, logs: &Path) -> Child {
+    spawn_with(i, ports, certs, logs, None)
+}
+
+pub fn spawn_with(
+    i: usize,
+    ports: &[Ports],
+    certs: &Path,
+    logs: &Path,
+    config: Option<&Path>,
+) -> Child {
     let p = &ports[i];
     let seeds: Vec<String> = ports.iter().map(|p| p.peer.to_string()).collect();
     let log = std::fs::File::create(logs.join(format!("node-{i}.log"))).expect("log file");
-    Command::new(BIN)
-        .args(["--listen", &p.mcp.to_string()])
+    let mut cmd = Command::new(BIN);
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(["--listen", &p.mcp.to_string()])
         .args(["--admin-listen", &p.admin.to_string()])
         .arg("--admin-insecure-local") // the test reads /cluster anonymously (loopback)
         .arg("--cluster=true")

@@ -1,0 +1,446 @@
+//! The scripted 2025-11-25 upstream the upstream tests run behind nodes (`upstream.rs`,
+//! `upstream_failover.rs`): each behaviour on demand, and a record of what it was asked.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the scripted upstream did and how it behaves.
+#[derive(Default)]
+pub struct Script {
+    /// Sessions issued so far (`s1`, `s2`, ...).
+    pub sessions: AtomicU32,
+    /// Sessions up to this number are forgotten (as a restarted server forgets them).
+    pub forgotten: AtomicU32,
+    /// `tools/list` requests answered.
+    pub lists: AtomicU32,
+    /// The `X-Key` header of each request.
+    pub headers_seen: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Tools added by calling `grow` / `grow-quietly` (listed from then on).
+    pub added: AtomicU32,
+    /// Ids of the `slow` calls received, and the request ids of `notifications/cancelled`.
+    pub slow_ids: parking_lot::Mutex<Vec<Value>>,
+    pub cancelled: parking_lot::Mutex<Vec<Value>>,
+    /// Sessions ended with DELETE.
+    pub deleted: parking_lot::Mutex<Vec<String>>,
+    /// Whether GET opens a standalone stream (else 405).
+    pub streams: AtomicBool,
+    /// Events for the open standalone streams.
+    pub stream_events: Option<tokio::sync::broadcast::Sender<String>>,
+    /// Whether `initialize` announces resources and prompts (`content`), and the content
+    /// added by calling `grow-content` (a prompt and a resource each).
+    pub content: AtomicBool,
+    pub added_content: AtomicU32,
+    /// `completion/complete`, `resources/subscribe`/`unsubscribe` and `logging/setLevel`
+    /// requests: method, params, session.
+    pub asked: parking_lot::Mutex<Vec<(String, Value, String)>>,
+}
+
+impl Script {
+    /// The params of each `method` request asked so far, with the session it came in.
+    pub fn asked(&self, method: &str) -> Vec<(Value, String)> {
+        self.asked
+            .lock()
+            .iter()
+            .filter(|(m, _, _)| m == method)
+            .map(|(_, p, s)| (p.clone(), s.clone()))
+            .collect()
+    }
+}
+
+/// Resources on the second page of the scripted upstream's `resources/list`.
+pub const BULK: usize = 300;
+
+/// A 2025-11-25 upstream: `initialize` issues a session, other requests need one issued and
+/// not forgotten (404 otherwise); `tools/list` in two pages; tools `echo` (JSON answer), `streamed` (SSE
+/// answer after a notification), `slow` (answers after 2 s), `fails` (JSON-RPC error), `dup`.
+/// With `content` set: resources (`test://shared`, `test://builtin`, then a second page of
+/// [`BULK`] `test://bulk/N`), the template `test://items/{id}`, the prompt `greet` (argument
+/// `who`), each read or prompt naming the URL path it was asked at; completions (naming the
+/// reference, argument and value they were asked for; none for prompt `broken`), resource
+/// subscriptions (refused for `test://items/nosub`), logging levels, and the tool `touch`, which
+/// says resource `uri` was updated on the standalone stream.
+pub async fn scripted_upstream() -> (String, Arc<Script>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let script = Arc::new(Script {
+        stream_events: Some(tokio::sync::broadcast::channel(16).0),
+        ..Script::default()
+    });
+    let s = script.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream, s.clone()));
+        }
+    });
+    (format!("http://{addr}/mcp"), script)
+}
+
+pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    loop {
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_string();
+        let header = |name: &str| {
+            head.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_string())
+            })
+        };
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        while got.len() < end + 4 + len {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let body: Vec<u8> = got[end + 4..end + 4 + len].to_vec();
+        got.drain(..end + 4 + len);
+        if head.starts_with("GET ") && script.streams.load(Ordering::SeqCst) {
+            // A standalone stream: open until the connection closes.
+            let Some(mut events) = script.stream_events.as_ref().map(|t| t.subscribe()) else {
+                return;
+            };
+            let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: open\n\n";
+            if stream.write_all(open.as_bytes()).await.is_err() {
+                return;
+            }
+            while let Ok(event) = events.recv().await {
+                if stream
+                    .write_all(format!("data: {event}\n\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            return;
+        }
+        if let Some(k) = header("x-key") {
+            script.headers_seen.lock().push(("x-key".into(), k));
+        }
+        let reply = answer(&head, header("mcp-session-id"), &body, &script).await;
+        if stream.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+pub fn http(status: &str, extra: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\n{extra}content-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn result(id: &Value, result: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result }).to_string()
+}
+
+pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &Script) -> Vec<u8> {
+    if head.starts_with("GET ") {
+        return http("405 Method Not Allowed", "", "text/plain", "no stream");
+    }
+    if head.starts_with("DELETE ") {
+        script.deleted.lock().push(session.unwrap_or_default());
+        return http("200 OK", "", "text/plain", "");
+    }
+    let Ok(msg) = serde_json::from_slice::<Value>(body) else {
+        return http("400 Bad Request", "", "text/plain", "not JSON");
+    };
+    let id = msg.get("id").cloned().unwrap_or(Value::Null);
+    let method = msg["method"].as_str().unwrap_or_default();
+    if method == "initialize" {
+        let n = script.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut capabilities = json!({ "tools": { "listChanged": true } });
+        if script.content.load(Ordering::SeqCst) {
+            capabilities["resources"] = json!({ "listChanged": true, "subscribe": true });
+            capabilities["prompts"] = json!({ "listChanged": true });
+            capabilities["completions"] = json!({});
+            capabilities["logging"] = json!({});
+        }
+        let r = result(
+            &id,
+            json!({
+                "protocolVersion": "2025-11-25",
+                "capabilities": capabilities,
+                "serverInfo": { "name": "scripted", "version": "1" },
+            }),
+        );
+        return http(
+            "200 OK",
+            &format!("mcp-session-id: s{n}\r\n"),
+            "application/json",
+            &r,
+        );
+    }
+    let known = session
+        .as_deref()
+        .and_then(|s| s.strip_prefix('s'))
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| {
+            n > script.forgotten.load(Ordering::SeqCst)
+                && n <= script.sessions.load(Ordering::SeqCst)
+        });
+    if !known {
+        return http("404 Not Found", "", "application/json", "{}");
+    }
+    if msg["method"] == "notifications/cancelled" {
+        script
+            .cancelled
+            .lock()
+            .push(msg["params"]["requestId"].clone());
+    }
+    if msg.get("id").is_none() || msg.get("method").is_none() {
+        return http("202 Accepted", "", "application/json", "");
+    }
+    let tool = |name: &str| json!({ "name": name, "description": name, "inputSchema": { "type": "object" } });
+    let path = head.split_whitespace().nth(1).unwrap_or("?");
+    let rpc_error = |code: i32, message: String| {
+        http(
+            "200 OK",
+            "",
+            "application/json",
+            &json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+                .to_string(),
+        )
+    };
+    let added = script.added_content.load(Ordering::SeqCst);
+    if [
+        "completion/complete",
+        "resources/subscribe",
+        "resources/unsubscribe",
+        "logging/setLevel",
+    ]
+    .contains(&method)
+    {
+        script.asked.lock().push((
+            method.to_owned(),
+            msg["params"].clone(),
+            session.clone().unwrap_or_default(),
+        ));
+    }
+    match method {
+        "completion/complete" => {
+            let r = &msg["params"]["ref"];
+            let target = r["name"].as_str().or(r["uri"].as_str()).unwrap_or("?");
+            if target == "broken" {
+                return rpc_error(-32602, "no completions for broken".into());
+            }
+            let a = &msg["params"]["argument"];
+            let value = format!(
+                "{target}|{}|{}",
+                a["name"].as_str().unwrap_or("?"),
+                a["value"].as_str().unwrap_or("?")
+            );
+            let done = json!({"completion": {"values": [value], "total": 1, "hasMore": false}});
+            http("200 OK", "", "application/json", &result(&id, done))
+        }
+        "resources/subscribe" if msg["params"]["uri"] == "test://items/nosub" => {
+            rpc_error(-32002, "cannot subscribe to test://items/nosub".into())
+        }
+        "resources/subscribe" | "resources/unsubscribe" | "logging/setLevel" => {
+            http("200 OK", "", "application/json", &result(&id, json!({})))
+        }
+        "resources/list" => {
+            let page = match msg["params"]["cursor"].as_str() {
+                None => {
+                    let mut first = vec![
+                        json!({"uri": "test://shared", "name": "shared"}),
+                        json!({"uri": "test://builtin", "name": "clashes with the node's"}),
+                    ];
+                    for n in 0..added {
+                        first.push(json!({"uri": format!("test://added/{n}"), "name": "added"}));
+                    }
+                    json!({ "resources": first, "nextCursor": "r2" })
+                }
+                Some("r2") => {
+                    let bulk: Vec<Value> = (0..BULK)
+                        .map(|n| json!({"uri": format!("test://bulk/{n}"), "name": format!("bulk {n}")}))
+                        .collect();
+                    json!({ "resources": bulk })
+                }
+                Some(other) => return rpc_error(-32602, format!("bad cursor {other}")),
+            };
+            http("200 OK", "", "application/json", &result(&id, page))
+        }
+        "resources/templates/list" => http(
+            "200 OK",
+            "",
+            "application/json",
+            &result(
+                &id,
+                json!({"resourceTemplates": [{"uriTemplate": "test://items/{id}", "name": "item"}]}),
+            ),
+        ),
+        "resources/read" => {
+            let uri = msg["params"]["uri"].as_str().unwrap_or_default();
+            if uri == "test://slow" {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            let known = ["test://shared", "test://builtin", "test://slow"].contains(&uri)
+                || ["test://items/", "test://bulk/", "test://added/"]
+                    .iter()
+                    .any(|p| uri.starts_with(p));
+            if !known {
+                return rpc_error(-32002, format!("resource not found: {uri}"));
+            }
+            let contents = json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("{uri} at {path}")}]});
+            http("200 OK", "", "application/json", &result(&id, contents))
+        }
+        "prompts/list" => {
+            let mut prompts =
+                vec![json!({"name": "greet", "arguments": [{"name": "who", "required": true}]})];
+            for n in 0..added {
+                prompts.push(json!({"name": format!("added-{n}")}));
+            }
+            http(
+                "200 OK",
+                "",
+                "application/json",
+                &result(&id, json!({ "prompts": prompts })),
+            )
+        }
+        "prompts/get" => {
+            if msg["params"]["name"] != "greet" {
+                return rpc_error(-32602, format!("unknown prompt {}", msg["params"]["name"]));
+            }
+            let who = msg["params"]["arguments"]["who"].as_str().unwrap_or("?");
+            let got = json!({"messages": [{"role": "user", "content": {"type": "text", "text": format!("hello {who} at {path}")}}]});
+            http("200 OK", "", "application/json", &result(&id, got))
+        }
+        "tools/list" => {
+            script.lists.fetch_add(1, Ordering::SeqCst);
+            let page = match msg["params"]["cursor"].as_str() {
+                None => {
+                    json!({ "tools": [tool("echo"), tool("streamed")], "nextCursor": "page-2" })
+                }
+                Some("page-2") => {
+                    let mut tools = vec![tool("slow"), tool("fails"), tool("dup"), tool("echo")];
+                    for n in 0..script.added.load(Ordering::SeqCst) {
+                        tools.push(tool(&format!("added-{n}")));
+                    }
+                    json!({ "tools": tools })
+                }
+                Some(other) => {
+                    return http(
+                        "200 OK",
+                        "",
+                        "application/json",
+                        &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": format!("bad cursor {other}")}}).to_string(),
+                    );
+                }
+            };
+            http("200 OK", "", "application/json", &result(&id, page))
+        }
+        "tools/call" => {
+            let args = &msg["params"]["arguments"];
+            let text = |t: String| json!({ "content": [{ "type": "text", "text": t }] });
+            match msg["params"]["name"].as_str().unwrap_or_default() {
+                "echo" => http(
+                    "200 OK",
+                    "",
+                    "application/json",
+                    &result(&id, text(format!("echo: {}", args["text"].as_str().unwrap_or("?")))),
+                ),
+                "streamed" => {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "logger": "up", "data": "working"}});
+                    // Progress under the token the node sent, and one under another token.
+                    let progress = match msg["params"]["_meta"].get("progressToken") {
+                        Some(token) => {
+                            let ours = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1, "total": 2, "message": "half"}});
+                            let other = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "not-yours", "progress": 9}});
+                            format!("data: {ours}\n\ndata: {other}\n\n")
+                        }
+                        None => String::new(),
+                    };
+                    let sse = format!(
+                        ": hi\n\nevent: message\ndata: {note}\n\n{progress}event: message\nid: 7\ndata: {}\n\n",
+                        result(&id, text("streamed".into()))
+                    );
+                    http("200 OK", "", "text/event-stream", &sse)
+                }
+                "grow" => {
+                    // The change is announced on this answer's stream, before the answer.
+                    script.added.fetch_add(1, Ordering::SeqCst);
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                    let sse = format!(
+                        "data: {note}\n\ndata: {}\n\n",
+                        result(&id, text("grown".into()))
+                    );
+                    http("200 OK", "", "text/event-stream", &sse)
+                }
+                "grow-content" => {
+                    // A prompt and a resource more, announced on this answer's stream.
+                    script.added_content.fetch_add(1, Ordering::SeqCst);
+                    let prompts = json!({"jsonrpc": "2.0", "method": "notifications/prompts/list_changed"});
+                    let resources = json!({"jsonrpc": "2.0", "method": "notifications/resources/list_changed"});
+                    let sse = format!(
+                        "data: {prompts}\n\ndata: {resources}\n\ndata: {}\n\n",
+                        result(&id, text("grown".into()))
+                    );
+                    http("200 OK", "", "text/event-stream", &sse)
+                }
+                "touch" => {
+                    // Said on the standalone stream only, as server-everything does.
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": args["uri"]}});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send(note.to_string());
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("touched".into())))
+                }
+                "grow-quietly" => {
+                    // The change is announced on the standalone stream only.
+                    script.added.fetch_add(1, Ordering::SeqCst);
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send(note.to_string());
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("grown".into())))
+                }
+                "slow" => {
+                    script.slow_ids.lock().push(id.clone());
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    http("200 OK", "", "application/json", &result(&id, text("slow".into())))
+                }
+                "fails" => http(
+                    "200 OK",
+                    "",
+                    "application/json",
+                    &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32603, "message": "it broke", "data": {"why": "test"}}}).to_string(),
+                ),
+                other => http(
+                    "200 OK",
+                    "",
+                    "application/json",
+                    &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": format!("unknown tool {other}")}}).to_string(),
+                ),
+            }
+        }
+        _ => http(
+            "200 OK",
+            "",
+            "application/json",
+            &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": "no"}})
+                .to_string(),
+        ),
+    }
+}
