@@ -1,0 +1,210 @@
+//! A kill -9 mid-conversation with an upstream (issue 13): three real `mcp-node` processes with
+//! the same scripted upstream behind them; a client's session, owned by node-0, calls the
+//! upstream through every node and holds its GET stream at node-1 (relayed from node-0). A call
+//! is in flight to the upstream (sent by node-2, run by node-0) when node-0 is SIGKILLed: it
+//! gets an answer, never a hang; the client's next calls through the survivors succeed at the
+//! first try, in the same session (no 404, no re-initialize), served by the new owner's own
+//! upstream session; and the held stream goes on with no gap and no duplicate.
+
+mod common;
+mod fleet;
+mod scripted;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use fleet::stream::{assert_consecutive, hold, trigger_list_changed};
+use fleet::{converge, sse_ids, start_fleet_with, temp, write_certs};
+use scripted::scripted_upstream;
+
+/// `tools/call` of `name` in `session` through `addr`: the HTTP status and the JSON-RPC message
+/// (an SSE answer's last message).
+async fn call(addr: SocketAddr, session: &str, id: u32, name: &str, args: Value) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+        "params": {"name": name, "arguments": args}})
+    .to_string();
+    let r = common::send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &[
+            common::ACCEPT_BOTH,
+            common::JSON,
+            ("mcp-session-id", session),
+        ],
+        &body,
+        Duration::from_secs(30),
+    )
+    .await;
+    let msg = if r.status == 200 {
+        r.json()
+    } else {
+        Value::String(r.body.clone())
+    };
+    (r.status, msg)
+}
+
+fn text_of(msg: &Value) -> &str {
+    msg["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a tool result: {msg}"))
+}
+
+/// Until `addr` lists `up__echo` for the session (each node fetches the upstream's list at
+/// start, in the background).
+async fn wait_for_upstream_tools(addr: SocketAddr, session: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = common::send(
+            addr,
+            "POST",
+            &[
+                common::ACCEPT_BOTH,
+                common::JSON,
+                ("mcp-session-id", session),
+            ],
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#,
+        )
+        .await;
+        if r.status == 200 && r.body.contains("up__echo") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no up__echo at {addr}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
+    let (url, script) = scripted_upstream().await;
+    let certs = write_certs("certs-upstream-kill");
+    let logs = temp("logs-upstream-kill");
+    let config = logs.join("node.yaml");
+    std::fs::write(
+        &config,
+        format!("upstreams:\n  - name: up\n    url: {url}\n    timeoutMs: 20000\n"),
+    )
+    .expect("config file");
+    let (mut fleet, ports) = start_fleet_with(&certs, &logs, Some(&config));
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    converge(&admins).await;
+
+    // Owned by node-0 (opened there); upstream calls through each node; its GET stream held
+    // at node-1, relayed from node-0.
+    let session = common::initialize(ports[0].mcp).await;
+    for p in &ports {
+        wait_for_upstream_tools(p.mcp, &session).await;
+    }
+    for (i, p) in ports.iter().enumerate() {
+        let (status, msg) = call(
+            p.mcp,
+            &session,
+            10 + i as u32,
+            "up__echo",
+            json!({"text": format!("before-{i}")}),
+        )
+        .await;
+        assert_eq!(status, 200, "{msg}");
+        assert_eq!(text_of(&msg), format!("echo: before-{i}"));
+    }
+    let held = hold(ports[1].mcp, &session).await;
+    held.until("the priming event", Duration::from_secs(5), |h| {
+        !sse_ids(&h.text()).is_empty()
+    })
+    .await;
+    trigger_list_changed(ports[2].mcp, &session).await;
+    held.until("the first list_changed", Duration::from_secs(5), |h| {
+        h.list_changed() == 1
+    })
+    .await;
+    // The event reaches the session's replica (asynchronously) before the owner goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let upstream_sessions = script.sessions.load(Ordering::SeqCst);
+
+    // A slow upstream call in flight: sent through node-2, run by node-0 at the upstream.
+    let inflight = tokio::spawn({
+        let (addr, session) = (ports[2].mcp, session.clone());
+        async move {
+            let started = Instant::now();
+            let answer = call(addr, &session, 20, "up__slow", json!({})).await;
+            (answer, started.elapsed())
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script.slow_ids.lock().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the slow call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut owner = fleet.0[0].take().expect("node-0");
+    let killed = Instant::now();
+    owner.kill().expect("SIGKILL");
+    owner.wait().expect("node-0 reaped");
+
+    // The next calls through the survivors: served at the first try, same session.
+    for (n, i) in [1usize, 2].into_iter().enumerate() {
+        let (status, msg) = call(
+            ports[i].mcp,
+            &session,
+            30 + n as u32,
+            "up__echo",
+            json!({"text": format!("after-{i}")}),
+        )
+        .await;
+        assert_eq!(
+            status, 200,
+            "the call through node-{i} after the kill: {msg}"
+        );
+        assert_eq!(text_of(&msg), format!("echo: after-{i}"), "{msg}");
+        println!(
+            "call through node-{i} served {:?} after the kill",
+            killed.elapsed()
+        );
+    }
+
+    // The call in flight at the kill was answered, within its bounds.
+    let ((status, msg), took) = tokio::time::timeout(Duration::from_secs(25), inflight)
+        .await
+        .expect("the call in flight at the kill is answered, not left hanging")
+        .expect("the call's task");
+    println!(
+        "the call in flight at the kill: {status} after {took:?}: {msg}; the upstream got it {} time(s)",
+        script.slow_ids.lock().len()
+    );
+    assert_eq!(status, 200, "{msg}");
+    assert!(
+        msg.get("result").is_some() || msg["error"]["message"].is_string(),
+        "a JSON-RPC result or error: {msg}"
+    );
+
+    // The stream: the next event on the same connection, no gap, no duplicate.
+    trigger_list_changed(ports[2].mcp, &session).await;
+    held.until(
+        "the next list_changed on the same connection",
+        Duration::from_secs(10),
+        |h| h.list_changed() == 2,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !held.closed.load(Ordering::Acquire),
+        "the stream stays open"
+    );
+    assert_eq!(held.list_changed(), 2, "{}", held.text());
+    assert_consecutive(&held);
+    // The survivors used the upstream sessions they opened at start to fetch the lists.
+    println!(
+        "upstream sessions: {upstream_sessions} before the kill, {} after",
+        script.sessions.load(Ordering::SeqCst)
+    );
+    held.task.abort();
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}
