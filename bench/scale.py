@@ -335,12 +335,13 @@ class Sampler(threading.Thread):
                     "replicated": metric(m, "mcp_cluster_replication_messages"),
                 }
                 if self.trace:
-                    # Every refusal and forwarding outcome by label, for reading a run's logs.
+                    # Every refusal, forwarding and re-attach outcome by label, for reading a run's logs.
                     detail = {n + "{" + ",".join(f"{k}={v}" for k, v in labels) + "}": v
                               for (n, labels), v in m.items()
                               if n in ("mcp_rejections_total", "mcp_cluster_forwarded_total",
                                        "mcp_cluster_no_quorum_refusals_total",
-                                       "mcp_cluster_admission_refused_total") and v}
+                                       "mcp_cluster_admission_refused_total",
+                                       "mcp_cluster_relayed_streams_reattached_total") and v}
                     self.trace.write(json.dumps({"t": round(time.time(), 2), "node": x.i, **row,
                                                  "detail": detail}) + "\n")
                     self.trace.flush()
