@@ -110,3 +110,40 @@ async fn a_relayed_stream_follows_its_session_when_the_owner_drains() {
 async fn a_relayed_stream_follows_its_session_when_the_owner_is_killed() {
     relayed_stream_survives(Loss::Kill, "kill").await;
 }
+
+/// The other side of the rule: a session deleted by its client is not a move. Its relayed
+/// stream ends for the client at once (no re-attach is tried, none counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_stream_of_a_deleted_session_ends() {
+    let certs = write_certs("certs-relayed-delete");
+    let logs = temp("logs-relayed-delete");
+    let (fleet, ports) = start_fleet(&certs, &logs);
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    converge(&admins).await;
+    let session = common::initialize(ports[0].mcp).await;
+    let held = hold(ports[1].mcp, &session).await;
+    held.until("the priming event", Duration::from_secs(5), |h| {
+        !sse_ids(&h.text()).is_empty()
+    })
+    .await;
+    let deleted = common::send(ports[2].mcp, "DELETE", &[("mcp-session-id", &session)], "").await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let started = Instant::now();
+    while !held.ended() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stream of a deleted session ends: {}",
+            held.text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let name = "mcp_cluster_relayed_streams_reattached_total";
+    for outcome in ["ok", "not_found", "gave_up"] {
+        let n = counter(admins[1], &format!("{name}{{outcome=\"{outcome}\"}}")).await;
+        assert_eq!(n, 0, "no re-attach tried ({outcome})");
+    }
+    held.task.abort();
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}
