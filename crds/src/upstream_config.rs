@@ -32,10 +32,31 @@ pub struct UpstreamConfig {
     /// before the call fails with an error naming the upstream. Default 30000.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
-    /// Requests this node sends to the upstream at once; one more is refused at once with a
-    /// JSON-RPC error (never queued). Default 64.
+    /// Requests this node sends to the upstream at once. Default 64.
     #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
+    /// Requests that wait for one of the `maxConcurrency` slots when all are taken, each
+    /// within its own `timeoutMs`; one more is refused at once with a JSON-RPC error naming
+    /// the upstream (`reason: busy`). Default 0: refused at once as soon as the slots are
+    /// taken, never queued.
+    #[serde(default)]
+    pub max_queued: u32,
+    /// Failures in a row (unreachable, `timeoutMs` passed, an HTTP error status, an answer
+    /// that is not JSON-RPC) after which the upstream is marked down: its requests are refused
+    /// at once (`reason: down`) until a probe after `breakerOpenMs` succeeds. 0: never marked
+    /// down. Default 5.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// Milliseconds an upstream marked down stays down before one request (a client's or the
+    /// health check's) probes it; doubled after each failed probe, up to 16 times this.
+    /// Default 5000.
+    #[serde(default = "default_breaker_open_ms")]
+    pub breaker_open_ms: u64,
+    /// Milliseconds between two health checks (a JSON-RPC `ping`; any JSON-RPC answer is
+    /// healthy): they find an upstream down without client traffic and probe it back up. 0:
+    /// none. Default 10000.
+    #[serde(default = "default_health_check_ms")]
+    pub health_check_ms: u64,
     /// Seconds between two fetches of the upstream's lists (tools, resources, templates, prompts;
     /// all are also fetched again when the upstream sends a `list_changed`). Default 60.
     #[serde(default = "default_refresh_secs")]
@@ -58,6 +79,15 @@ fn default_max_concurrency() -> u32 {
 fn default_refresh_secs() -> u64 {
     60
 }
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_ms() -> u64 {
+    5_000
+}
+fn default_health_check_ms() -> u64 {
+    10_000
+}
 
 impl UpstreamConfig {
     /// Longest `timeoutMs` accepted (one hour).
@@ -66,6 +96,14 @@ impl UpstreamConfig {
     pub const MAX_CONCURRENCY: u32 = 100_000;
     /// Longest `toolsRefreshSecs` accepted (one day).
     pub const MAX_REFRESH_SECS: u64 = 86_400;
+    /// Largest `maxQueued` accepted.
+    pub const MAX_QUEUED: u32 = 100_000;
+    /// Largest `breakerFailures` accepted.
+    pub const MAX_BREAKER_FAILURES: u32 = 10_000;
+    /// Longest `breakerOpenMs` accepted (one hour).
+    pub const MAX_BREAKER_OPEN_MS: u64 = 3_600_000;
+    /// Shortest and longest `healthCheckMs` accepted (other than 0: off).
+    pub const HEALTH_CHECK_MS: std::ops::RangeInclusive<u64> = 100..=3_600_000;
 
     /// An upstream with the defaults.
     pub fn new(name: impl Into<String>, url: impl Into<String>) -> Self {
@@ -76,6 +114,10 @@ impl UpstreamConfig {
             timeout_ms: default_timeout_ms(),
             max_concurrency: default_max_concurrency(),
             tools_refresh_secs: default_refresh_secs(),
+            max_queued: 0,
+            breaker_failures: default_breaker_failures(),
+            breaker_open_ms: default_breaker_open_ms(),
+            health_check_ms: default_health_check_ms(),
             headers: BTreeMap::new(),
         }
     }
@@ -130,6 +172,37 @@ impl UpstreamConfig {
             return err(
                 "toolsRefreshSecs",
                 format!("must be between 1 and {}", Self::MAX_REFRESH_SECS),
+            );
+        }
+        if self.max_queued > Self::MAX_QUEUED {
+            return err(
+                "maxQueued",
+                format!("must be between 0 and {}", Self::MAX_QUEUED),
+            );
+        }
+        if self.breaker_failures > Self::MAX_BREAKER_FAILURES {
+            return err(
+                "breakerFailures",
+                format!(
+                    "must be between 0 (never marked down) and {}",
+                    Self::MAX_BREAKER_FAILURES
+                ),
+            );
+        }
+        if !(1..=Self::MAX_BREAKER_OPEN_MS).contains(&self.breaker_open_ms) {
+            return err(
+                "breakerOpenMs",
+                format!("must be between 1 and {}", Self::MAX_BREAKER_OPEN_MS),
+            );
+        }
+        if self.health_check_ms != 0 && !Self::HEALTH_CHECK_MS.contains(&self.health_check_ms) {
+            return err(
+                "healthCheckMs",
+                format!(
+                    "must be 0 (no health checks) or between {} and {}",
+                    Self::HEALTH_CHECK_MS.start(),
+                    Self::HEALTH_CHECK_MS.end()
+                ),
             );
         }
         for (k, v) in &self.headers {
@@ -250,6 +323,26 @@ mod tests {
             |u| u.tools_refresh_secs = 0,
             "upstreams[1].toolsRefreshSecs",
             "between",
+        );
+        refused(
+            |u| u.max_queued = 100_001,
+            "upstreams[1].maxQueued",
+            "between 0 and 100000",
+        );
+        refused(
+            |u| u.breaker_failures = 10_001,
+            "upstreams[1].breakerFailures",
+            "between 0",
+        );
+        refused(
+            |u| u.breaker_open_ms = 0,
+            "upstreams[1].breakerOpenMs",
+            "between 1",
+        );
+        refused(
+            |u| u.health_check_ms = 50,
+            "upstreams[1].healthCheckMs",
+            "0 (no health checks) or between 100",
         );
         refused(
             |u| {

@@ -353,6 +353,196 @@ async fn a_full_upstream_refuses_at_once_and_a_slow_one_times_out() {
     node.shutdown().await;
 }
 
+/// `name` (a gauge or counter) on the node's `/metrics`; `None` when absent.
+async fn metric(node: &mcp_node::Running, name: &str) -> Option<f64> {
+    let r = send_with(
+        node.admin_addr,
+        "GET",
+        "/metrics",
+        &[],
+        "",
+        Duration::from_secs(5),
+    )
+    .await;
+    r.body
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Until the metric `name` is `value` (at most `within`).
+async fn wait_metric(node: &mcp_node::Running, name: &str, value: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = metric(node, name).await;
+        if got == Some(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is {got:?}, not {value}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The circuit breaker: an upstream failing `breakerFailures` times in a row is marked down
+/// (by the health checks alone for `up`, by clients' calls for `quiet`, which has none); its
+/// calls are then refused at once without reaching it, naming it with `reason: down` and
+/// `retryAfterMs`; once it answers again, the health check's probe brings `up` back without
+/// any client call, and `quiet`'s next call after `breakerOpenMs` is the probe that does.
+#[tokio::test]
+async fn a_failing_upstream_is_marked_down_and_probed_back_up() {
+    let (url, script) = scripted_upstream().await;
+    let mut up = upstream("up", &url);
+    up.breaker_failures = 3;
+    up.breaker_open_ms = 1500;
+    up.health_check_ms = 100;
+    let mut quiet = upstream("quiet", &url);
+    quiet.breaker_failures = 2;
+    quiet.breaker_open_ms = 1500;
+    quiet.health_check_ms = 0;
+    let node = node_with(vec![up, quiet]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "up__echo", Duration::from_secs(10)).await;
+    wait_for_tool(addr, &session, "quiet__echo", Duration::from_secs(10)).await;
+    let up_state = "mcp_upstream_state{upstream=\"up\"}";
+    let quiet_state = "mcp_upstream_state{upstream=\"quiet\"}";
+    let echo = |name: &str| json!({"name": name, "arguments": {"text": "x"}});
+
+    script.broken.store(true, Ordering::SeqCst);
+    // `up`: its health checks find it failing and mark it down with no client call.
+    wait_metric(&node, up_state, 2.0, Duration::from_secs(5)).await;
+    // `quiet`: two calls reach it and fail as its HTTP status; the third is refused unsent.
+    for _ in 0..2 {
+        let sent = script.posts.load(Ordering::SeqCst);
+        let r = legacy(addr, &session, "tools/call", echo("quiet__echo")).await;
+        assert_eq!(r["error"]["data"]["reason"], "http_status", "{r}");
+        assert!(
+            script.posts.load(Ordering::SeqCst) > sent,
+            "it reached the upstream"
+        );
+    }
+    for name in ["quiet__echo", "up__echo"] {
+        let upstream_name = name.split("__").next().unwrap_or_default();
+        let sent = script.posts.load(Ordering::SeqCst);
+        let started = Instant::now();
+        let r = legacy(addr, &session, "tools/call", echo(name)).await;
+        let took = started.elapsed();
+        assert_eq!(r["error"]["code"], -32000, "{r}");
+        assert_eq!(r["error"]["data"]["upstream"], upstream_name, "{r}");
+        assert_eq!(r["error"]["data"]["reason"], "down", "{r}");
+        let retry = r["error"]["data"]["retryAfterMs"].as_u64().unwrap_or(0);
+        assert!((1..=1500).contains(&retry), "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("upstream `{upstream_name}` down")),
+            "{r}"
+        );
+        assert!(took < Duration::from_millis(500), "refused after {took:?}");
+        assert_eq!(
+            script.posts.load(Ordering::SeqCst),
+            sent,
+            "a call to a down upstream does not reach it"
+        );
+    }
+    assert_eq!(metric(&node, quiet_state).await, Some(2.0));
+    assert!(
+        metric(
+            &node,
+            "mcp_upstream_errors_total{upstream=\"quiet\",kind=\"down\"}"
+        )
+        .await
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        metric(&node, "mcp_upstream_breaker_opened_total{upstream=\"up\"}")
+            .await
+            .is_some_and(|n| n >= 1.0)
+    );
+
+    // It answers again: `up` is probed back up by its health check, with no client call.
+    script.broken.store(false, Ordering::SeqCst);
+    wait_metric(&node, up_state, 0.0, Duration::from_secs(10)).await;
+    assert_eq!(
+        metric(&node, quiet_state).await,
+        Some(2.0),
+        "no probe without a call"
+    );
+    let r = legacy(addr, &session, "tools/call", echo("up__echo")).await;
+    assert_eq!(text_of(&r), "echo: x", "{r}");
+    // `quiet`: the first call after `breakerOpenMs` probes it and is served.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let r = legacy(addr, &session, "tools/call", echo("quiet__echo")).await;
+    assert_eq!(text_of(&r), "echo: x", "{r}");
+    assert_eq!(metric(&node, quiet_state).await, Some(0.0));
+    assert_eq!(
+        metric(&node, "mcp_upstream_in_flight{upstream=\"up\"}").await,
+        Some(0.0)
+    );
+    node.shutdown().await;
+}
+
+/// `maxQueued`: with the only slot taken, one call waits for it (and is served), the next is
+/// refused at once (`busy`); the waiting call shows in `mcp_upstream_queued`.
+#[tokio::test]
+async fn a_bounded_queue_waits_for_a_slot_then_refuses() {
+    let (url, _script) = scripted_upstream().await;
+    let mut up = upstream("up", &url);
+    up.max_concurrency = 1;
+    up.max_queued = 1;
+    up.timeout_ms = 10_000;
+    let node = node_with(vec![up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "up__slow", Duration::from_secs(10)).await;
+    let call = |name: &'static str| {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = legacy(addr, &session, "tools/call", json!({"name": name})).await;
+            (r, started.elapsed())
+        })
+    };
+    let holder = call("up__slow");
+    wait_metric(
+        &node,
+        "mcp_upstream_in_flight{upstream=\"up\"}",
+        1.0,
+        Duration::from_secs(2),
+    )
+    .await;
+    let queued = call("up__slow");
+    wait_metric(
+        &node,
+        "mcp_upstream_queued{upstream=\"up\"}",
+        1.0,
+        Duration::from_secs(2),
+    )
+    .await;
+    let (r, took) = call("up__echo").await.expect("refused call");
+    assert_eq!(
+        r["error"]["data"],
+        json!({"upstream": "up", "reason": "busy"}),
+        "{r}"
+    );
+    assert!(took < Duration::from_millis(1000), "refused after {took:?}");
+    let (r, _) = holder.await.expect("holder");
+    assert_eq!(text_of(&r), "slow");
+    let (r, took) = queued.await.expect("queued call");
+    assert_eq!(text_of(&r), "slow", "the queued call is served");
+    assert!(
+        took > Duration::from_millis(3000),
+        "it waited for the slot: {took:?}"
+    );
+    assert_eq!(
+        metric(&node, "mcp_upstream_queued{upstream=\"up\"}").await,
+        Some(0.0)
+    );
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_clear_error() {
     // A port nothing listens on.

@@ -4,9 +4,13 @@
 //! for the capabilities, each request stateless, see `modern.rs`), as configured (`era`) or
 //! detected (`era: auto`, `modern.rs`); answers as JSON or as an SSE stream.
 //!
-//! - **Bounded**: at most `maxConcurrency` requests in flight (a semaphore; one more fails at
-//!   once with [`UpstreamError::Busy`], it never waits), each bounded by `timeoutMs` end to end
-//!   (re-initialization included), each message by [`MAX_MESSAGE`].
+//! - **Bounded**: each request passes the [`Gate`] first (the circuit breaker: refused at once
+//!   while the upstream is marked down; at most `maxConcurrency` in flight, at most `maxQueued`
+//!   waiting for a slot, one more refused at once with [`UpstreamError::Busy`]), each bounded
+//!   by `timeoutMs` end to end (queueing and re-initialization included), each message by
+//!   [`MAX_MESSAGE`].
+//! - **Health**: every `healthCheckMs` a `ping` ([`Client::check_health`]) through the same
+//!   gate, so an idle upstream is found down, and one marked down is probed back up.
 //! - **Lost sessions**: an answer of 404 to a request that carried a session id means the
 //!   upstream lost it (restart, expiry): the client initializes again, once, and resends. The
 //!   TypeScript SDK's example servers (server-everything among them) answer 400 "No valid session
@@ -48,9 +52,10 @@ use hyper_util::rt::TokioExecutor;
 use mcpcluster_api::UpstreamConfig;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 use super::error::UpstreamError;
+use super::gate::Gate;
 use super::kept::Kept;
 use super::metrics::Handle;
 use super::{modern, sse};
@@ -121,8 +126,9 @@ pub struct Client {
     url: Uri,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
-    max_concurrency: u32,
-    permits: Arc<Semaphore>,
+    gate: Gate,
+    /// `healthCheckMs`, if on.
+    health_check: Option<Duration>,
     http: Http,
     session: Mutex<Option<Session>>,
     generations: AtomicU64,
@@ -181,8 +187,9 @@ impl Client {
             url,
             headers,
             timeout: Duration::from_millis(config.timeout_ms),
-            max_concurrency: config.max_concurrency,
-            permits: Arc::new(Semaphore::new(config.max_concurrency as usize)),
+            gate: Gate::new(config, metrics.clone()),
+            health_check: (config.health_check_ms > 0)
+                .then(|| Duration::from_millis(config.health_check_ms)),
             http: HyperClient::builder(TokioExecutor::new())
                 .build(crate::https_connector::https_or_http("upstream")),
             session: Mutex::new(None),
@@ -299,6 +306,27 @@ impl Client {
         Ok(())
     }
 
+    /// `healthCheckMs`, if health checks are on.
+    pub fn health_check(&self) -> Option<Duration> {
+        self.health_check
+    }
+
+    /// Sends a `ping` every `every` (any JSON-RPC answer is healthy), through the gate like
+    /// any request: it counts toward marking the upstream down, and is the probe that brings
+    /// it back up. While marked down it waits for the probe time instead; runs until aborted.
+    pub async fn check_health(&self, every: Duration) {
+        loop {
+            let wait = self.gate.down_for().map_or(every, |d| d.min(every));
+            tokio::time::sleep(wait).await;
+            if self.gate.down_for().is_some() {
+                continue;
+            }
+            if let Err(e) = self.request("ping", json!({})).await {
+                tracing::debug!(upstream = %self.name, error = %e, "health check failed");
+            }
+        }
+    }
+
     /// Resolves when the upstream said one of its lists changed (once per announcement).
     pub async fn list_changed(&self) {
         self.list_changed.notified().await;
@@ -332,18 +360,21 @@ impl Client {
         extra: Extra,
     ) -> Result<Value, UpstreamError> {
         let started = Instant::now();
-        let outcome = match self.permits.clone().try_acquire_owned() {
-            Err(_) => Err(UpstreamError::Busy(self.max_concurrency)),
-            Ok(_permit) => {
-                match tokio::time::timeout(
-                    self.timeout,
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let outcome = match self.gate.enter(deadline).await {
+            Err(e) => Err(e),
+            Ok(pass) => {
+                let r = match tokio::time::timeout_at(
+                    deadline,
                     self.exchange(method, &params, notes, &extra),
                 )
                 .await
                 {
                     Ok(r) => r,
                     Err(_) => Err(UpstreamError::Timeout(self.timeout.as_millis() as u64)),
-                }
+                };
+                pass.finish(&r);
+                r
             }
         };
         self.metrics.request(

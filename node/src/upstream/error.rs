@@ -11,6 +11,12 @@ pub enum UpstreamError {
     /// `maxConcurrency` requests were already in flight; refused without waiting.
     #[error("busy: {0} requests already in flight (maxConcurrency)")]
     Busy(u32),
+    /// Marked down by its circuit breaker (`breakerFailures` failures in a row): refused
+    /// without reaching it until the next probe.
+    #[error(
+        "down: marked down after failures in a row (breakerFailures); next probe in {retry_after_ms} ms"
+    )]
+    Down { retry_after_ms: u64 },
     /// The exchange took longer than `timeoutMs`.
     #[error("no answer within {0} ms (timeoutMs)")]
     Timeout(u64),
@@ -40,6 +46,7 @@ impl UpstreamError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Busy(_) => ErrorKind::busy,
+            Self::Down { .. } => ErrorKind::down,
             Self::Timeout(_) => ErrorKind::timeout,
             Self::Unreachable(_) => ErrorKind::unreachable,
             Self::Status { .. } => ErrorKind::http_status,
@@ -51,7 +58,7 @@ impl UpstreamError {
 
     /// The JSON-RPC error a client gets. An upstream's own JSON-RPC error keeps its code and
     /// data, its message prefixed with the upstream's name; everything else is -32000 with
-    /// `data: {"upstream": NAME, "reason": KIND}`.
+    /// `data: {"upstream": NAME, "reason": KIND}` (and `retryAfterMs` when it is down).
     pub fn to_rpc(&self, upstream: &str) -> RpcError {
         match self {
             Self::Rpc {
@@ -64,6 +71,15 @@ impl UpstreamError {
                     Some(d) => e.with_data(d.clone()),
                     None => e,
                 }
+            }
+            Self::Down { retry_after_ms } => {
+                RpcError::new(code::OVERLOADED, format!("upstream `{upstream}` {self}")).with_data(
+                    json!({
+                        "upstream": upstream,
+                        "reason": ErrorKind::down.as_str(),
+                        "retryAfterMs": retry_after_ms,
+                    }),
+                )
             }
             other => RpcError::new(code::OVERLOADED, format!("upstream `{upstream}` {other}"))
                 .with_data(json!({ "upstream": upstream, "reason": other.kind().as_str() })),
@@ -78,6 +94,7 @@ impl UpstreamError {
 #[allow(non_camel_case_types, missing_docs)]
 pub enum ErrorKind {
     busy,
+    down,
     timeout,
     unreachable,
     http_status,
@@ -91,6 +108,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::busy => "busy",
+            Self::down => "down",
             Self::timeout => "timeout",
             Self::unreachable => "unreachable",
             Self::http_status => "http_status",

@@ -8,6 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::breaker::State;
 use super::error::ErrorKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -36,6 +37,10 @@ pub struct UpstreamMetrics {
     seconds: Family<UpstreamLabels, Histogram>,
     initializations: Family<UpstreamLabels, Counter>,
     tools: Family<UpstreamLabels, Gauge>,
+    in_flight: Family<UpstreamLabels, Gauge>,
+    queued: Family<UpstreamLabels, Gauge>,
+    state: Family<UpstreamLabels, Gauge>,
+    opened: Family<UpstreamLabels, Counter>,
 }
 
 impl UpstreamMetrics {
@@ -47,6 +52,10 @@ impl UpstreamMetrics {
             seconds: Family::new_with_constructor(latency_histogram),
             initializations: Family::default(),
             tools: Family::default(),
+            in_flight: Family::default(),
+            queued: Family::default(),
+            state: Family::default(),
+            opened: Family::default(),
         };
         registry.register(
             "upstream_requests",
@@ -73,6 +82,26 @@ impl UpstreamMetrics {
             "Tools of an upstream as last listed",
             m.tools.clone(),
         );
+        registry.register(
+            "upstream_in_flight",
+            "Requests to an upstream holding one of its maxConcurrency slots",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "upstream_queued",
+            "Requests waiting for one of an upstream's slots (at most maxQueued)",
+            m.queued.clone(),
+        );
+        registry.register(
+            "upstream_state",
+            "An upstream's circuit breaker: 0 up, 1 probing, 2 marked down",
+            m.state.clone(),
+        );
+        registry.register(
+            "upstream_breaker_opened",
+            "Times an upstream was marked down by its circuit breaker (a failed probe included)",
+            m.opened.clone(),
+        );
         m
     }
 
@@ -86,6 +115,10 @@ impl UpstreamMetrics {
             seconds: self.seconds.get_or_create(&u).clone(),
             initializations: self.initializations.get_or_create(&u).clone(),
             tools: self.tools.get_or_create(&u).clone(),
+            in_flight: self.in_flight.get_or_create(&u).clone(),
+            queued: self.queued.get_or_create(&u).clone(),
+            state: self.state.get_or_create(&u).clone(),
+            opened: self.opened.get_or_create(&u).clone(),
             errors: self.errors.clone(),
             name: upstream.to_owned(),
         }
@@ -99,6 +132,10 @@ pub struct Handle {
     seconds: Histogram,
     initializations: Counter,
     tools: Gauge,
+    in_flight: Gauge,
+    queued: Gauge,
+    state: Gauge,
+    opened: Counter,
     errors: Family<ErrorLabels, Counter>,
     name: String,
 }
@@ -126,5 +163,25 @@ impl Handle {
     /// Sets the number of tools last listed.
     pub fn tools(&self, n: usize) {
         self.tools.set(n as i64);
+    }
+
+    /// Adds `d` to the requests holding a slot.
+    pub fn in_flight(&self, d: i64) {
+        self.in_flight.inc_by(d);
+    }
+
+    /// Adds `d` to the requests waiting for a slot.
+    pub fn queued(&self, d: i64) {
+        self.queued.inc_by(d);
+    }
+
+    /// Sets the breaker's state.
+    pub fn state(&self, s: State) {
+        self.state.set(s as i64);
+    }
+
+    /// Counts the breaker opening.
+    pub fn breaker_opened(&self) {
+        self.opened.inc();
     }
 }

@@ -10,6 +10,8 @@
 //! - [`listing`]: the four lists and fetching one page by page.
 //! - [`resources`]: how upstream resource URIs are served and where a read goes.
 //! - [`pages`]: the node's merged lists in pages, cursors across upstreams.
+//! - [`gate`]: what a request passes first: the circuit breaker ([`breaker`]), the
+//!   `maxConcurrency` slots and the `maxQueued` queue; [`client`]'s health checks probe it.
 //! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
 //! - [`sse`]: reading an upstream's event stream.
 //! - [`metrics`]: the `mcp_upstream_*` metrics.
@@ -26,8 +28,10 @@
 //! Not here yet: server→client requests (`input_required`) relayed, upstream sessions per
 //! client session or in the replicated session state.
 
+pub mod breaker;
 pub mod client;
 pub mod error;
+pub mod gate;
 pub mod kept;
 pub mod listing;
 pub mod metrics;
@@ -239,7 +243,7 @@ impl Upstreams {
         futures_util::future::join_all(self.list.iter().map(|u| u.close(within))).await;
     }
 
-    /// Starts each upstream's refresher and stream listener; they stop when the returned
+    /// Starts each upstream's refresher, stream listener and health check; they stop when the returned
     /// [`Tasks`] is dropped. List changes go to `announce` (every node refreshes its own
     /// lists); resources updated to `updated`, under the URI clients subscribed with.
     pub fn spawn(&self, announce: AnnounceFn, updated: AnnounceFn) -> Tasks {
@@ -251,6 +255,12 @@ impl Upstreams {
             }));
             handles.push(tokio::spawn(u.clone().run(announce.clone())));
             handles.push(tokio::spawn(u.clone().listen()));
+            if let Some(every) = u.client().health_check() {
+                let u = u.clone();
+                handles.push(tokio::spawn(
+                    async move { u.client().check_health(every).await },
+                ));
+            }
         }
         Tasks(handles)
     }

@@ -317,8 +317,11 @@ impl Upstream {
                 Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(upstream = %self.name(), list = kind.key(), error = %e, "cannot list the upstream's {}", kind.key());
-                    // Unreachable or slow: the other lists would fail the same way.
-                    let gone = matches!(e.kind(), ErrorKind::unreachable | ErrorKind::timeout);
+                    // Unreachable, slow or marked down: the other lists would fail the same way.
+                    let gone = matches!(
+                        e.kind(),
+                        ErrorKind::unreachable | ErrorKind::timeout | ErrorKind::down
+                    );
                     error.get_or_insert(e);
                     if gone {
                         break;

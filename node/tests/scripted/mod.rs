@@ -40,6 +40,10 @@ pub struct Script {
     /// `completion/complete`, `resources/subscribe`/`unsubscribe` and `logging/setLevel`
     /// requests: method, params, session.
     pub asked: parking_lot::Mutex<Vec<(String, Value, String)>>,
+    /// POST requests received (answered or not).
+    pub posts: AtomicU32,
+    /// While set, every POST is answered `503 Service Unavailable`.
+    pub broken: AtomicBool,
 }
 
 impl Script {
@@ -162,6 +166,10 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
     if head.starts_with("DELETE ") {
         script.deleted.lock().push(session.unwrap_or_default());
         return http("200 OK", "", "text/plain", "");
+    }
+    script.posts.fetch_add(1, Ordering::SeqCst);
+    if script.broken.load(Ordering::SeqCst) {
+        return http("503 Service Unavailable", "", "text/plain", "broken");
     }
     let Ok(msg) = serde_json::from_slice::<Value>(body) else {
         return http("400 Bad Request", "", "text/plain", "not JSON");
