@@ -151,7 +151,7 @@ impl SessionState {
         if full {
             self.streams.clear();
         } else {
-            if seq != self.copy_seq + 1 {
+            if self.copy_seq.checked_add(1) != Some(seq) {
                 return Err(Gap);
             }
             // Check every stream first: a delta is applied whole or not at all.

@@ -61,6 +61,11 @@ pub(super) fn sse_event(id: EventId, json: &[u8]) -> Bytes {
     Bytes::from(out)
 }
 
+/// How far past its log a resuming reader's `Last-Event-ID` may move a stream's next id
+/// ([`StreamState::resume`]): an owner dies with at most a replication batch of events its
+/// replicas lack; an id further out is the client's invention and moves nothing.
+pub(super) const MAX_ID_SKIP: u32 = 10_000;
+
 /// State of one stream.
 #[derive(Debug)]
 pub struct StreamState {
@@ -116,7 +121,7 @@ impl StreamState {
             stream: self.id,
             seq: self.next_seq,
         };
-        self.next_seq += 1;
+        self.next_seq = self.next_seq.saturating_add(1);
         let event = sse_event(id, json);
         if self.log.len() >= log_capacity {
             self.log.pop_front();
@@ -135,9 +140,18 @@ impl StreamState {
 
     /// Attaches a new reader and replays the events after `after_seq` to it. Returns `false`
     /// when events the reader needs were already evicted from the log.
+    ///
+    /// A reader that saw ids this log never had (`after_seq` at or past the next id, by at
+    /// most [`MAX_ID_SKIP`]) got events from an owner that died before its replicas held
+    /// them: the next id moves past what it saw, so the next event is not sent under an id
+    /// the client already has (one `Last-Event-ID` duplicate after a kill -9).
     pub fn resume(&mut self, after_seq: u32, tx: stream_queue::Sender) -> bool {
         let oldest = self.log.front().map(|(s, _)| *s).unwrap_or(self.next_seq);
-        let complete = after_seq + 1 >= oldest;
+        // `after_seq` comes from the client's header: any u32.
+        let complete = after_seq.saturating_add(1) >= oldest;
+        if after_seq >= self.next_seq && after_seq - self.next_seq < MAX_ID_SKIP {
+            self.next_seq = after_seq + 1;
+        }
         for (seq, event) in &self.log {
             if *seq > after_seq && tx.try_send(event.clone()).is_err() {
                 break;
@@ -264,6 +278,25 @@ mod tests {
         assert!(!s.resume(1, tx), "events 2..6 were evicted");
         assert_eq!(EventId::parse("7-12"), Some(EventId { stream: 7, seq: 12 }));
         assert_eq!(EventId::parse("bogus"), None);
+    }
+
+    #[test]
+    fn a_reader_that_saw_ids_the_log_lacks_gets_new_ids_after_them() {
+        // A replica's copy that lacks the owner's last two events (ids 3 and 4).
+        let mut s = StreamState::new(1, StreamKind::Standalone, None);
+        s.push(b"{}", 16);
+        s.push(b"{}", 16);
+        let (tx, mut rx) = stream_queue::channel(16);
+        assert!(s.resume(4, tx));
+        assert!(rx.try_recv().is_none(), "nothing to replay");
+        assert_eq!(s.push(b"{}", 16), EventId { stream: 1, seq: 5 });
+        // An id far past the log is not believed; the largest one panics nothing.
+        let (tx, _rx) = stream_queue::channel(16);
+        assert!(s.resume(6 + MAX_ID_SKIP, tx));
+        assert_eq!(s.push(b"{}", 16).seq, 6);
+        let (tx, _rx) = stream_queue::channel(16);
+        assert!(s.resume(u32::MAX, tx));
+        assert_eq!(s.push(b"{}", 16).seq, 7);
     }
 
     proptest::proptest! {
