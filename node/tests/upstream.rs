@@ -60,16 +60,48 @@ async fn node_with(upstreams: Vec<UpstreamConfig>) -> mcp_node::Running {
     .expect("node starts")
 }
 
-/// A legacy request inside `session`; the JSON-RPC message answered (the last one of an SSE
-/// answer).
-async fn legacy(addr: SocketAddr, session: &str, method: &str, params: Value) -> Value {
-    let body = json!({ "jsonrpc": "2.0", "id": 5, "method": method, "params": params }).to_string();
-    let r = send_with(
+/// The JSON-RPC request `id` of `method` with `params`.
+fn rpc(id: u32, method: &str, params: Value) -> String {
+    json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }).to_string()
+}
+
+/// POSTs `body` inside `session`, waiting at most `within` for the whole answer.
+async fn post(addr: SocketAddr, session: &str, body: &str, within: Duration) -> Reply {
+    send_with(
         addr,
         "POST",
         "/mcp",
         &[ACCEPT_BOTH, JSON, ("mcp-session-id", session)],
-        &body,
+        body,
+        within,
+    )
+    .await
+}
+
+/// POSTs `body` inside `session` until it is served (200): 503 + Retry-After while the
+/// cluster's members change is the documented answer, retried every 100 ms for `within`.
+async fn post_until_served(addr: SocketAddr, session: &str, body: &str, within: Duration) -> Reply {
+    let deadline = Instant::now() + within;
+    loop {
+        let r = post(addr, session, body, Duration::from_secs(10)).await;
+        if r.status == 200 {
+            return r;
+        }
+        assert!(
+            r.status == 503 && Instant::now() < deadline,
+            "no answer: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A legacy request inside `session`; the JSON-RPC message answered (the last one of an SSE
+/// answer).
+async fn legacy(addr: SocketAddr, session: &str, method: &str, params: Value) -> Value {
+    let r = post(
+        addr,
+        session,
+        &rpc(5, method, params),
         Duration::from_secs(20),
     )
     .await;
@@ -80,14 +112,47 @@ async fn legacy(addr: SocketAddr, session: &str, method: &str, params: Value) ->
     r.json()
 }
 
+/// `tools/call` of `name` inside `session`, with `args` as its `arguments` (none when null);
+/// the JSON-RPC message answered.
+async fn call(addr: SocketAddr, session: &str, name: &str, args: Value) -> Value {
+    let params = if args.is_null() {
+        json!({ "name": name })
+    } else {
+        json!({ "name": name, "arguments": args })
+    };
+    legacy(addr, session, "tools/call", params).await
+}
+
+/// A 2026-07-28 `tools/call` of `name` with `args` as its `arguments`; the JSON-RPC
+/// message answered.
+async fn modern_call(addr: SocketAddr, name: &str, args: Value) -> Value {
+    let params = json!({ "name": name, "arguments": args });
+    modern(addr, "tools/call", Some(name), params).await
+}
+
 /// A 2026-07-28 request; the JSON-RPC message answered.
 async fn modern(addr: SocketAddr, method: &str, name: Option<&str>, params: Value) -> Value {
+    let r = modern_post(addr, 9, method, name, params, Duration::from_secs(20)).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.json()
+}
+
+/// POSTs a 2026-07-28 request (`_meta` added to `params`, the headers it needs), waiting at
+/// most `within` for the whole answer.
+async fn modern_post(
+    addr: SocketAddr,
+    id: u32,
+    method: &str,
+    name: Option<&str>,
+    params: Value,
+    within: Duration,
+) -> Reply {
     let mut params = params;
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}
     });
-    let body = json!({ "jsonrpc": "2.0", "id": 9, "method": method, "params": params }).to_string();
+    let body = rpc(id, method, params);
     let mut headers = vec![
         ACCEPT_BOTH,
         JSON,
@@ -97,17 +162,32 @@ async fn modern(addr: SocketAddr, method: &str, name: Option<&str>, params: Valu
     if let Some(n) = name {
         headers.push(("mcp-name", n));
     }
-    let r = send_with(
-        addr,
-        "POST",
-        "/mcp",
-        &headers,
-        &body,
-        Duration::from_secs(20),
-    )
-    .await;
+    send_with(addr, "POST", "/mcp", &headers, &body, within).await
+}
+
+/// The node's `/metrics` text.
+async fn metrics_text(admin: SocketAddr) -> String {
+    let r = send_with(admin, "GET", "/metrics", &[], "", Duration::from_secs(5)).await;
     assert_eq!(r.status, 200, "{r:?}");
-    r.json()
+    r.body
+}
+
+/// [`until`] with a condition that awaits (a node's metrics, say).
+async fn until_async(what: &str, within: Duration, mut ok: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `ok` every 20 ms until it holds; fails naming `what` after `within`.
+async fn until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn names(list: &Value) -> Vec<String> {
@@ -184,31 +264,19 @@ async fn tools_are_federated_with_a_prefix_for_both_eras() {
     );
 
     // Calls, legacy: a JSON answer and an SSE answer (after a notification).
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__echo", "arguments": {"text": "hi"}}),
-    )
-    .await;
+    let r = call(addr, &session, "up__echo", json!({"text": "hi"})).await;
     assert_eq!(text_of(&r), "echo: hi");
     assert!(
         r["result"].get("resultType").is_none(),
         "legacy results carry no resultType: {r}"
     );
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__streamed"}),
-    )
-    .await;
+    let r = call(addr, &session, "up__streamed", Value::Null).await;
     assert_eq!(text_of(&r), "streamed");
-    let r = legacy(addr, &session, "tools/call", json!({"name": "up__dup"})).await;
+    let r = call(addr, &session, "up__dup", Value::Null).await;
     assert_eq!(text_of(&r), "built-in", "the built-in wins");
 
     // The upstream's JSON-RPC error keeps its code and data and names the upstream.
-    let r = legacy(addr, &session, "tools/call", json!({"name": "up__fails"})).await;
+    let r = call(addr, &session, "up__fails", Value::Null).await;
     assert_eq!(r["error"]["code"], -32603, "{r}");
     assert_eq!(r["error"]["message"], "upstream `up`: it broke", "{r}");
     assert_eq!(r["error"]["data"], json!({"why": "test"}), "{r}");
@@ -216,13 +284,7 @@ async fn tools_are_federated_with_a_prefix_for_both_eras() {
     // 2026-07-28 clients see and call the same tools.
     let list = modern(addr, "tools/list", None, json!({})).await;
     assert!(names(&list).contains(&"up__streamed".to_string()), "{list}");
-    let r = modern(
-        addr,
-        "tools/call",
-        Some("up__echo"),
-        json!({"name": "up__echo", "arguments": {"text": "new"}}),
-    )
-    .await;
+    let r = modern_call(addr, "up__echo", json!({"text": "new"})).await;
     assert_eq!(text_of(&r), "echo: new");
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
 
@@ -250,34 +312,17 @@ async fn a_lost_upstream_session_is_opened_again_once() {
     script
         .forgotten
         .store(script.sessions.load(Ordering::SeqCst), Ordering::SeqCst);
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__echo", "arguments": {"text": "again"}}),
-    )
-    .await;
+    let r = call(addr, &session, "up__echo", json!({"text": "again"})).await;
     assert_eq!(text_of(&r), "echo: again", "{r}");
     assert_eq!(
         script.sessions.load(Ordering::SeqCst),
         2,
         "one re-initialization"
     );
-    let metrics = send_with(
-        node.admin_addr,
-        "GET",
-        "/metrics",
-        &[],
-        "",
-        Duration::from_secs(5),
-    )
-    .await;
+    let metrics = metrics_text(node.admin_addr).await;
     assert!(
-        metrics
-            .body
-            .contains("mcp_upstream_initializations_total{upstream=\"up\"} 2"),
-        "{}",
-        metrics.body
+        metrics.contains("mcp_upstream_initializations_total{upstream=\"up\"} 2"),
+        "{metrics}"
     );
     node.shutdown().await;
 }
@@ -298,19 +343,11 @@ async fn a_full_upstream_refuses_at_once_and_a_slow_one_times_out() {
     // One slow call holds `up`'s only slot; the next is refused without waiting for it.
     let holder = {
         let session = session.clone();
-        tokio::spawn(async move {
-            legacy(addr, &session, "tools/call", json!({"name": "up__slow"})).await
-        })
+        tokio::spawn(async move { call(addr, &session, "up__slow", Value::Null).await })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__echo", "arguments": {"text": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "up__echo", json!({"text": "x"})).await;
     let waited = started.elapsed();
     assert_eq!(r["error"]["code"], -32000, "{r}");
     assert_eq!(
@@ -334,7 +371,7 @@ async fn a_full_upstream_refuses_at_once_and_a_slow_one_times_out() {
 
     // `timeoutMs` bounds the exchange.
     let started = Instant::now();
-    let r = legacy(addr, &session, "tools/call", json!({"name": "short__slow"})).await;
+    let r = call(addr, &session, "short__slow", Value::Null).await;
     let waited = started.elapsed();
     assert_eq!(
         r["error"]["data"],
@@ -355,16 +392,8 @@ async fn a_full_upstream_refuses_at_once_and_a_slow_one_times_out() {
 
 /// `name` (a gauge or counter) on the node's `/metrics`; `None` when absent.
 async fn metric(node: &mcp_node::Running, name: &str) -> Option<f64> {
-    let r = send_with(
-        node.admin_addr,
-        "GET",
-        "/metrics",
-        &[],
-        "",
-        Duration::from_secs(5),
-    )
-    .await;
-    r.body
+    metrics_text(node.admin_addr)
+        .await
         .lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().last())
@@ -373,15 +402,11 @@ async fn metric(node: &mcp_node::Running, name: &str) -> Option<f64> {
 
 /// Until the metric `name` is `value` (at most `within`).
 async fn wait_metric(node: &mcp_node::Running, name: &str, value: f64, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let got = metric(node, name).await;
-        if got == Some(value) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} is {got:?}, not {value}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{name} at {value}");
+    until_async(&what, within, async || {
+        metric(node, name).await == Some(value)
+    })
+    .await;
 }
 
 /// The circuit breaker: an upstream failing `breakerFailures` times in a row is marked down
@@ -407,7 +432,6 @@ async fn a_failing_upstream_is_marked_down_and_probed_back_up() {
     wait_for_tool(addr, &session, "quiet__echo", Duration::from_secs(10)).await;
     let up_state = "mcp_upstream_state{upstream=\"up\"}";
     let quiet_state = "mcp_upstream_state{upstream=\"quiet\"}";
-    let echo = |name: &str| json!({"name": name, "arguments": {"text": "x"}});
 
     script.broken.store(true, Ordering::SeqCst);
     // `up`: its health checks find it failing and mark it down with no client call.
@@ -415,7 +439,7 @@ async fn a_failing_upstream_is_marked_down_and_probed_back_up() {
     // `quiet`: two calls reach it and fail as its HTTP status; the third is refused unsent.
     for _ in 0..2 {
         let sent = script.posts.load(Ordering::SeqCst);
-        let r = legacy(addr, &session, "tools/call", echo("quiet__echo")).await;
+        let r = call(addr, &session, "quiet__echo", json!({"text": "x"})).await;
         assert_eq!(r["error"]["data"]["reason"], "http_status", "{r}");
         assert!(
             script.posts.load(Ordering::SeqCst) > sent,
@@ -426,7 +450,7 @@ async fn a_failing_upstream_is_marked_down_and_probed_back_up() {
         let upstream_name = name.split("__").next().unwrap_or_default();
         let sent = script.posts.load(Ordering::SeqCst);
         let started = Instant::now();
-        let r = legacy(addr, &session, "tools/call", echo(name)).await;
+        let r = call(addr, &session, name, json!({"text": "x"})).await;
         let took = started.elapsed();
         assert_eq!(r["error"]["code"], -32000, "{r}");
         assert_eq!(r["error"]["data"]["upstream"], upstream_name, "{r}");
@@ -470,11 +494,11 @@ async fn a_failing_upstream_is_marked_down_and_probed_back_up() {
         Some(2.0),
         "no probe without a call"
     );
-    let r = legacy(addr, &session, "tools/call", echo("up__echo")).await;
+    let r = call(addr, &session, "up__echo", json!({"text": "x"})).await;
     assert_eq!(text_of(&r), "echo: x", "{r}");
     // `quiet`: the first call after `breakerOpenMs` probes it and is served.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let r = legacy(addr, &session, "tools/call", echo("quiet__echo")).await;
+    let r = call(addr, &session, "quiet__echo", json!({"text": "x"})).await;
     assert_eq!(text_of(&r), "echo: x", "{r}");
     assert_eq!(metric(&node, quiet_state).await, Some(0.0));
     assert_eq!(
@@ -497,15 +521,15 @@ async fn a_bounded_queue_waits_for_a_slot_then_refuses() {
     let addr = node.mcp_addr;
     let session = initialize(addr).await;
     wait_for_tool(addr, &session, "up__slow", Duration::from_secs(10)).await;
-    let call = |name: &'static str| {
+    let call_timed = |name: &'static str| {
         let session = session.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let r = legacy(addr, &session, "tools/call", json!({"name": name})).await;
+            let r = call(addr, &session, name, Value::Null).await;
             (r, started.elapsed())
         })
     };
-    let holder = call("up__slow");
+    let holder = call_timed("up__slow");
     wait_metric(
         &node,
         "mcp_upstream_in_flight{upstream=\"up\"}",
@@ -513,7 +537,7 @@ async fn a_bounded_queue_waits_for_a_slot_then_refuses() {
         Duration::from_secs(2),
     )
     .await;
-    let queued = call("up__slow");
+    let queued = call_timed("up__slow");
     wait_metric(
         &node,
         "mcp_upstream_queued{upstream=\"up\"}",
@@ -521,7 +545,7 @@ async fn a_bounded_queue_waits_for_a_slot_then_refuses() {
         Duration::from_secs(2),
     )
     .await;
-    let (r, took) = call("up__echo").await.expect("refused call");
+    let (r, took) = call_timed("up__echo").await.expect("refused call");
     assert_eq!(
         r["error"]["data"],
         json!({"upstream": "up", "reason": "busy"}),
@@ -557,13 +581,7 @@ async fn an_unreachable_upstream_is_a_clear_error() {
     .await;
     let addr = node.mcp_addr;
     let session = initialize(addr).await;
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "gone__anything"}),
-    )
-    .await;
+    let r = call(addr, &session, "gone__anything", Value::Null).await;
     assert_eq!(
         r["error"]["data"],
         json!({"upstream": "gone", "reason": "unreachable"}),
@@ -572,13 +590,7 @@ async fn an_unreachable_upstream_is_a_clear_error() {
     let message = r["error"]["message"].as_str().unwrap_or_default();
     assert!(message.starts_with("upstream `gone` unreachable"), "{r}");
     // The node still serves its own tools.
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "echo", "arguments": {"text": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "echo", json!({"text": "x"})).await;
     assert!(r.get("result").is_some(), "{r}");
     node.shutdown().await;
 }
@@ -696,21 +708,15 @@ async fn server_everything() {
         assert!(listed.contains(&n.to_string()), "{n}: {listed:?}");
     }
 
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "everything__echo", "arguments": {"message": "through the cluster"}}),
+        "everything__echo",
+        json!({"message": "through the cluster"}),
     )
     .await;
     assert_eq!(text_of(&r), "Echo: through the cluster", "{r}");
-    let r = modern(
-        addr,
-        "tools/call",
-        Some("everything__get-sum"),
-        json!({"name": "everything__get-sum", "arguments": {"a": 2, "b": 40}}),
-    )
-    .await;
+    let r = modern_call(addr, "everything__get-sum", json!({"a": 2, "b": 40})).await;
     assert_eq!(text_of(&r), "The sum of 2 and 40 is 42.", "{r}");
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
     let list = modern(addr, "tools/list", None, json!({})).await;
@@ -774,20 +780,14 @@ async fn server_everything() {
     assert!(text.starts_with("Resource 3:"), "{r}");
     // The TypeScript SDK answers every request as an SSE stream; this one runs for a second
     // and reports its progress, which reaches the client under the client's token.
-    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": "everything__trigger-long-running-operation",
-        "arguments": {"duration": 1, "steps": 2},
-        "_meta": {"progressToken": "mine"}}})
-    .to_string();
-    let r = send_with(
-        addr,
-        "POST",
-        "/mcp",
-        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-        &body,
-        Duration::from_secs(20),
-    )
-    .await;
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "everything__trigger-long-running-operation",
+            "arguments": {"duration": 1, "steps": 2},
+            "_meta": {"progressToken": "mine"}}),
+    );
+    let r = post(addr, &session, &body, Duration::from_secs(20)).await;
     let messages = sse_messages(&r.body);
     let progress: Vec<&Value> = messages
         .iter()
@@ -849,11 +849,11 @@ async fn server_everything() {
     assert_eq!(r["result"], json!({}), "{r}");
     let stream = get_stream(addr, &session, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "everything__toggle-subscriber-updates"}),
+        "everything__toggle-subscriber-updates",
+        Value::Null,
     )
     .await;
     assert!(text_of(&r).starts_with("Started"), "{r}");
@@ -864,11 +864,11 @@ async fn server_everything() {
         "{}",
         heard.body
     );
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "everything__toggle-subscriber-updates"}),
+        "everything__toggle-subscriber-updates",
+        Value::Null,
     )
     .await;
     assert!(text_of(&r).starts_with("Stopped"), "{r}");
@@ -882,13 +882,7 @@ async fn server_everything() {
     assert_eq!(r["result"], json!({}), "{r}");
 
     // The upstream's own refusal reaches the client naming it.
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "everything__no-such-tool"}),
-    )
-    .await;
+    let r = call(addr, &session, "everything__no-such-tool", Value::Null).await;
     let message = r["error"]["message"]
         .as_str()
         .map(str::to_owned)
@@ -902,13 +896,7 @@ async fn server_everything() {
     // Killed mid-run: a clear JSON-RPC error naming the upstream, in well under timeoutMs.
     everything.kill();
     let t = Instant::now();
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "everything__echo", "arguments": {"message": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "everything__echo", json!({"message": "x"})).await;
     println!("upstream down, after {:?}: {r}", t.elapsed());
     assert_eq!(r["error"]["code"], -32000, "{r}");
     assert_eq!(
@@ -921,26 +909,17 @@ async fn server_everything() {
     // Back on the same port (a new process: our upstream session is unknown to it).
     let _everything = Everything::start(port).await;
     let t = Instant::now();
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "everything__echo", "arguments": {"message": "back"}}),
+        "everything__echo",
+        json!({"message": "back"}),
     )
     .await;
     println!("upstream back, first call after {:?}: {r}", t.elapsed());
     assert_eq!(text_of(&r), "Echo: back", "{r}");
-    let metrics = send_with(
-        node.admin_addr,
-        "GET",
-        "/metrics",
-        &[],
-        "",
-        Duration::from_secs(5),
-    )
-    .await;
+    let metrics = metrics_text(node.admin_addr).await;
     let lines: Vec<&str> = metrics
-        .body
         .lines()
         .filter(|l| l.starts_with("mcp_upstream_") && !l.contains("_bucket"))
         .collect();
@@ -961,27 +940,11 @@ async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
     wait_for_tool(addr, &session, "up__echo", Duration::from_secs(10)).await;
 
     // The client's own GET stream, open while the list changes, hears about it.
-    let client_stream = {
-        let session = session.clone();
-        tokio::spawn(async move {
-            send_with(
-                addr,
-                "GET",
-                "/mcp",
-                &[
-                    ("accept", "text/event-stream"),
-                    ("mcp-session-id", &session),
-                ],
-                "",
-                Duration::from_secs(3),
-            )
-            .await
-        })
-    };
+    let client_stream = get_stream(addr, &session, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Announced on the answer's own stream.
-    let r = legacy(addr, &session, "tools/call", json!({"name": "up__grow"})).await;
+    let r = call(addr, &session, "up__grow", Value::Null).await;
     assert_eq!(text_of(&r), "grown");
     wait_for_tool(addr, &session, "up__added-0", Duration::from_secs(5)).await;
     let heard = client_stream.await.expect("GET stream");
@@ -993,27 +956,19 @@ async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
     );
 
     // Announced on the standalone GET stream the node holds open with the upstream.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while script
-        .stream_events
-        .as_ref()
-        .map_or(0, |t| t.receiver_count())
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the node opened no standalone stream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let t = Instant::now();
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__grow-quietly"}),
+    until(
+        "the node opens a standalone stream",
+        Duration::from_secs(5),
+        || {
+            script
+                .stream_events
+                .as_ref()
+                .is_some_and(|t| t.receiver_count() > 0)
+        },
     )
     .await;
+    let t = Instant::now();
+    let r = call(addr, &session, "up__grow-quietly", Value::Null).await;
     assert_eq!(text_of(&r), "grown");
     wait_for_tool(addr, &session, "up__added-1", Duration::from_secs(5)).await;
     println!("listed {:?} after the call", t.elapsed());
@@ -1045,18 +1000,12 @@ async fn an_upstreams_progress_and_log_messages_reach_the_client() {
     .await;
     assert!(r.get("result").is_some(), "{r}");
 
-    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-        "params": {"name": "up__streamed", "_meta": {"progressToken": "client-token"}}})
-    .to_string();
-    let r = send_with(
-        addr,
-        "POST",
-        "/mcp",
-        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-        &body,
-        Duration::from_secs(10),
-    )
-    .await;
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "up__streamed", "_meta": {"progressToken": "client-token"}}),
+    );
+    let r = post(addr, &session, &body, Duration::from_secs(10)).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.header("content-type"), Some("text/event-stream"), "{r:?}");
     let messages = sse_messages(&r.body);
@@ -1086,13 +1035,7 @@ async fn an_upstreams_progress_and_log_messages_reach_the_client() {
     assert_eq!(text_of(&last), "streamed", "{messages:?}");
 
     // Without a progress token the upstream is asked for none (and the answer is JSON).
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__echo", "arguments": {"text": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "up__echo", json!({"text": "x"})).await;
     assert_eq!(text_of(&r), "echo: x");
     node.shutdown().await;
 }
@@ -1121,20 +1064,18 @@ async fn upstream_calls_follow_the_session_across_nodes() {
     let seed = peer_addr(&a);
     let b = clustered("node-b", &dir, &[seed], &url).await;
     let c = clustered("node-c", &dir, &[seed], &url).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let live = common::live_members;
-    while [&a, &b, &c].iter().any(|n| live(n) != 3) {
-        assert!(Instant::now() < deadline, "3 live members everywhere");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("3 live members everywhere", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|n| live_members(n) == 3)
+    })
+    .await;
     let session = initialize(a.mcp_addr).await;
     wait_for_tool(b.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
     for (i, n) in [&a, &b, &c].iter().enumerate() {
-        let r = legacy(
+        let r = call(
             n.mcp_addr,
             &session,
-            "tools/call",
-            json!({"name": "up__echo", "arguments": {"text": format!("via-{i}")}}),
+            "up__echo",
+            json!({"text": format!("via-{i}")}),
         )
         .await;
         assert_eq!(text_of(&r), format!("echo: via-{i}"), "{r}");
@@ -1142,31 +1083,13 @@ async fn upstream_calls_follow_the_session_across_nodes() {
 
     // The owner leaves; a survivor takes the session and its upstream calls.
     a.shutdown().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-        "params": {"name": "up__echo", "arguments": {"text": "after"}}})
-    .to_string();
-    loop {
-        // 503 + Retry-After while the members change is the documented answer: retry.
-        let r = send_with(
-            b.mcp_addr,
-            "POST",
-            "/mcp",
-            &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-            &body,
-            Duration::from_secs(10),
-        )
-        .await;
-        if r.status == 200 {
-            assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
-            break;
-        }
-        assert!(
-            r.status == 503 && Instant::now() < deadline,
-            "no answer after the hand-off: {r:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "up__echo", "arguments": {"text": "after"}}),
+    );
+    let r = post_until_served(b.mcp_addr, &session, &body, Duration::from_secs(10)).await;
+    assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
     // Each node had its own upstream session; the one that left ended its own.
     assert_eq!(script.sessions.load(Ordering::SeqCst), 3);
     assert_eq!(
@@ -1209,36 +1132,24 @@ async fn a_call_given_up_is_cancelled_at_the_upstream() {
     wait_for_tool(addr, &session, "patient__slow", Duration::from_secs(10)).await;
 
     // timeoutMs passed.
-    let r = legacy(addr, &session, "tools/call", json!({"name": "up__slow"})).await;
+    let r = call(addr, &session, "up__slow", Value::Null).await;
     assert_eq!(r["error"]["data"]["reason"], "timeout", "{r}");
     wait_cancelled(&script, 1).await;
 
     // The client cancelled.
-    let call = {
+    let cancelled_call = {
         let session = session.clone();
         tokio::spawn(async move {
-            let body = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call",
-                "params": {"name": "patient__slow"}})
-            .to_string();
-            send_with(
-                addr,
-                "POST",
-                "/mcp",
-                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-                &body,
-                Duration::from_secs(10),
-            )
-            .await
+            let body = rpc(77, "tools/call", json!({"name": "patient__slow"}));
+            post(addr, &session, &body, Duration::from_secs(10)).await
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while script.slow_ids.lock().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the call did not reach the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the call reaches the upstream",
+        Duration::from_secs(3),
+        || script.slow_ids.lock().len() >= 2,
+    )
+    .await;
     let r = send(
         addr,
         "POST",
@@ -1247,18 +1158,12 @@ async fn a_call_given_up_is_cancelled_at_the_upstream() {
     )
     .await;
     assert_eq!(r.status, 202, "{r:?}");
-    let answered = call.await.expect("call");
+    let answered = cancelled_call.await.expect("call");
     assert_eq!(answered.json()["error"]["code"], -32800, "{answered:?}");
     wait_cancelled(&script, 2).await;
 
     // A call answered in time is not cancelled.
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "patient__echo", "arguments": {"text": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "patient__echo", json!({"text": "x"})).await;
     assert_eq!(text_of(&r), "echo: x");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -1488,31 +1393,9 @@ async fn an_upstreams_resource_and_prompt_list_changes_reach_the_client() {
     let addr = node.mcp_addr;
     let session = initialize(addr).await;
     wait_for_prompts(addr, &session, &["up__greet"], Duration::from_secs(10)).await;
-    let client_stream = {
-        let session = session.clone();
-        tokio::spawn(async move {
-            send_with(
-                addr,
-                "GET",
-                "/mcp",
-                &[
-                    ("accept", "text/event-stream"),
-                    ("mcp-session-id", &session),
-                ],
-                "",
-                Duration::from_secs(3),
-            )
-            .await
-        })
-    };
+    let client_stream = get_stream(addr, &session, Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__grow-content"}),
-    )
-    .await;
+    let r = call(addr, &session, "up__grow-content", Value::Null).await;
     assert_eq!(text_of(&r), "grown");
     wait_for_prompts(addr, &session, &["up__added-0"], Duration::from_secs(5)).await;
     let (uris, _) = all_pages(addr, &session, "resources/list", "resources", "uri").await;
@@ -1666,19 +1549,15 @@ fn updated_uris(stream: &Reply) -> Vec<String> {
 
 /// Waits (≤ 5 s) until the node holds a standalone stream with the scripted upstream.
 async fn wait_for_upstream_stream(script: &Script, streams: usize) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while script
-        .stream_events
-        .as_ref()
-        .map_or(0, |t| t.receiver_count())
-        < streams
-    {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {streams} standalone streams with the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{streams} standalone streams with the upstream");
+    until(&what, Duration::from_secs(5), || {
+        script
+            .stream_events
+            .as_ref()
+            .map_or(0, |t| t.receiver_count())
+            >= streams
+    })
+    .await;
 }
 
 /// `completion/complete` of an upstream's prompt and template is answered by the upstream
@@ -1793,13 +1672,7 @@ async fn completion_subscriptions_and_logging_pass_through() {
     let other_stream = get_stream(addr, &other, Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
     for uri in ["test://shared", "test://builtin", "test://bulk/1"] {
-        let r = legacy(
-            addr,
-            &session,
-            "tools/call",
-            json!({"name": "up__touch", "arguments": {"uri": uri}}),
-        )
-        .await;
+        let r = call(addr, &session, "up__touch", json!({"uri": uri})).await;
         assert_eq!(text_of(&r), "touched", "{r}");
     }
     let stream = stream.await.expect("GET stream");
@@ -1852,18 +1725,8 @@ async fn completion_subscriptions_and_logging_pass_through() {
                 .await;
                 assert_eq!(r["result"], json!({}), "{level}: {r}");
             }
-            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": "up__streamed"}})
-            .to_string();
-            let r = send_with(
-                addr,
-                "POST",
-                "/mcp",
-                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-                &body,
-                Duration::from_secs(10),
-            )
-            .await;
+            let body = rpc(5, "tools/call", json!({"name": "up__streamed"}));
+            let r = post(addr, &session, &body, Duration::from_secs(10)).await;
             sse_messages(&r.body)
                 .into_iter()
                 .filter(|m| m["method"] == "notifications/message")
@@ -1885,13 +1748,7 @@ async fn completion_subscriptions_and_logging_pass_through() {
     script
         .forgotten
         .store(script.sessions.load(Ordering::SeqCst), Ordering::SeqCst);
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__echo", "arguments": {"text": "again"}}),
-    )
-    .await;
+    let r = call(addr, &session, "up__echo", json!({"text": "again"})).await;
     assert_eq!(text_of(&r), "echo: again", "{r}");
     let fresh = format!("s{}", script.sessions.load(Ordering::SeqCst));
     let levels = script.asked("logging/setLevel");
@@ -1926,11 +1783,10 @@ async fn resource_updates_follow_the_session_across_nodes() {
     let dir = dev_certs("upstream-updates-test");
     let a = clustered("node-a", &dir, &[], &url).await;
     let b = clustered("node-b", &dir, &[peer_addr(&a)], &url).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while [&a, &b].iter().any(|n| live_members(n) != 2) {
-        assert!(Instant::now() < deadline, "2 live members everywhere");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("2 live members everywhere", Duration::from_secs(10), || {
+        [&a, &b].iter().all(|n| live_members(n) == 2)
+    })
+    .await;
     let session = initialize(a.mcp_addr).await;
     wait_for_tool(b.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
     wait_for_upstream_stream(&script, 2).await;
@@ -1947,31 +1803,13 @@ async fn resource_updates_follow_the_session_across_nodes() {
     let touch = |addr: SocketAddr| {
         let session = session.clone();
         async move {
-            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": "up__touch", "arguments": {"uri": "test://shared"}}})
-            .to_string();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                // 503 + Retry-After while the members change: retry.
-                let r = send_with(
-                    addr,
-                    "POST",
-                    "/mcp",
-                    &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-                    &body,
-                    Duration::from_secs(10),
-                )
-                .await;
-                if r.status == 200 {
-                    assert_eq!(text_of(&r.json()), "touched", "{r:?}");
-                    return;
-                }
-                assert!(
-                    r.status == 503 && Instant::now() < deadline,
-                    "no answer: {r:?}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let body = rpc(
+                5,
+                "tools/call",
+                json!({"name": "up__touch", "arguments": {"uri": "test://shared"}}),
+            );
+            let r = post_until_served(addr, &session, &body, Duration::from_secs(10)).await;
+            assert_eq!(text_of(&r.json()), "touched", "{r:?}");
         }
     };
     let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(2));
@@ -1983,11 +1821,10 @@ async fn resource_updates_follow_the_session_across_nodes() {
     // The owner leaves; the successor subscribes in its own upstream session.
     a.shutdown().await;
     touch(b.mcp_addr).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while script.asked("resources/subscribe").len() < 2 {
-        assert!(Instant::now() < deadline, "the successor did not subscribe");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("the successor subscribes", Duration::from_secs(5), || {
+        script.asked("resources/subscribe").len() >= 2
+    })
+    .await;
     let asked = script.asked("resources/subscribe");
     assert_ne!(
         asked[1].1, first[0].1,
@@ -2062,32 +1899,20 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     );
 
     // Calls from both eras.
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "modern__echo", "arguments": {"text": "from legacy"}}),
+        "modern__echo",
+        json!({"text": "from legacy"}),
     )
     .await;
     assert_eq!(text_of(&r), "from legacy", "{r}");
     assert!(r["result"].get("resultType").is_none(), "{r}");
     assert!(r["result"].get("_meta").is_none(), "{r}");
-    let r = modern(
-        addr,
-        "tools/call",
-        Some("detected__echo"),
-        json!({"name": "detected__echo", "arguments": {"text": "from modern"}}),
-    )
-    .await;
+    let r = modern_call(addr, "detected__echo", json!({"text": "from modern"})).await;
     assert_eq!(text_of(&r), "from modern", "{r}");
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "legacy__echo", "arguments": {"text": "x"}}),
-    )
-    .await;
+    let r = call(addr, &session, "legacy__echo", json!({"text": "x"})).await;
     assert_eq!(text_of(&r), "echo: x", "{r}");
 
     // Its resource (the node's own of that URI wins: served prefixed) and its prompt.
@@ -2112,18 +1937,12 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
 
     // Progress under the client's token; log messages only because the level was passed on
     // (the tool logs only when the request names one).
-    let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {
-        "name": "modern__test_tool_with_progress", "_meta": {"progressToken": "mine"}}})
-    .to_string();
-    let r = send_with(
-        addr,
-        "POST",
-        "/mcp",
-        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-        &body,
-        Duration::from_secs(10),
-    )
-    .await;
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "modern__test_tool_with_progress", "_meta": {"progressToken": "mine"}}),
+    );
+    let r = post(addr, &session, &body, Duration::from_secs(10)).await;
     let messages = sse_messages(&r.body);
     let progress: Vec<&Value> = messages
         .iter()
@@ -2148,18 +1967,12 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
                 )
                 .await;
             }
-            let body = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                "params": {"name": "modern__test_logging_tool"}})
-            .to_string();
-            let r = send_with(
-                addr,
-                "POST",
-                "/mcp",
-                &[ACCEPT_BOTH, JSON, ("mcp-session-id", &session)],
-                &body,
-                Duration::from_secs(10),
-            )
-            .await;
+            let body = rpc(
+                5,
+                "tools/call",
+                json!({"name": "modern__test_logging_tool"}),
+            );
+            let r = post(addr, &session, &body, Duration::from_secs(10)).await;
             sse_messages(&r.body)
                 .into_iter()
                 .filter(|m| m["method"] == "notifications/message")
@@ -2171,11 +1984,11 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
 
     // Asking the client is not bridged yet: the node declares no client capabilities, so the
     // upstream refuses what would need them (-32021), and the client learns it, named.
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "modern__test_input_required_result_elicitation"}),
+        "modern__test_input_required_result_elicitation",
+        Value::Null,
     )
     .await;
     assert_eq!(r["error"]["code"], -32021, "{r}");
@@ -2190,8 +2003,8 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     let count = |method: &'static str| {
         let admin = stateless.admin_addr;
         async move {
-            let m = send_with(admin, "GET", "/metrics", &[], "", Duration::from_secs(5)).await;
-            m.body
+            metrics_text(admin)
+                .await
                 .lines()
                 .filter(|l| {
                     l.starts_with("mcp_requests_total{")
@@ -2201,29 +2014,25 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
                 .sum::<f64>()
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count("subscriptions_listen").await < 2.0 {
-        assert!(Instant::now() < deadline, "no listen streams");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_async("two listen streams", Duration::from_secs(5), async || {
+        count("subscriptions_listen").await >= 2.0
+    })
+    .await;
     let lists = count("tools_list").await;
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "modern__test_trigger_tool_change"}),
+        "modern__test_trigger_tool_change",
+        Value::Null,
     )
     .await;
     assert_eq!(text_of(&r), "tools/list_changed announced", "{r}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count("tools_list").await < lists + 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "lists not fetched again: {lists} before, {} now",
-            count("tools_list").await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_async(
+        "both lists fetched again",
+        Duration::from_secs(5),
+        async || count("tools_list").await >= lists + 2.0,
+    )
+    .await;
 
     // A subscription to its resource: the listen stream of that entry opens again with the
     // URI, and the upstream's update reaches the subscribed session under its served URI
@@ -2237,22 +2046,20 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     )
     .await;
     assert_eq!(r["result"], json!({}), "{r}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count("subscriptions_listen").await < listens + 1.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the listen stream was not opened again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_async(
+        "the listen stream opened again",
+        Duration::from_secs(5),
+        async || count("subscriptions_listen").await >= listens + 1.0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stream = get_stream(addr, &session, Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = legacy(
+    let r = call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "modern__touch", "arguments": {"uri": "test://static-text"}}),
+        "modern__touch",
+        json!({"uri": "test://static-text"}),
     )
     .await;
     assert_eq!(text_of(&r), "touched", "{r}");
@@ -2272,22 +2079,20 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     )
     .await;
     assert_eq!(r["result"], json!({}), "{r}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while count("subscriptions_listen").await < listens + 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the listen stream was not opened again"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_async(
+        "the listen stream opened again",
+        Duration::from_secs(5),
+        async || count("subscriptions_listen").await >= listens + 2.0,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stream = get_stream(addr, &session, Duration::from_secs(1));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    legacy(
+    call(
         addr,
         &session,
-        "tools/call",
-        json!({"name": "modern__touch", "arguments": {"uri": "test://static-text"}}),
+        "modern__touch",
+        json!({"uri": "test://static-text"}),
     )
     .await;
     let heard = stream.await.expect("GET stream");
@@ -2311,53 +2116,26 @@ async fn a_listen_stream_subscribes_to_upstream_resources_while_it_lasts() {
     wait_for_prompts(addr, &session, &["up__greet"], Duration::from_secs(10)).await;
     wait_for_upstream_stream(&script, 1).await;
     let listen = |uri: &'static str, for_: Duration| {
-        let body = json!({"jsonrpc": "2.0", "id": 7, "method": "subscriptions/listen", "params": {
-        "notifications": {"resourceSubscriptions": [uri]},
-        "_meta": {
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {}
-        }}})
-        .to_string();
+        let params = json!({"notifications": {"resourceSubscriptions": [uri]}});
         tokio::spawn(async move {
-            send_with(
-                addr,
-                "POST",
-                "/mcp",
-                &[
-                    ACCEPT_BOTH,
-                    JSON,
-                    ("mcp-protocol-version", "2026-07-28"),
-                    ("mcp-method", "subscriptions/listen"),
-                ],
-                &body,
-                for_,
-            )
-            .await
+            modern_post(addr, 7, "subscriptions/listen", None, params, for_).await
         })
     };
     let stream = listen("test://shared", Duration::from_secs(2));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while script.asked("resources/subscribe").is_empty() {
-        assert!(Instant::now() < deadline, "not subscribed upstream");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let r = legacy(
-        addr,
-        &session,
-        "tools/call",
-        json!({"name": "up__touch", "arguments": {"uri": "test://shared"}}),
-    )
+    until("subscribed upstream", Duration::from_secs(5), || {
+        !script.asked("resources/subscribe").is_empty()
+    })
     .await;
+    let r = call(addr, &session, "up__touch", json!({"uri": "test://shared"})).await;
     assert_eq!(text_of(&r), "touched", "{r}");
     let heard = stream.await.expect("listen stream");
     assert_eq!(heard.status, 200, "{heard:?}");
     assert_eq!(updated_uris(&heard), ["test://shared"], "{}", heard.body);
     // The client left: the node lets go of the upstream subscription.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while script.asked("resources/unsubscribe").is_empty() {
-        assert!(Instant::now() < deadline, "not unsubscribed upstream");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until("unsubscribed upstream", Duration::from_secs(5), || {
+        !script.asked("resources/unsubscribe").is_empty()
+    })
+    .await;
     assert_eq!(
         script.asked("resources/unsubscribe")[0].0["uri"],
         "test://shared"
