@@ -50,6 +50,18 @@ const BURST_SECS: f64 = 0.5;
 /// a second).
 const PENDING_FOR: Duration = Duration::from_secs(5);
 
+/// Whether a node owning `owned` sessions takes one more handed to it for balance, given the
+/// gossiped counts of the other live, non-draining members: not when that would put it above
+/// `share × (1 + slack)`, the bound its senders move down to. The senders decide on gossiped
+/// counts that lag; two of them, each seeing this node emptier than it was (the other's
+/// hand-offs not gossiped yet), both sent it more after the spread was even, once past share
+/// + 10 %. This node's own count is exact. (A drain's hand-offs are always taken.)
+pub fn takes_rebalanced(owned: u64, others: &[u64], slack: f64) -> bool {
+    let total = others.iter().fold(owned, |t, n| t.saturating_add(*n));
+    let share = total as f64 / (others.len() + 1) as f64;
+    (owned.saturating_add(1)) as f64 <= share * (1.0 + slack)
+}
+
 /// What a member is, as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -528,6 +540,24 @@ mod tests {
             panic!("moves again: node 3 shows only 40");
         };
         assert_eq!(receivers, vec![(addr(3), 60)]);
+    }
+
+    #[test]
+    fn a_receiver_takes_hand_offs_up_to_the_senders_bound() {
+        // 120 sessions on three nodes: share 40, the senders move down to 42.
+        assert!(
+            takes_rebalanced(0, &[60, 60], SLACK),
+            "a restarted node takes"
+        );
+        assert!(takes_rebalanced(41, &[42, 37], SLACK));
+        assert!(!takes_rebalanced(42, &[42, 36], SLACK), "43 > 42");
+        // Alone, or with nothing anywhere: it would be above its share.
+        assert!(!takes_rebalanced(0, &[], SLACK));
+        assert!(!takes_rebalanced(0, &[0, 0], SLACK));
+        assert!(
+            !takes_rebalanced(u64::MAX, &[u64::MAX], SLACK),
+            "no overflow"
+        );
     }
 
     #[test]

@@ -145,6 +145,7 @@ pub struct ClusterMetrics {
     handoffs_sent: Counter,
     handoffs_received: Counter,
     rebalanced: Counter,
+    rebalance_declined: Counter,
     streams_rebalanced: Counter,
     superseded: Counter,
     no_quorum: Counter,
@@ -181,6 +182,7 @@ impl Default for ClusterMetrics {
             handoffs_sent: Counter::default(),
             handoffs_received: Counter::default(),
             rebalanced: Counter::default(),
+            rebalance_declined: Counter::default(),
             streams_rebalanced: Counter::default(),
             superseded: Counter::default(),
             no_quorum: Counter::default(),
@@ -304,6 +306,11 @@ impl ClusterMetrics {
             m.rebalanced.clone(),
         );
         r.register(
+            "rebalance_declined",
+            "Hand-offs for balance this node declined because it owned its share already (balance::takes_rebalanced)",
+            m.rebalance_declined.clone(),
+        );
+        r.register(
             "streams_rebalanced",
             "Client streams this node ended while it held far more connections than the cluster's mean, so their clients reconnect elsewhere",
             m.streams_rebalanced.clone(),
@@ -418,6 +425,10 @@ impl ClusterMetrics {
     /// Counts a session handed off for balance.
     pub fn rebalanced(&self) {
         self.rebalanced.inc();
+    }
+    /// Counts a hand-off for balance declined here.
+    pub fn rebalance_declined(&self) {
+        self.rebalance_declined.inc();
     }
     /// Counts a session received by hand-off.
     pub fn handoff_received(&self) {

@@ -591,6 +591,7 @@ impl Peers {
             replicas: set.clone(),
             token,
             handoff: false,
+            rebalance: false,
             full,
             state: st.state_copy(),
             streams,
@@ -645,6 +646,17 @@ impl Peers {
                 // the sender let go and forward here. (Replacing it ended its streams and
                 // dropped those changes: 244,286 times in one 100K rolling restart.)
                 ack(true);
+                return;
+            }
+            if r.rebalance && !self.takes_rebalanced(node) {
+                node.metrics.cluster.rebalance_declined();
+                self.send(
+                    from,
+                    &PeerMsg::HandoffDeclined {
+                        session: r.session,
+                        token: r.token,
+                    },
+                );
                 return;
             }
             let s = whole();
@@ -1046,6 +1058,7 @@ impl Peers {
             replicas: Vec::new(),
             token,
             handoff: true,
+            rebalance: matches!(why, Handoff::Rebalance),
             full: true,
             state: st.state_copy(),
             streams,
@@ -1185,6 +1198,29 @@ impl Peers {
     /// Rebalancing hand-offs acknowledged since this node started.
     pub(super) fn rebalanced_total(&self) -> u64 {
         self.rebalanced_total.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node takes one more session handed to it for balance
+    /// (`balance::takes_rebalanced` over its own count and the gossiped ones); never while it
+    /// drains.
+    fn takes_rebalanced(&self, node: &Node) -> bool {
+        if node.is_draining() {
+            return false;
+        }
+        let others: Vec<u64> = self
+            .balance_view()
+            .0
+            .iter()
+            .filter(|m| m.standing == super::balance::Standing::Alive)
+            .map(|m| m.sessions)
+            .collect();
+        super::balance::takes_rebalanced(self.owned_staying(node), &others, super::balance::SLACK)
+    }
+
+    /// The receiver declined the rebalancing hand-off carrying `token`: its waiter gives up at
+    /// once and the session thaws here (as when no acknowledgement comes).
+    pub fn declined(&self, token: u64) {
+        self.acks.lock().remove(&token);
     }
 
     /// Sessions owned here, hand-offs waiting for their acknowledgement not counted.

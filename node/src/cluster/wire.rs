@@ -39,6 +39,9 @@ pub mod kind {
     pub const INVENTORY_REQUEST: u8 = 13;
     /// [`super::PeerMsg::Inventory`]: part of that list.
     pub const INVENTORY: u8 = 14;
+    /// [`super::PeerMsg::HandoffDeclined`]: a rebalancing hand-off the receiver did not take.
+    /// (15-21 are the custody layer's, docs/PROTOCOL.md.)
+    pub const HANDOFF_DECLINED: u8 = 22;
 }
 
 /// Whether a [`PeerMsg::ForwardChunk`] ends its stream, and why: one byte, 0 (more follows),
@@ -108,6 +111,10 @@ pub struct Replicate {
     pub token: u64,
     /// The receiver becomes the owner (drain hand-off).
     pub handoff: bool,
+    /// A hand-off for balance (`balance.rs`), not a drain's: the receiver may decline it
+    /// ([`PeerMsg::HandoffDeclined`]) when it owns its share already. Flag bit 4; an older
+    /// node ignores it and takes every hand-off.
+    pub rebalance: bool,
     /// The whole session (replace any copy) rather than what changed.
     pub full: bool,
     /// The durable state (always whole: it is small).
@@ -158,6 +165,14 @@ pub enum PeerMsg {
         /// The session.
         session: u128,
         /// The copy's token.
+        token: u64,
+    },
+    /// The receiver of a rebalancing hand-off (`Replicate` with `rebalance`) did not take it:
+    /// it owns its share already. The sender keeps the session.
+    HandoffDeclined {
+        /// The session.
+        session: u128,
+        /// The hand-off's token.
         token: u64,
     },
     /// A relayed request.
@@ -238,6 +253,7 @@ impl PeerMsg {
         match self {
             Self::Replicate(_) => kind::REPLICATE,
             Self::ReplicaAck { .. } => kind::REPLICA_ACK,
+            Self::HandoffDeclined { .. } => kind::HANDOFF_DECLINED,
             Self::Forward(_) => kind::FORWARD,
             Self::ForwardHead(_) => kind::FORWARD_HEAD,
             Self::ForwardChunk { .. } => kind::FORWARD_CHUNK,
@@ -275,7 +291,8 @@ impl PeerMsg {
                 w.u8(u8::from(r.handoff)
                     | (u8::from(r.full) << 1)
                     | (u8::from(r.state.principal.is_some()) << 2)
-                    | (u8::from(r.state.held_streams.is_some()) << 3));
+                    | (u8::from(r.state.held_streams.is_some()) << 3)
+                    | (u8::from(r.rebalance) << 4));
                 let s = &r.state;
                 w.u8(s.version);
                 w.u8(u8::from(s.initialized));
@@ -308,7 +325,7 @@ impl PeerMsg {
                     }
                 }
             }
-            Self::ReplicaAck { session, token } => {
+            Self::ReplicaAck { session, token } | Self::HandoffDeclined { session, token } => {
                 w.u128(*session);
                 w.u64(*token);
             }
@@ -453,12 +470,17 @@ impl PeerMsg {
                     replicas,
                     token,
                     handoff: flags & 1 != 0,
+                    rebalance: flags & 16 != 0,
                     full: flags & 2 != 0,
                     state,
                     streams,
                 }))
             }
             kind::REPLICA_ACK => Self::ReplicaAck {
+                session: r.u128()?,
+                token: r.u64()?,
+            },
+            kind::HANDOFF_DECLINED => Self::HandoffDeclined {
                 session: r.u128()?,
                 token: r.u64()?,
             },
@@ -688,6 +710,7 @@ mod tests {
                 replicas: vec!["[::1]:7000".parse().expect("addr")],
                 token: 9,
                 handoff: true,
+                rebalance: true,
                 full: true,
                 state: StateCopy {
                     version: 2,
@@ -708,6 +731,10 @@ mod tests {
                     events: vec![(1, Bytes::from_static(b"id: 4-1\ndata: {}\n\n"))],
                 }],
             })),
+            PeerMsg::HandoffDeclined {
+                session: 7,
+                token: u64::MAX,
+            },
             PeerMsg::ReplicaAck {
                 session: 1,
                 token: 2,
@@ -801,6 +828,7 @@ mod tests {
         };
         r.state.principal = None;
         r.state.held_streams = None;
+        r.rebalance = false;
         let unbound = PeerMsg::Replicate(r.clone());
         let bytes = unbound.encode();
         // session 16, epoch 4, seq 8, owner 7, generation 8, one replica ([::1]) 1 + 19, token 8
@@ -829,7 +857,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(kind in 0u8..16, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        fn arbitrary_bytes_never_panic(kind in 0u8..32, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = PeerMsg::decode(kind, &Bytes::from(body));
         }
 
