@@ -10,9 +10,9 @@
 //! seconds at 100K sessions (issue 11; figures in `docs/ARCHITECTURE.md`, "Paced
 //! broadcasts").
 //!
-//! Here the sessions are visited registry shard by registry shard, [`STEP`] sessions or
-//! more at a time, and after each step the broadcast waits as long as [`SESSIONS_PER_SEC`]
-//! allows for the sessions it just visited: other tasks and processes run in between, and the
+//! Here the sessions are visited registry shard by registry shard until [`STEP`] sessions or
+//! more took the event, and after each step the broadcast waits as long as
+//! [`SESSIONS_PER_SEC`] allows for those sessions: other tasks and processes run in between, and the
 //! replication deltas and relayed chunks go out in batches of that size. A node with fewer
 //! sessions than [`STEP`] does it all at once, inside `announce_local`, as before. The queue
 //! and the pace are in `broadcasts.rs`.
@@ -64,14 +64,13 @@ impl Node {
         }
     }
 
-    /// Visits whole shards from where `job` stands until at least `budget` sessions were
-    /// visited or none is left; returns how many were.
+    /// Visits whole shards from where `job` stands until the event went to at least
+    /// `budget` sessions or no shard is left; returns to how many it went.
     fn broadcast_step(&self, job: &mut Job, budget: usize) -> usize {
         let log_cap = self.settings.config.limits.event_log_capacity as usize;
-        let mut visited = 0usize;
-        while !job.done() && visited < budget {
+        let mut delivered = 0usize;
+        while !job.done() && delivered < budget {
             self.sessions.for_each_in_slice(job.shard, SHARDS, |s| {
-                visited += 1;
                 let mut st = s.state.lock();
                 let wanted = match &job.event {
                     ChangeEvent::ResourceUpdated(uri) => {
@@ -81,12 +80,13 @@ impl Node {
                 };
                 if wanted && st.push_standalone(&job.json, log_cap) {
                     drop(st);
+                    delivered += 1;
                     self.session_changed(s);
                 }
             });
             job.shard += 1;
         }
-        visited
+        delivered
     }
 }
 
@@ -95,7 +95,7 @@ impl Node {
 async fn run(node: Weak<Node>, mut job: Job) {
     loop {
         let Some(n) = node.upgrade() else { return };
-        let visited = n.broadcast_step(&mut job, STEP);
+        let delivered = n.broadcast_step(&mut job, STEP);
         if job.done() {
             match n.broadcasts.next() {
                 Some(e) => job = Job::new(e),
@@ -103,7 +103,7 @@ async fn run(node: Weak<Node>, mut job: Job) {
             }
         }
         drop(n);
-        tokio::time::sleep(pause_after(visited)).await;
+        tokio::time::sleep(pause_after(delivered)).await;
     }
 }
 
@@ -166,6 +166,27 @@ mod tests {
         node.announce_local(ChangeEvent::ToolsListChanged);
         let got = ids(&mut readers);
         assert!(got.iter().all(|g| g.len() == 1), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_resource_update_reaches_its_few_subscribers_before_announce_returns() {
+        let node = node();
+        let n = 8 * STEP;
+        let mut readers = sessions(&node, n);
+        // One session in 200, spread over the shards.
+        let mut k = 0usize;
+        let mut subscribed = 0;
+        node.sessions.for_each(|s| {
+            if k.is_multiple_of(200) {
+                s.state.lock().subscriptions.push("test://r".into());
+                subscribed += 1;
+            }
+            k += 1;
+        });
+        node.announce_local(ChangeEvent::ResourceUpdated("test://r".to_owned()));
+        let got = ids(&mut readers);
+        let heard = got.iter().filter(|g| g.len() == 1).count();
+        assert_eq!(heard, subscribed, "every subscriber at once, nobody else");
     }
 
     #[tokio::test]
