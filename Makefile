@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 30
 FUZZ_SMOKE_SECONDS ?= 20
 
-.PHONY: help run build release test crds-check test-unit lint layers fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim sim-smoke clean
+.PHONY: help run build release test crds-check test-unit lint layers fmt e2e-protocol e2e-auth fuzz fuzz-smoke bench-edge bench-memory bench-memory-peers bench-node bench-cluster bench-gateway bench-scale bench-scale-quick bench-load-cost bench-idle bench-detector sim sim-smoke clean
 
 help: ## List targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -87,6 +87,10 @@ bench-node: ## One node at 1K-19K connections, max rate at p99 < 5 ms, vs bare h
 bench-cluster: ## 3 nodes on loopback: local vs forwarded tools/call, max forwarded rate at p99 < 10 ms, R=2 vs R=1, frames/compression, detection, sessions lost on kill -9 (writes docs/BENCHMARKS.md; QUICK=1: smoke)
 	$(CARGO) build --release -p mcp-node -p mcp-load
 	CARGO=$(CARGO) bench/cluster.py
+
+bench-gateway: ## tools/call of an upstream's tool through 3 clustered nodes (owner, forwarded) vs straight to the upstream, same run, p50/p99 ratios (writes docs/BENCHMARKS.md)
+	$(CARGO) build --release -p mcp-node -p mcp-load
+	CARGO=$(CARGO) NO_BUILD=1 bench/gateway.py
 
 bench-scale: ## >= 6 release nodes + mcp-load cluster: 1K -> 100K held sessions with GET streams, 5 min hold at 2,000 calls/s, kill -9 of the busiest node, rolling restart (writes docs/BENCHMARKS.md, docs/bench/scale-*.png)
 	$(CARGO) build --release -p mcp-node -p mcp-load

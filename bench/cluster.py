@@ -316,8 +316,8 @@ def nofile():
 
 
 def load(url, call_url, *, rate=0.0, closed=False, sessions=0, workers=WORKERS, duration=TRIAL,
-         calls_per_session=0, label="bench"):
-    """One mcp-load run; its JSON report, or None if it failed to run."""
+         calls_per_session=0, label="bench", tool="echo"):
+    """One mcp-load run (calls of `tool`); its JSON report, or None if it failed to run."""
     conns = sessions + workers * (2 if calls_per_session else 1)
     if conns + 256 > nofile():
         raise RuntimeError(f"{conns} connections do not fit RLIMIT_NOFILE {nofile()}")
@@ -325,7 +325,7 @@ def load(url, call_url, *, rate=0.0, closed=False, sessions=0, workers=WORKERS, 
         out = f.name
     cmd = [LOAD, "--url", url, "--call-url", call_url, "--sessions", str(sessions), "--ramp-rate", "0",
            "--workers", str(workers), "--duration", str(duration), "--timeout", "5", "--processes", "1",
-           "--label", label, "--quiet", "--json", out]
+           "--label", label, "--tool", tool, "--quiet", "--json", out]
     cmd += ["--closed-loop"] if closed else ["--rate", str(rate)]
     if calls_per_session:
         cmd += ["--calls-per-session", str(calls_per_session)]
