@@ -616,10 +616,20 @@ async fn a_node_far_above_the_mean_sheds_streams_and_closes_their_connections() 
     assert!(!shed.is_empty(), "node-0 shed no stream within 60 s");
     // Let the shedding run its course: it stops near the target once the connections closed.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    while let Ok(e) = ended.try_recv() {
-        shed.push(e);
-    }
-    let counted = counter(admins[0], "mcp_cluster_streams_rebalanced_total").await;
+    // A stream's end is reported once its connection closed (or 3 s passed): collect until
+    // what was seen matches what node-0 counted (a shed just before the count is reported
+    // a moment after it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counted = loop {
+        while let Ok(e) = ended.try_recv() {
+            shed.push(e);
+        }
+        let counted = counter(admins[0], "mcp_cluster_streams_rebalanced_total").await;
+        if counted == shed.len() as u64 || Instant::now() > deadline {
+            break counted;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let open_conns = counter(admins[0], "mcp_connections").await;
     println!(
         "node-0 shed {} streams (counted {counted}); {open_conns} connections open there now",

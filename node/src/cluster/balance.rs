@@ -178,8 +178,9 @@ impl Balancer {
     /// Records the cluster's total now (this node's count and the live members' gossiped
     /// ones; a receiver of hand-offs counts at least its count before them plus them, so
     /// moves keep the total whether its gossip shows them yet or not) and says whether it
-    /// moved by more than the bound within [`CHANGING_WINDOW`].
-    fn total_changing(&mut self, now: Instant, input: &Input<'_>) -> bool {
+    /// moved by more than the bound within [`CHANGING_WINDOW`], and the largest total seen
+    /// within it.
+    fn total_changing(&mut self, now: Instant, input: &Input<'_>) -> (bool, u64) {
         let total = input.owned
             + input
                 .members
@@ -204,7 +205,10 @@ impl Balancer {
             .totals
             .iter()
             .fold((u64::MAX, 0), |(lo, hi), (_, n)| (lo.min(*n), hi.max(*n)));
-        (hi - lo) as f64 > hi as f64 * CHANGING_FRACTION + CHANGING_SLACK as f64
+        (
+            (hi - lo) as f64 > hi as f64 * CHANGING_FRACTION + CHANGING_SLACK as f64,
+            hi,
+        )
     }
 
     /// Decides this round at `now`.
@@ -215,7 +219,7 @@ impl Balancer {
         self.last = Some(now);
         self.budget = (self.budget + self.rate * elapsed.as_secs_f64()).min(self.rate * BURST_SECS);
         self.observe(now, input.members);
-        let changing = self.total_changing(now, input);
+        let (changing, recent_total) = self.total_changing(now, input);
         let hold = |h| Plan::Hold(h);
         if self.rate <= 0.0 {
             return hold(Hold::Off);
@@ -247,8 +251,13 @@ impl Balancer {
         if others.is_empty() {
             return hold(Hold::Alone);
         }
+        // Moves keep the total, so a total lower than one seen moments ago is a receiver whose
+        // gossip does not show another member's hand-offs yet: the share is taken from the
+        // largest total of the window. (From the current one, a node saw the share fall as its
+        // peer's count dropped while the receiver's had not grown yet, and sent more after the
+        // spread was even: [60, 60, 0] became [35, 35, 50] in the process test.)
         let total = input.owned + others.iter().map(|(_, n)| n).sum::<u64>();
-        let share = total as f64 / (others.len() + 1) as f64;
+        let share = total.max(recent_total) as f64 / (others.len() + 1) as f64;
         let surplus = input.owned as f64 - share * (1.0 + self.slack);
         if surplus < 1.0 {
             return hold(Hold::Balanced);
@@ -540,6 +549,26 @@ mod tests {
             panic!("moves again: node 3 shows only 40");
         };
         assert_eq!(receivers, vec![(addr(3), 60)]);
+    }
+
+    #[test]
+    fn a_receiver_whose_gossip_lags_does_not_lower_the_share() {
+        let (mut b, now) = warm(200.0);
+        // Restart: node 3 empty, this node and node 2 at 60 each; share 40.
+        let Plan::Move { count, .. } = b.decide(now, &calm(60, &[alive(2, 60), alive(3, 0)]))
+        else {
+            panic!("moves");
+        };
+        assert_eq!(count, 18, "60 - 40 × 1.05");
+        b.sent(now, addr(3), 18);
+        // Node 2 sent its 18 too and gossips 42; node 3's gossip shows none of the 36 yet.
+        // Seen now the total is 42 + 42 + 18 (this node's pending) = 102, share 34: this
+        // node would move 7 more. The total of a moment ago (120) holds the share at 40.
+        let later = now + Duration::from_millis(250);
+        assert_eq!(
+            b.decide(later, &calm(42, &[alive(2, 42), alive(3, 0)])),
+            Plan::Hold(Hold::Balanced)
+        );
     }
 
     #[test]
