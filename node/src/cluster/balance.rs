@@ -181,18 +181,18 @@ impl Balancer {
     /// moved by more than the bound within [`CHANGING_WINDOW`], and the largest total seen
     /// within it.
     fn total_changing(&mut self, now: Instant, input: &Input<'_>) -> (bool, u64) {
-        let total = input.owned
-            + input
-                .members
-                .iter()
-                .filter(|m| m.standing != Standing::Down)
-                .map(|m| match self.pending.get(&m.addr) {
-                    Some((base, b)) if !b.is_empty() => {
-                        m.sessions.max(base + b.iter().map(|(_, n)| n).sum::<u64>())
-                    }
-                    _ => m.sessions,
-                })
-                .sum::<u64>();
+        // Gossiped counts are a peer's word: added saturating, as every count here.
+        let total = input
+            .members
+            .iter()
+            .filter(|m| m.standing != Standing::Down)
+            .map(|m| match self.pending.get(&m.addr) {
+                Some((base, b)) if !b.is_empty() => {
+                    m.sessions.max(base.saturating_add(self.pending_to(m.addr)))
+                }
+                _ => m.sessions,
+            })
+            .fold(input.owned, u64::saturating_add);
         while self
             .totals
             .front()
@@ -246,7 +246,7 @@ impl Balancer {
             return hold(Hold::Changing);
         }
         let others: Vec<(SocketAddr, u64)> = live()
-            .map(|m| (m.addr, m.sessions + self.pending_to(m.addr)))
+            .map(|m| (m.addr, m.sessions.saturating_add(self.pending_to(m.addr))))
             .collect();
         if others.is_empty() {
             return hold(Hold::Alone);
@@ -256,7 +256,10 @@ impl Balancer {
         // largest total of the window. (From the current one, a node saw the share fall as its
         // peer's count dropped while the receiver's had not grown yet, and sent more after the
         // spread was even: [60, 60, 0] became [35, 35, 50] in the process test.)
-        let total = input.owned + others.iter().map(|(_, n)| n).sum::<u64>();
+        let total = others
+            .iter()
+            .map(|(_, n)| *n)
+            .fold(input.owned, u64::saturating_add);
         let share = total.max(recent_total) as f64 / (others.len() + 1) as f64;
         let surplus = input.owned as f64 - share * (1.0 + self.slack);
         if surplus < 1.0 {
@@ -295,9 +298,9 @@ impl Balancer {
     }
 
     fn pending_to(&self, addr: SocketAddr) -> u64 {
-        self.pending
-            .get(&addr)
-            .map_or(0, |(_, b)| b.iter().map(|(_, n)| n).sum())
+        self.pending.get(&addr).map_or(0, |(_, b)| {
+            b.iter().map(|(_, n)| *n).fold(0, u64::saturating_add)
+        })
     }
 
     /// Forgets the batches older than [`PENDING_FOR`]: the receivers' gossip shows them by
@@ -569,6 +572,15 @@ mod tests {
             b.decide(later, &calm(42, &[alive(2, 42), alive(3, 0)])),
             Plan::Hold(Hold::Balanced)
         );
+    }
+
+    #[test]
+    fn counts_near_the_largest_number_overflow_nothing() {
+        let (mut b, now) = warm(200.0);
+        let members = [alive(2, u64::MAX), alive(3, u64::MAX - 1)];
+        let _ = b.decide(now, &calm(u64::MAX, &members));
+        b.sent(now, addr(3), u64::MAX);
+        let _ = b.decide(now + Duration::from_millis(250), &calm(u64::MAX, &members));
     }
 
     #[test]
