@@ -302,6 +302,12 @@ pub struct HttpToolConfig {
     /// Seconds before the call is abandoned with a tool error. Default 10.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Whether POSTing the same arguments twice does no more than once (the tool is listed
+    /// with `idempotentHint: true`). A call whose node dies before answering is then sent
+    /// again to the session's new owner; otherwise the client is told the outcome is unknown.
+    /// Default false.
+    #[serde(default)]
+    pub idempotent: bool,
 }
 
 /// Logging output.

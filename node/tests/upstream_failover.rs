@@ -2,7 +2,8 @@
 //! the same scripted upstream behind them; a client's session, owned by node-0, calls the
 //! upstream through every node and holds its GET stream at node-1 (relayed from node-0). A call
 //! is in flight to the upstream (sent by node-2, run by node-0) when node-0 is SIGKILLed: it
-//! gets an answer, never a hang; the client's next calls through the survivors succeed at the
+//! gets an answer, never a hang — an unknown outcome, not a second run (`http/repeat.rs`),
+//! while a call of a tool annotated `idempotentHint` is sent again and answered; the client's next calls through the survivors succeed at the
 //! first try, in the same session (no 404, no re-initialize), served by the new owner's own
 //! upstream session; and the held stream goes on with no gap and no duplicate.
 
@@ -124,20 +125,23 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let upstream_sessions = script.sessions.load(Ordering::SeqCst);
 
-    // A slow upstream call in flight: sent through node-2, run by node-0 at the upstream.
-    let inflight = tokio::spawn({
+    // Two slow upstream calls in flight, sent through node-2, run by node-0 at the upstream:
+    // `up__slow` (may act twice) and `up__slow_safe` (annotated `idempotentHint`).
+    let in_flight = |id: u32, tool: &'static str| {
         let (addr, session) = (ports[2].mcp, session.clone());
-        async move {
+        tokio::spawn(async move {
             let started = Instant::now();
-            let answer = call(addr, &session, 20, "up__slow", json!({})).await;
+            let answer = call(addr, &session, id, tool, json!({})).await;
             (answer, started.elapsed())
-        }
-    });
+        })
+    };
+    let inflight = in_flight(20, "up__slow");
+    let inflight_safe = in_flight(21, "up__slow_safe");
     let deadline = Instant::now() + Duration::from_secs(5);
-    while script.slow_ids.lock().is_empty() {
+    while script.slow_ids.lock().len() < 2 {
         assert!(
             Instant::now() < deadline,
-            "the slow call never reached the upstream"
+            "the slow calls never reached the upstream"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -168,19 +172,34 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
         );
     }
 
-    // The call in flight at the kill was answered, within its bounds.
+    // The calls in flight at the kill were answered, within their bounds. The one that may
+    // act twice is not sent again: its outcome is unknown, and the client is told so. The
+    // idempotent one is sent again to the new owner and answered by the upstream.
     let ((status, msg), took) = tokio::time::timeout(Duration::from_secs(25), inflight)
         .await
         .expect("the call in flight at the kill is answered, not left hanging")
         .expect("the call's task");
-    println!(
-        "the call in flight at the kill: {status} after {took:?}: {msg}; the upstream got it {} time(s)",
-        script.slow_ids.lock().len()
-    );
+    println!("the call in flight at the kill: {status} after {took:?}: {msg}");
     assert_eq!(status, 200, "{msg}");
-    assert!(
-        msg.get("result").is_some() || msg["error"]["message"].is_string(),
-        "a JSON-RPC result or error: {msg}"
+    assert_eq!(msg["id"], 20, "{msg}");
+    assert_eq!(msg["result"]["isError"], true, "{msg}");
+    assert_eq!(
+        msg["result"]["_meta"]["mcpcluster.dev/outcome"], "unknown",
+        "{msg}"
+    );
+    assert!(text_of(&msg).contains("`up__slow`"), "{msg}");
+    let ((status, msg), took) = tokio::time::timeout(Duration::from_secs(25), inflight_safe)
+        .await
+        .expect("the idempotent call in flight at the kill is answered, not left hanging")
+        .expect("the call's task");
+    println!("the idempotent call in flight at the kill: {status} after {took:?}: {msg}");
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["id"], 21, "{msg}");
+    assert_eq!(text_of(&msg), "slow", "sent again and answered: {msg}");
+    assert_eq!(
+        script.slow_ids.lock().len(),
+        3,
+        "the upstream got `slow` once and `slow_safe` twice"
     );
 
     // The stream: the next event on the same connection, no gap, no duplicate.

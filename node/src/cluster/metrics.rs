@@ -51,6 +51,9 @@ pub enum ForwardOutcome {
     /// Not forwarded: nobody to ask, and this node cannot be sure nobody holds the session (it
     /// has not joined its cluster yet, or the members changed lately): 503.
     not_joined,
+    /// Not sent again after its target went down: a `tools/call` that may act twice, answered
+    /// with an unknown outcome (`http/repeat.rs`).
+    outcome_unknown,
 }
 
 /// Bytes of peer frames: before compression (`raw`) or on the wire (`wire`).

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rmcp::model::{CallToolResult, ContentBlock, Tool};
+use rmcp::model::{CallToolResult, ContentBlock, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
 use super::{CallError, CatalogBuilder, ToolCx};
@@ -22,12 +22,19 @@ pub fn echo_schema() -> Map<String, Value> {
     }
 }
 
-/// Adds the `echo` tool.
+/// Adds the `echo` tool: read-only, so a call relayed to a node that died before answering
+/// is sent again to the session's new owner (`http/repeat.rs`).
 pub fn register(b: &mut CatalogBuilder) {
     let tool = Tool::new(
         "echo",
         "Returns the `text` argument unchanged.",
         Arc::new(echo_schema()),
+    )
+    .annotate(
+        ToolAnnotations::new()
+            .read_only(true)
+            .idempotent(true)
+            .open_world(false),
     );
     b.tool(tool, |_cx: ToolCx, args: Map<String, Value>| async move {
         let text = args.get("text").and_then(Value::as_str).unwrap_or_default();

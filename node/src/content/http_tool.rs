@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mcpcluster_api::HttpToolConfig;
-use rmcp::model::{CallToolResult, ContentBlock, Tool};
+use rmcp::model::{CallToolResult, ContentBlock, Tool, ToolAnnotations};
 use serde_json::{Map, Value, json};
 
 use super::{CallError, CatalogBuilder, ToolCx};
@@ -57,7 +57,10 @@ pub fn register(b: &mut CatalogBuilder, t: &HttpToolConfig) {
         .description
         .clone()
         .unwrap_or_else(|| format!("Calls {}", t.url));
-    let tool = Tool::new(t.name.clone(), description, Arc::new(schema));
+    let mut tool = Tool::new(t.name.clone(), description, Arc::new(schema));
+    if t.idempotent {
+        tool = tool.annotate(ToolAnnotations::new().idempotent(true));
+    }
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let url = t.url.clone();

@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use super::body::{Body, StreamGuard};
 use super::headers::SESSION_ID;
 use super::reattach::Relay;
-use super::reply;
+use super::{repeat, reply};
 use crate::cluster::metrics::ForwardOutcome;
 use crate::node::Node;
 use crate::session::SessionId;
@@ -123,6 +123,11 @@ pub async fn intercept(
         match layer.forward(to, hops, req).await {
             Ok(relayed) => return Some(response(relayed, to)),
             Err(RelayError::TargetDown) if reroutes < REROUTES => {
+                // It may have run there: send it again only if running it twice is harmless.
+                if let Some(answer) = repeat::answer_instead(body, |tool| may_repeat(node, tool)) {
+                    node.metrics.cluster.forwarded(ForwardOutcome::outcome_unknown);
+                    return Some(reply::json(StatusCode::OK, answer));
+                }
                 reroutes += 1;
                 // Let the membership view catch up with the event that dropped the request.
                 for _ in 0..20 {
@@ -142,6 +147,18 @@ pub async fn intercept(
                 ));
             }
         }
+    }
+}
+
+/// Whether the tool named `tool` is safe to run twice: it says so (`readOnlyHint` or
+/// `idempotentHint`), built in or an upstream's as last listed.
+fn may_repeat(node: &Node, tool: &str) -> bool {
+    match node.catalog.tool(tool) {
+        Some(t) => t
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true)),
+        None => node.upstreams.tool_may_repeat(tool),
     }
 }
 

@@ -25,6 +25,7 @@ pub mod panics;
 pub mod read;
 pub mod reattach;
 pub mod relayed;
+pub mod repeat;
 pub mod reply;
 pub mod slot;
 

@@ -238,6 +238,22 @@ impl Upstreams {
             .find_map(|u| u.tool_name(served).map(|t| (u, t)))
     }
 
+    /// Whether the upstream tool served as `served` says it is safe to run twice
+    /// (`readOnlyHint` or `idempotentHint` in its annotations, as last listed); an unknown
+    /// tool is not.
+    pub fn tool_may_repeat(&self, served: &str) -> bool {
+        let Some((upstream, _)) = self.route(served) else {
+            return false;
+        };
+        let says = |a: &Value, hint: &str| a.get(hint) == Some(&Value::Bool(true));
+        upstream
+            .tools()
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(served))
+            .and_then(|t| t.get("annotations"))
+            .is_some_and(|a| says(a, "readOnlyHint") || says(a, "idempotentHint"))
+    }
+
     /// Ends every upstream session this node holds (at shutdown), at most `within` in all.
     pub async fn close(&self, within: Duration) {
         futures_util::future::join_all(self.list.iter().map(|u| u.close(within))).await;

@@ -63,7 +63,7 @@ pub const BULK: usize = 300;
 
 /// A 2025-11-25 upstream: `initialize` issues a session, other requests need one issued and
 /// not forgotten (404 otherwise); `tools/list` in two pages; tools `echo` (JSON answer), `streamed` (SSE
-/// answer after a notification), `slow` (answers after 2 s), `fails` (JSON-RPC error), `dup`.
+/// answer after a notification), `slow` (answers after 2 s), `slow_safe` (the same, annotated `idempotentHint`), `fails` (JSON-RPC error), `dup`.
 /// With `content` set: resources (`test://shared`, `test://builtin`, then a second page of
 /// [`BULK`] `test://bulk/N`), the template `test://items/{id}`, the prompt `greet` (argument
 /// `who`), each read or prompt naming the URL path it was asked at; completions (naming the
@@ -342,7 +342,15 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
                     json!({ "tools": [tool("echo"), tool("streamed")], "nextCursor": "page-2" })
                 }
                 Some("page-2") => {
-                    let mut tools = vec![tool("slow"), tool("fails"), tool("dup"), tool("echo")];
+                    let mut slow_safe = tool("slow_safe");
+                    slow_safe["annotations"] = json!({ "idempotentHint": true });
+                    let mut tools = vec![
+                        tool("slow"),
+                        slow_safe,
+                        tool("fails"),
+                        tool("dup"),
+                        tool("echo"),
+                    ];
                     for n in 0..script.added.load(Ordering::SeqCst) {
                         tools.push(tool(&format!("added-{n}")));
                     }
@@ -424,7 +432,7 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
                     }
                     http("200 OK", "", "application/json", &result(&id, text("grown".into())))
                 }
-                "slow" => {
+                "slow" | "slow_safe" => {
                     script.slow_ids.lock().push(id.clone());
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     http("200 OK", "", "application/json", &result(&id, text("slow".into())))

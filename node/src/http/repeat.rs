@@ -1,0 +1,153 @@
+//! Whether a request relayed to a node that went down before answering may be sent again.
+//!
+//! A node that dies with a relayed request in hand may have run it or not; nobody can tell.
+//! Sending it again to the session's new owner (`forward.rs` does, up to twice) is right for
+//! what has no effect beyond its answer — a list, a read, a `ping`, a stream's GET — and for
+//! a tool the server marks as safe to run twice (`readOnlyHint` or `idempotentHint` in its
+//! annotations: the built-in `echo`, an HTTP tool declared `idempotent`, an upstream's tool
+//! that says so). Any other `tools/call` could act twice (an upstream's tool that sends a mail
+//! or charges a card), so it is answered instead: a tool result with `isError: true` that says
+//! the outcome is unknown, so the model or the program decides whether repeating it is safe,
+//! and `_meta["mcpcluster.dev/outcome"] = "unknown"` for programs. In a batch with such a call
+//! the whole body stays unsent, so its other requests get a JSON-RPC error asking to retry.
+
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::jsonrpc::{self, Incoming, RequestMsg, RpcError};
+
+/// The `_meta` key marking an answer whose tool may or may not have run.
+pub const OUTCOME_META: &str = "mcpcluster.dev/outcome";
+
+/// What a client gets for a relayed body that must not be sent again: `None` when it may be
+/// (nothing in it acts twice), else the JSON body of the answer (an object, or an array for a
+/// batch). `may_repeat(tool)` says whether the tool named so is safe to run twice.
+pub fn answer_instead(body: &[u8], may_repeat: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    let (messages, batch) = messages(body)?;
+    let repeats = |m: &Incoming| match m {
+        Incoming::Request(r) => r.method != "tools/call" || tool_name(r).is_some_and(&may_repeat),
+        _ => true,
+    };
+    if messages.iter().all(repeats) {
+        return None;
+    }
+    let answers: Vec<Value> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Incoming::Request(r) if !repeats(m) => Some(outcome_unknown(r)),
+            Incoming::Request(r) => Some(not_sent(r)),
+            _ => None,
+        })
+        .collect();
+    let value = match (batch, answers.len()) {
+        (false, 1) => answers.into_iter().next()?,
+        _ => Value::Array(answers),
+    };
+    serde_json::to_vec(&value).ok()
+}
+
+/// The JSON-RPC messages of a body and whether it was a batch; `None` when it is not JSON-RPC
+/// (a GET, or a body the owner would have refused anyway: sending it again is harmless).
+fn messages(body: &[u8]) -> Option<(Vec<Incoming>, bool)> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first == b'[' {
+        let raws: Vec<Box<RawValue>> = serde_json::from_slice(body).ok()?;
+        let parsed = raws
+            .iter()
+            .filter_map(|r| jsonrpc::parse_message(r).ok())
+            .collect();
+        Some((parsed, true))
+    } else {
+        let raw: Box<RawValue> = serde_json::from_slice(body).ok()?;
+        Some((vec![jsonrpc::parse_message(&raw).ok()?], false))
+    }
+}
+
+fn tool_name(r: &RequestMsg) -> Option<&str> {
+    r.params.as_ref()?.get("name")?.as_str()
+}
+
+fn outcome_unknown(r: &RequestMsg) -> Value {
+    let tool = tool_name(r).unwrap_or_default();
+    let text = format!(
+        "The cluster node running `{tool}` stopped before it answered: the tool may or may not \
+         have run. Call it again only if running it twice is safe."
+    );
+    let result = json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+        "_meta": { OUTCOME_META: "unknown" },
+    });
+    serde_json::from_slice(&jsonrpc::response(&r.id, &result)).unwrap_or(Value::Null)
+}
+
+fn not_sent(r: &RequestMsg) -> Value {
+    let error = RpcError::new(
+        jsonrpc::code::OVERLOADED,
+        "not answered: the node serving this session stopped, and this batch holds a tool call \
+         that must not run twice; send this request again",
+    );
+    serde_json::from_slice(&jsonrpc::error_response(Some(&r.id), &error)).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn only_echo(name: &str) -> bool {
+        name == "echo"
+    }
+
+    fn answer(body: &str) -> Option<Value> {
+        answer_instead(body.as_bytes(), only_echo).map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn what_has_no_effect_or_is_marked_safe_is_sent_again() {
+        for body in [
+            "",
+            "not json",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"x"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#,
+            r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},
+                {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}]"#,
+        ] {
+            assert_eq!(answer(body), None, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_call_that_may_act_twice_is_answered_with_an_unknown_outcome() {
+        let a = answer(
+            r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"mail__send"}}"#,
+        )
+        .unwrap();
+        assert_eq!(a["id"], "c1");
+        assert_eq!(a["result"]["isError"], true);
+        assert_eq!(a["result"]["_meta"][OUTCOME_META], "unknown");
+        let text = a["result"]["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains("`mail__send`") && text.contains("may or may not"), "{text}");
+        // No name: nobody can say the tool is safe.
+        let a = answer(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}"#).unwrap();
+        assert_eq!(a["result"]["isError"], true);
+    }
+
+    #[test]
+    fn a_batch_with_such_a_call_is_answered_whole() {
+        let a = answer(
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},
+                {"jsonrpc":"2.0","method":"notifications/progress","params":{}},
+                {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pay"}}]"#,
+        )
+        .unwrap();
+        let a = a.as_array().unwrap();
+        assert_eq!(a.len(), 2, "one answer per request, none for the notification");
+        assert_eq!(a[0]["id"], 1);
+        assert_eq!(a[0]["error"]["code"], jsonrpc::code::OVERLOADED);
+        assert_eq!(a[1]["id"], 2);
+        assert_eq!(a[1]["result"]["isError"], true);
+    }
+}
