@@ -173,6 +173,16 @@ async fn initialize_as(addr: SocketAddr, token: &str) -> String {
 }
 
 async fn call(addr: SocketAddr, token: &str, session: Option<&str>, tool: &str) -> common::Reply {
+    call_within(addr, token, session, tool, Duration::from_secs(5)).await
+}
+
+async fn call_within(
+    addr: SocketAddr,
+    token: &str,
+    session: Option<&str>,
+    tool: &str,
+    wait: Duration,
+) -> common::Reply {
     let auth = bearer(token);
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"{tool}","arguments":{{"text":"hi"}}}}}}"#
@@ -181,7 +191,7 @@ async fn call(addr: SocketAddr, token: &str, session: Option<&str>, tool: &str) 
     if let Some(s) = session {
         headers.push(("mcp-session-id", s));
     }
-    send(addr, "POST", &headers, &body).await
+    send_with(addr, "POST", "/mcp", &headers, &body, wait).await
 }
 
 fn challenge_of(r: &common::Reply) -> &str {
@@ -882,9 +892,18 @@ async fn the_binding_survives_the_owner_being_killed() {
     let _ = fleet.0[0].wait();
 
     // Through a survivor: alice's calls succeed once the replica took over (503 until then).
+    // One call may wait for the dead owner up to `cluster.forwardTimeoutMs` (5 s) and its
+    // re-route before its 503: the client waits longer than that.
     let started = std::time::Instant::now();
     loop {
-        let r = call(addrs[1].0, &alice, Some(&session), "echo").await;
+        let r = call_within(
+            addrs[1].0,
+            &alice,
+            Some(&session),
+            "echo",
+            Duration::from_secs(10),
+        )
+        .await;
         if r.status == 200 {
             break;
         }

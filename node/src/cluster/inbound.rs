@@ -57,6 +57,8 @@ fn handle(
             data,
         } => relay::on_chunk(&peers.relays, from, req, seq, end, data),
         PeerMsg::ForwardCancel { req } => relay::on_cancel(&peers.relays, from, req),
+        PeerMsg::ForwardStarted { req } => relay::on_started(&peers.relays, from, req),
+        PeerMsg::ForwardGo { req } => relay::on_go(&peers.relays, from, req),
         PeerMsg::Resync { session } => peers.resync(node, SessionId(session)),
         PeerMsg::Notify { event, uri } => {
             if let Some(ev) = peers::change_event(event, uri) {

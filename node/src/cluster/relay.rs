@@ -15,6 +15,11 @@
 //!   (drain) leave it `Ended`.
 //! - Owner side ([`serve`]): hands the request to the [`Handler`] given to `cluster::start`
 //!   (the HTTP layer's), which answers through a [`Reply`].
+//! - Before the owner runs what must not run twice, it asks ([`Reply::before_effect`]:
+//!   `ForwardStarted`, answered `ForwardGo`): a request whose owner then dies, or does not
+//!   answer in time, is not sent again — the forwarding side gets
+//!   [`RelayError::OutcomeUnknown`] instead of [`RelayError::TargetDown`]. A request sent to
+//!   an owner already dead never got that far, so it is routed again as before.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -67,6 +72,9 @@ struct Pending {
     since: Instant,
     /// The next chunk number expected.
     next_chunk: u32,
+    /// The owner said it starts what must not run twice (`ForwardStarted`); shared with the
+    /// waiting [`forward`], which reads it when the answer does not come.
+    started: Arc<AtomicBool>,
 }
 
 /// Requests in flight between this node and its peers, both ways.
@@ -79,6 +87,9 @@ pub struct Relays {
     pending: Mutex<HashMap<u64, Pending>>,
     /// Answers this node streams to a peer, by (peer, its request number).
     serving: Mutex<HashMap<(SocketAddr, u64), AbortHandle>>,
+    /// Requests served here waiting for the forwarding node's `ForwardGo`, by (peer, its
+    /// request number).
+    go: Mutex<HashMap<(SocketAddr, u64), oneshot::Sender<()>>>,
 }
 
 impl std::fmt::Debug for Relays {
@@ -99,6 +110,7 @@ impl Relays {
             next: AtomicU64::new(0),
             pending: Mutex::default(),
             serving: Mutex::default(),
+            go: Mutex::default(),
         }
     }
 
@@ -123,6 +135,8 @@ impl Relays {
             }
             *from != addr
         });
+        // Dropping a waiter's sender says no: nobody is left to tell the client.
+        self.go.lock().retain(|(from, _), _| *from != addr);
     }
 
     /// Drops every forwarded request (their clients' streams end); returns (peer, request)
@@ -198,6 +212,7 @@ pub async fn forward(
 ) -> Result<Relayed, RelayError> {
     let id = relays.next.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = oneshot::channel();
+    let effect_started = Arc::new(AtomicBool::new(false));
     relays.pending.lock().insert(
         id,
         Pending {
@@ -208,6 +223,7 @@ pub async fn forward(
             end: StreamEnd::default(),
             since: Instant::now(),
             next_chunk: 0,
+            started: effect_started.clone(),
         },
     );
     let msg = PeerMsg::Forward(Box::new(Forward {
@@ -223,13 +239,20 @@ pub async fn forward(
         relays.pending.lock().remove(&id);
         return Err(RelayError::Refused);
     }
+    let lost = |why| {
+        if effect_started.load(Ordering::Acquire) {
+            RelayError::OutcomeUnknown
+        } else {
+            why
+        }
+    };
     let mut head = match tokio::time::timeout(relays.timeout, rx).await {
         Ok(Ok(head)) => head,
-        Ok(Err(_)) => return Err(RelayError::TargetDown),
+        Ok(Err(_)) => return Err(lost(RelayError::TargetDown)),
         Err(_) => {
             relays.pending.lock().remove(&id);
             relays.send(to, &PeerMsg::ForwardCancel { req: id });
-            return Err(RelayError::Timeout);
+            return Err(lost(RelayError::Timeout));
         }
     };
     let m = &node.metrics.cluster;
@@ -314,6 +337,35 @@ pub fn on_chunk(relays: &Relays, from: SocketAddr, req: u64, seq: u32, end: Chun
             // The client reads too slowly (or left): it resumes with Last-Event-ID.
             relays.send(from, &PeerMsg::ForwardCancel { req });
         }
+    }
+}
+
+/// The owner of a request forwarded from here is about to run what must not run twice: noted
+/// (from now on the request is not sent again), and it may go on. A request no longer waiting
+/// here (answered, its client gone) gets no answer: the owner does not run it.
+pub fn on_started(relays: &Relays, from: SocketAddr, req: u64) {
+    let noted = {
+        let pending = relays.pending.lock();
+        match pending
+            .get(&req)
+            .filter(|p| p.to == from && p.head.is_some())
+        {
+            Some(p) => {
+                p.started.store(true, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    };
+    if noted {
+        relays.send(from, &PeerMsg::ForwardGo { req });
+    }
+}
+
+/// The forwarding node noted the start: the request served here goes on.
+pub fn on_go(relays: &Relays, from: SocketAddr, req: u64) {
+    if let Some(tx) = relays.go.lock().remove(&(from, req)) {
+        let _ = tx.send(());
     }
 }
 
@@ -402,6 +454,30 @@ impl Reply {
     /// Whether the head went out.
     pub fn head_sent(&self) -> bool {
         self.head.load(Ordering::Acquire)
+    }
+
+    /// Asks the forwarding node before running what must not run twice (`ForwardStarted`)
+    /// and waits for its `ForwardGo`, at most `forwardTimeoutMs`: `true` to go on. `false`
+    /// (the forwarding node is gone, or no longer waits for this request): do not run it.
+    pub async fn before_effect(&self) -> bool {
+        /// Removes the waiter however the wait ends (answered, timed out, the task aborted by
+        /// a `ForwardCancel`).
+        struct Waiting<'a>(&'a Relays, (SocketAddr, u64));
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.go.lock().remove(&self.1);
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let key = (self.to, self.req);
+        self.relays.go.lock().insert(key, tx);
+        let _waiting = Waiting(&self.relays, key);
+        self.relays
+            .send(self.to, &PeerMsg::ForwardStarted { req: self.req })
+            && matches!(
+                tokio::time::timeout(self.relays.timeout, rx).await,
+                Ok(Ok(()))
+            )
     }
 }
 

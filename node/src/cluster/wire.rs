@@ -42,6 +42,11 @@ pub mod kind {
     /// [`super::PeerMsg::HandoffDeclined`]: a rebalancing hand-off the receiver did not take.
     /// (15-21 are the custody layer's, docs/PROTOCOL.md.)
     pub const HANDOFF_DECLINED: u8 = 22;
+    /// [`super::PeerMsg::ForwardStarted`]: owner → forwarding node, before running what may
+    /// not run twice.
+    pub const FORWARD_STARTED: u8 = 23;
+    /// [`super::PeerMsg::ForwardGo`]: forwarding node → owner, the answer to it.
+    pub const FORWARD_GO: u8 = 24;
 }
 
 /// Whether a [`PeerMsg::ForwardChunk`] ends its stream, and why: one byte, 0 (more follows),
@@ -196,6 +201,19 @@ pub enum PeerMsg {
         /// The request.
         req: u64,
     },
+    /// The owner is about to run something in the request that must not run twice (a
+    /// `tools/call` of a tool not marked safe to repeat, `http/repeat.rs`) and waits for
+    /// [`PeerMsg::ForwardGo`]: from then on the forwarding node does not send the request
+    /// again if the owner dies, it tells the client the outcome is unknown.
+    ForwardStarted {
+        /// The request.
+        req: u64,
+    },
+    /// The forwarding node noted [`PeerMsg::ForwardStarted`]: run it.
+    ForwardGo {
+        /// The request.
+        req: u64,
+    },
     /// Send a full copy of this session.
     Resync {
         /// The session.
@@ -258,6 +276,8 @@ impl PeerMsg {
             Self::ForwardHead(_) => kind::FORWARD_HEAD,
             Self::ForwardChunk { .. } => kind::FORWARD_CHUNK,
             Self::ForwardCancel { .. } => kind::FORWARD_CANCEL,
+            Self::ForwardStarted { .. } => kind::FORWARD_STARTED,
+            Self::ForwardGo { .. } => kind::FORWARD_GO,
             Self::Resync { .. } => kind::RESYNC,
             Self::Notify { .. } => kind::NOTIFY,
             Self::Forget { .. } => kind::FORGET,
@@ -355,7 +375,9 @@ impl PeerMsg {
                 w.u8(end.to_byte());
                 w.bytes(data);
             }
-            Self::ForwardCancel { req } => w.u64(*req),
+            Self::ForwardCancel { req }
+            | Self::ForwardStarted { req }
+            | Self::ForwardGo { req } => w.u64(*req),
             Self::Resync { session } | Self::Forget { session } => w.u128(*session),
             Self::Notify { event, uri } => {
                 w.u8(*event);
@@ -506,6 +528,8 @@ impl PeerMsg {
                 data: r.bytes()?,
             },
             kind::FORWARD_CANCEL => Self::ForwardCancel { req: r.u64()? },
+            kind::FORWARD_STARTED => Self::ForwardStarted { req: r.u64()? },
+            kind::FORWARD_GO => Self::ForwardGo { req: r.u64()? },
             kind::RESYNC => Self::Resync { session: r.u128()? },
             kind::NOTIFY => Self::Notify {
                 event: r.u8()?,
@@ -776,6 +800,8 @@ mod tests {
                 data: Bytes::new(),
             },
             PeerMsg::ForwardCancel { req: 77 },
+            PeerMsg::ForwardStarted { req: 78 },
+            PeerMsg::ForwardGo { req: u64::MAX },
             PeerMsg::Resync { session: 5 },
             PeerMsg::Notify {
                 event: 0,

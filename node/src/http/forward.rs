@@ -122,12 +122,24 @@ pub async fn intercept(
         };
         match layer.forward(to, hops, req).await {
             Ok(relayed) => return Some(response(relayed, to)),
+            Err(RelayError::OutcomeUnknown) => {
+                // The owner started what must not run twice, then died or went silent: it may
+                // have run; the client decides whether to call again.
+                node.metrics
+                    .cluster
+                    .forwarded(ForwardOutcome::outcome_unknown);
+                let answer = repeat::answer_instead(body, |_| false).unwrap_or_else(|| {
+                    crate::jsonrpc::error_response(
+                        None,
+                        &crate::jsonrpc::RpcError::internal(
+                            "the node serving this session stopped while running this request",
+                        ),
+                    )
+                });
+                return Some(reply::json(StatusCode::OK, answer));
+            }
             Err(RelayError::TargetDown) if reroutes < REROUTES => {
-                // It may have run there: send it again only if running it twice is harmless.
-                if let Some(answer) = repeat::answer_instead(body, |tool| may_repeat(node, tool)) {
-                    node.metrics.cluster.forwarded(ForwardOutcome::outcome_unknown);
-                    return Some(reply::json(StatusCode::OK, answer));
-                }
+                // It never started anything that must not run twice (`http/repeat.rs`).
                 reroutes += 1;
                 // Let the membership view catch up with the event that dropped the request.
                 for _ in 0..20 {
@@ -150,23 +162,12 @@ pub async fn intercept(
     }
 }
 
-/// Whether the tool named `tool` is safe to run twice: it says so (`readOnlyHint` or
-/// `idempotentHint`), built in or an upstream's as last listed.
-fn may_repeat(node: &Node, tool: &str) -> bool {
-    match node.catalog.tool(tool) {
-        Some(t) => t
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true)),
-        None => node.upstreams.tool_may_repeat(tool),
-    }
-}
-
 fn outcome(e: RelayError) -> ForwardOutcome {
     match e {
         RelayError::Refused => ForwardOutcome::refused,
         RelayError::Timeout => ForwardOutcome::timeout,
         RelayError::TargetDown => ForwardOutcome::target_down,
+        RelayError::OutcomeUnknown => ForwardOutcome::outcome_unknown,
     }
 }
 

@@ -13,7 +13,7 @@ use super::body::{Body, SseStream};
 use super::forward::{from_pairs, to_pairs};
 use super::headers::SESSION_ID;
 use super::mcp::{self, Via};
-use super::panics;
+use super::{panics, repeat};
 use crate::cluster::relay::{Handler, Reply};
 use crate::jsonrpc;
 use crate::node::Node;
@@ -69,6 +69,18 @@ impl Handler for Owner {
 async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
     let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
     let headers = from_pairs(&req.headers);
+    // Something in it must not run twice: the forwarding node notes that it starts before it
+    // does, so it never sends it again if this node dies now (`repeat.rs`).
+    if repeat::answer_instead(&req.body, |tool| repeat::may_repeat(node, tool)).is_some()
+        && !reply.before_effect().await
+    {
+        reply.head(
+            StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+            Vec::new(),
+            Some(Bytes::from_static(b"")),
+        );
+        return;
+    }
     let resp = mcp::handle_via(
         node.clone(),
         method,

@@ -1,28 +1,49 @@
-//! Whether a request relayed to a node that went down before answering may be sent again.
+//! What must not run twice when the node holding a session dies with a relayed request in hand.
 //!
-//! A node that dies with a relayed request in hand may have run it or not; nobody can tell.
-//! Sending it again to the session's new owner (`forward.rs` does, up to twice) is right for
-//! what has no effect beyond its answer — a list, a read, a `ping`, a stream's GET — and for
-//! a tool the server marks as safe to run twice (`readOnlyHint` or `idempotentHint` in its
+//! A request sent to a holder that was already dead never ran: `forward.rs` routes it again to
+//! the session's new owner. A request the holder had started may have run. That is harmless for
+//! anything with no effect beyond its answer (a list, a read, a `ping`, a stream's GET) and for
+//! a tool the server marks safe to run twice (`readOnlyHint` or `idempotentHint` in its
 //! annotations: the built-in `echo`, an HTTP tool declared `idempotent`, an upstream's tool
 //! that says so). Any other `tools/call` could act twice (an upstream's tool that sends a mail
-//! or charges a card), so it is answered instead: a tool result with `isError: true` that says
-//! the outcome is unknown, so the model or the program decides whether repeating it is safe,
-//! and `_meta["mcpcluster.dev/outcome"] = "unknown"` for programs. In a batch with such a call
-//! the whole body stays unsent, so its other requests get a JSON-RPC error asking to retry.
+//! or charges a card): its holder tells the forwarding node before it starts
+//! (`relayed.rs`, `Reply::before_effect`), and if the holder then dies the forwarding node
+//! answers instead of sending it again — a tool result with `isError: true` that says the
+//! outcome is unknown, so the model or the program decides whether repeating it is safe, with
+//! `_meta["mcpcluster.dev/outcome"] = "unknown"` for programs. In a batch with such a call the
+//! other requests get a JSON-RPC error asking to send them again.
 
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::jsonrpc::{self, Incoming, RequestMsg, RpcError};
+use crate::node::Node;
 
 /// The `_meta` key marking an answer whose tool may or may not have run.
 pub const OUTCOME_META: &str = "mcpcluster.dev/outcome";
+
+const TOOLS_CALL: &[u8] = b"tools/call";
+
+/// Whether the tool named `tool` is safe to run twice: it says so (`readOnlyHint` or
+/// `idempotentHint`), built in or an upstream's as last listed.
+pub fn may_repeat(node: &Node, tool: &str) -> bool {
+    match node.catalog.tool(tool) {
+        Some(t) => t
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true)),
+        None => node.upstreams.tool_may_repeat(tool),
+    }
+}
 
 /// What a client gets for a relayed body that must not be sent again: `None` when it may be
 /// (nothing in it acts twice), else the JSON body of the answer (an object, or an array for a
 /// batch). `may_repeat(tool)` says whether the tool named so is safe to run twice.
 pub fn answer_instead(body: &[u8], may_repeat: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    // Most relayed bodies hold no tool call: no parse for them.
+    if !body.windows(TOOLS_CALL.len()).any(|w| w == TOOLS_CALL) {
+        return None;
+    }
     let (messages, batch) = messages(body)?;
     let repeats = |m: &Incoming| match m {
         Incoming::Request(r) => r.method != "tools/call" || tool_name(r).is_some_and(&may_repeat),
@@ -99,7 +120,8 @@ mod tests {
     }
 
     fn answer(body: &str) -> Option<Value> {
-        answer_instead(body.as_bytes(), only_echo).map(|b| serde_json::from_slice(&b).unwrap())
+        answer_instead(body.as_bytes(), only_echo)
+            .map(|b| serde_json::from_slice(&b).expect("JSON"))
     }
 
     #[test]
@@ -124,14 +146,20 @@ mod tests {
         let a = answer(
             r#"{"jsonrpc":"2.0","id":"c1","method":"tools/call","params":{"name":"mail__send"}}"#,
         )
-        .unwrap();
+        .expect("answered");
         assert_eq!(a["id"], "c1");
         assert_eq!(a["result"]["isError"], true);
         assert_eq!(a["result"]["_meta"][OUTCOME_META], "unknown");
-        let text = a["result"]["content"][0]["text"].as_str().unwrap();
-        assert!(text.contains("`mail__send`") && text.contains("may or may not"), "{text}");
+        let text = a["result"]["content"][0]["text"]
+            .as_str()
+            .expect("answered");
+        assert!(
+            text.contains("`mail__send`") && text.contains("may or may not"),
+            "{text}"
+        );
         // No name: nobody can say the tool is safe.
-        let a = answer(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}"#).unwrap();
+        let a = answer(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}"#)
+            .expect("answered");
         assert_eq!(a["result"]["isError"], true);
     }
 
@@ -142,9 +170,13 @@ mod tests {
                 {"jsonrpc":"2.0","method":"notifications/progress","params":{}},
                 {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"pay"}}]"#,
         )
-        .unwrap();
-        let a = a.as_array().unwrap();
-        assert_eq!(a.len(), 2, "one answer per request, none for the notification");
+        .expect("answered");
+        let a = a.as_array().expect("answered");
+        assert_eq!(
+            a.len(),
+            2,
+            "one answer per request, none for the notification"
+        );
         assert_eq!(a[0]["id"], 1);
         assert_eq!(a[0]["error"]["code"], jsonrpc::code::OVERLOADED);
         assert_eq!(a[1]["id"], 2);

@@ -247,4 +247,8 @@ pub enum RelayError {
     /// The peer went down before answering.
     #[error("the peer went down before answering")]
     TargetDown,
+    /// The peer went down (or did not answer in time) after it said it was starting what
+    /// must not run twice (`ForwardStarted`): it may or may not have run; not sent again.
+    #[error("the peer went down after starting what must not run twice")]
+    OutcomeUnknown,
 }
