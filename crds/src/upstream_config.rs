@@ -28,6 +28,13 @@ pub struct UpstreamConfig {
     /// answer legacy). Default `legacy`.
     #[serde(default = "default_era")]
     pub era: String,
+    /// What the names of its tools and prompts are served under: `<prefix><tool>`. Default
+    /// `<name>__`. Empty serves them under their own names (an upstream that is the cluster's
+    /// whole content); 0-64 of `A-Z a-z 0-9 _ - .`, unique among upstreams. Where prefixes
+    /// overlap, a name goes to the upstream that lists it, else to the longest prefix; a
+    /// built-in tool of the same name wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
     /// Milliseconds one exchange with the upstream may take (connect, send, the whole answer)
     /// before the call fails with an error naming the upstream. Default 30000.
     #[serde(default = "default_timeout_ms")]
@@ -90,6 +97,8 @@ fn default_health_check_ms() -> u64 {
 }
 
 impl UpstreamConfig {
+    /// Longest `prefix` accepted.
+    pub const MAX_PREFIX: usize = 64;
     /// Longest `timeoutMs` accepted (one hour).
     pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
     /// Largest `maxConcurrency` accepted.
@@ -111,6 +120,7 @@ impl UpstreamConfig {
             name: name.into(),
             url: url.into(),
             era: default_era(),
+            prefix: None,
             timeout_ms: default_timeout_ms(),
             max_concurrency: default_max_concurrency(),
             tools_refresh_secs: default_refresh_secs(),
@@ -119,6 +129,14 @@ impl UpstreamConfig {
             breaker_open_ms: default_breaker_open_ms(),
             health_check_ms: default_health_check_ms(),
             headers: BTreeMap::new(),
+        }
+    }
+
+    /// The prefix its tool and prompt names are served under (`prefix`, or `<name>__`).
+    pub fn served_prefix(&self) -> String {
+        match &self.prefix {
+            Some(p) => p.clone(),
+            None => format!("{}{UPSTREAM_SEPARATOR}", self.name),
         }
     }
 
@@ -146,6 +164,20 @@ impl UpstreamConfig {
                     format!("`{}` is not an http:// or https:// URL", self.url),
                 );
             }
+        }
+        if let Some(p) = &self.prefix
+            && (p.len() > Self::MAX_PREFIX
+                || !p
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+        {
+            return err(
+                "prefix",
+                format!(
+                    "`{p}` is not 0-{} of A-Z, a-z, 0-9, `_`, `-` and `.` (tool name characters)",
+                    Self::MAX_PREFIX
+                ),
+            );
         }
         match self.era.as_str() {
             "legacy" | "2026-07-28" | "auto" => {}
@@ -254,6 +286,13 @@ pub fn validate_upstreams(list: &[UpstreamConfig]) -> Result<(), (String, String
                 format!("`{}` is already the name of upstreams[{j}]", u.name),
             ));
         }
+        let prefix = u.served_prefix();
+        if let Some(j) = list[..i].iter().position(|o| o.served_prefix() == prefix) {
+            return Err((
+                format!("upstreams[{i}].prefix"),
+                format!("`{prefix}` is already the prefix of upstreams[{j}]"),
+            ));
+        }
     }
     Ok(())
 }
@@ -313,6 +352,22 @@ mod tests {
             "upstreams[1].era",
             "not `legacy`, `2026-07-28` or `auto`",
         );
+        refused(
+            |u| u.prefix = Some("tools/".into()),
+            "upstreams[1].prefix",
+            "tool name characters",
+        );
+        refused(
+            |u| u.prefix = Some("x".repeat(65)),
+            "upstreams[1].prefix",
+            "0-64",
+        );
+        // `a`'s default prefix is `a__`: taken.
+        refused(
+            |u| u.prefix = Some("a__".into()),
+            "upstreams[1].prefix",
+            "already the prefix of upstreams[0]",
+        );
         refused(|u| u.timeout_ms = 0, "upstreams[1].timeoutMs", "between");
         refused(
             |u| u.max_concurrency = 0,
@@ -365,6 +420,21 @@ mod tests {
             "upstreams[1].headers",
             "not a header name",
         );
+    }
+
+    #[test]
+    fn prefixes_default_to_the_name_and_may_be_empty() {
+        let mut u = UpstreamConfig::new("fs", "https://fs.example/mcp");
+        assert_eq!(u.served_prefix(), "fs__");
+        u.prefix = Some(String::new());
+        assert_eq!(u.served_prefix(), "");
+        let other = UpstreamConfig::new("db", "https://db.example/mcp");
+        assert!(validate_upstreams(&[u.clone(), other]).is_ok());
+        let mut second = UpstreamConfig::new("db", "https://db.example/mcp");
+        second.name = "db2".into();
+        second.prefix = Some(String::new());
+        let (f, m) = validate_upstreams(&[u, second]).expect_err("two empty prefixes");
+        assert_eq!(f, "upstreams[1].prefix", "{m}");
     }
 
     #[test]

@@ -301,6 +301,46 @@ async fn tools_are_federated_with_a_prefix_for_both_eras() {
 }
 
 #[tokio::test]
+async fn an_empty_prefix_serves_the_upstreams_own_names_and_overlaps_go_where_listed() {
+    let (whole_url, _whole) = scripted_upstream().await;
+    let (other_url, _other) = scripted_upstream().await;
+    let mut whole = upstream("whole", &whole_url);
+    whole.prefix = Some(String::new());
+    let node = node_with(vec![whole, upstream("other", &other_url)]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "fails", Duration::from_secs(10)).await;
+    let list = wait_for_tool(addr, &session, "other__fails", Duration::from_secs(10)).await;
+    let listed = names(&list);
+    for n in [
+        "streamed",
+        "slow",
+        "fails",
+        "other__echo",
+        "other__streamed",
+    ] {
+        assert_eq!(
+            listed.iter().filter(|l| *l == n).count(),
+            1,
+            "{n}: {listed:?}"
+        );
+    }
+    // The built-in `echo` wins over the unprefixed upstream's.
+    let r = call(addr, &session, "echo", json!({"text": "hi"})).await;
+    assert_eq!(text_of(&r), "hi", "{r}");
+    // Unprefixed: the upstream's own name; its errors still name it.
+    let r = call(addr, &session, "streamed", Value::Null).await;
+    assert_eq!(text_of(&r), "streamed");
+    let r = call(addr, &session, "fails", Value::Null).await;
+    assert_eq!(r["error"]["message"], "upstream `whole`: it broke", "{r}");
+    // `other__echo` matches both prefixes (`` and `other__`): it goes to the one listing it
+    // (`whole` would answer that it has no tool `other__echo`).
+    let r = call(addr, &session, "other__echo", json!({"text": "there"})).await;
+    assert_eq!(text_of(&r), "echo: there", "{r}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_lost_upstream_session_is_opened_again_once() {
     let (url, script) = scripted_upstream().await;
     let node = node_with(vec![upstream("up", &url)]).await;

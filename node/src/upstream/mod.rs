@@ -75,6 +75,7 @@ impl Upstreams {
             .filter_map(|c| match Client::new(c, metrics.of(&c.name)) {
                 Ok(client) => Some(Arc::new(Upstream::new(
                     client,
+                    c.served_prefix(),
                     Duration::from_secs(c.tools_refresh_secs),
                     builtin.clone(),
                 ))),
@@ -232,10 +233,28 @@ impl Upstreams {
     }
 
     /// The upstream and its tool (or prompt) name for a served name `<upstream>__<tool>`.
+    /// Prefixes may overlap (an empty one matches every name): the upstream that lists the
+    /// name wins, else the one with the longest prefix.
     pub fn route<'a>(&self, served: &'a str) -> Option<(&Arc<Upstream>, &'a str)> {
-        self.list
+        let mut matching = self
+            .list
             .iter()
-            .find_map(|u| u.tool_name(served).map(|t| (u, t)))
+            .filter_map(|u| u.tool_name(served).map(|t| (u, t)));
+        let first = matching.next()?;
+        let Some(second) = matching.next() else {
+            return Some(first);
+        };
+        let candidates = [first, second].into_iter().chain(matching);
+        let mut longest: Option<(&Arc<Upstream>, &'a str)> = None;
+        for (u, t) in candidates {
+            if u.lists_name(served) {
+                return Some((u, t));
+            }
+            if longest.is_none_or(|(l, _)| u.prefix_len() > l.prefix_len()) {
+                longest = Some((u, t));
+            }
+        }
+        longest
     }
 
     /// Whether the upstream tool served as `served` says it is safe to run twice

@@ -2,8 +2,9 @@
 //! (fetched page by page, refreshed, see `listing.rs`), and the requests sent to it (tool calls,
 //! resource reads, prompts).
 //!
-//! Names: an upstream tool or prompt `t` of upstream `u` is served as `u__t`. Upstream names
-//! are DNS labels (no `_`), so the first `__` of a served name ends the upstream's name. A
+//! Names: an upstream tool or prompt `t` of upstream `u` is served as `u__t` (or under the
+//! upstream's configured `prefix`, which may be empty; where prefixes overlap, `mod.rs`'s
+//! `route` sends a name to the upstream that lists it, else to the longest prefix). A
 //! built-in tool whose name equals a prefixed one wins: the upstream's is left out of the list
 //! (warned) and calls go to the built-in (prompts: the same, decided in `mod.rs` when lists are
 //! merged). A name an upstream lists twice is served once (the first). Resources and templates
@@ -75,9 +76,14 @@ pub struct Upstream {
 
 impl Upstream {
     /// An upstream whose lists are not fetched yet; `builtin` holds the tool names that win.
-    pub fn new(client: Client, refresh: Duration, builtin: Arc<HashSet<String>>) -> Self {
+    pub fn new(
+        client: Client,
+        prefix: String,
+        refresh: Duration,
+        builtin: Arc<HashSet<String>>,
+    ) -> Self {
         Self {
-            prefix: format!("{}{}", client.name(), mcpcluster_api::UPSTREAM_SEPARATOR),
+            prefix,
             client,
             builtin,
             lists: Default::default(),
@@ -124,6 +130,20 @@ impl Upstream {
         served
             .strip_prefix(self.prefix.as_str())
             .filter(|t| !t.is_empty())
+    }
+
+    /// The length of the prefix its tool and prompt names are served under.
+    pub fn prefix_len(&self) -> usize {
+        self.prefix.len()
+    }
+
+    /// Whether it lists a tool or prompt served as `served` (as last fetched).
+    pub fn lists_name(&self, served: &str) -> bool {
+        [Kind::Tools, Kind::Prompts].into_iter().any(|kind| {
+            self.list(kind)
+                .iter()
+                .any(|e| e.get("name").and_then(Value::as_str) == Some(served))
+        })
     }
 
     /// The tools as served (prefixed), as last fetched.
