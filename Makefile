@@ -49,6 +49,10 @@ e2e-upstream: ## An MCP server behind a node: @modelcontextprotocol/server-every
 	eval "$$(e2e/upstream/install.sh)" && export MCPCLUSTER_NODE22 MCPCLUSTER_SERVER_EVERYTHING && \
 	  $(CARGO) test -p mcp-node --test upstream -- --ignored --nocapture
 
+.PHONY: e2e-upstream-conformance
+e2e-upstream-conformance: build ## The conformance suite (both lines) against a node whose content all comes from an upstream node (prefix "", era legacy and auto); not in `make test` until server->client requests cross the gateway
+	e2e/upstream/conformance.sh target/debug/mcp-node
+
 # --- The cluster layer with real processes (node/tests/cluster_processes.rs)
 .PHONY: e2e-cluster
 e2e-cluster: ## 3 mcp-node processes on 127.0.0.1: converge, SIGKILL one (prints detection time), restart it (rejoins); relayed streams follow their session
