@@ -2022,8 +2022,9 @@ async fn a_2026_07_28_upstream_serves_clients_of_both_eras() {
     assert_eq!(logged(None).await, 1);
     assert_eq!(logged(Some("error")).await, 0);
 
-    // Asking the client is not bridged yet: the node declares no client capabilities, so the
-    // upstream refuses what would need them (-32021), and the client learns it, named.
+    // The node passes the client's capabilities on; this client declared none, so the
+    // upstream refuses what would need them (-32021), and the client learns it, named (the
+    // bridged questions: `upstream_bridge.rs`).
     let r = call(
         addr,
         &session,

@@ -151,6 +151,9 @@ pub async fn start(
         node.settings.config.limits.max_sessions as usize,
     );
     node.set_layer(Arc::new(layer::Layer::new(peers.clone(), &node)));
+    // Calls held for 2026-07-28 clients name this address, so a retry through a peer finds
+    // them (`http/modern.rs`, `upstream/bridge.rs`).
+    node.upstreams.held().set_me(addr);
     let mut tasks = vec![
         tokio::spawn(inbound::run(
             node.clone(),

@@ -79,6 +79,21 @@ impl InputRequest {
             params: json!({}),
         }
     }
+    /// A question another server asked (an upstream's `inputRequests` entry or server→client
+    /// request), when its method is one a client answers; `None` for any other method.
+    pub fn relayed(key: &str, method: &str, params: Value) -> Option<Self> {
+        let method = match method {
+            "elicitation/create" => "elicitation/create",
+            "sampling/createMessage" => "sampling/createMessage",
+            "roots/list" => "roots/list",
+            _ => return None,
+        };
+        Some(Self {
+            key: key.into(),
+            method,
+            params,
+        })
+    }
     /// The client capability the request needs.
     pub fn capability(&self) -> &'static str {
         match self.method {
@@ -360,6 +375,21 @@ impl ToolCx {
     /// retries only; verified by the node).
     pub fn request_state(&self) -> Option<&Value> {
         self.0.request_state.as_ref()
+    }
+
+    /// 2026-07-28 `inputResponses` of a retried request, as the client sent them.
+    pub fn input_responses(&self) -> Option<&Map<String, Value>> {
+        self.0.input_responses.as_ref()
+    }
+
+    /// [`ToolCx::request_input`] that asks all or nothing: a question needing a capability
+    /// the client did not declare is an error (-32021 in 2026-07-28, -32602 in a session).
+    pub async fn request_all(
+        &self,
+        requests: Vec<InputRequest>,
+        next_state: Option<Value>,
+    ) -> Result<Map<String, Value>, CallError> {
+        self.request_input_strict(requests, next_state, true).await
     }
 
     /// Asks the client to sample an LLM (`sampling/createMessage`); returns its result.

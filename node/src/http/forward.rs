@@ -15,11 +15,13 @@ use super::headers::SESSION_ID;
 use super::reattach::Relay;
 use super::{repeat, reply};
 use crate::cluster::metrics::ForwardOutcome;
+use crate::jsonrpc::{RequestId, RpcError, code};
 use crate::node::Node;
 use crate::session::SessionId;
 use crate::session::layer::{
     Hops, RelayError, RelayRequest, Relayed, RelayedBody, Route, SessionLayer,
 };
+use serde_json::json;
 
 /// Times a request is routed again because its target went down while it waited.
 const REROUTES: u32 = 2;
@@ -158,6 +160,82 @@ pub async fn intercept(
                     node.settings.config.limits.retry_after_secs,
                 ));
             }
+        }
+    }
+}
+
+/// A client's POST as it came, for a 2026-07-28 retry that goes on to the node holding its
+/// call ([`to_held`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    /// Request target (path and query).
+    pub target: &'a str,
+    /// The body as it came.
+    pub body: &'a Bytes,
+    /// The authenticated principal (auth on).
+    pub principal: Option<&'a crate::auth::Principal>,
+}
+
+/// Where a 2026-07-28 retry's call is held: the node, the call's upstream, the retry's id.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    /// The node holding the call (its peer address).
+    pub at: SocketAddr,
+    /// The upstream the call went to.
+    pub upstream: &'a str,
+    /// The retry's JSON-RPC id.
+    pub id: &'a RequestId,
+}
+
+/// Relays a 2026-07-28 retry to `held.at`, the node holding the call it continues (an upstream
+/// asked the client something, `upstream/bridge.rs`), and returns that node's answer. A node
+/// that is not a live member, or does not answer, is a JSON-RPC error saying so
+/// (`reason: gone`): the held call is lost with it, and the client calls again.
+pub async fn to_held(
+    node: &Node,
+    layer: &dyn SessionLayer,
+    held: Held<'_>,
+    headers: &HeaderMap,
+    origin: Origin<'_>,
+) -> Response<Body> {
+    let Held {
+        at: to,
+        upstream,
+        id,
+    } = held;
+    let gone = |why: &str| {
+        let e = RpcError::new(
+            code::OVERLOADED,
+            format!(
+                "upstream `{upstream}`: the node holding the call this retry continues ({to}) \
+                 {why}; call again"
+            ),
+        )
+        .with_data(json!({ "upstream": upstream, "reason": "gone", "node": to.to_string() }));
+        reply::rpc_error(StatusCode::OK, Some(id), &e)
+    };
+    if !layer.is_live(to) {
+        return gone("is gone");
+    }
+    let relayed;
+    let headers = match origin.principal {
+        Some(p) => {
+            relayed = crate::auth::forwarded_headers(headers, p);
+            &relayed
+        }
+        None => headers,
+    };
+    let req = RelayRequest {
+        method: "POST".into(),
+        target: origin.target.to_owned(),
+        headers: to_pairs(headers),
+        body: origin.body.clone(),
+    };
+    match layer.forward(to, Hops::CLIENT, req).await {
+        Ok(relayed) => response(relayed, to),
+        Err(why) => {
+            node.metrics.cluster.forwarded(outcome(why));
+            gone("did not answer")
         }
     }
 }

@@ -12,6 +12,7 @@ use http::{HeaderMap, Method, Response, StatusCode, header};
 use serde_json::value::RawValue;
 
 use super::body::Body;
+use super::forward::Origin;
 use super::guard::{self, Refusal};
 use super::headers::{PROTOCOL_VERSION, SESSION_ID, accepts, header};
 use super::{forward, legacy, modern, reattach, reply};
@@ -155,7 +156,15 @@ pub async fn handle_via(
         return refusal;
     }
     match method {
-        Method::POST => post(node, headers, body, principal.as_ref()).await,
+        Method::POST => {
+            // A peer relayed it: it goes no further (`forward::to_held`).
+            let origin = (via == Via::Client).then_some(Origin {
+                target,
+                body: &body,
+                principal: principal.as_ref(),
+            });
+            post(node, headers, body.clone(), principal.as_ref(), origin).await
+        }
         Method::GET => legacy::get(node, headers, via != Via::Client),
         Method::DELETE => legacy::delete(node, headers),
         _ => {
@@ -268,6 +277,7 @@ async fn post(
     headers: &HeaderMap,
     body: Bytes,
     principal: Option<&Principal>,
+    origin: Option<Origin<'_>>,
 ) -> Response<Body> {
     if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
         node.metrics.reject(Reason::not_acceptable);
@@ -292,7 +302,7 @@ async fn post(
             "Content-Type must be application/json",
         );
     }
-    handle_body_as(node, headers, body, principal).await
+    handle_body_from(node, headers, body, principal, origin).await
 }
 
 /// Handles a POST body whose transport checks already passed (the fuzzing entry point). No
@@ -307,6 +317,19 @@ pub async fn handle_body_as(
     headers: &HeaderMap,
     body: Bytes,
     principal: Option<&Principal>,
+) -> Response<Body> {
+    handle_body_from(node, headers, body, principal, None).await
+}
+
+/// [`handle_body_as`] with the client's request as it came (`None`: relayed by a peer, or the
+/// fuzzing entry point — a 2026-07-28 retry of a call held on another node is then answered
+/// here, with an error saying where it is held).
+async fn handle_body_from(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    body: Bytes,
+    principal: Option<&Principal>,
+    origin: Option<Origin<'_>>,
 ) -> Response<Body> {
     let raw: Box<RawValue> = match serde_json::from_slice(&body) {
         Ok(raw) => raw,
@@ -355,7 +378,7 @@ pub async fn handle_body_as(
     };
     let header_is_modern = header_version.is_some_and(|v| !versions::LEGACY.contains(&v));
     if header_is_modern || (!is_initialize && meta_version) {
-        modern::post(node, headers, msg).await
+        modern::post(node, headers, msg, origin).await
     } else {
         legacy::post(node, headers, msg, principal).await
     }

@@ -12,6 +12,7 @@ use crate::stream_queue;
 
 use super::body::Body;
 use super::exchange::{self, Inflight};
+use super::forward::{self, Origin};
 use super::headers::{PROTOCOL_VERSION, header};
 use super::legacy::stream_guard;
 use super::outbound::{DirectOut, StreamOut};
@@ -63,8 +64,14 @@ fn decode_header_value(v: &str) -> Option<String> {
     }
 }
 
-/// POST of a 2026-07-28 message.
-pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Response<Body> {
+/// POST of a 2026-07-28 message; `origin` is the client's request as it came (a retry of a
+/// call held on another node is forwarded there; `None` when a peer relayed it).
+pub async fn post(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    msg: Incoming,
+    origin: Option<Origin<'_>>,
+) -> Response<Body> {
     let r = match msg {
         Incoming::Request(r) => r,
         Incoming::Notification { .. } => {
@@ -124,7 +131,24 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
                 .and_then(Value::as_str)
                 .unwrap_or("");
             match node.state_signer.verify(bound_to, &token) {
-                Some(state) => Some(state),
+                Some(state) => {
+                    // A call an upstream asked this client about is held on one node of the
+                    // cluster (`upstream/bridge.rs`): a retry from a client that reached
+                    // another goes on there.
+                    if let Some((at, upstream)) = held_elsewhere(&node, &state)
+                        && let Some(layer) = node.layer()
+                        && let Some(origin) = origin
+                    {
+                        let held = forward::Held {
+                            at,
+                            upstream: &upstream,
+                            id: &r.id,
+                        };
+                        return forward::to_held(&node, layer.as_ref(), held, headers, origin)
+                            .await;
+                    }
+                    Some(state)
+                }
                 None => {
                     node.metrics.reject(Reason::bad_request);
                     return reply::rpc_error(
@@ -169,6 +193,12 @@ pub async fn post(node: Arc<Node>, headers: &HeaderMap, msg: Incoming) -> Respon
         Some(stream_guard(&node)),
     )
     .await
+}
+
+/// The node holding the call a `requestState` continues, when that is another node.
+fn held_elsewhere(node: &Node, state: &Value) -> Option<(std::net::SocketAddr, String)> {
+    let (at, upstream) = crate::upstream::bridge::held_at(state)?;
+    (Some(at) != node.upstreams.held().me()).then_some((at, upstream))
 }
 
 /// Transport checks of the 2026-07-28 revision, in the order a client can fix them.

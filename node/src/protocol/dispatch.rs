@@ -145,11 +145,11 @@ pub async fn dispatch(
             if node.catalog.tool(&name).is_none()
                 && let Some((upstream, tool)) = node.upstreams.route(&name)
             {
-                let result = upstream
-                    .call_tool(&cx, tool, args)
-                    .await
-                    .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())))?;
-                return Ok(decorate(&node, era, finish(era, result)));
+                return match upstream.call_tool(&cx, tool, args).await {
+                    Ok(result) => Ok(decorate(&node, era, finish(era, result))),
+                    // What the upstream asks a 2026-07-28 client (upstream/bridge.rs).
+                    Err(e) => input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v)),
+                };
             }
             let call = node.catalog.call_tool(cx, &name, args)?;
             match call.await {
@@ -165,11 +165,13 @@ pub async fn dispatch(
                 .upstreams
                 .route_resource(&uri, |u| node.catalog.resource_exists(u))
             {
-                let result = route
-                    .upstream
-                    .read_resource(&cx, &route.uri)
-                    .await
-                    .map_err(|e| CallError::Rpc(e.to_rpc(route.upstream.name())))?;
+                let result = match route.upstream.read_resource(&cx, &route.uri).await {
+                    Ok(result) => result,
+                    Err(e) => {
+                        return input_or_error(&node, &uri, era, e)
+                            .map(|v| decorate(&node, era, v));
+                    }
+                };
                 let mut v = finish(era, resources::served_read(&route, result));
                 if era == Era::Modern {
                     add_cache_hints(&mut v);
@@ -204,11 +206,10 @@ pub async fn dispatch(
             if !node.catalog.reference_exists(&prompt_ref(&name))
                 && let Some((upstream, prompt)) = node.upstreams.route(&name)
             {
-                let result = upstream
-                    .get_prompt(&cx, prompt, args)
-                    .await
-                    .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())))?;
-                return Ok(decorate(&node, era, finish(era, result)));
+                return match upstream.get_prompt(&cx, prompt, args).await {
+                    Ok(result) => Ok(decorate(&node, era, finish(era, result))),
+                    Err(e) => input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v)),
+                };
             }
             let get = node.catalog.get_prompt(cx, &name, args)?;
             match get.await {

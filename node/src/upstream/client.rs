@@ -28,9 +28,12 @@
 //! - **Kept state**: resource subscriptions and the logging level clients asked for
 //!   ([`Client::subscribe`], [`Client::unsubscribe`], [`Client::set_level`]) are sent again
 //!   to a new session when the upstream lost ours.
-//! - **Server→client requests** (sampling, elicitation, roots) are answered with a JSON-RPC
-//!   error at once, so the upstream does not wait for an answer that will not come: relaying
-//!   them is not done yet.
+//! - **Server→client requests** (sampling, elicitation, roots) on a request's stream go to
+//!   the caller's [`Asks`] (the client's answer is POSTed back to the upstream; the time the
+//!   client takes counts in `timeoutMs`); without one (lists, pings, the standalone stream)
+//!   they are answered with a JSON-RPC error at once, so the upstream does not wait for an
+//!   answer that will not come. `initialize` declares `sampling` and `elicitation`, so an
+//!   upstream asks at all; a client that cannot answer gets the upstream an error.
 //!
 //! Here the session and its requests; `client/stream.rs` the standalone stream,
 //! `client/wire.rs` the JSON-RPC bodies, cancellation and error text.
@@ -44,6 +47,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -67,6 +71,16 @@ use wire::{CancelOnDrop, Http, QUOTED_BODY, chain, is_json, quoted, request_body
 
 /// Gets the notifications (method, params) an upstream sends on one request's stream.
 pub type Notes<'a> = &'a (dyn Fn(&str, &Value) + Send + Sync);
+
+/// Answers a server→client request (method, params) the upstream sent on one request's stream:
+/// the result, or the JSON-RPC `error` object to answer with.
+pub type Asks<'a> =
+    &'a (dyn Fn(&str, Value) -> BoxFuture<'static, Result<Value, Value>> + Send + Sync);
+
+/// The client capabilities the node declares to a legacy upstream in `initialize`: what it can
+/// relay to its clients during a request (`roots` is left out: an upstream asks for roots
+/// outside any request too, and the session is every client's).
+pub const DECLARED_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{}}"#;
 
 /// Gets the client-facing URI of each subscribed resource the upstream said was updated.
 pub type UpdatedFn = Arc<dyn Fn(String) + Send + Sync>;
@@ -347,16 +361,18 @@ impl Client {
         params: Value,
         notes: Option<Notes<'_>>,
     ) -> Result<Value, UpstreamError> {
-        self.request_full(method, params, notes, Vec::new()).await
+        self.request_full(method, params, notes, None, Vec::new())
+            .await
     }
 
-    /// [`Client::request_with`], sending `extra` headers too (a 2026-07-28 tool call's
-    /// `Mcp-Param-*`).
+    /// [`Client::request_with`], its server→client requests answered by `asks`, sending
+    /// `extra` headers too (a 2026-07-28 tool call's `Mcp-Param-*`).
     pub async fn request_full(
         &self,
         method: &str,
         params: Value,
         notes: Option<Notes<'_>>,
+        asks: Option<Asks<'_>>,
         extra: Extra,
     ) -> Result<Value, UpstreamError> {
         let started = Instant::now();
@@ -366,7 +382,7 @@ impl Client {
             Ok(pass) => {
                 let r = match tokio::time::timeout_at(
                     deadline,
-                    self.exchange(method, &params, notes, &extra),
+                    self.exchange(method, &params, notes, asks, &extra),
                 )
                 .await
                 {
@@ -389,16 +405,20 @@ impl Client {
         method: &str,
         params: &Value,
         notes: Option<Notes<'_>>,
+        asks: Option<Asks<'_>>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Value, UpstreamError> {
         let session = self.session().await?;
-        match self.call(&session, method, params, notes, extra).await {
+        match self
+            .call(&session, method, params, notes, asks, extra)
+            .await
+        {
             Ok(v) => Ok(v),
             Err(Failure::Error(e)) => Err(e),
             Err(Failure::SessionGone) => {
                 tracing::info!(upstream = %self.name, "the upstream lost our session; initializing again");
                 let fresh = self.initialize(Some(session.generation)).await?;
-                match self.call(&fresh, method, params, notes, extra).await {
+                match self.call(&fresh, method, params, notes, asks, extra).await {
                     Ok(v) => Ok(v),
                     Err(Failure::Error(e)) => Err(e),
                     Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
@@ -462,7 +482,7 @@ impl Client {
             generation,
         };
         let result = match self
-            .call(&session, "server/discover", &json!({}), None, &[])
+            .call(&session, "server/discover", &json!({}), None, None, &[])
             .await
         {
             Ok(result) => result,
@@ -492,12 +512,12 @@ impl Client {
         };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": {},
+            "capabilities": serde_json::from_str::<Value>(DECLARED_CAPABILITIES).unwrap_or_default(),
             "clientInfo": { "name": "mcpcluster", "version": env!("CARGO_PKG_VERSION") },
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = request_body(id, "initialize", &params);
-        let (answer, session_id) = match self.send(&bare, body, &[], id, None).await {
+        let (answer, session_id) = match self.send(&bare, body, &[], id, None, None).await {
             Ok(ok) => ok,
             Err(Failure::Error(e)) => return Err(e),
             // Only a request that carried a session id can lose it; `initialize` carries none.
@@ -560,7 +580,9 @@ impl Client {
             asks.push(("resources/subscribe", json!({ "uri": uri })));
         }
         for (method, params) in asks {
-            if let Err(Failure::Error(e)) = self.call(session, method, &params, None, &[]).await {
+            if let Err(Failure::Error(e)) =
+                self.call(session, method, &params, None, None, &[]).await
+            {
                 tracing::warn!(upstream = %self.name, method, %params, error = %e, "not kept in the new upstream session");
             }
         }
@@ -572,6 +594,7 @@ impl Client {
         method: &str,
         params: &Value,
         notes: Option<Notes<'_>>,
+        asks: Option<Asks<'_>>,
         extra: &[(HeaderName, HeaderValue)],
     ) -> Result<Value, Failure> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -593,12 +616,12 @@ impl Client {
         } else {
             self.cancellation(session, id)
         });
-        let sent = self.send(session, body, &headers, id, notes).await;
+        let sent = self.send(session, body, &headers, id, notes, asks).await;
         cancel.0 = None;
         let (answer, _) = sent?;
         let result = result_of(answer)?;
         if session.modern {
-            return Ok(modern::result(result)?);
+            return Ok(modern::result(result, modern::retryable(method))?);
         }
         Ok(result)
     }
@@ -673,7 +696,7 @@ impl Client {
 
     /// POSTs the request with id `want` and returns the response to it, from a JSON body or
     /// from the SSE stream, with the `Mcp-Session-Id` the upstream answered with; the stream's
-    /// notifications go to `notes`.
+    /// notifications go to `notes`, its requests to `asks` (the answer POSTed back).
     async fn send(
         &self,
         session: &Session,
@@ -681,6 +704,7 @@ impl Client {
         extra: &[(HeaderName, HeaderValue)],
         want: u64,
         notes: Option<Notes<'_>>,
+        asks: Option<Asks<'_>>,
     ) -> Result<(Option<Value>, Option<HeaderValue>), Failure> {
         let resp = self.round_trip(session, body, extra).await?;
         let status = resp.status();
@@ -744,6 +768,30 @@ impl Client {
                         message.get("id"),
                     ) {
                         notes(method, message.get("params").unwrap_or(&Value::Null));
+                    }
+                    if let (Some(asks), Some(method), Some(id)) = (
+                        asks,
+                        message.get("method").and_then(Value::as_str),
+                        message.get("id"),
+                    ) {
+                        let params = message.get("params").cloned().unwrap_or(Value::Null);
+                        let answer = match asks(method, params).await {
+                            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+                            Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+                        };
+                        let body = serde_json::to_vec(&answer).unwrap_or_default();
+                        match self.deliver(session, body).await {
+                            Ok(()) => {}
+                            Err(Failure::Error(e)) => return Err(e.into()),
+                            // Sending the request again would ask the client again.
+                            Err(Failure::SessionGone) => {
+                                return Err(UpstreamError::Protocol(
+                                    "the upstream lost the session while its request asked the client".into(),
+                                )
+                                .into());
+                            }
+                        }
+                        continue;
                     }
                     self.on_message(session, &message).await;
                 }

@@ -12,6 +12,8 @@
 //! - [`pages`]: the node's merged lists in pages, cursors across upstreams.
 //! - [`gate`]: what a request passes first: the circuit breaker ([`breaker`]), the
 //!   `maxConcurrency` slots and the `maxQueued` queue; [`client`]'s health checks probe it.
+//! - [`bridge`]: questions across eras (server→client requests, `input_required`), the
+//!   calls held for 2026-07-28 clients.
 //! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
 //! - [`sse`]: reading an upstream's event stream.
 //! - [`metrics`]: the `mcp_upstream_*` metrics.
@@ -25,10 +27,13 @@
 //! Upstreams of either era (`era: legacy | 2026-07-28 | auto`, `modern.rs`) serve clients of
 //! either era: the node is the upstream's client in the upstream's era.
 //!
-//! Not here yet: server→client requests (`input_required`) relayed, upstream sessions per
-//! client session or in the replicated session state.
+//! What an upstream asks its client (sampling, elicitation, roots) reaches the node's client
+//! in the client's era, and the answer goes back in the upstream's: [`bridge`].
+//!
+//! Not here yet: upstream sessions per client session or in the replicated session state.
 
 pub mod breaker;
+pub mod bridge;
 pub mod client;
 pub mod error;
 pub mod gate;
@@ -58,6 +63,8 @@ pub use served::{AnnounceFn, Upstream};
 #[derive(Debug, Default)]
 pub struct Upstreams {
     list: Vec<Arc<Upstream>>,
+    /// Calls held for 2026-07-28 clients whose legacy upstream asked them something.
+    held: Arc<bridge::HeldCalls>,
 }
 
 impl Upstreams {
@@ -70,6 +77,7 @@ impl Upstreams {
         metrics: &UpstreamMetrics,
     ) -> Self {
         let builtin = Arc::new(builtin);
+        let held = Arc::new(bridge::HeldCalls::default());
         let list = configs
             .iter()
             .filter_map(|c| match Client::new(c, metrics.of(&c.name)) {
@@ -78,6 +86,7 @@ impl Upstreams {
                     c.served_prefix(),
                     Duration::from_secs(c.tools_refresh_secs),
                     builtin.clone(),
+                    held.clone(),
                 ))),
                 Err(e) => {
                     tracing::error!(upstream = %c.name, error = %e, "upstream left out");
@@ -85,7 +94,12 @@ impl Upstreams {
                 }
             })
             .collect();
-        Self { list }
+        Self { list, held }
+    }
+
+    /// The calls held on this node for 2026-07-28 clients (`bridge.rs`).
+    pub fn held(&self) -> &bridge::HeldCalls {
+        &self.held
     }
 
     /// Whether no upstream is configured.

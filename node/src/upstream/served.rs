@@ -17,11 +17,13 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
+use super::bridge::{self, HeldCalls, Marker, Sink};
 use super::client::{Client, Extra};
 use super::error::{ErrorKind, UpstreamError};
 use super::listing::{self, Kind};
 use super::modern;
-use crate::content::{ChangeEvent, ToolCx};
+use crate::content::context::Era;
+use crate::content::{CallError, ChangeEvent, ToolCx};
 
 /// Longest pause between fetches while they fail.
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -72,17 +74,23 @@ pub struct Upstream {
     /// The `uri` of every resource in `lists[Resources]`.
     uris: RwLock<Arc<HashSet<String>>>,
     refresh: Duration,
+    /// Calls held for 2026-07-28 clients (the node's, shared by its upstreams).
+    held: Arc<HeldCalls>,
 }
 
 impl Upstream {
-    /// An upstream whose lists are not fetched yet; `builtin` holds the tool names that win.
+    /// An upstream whose lists are not fetched yet, its tools and prompts served under
+    /// `prefix`; `builtin` holds the tool names that win, `held` the calls held for 2026-07-28
+    /// clients.
     pub fn new(
         client: Client,
         prefix: String,
         refresh: Duration,
         builtin: Arc<HashSet<String>>,
+        held: Arc<HeldCalls>,
     ) -> Self {
         Self {
+            held,
             prefix,
             client,
             builtin,
@@ -164,13 +172,14 @@ impl Upstream {
     /// Calls upstream tool `tool` (unprefixed) with `arguments`; the result as the upstream
     /// sent it. When the client asked for progress, the upstream is asked too (with a token of
     /// the node's) and its progress reaches the client under the client's token; log messages
-    /// on the call's stream reach the client as its logging level allows.
+    /// on the call's stream reach the client as its logging level allows; what the upstream
+    /// asks the client reaches it in its era (`bridge.rs`). Errors name the upstream.
     pub async fn call_tool(
-        &self,
+        self: &Arc<Self>,
         cx: &ToolCx,
         tool: &str,
         arguments: Map<String, Value>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Value, CallError> {
         // A 2026-07-28 upstream wants `Mcp-Param-*` for arguments its schema marks.
         let served = format!("{}{tool}", self.prefix);
         let extra = self
@@ -189,18 +198,22 @@ impl Upstream {
     }
 
     /// Reads resource `uri` (as the upstream knows it); the result as the upstream sent it.
-    pub async fn read_resource(&self, cx: &ToolCx, uri: &str) -> Result<Value, UpstreamError> {
+    pub async fn read_resource(
+        self: &Arc<Self>,
+        cx: &ToolCx,
+        uri: &str,
+    ) -> Result<Value, CallError> {
         self.relayed(cx, "resources/read", json!({ "uri": uri }))
             .await
     }
 
     /// Gets prompt `prompt` (unprefixed) with `arguments`; the result as the upstream sent it.
     pub async fn get_prompt(
-        &self,
+        self: &Arc<Self>,
         cx: &ToolCx,
         prompt: &str,
         arguments: Map<String, Value>,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Value, CallError> {
         self.relayed(
             cx,
             "prompts/get",
@@ -212,24 +225,53 @@ impl Upstream {
     /// Sends a request whose progress and log messages reach the client (see
     /// [`Upstream::call_tool`]).
     async fn relayed(
-        &self,
+        self: &Arc<Self>,
         cx: &ToolCx,
         method: &str,
         params: Value,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Value, CallError> {
         self.relayed_with(cx, method, params, Vec::new()).await
     }
 
-    /// [`Upstream::relayed`] with `extra` headers. The client's log level goes in `_meta` (a
-    /// 2026-07-28 upstream reads it there; the client drops it for a legacy one, which is
-    /// told with `logging/setLevel`).
+    /// [`Upstream::relayed`] with `extra` headers. The client's log level and the client
+    /// capabilities the node relays go in `_meta` (a 2026-07-28 upstream reads them there;
+    /// the client drops them for a legacy one, which is told the level with
+    /// `logging/setLevel`).
+    ///
+    /// Questions (`bridge.rs`): a legacy client is asked on its stream, and a 2026-07-28
+    /// upstream's `input_required` is answered that way and sent again, at most
+    /// [`bridge::MAX_ROUNDS`] times; a 2026-07-28 client gets `input_required` (an upstream's
+    /// passed on, or a legacy upstream's question while its call is held), and its retry —
+    /// whose verified `requestState` holds the node's [`Marker`] — continues the call.
     async fn relayed_with(
-        &self,
+        self: &Arc<Self>,
         cx: &ToolCx,
         method: &str,
         mut params: Value,
         extra: Extra,
-    ) -> Result<Value, UpstreamError> {
+    ) -> Result<Value, CallError> {
+        let named = |e: UpstreamError| CallError::Rpc(e.to_rpc(self.name()));
+        match Marker::of(cx.request_state()) {
+            Some(Marker::Held {
+                upstream,
+                node,
+                id,
+                key,
+            }) if upstream == self.name() => {
+                return self.held.resume(cx, &upstream, node, id, &key).await;
+            }
+            Some(Marker::Passed {
+                upstream,
+                keys,
+                state,
+            }) if upstream == self.name() => {
+                params["inputResponses"] = Value::Object(bridge::answers_for(cx, &keys)?);
+                if let Some(state) = state {
+                    params["requestState"] = json!(state);
+                }
+            }
+            _ => {}
+        }
         let token = cx.wants_progress().then(|| self.client.progress_token());
         let mut meta = serde_json::Map::new();
         if let Some(token) = token {
@@ -238,13 +280,94 @@ impl Upstream {
         if let Some(level) = cx.log_level() {
             meta.insert(modern::META_LOG_LEVEL.into(), json!(level));
         }
-        if !meta.is_empty() {
-            params["_meta"] = Value::Object(meta);
+        meta.insert(
+            modern::META_CLIENT_CAPABILITIES.into(),
+            modern::relayed_capabilities(cx.client_capabilities()),
+        );
+        params["_meta"] = Value::Object(meta);
+        for _ in 0..=bridge::MAX_ROUNDS {
+            let result = match cx.era() {
+                Era::Legacy => {
+                    let relay =
+                        |method: &str, params: &Value| relay_note(cx, token, method, params);
+                    let asks = bridge::ask_in_session(cx);
+                    self.client
+                        .request_full(
+                            method,
+                            params.clone(),
+                            Some(&relay),
+                            Some(&asks),
+                            extra.clone(),
+                        )
+                        .await
+                        .map_err(named)?
+                }
+                Era::Modern => {
+                    self.for_modern(cx, token, method, params.clone(), extra.clone())
+                        .await?
+                }
+            };
+            let Some(input) = modern::input_required(&result).map_err(named)? else {
+                return Ok(result);
+            };
+            let requests = bridge::questions(self.name(), &input.requests)?;
+            if cx.era() == Era::Modern {
+                let marker = Marker::Passed {
+                    upstream: self.name().to_owned(),
+                    keys: requests.iter().map(|r| r.key.clone()).collect(),
+                    state: input.state,
+                };
+                return Err(bridge::pass_on(cx, requests, marker));
+            }
+            let answers = cx.request_all(requests, None).await?;
+            params["inputResponses"] = Value::Object(answers);
+            match input.state {
+                Some(state) => params["requestState"] = json!(state),
+                None => {
+                    if let Value::Object(p) = &mut params {
+                        p.remove("requestState");
+                    }
+                }
+            }
         }
-        let relay = |method: &str, params: &Value| relay_note(cx, token, method, params);
-        self.client
-            .request_full(method, params, Some(&relay), extra)
-            .await
+        Err(bridge::refusal(
+            self.name(),
+            "unsupported",
+            format!(
+                "it asked for input more than {} times in one request",
+                bridge::MAX_ROUNDS
+            ),
+        ))
+    }
+
+    /// A request for a 2026-07-28 client: in a future of its own, so that when a legacy
+    /// upstream asks the client something the call can be held (`bridge::HeldCalls`) while
+    /// the client answers with a retry; its notes go to whichever request waits for it.
+    async fn for_modern(
+        self: &Arc<Self>,
+        cx: &ToolCx,
+        token: Option<u64>,
+        method: &str,
+        params: Value,
+        extra: Extra,
+    ) -> Result<Value, CallError> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let sink = Sink::to(cx);
+        let notes = sink.clone();
+        let me = self.clone();
+        let method = method.to_owned();
+        let call = Box::pin(async move {
+            let relay = move |method: &str, params: &Value| {
+                if let Some(cx) = notes.get() {
+                    relay_note(&cx, token, method, params);
+                }
+            };
+            let asks = bridge::ask_through(tx);
+            me.client
+                .request_full(&method, params, Some(&relay), Some(&asks), extra)
+                .await
+        });
+        self.held.run(cx, self.name(), call, rx, sink).await
     }
 
     /// The served form of an upstream's tool or prompt list: prefixed names, built-in tool

@@ -44,6 +44,11 @@ pub struct Script {
     pub posts: AtomicU32,
     /// While set, every POST is answered `503 Service Unavailable`.
     pub broken: AtomicBool,
+    /// Responses POSTed to the upstream's server→client requests (tool `ask`).
+    pub responses: parking_lot::Mutex<Vec<Value>>,
+    pub responded: tokio::sync::Notify,
+    /// The `initialize` params each session was opened with.
+    pub initialized: parking_lot::Mutex<Vec<Value>>,
 }
 
 impl Script {
@@ -140,11 +145,96 @@ pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
         if let Some(k) = header("x-key") {
             script.headers_seen.lock().push(("x-key".into(), k));
         }
+        if let Ok(msg) = serde_json::from_slice::<Value>(&body)
+            && msg["method"] == "tools/call"
+            && msg["params"]["name"] == "ask"
+        {
+            ask(&mut stream, &msg, &script).await;
+            return;
+        }
         let reply = answer(&head, header("mcp-session-id"), &body, &script).await;
         if stream.write_all(&reply).await.is_err() {
             return;
         }
     }
+}
+
+/// Tool `ask`: asks the client `times` questions (`elicitation/create`, or `method`) as
+/// server→client requests on the call's SSE stream, one after the other, each answered by a
+/// POSTed response (waited for ≤ 20 s); then progress under the call's token (if any), a
+/// pause of `linger_ms`, and the result `answered: A,B` (`ok:<name or text>` per result,
+/// `error:<code>` per error, `none` when no answer came). Its id is recorded in `slow_ids`.
+async fn ask(stream: &mut TcpStream, msg: &Value, script: &Script) {
+    let id = msg["id"].clone();
+    script.slow_ids.lock().push(id.clone());
+    let args = &msg["params"]["arguments"];
+    let method = args["method"].as_str().unwrap_or("elicitation/create");
+    let times = args["times"].as_u64().unwrap_or(1);
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    if stream.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut said = Vec::new();
+    for round in 0..times {
+        let qid = format!("ask-{id}-{round}");
+        let params = if method == "sampling/createMessage" {
+            json!({"messages": [{"role": "user", "content": {"type": "text", "text": "capital of France?"}}], "maxTokens": 10})
+        } else {
+            json!({"message": format!("name {round}?"), "requestedSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}})
+        };
+        let q = json!({"jsonrpc": "2.0", "id": qid, "method": method, "params": params});
+        if stream
+            .write_all(format!("data: {q}\n\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let answer = loop {
+            let waiting = script.responded.notified();
+            if let Some(r) = script
+                .responses
+                .lock()
+                .iter()
+                .find(|r| r["id"] == json!(qid))
+            {
+                break Some(r.clone());
+            }
+            if tokio::time::timeout_at(deadline, waiting).await.is_err() {
+                break None;
+            }
+        };
+        said.push(match answer {
+            None => "none".to_string(),
+            Some(r) if r.get("error").is_some() => format!("error:{}", r["error"]["code"]),
+            Some(r) => {
+                let c = &r["result"]["content"];
+                let v = c["name"].as_str().or(c["text"].as_str()).unwrap_or("?");
+                format!("ok:{v}")
+            }
+        });
+    }
+    if let Some(token) = msg["params"]["_meta"].get("progressToken") {
+        let p = json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": token, "progress": 1, "total": 1, "message": "answered"}});
+        if stream
+            .write_all(format!("data: {p}\n\n").as_bytes())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    if let Some(ms) = args["linger_ms"].as_u64() {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let done = result(
+        &id,
+        json!({ "content": [{ "type": "text", "text": format!("answered: {}", said.join(",")) }] }),
+    );
+    let _ = stream
+        .write_all(format!("data: {done}\n\n").as_bytes())
+        .await;
 }
 
 pub fn http(status: &str, extra: &str, content_type: &str, body: &str) -> Vec<u8> {
@@ -177,6 +267,7 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let method = msg["method"].as_str().unwrap_or_default();
     if method == "initialize" {
+        script.initialized.lock().push(msg["params"].clone());
         let n = script.sessions.fetch_add(1, Ordering::SeqCst) + 1;
         let mut capabilities = json!({ "tools": { "listChanged": true } });
         if script.content.load(Ordering::SeqCst) {
@@ -216,6 +307,11 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
             .cancelled
             .lock()
             .push(msg["params"]["requestId"].clone());
+    }
+    if msg.get("id").is_some() && msg.get("method").is_none() {
+        script.responses.lock().push(msg.clone());
+        script.responded.notify_waiters();
+        return http("202 Accepted", "", "application/json", "");
     }
     if msg.get("id").is_none() || msg.get("method").is_none() {
         return http("202 Accepted", "", "application/json", "");

@@ -1,0 +1,613 @@
+//! Questions across eras: what an upstream asks its client (sampling, elicitation, roots)
+//! during a `tools/call`, `prompts/get` or `resources/read` reaches the node's client in the
+//! client's era, and the answers go back in the upstream's. `served.rs` runs a call through
+//! these parts:
+//!
+//! | upstream asks by | legacy client (session) | 2026-07-28 client |
+//! |---|---|---|
+//! | a server→client request on the call's stream (legacy upstream) | [`ask_in_session`]: a server→client request on the client's stream, its answer POSTed back | the call is held ([`HeldCalls`]) and the client gets `input_required` with a state naming it and this node; its retry's answer is POSTed back and the call goes on |
+//! | an `input_required` result (2026-07-28 upstream) | asked as server→client requests, then the call is sent again with `inputResponses` and the upstream's `requestState` | passed on, the node's state wrapping the upstream's; the retry is sent to the upstream with its answers |
+//!
+//! The node's own `requestState` (signed by `protocol/dispatch.rs`, bound to the served name)
+//! holds a [`Marker`] under [`STATE_KEY`]. A held call lives while the upstream request does
+//! (its `timeoutMs`, which counts the time the client takes): a retry after that, or on a
+//! node that restarted, is a clear error (`reason: expired`); a retry that reaches another node
+//! of the cluster is forwarded to the node the state names (`http/modern.rs`), and one whose
+//! node is gone is an error saying so (`reason: gone`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
+use serde_json::{Map, Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::error::UpstreamError;
+use crate::content::context::{Era, InputRequest};
+use crate::content::{CallError, ToolCx};
+use crate::jsonrpc::{RpcError, code};
+
+/// At most this many rounds of questions in one call (an upstream that keeps asking).
+pub const MAX_ROUNDS: u32 = 16;
+/// At most this many calls held for 2026-07-28 clients on one node.
+pub const MAX_HELD: usize = 10_000;
+/// Where the node's part of a bridged call's `requestState` is.
+pub const STATE_KEY: &str = "upstreamInput";
+
+/// What the node keeps in the `requestState` of a call whose upstream asked for input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marker {
+    /// A 2026-07-28 upstream's `input_required`, passed on: the keys it asked and its own
+    /// `requestState`.
+    Passed {
+        upstream: String,
+        keys: Vec<String>,
+        state: Option<String>,
+    },
+    /// A legacy upstream's question; its call is held on node `node` (`None` outside a
+    /// cluster) under `id`, waiting for the answer under `key`.
+    Held {
+        upstream: String,
+        node: Option<SocketAddr>,
+        id: u64,
+        key: String,
+    },
+}
+
+impl Marker {
+    /// The marker of a verified `requestState`, if it holds one.
+    pub fn of(state: Option<&Value>) -> Option<Self> {
+        let m = state?.get(STATE_KEY)?;
+        let upstream = m.get("upstream")?.as_str()?.to_owned();
+        if let Some(id) = m.get("held").and_then(Value::as_u64) {
+            return Some(Self::Held {
+                upstream,
+                node: m
+                    .get("node")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse().ok()),
+                id,
+                key: m.get("key")?.as_str()?.to_owned(),
+            });
+        }
+        let keys = m
+            .get("keys")?
+            .as_array()?
+            .iter()
+            .map(|k| k.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self::Passed {
+            upstream,
+            keys,
+            state: m.get("state").and_then(Value::as_str).map(str::to_owned),
+        })
+    }
+
+    /// The state to sign.
+    pub fn to_state(&self) -> Value {
+        let m = match self {
+            Self::Passed {
+                upstream,
+                keys,
+                state,
+            } => json!({ "upstream": upstream, "keys": keys, "state": state }),
+            Self::Held {
+                upstream,
+                node,
+                id,
+                key,
+            } => json!({
+                "upstream": upstream,
+                "node": node.map(|a| a.to_string()),
+                "held": id,
+                "key": key,
+            }),
+        };
+        json!({ STATE_KEY: m })
+    }
+}
+
+/// The node a `requestState` says holds its call, and the call's upstream, when it holds a
+/// call.
+pub fn held_at(state: &Value) -> Option<(SocketAddr, String)> {
+    match Marker::of(Some(state))? {
+        Marker::Held { node, upstream, .. } => node.map(|n| (n, upstream)),
+        Marker::Passed { .. } => None,
+    }
+}
+
+/// The JSON-RPC error of a bridged call that cannot go on: -32000 naming the upstream, with
+/// `data.reason` (`expired`, `gone`, `unsupported`, `busy`).
+pub fn refusal(upstream: &str, reason: &str, message: String) -> CallError {
+    CallError::Rpc(
+        RpcError::new(
+            code::OVERLOADED,
+            format!("upstream `{upstream}`: {message}"),
+        )
+        .with_data(json!({ "upstream": upstream, "reason": reason })),
+    )
+}
+
+/// The JSON-RPC `error` object an upstream is answered with when its question failed.
+fn error_object(e: &CallError) -> Value {
+    if let CallError::Client(v) = e {
+        // The client's own error, as it sent it.
+        return v.clone();
+    }
+    let e = e.to_rpc(Era::Legacy);
+    let mut o = json!({ "code": e.code, "message": e.message });
+    if let Some(d) = e.data {
+        o["data"] = d;
+    }
+    o
+}
+
+/// The answer to a question the client cannot answer (it did not declare `capability`), as
+/// a client would give it.
+fn not_declared(capability: &str) -> Value {
+    json!({
+        "code": code::METHOD_NOT_FOUND,
+        "message": format!("the client did not declare the capability `{capability}`"),
+    })
+}
+
+fn not_relayed(method: &str) -> Value {
+    json!({
+        "code": code::METHOD_NOT_FOUND,
+        "message": format!("mcpcluster does not relay `{method}` to its clients"),
+    })
+}
+
+/// Answers a legacy upstream's question by asking a legacy client (a server→client request
+/// on its stream, bounded by `limits.clientRequestTimeoutSecs`).
+pub fn ask_in_session(
+    cx: &ToolCx,
+) -> impl Fn(&str, Value) -> BoxFuture<'static, Result<Value, Value>> + Send + Sync + use<> {
+    let cx = cx.clone();
+    move |method: &str, params: Value| {
+        let cx = cx.clone();
+        let method = method.to_owned();
+        Box::pin(async move {
+            let Some(request) = InputRequest::relayed("q", &method, params) else {
+                return Err(not_relayed(&method));
+            };
+            if cx.client_capabilities().get(request.capability()).is_none() {
+                return Err(not_declared(request.capability()));
+            }
+            match cx.request_all(vec![request], None).await {
+                Ok(mut answers) => answers
+                    .remove("q")
+                    .ok_or_else(|| error_object(&CallError::Internal("answer missing".into()))),
+                Err(e) => Err(error_object(&e)),
+            }
+        })
+    }
+}
+
+/// A legacy upstream's question to a 2026-07-28 client, waiting for the client's retry.
+#[derive(Debug)]
+pub struct Ask {
+    method: String,
+    params: Value,
+    answer: oneshot::Sender<Result<Value, Value>>,
+}
+
+/// Answers a legacy upstream's questions through `tx` (the call's [`Waiting`] gets them).
+pub fn ask_through(
+    tx: mpsc::Sender<Ask>,
+) -> impl Fn(&str, Value) -> BoxFuture<'static, Result<Value, Value>> + Send + Sync {
+    move |method: &str, params: Value| {
+        let tx = tx.clone();
+        let method = method.to_owned();
+        Box::pin(async move {
+            let (answer, answered) = oneshot::channel();
+            let gone = || json!({ "code": code::REQUEST_CANCELLED, "message": "the client's request ended" });
+            tx.send(Ask {
+                method,
+                params,
+                answer,
+            })
+            .await
+            .map_err(|_| gone())?;
+            answered.await.map_err(|_| gone())?
+        })
+    }
+}
+
+/// Where a held call's progress and log messages go: the 2026-07-28 request that waits for
+/// it now (none while it waits for the client's retry).
+#[derive(Debug, Clone, Default)]
+pub struct Sink(Arc<Mutex<Option<ToolCx>>>);
+
+impl Sink {
+    /// A sink to `cx`.
+    pub fn to(cx: &ToolCx) -> Self {
+        Self(Arc::new(Mutex::new(Some(cx.clone()))))
+    }
+    /// The request that waits now.
+    pub fn get(&self) -> Option<ToolCx> {
+        self.0.lock().clone()
+    }
+    fn set(&self, cx: Option<ToolCx>) {
+        *self.0.lock() = cx;
+    }
+}
+
+/// A call to a legacy upstream for a 2026-07-28 client, which may ask the client: the call
+/// (inline until it asks, then in a task of its own), its questions, where its notes go.
+pub struct Waiting {
+    upstream: String,
+    call: Call,
+    asks: mpsc::Receiver<Ask>,
+    sink: Sink,
+    rounds: u32,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("upstream", &self.upstream)
+            .field("rounds", &self.rounds)
+            .finish_non_exhaustive()
+    }
+}
+
+type CallFuture = BoxFuture<'static, Result<Value, UpstreamError>>;
+
+enum Call {
+    /// Polled by the request that started it (`None` once moved into a task).
+    Inline(Option<CallFuture>),
+    /// Spawned when it first asked; aborted (and so cancelled at the upstream) when dropped.
+    Spawned(JoinHandle<Result<Value, UpstreamError>>),
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if let Call::Spawned(task) = self {
+            task.abort();
+        }
+    }
+}
+
+impl Call {
+    async fn result(&mut self) -> Result<Value, UpstreamError> {
+        match self {
+            Call::Inline(Some(f)) => f.await,
+            Call::Inline(None) => Err(UpstreamError::Protocol("the call moved".into())),
+            Call::Spawned(task) => match task.await {
+                Ok(r) => r,
+                Err(e) => Err(UpstreamError::Protocol(format!(
+                    "the call's task ended: {e}"
+                ))),
+            },
+        }
+    }
+    fn finished(&self) -> bool {
+        matches!(self, Call::Spawned(t) if t.is_finished())
+    }
+}
+
+/// A held call and the question its client must answer.
+struct Held {
+    waiting: Waiting,
+    ask: Ask,
+    key: String,
+}
+
+/// The calls held on this node for 2026-07-28 clients (their upstream asked them something),
+/// by id; this node's peer address, named in their states. Bounded by [`MAX_HELD`] and by
+/// each upstream's `maxConcurrency` (a held call keeps its slot).
+#[derive(Default)]
+pub struct HeldCalls {
+    next: AtomicU64,
+    calls: Mutex<HashMap<u64, Held>>,
+    me: OnceLock<SocketAddr>,
+}
+
+impl std::fmt::Debug for HeldCalls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldCalls")
+            .field("held", &self.calls.lock().len())
+            .field("me", &self.me.get())
+            .finish()
+    }
+}
+
+impl HeldCalls {
+    /// This node's address in its cluster (named in the states of the calls it holds).
+    pub fn set_me(&self, addr: SocketAddr) {
+        let _ = self.me.set(addr);
+    }
+
+    /// This node's address in its cluster, once set.
+    pub fn me(&self) -> Option<SocketAddr> {
+        self.me.get().copied()
+    }
+
+    /// How many calls are held.
+    pub fn len(&self) -> usize {
+        self.calls.lock().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Starts `call` (a request to `upstream` answering its questions through `tx`'s
+    /// receiver `asks`) for the 2026-07-28 request `cx`, and waits for its result or its
+    /// first question.
+    pub async fn run(
+        self: &Arc<Self>,
+        cx: &ToolCx,
+        upstream: &str,
+        call: CallFuture,
+        asks: mpsc::Receiver<Ask>,
+        sink: Sink,
+    ) -> Result<Value, CallError> {
+        let waiting = Waiting {
+            upstream: upstream.to_owned(),
+            call: Call::Inline(Some(call)),
+            asks,
+            sink,
+            rounds: 0,
+        };
+        self.wait(cx, waiting).await
+    }
+
+    /// The retry of a held call: the answer under `key` goes to the upstream, then the call
+    /// goes on as [`HeldCalls::run`]'s.
+    pub async fn resume(
+        self: &Arc<Self>,
+        cx: &ToolCx,
+        upstream: &str,
+        node: Option<SocketAddr>,
+        id: u64,
+        key: &str,
+    ) -> Result<Value, CallError> {
+        if node.is_some() && node != self.me() {
+            // `http/modern.rs` forwards such a retry to `node`; it came here anyway (that node
+            // is gone and this one took its address? a forwarded retry whose node restarted).
+            return Err(refusal(
+                upstream,
+                "gone",
+                format!(
+                    "the call this retry continues was held by node {}, not this one; call again",
+                    node.map(|a| a.to_string()).unwrap_or_default()
+                ),
+            ));
+        }
+        let answer = match cx.input_responses().and_then(|m| m.get(key)) {
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(_) => {
+                return Err(CallError::InvalidParams(format!(
+                    "`inputResponses.{key}` must be a result object"
+                )));
+            }
+            None => {
+                return Err(CallError::InvalidParams(format!(
+                    "missing `inputResponses.{key}` (the answer the upstream waits for)"
+                )));
+            }
+        };
+        let held = {
+            let mut calls = self.calls.lock();
+            match calls.remove(&id) {
+                Some(h) if h.key == key && h.waiting.upstream == upstream => Some(h),
+                Some(h) => {
+                    calls.insert(id, h);
+                    None
+                }
+                None => None,
+            }
+        };
+        let Some(held) = held else {
+            return Err(refusal(
+                upstream,
+                "expired",
+                "the call this retry continues is no longer held (it ended, passed its \
+                 timeoutMs, or this node restarted); call again"
+                    .into(),
+            ));
+        };
+        let Held { waiting, ask, .. } = held;
+        waiting.sink.set(Some(cx.clone()));
+        let _ = ask.answer.send(Ok(answer));
+        self.wait(cx, waiting).await
+    }
+
+    /// Waits for the call's result, answering what the client cannot be asked at once; at the
+    /// first question the client can answer, the call is held and the client gets
+    /// `input_required`.
+    async fn wait(self: &Arc<Self>, cx: &ToolCx, mut waiting: Waiting) -> Result<Value, CallError> {
+        let upstream = waiting.upstream.clone();
+        let named = |e: UpstreamError| CallError::Rpc(e.to_rpc(&upstream));
+        loop {
+            let ask = tokio::select! {
+                r = waiting.call.result() => return r.map_err(named),
+                ask = waiting.asks.recv() => ask,
+            };
+            let Some(ask) = ask else {
+                // The call ended (its answer is ready) or gave up asking.
+                return waiting.call.result().await.map_err(named);
+            };
+            let Some(request) = InputRequest::relayed("", &ask.method, Value::Null) else {
+                let _ = ask.answer.send(Err(not_relayed(&ask.method)));
+                continue;
+            };
+            if cx.client_capabilities().get(request.capability()).is_none() {
+                let _ = ask.answer.send(Err(not_declared(request.capability())));
+                continue;
+            }
+            waiting.rounds += 1;
+            if waiting.rounds > MAX_ROUNDS {
+                return Err(refusal(
+                    &upstream,
+                    "unsupported",
+                    format!("it asked more than {MAX_ROUNDS} questions in one request"),
+                ));
+            }
+            return self.hold(waiting, ask);
+        }
+    }
+
+    /// Holds the call (spawned if it was inline) until the client's retry answers `ask`;
+    /// the client's `input_required`.
+    fn hold(self: &Arc<Self>, mut waiting: Waiting, ask: Ask) -> Result<Value, CallError> {
+        let upstream = waiting.upstream.clone();
+        waiting.sink.set(None);
+        if let Call::Inline(f) = &mut waiting.call
+            && let Some(f) = f.take()
+        {
+            waiting.call = Call::Spawned(tokio::spawn(f));
+        }
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let key = format!("{upstream}-{}", waiting.rounds);
+        let Some(request) = InputRequest::relayed(&key, &ask.method, ask.params.clone()) else {
+            return Err(CallError::Internal("a question checked before".into()));
+        };
+        {
+            let mut calls = self.calls.lock();
+            calls.retain(|_, h| !h.waiting.call.finished());
+            if calls.len() >= MAX_HELD {
+                // Dropping `waiting` cancels the call at the upstream.
+                return Err(refusal(
+                    &upstream,
+                    "busy",
+                    format!(
+                        "{MAX_HELD} calls already wait for their clients' answers on this node"
+                    ),
+                ));
+            }
+            calls.insert(
+                id,
+                Held {
+                    waiting,
+                    ask,
+                    key: key.clone(),
+                },
+            );
+        }
+        let marker = Marker::Held {
+            upstream,
+            node: self.me(),
+            id,
+            key,
+        };
+        Err(CallError::InputRequired {
+            requests: vec![request],
+            state: Some(marker.to_state()),
+        })
+    }
+}
+
+/// The questions of a 2026-07-28 upstream's `input_required` as the node asks them; one no
+/// client answers is an error naming the upstream.
+pub fn questions(
+    upstream: &str,
+    asked: &[(String, String, Value)],
+) -> Result<Vec<InputRequest>, CallError> {
+    asked
+        .iter()
+        .map(|(key, method, params)| {
+            InputRequest::relayed(key, method, params.clone()).ok_or_else(|| {
+                refusal(
+                    upstream,
+                    "unsupported",
+                    format!("it asked for `{method}`, which mcpcluster does not relay to clients"),
+                )
+            })
+        })
+        .collect()
+}
+
+/// A 2026-07-28 upstream's questions passed to a 2026-07-28 client: `input_required` with
+/// `marker` as the state, or -32021 when the client did not declare what one needs.
+pub fn pass_on(cx: &ToolCx, requests: Vec<InputRequest>, marker: Marker) -> CallError {
+    let missing: Map<String, Value> = requests
+        .iter()
+        .filter(|r| cx.client_capabilities().get(r.capability()).is_none())
+        .map(|r| (r.capability().to_owned(), json!({})))
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<&String> = missing.keys().collect();
+        return CallError::Rpc(
+            RpcError::new(
+                code::MISSING_CLIENT_CAPABILITY,
+                format!("this request needs the client capabilities {names:?}"),
+            )
+            .with_data(json!({ "requiredCapabilities": missing })),
+        );
+    }
+    CallError::InputRequired {
+        requests,
+        state: Some(marker.to_state()),
+    }
+}
+
+/// The `inputResponses` a retry sends a 2026-07-28 upstream: the client's answers to `keys`
+/// (each must be there).
+pub fn answers_for(cx: &ToolCx, keys: &[String]) -> Result<Map<String, Value>, CallError> {
+    let mut out = Map::new();
+    for key in keys {
+        match cx.input_responses().and_then(|m| m.get(key)) {
+            Some(v @ Value::Object(_)) => {
+                out.insert(key.clone(), v.clone());
+            }
+            Some(_) => {
+                return Err(CallError::InvalidParams(format!(
+                    "`inputResponses.{key}` must be a result object"
+                )));
+            }
+            None => {
+                return Err(CallError::InvalidParams(format!(
+                    "missing `inputResponses.{key}`"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_round_trip_and_name_their_node() {
+        let held = Marker::Held {
+            upstream: "u".into(),
+            node: Some("10.0.0.1:7000".parse().unwrap_or_else(|_| unreachable!())),
+            id: 7,
+            key: "u-1".into(),
+        };
+        let state = held.to_state();
+        assert_eq!(Marker::of(Some(&state)), Some(held));
+        assert_eq!(
+            held_at(&state).map(|(a, u)| format!("{u}@{a}")).as_deref(),
+            Some("u@10.0.0.1:7000")
+        );
+        let passed = Marker::Passed {
+            upstream: "u".into(),
+            keys: vec!["a".into(), "b".into()],
+            state: Some("s1".into()),
+        };
+        let state = passed.to_state();
+        assert_eq!(Marker::of(Some(&state)), Some(passed));
+        assert_eq!(held_at(&state), None);
+        assert_eq!(Marker::of(Some(&json!({"stage": 1}))), None);
+        assert_eq!(Marker::of(None), None);
+    }
+
+    #[test]
+    fn questions_no_client_answers_are_refused() {
+        let ok = questions("u", &[("k".into(), "elicitation/create".into(), json!({}))]);
+        assert!(ok.is_ok_and(|q| q.len() == 1 && q[0].key == "k"));
+        let bad = questions("u", &[("k".into(), "tools/call".into(), json!({}))]);
+        assert!(matches!(bad, Err(CallError::Rpc(e)) if e.message.contains("tools/call")));
+    }
+}
