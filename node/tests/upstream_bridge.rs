@@ -5,9 +5,12 @@
 //! requests and to 2026-07-28 clients passed on; a legacy upstream's server→client requests
 //! (the scripted upstream's tool `ask`) to legacy clients on their stream and to 2026-07-28
 //! clients as `input_required` while the call is held, through any node of a cluster.
-//! Progress and cancellation across the bridge.
+//! Progress and cancellation across the bridge. Against the real
+//! `@modelcontextprotocol/server-everything` in `server_everything_asks_clients_of_both_eras`
+//! (`make e2e-upstream`, which installs it).
 
 mod common;
+mod everything;
 mod scripted;
 
 use std::collections::VecDeque;
@@ -15,6 +18,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
+use everything::Everything;
 use mcpcluster_api::{NodeConfig, UpstreamConfig};
 use scripted::*;
 use serde_json::{Value, json};
@@ -276,9 +280,9 @@ fn text_of(answer: &Value) -> String {
         .to_string()
 }
 
-/// Polls `tools/list` in `session` until `name` is listed (≤ 10 s).
+/// Polls `tools/list` in `session` until `name` is listed (≤ 20 s).
 async fn wait_for_tool(addr: SocketAddr, session: &str, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let body = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
         let r = send(
@@ -758,4 +762,89 @@ async fn a_held_call_is_continued_through_any_node() {
     b.shutdown().await;
     c.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `@modelcontextprotocol/server-everything` (TypeScript SDK, 2025-11-25 sessions) asks
+/// through the node: it registers its elicitation and sampling tools because the node's
+/// `initialize` declared both; a legacy client answers them on its stream, a 2026-07-28 client
+/// by retrying its `input_required`; a 2026-07-28 client without the capability gets the
+/// upstream's failure, not a hang.
+#[tokio::test]
+#[ignore = "needs server-everything from npm: make e2e-upstream"]
+async fn server_everything_asks_clients_of_both_eras() {
+    let (port, _everything) = Everything::start_anywhere().await;
+    let mut up = UpstreamConfig::new("everything", format!("http://127.0.0.1:{port}/mcp"));
+    up.timeout_ms = 10_000;
+    up.era = "auto".into();
+    let node = node_with(vec![up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize_with(addr, both()).await;
+    let elicit = "everything__trigger-elicitation-request";
+    let sample = "everything__trigger-sampling-request";
+    wait_for_tool(addr, &session, elicit).await;
+    wait_for_tool(addr, &session, sample).await;
+
+    // A legacy client, asked on its stream.
+    let (asked, done) =
+        call_answering(addr, &session, elicit, json!({}), answer_with("Ada", "-")).await;
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0]["method"], "elicitation/create", "{asked:?}");
+    assert!(done.to_string().contains("- Name: Ada"), "{done}");
+    let args = json!({"prompt": "capital of France?", "maxTokens": 5});
+    let (asked, done) = call_answering(
+        addr,
+        &session,
+        sample,
+        args.clone(),
+        answer_with("-", "Paris"),
+    )
+    .await;
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        done["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Paris")),
+        "{done}"
+    );
+
+    // A 2026-07-28 client: `input_required`, then its retry.
+    for (name, args, answer, want) in [
+        (
+            elicit,
+            json!({}),
+            json!({"action": "accept", "content": {"name": "Bo"}}),
+            "- Name: Bo",
+        ),
+        (
+            sample,
+            args.clone(),
+            json!({"role": "assistant", "content": {"type": "text", "text": "Lyon"}, "model": "m"}),
+            "Lyon",
+        ),
+    ] {
+        let r = modern_call(addr, name, both(), json!({"arguments": args})).await;
+        assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+        let key = r["result"]["inputRequests"]
+            .as_object()
+            .and_then(|m| m.keys().next().cloned())
+            .unwrap_or_default();
+        let more = json!({"arguments": args, "inputResponses": {key: answer},
+            "requestState": r["result"]["requestState"]});
+        let r = modern_call(addr, name, both(), more).await;
+        assert!(r.to_string().contains(want), "{r}");
+        assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    }
+    // Without the capability: the upstream is refused at once, and its failure comes back.
+    let started = Instant::now();
+    let r = modern_call(addr, sample, json!({}), json!({"arguments": args})).await;
+    assert!(
+        r.get("error").is_some() || r["result"]["isError"] == true,
+        "{r}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    node.shutdown().await;
 }
