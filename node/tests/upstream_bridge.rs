@@ -493,7 +493,7 @@ async fn a_legacy_upstreams_questions_reach_clients_of_both_eras() {
     assert_eq!(text_of(&done), "answered: ok:Paris,ok:Paris", "{done}");
     assert_eq!(
         script.initialized.lock()[0]["capabilities"],
-        json!({"sampling": {}, "elicitation": {}})
+        json!({"sampling": {}, "elicitation": {}, "roots": {}})
     );
     // A client that cannot answer: the upstream gets an error at once.
     let bare = initialize_with(addr, json!({})).await;

@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures_util::future::BoxFuture;
@@ -299,11 +298,11 @@ struct Held {
 }
 
 /// The calls held on this node for 2026-07-28 clients (their upstream asked them something),
-/// by id; this node's peer address, named in their states. Bounded by [`MAX_HELD`] and by
-/// each upstream's `maxConcurrency` (a held call keeps its slot).
+/// by id (random, so a state from before a restart never names a newer call); this node's
+/// peer address, named in their states. Bounded by [`MAX_HELD`] and by each upstream's
+/// `maxConcurrency` (a held call keeps its slot).
 #[derive(Default)]
 pub struct HeldCalls {
-    next: AtomicU64,
     calls: Mutex<HashMap<u64, Held>>,
     me: OnceLock<SocketAddr>,
 }
@@ -370,8 +369,8 @@ impl HeldCalls {
         key: &str,
     ) -> Result<Value, CallError> {
         if node.is_some() && node != self.me() {
-            // `http/modern.rs` forwards such a retry to `node`; it came here anyway (that node
-            // is gone and this one took its address? a forwarded retry whose node restarted).
+            // `http/modern.rs` forwards such a retry to `node`; this one was not (this node is
+            // not in a cluster, or a peer relayed it here).
             return Err(refusal(
                 upstream,
                 "gone",
@@ -465,12 +464,11 @@ impl HeldCalls {
         {
             waiting.call = Call::Spawned(tokio::spawn(f));
         }
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let key = format!("{upstream}-{}", waiting.rounds);
         let Some(request) = InputRequest::relayed(&key, &ask.method, ask.params.clone()) else {
             return Err(CallError::Internal("a question checked before".into()));
         };
-        {
+        let id = {
             let mut calls = self.calls.lock();
             calls.retain(|_, h| !h.waiting.call.finished());
             if calls.len() >= MAX_HELD {
@@ -483,6 +481,12 @@ impl HeldCalls {
                     ),
                 ));
             }
+            let id = loop {
+                let id: u64 = rand::random();
+                if !calls.contains_key(&id) {
+                    break id;
+                }
+            };
             calls.insert(
                 id,
                 Held {
@@ -491,7 +495,8 @@ impl HeldCalls {
                     key: key.clone(),
                 },
             );
-        }
+            id
+        };
         let marker = Marker::Held {
             upstream,
             node: self.me(),

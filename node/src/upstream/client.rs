@@ -78,9 +78,10 @@ pub type Asks<'a> =
     &'a (dyn Fn(&str, Value) -> BoxFuture<'static, Result<Value, Value>> + Send + Sync);
 
 /// The client capabilities the node declares to a legacy upstream in `initialize`: what it can
-/// relay to its clients during a request (`roots` is left out: an upstream asks for roots
-/// outside any request too, and the session is every client's).
-pub const DECLARED_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{}}"#;
+/// relay to its clients during a request. Roots belong to each client, not to the session all
+/// of them share: an upstream that asks for them outside a request (at `initialized`, say) is
+/// answered with an error, and no `notifications/roots/list_changed` is ever sent.
+pub const DECLARED_CAPABILITIES: &str = r#"{"sampling":{},"elicitation":{},"roots":{}}"#;
 
 /// Gets the client-facing URI of each subscribed resource the upstream said was updated.
 pub type UpdatedFn = Arc<dyn Fn(String) + Send + Sync>;
