@@ -9,6 +9,7 @@
 pub mod admin_config;
 pub mod auth_config;
 pub mod cluster_config;
+pub mod header_value;
 #[cfg(feature = "resource")]
 pub mod mcpcluster;
 pub mod node_config;
@@ -19,10 +20,11 @@ pub use auth_config::{AuthConfig, ScopeMap};
 pub use cluster_config::{
     ClusterConfig, ClusterTlsConfig, GossipTransport, MembershipThread, MembershipTimers,
 };
+pub use header_value::{HeaderValue, SecretKeyRef};
 #[cfg(feature = "resource")]
-pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus};
+pub use mcpcluster::{McpCluster, McpClusterSpec, McpClusterStatus, UpstreamStatus};
 pub use node_config::{
-    ContentConfig, HttpToolConfig, LimitsConfig, LogConfig, LogFormat, NodeConfig, PromptArgConfig,
-    PromptConfig, ResourceConfig, SecurityConfig,
+    ContentConfig, DEFAULT_SECRETS_DIR, HttpToolConfig, LimitsConfig, LogConfig, LogFormat,
+    NodeConfig, PromptArgConfig, PromptConfig, ResourceConfig, SecurityConfig,
 };
-pub use upstream_config::{UPSTREAM_SEPARATOR, UpstreamConfig, validate_upstreams};
+pub use upstream_config::{ServiceRef, UPSTREAM_SEPARATOR, UpstreamConfig, validate_upstreams};

@@ -5,6 +5,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Where a node reads Secret keys by default (and where the operator mounts them).
+pub const DEFAULT_SECRETS_DIR: &str = "/etc/mcp-node/secrets";
+
 /// Configuration of one `mcp-node` process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -43,6 +46,10 @@ pub struct NodeConfig {
     /// MCP servers behind this node: their tools are served as `<name>__<tool>` and their
     /// calls forwarded. Default none.
     pub upstreams: Vec<crate::UpstreamConfig>,
+    /// Directory holding the Secrets that `valueFrom.secretKeyRef` values name: key `k` of
+    /// Secret `s` is the file `<secretsDir>/s/k`, the layout the operator mounts them in.
+    /// Default `/etc/mcp-node/secrets`.
+    pub secrets_dir: String,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +69,7 @@ impl Default for NodeConfig {
             cluster: crate::ClusterConfig::default(),
             auth: crate::AuthConfig::default(),
             upstreams: Vec::new(),
+            secrets_dir: DEFAULT_SECRETS_DIR.into(),
         }
     }
 }

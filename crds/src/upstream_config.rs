@@ -1,12 +1,16 @@
 //! The `upstreams` section of [`crate::NodeConfig`]: MCP servers the node puts behind itself.
 //! Each upstream's tools are served under `<name>__<tool>`; the node forwards their calls.
-//! The checks that need no network live here ([`UpstreamConfig::validate`]), so the node and
-//! the operator refuse the same things.
+//! An upstream is reached at a `url` or through a Kubernetes Service ([`ServiceRef`]); its
+//! headers are plain values or keys of Secrets ([`HeaderValue`]). The checks that need no
+//! network live here ([`UpstreamConfig::validate`]), so the node and the operator refuse the
+//! same things.
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::header_value::HeaderValue;
 
 /// Separator between an upstream's name and its tool's name in the names the node serves.
 pub const UPSTREAM_SEPARATOR: &str = "__";
@@ -19,8 +23,13 @@ pub struct UpstreamConfig {
     /// letter or digit), unique among upstreams. Its tools are served as `<name>__<tool>`.
     pub name: String,
     /// Its Streamable HTTP endpoint, `http://` or `https://` (e.g.
-    /// `http://everything.tools.svc:3001/mcp`).
+    /// `http://everything.tools.svc:3001/mcp`). Exactly one of `url` and `service`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// A Kubernetes Service in front of it instead of a `url`: reached at
+    /// `http://<name>.<namespace>.svc:<port><path>`. Exactly one of `url` and `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ServiceRef>,
     /// The protocol era it speaks: `legacy` (2025-11-25 sessions: `initialize`,
     /// `Mcp-Session-Id`), `2026-07-28` (stateless: `server/discover`, no session), or `auto`
     /// (asked `server/discover` as a 2026-07-28 request whenever a session would be opened:
@@ -68,10 +77,88 @@ pub struct UpstreamConfig {
     /// all are also fetched again when the upstream sends a `list_changed`). Default 60.
     #[serde(default = "default_refresh_secs")]
     pub tools_refresh_secs: u64,
-    /// Headers sent with every request to the upstream (e.g. `Authorization`), as plain
-    /// values. References to Secrets are not supported yet. Default none.
+    /// Headers sent with every request to the upstream (e.g. `Authorization`): each a plain
+    /// value or `valueFrom: {secretKeyRef: {name, key}}`, a key of a Secret (the operator
+    /// mounts it into the pods; a node reads it from `<secretsDir>/<name>/<key>`, again every
+    /// 10 s). Default none.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, HeaderValue>,
+}
+
+/// A Kubernetes Service an upstream is reached through (plain HTTP, cluster DNS).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceRef {
+    /// The Service's name (a DNS label starting with a letter).
+    pub name: String,
+    /// Its namespace. Default: the `McpCluster`'s (a node outside Kubernetes takes
+    /// `POD_NAMESPACE`, and without it this is required).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// The Service port (1-65535).
+    #[schemars(range(min = 1))]
+    pub port: u16,
+    /// The MCP endpoint's path. Default `/mcp`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+/// The path of a [`ServiceRef`] without one.
+pub const DEFAULT_SERVICE_PATH: &str = "/mcp";
+
+impl ServiceRef {
+    /// Checks the reference: `Err((field, problem))`, `field` relative to the upstream entry.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((format!("service.{f}"), m));
+        if !is_dns_label(&self.name) || !self.name.as_bytes()[0].is_ascii_lowercase() {
+            return err(
+                "name",
+                format!(
+                    "`{}` is not a Service name (a DNS label starting with a letter)",
+                    self.name
+                ),
+            );
+        }
+        if !self.namespace.is_empty() && !is_dns_label(&self.namespace) {
+            return err(
+                "namespace",
+                format!("`{}` is not a namespace name (a DNS label)", self.namespace),
+            );
+        }
+        if self.port == 0 {
+            return err("port", "must be between 1 and 65535".into());
+        }
+        if !self.path.is_empty()
+            && (!self.path.starts_with('/')
+                || self
+                    .path
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b == b'#'))
+        {
+            return err(
+                "path",
+                format!(
+                    "`{}` is not a URL path (it starts with `/`; no spaces, no `#`)",
+                    self.path
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// `http://<name>.<namespace>.svc:<port><path>`, with `namespace` when the reference
+    /// names none; `None` when neither names one.
+    pub fn url(&self, namespace: Option<&str>) -> Option<String> {
+        let ns = match self.namespace.as_str() {
+            "" => namespace.filter(|n| !n.is_empty())?,
+            ns => ns,
+        };
+        let path = match self.path.as_str() {
+            "" => DEFAULT_SERVICE_PATH,
+            p => p,
+        };
+        Some(format!("http://{}.{ns}.svc:{}{path}", self.name, self.port))
+    }
 }
 
 fn default_era() -> String {
@@ -119,6 +206,7 @@ impl UpstreamConfig {
         Self {
             name: name.into(),
             url: url.into(),
+            service: None,
             era: default_era(),
             prefix: None,
             timeout_ms: default_timeout_ms(),
@@ -153,17 +241,29 @@ impl UpstreamConfig {
                 ),
             );
         }
-        match self.url.split_once("://") {
-            Some(("http" | "https", rest))
-                if !rest.is_empty()
-                    && !rest.starts_with('/')
-                    && !rest.contains(char::is_whitespace) => {}
-            _ => {
+        match (&self.service, self.url.is_empty()) {
+            (Some(_), false) => {
+                return err("service", "give `url` or `service`, not both".into());
+            }
+            (None, true) => {
                 return err(
                     "url",
-                    format!("`{}` is not an http:// or https:// URL", self.url),
+                    "required (or `service`: a Kubernetes Service)".into(),
                 );
             }
+            (Some(service), true) => service.validate()?,
+            (None, false) => match self.url.split_once("://") {
+                Some(("http" | "https", rest))
+                    if !rest.is_empty()
+                        && !rest.starts_with('/')
+                        && !rest.contains(char::is_whitespace) => {}
+                _ => {
+                    return err(
+                        "url",
+                        format!("`{}` is not an http:// or https:// URL", self.url),
+                    );
+                }
+            },
         }
         if let Some(p) = &self.prefix
             && (p.len() > Self::MAX_PREFIX
@@ -251,14 +351,47 @@ impl UpstreamConfig {
                     "is set by the node and cannot be configured".into(),
                 );
             }
-            if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return err(
-                    &format!("headers.{k}"),
-                    "the value holds a line break or NUL".into(),
-                );
+            match v {
+                HeaderValue::Plain(v) => {
+                    if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                        return err(
+                            &format!("headers.{k}"),
+                            "the value holds a line break or NUL".into(),
+                        );
+                    }
+                }
+                HeaderValue::Secret(r) => r
+                    .validate()
+                    .map_err(|(f, m)| (format!("headers.{k}.{f}"), m))?,
+                HeaderValue::Invalid { why, .. } => {
+                    return err(&format!("headers.{k}"), why.clone());
+                }
             }
         }
         Ok(())
+    }
+
+    /// Where the upstream is reached: `url`, or the Service's cluster DNS name, its namespace
+    /// defaulting to `namespace`. `Err((field, problem))` when a Service names no namespace
+    /// and `namespace` is `None`.
+    pub fn endpoint(&self, namespace: Option<&str>) -> Result<String, (String, String)> {
+        match &self.service {
+            None => Ok(self.url.clone()),
+            Some(s) => s.url(namespace).ok_or_else(|| {
+                (
+                    "service.namespace".into(),
+                    "required here (no namespace to default to: POD_NAMESPACE is not set)".into(),
+                )
+            }),
+        }
+    }
+
+    /// The Secret keys its headers name.
+    pub fn secret_refs(&self) -> impl Iterator<Item = &crate::header_value::SecretKeyRef> {
+        self.headers.values().filter_map(|v| match v {
+            HeaderValue::Secret(r) => Some(r),
+            _ => None,
+        })
     }
 }
 
@@ -310,6 +443,7 @@ pub fn is_dns_label(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::header_value::SecretKeyRef;
 
     fn refused(edit: impl FnOnce(&mut UpstreamConfig), field: &str, says: &str) {
         let mut u = UpstreamConfig::new("everything", "http://127.0.0.1:3001/mcp");
@@ -419,6 +553,95 @@ mod tests {
             },
             "upstreams[1].headers",
             "not a header name",
+        );
+        refused(
+            |u| {
+                u.headers.insert(
+                    "Authorization".into(),
+                    HeaderValue::Secret(SecretKeyRef {
+                        name: "Creds".into(),
+                        key: "token".into(),
+                    }),
+                );
+            },
+            "upstreams[1].headers.Authorization.valueFrom.secretKeyRef.name",
+            "not a Secret name",
+        );
+        let shapeless: BTreeMap<String, HeaderValue> =
+            serde_yaml_ng::from_str("X-Key: {valueFrom: {configMapKeyRef: {name: a, key: b}}}")
+                .expect("parses");
+        refused(
+            |u| u.headers = shapeless,
+            "upstreams[1].headers.X-Key",
+            "configMapKeyRef",
+        );
+        let service = ServiceRef {
+            name: "everything".into(),
+            namespace: String::new(),
+            port: 3001,
+            path: String::new(),
+        };
+        refused(
+            |u| u.service = Some(service.clone()),
+            "upstreams[1].service",
+            "not both",
+        );
+        refused(|u| u.url.clear(), "upstreams[1].url", "required");
+        let only = |edit: fn(&mut ServiceRef)| {
+            let mut s = service.clone();
+            edit(&mut s);
+            move |u: &mut UpstreamConfig| {
+                u.url.clear();
+                u.service = Some(s);
+            }
+        };
+        refused(
+            only(|s| s.name = "1abc".into()),
+            "upstreams[1].service.name",
+            "starting with a letter",
+        );
+        refused(
+            only(|s| s.namespace = "Tools".into()),
+            "upstreams[1].service.namespace",
+            "DNS label",
+        );
+        refused(only(|s| s.port = 0), "upstreams[1].service.port", "65535");
+        refused(
+            only(|s| s.path = "mcp".into()),
+            "upstreams[1].service.path",
+            "starts with `/`",
+        );
+    }
+
+    #[test]
+    fn a_service_reference_resolves_to_its_cluster_dns_name() {
+        let parsed: Vec<UpstreamConfig> = serde_yaml_ng::from_str(
+            "- name: everything\n  service: {name: everything, port: 3001}\n- name: fs\n  service: {name: fs, namespace: tools, port: 80, path: /v1/mcp}\n  headers:\n    Authorization: {valueFrom: {secretKeyRef: {name: fs-creds, key: token}}}\n    X-Plain: p\n",
+        )
+        .expect("parses");
+        assert!(validate_upstreams(&parsed).is_ok());
+        assert_eq!(
+            parsed[0].endpoint(Some("ns")).expect("resolves"),
+            "http://everything.ns.svc:3001/mcp"
+        );
+        assert_eq!(
+            parsed[0].endpoint(None).expect_err("no namespace").0,
+            "service.namespace"
+        );
+        assert_eq!(
+            parsed[1].endpoint(None).expect("its own namespace"),
+            "http://fs.tools.svc:80/v1/mcp"
+        );
+        let refs: Vec<_> = parsed[1]
+            .secret_refs()
+            .map(SecretKeyRef::relative_path)
+            .collect();
+        assert_eq!(refs, ["fs-creds/token"]);
+        assert_eq!(
+            UpstreamConfig::new("a", "http://a/mcp")
+                .endpoint(None)
+                .expect("url"),
+            "http://a/mcp"
         );
     }
 

@@ -91,8 +91,12 @@ impl Node {
             .filter_map(|t| t.get("name").and_then(serde_json::Value::as_str))
             .map(str::to_owned)
             .collect();
-        let upstreams =
-            crate::upstream::Upstreams::new(&settings.config.upstreams, builtin, &metrics.upstream);
+        let upstreams = crate::upstream::Upstreams::new(
+            &settings.config.upstreams,
+            builtin,
+            std::path::Path::new(&settings.config.secrets_dir),
+            &metrics.upstream,
+        );
         let body_budget = crate::http::budget::BodyBudget::new(
             settings.config.limits.max_buffered_request_bytes,
             metrics.buffered_request_bytes.clone(),

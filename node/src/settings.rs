@@ -54,6 +54,10 @@ pub struct Cli {
     /// Log format: text or json [config: log.format]
     #[arg(long, env = "MCP_NODE_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Directory of the Secret files upstream headers name (`<dir>/<secret>/<key>`)
+    /// [config: secretsDir]
+    #[arg(long, env = "MCP_NODE_SECRETS_DIR")]
+    pub secrets_dir: Option<String>,
     /// Print the default configuration as YAML and exit
     #[arg(long)]
     pub print_default_config: bool,
@@ -132,7 +136,7 @@ impl Settings {
     }
 
     /// Validates a configuration and derives the effective limits.
-    pub fn validate(config: NodeConfig) -> Result<Self, ConfigError> {
+    pub fn validate(mut config: NodeConfig) -> Result<Self, ConfigError> {
         let listen: SocketAddr = config.listen.parse().map_err(|e| {
             field(
                 "listen",
@@ -218,11 +222,26 @@ impl Settings {
         }
         mcpcluster_api::validate_upstreams(&config.upstreams)
             .map_err(|(field, message)| ConfigError::Entry { field, message })?;
-        for (i, u) in config.upstreams.iter().enumerate() {
-            u.url.parse::<http::Uri>().map_err(|e| ConfigError::Entry {
-                field: format!("upstreams[{i}].url"),
-                message: format!("`{}` is not a URL: {e}", u.url),
-            })?;
+        let namespace = std::env::var("POD_NAMESPACE").ok();
+        let secrets_dir = std::path::PathBuf::from(&config.secrets_dir);
+        for (i, u) in config.upstreams.iter_mut().enumerate() {
+            let entry = |(f, message): (String, String)| ConfigError::Entry {
+                field: format!("upstreams[{i}].{f}"),
+                message,
+            };
+            // A Service reference becomes its cluster DNS URL here, once.
+            let field = if u.service.is_some() {
+                "service"
+            } else {
+                "url"
+            };
+            let url = u.endpoint(namespace.as_deref()).map_err(entry)?;
+            url.parse::<http::Uri>()
+                .map_err(|e| entry((field.into(), format!("`{url}` is not a URL: {e}"))))?;
+            u.url = url;
+            u.service = None;
+            // Secret-held values must be readable now (read again while running).
+            crate::upstream::headers::Headers::new(u, &secrets_dir).map_err(entry)?;
         }
         if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
             return Err(field(
@@ -316,6 +335,9 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
     }
     if let Some(v) = &cli.log_level {
         config.log.level = v.clone();
+    }
+    if let Some(v) = &cli.secrets_dir {
+        config.secrets_dir = v.clone();
     }
     cli.admin.apply(&mut config.admin);
     cli.cluster.apply(&mut config.cluster)?;
@@ -472,6 +494,38 @@ mod tests {
         let err = parse_config("upstreams:\n  - name: a\n    url: http://a\n    timeout: 5\n")
             .expect_err("unknown field");
         assert!(err.contains("timeout"), "{err}");
+    }
+
+    #[test]
+    fn a_service_reference_resolves_and_secret_headers_must_be_readable() {
+        let dir = std::env::temp_dir().join(format!("mcp-settings-secrets-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = format!(
+            "secretsDir: {}\nupstreams:\n  - name: fs\n    service: {{name: fs, namespace: tools, port: 3001}}\n    headers:\n      Authorization: {{valueFrom: {{secretKeyRef: {{name: fs-creds, key: token}}}}}}\n",
+            dir.display()
+        );
+        let err = Settings::validate(parse_config(&text).expect("parses"))
+            .expect_err("no Secret file")
+            .to_string();
+        assert!(
+            err.contains("`upstreams[0].headers.Authorization.valueFrom.secretKeyRef`")
+                && err.contains("Secret `fs-creds`"),
+            "{err}"
+        );
+        std::fs::create_dir_all(dir.join("fs-creds")).expect("mkdir");
+        std::fs::write(dir.join("fs-creds/token"), "Bearer s3cret\n").expect("write");
+        let s = Settings::validate(parse_config(&text).expect("parses")).expect("valid");
+        assert_eq!(s.config.upstreams[0].url, "http://fs.tools.svc:3001/mcp");
+        let both =
+            "upstreams:\n  - name: fs\n    url: http://a/mcp\n    service: {name: fs, port: 80}\n";
+        let err = Settings::validate(parse_config(both).expect("parses"))
+            .expect_err("both")
+            .to_string();
+        assert!(
+            err.contains("`upstreams[0].service`") && err.contains("not both"),
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -2109,3 +2109,74 @@ async fn a_listen_stream_subscribes_to_upstream_resources_while_it_lasts() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test]
+async fn secret_headers_reach_the_upstream_and_each_upstream_is_reported() {
+    let (url, script) = scripted_upstream().await;
+    let dir = std::env::temp_dir().join(format!("mcp-upstream-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("creds")).expect("mkdir");
+    // As `kubectl create secret --from-file` writes it: with the file's final newline.
+    std::fs::write(dir.join("creds/key"), "from-secret\n").expect("write");
+    let mut up = upstream("up", &url);
+    up.headers.insert(
+        "X-Key".into(),
+        mcpcluster_api::HeaderValue::Secret(mcpcluster_api::SecretKeyRef {
+            name: "creds".into(),
+            key: "key".into(),
+        }),
+    );
+    let mut gone = upstream("gone", "http://127.0.0.1:1/mcp");
+    gone.breaker_failures = 1;
+    let mut config = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        upstreams: vec![up, gone],
+        secrets_dir: dir.display().to_string(),
+        ..NodeConfig::default()
+    };
+    config.log.level = "warn".into();
+    let settings = mcp_node::Settings::validate(config).expect("valid test config");
+    let node = mcp_node::start_with(settings, |_| {})
+        .await
+        .expect("node starts");
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    wait_for_tool(addr, &session, "up__echo", Duration::from_secs(10)).await;
+    let r = call(addr, &session, "up__echo", json!({"text": "hi"})).await;
+    assert_eq!(text_of(&r), "echo: hi");
+    let seen = script.headers_seen.lock().clone();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|(_, v)| v == "from-secret"),
+        "the Secret's value, without its newline, on every request: {seen:?}"
+    );
+
+    // What `/cluster` reports for the operator: one up and answering, one unreachable.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let report = node.node.upstreams.report();
+        if report[1].reachable == Some(false) || tokio::time::Instant::now() > deadline {
+            break report;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let v = serde_json::to_value(&report).expect("serializes");
+    assert_eq!(v[0]["name"], "up");
+    assert_eq!(v[0]["state"], "up");
+    assert_eq!(v[0]["reachable"], true);
+    assert_eq!(v[0]["era"], "legacy");
+    assert!(v[0]["tools"].as_u64().unwrap_or(0) >= 4, "{v}");
+    assert_eq!(v[0]["lastError"], Value::Null);
+    assert_eq!(v[1]["name"], "gone");
+    assert_eq!(v[1]["reachable"], false, "{v}");
+    assert_eq!(v[1]["state"], "down", "one failure marks it down: {v}");
+    assert!(
+        v[1]["lastError"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("unreachable"),
+        "{v}"
+    );
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -60,9 +60,12 @@ pub struct Observed {
     pub diverged: Option<String>,
     /// The `Scaling` condition (the scaler decides it).
     pub scaling: Option<Report>,
+    /// `status.upstreams` and the `UpstreamsReady` condition (`None` inside: no upstreams, the
+    /// condition is removed); `None`: not observed this time, both kept as they were.
+    pub upstreams: Option<(Vec<mcpcluster_api::UpstreamStatus>, Option<Report>)>,
 }
 
-/// The four conditions for what was observed.
+/// The four conditions for what was observed (`UpstreamsReady` is added by `status::build`).
 pub fn reports(o: &Observed) -> Vec<Report> {
     use condition::{AVAILABLE, DEGRADED, PROGRESSING, SCALING};
     let needed = o.replication_factor.min(o.desired).max(1);

@@ -40,6 +40,8 @@ pub struct ClusterMemory {
     /// Consecutive load readings in which the nodes disagreed on membership, and the last
     /// disagreement.
     pub divergence: (u32, Option<String>),
+    /// What the nodes of the last reading said about their upstreams.
+    pub upstreams: crate::upstreams::Reports,
 }
 
 /// Shared by all reconciles.

@@ -7,7 +7,8 @@
 //! - [`autoscale`]: the pure autoscaling decision; [`scaler`]: writing it, draining first.
 //! - [`conditions`], [`status`]: status conditions by the API conventions.
 //! - [`nodes`], [`load`]: the nodes' admin API (`/cluster`, `/drain`), with the
-//!   [`admin_token`] from the Secret `NAME-admin-token`.
+//!   [`admin_token`] from the Secret `NAME-admin-token`; [`upstreams`]: the nodes' upstream
+//!   reports as `status.upstreams`, the `UpstreamsReady` condition and Events.
 //! - [`leader`]: Lease-based leader election; [`server`], [`metrics`]: `/metrics`, health.
 
 pub mod admin_token;
@@ -28,6 +29,7 @@ mod run;
 pub mod scaler;
 pub mod server;
 pub mod status;
+pub mod upstreams;
 pub mod validate;
 
 pub use cli::Cli;

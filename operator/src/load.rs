@@ -1,5 +1,6 @@
 //! Reading the cluster's load: every running pod's `GET /cluster`, merged so each member
-//! counts once; and whether the nodes' views of the membership agree. A reading is cached for half the poll interval, so the reconcile that our own
+//! counts once; whether the nodes' views of the membership agree; and what each says of its
+//! upstreams (`upstreams.rs` aggregates it). A reading is cached for half the poll interval, so the reconcile that our own
 //! status write triggers reuses it instead of polling again (no write → watch → write loop).
 
 use std::time::Instant;
@@ -64,14 +65,21 @@ pub async fn read(
     }
     let load = (!views.is_empty()).then(|| total(&views));
     let diverged = divergence(&views);
+    let upstreams = crate::upstreams::Reports::of(&views);
     ctx.remember(key, |m| {
         m.load = Some((Instant::now(), load));
+        m.upstreams = upstreams;
         m.divergence = match diverged {
             Some(why) => (m.divergence.0.saturating_add(1), Some(why)),
             None => (0, None),
         };
     });
     Ok(load)
+}
+
+/// What the nodes of the last reading said about their upstreams.
+pub fn upstreams(ctx: &Context, key: &str) -> crate::upstreams::Reports {
+    ctx.remember(key, |m| m.upstreams.clone())
 }
 
 /// Readings in a row that must disagree before `Degraded=MembershipDiverged`: gossip

@@ -94,6 +94,28 @@ pub struct Member {
     pub draining: bool,
 }
 
+/// One upstream MCP server as a node reaches it (`/cluster`'s `upstreams`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamRow {
+    /// Its configured name.
+    pub name: String,
+    /// The node's circuit breaker: `up`, `probing` or `down`.
+    pub state: String,
+    /// Whether the node's last exchange with it was answered (`None`: none yet).
+    #[serde(default)]
+    pub reachable: Option<bool>,
+    /// Its tools as the node last listed them.
+    #[serde(default)]
+    pub tools: i64,
+    /// The era the node speaks to it in, once known.
+    #[serde(default)]
+    pub era: Option<String>,
+    /// Why the node's last exchange failed, while it is not reachable.
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
 /// `GET /cluster`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct ClusterView {
@@ -102,6 +124,9 @@ pub struct ClusterView {
     pub self_: String,
     /// The members it knows.
     pub members: Vec<Member>,
+    /// Its upstreams (absent from nodes older than the field).
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamRow>,
 }
 
 /// `GET /drain` and `POST /drain`.
@@ -329,6 +354,7 @@ mod tests {
     #[test]
     fn totals_count_each_member_once() {
         let view = |me: &str, members: &[(&str, i64)]| ClusterView {
+            upstreams: Vec::new(),
             self_: me.into(),
             members: members
                 .iter()
@@ -359,6 +385,7 @@ mod tests {
     #[test]
     fn divergence_names_two_different_views() {
         let view = |me: &str, alive: &[&str]| ClusterView {
+            upstreams: Vec::new(),
             self_: me.into(),
             members: alive
                 .iter()
@@ -388,6 +415,16 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(v.members[0].connections, 3);
+        assert!(v.upstreams.is_empty());
+        let v: ClusterView = serde_json::from_str(
+            r#"{"self":"demo-0","members":[],"connections":0,"sessions":0,"upstreams":[{"name":"fs","state":"down","reachable":false,"tools":0,"era":null,"lastError":"unreachable: connection refused"}]}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            v.upstreams[0].last_error.as_deref(),
+            Some("unreachable: connection refused")
+        );
+        assert_eq!(v.upstreams[0].reachable, Some(false));
         let d: DrainProgress =
             serde_json::from_str(r#"{"draining":true,"sessions":0,"connections":0,"done":true}"#)
                 .expect("parses");

@@ -27,12 +27,15 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::metrics::Outcome;
 use crate::names::Names;
-use crate::{certs, load, scaler, status, validate};
+use crate::{certs, load, scaler, status, upstreams, validate};
 
 /// Requeue while a drain is in progress.
 const DRAIN_POLL: Duration = Duration::from_secs(2);
 /// Requeue when nothing is moving (watches bring every change sooner).
 const IDLE_RESYNC: Duration = Duration::from_secs(300);
+/// Requeue an invalid spec: what made it invalid may be an object the operator does not
+/// watch (a Secret an upstream header or `spec.tls` names, created after the cluster).
+const INVALID_RECHECK: Duration = Duration::from_secs(30);
 
 /// Reconciles one `McpCluster`; the controller calls it on every change of the cluster or a
 /// child, and on requeue.
@@ -106,6 +109,9 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
     if invalid.is_none() {
         invalid = ensure_tls(ctx, cluster, &names).await?;
     }
+    if invalid.is_none() {
+        invalid = check_upstream_secrets(ctx, cluster, &names).await?;
+    }
     let mut token = None;
     if invalid.is_none() {
         match ensure_admin_token(ctx, cluster, &names).await? {
@@ -125,7 +131,7 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
         observed.invalid = Some(why);
         let st = status::build(cluster, &names, &observed, None, now);
         status::write(ctx, cluster, &st).await?;
-        return Ok((Action::requeue(IDLE_RESYNC), Outcome::invalid));
+        return Ok((Action::requeue(INVALID_RECHECK), Outcome::invalid));
     };
 
     // 2. Size: spec.replicas (written back when unset), moved by the autoscaler.
@@ -212,17 +218,50 @@ async fn reconcile_inner(cluster: &McpCluster, ctx: &Context) -> Result<(Action,
             )
         })
     });
+    observed.upstreams = Some(observe_upstreams(ctx, cluster, &key).await);
     let st = status::build(cluster, &names, &observed, load, now);
     status::write(ctx, cluster, &st).await?;
 
     let action = if draining.is_some() {
         Action::requeue(DRAIN_POLL)
-    } else if spec.autoscaling.enabled {
+    } else if spec.autoscaling.enabled || !spec.node.upstreams.is_empty() {
         Action::requeue(ctx.poll_interval)
     } else {
         Action::requeue(IDLE_RESYNC)
     };
     Ok((action, Outcome::success))
+}
+
+/// `status.upstreams` and `UpstreamsReady` from the last reading of the nodes, with an Event
+/// for each upstream whose readiness changed since the status the object holds.
+async fn observe_upstreams(
+    ctx: &Context,
+    cluster: &McpCluster,
+    key: &str,
+) -> (Vec<mcpcluster_api::UpstreamStatus>, Option<Report>) {
+    let configured: Vec<&str> = cluster
+        .spec
+        .node
+        .upstreams
+        .iter()
+        .map(|u| u.name.as_str())
+        .collect();
+    let reports = load::upstreams(ctx, key);
+    let list = upstreams::aggregate(&configured, &reports);
+    let condition = upstreams::condition(&list, reports.answered);
+    // Nothing is known without an answer: no event claims a change.
+    if reports.answered > 0 {
+        let old = cluster
+            .status
+            .as_ref()
+            .map(|s| s.upstreams.as_slice())
+            .unwrap_or_default();
+        for (warning, reason, note) in upstreams::events(old, &list) {
+            tracing::info!(reason, %note, "upstream readiness changed");
+            scaler::event(ctx, cluster, warning, reason, note).await;
+        }
+    }
+    (list, condition)
 }
 
 /// The TLS Secret: a user's (`spec.tls.secretName`) must exist with the three keys (else the
@@ -262,6 +301,38 @@ async fn ensure_tls(
         }
     }
     Ok(None)
+}
+
+/// The Secrets upstream headers name (`valueFrom.secretKeyRef`) must exist with their keys,
+/// else the spec is invalid (returns why): the pods would not start without them. Only the
+/// keys are looked at; the values are the nodes' to read.
+async fn check_upstream_secrets(
+    ctx: &Context,
+    cluster: &McpCluster,
+    names: &Names,
+) -> Result<Option<String>, Error> {
+    let node = &cluster.spec.node;
+    let wanted: std::collections::BTreeSet<&str> = node
+        .upstreams
+        .iter()
+        .flat_map(|u| u.secret_refs())
+        .map(|r| r.name.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(None);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut keys = std::collections::BTreeMap::new();
+    for name in wanted {
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|e| Error::kube("get", "Secret", name, e))?;
+        keys.insert(name, found.map(|s| secret::keys_of(&s)));
+    }
+    Ok(validate::upstream_secret_problem(node, |n| {
+        keys.get(n).cloned().flatten()
+    }))
 }
 
 /// The admin token from the Secret `NAME-admin-token`, created with a fresh token when it does

@@ -5,6 +5,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use mcpcluster_api::mcpcluster::condition::UPSTREAMS_READY;
 use mcpcluster_api::{McpCluster, McpClusterStatus};
 use serde_json::json;
 
@@ -42,9 +43,20 @@ pub fn build(
     load: Option<Load>,
     now: Timestamp,
 ) -> McpClusterStatus {
-    let old = cluster.status.clone().unwrap_or_default();
+    let mut old = cluster.status.clone().unwrap_or_default();
     let generation = cluster.metadata.generation.unwrap_or(0);
     let load = load.unwrap_or_default();
+    let mut reports = reports(observed);
+    let upstreams = match &observed.upstreams {
+        None => old.upstreams.clone(),
+        Some((list, condition)) => {
+            match condition {
+                Some(c) => reports.push(c.clone()),
+                None => old.conditions.retain(|c| c.type_ != UPSTREAMS_READY),
+            }
+            list.clone()
+        }
+    };
     McpClusterStatus {
         observed_generation: Some(generation),
         replicas: observed.replicas,
@@ -54,7 +66,8 @@ pub fn build(
         sessions: load.sessions,
         members: load.members,
         selector: Some(names.selector_string()),
-        conditions: merge(&old.conditions, reports(observed), generation, now),
+        upstreams,
+        conditions: merge(&old.conditions, reports, generation, now),
     }
 }
 

@@ -87,6 +87,12 @@ fn check_node(c: &NodeConfig) -> Result<(), String> {
                 .into(),
         );
     }
+    if c.secrets_dir != mcpcluster_api::DEFAULT_SECRETS_DIR {
+        return Err(format!(
+            "secretsDir: set by the operator (the Secrets upstream headers name are mounted at {}); leave it unset",
+            mcpcluster_api::DEFAULT_SECRETS_DIR
+        ));
+    }
     if !c.mcp_path.starts_with('/') {
         return Err("mcpPath: must start with `/`".into());
     }
@@ -143,10 +149,70 @@ fn check_node(c: &NodeConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The first header whose Secret is missing, or lacks the key: `field: why`. `keys_of` gives
+/// the keys a Secret of the cluster's namespace holds (`None`: no such Secret).
+pub fn upstream_secret_problem(
+    node: &NodeConfig,
+    mut keys_of: impl FnMut(&str) -> Option<Vec<String>>,
+) -> Option<String> {
+    for (i, u) in node.upstreams.iter().enumerate() {
+        for (header, v) in &u.headers {
+            let mcpcluster_api::HeaderValue::Secret(r) = v else {
+                continue;
+            };
+            let field = format!("spec.node.upstreams[{i}].headers.{header}.valueFrom.secretKeyRef");
+            match keys_of(&r.name) {
+                None => return Some(format!("{field}: Secret `{}` does not exist", r.name)),
+                Some(keys) if !keys.contains(&r.key) => {
+                    return Some(format!(
+                        "{field}: Secret `{}` has no key `{}`",
+                        r.name, r.key
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use mcpcluster_api::McpClusterSpec;
+
+    #[test]
+    fn a_header_secret_must_exist_with_its_key() {
+        let mut c = cluster();
+        c.spec.node.upstreams = serde_yaml_ng::from_str(
+            "- name: a\n  service: {name: a, port: 80}\n  headers:\n    Authorization: {valueFrom: {secretKeyRef: {name: creds, key: token}}}\n",
+        )
+        .expect("parses");
+        assert_eq!(check(&c, "demo"), Ok(()));
+        let node = &c.spec.node;
+        assert_eq!(
+            upstream_secret_problem(node, |_| None).as_deref(),
+            Some(
+                "spec.node.upstreams[0].headers.Authorization.valueFrom.secretKeyRef: Secret `creds` does not exist"
+            )
+        );
+        assert_eq!(
+            upstream_secret_problem(node, |_| Some(vec!["other".into()])).as_deref(),
+            Some(
+                "spec.node.upstreams[0].headers.Authorization.valueFrom.secretKeyRef: Secret `creds` has no key `token`"
+            )
+        );
+        assert_eq!(
+            upstream_secret_problem(node, |n| (n == "creds").then(|| vec!["token".into()])),
+            None
+        );
+        c.spec.node.secrets_dir = "/tmp".into();
+        assert!(
+            check(&c, "demo")
+                .expect_err("owned")
+                .starts_with("spec.node.secretsDir: set by the operator")
+        );
+    }
 
     fn cluster() -> McpCluster {
         McpCluster::new("demo", McpClusterSpec::default())

@@ -24,7 +24,7 @@ pub use spec::{
     ImagePullPolicy, McpCluster, McpClusterSpec, NetworkPolicySpec, PodDisruptionBudgetSpec,
     PodTemplateOverrides, PortsSpec, ServiceSpec, ServiceType, TlsSpec,
 };
-pub use status::{McpClusterStatus, condition};
+pub use status::{McpClusterStatus, UpstreamStatus, condition};
 
 /// Path of the committed CRD, relative to the repository root.
 pub const GENERATED_CRD_PATH: &str = "crds/generated/mcpclusters.mcpcluster.dev.yaml";

@@ -42,6 +42,16 @@ fn make_structural(schema: &mut Value) {
         return;
     };
     map.remove("default");
+    if mixes_types(map) {
+        // A value of either type (a string or an object): Kubernetes cannot say that, so the
+        // value is kept as written and checked by the operator (`validate_upstreams`).
+        map.retain(|k, _| k == "description");
+        map.insert(
+            "x-kubernetes-preserve-unknown-fields".into(),
+            Value::Bool(true),
+        );
+        return;
+    }
     rewrite_format(map);
     if is_untyped(map) {
         map.insert(
@@ -67,6 +77,25 @@ fn make_structural(schema: &mut Value) {
             branches.iter_mut().for_each(make_structural);
         }
     }
+}
+
+/// An `anyOf`/`oneOf` whose branches are of different types, which a structural schema cannot
+/// express (it allows no `type` inside them).
+fn mixes_types(map: &Map<String, Value>) -> bool {
+    ["anyOf", "oneOf"].iter().any(|key| {
+        let Some(Value::Array(branches)) = map.get(*key) else {
+            return false;
+        };
+        let types: std::collections::BTreeSet<String> = branches
+            .iter()
+            .map(|b| match b.get("type") {
+                Some(t) => t.to_string(),
+                None if b.get("properties").is_some() => "\"object\"".into(),
+                None => String::new(),
+            })
+            .collect();
+        types.len() > 1
+    })
 }
 
 /// A schema that says nothing about the value's shape: Kubernetes requires a `type` unless the
@@ -131,5 +160,14 @@ mod tests {
             true
         );
         assert_eq!(s["properties"]["d"]["items"]["format"], "int32");
+        let mut either = json!({
+            "description": "a string or an object",
+            "anyOf": [{ "type": "string" }, { "type": "object", "properties": {} }]
+        });
+        make_structural(&mut either);
+        assert_eq!(
+            either,
+            json!({ "description": "a string or an object", "x-kubernetes-preserve-unknown-fields": true })
+        );
     }
 }

@@ -38,11 +38,48 @@ pub struct McpClusterStatus {
     /// subresource's `labelSelectorPath` (what a HorizontalPodAutoscaler reads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// Each upstream MCP server of `spec.node.upstreams` as the nodes reach it (from their
+    /// admin API), in configuration order; empty without upstreams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub upstreams: Vec<UpstreamStatus>,
     /// Latest observations of the cluster's state, one per type: `Available`, `Progressing`,
-    /// `Degraded`, `Scaling` (constants in `mcpcluster_api::mcpcluster::condition`).
+    /// `Degraded`, `Scaling`, and `UpstreamsReady` with upstreams (constants in
+    /// `mcpcluster_api::mcpcluster::condition`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One upstream MCP server as the cluster's nodes reach it.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamStatus {
+    /// The upstream's name (`spec.node.upstreams[].name`).
+    pub name: String,
+    /// Nodes that reported it (those that answered the operator and run a config naming it).
+    #[serde(default)]
+    pub nodes: i32,
+    /// Of those, the nodes whose last exchange with it was answered and whose circuit breaker
+    /// does not hold it down.
+    #[serde(default)]
+    pub reachable_nodes: i32,
+    /// Its tools as listed (the largest count a node reports).
+    #[serde(default)]
+    pub tools: i64,
+    /// The era the nodes speak to it in (`legacy` or `2026-07-28`), once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub era: Option<String>,
+    /// Why a node cannot reach it: `NODE: error`, from the first such node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl UpstreamStatus {
+    /// Whether every node that reported it reaches it (and at least one did).
+    pub fn ready(&self) -> bool {
+        self.nodes > 0 && self.reachable_nodes == self.nodes
+    }
 }
 
 impl McpClusterStatus {
@@ -71,8 +108,12 @@ pub mod condition {
     /// A replica change is in progress (up, or down with draining).
     pub const SCALING: &str = "Scaling";
 
+    /// Every configured upstream MCP server is reachable from every node that answered
+    /// (reported only when `spec.node.upstreams` names some).
+    pub const UPSTREAMS_READY: &str = "UpstreamsReady";
+
     /// All condition types, in the order the operator reports them.
-    pub const ALL: [&str; 4] = [AVAILABLE, PROGRESSING, DEGRADED, SCALING];
+    pub const ALL: [&str; 5] = [AVAILABLE, PROGRESSING, DEGRADED, SCALING, UPSTREAMS_READY];
 
     /// Reasons (`CamelCase`, as Kubernetes requires) for the conditions above.
     pub mod reason {
@@ -116,5 +157,15 @@ pub mod condition {
         pub const AT_MIN_REPLICAS: &str = "AtMinReplicas";
         /// `Scaling=False`: a recommendation is waiting out its stabilization window.
         pub const STABILIZING: &str = "Stabilizing";
+
+        /// `UpstreamsReady=True`: every node reaches every upstream.
+        pub const UPSTREAMS_REACHABLE: &str = "UpstreamsReachable";
+        /// `UpstreamsReady=False`: some node cannot reach an upstream, or none reports it (the
+        /// message names the upstream, the nodes and the error). Also the reason of the
+        /// Warning event when an upstream becomes unreachable; `UpstreamReachable` (Normal)
+        /// when it is back.
+        pub const UPSTREAM_UNREACHABLE: &str = "UpstreamUnreachable";
+        /// `UpstreamsReady=False`: no node answered the operator, so nothing is known.
+        pub const NO_NODE_ANSWERED: &str = "NoNodeAnswered";
     }
 }

@@ -74,6 +74,8 @@ pub struct ClusterView {
     pub connections: u64,
     /// Sessions of the alive members together.
     pub sessions: u64,
+    /// This node's upstreams and how it reaches them (its own view, not gossiped).
+    pub upstreams: Vec<crate::upstream::report::Report>,
 }
 
 fn state(s: MemberState) -> &'static str {
@@ -105,10 +107,13 @@ pub fn cluster_view(node: &Node, cluster: Option<&ClusterHandle>) -> ClusterView
             members: vec![me],
             connections,
             sessions,
+            upstreams: node.upstreams.report(),
         };
     };
     let rows = handle.view.borrow().clone();
-    merge(me, handle.mcp_addr, &rows)
+    let mut view = merge(me, handle.mcp_addr, &rows);
+    view.upstreams = node.upstreams.report();
+    view
 }
 
 /// This node's live row first, then one row per name (the newest generation wins, so a node
@@ -159,6 +164,7 @@ fn merge(mut me: MemberRow, mcp_addr: SocketAddr, rows: &[MemberView]) -> Cluste
         members,
         connections,
         sessions,
+        upstreams: Vec::new(),
     }
 }
 

@@ -60,6 +60,7 @@ use tokio::sync::Notify;
 
 use super::error::UpstreamError;
 use super::gate::Gate;
+use super::headers::Headers;
 use super::kept::Kept;
 use super::metrics::Handle;
 use super::{modern, sse};
@@ -139,7 +140,7 @@ pub struct Client {
     name: String,
     era: Era,
     url: Uri,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    headers: Headers,
     timeout: Duration,
     gate: Gate,
     /// `healthCheckMs`, if on.
@@ -173,19 +174,18 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for a validated upstream entry; no connection is made yet.
-    pub fn new(config: &UpstreamConfig, metrics: Handle) -> Result<Self, String> {
+    /// A client for a validated upstream entry (`url` resolved: see [`UpstreamConfig::endpoint`]),
+    /// Secret-held header values read from under `secrets_dir`; no connection is made yet.
+    pub fn new(
+        config: &UpstreamConfig,
+        secrets_dir: &std::path::Path,
+        metrics: Handle,
+    ) -> Result<Self, String> {
         let url: Uri = config
             .url
             .parse()
             .map_err(|e| format!("`url` is not a URL: {e}"))?;
-        let mut headers = Vec::new();
-        for (k, v) in &config.headers {
-            let name =
-                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("`headers.{k}`: {e}"))?;
-            let value = HeaderValue::from_str(v).map_err(|e| format!("`headers.{k}`: {e}"))?;
-            headers.push((name, value));
-        }
+        let headers = Headers::new(config, secrets_dir).map_err(|(f, m)| format!("`{f}`: {m}"))?;
         let era = match config.era.as_str() {
             "legacy" => Era::Legacy,
             modern::VERSION => Era::Modern,
@@ -224,6 +224,29 @@ impl Client {
     /// The upstream's configured name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The era it is spoken to in: that of the session held with it, else the configured one
+    /// (`None` for `era: auto` before a session told).
+    pub fn era(&self) -> Option<&'static str> {
+        if let Some(s) = self.session.lock().as_ref() {
+            return Some(if s.modern { modern::VERSION } else { "legacy" });
+        }
+        match self.era {
+            Era::Legacy => Some("legacy"),
+            Era::Modern => Some(modern::VERSION),
+            Era::Auto => None,
+        }
+    }
+
+    /// What its requests pass first (its breaker's state, the last outcome).
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Its configured headers (values from Secrets read again by [`Headers::reload`]).
+    pub fn headers(&self) -> &Headers {
+        &self.headers
     }
 
     /// The metrics of this upstream.
@@ -651,7 +674,7 @@ impl Client {
         if let Some(id) = &session.id {
             req = req.header(SESSION_HEADER, id.clone());
         }
-        for (k, v) in self.headers.iter().chain(extra) {
+        for (k, v) in self.headers.current().iter().chain(extra) {
             req = req.header(k, v);
         }
         req.body(Full::new(Bytes::from(body)))
@@ -878,7 +901,7 @@ impl Client {
         let mut req = Request::delete(self.url.clone())
             .header(SESSION_HEADER, id)
             .header(VERSION_HEADER, session.version);
-        for (k, v) in &self.headers {
+        for (k, v) in self.headers.current().iter() {
             req = req.header(k, v);
         }
         let Ok(req) = req.body(Full::new(Bytes::new())) else {

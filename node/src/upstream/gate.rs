@@ -28,6 +28,8 @@ pub struct Gate {
     permits: Arc<Semaphore>,
     queued: AtomicU32,
     breaker: Mutex<Breaker>,
+    /// How the last request that reached a verdict ended: answered, or failed and why.
+    last: Mutex<Option<Result<(), String>>>,
     metrics: Handle,
 }
 
@@ -45,6 +47,7 @@ impl Gate {
                 config.breaker_failures,
                 Duration::from_millis(config.breaker_open_ms),
             )),
+            last: Mutex::new(None),
             metrics,
         }
     }
@@ -83,6 +86,7 @@ impl Gate {
             gate: self,
             probe,
             verdict: Verdict::Unknown,
+            error: None,
             _permit: permit,
         })
     }
@@ -120,7 +124,23 @@ impl Gate {
         (b.state(now) == State::Open).then(|| b.retry_in(now))
     }
 
-    fn record(&self, probe: bool, verdict: Verdict) {
+    /// The breaker's state now.
+    pub fn state(&self) -> State {
+        self.breaker.lock().state(Instant::now())
+    }
+
+    /// How the last request with a verdict ended: `Some(Ok)` answered, `Some(Err(why))`
+    /// failed; `None` before any.
+    pub fn last_outcome(&self) -> Option<Result<(), String>> {
+        self.last.lock().clone()
+    }
+
+    fn record(&self, probe: bool, verdict: Verdict, error: Option<String>) {
+        match verdict {
+            Verdict::Up => *self.last.lock() = Some(Ok(())),
+            Verdict::Failed => *self.last.lock() = Some(Err(error.unwrap_or_default())),
+            Verdict::Unknown => {}
+        }
         let mut b = self.breaker.lock();
         let now = Instant::now();
         let opened = b.record(now, probe, verdict);
@@ -144,6 +164,7 @@ pub struct Pass<'a> {
     gate: &'a Gate,
     probe: bool,
     verdict: Verdict,
+    error: Option<String>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -151,13 +172,17 @@ impl Pass<'_> {
     /// The request ended with `outcome`.
     pub fn finish(mut self, outcome: &Result<Value, UpstreamError>) {
         self.verdict = verdict(outcome);
+        if self.verdict == Verdict::Failed {
+            self.error = outcome.as_ref().err().map(ToString::to_string);
+        }
     }
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         self.gate.metrics.in_flight(-1);
-        self.gate.record(self.probe, self.verdict);
+        self.gate
+            .record(self.probe, self.verdict, self.error.take());
     }
 }
 

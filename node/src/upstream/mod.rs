@@ -14,9 +14,11 @@
 //!   `maxConcurrency` slots and the `maxQueued` queue; [`client`]'s health checks probe it.
 //! - [`bridge`]: questions across eras (server→client requests, `input_required`), the
 //!   calls held for 2026-07-28 clients.
+//! - [`headers`]: the configured headers, plain or read from Secret files (and re-read).
 //! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
 //! - [`sse`]: reading an upstream's event stream.
-//! - [`metrics`]: the `mcp_upstream_*` metrics.
+//! - [`metrics`]: the `mcp_upstream_*` metrics; [`report`]: each upstream's health for the
+//!   admin API (`/cluster`'s `upstreams`).
 //!
 //! Passed through: `completion/complete` of an upstream's prompt or template
 //! ([`Upstreams::route_reference`]), `resources/subscribe`/`unsubscribe` (and the upstream's
@@ -37,11 +39,13 @@ pub mod bridge;
 pub mod client;
 pub mod error;
 pub mod gate;
+pub mod headers;
 pub mod kept;
 pub mod listing;
 pub mod metrics;
 pub mod modern;
 pub mod pages;
+pub mod report;
 pub mod resources;
 pub mod served;
 pub mod sse;
@@ -68,19 +72,21 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    /// The upstreams of a validated configuration; `builtin` are the node's own tool names
-    /// (they win over a prefixed upstream name). An entry whose client cannot be built is
+    /// The upstreams of a validated configuration (each `url` resolved); `builtin` are the
+    /// node's own tool names (they win over a prefixed upstream name); Secret-held header
+    /// values are read from under `secrets_dir`. An entry whose client cannot be built is
     /// left out (logged); validation refuses those before this runs.
     pub fn new(
         configs: &[UpstreamConfig],
         builtin: HashSet<String>,
+        secrets_dir: &std::path::Path,
         metrics: &UpstreamMetrics,
     ) -> Self {
         let builtin = Arc::new(builtin);
         let held = Arc::new(bridge::HeldCalls::default());
         let list = configs
             .iter()
-            .filter_map(|c| match Client::new(c, metrics.of(&c.name)) {
+            .filter_map(|c| match Client::new(c, secrets_dir, metrics.of(&c.name)) {
                 Ok(client) => Some(Arc::new(Upstream::new(
                     client,
                     c.served_prefix(),
@@ -100,6 +106,11 @@ impl Upstreams {
     /// The calls held on this node for 2026-07-28 clients (`bridge.rs`).
     pub fn held(&self) -> &bridge::HeldCalls {
         &self.held
+    }
+
+    /// Each upstream's health on this node, in configuration order.
+    pub fn report(&self) -> Vec<report::Report> {
+        self.list.iter().map(|u| report::Report::of(u)).collect()
     }
 
     /// Whether no upstream is configured.
@@ -304,6 +315,15 @@ impl Upstreams {
             }));
             handles.push(tokio::spawn(u.clone().run(announce.clone())));
             handles.push(tokio::spawn(u.clone().listen()));
+            if u.client().headers().has_secrets() {
+                let u = u.clone();
+                handles.push(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(headers::RELOAD_EVERY).await;
+                        u.client().headers().reload(u.name());
+                    }
+                }));
+            }
             if let Some(every) = u.client().health_check() {
                 let u = u.clone();
                 handles.push(tokio::spawn(

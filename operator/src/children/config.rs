@@ -3,7 +3,9 @@
 //! `adminListen` from `spec.ports`, the `admin` section (the admin token's digest from the
 //! mounted Secret `NAME-admin-token`), and the `cluster` section: clustering on, the peer port,
 //! seeds from the headless Service's DNS name, the certificates from the mounted TLS Secret,
-//! and the name peer certificates are verified against; `auth` is `spec.auth`. The node takes its name
+//! and the name peer certificates are verified against; `auth` is `spec.auth`; upstream Service
+//! references without a namespace get the cluster's, and `secretsDir` is where the pods mount
+//! the Secrets upstream headers name (`statefulset.rs`). The node takes its name
 //! (`MCP_NODE_NAME`) and its advertised address (`POD_IP`) from the pod's environment.
 
 use std::collections::BTreeMap;
@@ -28,6 +30,14 @@ pub fn render(spec: &McpClusterSpec, names: &Names) -> Result<String, serde_yaml
     node.auth = spec.auth.clone();
     node.listen = format!("0.0.0.0:{}", spec.ports.mcp);
     node.admin_listen = format!("0.0.0.0:{}", spec.ports.admin);
+    node.secrets_dir = mcpcluster_api::DEFAULT_SECRETS_DIR.into();
+    for u in &mut node.upstreams {
+        if let Some(service) = &mut u.service
+            && service.namespace.is_empty()
+        {
+            service.namespace = names.namespace.clone();
+        }
+    }
     node.admin = AdminConfig {
         token_sha256_file: format!("{ADMIN_DIR}/{DIGEST_KEY}"),
         ..AdminConfig::default()
@@ -135,6 +145,31 @@ mod tests {
         assert_eq!(
             (owner.kind.as_str(), owner.controller),
             ("McpCluster", Some(true))
+        );
+    }
+
+    #[test]
+    fn upstream_services_get_the_namespace_and_secrets_stay_references() {
+        let mut spec = McpClusterSpec::default();
+        spec.node.upstreams = serde_yaml_ng::from_str(
+            "- name: everything\n  service: {name: everything, port: 3001}\n  headers:\n    Authorization: {valueFrom: {secretKeyRef: {name: creds, key: token}}}\n- name: fs\n  service: {name: fs, namespace: tools, port: 80}\n",
+        )
+        .expect("parses");
+        let c = cluster(spec.clone());
+        let text = render(&spec, &Names::of(&c)).expect("renders");
+        let parsed: NodeConfig = serde_yaml_ng::from_str(&text).expect("the node's type parses it");
+        assert_eq!(
+            parsed.upstreams[0].endpoint(None).expect("resolved"),
+            "http://everything.ns.svc:3001/mcp"
+        );
+        assert_eq!(
+            parsed.upstreams[1].endpoint(None).expect("resolved"),
+            "http://fs.tools.svc:80/mcp"
+        );
+        assert_eq!(parsed.secrets_dir, "/etc/mcp-node/secrets");
+        assert!(
+            text.contains("secretKeyRef") && text.contains("name: creds"),
+            "the reference, not a value: {text}"
         );
     }
 

@@ -47,6 +47,13 @@ pub fn missing_keys(secret: &Secret) -> Vec<&'static str> {
         .collect()
 }
 
+/// The keys `secret` holds (in `data` or `stringData`), values left alone.
+pub fn keys_of(secret: &Secret) -> Vec<String> {
+    let data = secret.data.iter().flat_map(|d| d.keys());
+    let string_data = secret.string_data.iter().flat_map(|d| d.keys());
+    data.chain(string_data).cloned().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The StatefulSet of node pods: stable identities (`<name>-<ordinal>` under the headless
 //! Service) for peers, the config from the ConfigMap, the certificates from the TLS Secret,
-//! the admin token's digest (only that key) from `NAME-admin-token`, probes on the admin port,
-//! and a termination grace long enough for the node to drain.
+//! the admin token's digest (only that key) from `NAME-admin-token`, the keys of the Secrets
+//! upstream headers name (only those keys, at `<secretsDir>/<name>/<key>`), probes on the
+//! admin port, and a termination grace long enough for the node to drain.
 //!
 //! Secret volumes are root-owned: the pod's `fsGroup` (the node's group, 65532) makes the
 //! kubelet give the files to that group, and mode 0440 lets the node (and no other user) read
@@ -13,8 +14,9 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdate
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, ObjectFieldSelector, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, SleepAction, Volume, VolumeMount, WeightedPodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ProjectedVolumeSource,
+    SeccompProfile, SecretProjection, SecretVolumeSource, SecurityContext, SleepAction, Volume,
+    VolumeMount, VolumeProjection, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -91,6 +93,55 @@ fn default_affinity(names: &Names) -> Affinity {
     }
 }
 
+/// The volume of the Secret keys upstream headers name (`valueFrom.secretKeyRef`): one
+/// projection per Secret holding only the keys named, each at `<name>/<key>`; `None` when no
+/// header names one.
+pub fn upstream_secrets(cluster: &McpCluster) -> Option<Volume> {
+    let mut keys: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for r in cluster
+        .spec
+        .node
+        .upstreams
+        .iter()
+        .flat_map(|u| u.secret_refs())
+    {
+        keys.entry(&r.name).or_default().insert(&r.key);
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let sources = keys
+        .into_iter()
+        .map(|(name, keys)| VolumeProjection {
+            secret: Some(SecretProjection {
+                name: name.to_owned(),
+                items: Some(
+                    keys.into_iter()
+                        .map(|key| KeyToPath {
+                            key: key.to_owned(),
+                            path: format!("{name}/{key}"),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        })
+        .collect();
+    Some(Volume {
+        name: UPSTREAM_SECRETS_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            default_mode: Some(SECRET_MODE),
+        }),
+        ..Default::default()
+    })
+}
+
+/// Name of the volume [`upstream_secrets`] builds.
+pub const UPSTREAM_SECRETS_VOLUME: &str = "upstream-secrets";
+
 fn container(cluster: &McpCluster, names: &Names) -> Container {
     let s = &cluster.spec;
     let port = |name: &str, n: i32, proto: &str| ContainerPort {
@@ -149,26 +200,36 @@ fn container(cluster: &McpCluster, names: &Names) -> Container {
             ..Default::default()
         }),
         resources: s.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            vec![
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "tls".into(),
+                    mount_path: TLS_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount {
+                    name: "admin-token".into(),
+                    mount_path: ADMIN_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(upstream_secrets(cluster).map(|_| VolumeMount {
+                name: UPSTREAM_SECRETS_VOLUME.into(),
+                mount_path: mcpcluster_api::DEFAULT_SECRETS_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount {
-                name: "tls".into(),
-                mount_path: TLS_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-            VolumeMount {
-                name: "admin-token".into(),
-                mount_path: ADMIN_DIR.into(),
-                read_only: Some(true),
-                ..Default::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -225,40 +286,45 @@ pub fn statefulset(
             }),
             ..Default::default()
         }),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names.config.clone(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "tls".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(names.tls_secret.clone()),
-                    default_mode: Some(SECRET_MODE),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            Volume {
-                name: "admin-token".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(names.admin_secret.clone()),
-                    // The digest only: the token itself stays with the operator.
-                    items: Some(vec![KeyToPath {
-                        key: DIGEST_KEY.into(),
-                        path: DIGEST_KEY.into(),
+        volumes: Some(
+            vec![
+                Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names.config.clone(),
                         ..Default::default()
-                    }]),
-                    default_mode: Some(SECRET_MODE),
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
-            },
-        ]),
+                },
+                Volume {
+                    name: "tls".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(names.tls_secret.clone()),
+                        default_mode: Some(SECRET_MODE),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                Volume {
+                    name: "admin-token".into(),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(names.admin_secret.clone()),
+                        // The digest only: the token itself stays with the operator.
+                        items: Some(vec![KeyToPath {
+                            key: DIGEST_KEY.into(),
+                            path: DIGEST_KEY.into(),
+                            ..Default::default()
+                        }]),
+                        default_mode: Some(SECRET_MODE),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+            ]
+            .into_iter()
+            .chain(upstream_secrets(cluster))
+            .collect(),
+        ),
         ..Default::default()
     };
     StatefulSet {

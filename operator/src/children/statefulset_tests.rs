@@ -139,3 +139,66 @@ fn secrets_are_readable_by_the_node_user_and_only_the_admin_digest_is_mounted() 
     assert_eq!(admin_mount.mount_path, "/etc/mcp-node/admin");
     assert_eq!(admin_mount.read_only, Some(true));
 }
+
+#[test]
+fn only_the_secret_keys_upstream_headers_name_are_mounted() {
+    let c = cluster(McpClusterSpec::default());
+    assert!(
+        super::upstream_secrets(&c).is_none(),
+        "no reference, no volume"
+    );
+    let s = statefulset(&c, &Names::of(&c), 1, "h");
+    assert!(
+        !pod_spec(&s)
+            .volumes
+            .as_ref()
+            .expect("volumes")
+            .iter()
+            .any(|v| v.name == "upstream-secrets")
+    );
+    let mut spec = McpClusterSpec::default();
+    spec.node.upstreams = serde_yaml_ng::from_str(
+        "- name: a\n  url: http://a/mcp\n  headers:\n    Authorization: {valueFrom: {secretKeyRef: {name: creds, key: token}}}\n    X-Other: {valueFrom: {secretKeyRef: {name: creds, key: other}}}\n    X-Plain: p\n- name: b\n  url: http://b/mcp\n  headers:\n    X-Key: {valueFrom: {secretKeyRef: {name: b-key, key: key}}}\n",
+    )
+    .expect("parses");
+    let c = cluster(spec);
+    let s = statefulset(&c, &Names::of(&c), 1, "h");
+    let pod = pod_spec(&s);
+    let v = pod
+        .volumes
+        .as_ref()
+        .expect("volumes")
+        .iter()
+        .find(|v| v.name == "upstream-secrets")
+        .expect("the volume");
+    let projected = v.projected.as_ref().expect("projected");
+    assert_eq!(projected.default_mode, Some(0o440));
+    let mounted: Vec<(String, String, String)> = projected
+        .sources
+        .iter()
+        .flatten()
+        .filter_map(|p| p.secret.as_ref())
+        .flat_map(|s| {
+            s.items
+                .iter()
+                .flatten()
+                .map(|i| (s.name.clone(), i.key.clone(), i.path.clone()))
+        })
+        .collect();
+    let want = [
+        ("b-key", "key", "b-key/key"),
+        ("creds", "other", "creds/other"),
+        ("creds", "token", "creds/token"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(mounted, want);
+    let mount = pod.containers[0]
+        .volume_mounts
+        .as_ref()
+        .expect("mounts")
+        .iter()
+        .find(|m| m.name == "upstream-secrets")
+        .expect("mounted");
+    assert_eq!(mount.mount_path, "/etc/mcp-node/secrets");
+    assert_eq!(mount.read_only, Some(true));
+}

@@ -97,7 +97,7 @@ impl Client {
             if let Some(id) = &session.id {
                 req = req.header(SESSION_HEADER, id.clone());
             }
-            for (k, v) in &self.headers {
+            for (k, v) in self.headers.current().iter() {
                 req = req.header(k, v);
             }
             req.body(Full::new(Bytes::new()))
