@@ -45,8 +45,8 @@ e2e-auth: build ## OAuth 2.1: a node with auth on, Keycloak (from Maven Central,
 	e2e/auth/run.sh target/debug/mcp-node
 
 .PHONY: e2e-upstream
-e2e-upstream: ## An MCP server behind a node: @modelcontextprotocol/server-everything (npm, cached) tools listed and called, prompts got, resources listed and read, in both eras; its elicitation and sampling answered by clients of both eras; killed (clear error) and restarted (next call works)
-	eval "$$(e2e/upstream/install.sh)" && export MCPCLUSTER_NODE22 MCPCLUSTER_SERVER_EVERYTHING && \
+e2e-upstream: ## MCP servers behind a node: @modelcontextprotocol/server-everything (npm, cached) tools listed and called, prompts got, resources listed and read, in both eras; its elicitation and sampling answered by clients of both eras; killed (clear error) and restarted (next call works); a Python FastMCP server (PyPI, cached venv) listed and called in both eras
+	eval "$$(e2e/upstream/install.sh)" && export MCPCLUSTER_NODE22 MCPCLUSTER_SERVER_EVERYTHING MCPCLUSTER_FASTMCP_PYTHON MCPCLUSTER_FASTMCP_SERVER && \
 	  $(CARGO) test -p mcp-node --test upstream --test upstream_bridge -- --ignored --nocapture
 
 .PHONY: e2e-upstream-conformance

@@ -8,6 +8,9 @@
 #
 #   server-everything-<VERSION>/   @modelcontextprotocol/server-everything (TypeScript SDK v1:
 #                                  Streamable HTTP, 2025-11-25 sessions)
+#   fastmcp-<VERSION>-<HASH>/      a Python venv with FastMCP (PyPI `fastmcp`, every package
+#                                  pinned in requirements-fastmcp.txt, HASH its hash), which
+#                                  runs e2e/upstream/fastmcp_server.py
 #
 # Node 22 comes from e2e/conformance/install.sh (same cache). The directory is built in a
 # temporary sibling and renamed into place after `npm install` succeeded, under flock, so an
@@ -54,7 +57,26 @@ if ! [[ -f "$PREFIX/$STAMP" && "$(cat "$PREFIX/$STAMP")" == "$SPEC" && -e "$PREF
   trap - EXIT
 fi
 
+# The FastMCP venv: built in place (a venv embeds its absolute path); `.ok` is written only
+# after the install and an import succeeded, so an interrupted one is redone.
+FASTMCP_VERSION="4.1.6"
+FASTMCP_REQ="$HERE/requirements-fastmcp.txt"
+FASTMCP_DIR="$CACHE_ROOT/fastmcp-$FASTMCP_VERSION-$(sha256sum "$FASTMCP_REQ" | cut -c1-12)"
+if [[ ! -f "$FASTMCP_DIR/.ok" ]]; then
+  log "installing fastmcp==$FASTMCP_VERSION into $FASTMCP_DIR"
+  rm -rf "$FASTMCP_DIR"
+  "${PYTHON:-python3}" -m venv "$FASTMCP_DIR"
+  "$FASTMCP_DIR/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+    -r "$FASTMCP_REQ" >&2
+  got="$("$FASTMCP_DIR/bin/python" -c 'import fastmcp; print(fastmcp.__version__)')"
+  [[ "$got" == "$FASTMCP_VERSION" ]] || { log "ERROR: installed fastmcp $got, expected $FASTMCP_VERSION"; exit 1; }
+  touch "$FASTMCP_DIR/.ok"
+fi
+
 printf '%s=%q\n' \
+  MCPCLUSTER_FASTMCP_PYTHON "$FASTMCP_DIR/bin/python" \
+  MCPCLUSTER_FASTMCP_SERVER "$HERE/fastmcp_server.py" \
+  MCPCLUSTER_FASTMCP_VERSION "$FASTMCP_VERSION" \
   MCPCLUSTER_NODE22 "$MCPCLUSTER_NODE22" \
   MCPCLUSTER_SERVER_EVERYTHING "$PREFIX/$ENTRY" \
   MCPCLUSTER_SERVER_EVERYTHING_VERSION "$EVERYTHING_VERSION"

@@ -2,8 +2,8 @@
 //! eras, calls forwarded, their prompts, resources and templates served (pages, URIs,
 //! collisions, list changes, errors), the upstream's session re-opened when it lost it, the concurrency
 //! limit and the timeout. Against the scripted upstream (`scripted/`: each behaviour on demand); against
-//! the real `@modelcontextprotocol/server-everything` in `server_everything` (`make
-//! e2e-upstream`, which installs it).
+//! the real `@modelcontextprotocol/server-everything` in `server_everything` and a Python
+//! FastMCP server in `fastmcp_server` (`make e2e-upstream`, which installs them).
 
 mod common;
 mod everything;
@@ -2179,4 +2179,133 @@ async fn secret_headers_reach_the_upstream_and_each_upstream_is_reported() {
     );
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A Python FastMCP server (`e2e/upstream/fastmcp_server.py`) started by the test.
+struct FastMcp {
+    child: std::process::Child,
+}
+
+impl FastMcp {
+    /// Starts it on a free port and waits (≤ 60 s: Python imports are slow on a busy machine)
+    /// until it accepts connections.
+    async fn start() -> (u16, Self) {
+        let python = std::env::var("MCPCLUSTER_FASTMCP_PYTHON").expect(
+            "MCPCLUSTER_FASTMCP_PYTHON unset: run `make e2e-upstream` (e2e/upstream/install.sh)",
+        );
+        let server = std::env::var("MCPCLUSTER_FASTMCP_SERVER").expect(
+            "MCPCLUSTER_FASTMCP_SERVER unset: run `make e2e-upstream` (e2e/upstream/install.sh)",
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let log = std::env::temp_dir().join(format!(
+            "mcp-node-fastmcp-{}-{port}.log",
+            std::process::id()
+        ));
+        let out = std::fs::File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let mut child = std::process::Command::new(python)
+            .arg(server)
+            .arg(port.to_string())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("the FastMCP server starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                panic!("FastMCP did not listen on {port} within 60 s ({exited:?}): {output}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = std::fs::remove_file(&log);
+        (port, Self { child })
+    }
+}
+
+impl Drop for FastMcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Python FastMCP server (PyPI `fastmcp`) behind a node twice: as a 2025-11-25 session
+/// server (`era: legacy`) and detected (`era: auto`: 2026-07-28, stateless); its tools and
+/// prompt listed with both prefixes and called by clients of both eras.
+#[tokio::test]
+#[ignore = "needs FastMCP from PyPI: make e2e-upstream"]
+async fn fastmcp_server() {
+    let (port, _fastmcp) = FastMcp::start().await;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut legacy_up = upstream("py", &url);
+    legacy_up.timeout_ms = 10_000;
+    let mut auto_up = upstream("pyauto", &url);
+    auto_up.timeout_ms = 10_000;
+    auto_up.era = "auto".into();
+    let node = node_with(vec![legacy_up, auto_up]).await;
+    let addr = node.mcp_addr;
+    let session = initialize(addr).await;
+    let started = Instant::now();
+    wait_for_tool(addr, &session, "py__add", Duration::from_secs(20)).await;
+    let list = wait_for_tool(addr, &session, "pyauto__greet", Duration::from_secs(20)).await;
+    let listed = names(&list);
+    println!("listed after {:?}: {listed:?}", started.elapsed());
+    for n in [
+        "py__add",
+        "py__greet",
+        "pyauto__add",
+        "pyauto__greet",
+        "echo",
+    ] {
+        assert!(listed.contains(&n.to_string()), "{n}: {listed:?}");
+    }
+    let report = node.node.upstreams.report();
+    println!(
+        "eras: py {:?}, pyauto {:?} (detected)",
+        report[0].era, report[1].era
+    );
+    assert_eq!(report[0].era, Some("legacy"));
+    // FastMCP 4 answers a 2026-07-28 `server/discover`: detected as stateless.
+    assert_eq!(report[1].era, Some("2026-07-28"), "{report:?}");
+
+    for up in ["py", "pyauto"] {
+        let r = call(
+            addr,
+            &session,
+            &format!("{up}__add"),
+            json!({"a": 2, "b": 40}),
+        )
+        .await;
+        assert_eq!(text_of(&r), "42", "{up}: {r}");
+        let r = modern_call(addr, &format!("{up}__greet"), json!({"name": "cluster"})).await;
+        assert_eq!(text_of(&r), "Hello, cluster!", "{up}: {r}");
+        assert_eq!(r["result"]["resultType"], "complete", "{r}");
+    }
+    wait_for_prompts(addr, &session, &["py__review"], Duration::from_secs(20)).await;
+    let r = legacy(
+        addr,
+        &session,
+        "prompts/get",
+        json!({"name": "py__review", "arguments": {"code": "fn main() {}"}}),
+    )
+    .await;
+    let text = r["result"]["messages"][0]["content"]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("fn main() {}"), "{r}");
+    // A wrong argument: FastMCP's error comes back named.
+    let r = call(addr, &session, "py__add", json!({"a": "two", "b": 40})).await;
+    let failed = r["result"]["isError"] == true || r.get("error").is_some();
+    assert!(failed, "{r}");
+    node.shutdown().await;
 }
