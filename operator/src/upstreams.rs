@@ -32,7 +32,7 @@ impl Reports {
 }
 
 /// One status entry per configured upstream (`configured`: the names, in order): how many
-/// answering nodes report it and reach it (their last exchange answered, their breaker not
+/// answering nodes report an exchange with it and how many reach it (their last exchange answered, their breaker not
 /// holding it down), its tool count (the largest reported by a node that reaches it, else by
 /// any), its era, and the first unreachable node's error.
 pub fn aggregate(configured: &[&str], reports: &Reports) -> Vec<UpstreamStatus> {
@@ -45,7 +45,12 @@ pub fn aggregate(configured: &[&str], reports: &Reports) -> Vec<UpstreamStatus> 
             };
             let mut any_tools = 0;
             for (node, rows) in &reports.rows {
-                let Some(row) = rows.iter().find(|r| r.name == *name) else {
+                // A node that has not finished an exchange with it yet (just started) says
+                // nothing either way.
+                let Some(row) = rows
+                    .iter()
+                    .find(|r| r.name == *name && r.reachable.is_some())
+                else {
                     continue;
                 };
                 s.nodes += 1;
@@ -58,10 +63,9 @@ pub fn aggregate(configured: &[&str], reports: &Reports) -> Vec<UpstreamStatus> 
                         s.era = row.era.clone();
                     }
                 } else if s.last_error.is_none() {
-                    let why = match (&row.last_error, row.reachable) {
-                        (Some(e), _) => e.clone(),
-                        (None, None) => "not contacted yet".to_owned(),
-                        (None, _) => format!("circuit breaker {}", row.state),
+                    let why = match &row.last_error {
+                        Some(e) => e.clone(),
+                        None => format!("circuit breaker {}", row.state),
                     };
                     s.last_error = Some(format!("{node}: {why}"));
                 }
@@ -118,7 +122,7 @@ pub fn condition(statuses: &[UpstreamStatus], answered: usize) -> Option<Report>
 fn describe(s: &UpstreamStatus) -> String {
     if s.nodes == 0 {
         return format!(
-            "`{}` reported by no node (not configured on them yet)",
+            "`{}` reported by no node (not configured or not tried on them yet)",
             s.name
         );
     }
@@ -137,13 +141,16 @@ pub type Event = (bool, &'static str, String);
 
 /// The Events for upstreams whose readiness changed from `old` (the status as it was) to
 /// `new`: a Warning when one is not ready (first seen so, or no longer ready), a Normal event
-/// when one that was not ready is again. Nothing for one first seen ready, or unchanged.
+/// when one that was not ready is again. Nothing for one first seen ready, or unchanged, nor
+/// while no node reports it (a rollout bringing the config to the nodes says nothing about
+/// the upstream): such an entry counts as not seen.
 pub fn events(old: &[UpstreamStatus], new: &[UpstreamStatus]) -> Vec<Event> {
     new.iter()
+        .filter(|n| n.nodes > 0)
         .filter_map(|n| {
             let was = old
                 .iter()
-                .find(|o| o.name == n.name)
+                .find(|o| o.name == n.name && o.nodes > 0)
                 .map(UpstreamStatus::ready);
             match (was, n.ready()) {
                 (Some(true) | None, false) => {
@@ -242,7 +249,7 @@ mod tests {
         assert_eq!(c.reason, reason::UPSTREAM_UNREACHABLE);
         assert_eq!(
             c.message,
-            "`web` reachable from 1 of 2 nodes (demo-0: unreachable: connection refused); `new` reported by no node (not configured on them yet)"
+            "`web` reachable from 1 of 2 nodes (demo-0: unreachable: connection refused); `new` reported by no node (not configured or not tried on them yet)"
         );
         let c = condition(&s[..1], 2).expect("reported");
         assert!(c.status);
@@ -263,13 +270,11 @@ mod tests {
             ("b", vec![row("fs", "up", None, 0, None)]),
         ]);
         let s = aggregate(&["fs"], &r);
-        assert_eq!((s[0].nodes, s[0].reachable_nodes, s[0].tools), (2, 0, 1));
+        // b has not finished an exchange yet: not counted either way.
+        assert_eq!((s[0].nodes, s[0].reachable_nodes, s[0].tools), (1, 0, 1));
         assert_eq!(s[0].last_error.as_deref(), Some("a: circuit breaker down"));
         let r = reports(vec![("b", vec![row("fs", "up", None, 0, None)])]);
-        assert_eq!(
-            aggregate(&["fs"], &r)[0].last_error.as_deref(),
-            Some("b: not contacted yet")
-        );
+        assert_eq!(aggregate(&["fs"], &r)[0].nodes, 0);
         let probing = reports(vec![("a", vec![row("fs", "probing", Some(true), 2, None)])]);
         assert!(
             aggregate(&["fs"], &probing)[0].ready(),
@@ -314,6 +319,20 @@ mod tests {
             events(&[], &[down("fs")]).len(),
             1,
             "first seen unreachable: warned"
+        );
+        let unreported = UpstreamStatus {
+            name: "fs".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            events(&[], std::slice::from_ref(&unreported)),
+            vec![],
+            "no node reports it yet"
+        );
+        assert_eq!(
+            events(&[unreported], &[up("fs")]),
+            vec![],
+            "reported ready after a rollout: first seen"
         );
         let e = events(&[down("fs")], &[up("fs")]);
         assert_eq!(

@@ -57,7 +57,8 @@ pub struct McpClusterStatus {
 pub struct UpstreamStatus {
     /// The upstream's name (`spec.node.upstreams[].name`).
     pub name: String,
-    /// Nodes that reported it (those that answered the operator and run a config naming it).
+    /// Nodes that reported an exchange with it (they answered the operator, run a config
+    /// naming it, and have tried it at least once).
     #[serde(default)]
     pub nodes: i32,
     /// Of those, the nodes whose last exchange with it was answered and whose circuit breaker
