@@ -460,8 +460,9 @@ async fn a_2026_07_28_upstreams_questions_reach_clients_of_both_eras() {
 /// (an elicitation and a sampling request, answered; a client without the capability: the
 /// upstream gets an error), to a 2026-07-28 client as `input_required` while the call is held
 /// (one question, then two in a row; the retry's progress token gets the upstream's progress;
-/// a retry of an ended call, or with the answer missing, is a clear error); `initialize`
-/// declared what the node relays.
+/// a retry of an ended call, or with the answer missing, is a clear error; a client without
+/// the capability gets -32021 and the upstream's call is cancelled); `initialize` declared
+/// what the node relays.
 #[tokio::test]
 async fn a_legacy_upstreams_questions_reach_clients_of_both_eras() {
     let (url, script) = scripted_upstream().await;
@@ -584,9 +585,25 @@ async fn a_legacy_upstreams_questions_reach_clients_of_both_eras() {
     assert_eq!(r["error"]["code"], -32000, "{r}");
     assert_eq!(r["error"]["data"]["reason"], "expired", "{r}");
     assert_eq!(r["error"]["data"]["upstream"], "up", "{r}");
-    // A 2026-07-28 client without the capability: the upstream is answered an error at once.
+    // A 2026-07-28 client without the capability: -32021 naming it, the upstream's call
+    // cancelled.
     let r = modern_call(addr, "up__ask", json!({}), json!({})).await;
-    assert_eq!(text_of(&r), "answered: error:-32601", "{r}");
+    assert_eq!(r["error"]["code"], -32021, "{r}");
+    assert_eq!(
+        r["error"]["data"]["requiredCapabilities"],
+        json!({"elicitation": {}}),
+        "{r}"
+    );
+    let calls = script.slow_ids.lock().len();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while script.cancelled.lock().is_empty() {
+        assert!(Instant::now() < deadline, "the call was not cancelled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        script.cancelled.lock().last(),
+        script.slow_ids.lock().get(calls - 1)
+    );
     node.shutdown().await;
 }
 

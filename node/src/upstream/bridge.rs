@@ -419,9 +419,9 @@ impl HeldCalls {
         self.wait(cx, waiting).await
     }
 
-    /// Waits for the call's result, answering what the client cannot be asked at once; at the
+    /// Waits for the call's result, answering a question no client answers at once; at the
     /// first question the client can answer, the call is held and the client gets
-    /// `input_required`.
+    /// `input_required`; one it did not declare the capability for ends the call with -32021.
     async fn wait(self: &Arc<Self>, cx: &ToolCx, mut waiting: Waiting) -> Result<Value, CallError> {
         let upstream = waiting.upstream.clone();
         let named = |e: UpstreamError| CallError::Rpc(e.to_rpc(&upstream));
@@ -439,8 +439,17 @@ impl HeldCalls {
                 continue;
             };
             if cx.client_capabilities().get(request.capability()).is_none() {
-                let _ = ask.answer.send(Err(not_declared(request.capability())));
-                continue;
+                // As for the node's own tools: -32021 to the client; dropping `waiting` cancels
+                // the call at the upstream (which asked only because the node declared it).
+                return Err(pass_on(
+                    cx,
+                    vec![request],
+                    Marker::Passed {
+                        upstream,
+                        keys: Vec::new(),
+                        state: None,
+                    },
+                ));
             }
             waiting.rounds += 1;
             if waiting.rounds > MAX_ROUNDS {
