@@ -20,6 +20,10 @@
 #      autoscaling on real load (mcp-load) scales up, the real nodes form one gossip cluster;
 #      a node still holding clients delays the scale-down (drain); calling the scale-down off
 #      cancels its drain; once its clients leave, the StatefulSet shrinks
+#   6b. an upstream MCP server (another mcp-node) in spec.node.upstreams with a header from a
+#      Secret: InvalidSpec while the Secret is missing, then mounted (not in the ConfigMap);
+#      status.upstreams and UpstreamsReady follow the upstream killed and started again, with
+#      Warning/Normal events
 #   7. /metrics; SIGTERM to the leader releases the Lease and the standby takes over; deleting
 #      the McpCluster garbage-collects every child
 #
@@ -359,6 +363,50 @@ wait_for 90 "held call cancelled: drained scale-down to 2" sts_is 2
 # Well before the call's own timeout (60 s): the cancel ended it, not the timeout.
 (( SECONDS - T_CANCEL < 30 )) || fail "the drain ended $((SECONDS - T_CANCEL))s after the cancel"
 grep -q "departing nodes drained" "$WORK/operator.log" || fail "operator did not log the drain"
+
+# --- 6b. upstreams: a header from a Secret, status per upstream, events ---------------------
+# The upstream is one more real mcp-node (echo pack) on 127.0.0.9; the cluster's nodes call it.
+UP_ADDR=127.0.0.9:18380
+start_upstream() {
+    setsid "$BIN/mcp-node" --listen "$UP_ADDR" --admin-listen 127.0.0.9:18381 --packs echo \
+        --allowed-hosts '*' --log-level warn >>"$WORK/upstream.log" 2>&1 &
+    UPSTREAM_PID=$!
+    PIDS+=($UPSTREAM_PID)
+}
+start_upstream
+kc patch mcpcluster demo --type merge -p '{"spec":{"node":{"upstreams":[{"name":"echo","url":"http://'"$UP_ADDR"'/mcp",
+  "healthCheckMs":500,"breakerFailures":1,"breakerOpenMs":1000,"timeoutMs":2000,
+  "headers":{"X-Plain":"p","Authorization":{"valueFrom":{"secretKeyRef":{"name":"up-creds","key":"token"}}}}}]}}}' >/dev/null
+no_secret() {
+    [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="Degraded")].message}')" == *'headers.Authorization.valueFrom.secretKeyRef: Secret `up-creds` does not exist'* ]]
+}
+wait_for 30 "a header naming a missing Secret: Degraded=InvalidSpec naming the header" no_secret
+kc create secret generic up-creds --from-literal=token='Bearer e2e-upstream-secret' >/dev/null
+upstream_ready() {
+    [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="UpstreamsReady")].status}')" == True &&
+        "$(jp mcpcluster/demo '{.status.upstreams[0].reachableNodes}')" == 2 ]]
+}
+wait_for 150 "Secret created (rechecked within 30 s): pods rolled with it mounted, UpstreamsReady=True, echo reached from 2 nodes" upstream_ready
+[[ "$(jp statefulset/demo '{.spec.template.spec.volumes[?(@.name=="upstream-secrets")].projected.sources[0].secret.items[0].path}')" == up-creds/token ]] ||
+    fail "the pods do not mount up-creds/token as upstream-secrets"
+grep -q e2e-upstream-secret <(jp configmap/demo-config '{.data.config\.yaml}') && fail "the Secret's value is in the ConfigMap"
+grep -q 'secretKeyRef' <(jp configmap/demo-config '{.data.config\.yaml}') || fail "the ConfigMap lost the header's reference"
+[[ "$(jp mcpcluster/demo '{.status.upstreams[0].tools}')" == 1 && "$(jp mcpcluster/demo '{.status.upstreams[0].era}')" == legacy ]] ||
+    fail "status.upstreams[0]: $(jp mcpcluster/demo '{.status.upstreams[0]}')"
+log "ok: status.upstreams[0] = $(jp mcpcluster/demo '{.status.upstreams[0]}')"
+kc get events --field-selector reason=UpstreamReachable -o name | grep -q . &&
+    fail "an UpstreamReachable event before the upstream ever went away"
+kill -9 "$UPSTREAM_PID" 2>/dev/null || true
+unreachable() {
+    [[ "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="UpstreamsReady")].reason}')" == UpstreamUnreachable &&
+        "$(jp mcpcluster/demo '{.status.conditions[?(@.type=="UpstreamsReady")].message}')" == *'`echo` reachable from 0 of 2 nodes'* ]] &&
+        [[ "$(kc get events --field-selector reason=UpstreamUnreachable -o jsonpath='{.items[*].message}')" == *'`echo` reachable from 0 of 2 nodes'* ]]
+}
+wait_for 60 "upstream killed: UpstreamsReady=False naming echo, a Warning event UpstreamUnreachable" unreachable
+log "ok: $(jp mcpcluster/demo '{.status.conditions[?(@.type=="UpstreamsReady")].message}')"
+start_upstream
+back() { upstream_ready && kc get events --field-selector reason=UpstreamReachable -o name | grep -q .; }
+wait_for 60 "upstream started again: UpstreamsReady=True, an event UpstreamReachable" back
 
 # --- 7. metrics, failover to the standby, then deletion garbage-collects --------------------
 metrics="$(curl -s http://127.0.0.1:18181/metrics)"

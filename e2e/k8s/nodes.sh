@@ -3,7 +3,8 @@
 # for every Running pod of an McpCluster this loop runs a real `mcp-node` on its own loopback
 # address (127.0.0.<10+ordinal>) with the pod's config from the ConfigMap, the pod's
 # certificates from the cluster's TLS Secret and the admin token's digest from the Secret
-# NAME-admin-token (the one key a pod mounts), and keeps the operator's --node-admin-override
+# NAME-admin-token (the one key a pod mounts), the keys of the Secrets upstream headers name
+# (the pod's `upstream-secrets` volume, under --secrets-dir), and keeps the operator's --node-admin-override
 # map (`POD HOST:PORT` lines) up to date. The nodes form a real cluster (QUIC, mutual TLS with
 # the operator's generated CA): what DNS and the pod IP give a pod (seeds from the headless
 # Service, the advertised address) is replaced by flags: the peer port on the node's own
@@ -59,6 +60,24 @@ admin_digest() {
     [[ -s "$WORK/admin/token.sha256" ]]
 }
 
+# The keys of the Secrets upstream headers name, as the pod's projected volume
+# `upstream-secrets` holds them (<secretsDir>/<name>/<key>), read again for each node started.
+upstream_secrets() {
+    local vol secret key
+    rm -rf "$WORK/secrets.new" && mkdir -p "$WORK/secrets.new"
+    vol="$(kubectl -n "$NS" get statefulset "$CLUSTER" --request-timeout=5s \
+        -o jsonpath='{range .spec.template.spec.volumes[?(@.name=="upstream-secrets")].projected.sources[*].secret}{.name}{" "}{range .items[*]}{.key}{" "}{end}{"\n"}{end}' 2>/dev/null)" || return 1
+    while read -r secret keys; do
+        [[ -z "$secret" ]] && continue
+        mkdir -p "$WORK/secrets.new/$secret"
+        for key in $keys; do
+            kubectl -n "$NS" get secret "$secret" --request-timeout=5s \
+                -o jsonpath="{.data.${key//./\\.}}" 2>/dev/null | base64 -d >"$WORK/secrets.new/$secret/$key" || return 1
+        done
+    done <<<"$vol"
+    rm -rf "$WORK/secrets" && mv "$WORK/secrets.new" "$WORK/secrets"
+}
+
 while true; do
     # name uid phase, for the cluster's pods
     pods="$(kubectl -n "$NS" get pods -l "app.kubernetes.io/instance=$CLUSTER" --request-timeout=5s \
@@ -76,11 +95,12 @@ while true; do
             -o jsonpath='{.data.config\.yaml}' >"$cfg" 2>/dev/null || continue
         tls_files || continue
         admin_digest || continue
+        upstream_secrets || continue
         mcp_port="$(port_of listen "$cfg")" admin_port="$(port_of adminListen "$cfg")"
         peer_port="$(port_of peerListen "$cfg")"
         MCP_NODE_NAME="$name" "$NODE_BIN" --config "$cfg" --listen "$ip:${mcp_port:-8080}" \
             --admin-listen "$ip:${admin_port:-9090}" --allowed-hosts '*' --log-level warn \
-            --admin-token-sha256-file "$WORK/admin/token.sha256" \
+            --admin-token-sha256-file "$WORK/admin/token.sha256" --secrets-dir "$WORK/secrets" \
             --peer-listen "$ip:${peer_port:-7946}" --seeds "127.0.0.10:${peer_port:-7946}" --seed-dns "" \
             --cluster-ca-file "$WORK/tls/ca.crt" --cluster-cert-file "$WORK/tls/tls.crt" \
             --cluster-key-file "$WORK/tls/tls.key" \
