@@ -626,6 +626,17 @@ impl Custody {
                 dead_epoch = dead_epoch.max(Some(h.epoch));
                 continue;
             }
+            // A copy of a winning claim whose owner did not answer: that owner may be dead and
+            // the copy's holder may die before it takes over, so giving the session up now
+            // could drop its last data (seed 14202686: this owner stalled, another node took
+            // the session over with a new replica, both were killed, and this owner, back,
+            // yielded to the dead one). Wait and ask again: the claimant answers (this node
+            // yields), the copy's holder takes over and supersedes this node, or both are
+            // gone and their claim's note is what remains (above).
+            if h.role == 1 && h.owner != me && !claimant_answered {
+                self.orphans.push_back((now + self.cfg.lease, s));
+                return;
+            }
             rival = Some(h.owner);
             break;
         }
