@@ -48,6 +48,15 @@ pub struct ClusterConfig {
     /// session waits (never fails) while its copy is in flight and its streams end, to be
     /// resumed with `Last-Event-ID`. 0 turns rebalancing off. Default 200 (at most 100000).
     pub rebalance_rate: u32,
+    /// Show a session's SSE events (notifications, progress, a response sent on a stream) to
+    /// its client only once every live replica holds them, so a stream resumed with
+    /// `Last-Event-ID` on the node that takes over after its owner is killed misses none the
+    /// client saw. The replicas' acknowledgements ride the batched peer frames; an event
+    /// waits at most 500 ms for them (then it is shown anyway and counted in
+    /// `mcp_cluster_events_shown_undurable_total`). No live replica (`replicationFactor` 1,
+    /// a single node): shown at once. false: shown at once always, about one peer round trip
+    /// sooner, and an event the client saw may be missing after a take-over. Default true.
+    pub durable_events: bool,
     /// Failure detection and dissemination timers.
     pub membership: MembershipTimers,
 }
@@ -66,6 +75,7 @@ impl Default for ClusterConfig {
             replication_factor: 2,
             forward_timeout_ms: 5000,
             rebalance_rate: 200,
+            durable_events: true,
             membership: MembershipTimers::default(),
         }
     }

@@ -50,6 +50,9 @@ pub struct ClusterArgs {
     /// Sessions per second moved to members under their share, 0 = off [config: cluster.rebalanceRate] [default: 200]
     #[arg(long, env = "MCP_NODE_CLUSTER_REBALANCE_RATE")]
     pub cluster_rebalance_rate: Option<u32>,
+    /// Show an SSE event only once the session's replicas hold it; false = at once, faster, an event may be lost with its node [config: cluster.durableEvents] [default: true]
+    #[arg(long, env = "MCP_NODE_CLUSTER_DURABLE_EVENTS")]
+    pub cluster_durable_events: Option<bool>,
     /// [config: cluster.membership.probePeriodMs] [default: 150]
     #[arg(long, env = "MCP_NODE_CLUSTER_PROBE_PERIOD_MS")]
     pub cluster_probe_period_ms: Option<u64>,
@@ -127,6 +130,7 @@ impl ClusterArgs {
         set(&mut c.replication_factor, &self.replication_factor);
         set(&mut c.forward_timeout_ms, &self.cluster_forward_timeout_ms);
         set(&mut c.rebalance_rate, &self.cluster_rebalance_rate);
+        set(&mut c.durable_events, &self.cluster_durable_events);
         let m = &mut c.membership;
         set(&mut m.probe_period_ms, &self.cluster_probe_period_ms);
         set(&mut m.probe_rtt_ms, &self.cluster_probe_rtt_ms);

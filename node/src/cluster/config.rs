@@ -41,6 +41,8 @@ pub struct ClusterSettings {
     pub forward_timeout: Duration,
     /// Sessions per second moved for balance (0: never; `balance.rs`).
     pub rebalance_rate: f64,
+    /// SSE events are shown only once the session's replicas hold them (`peers.rs`).
+    pub durable_events: bool,
 }
 
 fn bad(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -139,6 +141,7 @@ impl ClusterSettings {
             replication_factor: c.replication_factor as usize,
             forward_timeout: Duration::from_millis(c.forward_timeout_ms),
             rebalance_rate: f64::from(c.rebalance_rate),
+            durable_events: c.durable_events,
         }))
     }
 }
@@ -291,6 +294,20 @@ mod tests {
             let err = ClusterSettings::validate(&c, None).expect_err(field);
             assert!(err.to_string().contains(field), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn durable_events_are_on_by_default_and_may_be_turned_off() {
+        let s = ClusterSettings::validate(&enabled(), None)
+            .expect("ok")
+            .expect("on");
+        assert!(s.durable_events);
+        let mut c = enabled();
+        c.durable_events = false;
+        let s = ClusterSettings::validate(&c, None)
+            .expect("ok")
+            .expect("on");
+        assert!(!s.durable_events);
     }
 
     #[test]

@@ -46,7 +46,7 @@ fn handle(
 ) {
     match msg {
         PeerMsg::Replicate(r) => peers.apply(node, from, &r),
-        PeerMsg::ReplicaAck { token, .. } => peers.acked(token),
+        PeerMsg::ReplicaAck { token, .. } => peers.acked(node, token),
         PeerMsg::HandoffDeclined { token, .. } => peers.declined(token),
         PeerMsg::Forward(f) => relay::serve(handler, &peers.relays, from, *f),
         PeerMsg::ForwardHead(h) => relay::on_head(node, &peers.relays, from, *h),

@@ -141,6 +141,8 @@ pub struct ClusterMetrics {
     reattached: Family<ReattachLabels, Counter>,
     ack_seconds: Histogram,
     ack_timeouts: Counter,
+    event_durable_seconds: Histogram,
+    events_shown_undurable: Counter,
     replicated: Counter,
     replication_refused: Counter,
     resyncs: Counter,
@@ -178,6 +180,8 @@ impl Default for ClusterMetrics {
             reattached: Family::default(),
             ack_seconds: latency_histogram(),
             ack_timeouts: Counter::default(),
+            event_durable_seconds: latency_histogram(),
+            events_shown_undurable: Counter::default(),
             replicated: Counter::default(),
             replication_refused: Counter::default(),
             resyncs: Counter::default(),
@@ -257,6 +261,16 @@ impl ClusterMetrics {
             "replication_ack_timeouts",
             "New sessions answered before every replica acknowledged them",
             m.ack_timeouts.clone(),
+        );
+        r.register(
+            "event_durable_seconds",
+            "SSE events held for their replicas (cluster.durableEvents): a copy with held events sent until every replica acknowledged it",
+            m.event_durable_seconds.clone(),
+        );
+        r.register(
+            "events_shown_undurable",
+            "SSE events written to a client before every replica held them (the wait for the acknowledgement ended, a replica's queue refused the copy, or the log evicted a held event): a take-over may lack them",
+            m.events_shown_undurable.clone(),
         );
         r.register(
             "admission_refused",
@@ -381,6 +395,14 @@ impl ClusterMetrics {
     /// Counts an acknowledgement that did not come in time.
     pub fn ack_timeout(&self) {
         self.ack_timeouts.inc();
+    }
+    /// Observes how long held events waited for their replicas.
+    pub fn event_durable_seconds(&self, s: f64) {
+        self.event_durable_seconds.observe(s);
+    }
+    /// Counts events shown before every replica held them.
+    pub fn events_shown_undurable(&self, n: u32) {
+        self.events_shown_undurable.inc_by(u64::from(n));
     }
     /// Counts a copy sent.
     pub fn replicated(&self) {

@@ -162,6 +162,7 @@ pub async fn start(
             rx.messages,
         )),
         tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
+        tokio::spawn(peers::expire_acks(node.clone(), peers.clone())),
         tokio::spawn(refresh(node.clone(), peers.clone())),
         tokio::spawn(balance_connections(node.clone(), peers.clone())),
     ];

@@ -98,9 +98,29 @@ const BUSY_PAUSE: Duration = Duration::from_millis(500);
 /// How often a held-back replicator looks at the links again.
 const BUSY_POLL: Duration = Duration::from_millis(2);
 
+/// How long events held for their replicas wait at most (`cluster.durableEvents`): as long
+/// as a new session waits for its replicas. Past it they are shown anyway and counted
+/// (`mcp_cluster_events_shown_undurable_total`): a replica that died is not declared down
+/// yet, or its link is stalled — a stream never hangs on it.
+pub const DURABLE_WAIT: Duration = ACK_WAIT;
+/// How often the waits past [`DURABLE_WAIT`] are looked for.
+const DURABLE_SWEEP: Duration = Duration::from_millis(25);
+/// At most one log line per this long about events shown before their replicas held them.
+const UNDURABLE_LOG_GAP_MS: u64 = 1_000;
+
 struct AckWait {
     remaining: usize,
     waiters: Vec<oneshot::Sender<()>>,
+    /// The events the copy carried that wait for its acknowledgement before they are shown.
+    held: Option<Held>,
+}
+
+/// Events of one session held until the replicas acknowledge the copy that carried them.
+struct Held {
+    session: Arc<Session>,
+    /// `(stream, up to event)`.
+    upto: Vec<(u32, u32)>,
+    sent: Instant,
 }
 
 /// The session layer of one node.
@@ -148,6 +168,12 @@ pub struct Peers {
     refuse_until_ms: AtomicU64,
     /// New sessions waiting for their replicas' acknowledgement.
     waiting: std::sync::atomic::AtomicUsize,
+    /// `cluster.durableEvents`: SSE events are shown once the replicas hold them.
+    durable: bool,
+    /// Copies' tokens in the order sent, with when their wait ends ([`DURABLE_WAIT`]).
+    expiry: Mutex<std::collections::VecDeque<(Instant, u64)>>,
+    /// When undurable events were last logged (ms since `started`; 0: never).
+    undurable_logged_ms: AtomicU64,
 }
 
 /// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
@@ -227,6 +253,9 @@ impl Peers {
             inventories: Mutex::new(HashMap::new()),
             refuse_until_ms: AtomicU64::new(0),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            durable: s.durable_events,
+            expiry: Mutex::default(),
+            undurable_logged_ms: AtomicU64::new(0),
         });
         (peers, rx)
     }
@@ -475,6 +504,8 @@ impl Peers {
             let mut st = copy.state.lock();
             st.replica_of = None;
             st.epoch += 1;
+            // Held from now until its first copy says whether it has a live replica.
+            st.hold = self.durable;
             st.reset_replication();
             st.repl_to.clear();
             st.last_seen_ms = node.now_ms();
@@ -531,8 +562,9 @@ impl Peers {
             self.refuse_until_ms.fetch_max(until, Ordering::Relaxed);
         }
         match acked {
-            Ok(_) => node.metrics.cluster.ack_seconds(took.as_secs_f64()),
-            Err(_) => {
+            Ok(Ok(())) => node.metrics.cluster.ack_seconds(took.as_secs_f64()),
+            // Timed out, or its wait was dropped past `DURABLE_WAIT` (`expire_acks`).
+            Ok(Err(_)) | Err(_) => {
                 node.metrics.cluster.ack_timeout();
                 tracing::warn!(session = %s.id, "replicas did not acknowledge a new session in time");
             }
@@ -561,27 +593,45 @@ impl Peers {
             st.reset_replication();
             st.repl_to = set.clone();
         }
+        let forced = st.take_forced();
         if set.is_empty() {
+            // No live replica: whatever was held is shown now (nobody else can hold it).
+            st.release_all();
             drop(st);
+            self.count_undurable(node, forced);
             for w in waiters {
                 let _ = w.send(());
             }
             return;
         }
-        let token = if waiters.is_empty() {
+        st.hold = self.durable;
+        let streams = st.take_stream_copies(full);
+        let held = if self.durable {
+            st.held_in_copy()
+        } else {
+            Vec::new()
+        };
+        let token = if waiters.is_empty() && held.is_empty() {
             0
         } else {
             let t = self.next_token.fetch_add(1, Ordering::Relaxed);
+            let now = Instant::now();
+            let held = (!held.is_empty()).then(|| Held {
+                session: s.clone(),
+                upto: held,
+                sent: now,
+            });
             self.acks.lock().insert(
                 t,
                 AckWait {
                     remaining: set.len(),
                     waiters,
+                    held,
                 },
             );
+            self.expiry.lock().push_back((now + DURABLE_WAIT, t));
             t
         };
-        let streams = st.take_stream_copies(full);
         let msg = PeerMsg::Replicate(Box::new(Replicate {
             session: s.id.0,
             epoch: st.epoch,
@@ -597,15 +647,92 @@ impl Peers {
             streams,
         }));
         drop(st);
+        self.count_undurable(node, forced);
         let message = msg.to_message();
+        let mut refused = false;
         for to in set {
             if self.transport.send(to, message.clone()).is_err() {
                 // Queue full: this replica misses the delta; the next one shows a gap and it
                 // asks for a full copy.
                 node.metrics.cluster.replication_refused();
+                refused = true;
+            }
+        }
+        if refused && token != 0 {
+            // A replica that was not sent the copy cannot acknowledge it: its held events
+            // are shown now, counted (a new session's waiters still wait and time out).
+            let held = self.acks.lock().get_mut(&token).and_then(|w| w.held.take());
+            if let Some(h) = held {
+                self.show(node, h, false);
             }
         }
         node.metrics.cluster.replicated();
+    }
+
+    /// Shows the events `h` held: `durable` once every replica acknowledged their copy, else
+    /// (the wait ended or a replica was not sent it) counted as shown undurable.
+    fn show(&self, node: &Node, h: Held, durable: bool) {
+        let written = h.session.state.lock().release(&h.upto);
+        if durable {
+            node.metrics
+                .cluster
+                .event_durable_seconds(h.sent.elapsed().as_secs_f64());
+        } else {
+            self.count_undurable(node, written);
+        }
+    }
+
+    /// Counts `n` events written to a reader before every replica held them, and logs it
+    /// (at most once per [`UNDURABLE_LOG_GAP_MS`]).
+    fn count_undurable(&self, node: &Node, n: u32) {
+        if n == 0 {
+            return;
+        }
+        node.metrics.cluster.events_shown_undurable(n);
+        // 0: never logged; else the time of the last line + 1 (ms since `started`).
+        let now = self.started.elapsed().as_millis() as u64 + 1;
+        let last = self.undurable_logged_ms.load(Ordering::Relaxed);
+        if (last == 0 || now >= last.saturating_add(UNDURABLE_LOG_GAP_MS))
+            && self
+                .undurable_logged_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                events = n,
+                "SSE events shown before every replica acknowledged them (a replica is slow, \
+                 gone or its queue is full): a take-over now may lack them \
+                 (mcp_cluster_events_shown_undurable_total)"
+            );
+        }
+    }
+
+    /// Ends the acknowledgement waits of copies sent more than [`DURABLE_WAIT`] before `now`:
+    /// their held events are shown (counted); a new session's waiter has timed out by then.
+    pub fn expire_acks(&self, node: &Node, now: Instant) {
+        let mut due = Vec::new();
+        {
+            let mut q = self.expiry.lock();
+            while let Some(&(at, token)) = q.front() {
+                if at > now {
+                    break;
+                }
+                q.pop_front();
+                due.push(token);
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let ended: Vec<AckWait> = {
+            let mut acks = self.acks.lock();
+            due.iter().filter_map(|t| acks.remove(t)).collect()
+        };
+        for w in ended {
+            if let Some(h) = w.held {
+                self.show(node, h, false);
+            }
+        }
     }
 
     /// Applies a copy from `from` (a replica's update, or a hand-off making this node the owner).
@@ -660,7 +787,12 @@ impl Peers {
                 return;
             }
             let s = whole();
-            s.state.lock().epoch = r.epoch;
+            {
+                let mut st = s.state.lock();
+                st.epoch = r.epoch;
+                // Held until its first copy says whether it has a live replica.
+                st.hold = self.durable;
+            }
             if let Some(old) = node.sessions.remove(&id) {
                 tracing::warn!(session = %old.id, "hand-off replaces a session held here");
             }
@@ -746,19 +878,26 @@ impl Peers {
         }
     }
 
-    /// A replica acknowledged the copy carrying `token`.
-    pub fn acked(&self, token: u64) {
-        let mut acks = self.acks.lock();
-        let done = match acks.get_mut(&token) {
-            Some(w) => {
-                w.remaining = w.remaining.saturating_sub(1);
-                w.remaining == 0
-            }
-            None => false,
+    /// A replica acknowledged the copy carrying `token`: once all have, its waiters go on and
+    /// the events it held are shown.
+    pub fn acked(&self, node: &Node, token: u64) {
+        let done = {
+            let mut acks = self.acks.lock();
+            let done = match acks.get_mut(&token) {
+                Some(w) => {
+                    w.remaining = w.remaining.saturating_sub(1);
+                    w.remaining == 0
+                }
+                None => false,
+            };
+            if done { acks.remove(&token) } else { None }
         };
-        if done && let Some(w) = acks.remove(&token) {
+        if let Some(w) = done {
             for tx in w.waiters {
                 let _ = tx.send(());
+            }
+            if let Some(h) = w.held {
+                self.show(node, h, true);
             }
         }
     }
@@ -1071,6 +1210,7 @@ impl Peers {
             AckWait {
                 remaining: 1,
                 waiters: vec![tx],
+                held: None,
             },
         );
         if !self.send(to, &msg) {
@@ -1541,6 +1681,16 @@ pub async fn replicator(
             }
             peers.replicate(&node, &s);
         }
+    }
+}
+
+/// Ends the acknowledgement waits past [`DURABLE_WAIT`] (`Peers::expire_acks`) until aborted.
+pub async fn expire_acks(node: Arc<Node>, peers: Arc<Peers>) {
+    let mut tick = tokio::time::interval(DURABLE_SWEEP);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        peers.expire_acks(&node, Instant::now());
     }
 }
 

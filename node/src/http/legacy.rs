@@ -510,7 +510,8 @@ pub fn delete(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
     };
     if let Some(s) = node.sessions.remove(&session.id) {
         for stream in s.state.lock().streams.iter_mut() {
-            stream.finish();
+            // Held events too: nothing will resume a deleted session.
+            stream.close();
         }
         if let Some(layer) = node.layer() {
             layer.deleted(&s);

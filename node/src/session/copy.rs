@@ -207,6 +207,8 @@ impl SessionState {
                 s.log.push_back((*seq, ev.clone()));
             }
             s.next_seq = c.next_seq;
+            // A copy holds what it was sent: after a take-over all of it may be shown.
+            s.shown = c.next_seq.saturating_sub(1);
             s.finished = c.finished;
         }
         Ok(())
@@ -253,6 +255,37 @@ mod tests {
             10,
             0,
         )
+    }
+
+    #[test]
+    fn held_events_wait_for_the_copy_that_carried_them() {
+        // The gating decision: with `hold` (live replicas), an event is shown once the copy
+        // that carried it is acknowledged; a copy's replica holds all it was sent.
+        let s = owner();
+        let (tx, mut rx) = crate::stream_queue::channel(16);
+        let mut st = s.state.lock();
+        let id = st.open_stream(StreamKind::Standalone, Some(tx));
+        st.hold = true;
+        st.push(id, b"{\"n\":1}", 8);
+        assert!(rx.try_recv().is_none(), "held");
+        let copies = st.take_stream_copies(true);
+        let carried = st.held_in_copy();
+        assert_eq!(carried, [(id, 1)]);
+        st.push(id, b"{\"n\":2}", 8);
+        assert_eq!(st.held_in_copy(), [(id, 1)], "event 2 is in no copy yet");
+        // The replica's copy shows everything it holds once it takes over.
+        let replica = Session::from_copy(SessionId(7), 1, &st.state_copy(), &copies, 10, 0, 8);
+        assert!(!replica.state.lock().streams[0].holds());
+        // The acknowledgement of the copy releases event 1 only.
+        assert_eq!(st.release(&carried), 1);
+        assert!(rx.try_recv().is_some_and(|e| e.starts_with(b"id: 1-1\n")));
+        assert!(rx.try_recv().is_none());
+        // No live replica left: everything held is shown, and nothing is held from now on.
+        assert_eq!(st.release_all(), 1);
+        assert!(!st.hold);
+        st.push(id, b"{}", 8);
+        assert!(rx.try_recv().is_some_and(|e| e.starts_with(b"id: 1-2\n")));
+        assert!(rx.try_recv().is_some_and(|e| e.starts_with(b"id: 1-3\n")));
     }
 
     #[test]

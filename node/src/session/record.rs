@@ -86,6 +86,9 @@ pub struct SessionState {
     pub repl_to: Vec<std::net::SocketAddr>,
     /// Set on a replica's copy: who owns the session and whom it replicates to.
     pub replica_of: Option<Box<ReplicaOf>>,
+    /// Events on this session's streams are held until its replicas acknowledge them
+    /// (`cluster.durableEvents` with live replicas; set by the session layer at each copy).
+    pub hold: bool,
     /// With `auth.enabled`: the principal (issuer + subject) that sent `initialize`; only its
     /// tokens may use the session. Durable: replicated with the session.
     pub principal: Option<Box<crate::auth::PrincipalId>>,
@@ -145,6 +148,7 @@ impl Session {
                 copy_seq: 0,
                 repl_to: Vec::new(),
                 replica_of: None,
+                hold: false,
                 principal: None,
             }),
             dirty: std::sync::atomic::AtomicBool::new(false),
@@ -178,7 +182,9 @@ impl SessionState {
 
     /// Sends a message on stream `id`.
     pub fn push(&mut self, id: u32, json: &[u8], log_capacity: usize) -> Option<EventId> {
-        self.stream_mut(id).map(|s| s.push(json, log_capacity))
+        let hold = self.hold;
+        self.stream_mut(id)
+            .map(|s| s.append(json, log_capacity, hold))
     }
 
     /// Sends a message unrelated to any request on the session's standalone (GET) stream: the
@@ -186,6 +192,7 @@ impl SessionState {
     /// a reconnect with `Last-Event-ID` to replay. Returns `false` if the client never opened a
     /// GET stream (the message is then dropped, as the transport allows).
     pub fn push_standalone(&mut self, json: &[u8], log_capacity: usize) -> bool {
+        let hold = self.hold;
         let standalone = |s: &&mut StreamState| s.kind == StreamKind::Standalone && !s.finished;
         let live = self
             .streams
@@ -197,11 +204,51 @@ impl SessionState {
         };
         match target {
             Some(s) => {
-                s.push(json, log_capacity);
+                s.append(json, log_capacity, hold);
                 true
             }
             None => false,
         }
+    }
+
+    /// Stops holding events: every held one goes to its reader now (no live replica is left
+    /// to wait for). Returns how many were written.
+    pub fn release_all(&mut self) -> u32 {
+        self.hold = false;
+        self.streams
+            .iter_mut()
+            .map(|s| s.release(u32::MAX))
+            .fold(0, u32::saturating_add)
+    }
+
+    /// Releases the events up to `upto` on each listed stream (`(stream, upto)`: what a
+    /// copy its replicas acknowledged carried). Returns how many were written to readers.
+    pub fn release(&mut self, upto: &[(u32, u32)]) -> u32 {
+        let mut written = 0u32;
+        for &(id, seq) in upto {
+            if let Some(s) = self.stream_mut(id) {
+                written = written.saturating_add(s.release(seq));
+            }
+        }
+        written
+    }
+
+    /// `(stream, highest event sent to the replicas)` of each stream holding events its
+    /// replicas were sent: what the acknowledgement of the copy just taken releases.
+    pub fn held_in_copy(&self) -> Vec<(u32, u32)> {
+        self.streams
+            .iter()
+            .filter(|s| s.shown < s.repl_seq)
+            .map(|s| (s.id, s.repl_seq))
+            .collect()
+    }
+
+    /// Held events the logs evicted before their release (written then), since the last call.
+    pub fn take_forced(&mut self) -> u32 {
+        self.streams
+            .iter_mut()
+            .map(StreamState::take_forced)
+            .fold(0, u32::saturating_add)
     }
 
     /// Whether any stream has a reader attached.

@@ -4,6 +4,13 @@
 //! Sending never blocks: the event goes into the log, then to the live reader if its queue has
 //! room. A reader that falls behind is cut off; it resumes with `Last-Event-ID` and the log
 //! replays what it missed — bounded memory, no silent loss while the log holds the events.
+//!
+//! Durable before shown (`cluster.durableEvents`, docs/PROTOCOL.md "Durable events"): while
+//! the session has live replicas an event is appended *held* ([`StreamState::append`]): it
+//! waits in the log — no other copy of it is made — until the session layer says every
+//! replica its copy went to acknowledged it ([`StreamState::release`]). The stream's `shown`
+//! watermark is the highest event number the reader may have: a reader (attached or resumed)
+//! is never given an event past it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -82,6 +89,12 @@ pub struct StreamState {
     /// When the live reader was last written to (attached, an event, a keep-alive): a
     /// keep-alive goes only to a stream quiet for a while.
     last_write: Option<Instant>,
+    /// Highest event number the reader may see ("durable up to"): events after it are held
+    /// in the log until [`Self::release`] passes them.
+    pub(super) shown: u32,
+    /// Held events the log evicted before they were released, written to the reader then
+    /// (the log had no room left to hold them); the session layer counts and clears them.
+    pub(super) forced: u32,
     /// Highest event number already sent to the replicas.
     pub(super) repl_seq: u32,
     /// The replicas know this stream exists.
@@ -103,6 +116,8 @@ impl StreamState {
             last_write: live.as_ref().map(|_| Instant::now()),
             live,
             reader_remote: false,
+            shown: 0,
+            forced: 0,
             repl_seq: 0,
             repl_known: false,
             repl_finished: false,
@@ -117,25 +132,93 @@ impl StreamState {
 
     /// Appends a message (logged, then offered to the live reader).
     pub fn push(&mut self, json: &[u8], log_capacity: usize) -> EventId {
+        self.append(json, log_capacity, false)
+    }
+
+    /// Appends a message to the log; `hold`: the reader gets it only once [`Self::release`]
+    /// passes it (its replicas must hold it first), else at once — after any held before it.
+    /// A held event the full log must evict is written to the reader as it leaves (counted
+    /// in `forced`): the log is the only place it waits.
+    pub fn append(&mut self, json: &[u8], log_capacity: usize, hold: bool) -> EventId {
         let id = EventId {
             stream: self.id,
             seq: self.next_seq,
         };
         self.next_seq = self.next_seq.saturating_add(1);
         let event = sse_event(id, json);
-        if self.log.len() >= log_capacity {
-            self.log.pop_front();
-        }
-        self.log.push_back((id.seq, event.clone()));
-        if let Some(tx) = &self.live {
-            if tx.try_send(event).is_err() {
-                // Full (slow reader) or closed: detach; the client resumes from the log.
-                self.live = None;
-            } else {
-                self.last_write = Some(Instant::now());
+        if self.log.len() >= log_capacity
+            && let Some((seq, old)) = self.log.pop_front()
+            && seq > self.shown
+        {
+            // Every event after it is held too (`shown` is a prefix): order is kept.
+            self.shown = seq;
+            if self.offer(&old) {
+                self.forced = self.forced.saturating_add(1);
             }
         }
+        self.log.push_back((id.seq, event));
+        if !hold {
+            self.release(id.seq);
+        }
         id
+    }
+
+    /// Writes `event` to the live reader, if any; `false` when there was none or it was cut
+    /// off (full queue: a slow reader; it resumes from the log).
+    fn offer(&mut self, event: &Bytes) -> bool {
+        let Some(tx) = &self.live else {
+            return false;
+        };
+        if tx.try_send(event.clone()).is_err() {
+            self.live = None;
+            return false;
+        }
+        self.last_write = Some(Instant::now());
+        true
+    }
+
+    /// Lets the reader have the events up to `upto` (their replicas hold them, or the wait
+    /// for them ended): the held ones the log still has go to the live reader, in order.
+    /// Returns how many were written to a reader. A finished stream lets its reader go once
+    /// nothing is held any more.
+    pub fn release(&mut self, upto: u32) -> u32 {
+        let upto = upto.min(self.next_seq.saturating_sub(1));
+        let mut written = 0;
+        if upto > self.shown {
+            let shown = self.shown;
+            let held = self
+                .log
+                .iter()
+                .rev()
+                .take_while(|(s, _)| *s > shown)
+                .count();
+            let from = self.log.len() - held;
+            for i in from..self.log.len() {
+                let (seq, event) = &self.log[i];
+                if *seq > upto {
+                    break;
+                }
+                let event = event.clone();
+                if self.offer(&event) {
+                    written += 1;
+                }
+            }
+            self.shown = upto;
+        }
+        if self.finished && !self.holds() {
+            self.live = None;
+        }
+        written
+    }
+
+    /// Whether events wait to be released.
+    pub fn holds(&self) -> bool {
+        self.shown < self.next_seq.saturating_sub(1)
+    }
+
+    /// Held events written because the log evicted them, since the last call.
+    pub fn take_forced(&mut self) -> u32 {
+        std::mem::take(&mut self.forced)
     }
 
     /// Attaches a new reader and replays the events after `after_seq` to it. Returns `false`
@@ -151,13 +234,18 @@ impl StreamState {
         let complete = after_seq.saturating_add(1) >= oldest;
         if after_seq >= self.next_seq && after_seq - self.next_seq < MAX_ID_SKIP {
             self.next_seq = after_seq + 1;
+            self.shown = self.shown.max(after_seq);
         }
         for (seq, event) in &self.log {
+            // Held events follow when they are released.
+            if *seq > self.shown {
+                break;
+            }
             if *seq > after_seq && tx.try_send(event.clone()).is_err() {
                 break;
             }
         }
-        if self.finished {
+        if self.finished && !self.holds() {
             self.live = None; // dropping our sender ends the reader's stream after the replay
         } else {
             self.live = Some(tx);
@@ -166,9 +254,20 @@ impl StreamState {
         complete
     }
 
-    /// Marks the stream finished and releases the live reader (its stream ends once drained).
+    /// Marks the stream finished and releases the live reader (its stream ends once drained)
+    /// — once no event is held any more: the last release lets it go.
     pub fn finish(&mut self) {
         self.finished = true;
+        if !self.holds() {
+            self.live = None;
+        }
+    }
+
+    /// Ends the stream now (its session is deleted: nothing will resume it): the events still
+    /// held go to the reader first, then it is let go.
+    pub fn close(&mut self) {
+        self.finished = true;
+        self.release(u32::MAX);
         self.live = None;
     }
 
@@ -297,6 +396,84 @@ mod tests {
         let (tx, _rx) = stream_queue::channel(16);
         assert!(s.resume(u32::MAX, tx));
         assert_eq!(s.push(b"{}", 16).seq, 7);
+    }
+
+    /// The events a reader got so far, as their ids.
+    fn got(rx: &mut stream_queue::Receiver) -> Vec<String> {
+        let mut ids = Vec::new();
+        while let Some(ev) = rx.try_recv() {
+            let text = String::from_utf8_lossy(&ev).to_string();
+            let id = text.lines().next().unwrap_or_default().to_owned();
+            ids.push(id.trim_start_matches("id: ").to_owned());
+        }
+        ids
+    }
+
+    #[test]
+    fn held_events_reach_the_reader_only_when_released_in_order() {
+        let (tx, mut rx) = stream_queue::channel(16);
+        let mut s = StreamState::new(1, StreamKind::Standalone, Some(tx));
+        s.append(b"{}", 16, true);
+        s.append(b"{}", 16, true);
+        assert!(got(&mut rx).is_empty(), "held until the replicas hold them");
+        assert!(s.holds());
+        assert_eq!(s.release(1), 1);
+        assert_eq!(got(&mut rx), ["1-1"]);
+        // An event not held (no live replica any more) goes after those held before it.
+        s.append(b"{}", 16, false);
+        assert_eq!(got(&mut rx), ["1-2", "1-3"]);
+        assert!(!s.holds());
+        // A release below the watermark, or past the last event, writes nothing twice.
+        assert_eq!(s.release(2), 0);
+        assert_eq!(s.release(u32::MAX), 0);
+        assert!(got(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn a_resumed_reader_gets_held_events_only_once_released() {
+        let mut s = StreamState::new(2, StreamKind::Standalone, None);
+        s.append(b"{}", 16, false);
+        s.append(b"{}", 16, true);
+        s.append(b"{}", 16, true);
+        let (tx, mut rx) = stream_queue::channel(16);
+        assert!(s.resume(0, tx));
+        assert_eq!(got(&mut rx), ["2-1"], "the held ones are not replayed");
+        s.release(3);
+        assert_eq!(got(&mut rx), ["2-2", "2-3"]);
+    }
+
+    #[test]
+    fn a_finished_stream_ends_after_its_held_events() {
+        let (tx, mut rx) = stream_queue::channel(16);
+        let mut s = StreamState::new(3, StreamKind::Response, Some(tx));
+        s.append(b"{\"result\":{}}", 16, true);
+        s.finish();
+        assert!(s.is_live(), "the reader waits for the held answer");
+        assert!(rx.try_recv().is_none());
+        s.release(1);
+        assert_eq!(got(&mut rx), ["3-1"]);
+        assert!(!s.is_live(), "let go after the last held event");
+        // Closing (a deleted session) writes what is held, then ends.
+        let (tx, mut rx) = stream_queue::channel(16);
+        let mut s = StreamState::new(4, StreamKind::Response, Some(tx));
+        s.append(b"{}", 16, true);
+        s.close();
+        assert_eq!(got(&mut rx), ["4-1"]);
+        assert!(!s.is_live());
+    }
+
+    #[test]
+    fn a_held_event_the_log_evicts_is_written_as_it_leaves_and_counted() {
+        let (tx, mut rx) = stream_queue::channel(16);
+        let mut s = StreamState::new(5, StreamKind::Standalone, Some(tx));
+        for _ in 0..3 {
+            s.append(b"{}", 2, true);
+        }
+        assert_eq!(got(&mut rx), ["5-1"], "evicted, so written now");
+        assert_eq!(s.take_forced(), 1);
+        assert_eq!(s.take_forced(), 0);
+        s.release(3);
+        assert_eq!(got(&mut rx), ["5-2", "5-3"]);
     }
 
     proptest::proptest! {
