@@ -289,6 +289,26 @@ mod tests {
     }
 
     #[test]
+    fn a_finished_stream_whose_reader_waits_for_its_held_answer_is_not_evicted() {
+        let s = owner();
+        let mut st = s.state.lock();
+        st.hold = true;
+        let (tx, mut rx) = crate::stream_queue::channel(16);
+        let waiting = st.open_stream(StreamKind::Response, Some(tx));
+        st.push(waiting, b"{\"result\":{}}", 8);
+        st.stream_mut(waiting).expect("open").finish();
+        for _ in 0..super::super::record::MAX_STREAMS + 2 {
+            st.open_stream(StreamKind::Response, None);
+        }
+        assert!(
+            st.stream_mut(waiting).is_some(),
+            "kept while its answer is held"
+        );
+        st.release(&[(waiting, 1)]);
+        assert!(rx.try_recv().is_some_and(|e| e.starts_with(b"id: 1-1\n")));
+    }
+
+    #[test]
     fn a_stream_the_owner_evicts_goes_on_the_replica_too() {
         // Past MAX_STREAMS the owner drops a stream no reader holds, finished or not; the
         // replica cannot tell which from the deltas alone (the property test below once

@@ -167,7 +167,9 @@ impl SessionState {
         let id = self.next_stream;
         self.next_stream += 1;
         if self.streams.len() >= MAX_STREAMS
-            && let Some(pos) = self.streams.iter().position(|s| s.finished || !s.is_live())
+            // No reader: finished (its reader let go once nothing was held), or gone. A
+            // finished stream whose reader still waits for its held answer stays.
+            && let Some(pos) = self.streams.iter().position(|s| !s.is_live())
         {
             self.streams.remove(pos);
         }
