@@ -21,6 +21,13 @@ of `echo`); sessions are created on n0 (`--url`) and used through `--call-url`.
    detection figures (`cargo test -p mcp-cluster --release --test sim_membership`).
 5. Sessions lost on kill -9 under load: `mcp-failover` (if built) against the three nodes, one
    node killed mid-run.
+6. Durable events (`cluster.durableEvents`): SSE-delivered `tools/call` (`mcp-load --progress`:
+   `echo` reports progress once, so its answer is a progress event then the result event, both
+   in the session's log) at the same open-loop rate, local (n0) and forwarded (through n1), on
+   fresh R=2 clusters with the setting on and off alternated (on, off, on, off); p50/p99 of
+   each and the on/off ratios, the wait for the replicas' acknowledgement
+   (`mcp_cluster_event_durable_seconds`) and the events shown before it
+   (`mcp_cluster_events_shown_undurable_total`).
 
 Prints a table and rewrites the "Cluster (`make bench-cluster`)" section of docs/BENCHMARKS.md.
 Every wait has a timeout; every process started here is killed at exit (also on Ctrl-C).
@@ -138,16 +145,17 @@ def left():
     return RUN_BOUND_S - (time.monotonic() - RUN_STARTED)
 
 
-def node_env(r):
+def node_env(r, durable=True):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_NODE_")}
     env["MCP_NODE_CLUSTER_REPLICATION_FACTOR"] = str(r)
+    env["MCP_NODE_CLUSTER_DURABLE_EVENTS"] = "true" if durable else "false"
     return env
 
 
 class Cluster:
     """Three fresh nodes; `replication` is the replication factor."""
 
-    def __init__(self, work, config, replication):
+    def __init__(self, work, config, replication, durable=True):
         self.work, self.replication = work, replication
         self.mcp = [(ip, free_port(ip)) for ip in IPS]
         self.admin = [(ip, free_port(ip)) for ip in IPS]
@@ -172,7 +180,7 @@ class Cluster:
                    "--cluster-key-file", os.path.join(certs, "tls.key")]
             with open(log_path, "w") as f:
                 self.procs[i] = spawn(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT,
-                                      env=node_env(replication))
+                                      env=node_env(replication, durable))
         self.wait_converged()
 
     def url(self, i):
@@ -316,7 +324,7 @@ def nofile():
 
 
 def load(url, call_url, *, rate=0.0, closed=False, sessions=0, workers=WORKERS, duration=TRIAL,
-         calls_per_session=0, label="bench", tool="echo"):
+         calls_per_session=0, label="bench", tool="echo", progress=False):
     """One mcp-load run (calls of `tool`); its JSON report, or None if it failed to run."""
     conns = sessions + workers * (2 if calls_per_session else 1)
     if conns + 256 > nofile():
@@ -329,6 +337,8 @@ def load(url, call_url, *, rate=0.0, closed=False, sessions=0, workers=WORKERS, 
     cmd += ["--closed-loop"] if closed else ["--rate", str(rate)]
     if calls_per_session:
         cmd += ["--calls-per-session", str(calls_per_session)]
+    if progress:
+        cmd += ["--progress"]
     try:
         p = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -397,6 +407,78 @@ def max_rate(cluster, start):
         else:
             hi = mid
     return best, best_rep
+
+
+DURABLE_PAIRS = 1 if QUICK else 2
+
+
+def durable_trials(work, config):
+    """Part 6: SSE-delivered calls, local and forwarded, durableEvents on and off alternated."""
+    out = {True: [], False: []}
+    for k in range(DURABLE_PAIRS):
+        for durable in (True, False):
+            if left() < 30:
+                return out
+            log(f"durable events: fresh R=2 cluster, durableEvents {str(durable).lower()}, run {k + 1}")
+            c = Cluster(work, config, 2, durable=durable)
+            try:
+                load(c.url(0), c.url(0), rate=RATE / 4, sessions=HELD, duration=1, label="warm-up",
+                     progress=True)
+                loc = load(c.url(0), c.url(0), rate=RATE, sessions=HELD, progress=True,
+                           label=f"SSE local durable={durable}")
+                log(f"  local     {RATE:.0f}/s -> {describe(loc)}")
+                fwd = load(c.url(0), c.url(1), rate=RATE, sessions=HELD, progress=True,
+                           label=f"SSE forwarded durable={durable}")
+                log(f"  forwarded {RATE:.0f}/s -> {describe(fwd)}")
+                m = cluster_metrics(c)
+                run = {"loc": loc, "fwd": fwd,
+                       "undurable": metric_sum(m, "mcp_cluster_events_shown_undurable_total") or 0,
+                       "wait_p50_s": hist_quantile(m, "mcp_cluster_event_durable_seconds", 0.5),
+                       "wait_p99_s": hist_quantile(m, "mcp_cluster_event_durable_seconds", 0.99)}
+                log(f"  undurable {run['undurable']:.0f}, durable wait p50 {run['wait_p50_s']} s, "
+                    f"p99 {run['wait_p99_s']} s")
+                out[durable].append(run)
+            finally:
+                c.stop()
+    return out
+
+
+def durable_lines(d):
+    """The rows of part 6."""
+    lines = []
+    def q(rep, key):
+        return rep["latency"][key] if rep else None
+    for where, label in (("loc", "local (n0 → n0)"), ("fwd", "forwarded (n0's session through n1)")):
+        for key in ("p50_us", "p99_us"):
+            on = [q(r[where], key) for r in d[True] if q(r[where], key)]
+            off = [q(r[where], key) for r in d[False] if q(r[where], key)]
+            if not on or not off:
+                lines.append(f"| SSE-delivered `tools/call`, {label}, {key[:3]}, durableEvents on vs off | a run failed (see the log) | |")
+                continue
+            mon, moff = sum(on) / len(on), sum(off) / len(off)
+            lines.append(
+                f"| SSE-delivered `tools/call` at {RATE:,.0f}/s (a progress event, then the result event), {label}, "
+                f"{key[:3]}: durableEvents on vs off | "
+                f"on {', '.join(ms(v) for v in on)}; off {', '.join(ms(v) for v in off)}; "
+                f"mean on / mean off {ratio(mon, moff)} ({(mon - moff) / 1000:+.2f} ms) | |")
+    for durable in (True, False):
+        for k, r in enumerate(d[durable]):
+            for where, label in (("loc", "local"), ("fwd", "forwarded")):
+                rep = r[where]
+                if rep and (rep["errors"] or rep["calls_ok"] != rep["calls_due"]):
+                    lines.append(f"| durableEvents {str(durable).lower()} run {k + 1}, {label}: calls answered | "
+                                 f"{rep['calls_ok']}/{rep['calls_due']}{errors_of(rep)} | |")
+    waits = [r for r in d[True] if r["wait_p50_s"] is not None]
+    if waits:
+        lines.append("| durableEvents on: copy with held events sent → every replica acknowledged "
+                     "(`mcp_cluster_event_durable_seconds`, all nodes; from its buckets) | "
+                     + "; ".join(f"run {k + 1}: p50 {r['wait_p50_s'] * 1000:.2f} ms, p99 {r['wait_p99_s'] * 1000:.2f} ms"
+                                 for k, r in enumerate(waits)) + " | |")
+    if d[True]:
+        lines.append("| durableEvents on: events shown before their replicas held them "
+                     "(`mcp_cluster_events_shown_undurable_total`, all nodes) | "
+                     + ", ".join(f"{r['undurable']:,.0f}" for r in d[True]) + " | 0 |")
+    return lines
 
 
 def poll_death(cluster, victim, observers, timeout=10.0):
@@ -559,6 +641,9 @@ def main():
     finally:
         c.stop()
 
+    # 6: durable events on vs off, fresh clusters alternated.
+    res["durable"] = durable_trials(work, config)
+
     # 2 + 3: replication overhead, fresh clusters, R=1 and R=2 alternated.
     res["repl"] = {1: [], 2: []}
     for k in range(REPL_PAIRS):
@@ -650,6 +735,7 @@ def write(res):
     if t.get("forwarded"):
         lines.append("| forwarded requests by outcome (`mcp_cluster_forwarded_total`) | "
                      + ", ".join(f"{k} {v:,.0f}" for k, v in sorted(t["forwarded"].items())) + " | |")
+    lines += durable_lines(res["durable"])
     r1 = [x["rep"]["throughput_per_sec"] for x in res["repl"][1] if x["rep"]]
     r2 = [x["rep"]["throughput_per_sec"] for x in res["repl"][2] if x["rep"]]
     if r1 and r2:

@@ -444,6 +444,7 @@ mod tests {
             closed_loop: false,
             call_at: None,
             calls_per_session: 0,
+            progress: false,
         };
         let parts = split(&load, 3);
         assert_eq!(parts.iter().map(|p| p.sessions).sum::<u32>(), 10_001);

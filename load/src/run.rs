@@ -90,6 +90,10 @@ pub struct LoadConfig {
     /// its due time, not in its service time.
     #[serde(default)]
     pub calls_per_session: u32,
+    /// Legacy calls ask for progress (`_meta.progressToken`): a tool that reports it (`echo`
+    /// does, once) answers on an SSE stream — a progress event, then the result as an event.
+    #[serde(default)]
+    pub progress: bool,
 }
 
 /// An MCP endpoint.
@@ -401,7 +405,12 @@ async fn call_worker(
         w.calls += 1;
         let c = &mut w.call;
         let sent = Instant::now();
-        let call = c.call_tool(modern, &cfg.tool, json!({ "text": "load" }));
+        let call = c.call_tool_with(
+            modern,
+            &cfg.tool,
+            json!({ "text": "load" }),
+            cfg.progress && !modern,
+        );
         let result = match tokio::time::timeout(cfg.timeout, call).await {
             Ok(r) => r.map(|_| sent),
             Err(_) => Err(ClientError::Timeout),

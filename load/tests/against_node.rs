@@ -79,6 +79,7 @@ async fn open_loop_run_reports_latency_and_holds_sessions() {
             closed_loop: false,
             call_at: None,
             calls_per_session: 0,
+            progress: false,
         };
         let live = Arc::new(Live::default());
         let (ramp, calls) = run(&cfg, live.clone()).await;
@@ -124,6 +125,7 @@ fn config(addr: std::net::SocketAddr) -> LoadConfig {
         closed_loop: false,
         call_at: None,
         calls_per_session: 0,
+        progress: false,
     }
 }
 
@@ -394,5 +396,25 @@ async fn the_binary_merges_processes_and_measures_the_server() {
         err.contains("--processes 1") && err.contains("RLIMIT_NOFILE"),
         "{err}"
     );
+    n.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_asking_for_progress_are_answered_on_an_sse_stream() {
+    let n = node().await;
+    let cfg = LoadConfig {
+        rate: 100.0,
+        progress: true,
+        ..config(n.mcp_addr)
+    };
+    let (_, calls) = run(&cfg, Arc::new(Live::default())).await;
+    assert!(calls.due > 0, "{calls:?}");
+    assert_eq!(calls.ok, calls.due, "{:?}", calls.errors);
+    // Each call's answer went on a response stream of its session: a stream per call.
+    let mut streams = 0;
+    n.node
+        .sessions
+        .for_each(|s| streams += s.state.lock().streams.len());
+    assert!(streams > 0, "no call was answered on an SSE stream");
     n.shutdown().await;
 }

@@ -74,6 +74,10 @@ struct Args {
     /// Tool to call with {"text": ...}
     #[arg(long, default_value = "echo")]
     tool: String,
+    /// Legacy calls ask for progress (`_meta.progressToken`): `echo` then reports it once and
+    /// answers on an SSE stream (two events of the session's log)
+    #[arg(long)]
+    progress: bool,
     /// Load-generator processes (0 = as many as RLIMIT_NOFILE requires)
     #[arg(long, default_value_t = 0)]
     processes: u32,
@@ -225,6 +229,7 @@ fn parse_args(args: &Args) -> anyhow::Result<FleetConfig> {
             closed_loop: args.closed_loop,
             call_at,
             calls_per_session: args.calls_per_session,
+            progress: args.progress,
         },
         processes,
         label: args.label.clone(),

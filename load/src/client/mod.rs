@@ -190,8 +190,22 @@ impl Client {
         name: &str,
         arguments: Value,
     ) -> Result<Value, ClientError> {
+        self.call_tool_with(modern, name, arguments, false).await
+    }
+
+    /// [`Self::call_tool`]; `progress`: with a `_meta.progressToken` (the call's id).
+    pub async fn call_tool_with(
+        &mut self,
+        modern: bool,
+        name: &str,
+        arguments: Value,
+        progress: bool,
+    ) -> Result<Value, ClientError> {
         let id = self.next_id();
         let mut params = json!({ "name": name, "arguments": arguments });
+        if progress {
+            params["_meta"] = json!({ "progressToken": id });
+        }
         let extra: Vec<(&str, &str)>;
         if modern {
             params["_meta"] = modern_meta();

@@ -1,5 +1,7 @@
 //! The `echo` pack: one `echo` tool returning its `text` argument. This is the tool every
-//! benchmark calls, on our node and on the peer servers we compare against.
+//! benchmark calls, on our node and on the peer servers we compare against. A caller that
+//! asks for progress (`_meta.progressToken`) gets one progress notification first, so the
+//! answer comes on an SSE stream (`mcp-load --progress`: the SSE-delivered call).
 
 use std::sync::Arc;
 
@@ -36,8 +38,10 @@ pub fn register(b: &mut CatalogBuilder) {
             .idempotent(true)
             .open_world(false),
     );
-    b.tool(tool, |_cx: ToolCx, args: Map<String, Value>| async move {
+    b.tool(tool, |cx: ToolCx, args: Map<String, Value>| async move {
         let text = args.get("text").and_then(Value::as_str).unwrap_or_default();
+        // Without a progress token this sends nothing (`ToolCx::progress`).
+        cx.progress(1.0, Some(1.0), None);
         Ok::<_, CallError>(CallToolResult::success(vec![ContentBlock::text(text)]))
     });
 }
