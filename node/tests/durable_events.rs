@@ -19,9 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use fleet::stream::{Held, hold};
+use fleet::stream::{hold, hold_after};
 use fleet::{converge, counter, sse_ids, start_fleet, temp, write_certs};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Events the client must see before the owner is killed.
 const SEEN_BEFORE_KILL: usize = 12;
@@ -39,34 +38,6 @@ async fn announce(addr: SocketAddr, session: &str) -> bool {
     )
     .await;
     r.status == 200 && r.body.contains("announced")
-}
-
-/// Resumes `session`'s stream at `addr` after `last_id`, read in the background (as `hold`).
-async fn resume(addr: SocketAddr, session: &str, last_id: &str) -> Held {
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let req = format!(
-        "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\n\
-         mcp-session-id: {session}\r\nmcp-protocol-version: 2025-11-25\r\n\
-         last-event-id: {last_id}\r\n\r\n",
-        addr.port()
-    );
-    conn.write_all(req.as_bytes()).await.expect("write");
-    let text = Arc::new(parking_lot::Mutex::new(String::new()));
-    let closed = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn({
-        let (text, closed) = (text.clone(), closed.clone());
-        async move {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match conn.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => text.lock().push_str(&String::from_utf8_lossy(&buf[..n])),
-                }
-            }
-            closed.store(true, Ordering::Release);
-        }
-    });
-    Held { text, closed, task }
 }
 
 /// `stream-seq` → seq.
@@ -174,7 +145,7 @@ async fn one_round(round: usize) {
     }
 
     // The client resumes after the last id it saw, through node-2.
-    let resumed = resume(ports[2].mcp, &session, &last).await;
+    let resumed = hold_after(ports[2].mcp, &session, Some(&last)).await;
     // The new owner replays them at once; a skipped one never comes (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(5);
     while resumed.list_changed() < AFTER_TAKEOVER && Instant::now() < deadline {

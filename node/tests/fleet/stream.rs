@@ -55,10 +55,19 @@ impl Held {
 
 /// Opens the session's GET stream at `addr` and reads it in the background.
 pub async fn hold(addr: SocketAddr, session: &str) -> Held {
+    hold_after(addr, session, None).await
+}
+
+/// Opens the session's GET stream at `addr` — resumed after `last_id` when given
+/// (`Last-Event-ID`) — and reads it in the background.
+pub async fn hold_after(addr: SocketAddr, session: &str, last_id: Option<&str>) -> Held {
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let resume = last_id
+        .map(|id| format!("last-event-id: {id}\r\n"))
+        .unwrap_or_default();
     let req = format!(
         "GET /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\naccept: text/event-stream\r\n\
-         mcp-session-id: {session}\r\nmcp-protocol-version: 2025-11-25\r\n\r\n",
+         mcp-session-id: {session}\r\nmcp-protocol-version: 2025-11-25\r\n{resume}\r\n",
         addr.port()
     );
     conn.write_all(req.as_bytes()).await.expect("write");
