@@ -996,19 +996,6 @@ async fn an_upstreams_progress_and_log_messages_reach_the_client() {
     node.shutdown().await;
 }
 
-/// A clustered node with the scripted upstream behind it.
-async fn clustered(
-    name: &str,
-    dir: &std::path::Path,
-    seeds: &[SocketAddr],
-    url: &str,
-) -> mcp_node::Running {
-    let mut c = cluster_config(name, dir, seeds);
-    c.shutdown_grace_secs = 1;
-    c.upstreams = vec![upstream("up", url)];
-    start_config(c).await
-}
-
 /// Three nodes with the same upstream: a session's upstream calls are served through any node
 /// (forwarded to the session's owner, which calls the upstream), and after the owner leaves
 /// (drain, hand-off) the next owner serves them with its own upstream session.

@@ -699,19 +699,6 @@ async fn a_call_given_up_across_the_bridge_is_cancelled_at_the_upstream() {
     node.shutdown().await;
 }
 
-/// A clustered node with the scripted upstream behind it.
-async fn clustered(
-    name: &str,
-    dir: &std::path::Path,
-    seeds: &[SocketAddr],
-    url: &str,
-) -> mcp_node::Running {
-    let mut c = cluster_config(name, dir, seeds);
-    c.shutdown_grace_secs = 1;
-    c.upstreams = vec![UpstreamConfig::new("up", url)];
-    start_config(c).await
-}
-
 /// A 2026-07-28 client's retry that reaches another node of the cluster is forwarded to the
 /// node holding the call and answered from there; once that node is gone, a retry is a clear
 /// error naming it, at once.

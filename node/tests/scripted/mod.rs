@@ -556,3 +556,17 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
         ),
     }
 }
+
+/// A clustered node (`common::cluster_config`) with the scripted upstream at `url` behind it,
+/// as upstream `up`.
+pub async fn clustered(
+    name: &str,
+    dir: &std::path::Path,
+    seeds: &[std::net::SocketAddr],
+    url: &str,
+) -> mcp_node::Running {
+    let mut c = super::common::cluster_config(name, dir, seeds);
+    c.shutdown_grace_secs = 1;
+    c.upstreams = vec![mcpcluster_api::UpstreamConfig::new("up", url)];
+    super::common::start_config(c).await
+}
