@@ -54,8 +54,13 @@ pub struct ClusterConfig {
     /// client saw. The replicas' acknowledgements ride the batched peer frames; an event
     /// waits at most 500 ms for them (then it is shown anyway and counted in
     /// `mcp_cluster_events_shown_undurable_total`). No live replica (`replicationFactor` 1,
-    /// a single node): shown at once. false: shown at once always, about one peer round trip
-    /// sooner, and an event the client saw may be missing after a take-over. Default true.
+    /// a single node): shown at once. The same holds for the answer to a request that changed
+    /// the session (`logging/setLevel`, `resources/subscribe`/`unsubscribe`, the first
+    /// `notifications/initialized`): it waits, as long at most, until the replicas hold the
+    /// change (past the bound counted in `mcp_cluster_changes_answered_undurable_total`).
+    /// false: shown and answered at once always, about one peer round trip sooner, and an
+    /// event the client saw or a change it was told of may be missing after a take-over.
+    /// Default true.
     pub durable_events: bool,
     /// Failure detection and dissemination timers.
     pub membership: MembershipTimers,

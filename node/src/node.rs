@@ -184,6 +184,14 @@ impl Node {
         }
     }
 
+    /// A request changed a session's durable state and is about to be answered: resolves
+    /// once the replicas hold the change (bounded; at once alone or with durability off).
+    pub async fn session_changed_durably(&self, s: &Arc<crate::session::Session>) {
+        if let Some(layer) = self.layer() {
+            layer.changed_durably(s).await;
+        }
+    }
+
     /// Receives every change announced from now on.
     pub fn subscribe_changes(&self) -> broadcast::Receiver<ChangeEvent> {
         self.changes.subscribe()

@@ -50,7 +50,7 @@ pub struct ClusterArgs {
     /// Sessions per second moved to members under their share, 0 = off [config: cluster.rebalanceRate] [default: 200]
     #[arg(long, env = "MCP_NODE_CLUSTER_REBALANCE_RATE")]
     pub cluster_rebalance_rate: Option<u32>,
-    /// Show an SSE event only once the session's replicas hold it; false = at once, faster, an event may be lost with its node [config: cluster.durableEvents] [default: true]
+    /// Show an SSE event, and answer a request that changed its session (log level, subscriptions), only once the session's replicas hold it; false = at once, faster, an event or change may be lost with its node [config: cluster.durableEvents] [default: true]
     #[arg(long, env = "MCP_NODE_CLUSTER_DURABLE_EVENTS")]
     pub cluster_durable_events: Option<bool>,
     /// [config: cluster.membership.probePeriodMs] [default: 150]

@@ -41,7 +41,8 @@ pub struct ClusterSettings {
     pub forward_timeout: Duration,
     /// Sessions per second moved for balance (0: never; `balance.rs`).
     pub rebalance_rate: f64,
-    /// SSE events are shown only once the session's replicas hold them (`peers.rs`).
+    /// SSE events are shown, and answers to requests that changed their session sent, only once
+    /// the session's replicas hold them (`peers.rs`).
     pub durable_events: bool,
 }
 

@@ -60,6 +60,15 @@ impl SessionLayer for Layer {
         self.peers.mark(s);
     }
 
+    fn changed_durably(&self, s: &Arc<Session>) -> BoxFuture<'static, ()> {
+        let (peers, node, s) = (self.peers.clone(), self.node.clone(), s.clone());
+        Box::pin(async move {
+            if let Some(node) = node.upgrade() {
+                peers.change_and_wait(&node, &s).await;
+            }
+        })
+    }
+
     fn deleted(&self, s: &Session) {
         self.peers.deleted(s);
     }

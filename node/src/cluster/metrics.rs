@@ -143,6 +143,8 @@ pub struct ClusterMetrics {
     ack_timeouts: Counter,
     event_durable_seconds: Histogram,
     events_shown_undurable: Counter,
+    change_durable_seconds: Histogram,
+    changes_answered_undurable: Counter,
     replicated: Counter,
     replication_refused: Counter,
     resyncs: Counter,
@@ -182,6 +184,8 @@ impl Default for ClusterMetrics {
             ack_timeouts: Counter::default(),
             event_durable_seconds: latency_histogram(),
             events_shown_undurable: Counter::default(),
+            change_durable_seconds: latency_histogram(),
+            changes_answered_undurable: Counter::default(),
             replicated: Counter::default(),
             replication_refused: Counter::default(),
             resyncs: Counter::default(),
@@ -271,6 +275,16 @@ impl ClusterMetrics {
             "events_shown_undurable",
             "SSE events written to a client before every replica held them (the wait for the acknowledgement ended, a replica's queue refused the copy, or the log evicted a held event): a take-over may lack them",
             m.events_shown_undurable.clone(),
+        );
+        r.register(
+            "change_durable_seconds",
+            "Session changes a request made (log level, subscriptions, initialized) waiting for their replicas before the answer (cluster.durableEvents): copy marked until every replica acknowledged it",
+            m.change_durable_seconds.clone(),
+        );
+        r.register(
+            "changes_answered_undurable",
+            "Requests that changed a session answered before every replica held the change (the wait for the acknowledgement ended, or the session left this node meanwhile): a take-over may undo them",
+            m.changes_answered_undurable.clone(),
         );
         r.register(
             "admission_refused",
@@ -403,6 +417,14 @@ impl ClusterMetrics {
     /// Counts events shown before every replica held them.
     pub fn events_shown_undurable(&self, n: u32) {
         self.events_shown_undurable.inc_by(u64::from(n));
+    }
+    /// Observes how long a request's session change waited for its replicas.
+    pub fn change_durable_seconds(&self, s: f64) {
+        self.change_durable_seconds.observe(s);
+    }
+    /// Counts a request answered before every replica held the change it made.
+    pub fn change_answered_undurable(&self) {
+        self.changes_answered_undurable.inc();
     }
     /// Counts a copy sent.
     pub fn replicated(&self) {

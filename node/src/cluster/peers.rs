@@ -174,6 +174,8 @@ pub struct Peers {
     expiry: Mutex<std::collections::VecDeque<(Instant, u64)>>,
     /// When undurable events were last logged (ms since `started`; 0: never).
     undurable_logged_ms: AtomicU64,
+    /// When changes answered before their replicas held them were last logged (as above).
+    undurable_changes_logged_ms: AtomicU64,
 }
 
 /// How long a node that has seeds but has not met any peer yet answers 503 instead of 404 for
@@ -256,6 +258,7 @@ impl Peers {
             durable: s.durable_events,
             expiry: Mutex::default(),
             undurable_logged_ms: AtomicU64::new(0),
+            undurable_changes_logged_ms: AtomicU64::new(0),
         });
         (peers, rx)
     }
@@ -571,6 +574,47 @@ impl Peers {
         }
     }
 
+    /// Replicates a change a request made to `s` (its log level, subscriptions,
+    /// `initialized`) and waits until every replica acknowledged the copy carrying it, so the
+    /// answer that tells the client it happened survives the owner (`cluster.durableEvents`;
+    /// docs/PROTOCOL.md, "What waits for acknowledgements"). The copy is the next one the
+    /// replicator sends, in its batched frames: no message of its own. Bounded by
+    /// [`DURABLE_WAIT`]: past it the answer goes anyway, counted in
+    /// `mcp_cluster_changes_answered_undurable_total` and logged at most once a second. With
+    /// the setting off it only marks the session, as before; with no live replica the copy
+    /// goes nowhere and the wait ends at once.
+    pub async fn change_and_wait(&self, node: &Node, s: &Arc<Session>) {
+        if !self.durable {
+            self.mark(s);
+            return;
+        }
+        // Registered after the change was made: whichever copy takes this waiter was read
+        // after it (`replicate` takes the waiters before it reads the state).
+        let (tx, rx) = oneshot::channel();
+        self.want_ack.lock().entry(s.id).or_default().push(tx);
+        self.mark(s);
+        let started = Instant::now();
+        match tokio::time::timeout(DURABLE_WAIT, rx).await {
+            Ok(Ok(())) => node
+                .metrics
+                .cluster
+                .change_durable_seconds(started.elapsed().as_secs_f64()),
+            // Timed out; or its wait was dropped: past `DURABLE_WAIT` (`expire_acks`), or the
+            // session left this node (deleted, handed off, superseded) before its copy went.
+            Ok(Err(_)) | Err(_) => {
+                node.metrics.cluster.change_answered_undurable();
+                if log_due(&self.undurable_changes_logged_ms, self.started) {
+                    tracing::warn!(
+                        session = %s.id,
+                        "a session change answered before every replica acknowledged it (a \
+                         replica is slow, gone or its queue is full): a take-over now may \
+                         undo it (mcp_cluster_changes_answered_undurable_total)"
+                    );
+                }
+            }
+        }
+    }
+
     /// Sends what changed in `s` to its replicas (a full copy to a new replica set).
     pub fn replicate(&self, node: &Node, s: &Arc<Session>) {
         s.dirty.store(false, Ordering::Release);
@@ -689,15 +733,7 @@ impl Peers {
             return;
         }
         node.metrics.cluster.events_shown_undurable(n);
-        // 0: never logged; else the time of the last line + 1 (ms since `started`).
-        let now = self.started.elapsed().as_millis() as u64 + 1;
-        let last = self.undurable_logged_ms.load(Ordering::Relaxed);
-        if (last == 0 || now >= last.saturating_add(UNDURABLE_LOG_GAP_MS))
-            && self
-                .undurable_logged_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
+        if log_due(&self.undurable_logged_ms, self.started) {
             tracing::warn!(
                 events = n,
                 "SSE events shown before every replica acknowledged them (a replica is slow, \
@@ -1682,6 +1718,17 @@ pub async fn replicator(
             peers.replicate(&node, &s);
         }
     }
+}
+
+/// Whether a rate-limited line may be logged now (at most once per [`UNDURABLE_LOG_GAP_MS`]);
+/// `last` holds when one last was (ms since `started`, + 1; 0: never) and is moved on.
+fn log_due(last_cell: &AtomicU64, started: Instant) -> bool {
+    let now = started.elapsed().as_millis() as u64 + 1;
+    let last = last_cell.load(Ordering::Relaxed);
+    (last == 0 || now >= last.saturating_add(UNDURABLE_LOG_GAP_MS))
+        && last_cell
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 /// Ends the acknowledgement waits past [`DURABLE_WAIT`] (`Peers::expire_acks`) until aborted.

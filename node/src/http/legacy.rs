@@ -10,6 +10,7 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::body::{Body, StreamGuard};
+use super::durable;
 use super::exchange::{self, Inflight};
 use super::headers::{PROTOCOL_VERSION, SESSION_ID, accepts, header};
 use super::outbound::{SessionOut, StreamOut};
@@ -91,23 +92,30 @@ pub async fn post(
     let now = node.now_ms();
     match msg {
         Incoming::Notification { method, params } => {
-            let mut st = session.state.lock();
-            st.last_seen_ms = now;
-            match method.as_str() {
-                "notifications/initialized" => st.initialized = true,
-                "notifications/cancelled" => {
-                    let id = params
-                        .as_ref()
-                        .and_then(|p| p.get("requestId"))
-                        .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
-                    if let Some(id) = id {
-                        st.cancel_inflight(&id);
+            let waits = {
+                let mut st = session.state.lock();
+                st.last_seen_ms = now;
+                let waits = durable::notification_waits(&method, st.initialized);
+                match method.as_str() {
+                    "notifications/initialized" => st.initialized = true,
+                    "notifications/cancelled" => {
+                        let id = params
+                            .as_ref()
+                            .and_then(|p| p.get("requestId"))
+                            .and_then(|v| serde_json::from_value::<RequestId>(v.clone()).ok());
+                        if let Some(id) = id {
+                            st.cancel_inflight(&id);
+                        }
                     }
+                    _ => {}
                 }
-                _ => {}
+                waits
+            };
+            if waits {
+                node.session_changed_durably(&session).await;
+            } else {
+                node.session_changed(&session);
             }
-            drop(st);
-            node.session_changed(&session);
             node.metrics
                 .observe(MethodLabel::notification, Outcome::ok, 0.0);
             reply::accepted()
@@ -183,10 +191,12 @@ async fn request(
         .build();
     // Requests that change the session's durable state (the others only add events, which
     // the stream output replicates as they happen).
-    let mutates = matches!(
-        r.method.as_str(),
-        "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe"
-    );
+    let mutates = durable::changes_state(&r.method);
+    let method = if mutates {
+        r.method.clone()
+    } else {
+        String::new()
+    };
     let work = dispatch::dispatch(
         node.clone(),
         Scope::Legacy(session.clone()),
@@ -211,7 +221,16 @@ async fn request(
     )
     .await;
     if mutates {
-        node.session_changed(&session);
+        let streamed = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if durable::request_waits(&method, streamed) {
+            // The answer tells the client the change happened: the replicas hold it first.
+            node.session_changed_durably(&session).await;
+        } else {
+            node.session_changed(&session);
+        }
     }
     response
 }
@@ -256,6 +275,8 @@ pub async fn post_batch(
     }
     let limits = &node.settings.config.limits;
     let mut answers: Vec<Vec<u8>> = Vec::new();
+    // Whether an item changed the replicated state: the answer (JSON) waits for the replicas.
+    let mut waits = false;
     for item in items {
         let msg = match jsonrpc::parse_message(&item) {
             Ok(msg) => msg,
@@ -296,6 +317,7 @@ pub async fn post_batch(
                     answers.push(jsonrpc::error_response(Some(&r.id), &err));
                     continue;
                 };
+                waits |= durable::request_waits(&r.method, false);
                 let mut params = r.params.unwrap_or_default();
                 params.remove("_meta");
                 let cx = ToolCxBuilder::new(Era::Legacy)
@@ -319,6 +341,7 @@ pub async fn post_batch(
             Incoming::Notification { method, .. } => {
                 let mut st = session.state.lock();
                 st.last_seen_ms = now;
+                waits |= durable::notification_waits(&method, st.initialized);
                 if method == "notifications/initialized" {
                     st.initialized = true;
                 }
@@ -328,7 +351,11 @@ pub async fn post_batch(
             }
         }
     }
-    node.session_changed(&session);
+    if waits {
+        node.session_changed_durably(&session).await;
+    } else {
+        node.session_changed(&session);
+    }
     if answers.is_empty() {
         return reply::accepted();
     }

@@ -10,6 +10,7 @@
 pub mod body;
 pub mod budget;
 pub mod conn;
+pub mod durable;
 pub mod event_ids;
 pub mod exchange;
 pub mod forward;

@@ -39,6 +39,11 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     fn created(&self, s: &Arc<Session>) -> BoxFuture<'static, ()>;
     /// A session's durable state or event log changed: its replicas get the change.
     fn changed(&self, s: &Arc<Session>);
+    /// A request changed a session's durable state (log level, subscriptions,
+    /// `initialized`) and is about to be answered: resolves once the replicas hold the
+    /// change (or after a bounded wait; at once when durability is off), so the answer
+    /// survives the owner.
+    fn changed_durably(&self, s: &Arc<Session>) -> BoxFuture<'static, ()>;
     /// A session was deleted here: its replicas drop their copies.
     fn deleted(&self, s: &Session);
     /// Tells every live peer about a change announced here (they tell their clients).
