@@ -65,6 +65,33 @@ pub async fn handle_via(
     body: Bytes,
     via: Via,
 ) -> Response<Body> {
+    serve(node, method, target, headers, body, via, None).await
+}
+
+/// [`handle_via`] for a request a peer relayed here, after `hops` nodes, whose body (one
+/// JSON-RPC message) the holder read already (`parsed`, `repeat.rs`): served here, it is not
+/// read again; forwarded on, its bytes go as they came.
+pub async fn handle_relayed(
+    node: Arc<Node>,
+    method: Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    hops: Hops,
+    parsed: Option<Incoming>,
+) -> Response<Body> {
+    serve(node, method, target, headers, body, Via::Peer(hops), parsed).await
+}
+
+async fn serve(
+    node: Arc<Node>,
+    method: Method,
+    target: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    via: Via,
+    parsed: Option<Incoming>,
+) -> Response<Body> {
     let path = target.split('?').next().unwrap_or(target);
     if let Some(auth) = &node.auth
         && auth.is_metadata_path(path)
@@ -163,7 +190,15 @@ pub async fn handle_via(
                 body: &body,
                 principal: principal.as_ref(),
             });
-            post(node, headers, body.clone(), principal.as_ref(), origin).await
+            post(
+                node,
+                headers,
+                body.clone(),
+                principal.as_ref(),
+                origin,
+                parsed,
+            )
+            .await
         }
         Method::GET => legacy::get(node, headers, via != Via::Client),
         Method::DELETE => legacy::delete(node, headers),
@@ -278,6 +313,7 @@ async fn post(
     body: Bytes,
     principal: Option<&Principal>,
     origin: Option<Origin<'_>>,
+    parsed: Option<Incoming>,
 ) -> Response<Body> {
     if !(accepts(headers, "application/json") && accepts(headers, "text/event-stream")) {
         node.metrics.reject(Reason::not_acceptable);
@@ -302,7 +338,11 @@ async fn post(
             "Content-Type must be application/json",
         );
     }
-    handle_body_from(node, headers, body, principal, origin).await
+    match parsed {
+        // Read already from these very bytes (a relayed `tools/call`: `repeat.rs`).
+        Some(msg) => handle_message(node, headers, msg, principal, origin).await,
+        None => handle_body_from(node, headers, body, principal, origin).await,
+    }
 }
 
 /// Handles a POST body whose transport checks already passed (the fuzzing entry point). No
@@ -362,6 +402,17 @@ async fn handle_body_from(
             return reply::rpc_error(StatusCode::BAD_REQUEST, e.id.as_ref(), &e.error);
         }
     };
+    handle_message(node, headers, msg, principal, origin).await
+}
+
+/// One JSON-RPC message (not a batch), read from a POST body: scopes, then the era decision.
+async fn handle_message(
+    node: Arc<Node>,
+    headers: &HeaderMap,
+    msg: Incoming,
+    principal: Option<&Principal>,
+    origin: Option<Origin<'_>>,
+) -> Response<Body> {
     if let Err(refusal) = check_scopes(&node, principal, &[&msg]) {
         return refusal;
     }

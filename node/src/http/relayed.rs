@@ -12,7 +12,7 @@ use http::{Method, StatusCode};
 use super::body::{Body, SseStream};
 use super::forward::{from_pairs, to_pairs};
 use super::headers::SESSION_ID;
-use super::mcp::{self, Via};
+use super::mcp;
 use super::{panics, repeat};
 use crate::cluster::relay::{Handler, Reply};
 use crate::jsonrpc;
@@ -70,8 +70,12 @@ async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
     let method = Method::from_bytes(req.method.as_bytes()).unwrap_or(Method::GET);
     let headers = from_pairs(&req.headers);
     // Something in it must not run twice: the forwarding node notes that it starts before it
-    // does, so it never sends it again if this node dies now (`repeat.rs`).
-    if repeat::answer_instead(&req.body, |tool| repeat::may_repeat(node, tool)).is_some()
+    // does, so it never sends it again if this node dies now (`repeat.rs`). The body is read
+    // once for that, and served from what was read.
+    let parsed = repeat::parse(&req.body);
+    if parsed
+        .as_ref()
+        .is_some_and(|p| repeat::must_not_repeat(p, |tool| repeat::may_repeat(node, tool)))
         && !reply.before_effect().await
     {
         reply.head(
@@ -81,13 +85,14 @@ async fn relay(node: &Arc<Node>, hops: Hops, req: RelayRequest, reply: &Reply) {
         );
         return;
     }
-    let resp = mcp::handle_via(
+    let resp = mcp::handle_relayed(
         node.clone(),
         method,
         &req.target,
         &headers,
         req.body,
-        Via::Peer(hops),
+        hops,
+        parsed.and_then(repeat::Parsed::into_single),
     )
     .await;
     let (parts, body) = resp.into_parts();

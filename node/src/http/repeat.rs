@@ -36,39 +36,80 @@ pub fn may_repeat(node: &Node, tool: &str) -> bool {
     }
 }
 
-/// What a client gets for a relayed body that must not be sent again: `None` when it may be
-/// (nothing in it acts twice), else the JSON body of the answer (an object, or an array for a
-/// batch). `may_repeat(tool)` says whether the tool named so is safe to run twice.
-pub fn answer_instead(body: &[u8], may_repeat: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
-    // Most relayed bodies hold no tool call: no parse for them.
+/// A relayed body holding a `tools/call`, read once where it is served: its JSON-RPC messages
+/// and whether it was a batch. The holder decides from it whether to ask the forwarding node
+/// first ([`must_not_repeat`]), and `/mcp` serves a single message from it without reading the
+/// body again ([`Parsed::into_single`], `mcp::handle_relayed`).
+#[derive(Debug)]
+pub struct Parsed {
+    messages: Vec<Incoming>,
+    batch: bool,
+}
+
+impl Parsed {
+    /// The one message of a body that was not a batch.
+    pub fn into_single(self) -> Option<Incoming> {
+        match (self.batch, self.messages.len()) {
+            (false, 1) => self.messages.into_iter().next(),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a relayed body that holds a `tools/call`: `None` for any other body (no parse: most
+/// relayed bodies hold none), and for one that is not JSON-RPC (a GET, or a body the owner
+/// would refuse anyway: sending it again is harmless).
+pub fn parse(body: &[u8]) -> Option<Parsed> {
     if !body.windows(TOOLS_CALL.len()).any(|w| w == TOOLS_CALL) {
         return None;
     }
     let (messages, batch) = messages(body)?;
-    let repeats = |m: &Incoming| match m {
-        Incoming::Request(r) => r.method != "tools/call" || tool_name(r).is_some_and(&may_repeat),
+    Some(Parsed { messages, batch })
+}
+
+/// Whether a message may be sent again: anything but a `tools/call` of a tool not safe to
+/// run twice (`may_repeat(tool)` says which are).
+fn repeats(m: &Incoming, may_repeat: &impl Fn(&str) -> bool) -> bool {
+    match m {
+        Incoming::Request(r) => r.method != "tools/call" || tool_name(r).is_some_and(may_repeat),
         _ => true,
-    };
-    if messages.iter().all(repeats) {
+    }
+}
+
+/// Whether something in `p` must not run twice (its holder asks the forwarding node first).
+pub fn must_not_repeat(p: &Parsed, may_repeat: impl Fn(&str) -> bool) -> bool {
+    !p.messages.iter().all(|m| repeats(m, &may_repeat))
+}
+
+/// What a client gets for a relayed body that must not be sent again: `None` when it may be
+/// (nothing in it acts twice), else the JSON body of the answer (an object, or an array for a
+/// batch). `may_repeat(tool)` says whether the tool named so is safe to run twice.
+pub fn answer_instead(body: &[u8], may_repeat: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    answer_for(&parse(body)?, may_repeat)
+}
+
+/// [`answer_instead`] for a body read already.
+pub fn answer_for(p: &Parsed, may_repeat: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+    if !must_not_repeat(p, &may_repeat) {
         return None;
     }
-    let answers: Vec<Value> = messages
+    let answers: Vec<Value> = p
+        .messages
         .iter()
         .filter_map(|m| match m {
-            Incoming::Request(r) if !repeats(m) => Some(outcome_unknown(r)),
+            Incoming::Request(r) if !repeats(m, &may_repeat) => Some(outcome_unknown(r)),
             Incoming::Request(r) => Some(not_sent(r)),
             _ => None,
         })
         .collect();
-    let value = match (batch, answers.len()) {
+    let value = match (p.batch, answers.len()) {
         (false, 1) => answers.into_iter().next()?,
         _ => Value::Array(answers),
     };
     serde_json::to_vec(&value).ok()
 }
 
-/// The JSON-RPC messages of a body and whether it was a batch; `None` when it is not JSON-RPC
-/// (a GET, or a body the owner would have refused anyway: sending it again is harmless).
+/// The JSON-RPC messages of a body and whether it was a batch; `None` when it is not JSON-RPC.
 fn messages(body: &[u8]) -> Option<(Vec<Incoming>, bool)> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first == b'[' {
@@ -161,6 +202,32 @@ mod tests {
         let a = answer(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{}}"#)
             .expect("answered");
         assert_eq!(a["result"]["isError"], true);
+    }
+
+    #[test]
+    fn a_body_is_read_once_and_one_message_is_handed_on() {
+        // No `tools/call` in it: not read at all.
+        assert!(parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).is_none());
+        let p =
+            parse(br#" {"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"pay"}}"#)
+                .expect("read");
+        assert!(must_not_repeat(&p, only_echo));
+        assert!(answer_for(&p, only_echo).is_some());
+        match p.into_single() {
+            Some(Incoming::Request(r)) => {
+                assert_eq!(r.method, "tools/call");
+                assert_eq!(tool_name(&r), Some("pay"));
+            }
+            other => panic!("one request: {other:?}"),
+        }
+        let p =
+            parse(br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}]"#)
+                .expect("read");
+        assert!(!must_not_repeat(&p, only_echo));
+        assert!(
+            p.into_single().is_none(),
+            "a batch is served from its bytes"
+        );
     }
 
     #[test]
