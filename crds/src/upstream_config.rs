@@ -37,6 +37,18 @@ pub struct UpstreamConfig {
     /// answer legacy). Default `legacy`.
     #[serde(default = "default_era")]
     pub era: String,
+    /// Whose sessions the node holds with a session-based (legacy) upstream: `shared`
+    /// (default) — one session per node for every client (fewest upstream sessions; the
+    /// upstream sees the node's capabilities and one logging level, and keeps any per-session
+    /// state for all clients together) — or `perClient`: each client session gets its own
+    /// upstream session the first time it uses the upstream, declaring that client's
+    /// capabilities and carrying its logging level, kept in the replicated session state so
+    /// the node that takes the client session over continues it, ended when the client
+    /// session ends; 2026-07-28 clients (no session) share one per set of declared
+    /// capabilities. Lists, resource subscriptions and the standalone stream use the node's
+    /// own session either way; a 2026-07-28 upstream has no sessions.
+    #[serde(default = "default_sessions")]
+    pub sessions: String,
     /// What the names of its tools and prompts are served under: `<prefix><tool>`. Default
     /// `<name>__`. Empty serves them under their own names (an upstream that is the cluster's
     /// whole content); 0-64 of `A-Z a-z 0-9 _ - .`, unique among upstreams. Where prefixes
@@ -164,6 +176,9 @@ impl ServiceRef {
 fn default_era() -> String {
     "legacy".into()
 }
+fn default_sessions() -> String {
+    UpstreamConfig::SHARED.into()
+}
 fn default_timeout_ms() -> u64 {
     30_000
 }
@@ -192,6 +207,10 @@ impl UpstreamConfig {
     pub const MAX_CONCURRENCY: u32 = 100_000;
     /// Longest `toolsRefreshSecs` accepted (one day).
     pub const MAX_REFRESH_SECS: u64 = 86_400;
+    /// `sessions: perClient`: an upstream session per client session.
+    pub const PER_CLIENT: &'static str = "perClient";
+    /// `sessions: shared`: one upstream session per node (the default).
+    pub const SHARED: &'static str = "shared";
     /// Largest `maxQueued` accepted.
     pub const MAX_QUEUED: u32 = 100_000;
     /// Largest `breakerFailures` accepted.
@@ -208,6 +227,7 @@ impl UpstreamConfig {
             url: url.into(),
             service: None,
             era: default_era(),
+            sessions: default_sessions(),
             prefix: None,
             timeout_ms: default_timeout_ms(),
             max_concurrency: default_max_concurrency(),
@@ -285,6 +305,15 @@ impl UpstreamConfig {
                 return err(
                     "era",
                     format!("`{other}` is not `legacy`, `2026-07-28` or `auto`"),
+                );
+            }
+        }
+        match self.sessions.as_str() {
+            Self::PER_CLIENT | Self::SHARED => {}
+            other => {
+                return err(
+                    "sessions",
+                    format!("`{other}` is not `perClient` or `shared`"),
                 );
             }
         }
@@ -480,6 +509,11 @@ mod tests {
             |u| u.era = "modern".into(),
             "upstreams[1].era",
             "not `legacy`, `2026-07-28` or `auto`",
+        );
+        refused(
+            |u| u.sessions = "per-client".into(),
+            "upstreams[1].sessions",
+            "is not `perClient` or `shared`",
         );
         refused(
             |u| u.era = "2025-11-25".into(),
