@@ -316,7 +316,9 @@ impl PeerMsg {
                 let s = &r.state;
                 w.u8(s.version);
                 w.u8(u8::from(s.initialized));
-                w.str(&s.caps);
+                // Upstream sessions ride in the capabilities (session::caps_with_upstreams), so
+                // a node that predates them keeps them unread.
+                w.str(&crate::session::caps_with_upstreams(&s.caps, &s.upstreams));
                 w.u8(s.log_level);
                 w.len(s.subscriptions.len());
                 for sub in &s.subscriptions {
@@ -435,10 +437,17 @@ impl PeerMsg {
                 }
                 let token = r.u64()?;
                 let flags = r.u8()?;
+                let version = r.u8()?;
+                let initialized = r.u8()? != 0;
+                let (caps, upstreams) = crate::session::split_caps(r.string()?).map_err(|e| {
+                    tracing::debug!(error = %e, "a copy's upstream sessions are malformed");
+                    r.err("malformed upstream sessions")
+                })?;
                 let mut state = StateCopy {
-                    version: r.u8()?,
-                    initialized: r.u8()? != 0,
-                    caps: r.string()?,
+                    version,
+                    initialized,
+                    caps,
+                    upstreams,
                     log_level: r.u8()?,
                     subscriptions: {
                         let n = r.count(1)?;
@@ -746,6 +755,12 @@ mod tests {
                     next_request: -2,
                     principal: Some([7; 32]),
                     held_streams: Some(vec![4]),
+                    upstreams: vec![crate::session::UpstreamSession {
+                        upstream: "everything".into(),
+                        id: "7f9c-session".into(),
+                        version: "2025-11-25".into(),
+                        level: Some(3),
+                    }],
                 },
                 streams: vec![StreamCopy {
                     id: 4,
@@ -848,12 +863,43 @@ mod tests {
     }
 
     #[test]
+    fn upstream_sessions_ride_in_the_capabilities_so_older_nodes_read_the_copy() {
+        let Some(PeerMsg::Replicate(mut r)) = samples().into_iter().next() else {
+            panic!("the first sample is a Replicate");
+        };
+        let with = PeerMsg::Replicate(r.clone()).encode();
+        let ups = std::mem::take(&mut r.state.upstreams);
+        // Byte for byte the copy a node without upstream sessions sends when the client's
+        // capabilities are that string: no new flag bit, no new field.
+        let caps = crate::session::caps_with_upstreams(&r.state.caps, &ups);
+        let mut old = r.clone();
+        old.state.caps = caps.clone();
+        assert_eq!(PeerMsg::Replicate(old).encode(), with);
+        // What an older node reads as the client capabilities is still a JSON object with
+        // the client's own.
+        let seen: serde_json::Value = serde_json::from_str(&caps).expect("JSON");
+        assert_eq!(seen["sampling"], serde_json::json!({}));
+        assert_eq!(
+            seen[crate::session::UPSTREAM_SESSIONS_KEY][0]["id"],
+            "7f9c-session"
+        );
+        // A malformed entry (an older node cannot make one, a peer bug could) is an error.
+        r.state.caps = format!(
+            r#"{{"{}":[{{"upstream":"u","id":""}}]}}"#,
+            crate::session::UPSTREAM_SESSIONS_KEY
+        );
+        let bad = PeerMsg::Replicate(r).encode();
+        assert!(PeerMsg::decode(kind::REPLICATE, &Bytes::from(bad)).is_err());
+    }
+
+    #[test]
     fn an_unbound_copy_is_encoded_as_before_principals_existed() {
         let Some(PeerMsg::Replicate(mut r)) = samples().into_iter().next() else {
             panic!("the first sample is a Replicate");
         };
         r.state.principal = None;
         r.state.held_streams = None;
+        r.state.upstreams.clear();
         r.rebalance = false;
         let unbound = PeerMsg::Replicate(r.clone());
         let bytes = unbound.encode();

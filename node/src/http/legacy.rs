@@ -424,14 +424,16 @@ async fn initialize(
         let err = RpcError::invalid_params("initialize: missing `protocolVersion`");
         return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
     }
-    let caps = params
+    let mut caps = params
         .get("capabilities")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    if !caps.is_object() {
+    let Some(declared) = caps.as_object_mut() else {
         let err = RpcError::invalid_params("initialize: `capabilities` must be an object");
         return reply::rpc_error(StatusCode::OK, Some(&r.id), &err);
-    }
+    };
+    // Copies carry the session's upstream sessions under this key: no client may set it.
+    declared.remove(crate::session::UPSTREAM_SESSIONS_KEY);
     let version = versions::negotiate(requested);
     let layer = node.layer();
     let id = layer.map_or_else(SessionId::random, |l| l.new_session_id());

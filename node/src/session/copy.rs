@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::id::SessionId;
-use super::record::{ProtocolEra, Session, SessionState};
+use super::record::{ProtocolEra, Session, SessionState, UpstreamSession};
 use super::stream::{StreamKind, StreamState};
 
 /// The durable state of a legacy session, as replicated.
@@ -38,6 +38,92 @@ pub struct StateCopy {
     /// owner evicted to open another (past `MAX_STREAMS`) goes on the replica too. Absent in
     /// a copy from a node that predates it.
     pub held_streams: Option<Vec<u32>>,
+    /// The session's own upstream sessions (`sessions: perClient`). On the wire they travel
+    /// inside `caps` ([`caps_with_upstreams`]), so a node that predates them keeps and passes
+    /// them on unread.
+    pub upstreams: Vec<UpstreamSession>,
+}
+
+/// The key under which a copy's `caps` carries the session's upstream sessions (a node strips
+/// it from what a client declares in `initialize`, so no client can set it).
+pub const UPSTREAM_SESSIONS_KEY: &str = "mcpcluster.dev/upstreamSessions";
+
+/// `caps` (a JSON object) with `upstreams` under [`UPSTREAM_SESSIONS_KEY`] (any such key in
+/// `caps` replaced); `caps` as it is when there are none. Caps that are not an object cannot
+/// carry them (never the case: `initialize` refuses those), and are returned as they are.
+pub fn caps_with_upstreams(caps: &str, upstreams: &[UpstreamSession]) -> String {
+    if upstreams.is_empty() {
+        return caps.to_owned();
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(caps) else {
+        return caps.to_owned();
+    };
+    let list = upstreams
+        .iter()
+        .map(|u| {
+            let mut e = serde_json::json!({
+                "upstream": &*u.upstream,
+                "id": &*u.id,
+                "version": &*u.version,
+            });
+            if let Some(level) = u.level {
+                e["level"] = level.into();
+            }
+            e
+        })
+        .collect();
+    map.insert(UPSTREAM_SESSIONS_KEY.into(), serde_json::Value::Array(list));
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Splits what [`caps_with_upstreams`] joined: the client capabilities without the key, and
+/// the upstream sessions. A malformed entry is an error naming what is wrong.
+pub fn split_caps(caps: String) -> Result<(String, Vec<UpstreamSession>), String> {
+    if !caps.contains(UPSTREAM_SESSIONS_KEY) {
+        return Ok((caps, Vec::new()));
+    }
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_str(&caps) else {
+        return Ok((caps, Vec::new()));
+    };
+    let Some(list) = map.remove(UPSTREAM_SESSIONS_KEY) else {
+        return Ok((caps, Vec::new()));
+    };
+    let serde_json::Value::Array(list) = list else {
+        return Err(format!("`{UPSTREAM_SESSIONS_KEY}` is not an array"));
+    };
+    if list.len() > UpstreamSession::MAX_PER_SESSION {
+        return Err(format!(
+            "{} upstream sessions (at most {})",
+            list.len(),
+            UpstreamSession::MAX_PER_SESSION
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, e) in list.iter().enumerate() {
+        let field = |name: &str| -> Result<Box<str>, String> {
+            match e.get(name).and_then(serde_json::Value::as_str) {
+                Some(s) if !s.is_empty() && s.len() <= UpstreamSession::MAX_FIELD => Ok(s.into()),
+                _ => Err(format!(
+                    "upstream session {i}: `{name}` is not a string of 1-{} bytes",
+                    UpstreamSession::MAX_FIELD
+                )),
+            }
+        };
+        let level = match e.get("level") {
+            None => None,
+            Some(l) => match l.as_u64() {
+                Some(l) if l < 8 => Some(l as u8),
+                _ => return Err(format!("upstream session {i}: `level` is not 0-7")),
+            },
+        };
+        out.push(UpstreamSession {
+            upstream: field("upstream")?,
+            id: field("id")?,
+            version: field("version")?,
+            level,
+        });
+    }
+    Ok((serde_json::Value::Object(map).to_string(), out))
 }
 
 /// One stream's replicated part: its identity and the events not yet sent to this replica
@@ -89,6 +175,7 @@ impl SessionState {
             next_request: self.next_request,
             principal: self.principal.as_ref().map(|p| p.0),
             held_streams: Some(self.streams.iter().map(|s| s.id).collect()),
+            upstreams: self.upstream_sessions().to_vec(),
         }
     }
 
@@ -179,6 +266,7 @@ impl SessionState {
         self.principal = state
             .principal
             .map(|p| Box::new(crate::auth::PrincipalId(p)));
+        self.upstreams = (!state.upstreams.is_empty()).then(|| Box::new(state.upstreams.clone()));
         // The owner's list of streams says which it dropped; a copy from a node that does not
         // send it falls back to dropping the oldest finished one.
         if let Some(held) = &state.held_streams {
@@ -255,6 +343,55 @@ mod tests {
             10,
             0,
         )
+    }
+
+    #[test]
+    fn upstream_sessions_travel_with_the_copy_and_cost_nothing_until_used() {
+        let s = owner();
+        let mut st = s.state.lock();
+        assert!(st.upstreams.is_none(), "no allocation before one is used");
+        let bare = st.heap_bytes();
+        let entry = UpstreamSession {
+            upstream: "up".into(),
+            id: "abc".into(),
+            version: "2025-11-25".into(),
+            level: Some(4),
+        };
+        st.set_upstream_session(entry.clone());
+        st.set_upstream_session(UpstreamSession {
+            id: "def".into(),
+            ..entry.clone()
+        });
+        assert_eq!(
+            st.upstream_sessions().len(),
+            1,
+            "one per upstream, replaced"
+        );
+        assert!(st.heap_bytes() > bare);
+        let copy = st.state_copy();
+        let replica = Session::from_copy(SessionId(7), 1, &copy, &[], 10, 0, 8);
+        assert_eq!(
+            replica.state.lock().upstream_session("up").map(|u| &*u.id),
+            Some("def")
+        );
+        // The caps string carries them and gives them back; the client's own are intact.
+        let joined = caps_with_upstreams(&copy.caps, &copy.upstreams);
+        let (caps, ups) = split_caps(joined).expect("splits");
+        assert_eq!(caps, copy.caps);
+        assert_eq!(ups, copy.upstreams);
+        assert_eq!(caps_with_upstreams(&copy.caps, &[]), copy.caps);
+        // Bounded and checked: a name too long, a level out of range.
+        let long = format!(
+            r#"{{"{UPSTREAM_SESSIONS_KEY}":[{{"upstream":"{}","id":"a","version":"v"}}]}}"#,
+            "x".repeat(UpstreamSession::MAX_FIELD + 1)
+        );
+        assert!(split_caps(long).is_err());
+        let level = format!(
+            r#"{{"{UPSTREAM_SESSIONS_KEY}":[{{"upstream":"u","id":"a","version":"v","level":8}}]}}"#
+        );
+        assert!(split_caps(level).is_err());
+        assert_eq!(st.take_upstream_sessions().len(), 1);
+        assert!(st.upstreams.is_none());
     }
 
     #[test]

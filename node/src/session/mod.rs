@@ -11,8 +11,10 @@ mod record;
 mod registry;
 mod stream;
 
-pub use copy::{Gap, StateCopy, StreamCopy};
+pub use copy::{
+    Gap, StateCopy, StreamCopy, UPSTREAM_SESSIONS_KEY, caps_with_upstreams, split_caps,
+};
 pub use id::SessionId;
-pub use record::{ProtocolEra, ReplicaOf, Session, SessionState};
+pub use record::{ProtocolEra, ReplicaOf, Session, SessionState, UpstreamSession};
 pub use registry::{Registry, RegistryFull};
 pub use stream::{EventId, SSE_KEEPALIVE, StreamKind, StreamState};

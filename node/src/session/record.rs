@@ -92,6 +92,32 @@ pub struct SessionState {
     /// With `auth.enabled`: the principal (issuer + subject) that sent `initialize`; only its
     /// tokens may use the session. Durable: replicated with the session.
     pub principal: Option<Box<crate::auth::PrincipalId>>,
+    /// The session's own sessions with upstreams (`sessions: perClient`), one per upstream it
+    /// used; `None` (no allocation) until it uses one. Durable: replicated with the session.
+    pub upstreams: Option<Box<Vec<UpstreamSession>>>,
+}
+
+/// A client session's own session with one session-based upstream (`sessions: perClient`):
+/// what another node needs to continue it with the same `Mcp-Session-Id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamSession {
+    /// The upstream's configured name.
+    pub upstream: Box<str>,
+    /// The `Mcp-Session-Id` the upstream gave.
+    pub id: Box<str>,
+    /// The protocol version `initialize` negotiated (sent as `MCP-Protocol-Version`).
+    pub version: Box<str>,
+    /// The logging level set in it (index in the MCP level list), to set again in a new
+    /// session when the upstream lost this one.
+    pub level: Option<u8>,
+}
+
+impl UpstreamSession {
+    /// Longest upstream name, session id or version accepted from a peer.
+    pub const MAX_FIELD: usize = 255;
+    /// Most upstream sessions one client session holds (upstreams a node may configure are
+    /// fewer in practice; a copy with more is refused).
+    pub const MAX_PER_SESSION: usize = 256;
 }
 
 /// Where a replica's copy comes from.
@@ -150,6 +176,7 @@ impl Session {
                 replica_of: None,
                 hold: false,
                 principal: None,
+                upstreams: None,
             }),
             dirty: std::sync::atomic::AtomicBool::new(false),
         }
@@ -157,6 +184,34 @@ impl Session {
 }
 
 impl SessionState {
+    /// The session's own session with upstream `name`, if it has one.
+    pub fn upstream_session(&self, name: &str) -> Option<&UpstreamSession> {
+        self.upstreams
+            .as_ref()?
+            .iter()
+            .find(|u| &*u.upstream == name)
+    }
+
+    /// Keeps `entry` as the session's session with its upstream (replacing one held before).
+    pub fn set_upstream_session(&mut self, entry: UpstreamSession) {
+        let list = self.upstreams.get_or_insert_with(Default::default);
+        match list.iter_mut().find(|u| u.upstream == entry.upstream) {
+            Some(old) => *old = entry,
+            None => list.push(entry),
+        }
+    }
+
+    /// The session's upstream sessions, forgotten here (the session ended: they are ended
+    /// upstream).
+    pub fn take_upstream_sessions(&mut self) -> Vec<UpstreamSession> {
+        self.upstreams.take().map(|b| *b).unwrap_or_default()
+    }
+
+    /// The session's upstream sessions, as a slice.
+    pub fn upstream_sessions(&self) -> &[UpstreamSession] {
+        self.upstreams.as_deref().map_or(&[], Vec::as_slice)
+    }
+
     /// Client capabilities as JSON.
     pub fn client_capabilities(&self) -> Value {
         serde_json::from_str(&self.client_capabilities).unwrap_or(Value::Null)
@@ -331,5 +386,13 @@ impl SessionState {
                 .sum::<usize>()
             + self.pending.capacity() * 16
             + self.inflight.capacity() * 40
+            + self.upstreams.as_ref().map_or(0, |list| {
+                std::mem::size_of::<Vec<UpstreamSession>>()
+                    + list.capacity() * std::mem::size_of::<UpstreamSession>()
+                    + list
+                        .iter()
+                        .map(|u| u.upstream.len() + u.id.len() + u.version.len())
+                        .sum::<usize>()
+            })
     }
 }
