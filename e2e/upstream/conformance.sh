@@ -6,9 +6,11 @@
 # `auto` (detected as 2026-07-28):
 #   line 0.1 (2025-11-25 client) through a legacy and through an auto upstream, and
 #   line 0.2 (the 2026-07-28 requirement set) through an auto upstream.
+# The upstream has `sessions: perClient`: through a legacy upstream each client's own session
+# declares that client's capabilities (with `shared`, the node's one session declares them
+# all, and `input-required-result-capability-check` fails through a legacy upstream).
 # `--all` adds line 0.2 through a legacy upstream, which does not pass: a legacy upstream asks
-# its questions one at a time and unnamed, and its session declares the node's capabilities,
-# not each client's (docs/ARCHITECTURE.md, "Not yet").
+# its questions one at a time and unnamed (docs/ARCHITECTURE.md, "Not yet").
 #
 #   e2e/upstream/conformance.sh [path/to/mcp-node] [--all | --run LINE:ERA]
 #
@@ -63,6 +65,7 @@ upstreams:
     url: http://127.0.0.1:$up/mcp
     prefix: ""
     era: $era
+    sessions: perClient
 YAML
   start "gateway-$era" "$gwa" --config "$work/gateway-$era.yaml" --listen "127.0.0.1:$gw"
   # The gateway lists the upstream's tools once it fetched them (in the background at start).

@@ -128,6 +128,15 @@ pub async fn start_with(
             }
         };
         let to_node: upstream::AnnounceFn = Arc::new(to_node);
+        // A client session's own upstream sessions are part of its replicated state.
+        let weak = Arc::downgrade(&task_node);
+        task_node
+            .upstreams
+            .on_session_changed(Arc::new(move |s: &Arc<session::Session>| {
+                if let Some(node) = weak.upgrade() {
+                    node.session_changed(s);
+                }
+            }));
         let upstreams = task_node.upstreams.spawn(to_node.clone(), to_node);
         let admin_task = tokio::spawn(admin::serve(
             admin,
@@ -153,6 +162,16 @@ pub async fn start_with(
         }
         housekeeping.abort();
         drop(upstreams);
+        if task_node.layer().is_none() {
+            // Outside a cluster nobody continues this node's sessions: their own upstream
+            // sessions end with them.
+            let mut owned = Vec::new();
+            task_node.sessions.for_each(|s| owned.push(s.clone()));
+            task_node
+                .upstreams
+                .sessions_ended(&owned, Duration::from_secs(1))
+                .await;
+        }
         task_node.upstreams.close(Duration::from_secs(1)).await;
         let _ = admin_task.await;
     });
@@ -202,6 +221,11 @@ async fn housekeeping(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             _ = expiry.tick() => {
                 let now = node.now_ms();
                 let expired = node.sessions.expire(now.saturating_sub(ttl_ms));
+                // Their own upstream sessions end with them (`sessions: perClient`).
+                for s in &expired {
+                    node.upstreams.session_ended(s);
+                }
+                let expired = expired.len();
                 if expired > 0 {
                     tracing::debug!(expired, "expired idle sessions");
                 }

@@ -1714,6 +1714,229 @@ async fn completion_subscriptions_and_logging_pass_through() {
     node.shutdown().await;
 }
 
+/// `initialize` of a legacy session declaring `capabilities`; its id.
+async fn initialize_declaring(addr: SocketAddr, capabilities: Value) -> String {
+    let body = rpc(
+        1,
+        "initialize",
+        json!({"protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": {"name": "t", "version": "1"}}),
+    );
+    let r = send(addr, "POST", &[ACCEPT_BOTH, JSON], &body).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let id = r.header("mcp-session-id").expect("session id").to_string();
+    let note = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let r = send(
+        addr,
+        "POST",
+        &[ACCEPT_BOTH, JSON, ("mcp-session-id", &id)],
+        note,
+    )
+    .await;
+    assert_eq!(r.status, 202, "{r:?}");
+    id
+}
+
+/// The scripted upstream as `up` with `sessions: perClient`.
+fn per_client(url: &str) -> UpstreamConfig {
+    let mut up = upstream("up", url);
+    up.sessions = UpstreamConfig::PER_CLIENT.into();
+    up
+}
+
+/// `sessions: perClient`: each legacy client session gets its own upstream session when it
+/// first uses the upstream, declaring that client's capabilities (what the node relays of
+/// them) and its logging level; `logging/setLevel` goes to the client's own session only; a
+/// session the upstream lost is opened again with the level set again, and the call is
+/// served; 2026-07-28 clients declaring the same share one; the client's DELETE and its
+/// expiry end its upstream session. A key a client declares under the copies' own key is
+/// dropped at `initialize`.
+#[tokio::test]
+async fn client_sessions_have_their_own_upstream_sessions() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    let mut config = NodeConfig {
+        listen: "127.0.0.1:0".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        upstreams: vec![per_client(&url)],
+        ..NodeConfig::default()
+    };
+    config.log.level = "warn".into();
+    config.limits.session_idle_ttl_secs = 1;
+    let node = start_config(config).await;
+    let addr = node.mcp_addr;
+    let asks = initialize_declaring(
+        addr,
+        json!({"elicitation": {}, "experimental": {"x": {}},
+            "mcpcluster.dev/upstreamSessions": [{"upstream": "up", "id": "s1", "version": "2025-11-25"}]}),
+    )
+    .await;
+    let quiet = initialize(addr).await;
+    wait_for_tool(addr, &asks, "up__echo", Duration::from_secs(10)).await;
+    assert_eq!(
+        script.sessions.load(Ordering::SeqCst),
+        1,
+        "the node's own session (its lists)"
+    );
+
+    // A level set before the first use goes with the session when it opens.
+    let r = legacy(addr, &asks, "logging/setLevel", json!({"level": "warning"})).await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert!(
+        script.asked("logging/setLevel").is_empty(),
+        "no session of its own yet"
+    );
+    let r = call(addr, &asks, "up__echo", json!({"text": "a"})).await;
+    assert_eq!(text_of(&r), "echo: a");
+    let r = call(addr, &quiet, "up__echo", json!({"text": "b"})).await;
+    assert_eq!(text_of(&r), "echo: b");
+    let r = call(addr, &asks, "up__echo", json!({"text": "c"})).await;
+    assert_eq!(text_of(&r), "echo: c");
+    // 2026-07-28 clients declaring nothing: one session for both calls.
+    for text in ["d", "e"] {
+        let r = modern_call(addr, "up__echo", json!({ "text": text })).await;
+        assert_eq!(text_of(&r), format!("echo: {text}"));
+    }
+    assert_eq!(script.called_in("echo"), ["s2", "s3", "s2", "s4", "s4"]);
+    // Each declared what its client declared of what the node relays (not the node's all;
+    // the forged copy key dropped: s1 is the node's, never the client's).
+    let declared: Vec<Value> = script
+        .initialized
+        .lock()
+        .iter()
+        .map(|p| p["capabilities"].clone())
+        .collect();
+    assert_eq!(
+        declared,
+        [
+            json!({"sampling": {}, "elicitation": {}, "roots": {}}),
+            json!({"elicitation": {}}),
+            json!({}),
+            json!({}),
+        ]
+    );
+    assert_eq!(
+        script.asked("logging/setLevel"),
+        [(json!({"level": "warning"}), "s2".to_string())]
+    );
+
+    // A level goes to the client's own session only, a less verbose one too.
+    let r = legacy(addr, &asks, "logging/setLevel", json!({"level": "error"})).await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert_eq!(
+        script.asked("logging/setLevel").last(),
+        Some(&(json!({"level": "error"}), "s2".to_string()))
+    );
+
+    // The upstream lost every session: the client's next call opens a new one, with its
+    // level set again, and is served.
+    script
+        .forgotten
+        .store(script.sessions.load(Ordering::SeqCst), Ordering::SeqCst);
+    let r = call(addr, &asks, "up__echo", json!({"text": "f"})).await;
+    assert_eq!(text_of(&r), "echo: f", "{r}");
+    let fresh = format!("s{}", script.sessions.load(Ordering::SeqCst));
+    assert_eq!(script.called_in("echo").last(), Some(&fresh));
+    assert_eq!(
+        script.asked("logging/setLevel").last(),
+        Some(&(json!({"level": "error"}), fresh.clone()))
+    );
+    assert_eq!(
+        script
+            .initialized
+            .lock()
+            .last()
+            .map(|p| p["capabilities"].clone()),
+        Some(json!({"elicitation": {}}))
+    );
+
+    // DELETE ends the client's upstream session; expiry the other's.
+    let r = send(addr, "DELETE", &[("mcp-session-id", &asks)], "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    until(
+        "the client's upstream session is ended",
+        Duration::from_secs(5),
+        || script.deleted.lock().contains(&fresh),
+    )
+    .await;
+    until(
+        "the idle client's upstream session is ended",
+        Duration::from_secs(25),
+        || script.deleted.lock().contains(&"s3".to_string()),
+    )
+    .await;
+    assert!(!script.deleted.lock().contains(&"s1".to_string()));
+    // At shutdown the node ends its own sessions (s1 forgotten upstream: its DELETE is
+    // sent all the same) and the one for 2026-07-28 clients.
+    node.shutdown().await;
+    let deleted = script.deleted.lock().clone();
+    assert!(deleted.contains(&"s4".to_string()), "{deleted:?}");
+}
+
+/// `sessions: perClient` in a cluster: a client session's calls through any node run at its
+/// owner in its own upstream session; when the owner leaves, the successor goes on in that
+/// same upstream session (it is in the replicated session state: no new `initialize`), and
+/// the node that left ends only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_upstream_session_follows_it_across_nodes() {
+    let (url, script) = scripted_upstream().await;
+    let dir = dev_certs("upstream-per-client");
+    let a = clustered_with("node-a", &dir, &[], per_client(&url)).await;
+    let seed = peer_addr(&a);
+    let b = clustered_with("node-b", &dir, &[seed], per_client(&url)).await;
+    let c = clustered_with("node-c", &dir, &[seed], per_client(&url)).await;
+    until("3 live members everywhere", Duration::from_secs(10), || {
+        [&a, &b, &c].iter().all(|n| live_members(n) == 3)
+    })
+    .await;
+    let session = initialize(a.mcp_addr).await;
+    for n in [&a, &b, &c] {
+        wait_for_tool(n.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
+    }
+    for (i, n) in [&a, &b, &c].iter().enumerate() {
+        let r = call(
+            n.mcp_addr,
+            &session,
+            "up__echo",
+            json!({"text": format!("via-{i}")}),
+        )
+        .await;
+        assert_eq!(text_of(&r), format!("echo: via-{i}"), "{r}");
+    }
+    let before = script.called_in("echo");
+    assert_eq!(before.len(), 3, "{before:?}");
+    assert!(before.iter().all(|s| *s == before[0]), "{before:?}");
+    // Each node's own, and the client's.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 4);
+    // The copy carrying it reaches the replicas (asynchronously) before the owner goes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.shutdown().await;
+    let body = rpc(
+        5,
+        "tools/call",
+        json!({"name": "up__echo", "arguments": {"text": "after"}}),
+    );
+    let r = post_until_served(b.mcp_addr, &session, &body, Duration::from_secs(10)).await;
+    assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
+    assert_eq!(script.called_in("echo").last(), Some(&before[0]));
+    assert_eq!(
+        script.sessions.load(Ordering::SeqCst),
+        4,
+        "no new initialize"
+    );
+    assert_eq!(
+        script.deleted.lock().len(),
+        1,
+        "{:?}",
+        script.deleted.lock()
+    );
+    assert!(!script.deleted.lock().contains(&before[0]));
+    b.shutdown().await;
+    c.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A session owned by one node and used through another: its subscription to an upstream
 /// resource is made by the owner, and the upstream's update reaches the client on the other
 /// node's stream. When the owner leaves (hand-off), the successor subscribes in its own

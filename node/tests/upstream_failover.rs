@@ -4,8 +4,10 @@
 //! is in flight to the upstream (sent by node-2, run by node-0) when node-0 is SIGKILLed: it
 //! gets an answer, never a hang — an unknown outcome, not a second run (`http/repeat.rs`),
 //! while a call of a tool annotated `idempotentHint` is sent again and answered; the client's next calls through the survivors succeed at the
-//! first try, in the same session (no 404, no re-initialize), served by the new owner's own
-//! upstream session; and the held stream goes on with no gap and no duplicate.
+//! first try, in the same session (no 404, no re-initialize), and the new owner goes on in the
+//! client session's own upstream session (the same `Mcp-Session-Id`, replicated with the
+//! session: no new `initialize` upstream); and the held stream goes on with no gap and no
+//! duplicate.
 
 mod common;
 mod fleet;
@@ -86,7 +88,9 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     let config = logs.join("node.yaml");
     std::fs::write(
         &config,
-        format!("upstreams:\n  - name: up\n    url: {url}\n    timeoutMs: 20000\n"),
+        format!(
+            "upstreams:\n  - name: up\n    url: {url}\n    timeoutMs: 20000\n    sessions: perClient\n"
+        ),
     )
     .expect("config file");
     let (mut fleet, ports) = start_fleet_with(&certs, &logs, Some(&config));
@@ -124,6 +128,12 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     // The event reaches the session's replica (asynchronously) before the owner goes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let upstream_sessions = script.sessions.load(Ordering::SeqCst);
+    // Every call ran at the owner in the client session's own upstream session
+    // (`sessions: perClient`, configured above), which its replicas hold in their copies.
+    let own = script.called_in("echo");
+    assert_eq!(own.len(), 3, "{own:?}");
+    assert!(own.iter().all(|s| *s == own[0]), "{own:?}");
+    let own = own[0].clone();
 
     // Two slow upstream calls in flight, sent through node-2, run by node-0 at the upstream:
     // `up__slow` (may act twice) and `up__slow_safe` (annotated `idempotentHint`).
@@ -217,11 +227,19 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     );
     assert_eq!(held.list_changed(), 2, "{}", held.text());
     assert_consecutive(&held);
-    // The survivors used the upstream sessions they opened at start to fetch the lists.
-    println!(
-        "upstream sessions: {upstream_sessions} before the kill, {} after",
-        script.sessions.load(Ordering::SeqCst)
+    // The new owner went on in the client's upstream session: the upstream saw the same
+    // Mcp-Session-Id continue (the calls after the kill, the idempotent call sent again) and
+    // no new `initialize` (the survivors' own sessions were opened at start, for the lists).
+    let echoes = script.called_in("echo");
+    assert_eq!(echoes.len(), 5, "{echoes:?}");
+    assert!(echoes.iter().all(|s| *s == own), "{echoes:?}");
+    assert_eq!(script.called_in("slow_safe"), [own.clone(), own.clone()]);
+    assert_eq!(
+        script.sessions.load(Ordering::SeqCst),
+        upstream_sessions,
+        "no session opened after the kill"
     );
+    assert!(!script.deleted.lock().contains(&own));
     held.task.abort();
     drop(fleet);
     let _ = std::fs::remove_dir_all(certs);

@@ -457,7 +457,12 @@ impl ToolCx {
                     RpcError::new(code::MISSING_CLIENT_CAPABILITY, message)
                         .with_data(json!({ "requiredCapabilities": missing })),
                 ),
-                Era::Legacy => CallError::InvalidParams(message),
+                // No code for it in a session; the same data says what is missing (a
+                // gateway in front maps it back to -32021 for a 2026-07-28 client).
+                Era::Legacy => CallError::Rpc(
+                    RpcError::invalid_params(message)
+                        .with_data(json!({ "requiredCapabilities": missing })),
+                ),
             });
         }
         let mut answers = Map::new();

@@ -542,6 +542,8 @@ pub fn delete(node: Arc<Node>, headers: &HeaderMap) -> Response<Body> {
             // Held events too: nothing will resume a deleted session.
             stream.close();
         }
+        // Its own upstream sessions end with it (`sessions: perClient`).
+        node.upstreams.session_ended(&s);
         if let Some(layer) = node.layer() {
             layer.deleted(&s);
         }

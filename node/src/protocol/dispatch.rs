@@ -14,6 +14,7 @@ use crate::content::{CallError, ToolCx};
 use crate::jsonrpc::RpcError;
 use crate::node::Node;
 use crate::session::Session;
+use crate::upstream::client::Whose;
 use crate::upstream::{Kind, pages, resources};
 
 /// Where a request runs.
@@ -30,6 +31,15 @@ impl Scope {
         match self {
             Scope::Legacy(_) => Era::Legacy,
             Scope::Modern => Era::Modern,
+        }
+    }
+
+    /// Whose session with an upstream the request goes in (`sessions: perClient`): a legacy
+    /// session's own, or the one for what a 2026-07-28 client declared.
+    fn whose(&self, cx: &ToolCx) -> Whose {
+        match self {
+            Scope::Legacy(s) => Whose::Client(s.clone()),
+            Scope::Modern => Whose::Declared(cx.client_capabilities().clone()),
         }
     }
 }
@@ -145,7 +155,7 @@ pub async fn dispatch(
             if node.catalog.tool(&name).is_none()
                 && let Some((upstream, tool)) = node.upstreams.route(&name)
             {
-                return match upstream.call_tool(&cx, tool, args).await {
+                return match upstream.call_tool(&cx, scope.whose(&cx), tool, args).await {
                     Ok(result) => Ok(decorate(&node, era, finish(era, result))),
                     // What the upstream asks a 2026-07-28 client (upstream/bridge.rs).
                     Err(e) => input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v)),
@@ -165,7 +175,11 @@ pub async fn dispatch(
                 .upstreams
                 .route_resource(&uri, |u| node.catalog.resource_exists(u))
             {
-                let result = match route.upstream.read_resource(&cx, &route.uri).await {
+                let result = match route
+                    .upstream
+                    .read_resource(&cx, scope.whose(&cx), &route.uri)
+                    .await
+                {
                     Ok(result) => result,
                     Err(e) => {
                         return input_or_error(&node, &uri, era, e)
@@ -206,7 +220,10 @@ pub async fn dispatch(
             if !node.catalog.reference_exists(&prompt_ref(&name))
                 && let Some((upstream, prompt)) = node.upstreams.route(&name)
             {
-                return match upstream.get_prompt(&cx, prompt, args).await {
+                return match upstream
+                    .get_prompt(&cx, scope.whose(&cx), prompt, args)
+                    .await
+                {
                     Ok(result) => Ok(decorate(&node, era, finish(era, result))),
                     Err(e) => input_or_error(&node, &name, era, e).map(|v| decorate(&node, era, v)),
                 };
@@ -219,7 +236,7 @@ pub async fn dispatch(
                 }
             }
         }
-        "completion/complete" => complete(&node, params).await?,
+        "completion/complete" => complete(&node, params, scope.whose(&cx)).await?,
         "resources/subscribe" | "resources/unsubscribe" => {
             let Scope::Legacy(session) = &scope else {
                 return Err(CallError::Rpc(RpcError::method_not_found(&method)));
@@ -239,7 +256,7 @@ pub async fn dispatch(
             // Upstreams are asked too; the session's own level is set either way (it filters
             // what reaches this client), and a refusal names the upstream.
             node.upstreams
-                .set_level(level)
+                .set_level(session, level)
                 .await
                 .map_err(|(name, e)| CallError::Rpc(e.to_rpc(&name)))?;
             json!({})
@@ -389,7 +406,11 @@ async fn subscription(
 /// `completion/complete`: from the catalog when it has the reference, else from the upstream
 /// that serves the prompt (`<upstream>__<prompt>`) or the resource template, asked with the
 /// name or URI it knows.
-async fn complete(node: &Node, params: Map<String, Value>) -> Result<Value, CallError> {
+async fn complete(
+    node: &Node,
+    params: Map<String, Value>,
+    whose: Whose,
+) -> Result<Value, CallError> {
     let reference = params
         .get("ref")
         .and_then(Value::as_object)
@@ -431,7 +452,7 @@ async fn complete(node: &Node, params: Map<String, Value>) -> Result<Value, Call
         if let Some((upstream, reference)) = routed {
             let upstream = upstream.clone();
             return upstream
-                .complete(params, reference)
+                .complete(params, reference, whose)
                 .await
                 .map_err(|e| CallError::Rpc(e.to_rpc(upstream.name())));
         }

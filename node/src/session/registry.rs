@@ -86,19 +86,23 @@ impl Registry {
         same
     }
 
-    /// Removes sessions idle since before `cutoff_ms` with no live stream; returns how many.
-    pub fn expire(&self, cutoff_ms: u64) -> usize {
-        let mut removed = 0;
+    /// Removes sessions idle since before `cutoff_ms` with no live stream; returns them.
+    pub fn expire(&self, cutoff_ms: u64) -> Vec<Arc<Session>> {
+        let mut removed = Vec::new();
         for shard in &self.shards {
             let mut map = shard.write();
-            let before = map.len();
             map.retain(|_, s| {
-                let st = s.state.lock();
-                st.last_seen_ms >= cutoff_ms || st.has_live_stream()
+                let keep = {
+                    let st = s.state.lock();
+                    st.last_seen_ms >= cutoff_ms || st.has_live_stream()
+                };
+                if !keep {
+                    removed.push(s.clone());
+                }
+                keep
             });
-            removed += before - map.len();
         }
-        self.len.fetch_sub(removed, Ordering::AcqRel);
+        self.len.fetch_sub(removed.len(), Ordering::AcqRel);
         removed
     }
 
@@ -176,7 +180,7 @@ mod tests {
         let fresh = session(5_000);
         r.insert(old.clone()).expect("insert");
         r.insert(fresh.clone()).expect("insert");
-        assert_eq!(r.expire(1_000), 1);
+        assert_eq!(r.expire(1_000).len(), 1);
         assert!(r.get(&old.id).is_none());
         assert!(r.get(&fresh.id).is_some());
         assert!(r.remove(&fresh.id).is_some());

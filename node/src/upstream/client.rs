@@ -1,4 +1,4 @@
-//! [`Client`]: this node's session with one upstream MCP server over Streamable HTTP, in the
+//! [`Client`]: this node's sessions with one upstream MCP server over Streamable HTTP, in the
 //! 2025-11-25 era (`initialize` + `notifications/initialized`, the `Mcp-Session-Id` it gets
 //! back sent with every later request) or the 2026-07-28 one (no session: `server/discover`
 //! for the capabilities, each request stateless, see `modern.rs`), as configured (`era`) or
@@ -35,13 +35,24 @@
 //!   answer that will not come. `initialize` declares `sampling` and `elicitation`, so an
 //!   upstream asks at all; a client that cannot answer gets the upstream an error.
 //!
-//! Here the session and its requests; `client/stream.rs` the standalone stream,
+//! - **Whose session** ([`Whose`]): the node's own (lists, pings, subscriptions, the
+//!   standalone stream; every request with `sessions: shared`), or with `sessions: perClient`
+//!   a legacy client session's own — opened at its first request that needs one, declaring
+//!   what that client declared of `sampling`, `elicitation`, `roots` and set to its logging
+//!   level, kept in the client session's record (replicated: the node that takes the session
+//!   over goes on with the same `Mcp-Session-Id`), opened again with its level when the
+//!   upstream lost it, ended ([`Client::end`]) when the client session ends — or, for a
+//!   2026-07-28 client, the one for the capabilities it declared (at most [`MAX_DECLARED`]
+//!   sets). A 2026-07-28 upstream, or one that issues no session id, has no sessions to keep.
+//!
+//! Here the sessions and their requests; `client/stream.rs` the standalone stream,
 //! `client/wire.rs` the JSON-RPC bodies, cancellation and error text.
 //!
 //! HTTP: hyper's pooling client over `hyper-rustls` (http and https, native roots), as the
 //! JWKS fetcher (`auth/jwks.rs`) builds it. `http/outbound.rs` is not an HTTP client (it routes
 //! a request's notifications to its stream), and `content/http_tool.rs` speaks plain HTTP only.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -64,6 +75,8 @@ use super::headers::Headers;
 use super::kept::Kept;
 use super::metrics::Handle;
 use super::{modern, sse};
+use crate::content::context::LOG_LEVELS;
+use crate::session::{Session as ClientSession, UpstreamSession};
 
 mod stream;
 mod wire;
@@ -162,6 +175,44 @@ pub struct Client {
     /// Re-opens a 2026-07-28 upstream's listen stream (its resource subscriptions changed).
     relisten: Notify,
     metrics: Handle,
+    /// `sessions: perClient`: a legacy upstream gets a session per client session, and one
+    /// per set of capabilities 2026-07-28 clients declared.
+    per_client: bool,
+    /// The sessions for 2026-07-28 clients, by the capabilities declared (compact JSON).
+    declared: Mutex<HashMap<String, Session>>,
+    /// Tells the node a client session's durable state changed (an upstream session was
+    /// opened or replaced in it), so its replicas get it.
+    session_changed: OnceLock<SessionChangedFn>,
+}
+
+/// Whose session with the upstream a request goes in.
+#[derive(Debug, Clone, Default)]
+pub enum Whose {
+    /// The node's own session (lists, pings, subscriptions, every request with
+    /// `sessions: shared`).
+    #[default]
+    Node,
+    /// A legacy client session's own (`sessions: perClient`).
+    Client(Arc<ClientSession>),
+    /// A 2026-07-28 client, which declared these capabilities (`sessions: perClient`): the
+    /// session the node holds for clients declaring the same.
+    Declared(Value),
+}
+
+/// Tells the node that a client session's durable state changed.
+pub type SessionChangedFn = Arc<dyn Fn(&Arc<ClientSession>) + Send + Sync>;
+
+/// Most sessions held for distinct sets of capabilities 2026-07-28 clients declared; a client
+/// declaring yet another set uses the node's own session.
+const MAX_DECLARED: usize = 32;
+
+/// How long ending a client session's upstream session may take.
+const END_WITHIN: Duration = Duration::from_secs(5);
+
+/// A session held for one client: the replicated record, and the session to use from it.
+enum Own {
+    Client(Arc<ClientSession>),
+    Declared(String),
 }
 
 impl std::fmt::Debug for Client {
@@ -218,6 +269,9 @@ impl Client {
             updated: OnceLock::new(),
             relisten: Notify::new(),
             metrics,
+            per_client: config.sessions == UpstreamConfig::PER_CLIENT,
+            declared: Mutex::new(HashMap::new()),
+            session_changed: OnceLock::new(),
         })
     }
 
@@ -263,6 +317,17 @@ impl Client {
     /// when the session was last opened; false before any.
     pub fn offers(&self, name: &str) -> bool {
         self.capabilities.lock().get(name).is_some()
+    }
+
+    /// How the node learns that a client session's upstream sessions changed (the first call
+    /// wins).
+    pub fn on_session_changed(&self, f: SessionChangedFn) {
+        let _ = self.session_changed.set(f);
+    }
+
+    /// Whether a legacy upstream gets a session per client (`sessions: perClient`).
+    pub fn per_client(&self) -> bool {
+        self.per_client
     }
 
     /// Where `notifications/resources/updated` goes from now on (the first call wins).
@@ -385,12 +450,12 @@ impl Client {
         params: Value,
         notes: Option<Notes<'_>>,
     ) -> Result<Value, UpstreamError> {
-        self.request_full(method, params, notes, None, Vec::new())
+        self.request_full(method, params, notes, None, Vec::new(), Whose::Node)
             .await
     }
 
     /// [`Client::request_with`], its server→client requests answered by `asks`, sending
-    /// `extra` headers too (a 2026-07-28 tool call's `Mcp-Param-*`).
+    /// `extra` headers too (a 2026-07-28 tool call's `Mcp-Param-*`), in `whose` session.
     pub async fn request_full(
         &self,
         method: &str,
@@ -398,6 +463,7 @@ impl Client {
         notes: Option<Notes<'_>>,
         asks: Option<Asks<'_>>,
         extra: Extra,
+        whose: Whose,
     ) -> Result<Value, UpstreamError> {
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + self.timeout;
@@ -406,7 +472,7 @@ impl Client {
             Ok(pass) => {
                 let r = match tokio::time::timeout_at(
                     deadline,
-                    self.exchange(method, &params, notes, asks, &extra),
+                    self.exchange(method, &params, notes, asks, &extra, whose),
                 )
                 .await
                 {
@@ -431,8 +497,41 @@ impl Client {
         notes: Option<Notes<'_>>,
         asks: Option<Asks<'_>>,
         extra: &[(HeaderName, HeaderValue)],
+        whose: Whose,
     ) -> Result<Value, UpstreamError> {
         let session = self.session().await?;
+        let own = match whose {
+            // A 2026-07-28 upstream has no sessions, nor one that issues no session id;
+            // `shared` has the node's only.
+            _ if session.modern || session.id.is_none() || !self.per_client => None,
+            Whose::Node => None,
+            Whose::Client(s) => Some(Own::Client(s)),
+            Whose::Declared(caps) => Some(Own::Declared(
+                modern::relayed_capabilities(&caps).to_string(),
+            )),
+        };
+        if let Some(own) = own
+            && let Some(session) = self.own_session(&own).await?
+        {
+            return match self
+                .call(&session, method, params, notes, asks, extra)
+                .await
+            {
+                Ok(v) => Ok(v),
+                Err(Failure::Error(e)) => Err(e),
+                Err(Failure::SessionGone) => {
+                    tracing::info!(upstream = %self.name, "the upstream lost a client's session; initializing again");
+                    let fresh = self.reopen_own(&own, &session).await?;
+                    match self.call(&fresh, method, params, notes, asks, extra).await {
+                        Ok(v) => Ok(v),
+                        Err(Failure::Error(e)) => Err(e),
+                        Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
+                            "the session was refused again right after initializing".into(),
+                        )),
+                    }
+                }
+            };
+        }
         match self
             .call(&session, method, params, notes, asks, extra)
             .await
@@ -451,6 +550,247 @@ impl Client {
                 }
             }
         }
+    }
+
+    /// The session held for `own`, opened now if it has none (`None`: none can be held for
+    /// it — too many distinct capability sets — and the node's own is used).
+    ///
+    /// A client session's is in its replicated record: whichever node owns the session
+    /// continues it with the same `Mcp-Session-Id`. Two requests that open one at once both
+    /// open one; the first kept wins and the other is ended.
+    async fn own_session(&self, own: &Own) -> Result<Option<Session>, UpstreamError> {
+        match own {
+            Own::Client(s) => {
+                let (kept, caps, level) = {
+                    let st = s.state.lock();
+                    let kept = st.upstream_session(&self.name).and_then(held);
+                    (kept, st.client_capabilities(), st.log_level)
+                };
+                if let Some(kept) = kept {
+                    return Ok(Some(kept));
+                }
+                // The client's level goes to its new session unless it is the default (all).
+                let level = (level > 0).then_some(level);
+                let (fresh, level) = self.open_own(&caps, level).await?;
+                Ok(Some(self.keep_for_client(s, fresh, level, None)))
+            }
+            Own::Declared(key) => {
+                if let Some(kept) = self.declared.lock().get(key).cloned() {
+                    return Ok(Some(kept));
+                }
+                if self.declared.lock().len() >= MAX_DECLARED {
+                    return Ok(None);
+                }
+                let caps: Value = serde_json::from_str(key).unwrap_or_default();
+                let (fresh, _) = self.open_own(&caps, None).await?;
+                Ok(Some(self.keep_declared(key, fresh, None)))
+            }
+        }
+    }
+
+    /// `own`'s session after the upstream lost `stale`: a new one, told the logging level
+    /// the lost one had, unless another request already replaced it.
+    async fn reopen_own(&self, own: &Own, stale: &Session) -> Result<Session, UpstreamError> {
+        match own {
+            Own::Client(s) => {
+                let (caps, level) = {
+                    let st = s.state.lock();
+                    let level = st.upstream_session(&self.name).and_then(|u| u.level);
+                    (st.client_capabilities(), level)
+                };
+                let (fresh, level) = self.open_own(&caps, level).await?;
+                Ok(self.keep_for_client(s, fresh, level, Some(stale)))
+            }
+            Own::Declared(key) => {
+                let caps: Value = serde_json::from_str(key).unwrap_or_default();
+                let (fresh, _) = self.open_own(&caps, None).await?;
+                Ok(self.keep_declared(key, fresh, Some(stale)))
+            }
+        }
+    }
+
+    /// Opens a legacy session declaring what the client declared of what the node relays,
+    /// and sets `level` in it when the upstream offers logging; the session, and the level
+    /// set (`None` when none was, or it was refused: logged).
+    async fn open_own(
+        &self,
+        client_caps: &Value,
+        level: Option<u8>,
+    ) -> Result<(Session, Option<u8>), UpstreamError> {
+        let declared = modern::relayed_capabilities(client_caps);
+        let session = self.open_legacy(0, &declared).await?;
+        self.metrics.initialized();
+        let Some(level) = level.filter(|_| self.offers("logging")) else {
+            return Ok((session, None));
+        };
+        let name = LOG_LEVELS[usize::from(level).min(LOG_LEVELS.len() - 1)];
+        match self
+            .call(
+                &session,
+                "logging/setLevel",
+                &json!({ "level": name }),
+                None,
+                None,
+                &[],
+            )
+            .await
+        {
+            Ok(_) => Ok((session, Some(level))),
+            Err(Failure::Error(e)) => {
+                tracing::warn!(upstream = %self.name, level = name, error = %e, "logging level not set in a client's upstream session");
+                Ok((session, None))
+            }
+            Err(Failure::SessionGone) => Err(UpstreamError::Protocol(
+                "the session was refused right after `initialize`".into(),
+            )),
+        }
+    }
+
+    /// Keeps `fresh` in client session `s` unless it holds another than `stale` (another
+    /// request opened or replaced it meanwhile: that one is used, `fresh` ended); the session
+    /// to use. The change is replicated.
+    fn keep_for_client(
+        &self,
+        s: &Arc<ClientSession>,
+        fresh: Session,
+        level: Option<u8>,
+        stale: Option<&Session>,
+    ) -> Session {
+        let Some(id) = fresh.id.as_ref().and_then(|v| v.to_str().ok()) else {
+            // No `Mcp-Session-Id`: a stateless legacy upstream; nothing to keep.
+            return fresh;
+        };
+        let entry = UpstreamSession {
+            upstream: self.name.as_str().into(),
+            id: id.into(),
+            version: fresh.version.to_str().unwrap_or(PROTOCOL_VERSION).into(),
+            level,
+        };
+        let winner = {
+            let mut st = s.state.lock();
+            let current = st.upstream_session(&self.name).and_then(held);
+            match current {
+                Some(c) if stale.is_none_or(|old| old.id != c.id) => Some(c),
+                _ => {
+                    st.set_upstream_session(entry);
+                    None
+                }
+            }
+        };
+        match winner {
+            Some(c) => {
+                self.end_in_background(fresh);
+                c
+            }
+            None => {
+                if let Some(f) = self.session_changed.get() {
+                    f(s);
+                }
+                fresh
+            }
+        }
+    }
+
+    /// [`Client::keep_for_client`] for the sessions of 2026-07-28 clients.
+    fn keep_declared(&self, key: &str, fresh: Session, stale: Option<&Session>) -> Session {
+        let winner = {
+            let mut map = self.declared.lock();
+            match map.get(key) {
+                Some(c) if stale.is_none_or(|old| old.id != c.id) => Some(c.clone()),
+                _ => {
+                    map.insert(key.to_owned(), fresh.clone());
+                    None
+                }
+            }
+        };
+        match winner {
+            Some(c) => {
+                self.end_in_background(fresh);
+                c
+            }
+            None => fresh,
+        }
+    }
+
+    fn end_in_background(&self, session: Session) {
+        let Some(req) = self.delete_request(&session) else {
+            return;
+        };
+        let http = self.http.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(END_WITHIN, http.request(req)).await;
+            });
+        }
+    }
+
+    /// A client session that used this upstream sets logging `level`: sent in its own
+    /// session with the upstream, when it has one (else it goes with the session when one is
+    /// opened) and the upstream offers `logging`.
+    pub async fn set_level_for(
+        &self,
+        s: &Arc<ClientSession>,
+        level: &str,
+    ) -> Result<(), UpstreamError> {
+        if !self.offers("logging") || s.state.lock().upstream_session(&self.name).is_none() {
+            return Ok(());
+        }
+        self.request_full(
+            "logging/setLevel",
+            json!({ "level": level }),
+            None,
+            None,
+            Vec::new(),
+            Whose::Client(s.clone()),
+        )
+        .await?;
+        let changed = {
+            let mut st = s.state.lock();
+            match st.upstream_session(&self.name).cloned() {
+                Some(mut e) => {
+                    e.level = crate::content::context::log_level_index(level);
+                    st.set_upstream_session(e);
+                    true
+                }
+                None => false,
+            }
+        };
+        if changed && let Some(f) = self.session_changed.get() {
+            f(s);
+        }
+        Ok(())
+    }
+
+    /// Ends a client session's session with this upstream (the client session ended: DELETE,
+    /// expiry), at most `within`; a failure is only logged.
+    pub async fn end(&self, entry: &UpstreamSession, within: Duration) {
+        let Some(session) = held(entry) else { return };
+        let Some(req) = self.delete_request(&session) else {
+            return;
+        };
+        match tokio::time::timeout(within, self.http.request(req)).await {
+            Ok(Ok(resp)) => {
+                tracing::debug!(upstream = %self.name, status = %resp.status(), "a client's upstream session ended");
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(upstream = %self.name, error = %chain(&e), "ending a client's upstream session failed");
+            }
+            Err(_) => {
+                tracing::debug!(upstream = %self.name, "ending a client's upstream session timed out");
+            }
+        }
+    }
+
+    /// The DELETE that ends `session` upstream (none for a session without an id).
+    fn delete_request(&self, session: &Session) -> Option<Request<Full<Bytes>>> {
+        let id = session.id.clone()?;
+        let mut req = Request::delete(self.url.clone())
+            .header(SESSION_HEADER, id)
+            .header(VERSION_HEADER, session.version.clone());
+        for (k, v) in self.headers.current().iter() {
+            req = req.header(k, v);
+        }
+        req.body(Full::new(Bytes::new())).ok()
     }
 
     /// The current session, initializing one if there is none.
@@ -485,7 +825,11 @@ impl Client {
         };
         let session = match discovered {
             Some(s) => s,
-            None => self.open_legacy(generation).await?,
+            None => {
+                let declared: Value =
+                    serde_json::from_str(DECLARED_CAPABILITIES).unwrap_or_default();
+                self.open_legacy(generation, &declared).await?
+            }
         };
         self.restore(&session).await;
         self.metrics.initialized();
@@ -526,8 +870,13 @@ impl Client {
         Ok(Some(session))
     }
 
-    /// Opens a 2025-11-25 session: `initialize`, then `notifications/initialized`.
-    async fn open_legacy(&self, generation: u64) -> Result<Session, UpstreamError> {
+    /// Opens a 2025-11-25 session declaring `declared` client capabilities: `initialize`, then
+    /// `notifications/initialized`.
+    async fn open_legacy(
+        &self,
+        generation: u64,
+        declared: &Value,
+    ) -> Result<Session, UpstreamError> {
         let bare = Session {
             modern: false,
             id: None,
@@ -536,7 +885,7 @@ impl Client {
         };
         let params = json!({
             "protocolVersion": PROTOCOL_VERSION,
-            "capabilities": serde_json::from_str::<Value>(DECLARED_CAPABILITIES).unwrap_or_default(),
+            "capabilities": declared,
             "clientInfo": { "name": "mcpcluster", "version": env!("CARGO_PKG_VERSION") },
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -889,34 +1238,42 @@ impl Client {
         }
     }
 
-    /// Ends the session with the upstream (DELETE with its `Mcp-Session-Id`), so the upstream
-    /// does not keep it after this node is gone. Bounded by `within`; a failure is only
-    /// logged (the upstream may be gone too). The session is forgotten: a later request would
-    /// open a new one.
+    /// Ends the node's sessions with the upstream (DELETE with its `Mcp-Session-Id`: its own
+    /// and those held for 2026-07-28 clients), so the upstream does not keep them after this
+    /// node is gone; client sessions' own stay (the client sessions live on at other nodes).
+    /// Bounded by `within`; a failure is only logged (the upstream may be gone too). The
+    /// sessions are forgotten: a later request would open a new one.
     pub async fn close(&self, within: Duration) {
-        let Some(session) = self.session.lock().take() else {
-            return;
-        };
-        let Some(id) = session.id else { return };
-        let mut req = Request::delete(self.url.clone())
-            .header(SESSION_HEADER, id)
-            .header(VERSION_HEADER, session.version);
-        for (k, v) in self.headers.current().iter() {
-            req = req.header(k, v);
-        }
-        let Ok(req) = req.body(Full::new(Bytes::new())) else {
-            return;
-        };
-        match tokio::time::timeout(within, self.http.request(req)).await {
-            Ok(Ok(resp)) => {
-                tracing::debug!(upstream = %self.name, status = %resp.status(), "upstream session ended");
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(upstream = %self.name, error = %chain(&e), "ending the upstream session failed");
-            }
-            Err(_) => {
-                tracing::debug!(upstream = %self.name, "ending the upstream session timed out");
+        let mut all: Vec<Session> = self.session.lock().take().into_iter().collect();
+        all.extend(self.declared.lock().drain().map(|(_, s)| s));
+        let requests: Vec<_> = all.iter().filter_map(|s| self.delete_request(s)).collect();
+        let ends = requests.into_iter().map(|req| {
+            let http = self.http.clone();
+            async move { tokio::time::timeout(within, http.request(req)).await }
+        });
+        for outcome in futures_util::future::join_all(ends).await {
+            match outcome {
+                Ok(Ok(resp)) => {
+                    tracing::debug!(upstream = %self.name, status = %resp.status(), "upstream session ended");
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream = %self.name, error = %chain(&e), "ending the upstream session failed");
+                }
+                Err(_) => {
+                    tracing::debug!(upstream = %self.name, "ending the upstream session timed out");
+                }
             }
         }
     }
+}
+
+/// The session a client session's record names (`None` when a peer sent values that are not
+/// header values).
+fn held(entry: &UpstreamSession) -> Option<Session> {
+    Some(Session {
+        modern: false,
+        id: Some(HeaderValue::from_str(&entry.id).ok()?),
+        version: HeaderValue::from_str(&entry.version).ok()?,
+        generation: 0,
+    })
 }

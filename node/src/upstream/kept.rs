@@ -3,7 +3,10 @@
 //! upstream session (the upstream lost ours) is told again, and so that an upstream's
 //! `notifications/resources/updated` can be given back under the URIs clients subscribed with.
 //!
-//! The node holds one session per upstream, shared by every client session it owns, so:
+//! Subscriptions are kept in the node's own session with the upstream, shared by every client
+//! session it owns, whatever `sessions:` says (an update is about a URI and comes on that
+//! session's standalone stream); so is the logging level with `sessions: shared` (with
+//! `perClient` each client session's own upstream session carries its own level). So:
 //! - **subscriptions** are counted per client-facing URI: the upstream is asked to subscribe
 //!   each time a client subscribes (idempotent there, and the client learns the upstream's
 //!   answer), and to unsubscribe only when the last client session of this node that

@@ -32,7 +32,10 @@
 //! What an upstream asks its client (sampling, elicitation, roots) reaches the node's client
 //! in the client's era, and the answer goes back in the upstream's: [`bridge`].
 //!
-//! Not here yet: upstream sessions per client session or in the replicated session state.
+//! Sessions (`sessions: perClient | shared`, `client.rs`): the node's own session with each
+//! upstream (lists, pings, subscriptions, the standalone stream), and with `perClient` each
+//! legacy client session's own, kept in its replicated record ([`Upstreams::session_ended`]
+//! ends them with it), and one per capability set 2026-07-28 clients declare.
 
 pub mod breaker;
 pub mod bridge;
@@ -194,18 +197,79 @@ impl Upstreams {
             .map(|u| (u, uri))
     }
 
-    /// A client asked for log messages from `level` on: every upstream that offers logging
-    /// is told (see [`kept`] for which level is sent), at once; the first failure, with the
+    /// Client session `session` asked for log messages from `level` on: every upstream that
+    /// offers logging is told, at once — in the session's own session with it
+    /// (`sessions: perClient`, once it has one: a session opened later is told then), else
+    /// in the node's (see [`kept`] for which level is sent); the first failure, with the
     /// upstream's name.
-    pub async fn set_level(&self, level: &str) -> Result<(), (String, UpstreamError)> {
+    pub async fn set_level(
+        &self,
+        session: &Arc<crate::session::Session>,
+        level: &str,
+    ) -> Result<(), (String, UpstreamError)> {
         let all = futures_util::future::join_all(self.list.iter().map(|u| async move {
-            u.client()
-                .set_level(level)
-                .await
-                .map_err(|e| (u.name().to_owned(), e))
+            let client = u.client();
+            let sent = if client.per_client() {
+                client.set_level_for(session, level).await
+            } else {
+                client.set_level(level).await
+            };
+            sent.map_err(|e| (u.name().to_owned(), e))
         }))
         .await;
         all.into_iter().collect()
+    }
+
+    /// Client session `session` ended (DELETE, expiry) on the node that owned it: its own
+    /// sessions with upstreams are ended there too (DELETE), in a task, each within 5 s.
+    pub fn session_ended(&self, session: &crate::session::Session) {
+        let ended = self.ends(vec![session.state.lock().take_upstream_sessions()]);
+        if ended.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(end_all(ended, Duration::from_secs(5)));
+    }
+
+    /// Ends the upstream sessions of client sessions that end with this node (a node outside
+    /// a cluster stopping: nobody continues them), all at once, at most `within`.
+    pub async fn sessions_ended(
+        &self,
+        sessions: &[Arc<crate::session::Session>],
+        within: Duration,
+    ) {
+        let ended = self.ends(
+            sessions
+                .iter()
+                .map(|s| s.state.lock().take_upstream_sessions())
+                .collect(),
+        );
+        end_all(ended, within).await;
+    }
+
+    /// Each upstream session with its configured upstream (one no longer configured is left).
+    fn ends(
+        &self,
+        lists: Vec<Vec<crate::session::UpstreamSession>>,
+    ) -> Vec<(Arc<Upstream>, crate::session::UpstreamSession)> {
+        lists
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let u = self.list.iter().find(|u| *u.name() == *e.upstream)?.clone();
+                Some((u, e))
+            })
+            .collect()
+    }
+
+    /// How the node learns that a client session's upstream sessions changed (to replicate
+    /// it); set once, when the node starts.
+    pub fn on_session_changed(&self, f: client::SessionChangedFn) {
+        for u in &self.list {
+            u.client().on_session_changed(f.clone());
+        }
     }
 
     /// A session this node now owns (taken over or handed here) was subscribed to `uris`:
@@ -333,6 +397,16 @@ impl Upstreams {
         }
         Tasks(handles)
     }
+}
+
+/// Ends each upstream session (DELETE), all at once, at most `within`.
+async fn end_all(ended: Vec<(Arc<Upstream>, crate::session::UpstreamSession)>, within: Duration) {
+    futures_util::future::join_all(
+        ended
+            .iter()
+            .map(|(u, e)| async move { u.client().end(e, within).await }),
+    )
+    .await;
 }
 
 /// Upstream subscriptions held for a `subscriptions/listen` stream ([`Upstreams::hold`]):

@@ -18,7 +18,7 @@ use parking_lot::RwLock;
 use serde_json::{Map, Value, json};
 
 use super::bridge::{self, HeldCalls, Marker, Sink};
-use super::client::{Client, Extra};
+use super::client::{Client, Extra, Whose};
 use super::error::{ErrorKind, UpstreamError};
 use super::listing::{self, Kind};
 use super::modern;
@@ -56,6 +56,24 @@ fn relay_note(cx: &ToolCx, token: Option<u64>, method: &str, params: &Value) {
             );
         }
         _ => {}
+    }
+}
+
+/// A legacy upstream's refusal for want of a client capability — -32602 whose `data` names
+/// `requiredCapabilities` (a legacy session has no code for it; mcpcluster's own nodes say
+/// so) — is, for a 2026-07-28 client, the -32021 it would get from a 2026-07-28 server.
+fn missing_capability(e: CallError) -> CallError {
+    match e {
+        CallError::Rpc(mut e)
+            if e.code == crate::jsonrpc::code::INVALID_PARAMS
+                && e.data.as_ref().is_some_and(|d| {
+                    d.get("requiredCapabilities").is_some_and(Value::is_object)
+                }) =>
+        {
+            e.code = crate::jsonrpc::code::MISSING_CLIENT_CAPABILITY;
+            CallError::Rpc(e)
+        }
+        e => e,
     }
 }
 
@@ -124,11 +142,19 @@ impl Upstream {
         &self,
         mut params: Map<String, Value>,
         reference: Value,
+        whose: Whose,
     ) -> Result<Value, UpstreamError> {
         params.remove("_meta");
         params.insert("ref".into(), reference);
         self.client
-            .request("completion/complete", Value::Object(params))
+            .request_full(
+                "completion/complete",
+                Value::Object(params),
+                None,
+                None,
+                Vec::new(),
+                whose,
+            )
             .await
     }
 
@@ -173,10 +199,12 @@ impl Upstream {
     /// sent it. When the client asked for progress, the upstream is asked too (with a token of
     /// the node's) and its progress reaches the client under the client's token; log messages
     /// on the call's stream reach the client as its logging level allows; what the upstream
-    /// asks the client reaches it in its era (`bridge.rs`). Errors name the upstream.
+    /// asks the client reaches it in its era (`bridge.rs`). Errors name the upstream. Sent in
+    /// `whose` session with the upstream.
     pub async fn call_tool(
         self: &Arc<Self>,
         cx: &ToolCx,
+        whose: Whose,
         tool: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, CallError> {
@@ -190,6 +218,7 @@ impl Upstream {
             .unwrap_or_default();
         self.relayed_with(
             cx,
+            whose,
             "tools/call",
             json!({ "name": tool, "arguments": arguments }),
             extra,
@@ -201,39 +230,39 @@ impl Upstream {
     pub async fn read_resource(
         self: &Arc<Self>,
         cx: &ToolCx,
+        whose: Whose,
         uri: &str,
     ) -> Result<Value, CallError> {
-        self.relayed(cx, "resources/read", json!({ "uri": uri }))
-            .await
+        self.relayed_with(
+            cx,
+            whose,
+            "resources/read",
+            json!({ "uri": uri }),
+            Vec::new(),
+        )
+        .await
     }
 
     /// Gets prompt `prompt` (unprefixed) with `arguments`; the result as the upstream sent it.
     pub async fn get_prompt(
         self: &Arc<Self>,
         cx: &ToolCx,
+        whose: Whose,
         prompt: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, CallError> {
-        self.relayed(
+        self.relayed_with(
             cx,
+            whose,
             "prompts/get",
             json!({ "name": prompt, "arguments": arguments }),
+            Vec::new(),
         )
         .await
     }
 
     /// Sends a request whose progress and log messages reach the client (see
-    /// [`Upstream::call_tool`]).
-    async fn relayed(
-        self: &Arc<Self>,
-        cx: &ToolCx,
-        method: &str,
-        params: Value,
-    ) -> Result<Value, CallError> {
-        self.relayed_with(cx, method, params, Vec::new()).await
-    }
-
-    /// [`Upstream::relayed`] with `extra` headers. The client's log level and the client
+    /// [`Upstream::call_tool`]) in `whose` session, with `extra` headers. The client's log level and the client
     /// capabilities the node relays go in `_meta` (a 2026-07-28 upstream reads them there;
     /// the client drops them for a legacy one, which is told the level with
     /// `logging/setLevel`).
@@ -246,6 +275,7 @@ impl Upstream {
     async fn relayed_with(
         self: &Arc<Self>,
         cx: &ToolCx,
+        whose: Whose,
         method: &str,
         mut params: Value,
         extra: Extra,
@@ -298,14 +328,22 @@ impl Upstream {
                             Some(&relay),
                             Some(&asks),
                             extra.clone(),
+                            whose.clone(),
                         )
                         .await
                         .map_err(named)?
                 }
-                Era::Modern => {
-                    self.for_modern(cx, token, method, params.clone(), extra.clone())
-                        .await?
-                }
+                Era::Modern => self
+                    .for_modern(
+                        cx,
+                        whose.clone(),
+                        token,
+                        method,
+                        params.clone(),
+                        extra.clone(),
+                    )
+                    .await
+                    .map_err(missing_capability)?,
             };
             let Some(input) = modern::input_required(&result).map_err(named)? else {
                 return Ok(result);
@@ -346,6 +384,7 @@ impl Upstream {
     async fn for_modern(
         self: &Arc<Self>,
         cx: &ToolCx,
+        whose: Whose,
         token: Option<u64>,
         method: &str,
         params: Value,
@@ -364,7 +403,7 @@ impl Upstream {
             };
             let asks = bridge::ask_through(tx);
             me.client
-                .request_full(&method, params, Some(&relay), Some(&asks), extra)
+                .request_full(&method, params, Some(&relay), Some(&asks), extra, whose)
                 .await
         });
         self.held.run(cx, self.name(), call, rx, sink).await

@@ -49,9 +49,21 @@ pub struct Script {
     pub responded: tokio::sync::Notify,
     /// The `initialize` params each session was opened with.
     pub initialized: parking_lot::Mutex<Vec<Value>>,
+    /// Each `tools/call` answered: the tool and the session it came in.
+    pub calls: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 impl Script {
+    /// The sessions the calls of `tool` came in, in order.
+    pub fn called_in(&self, tool: &str) -> Vec<String> {
+        self.calls
+            .lock()
+            .iter()
+            .filter(|(t, _)| t == tool)
+            .map(|(_, s)| s.clone())
+            .collect()
+    }
+
     /// The params of each `method` request asked so far, with the session it came in.
     pub fn asked(&self, method: &str) -> Vec<(Value, String)> {
         self.asked
@@ -464,6 +476,13 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
             http("200 OK", "", "application/json", &result(&id, page))
         }
         "tools/call" => {
+            script.calls.lock().push((
+                msg["params"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                session.clone().unwrap_or_default(),
+            ));
             let args = &msg["params"]["arguments"];
             let text = |t: String| json!({ "content": [{ "type": "text", "text": t }] });
             match msg["params"]["name"].as_str().unwrap_or_default() {
@@ -565,8 +584,24 @@ pub async fn clustered(
     seeds: &[std::net::SocketAddr],
     url: &str,
 ) -> mcp_node::Running {
+    clustered_with(
+        name,
+        dir,
+        seeds,
+        mcpcluster_api::UpstreamConfig::new("up", url),
+    )
+    .await
+}
+
+/// [`clustered`] with the upstream entry `up` as given.
+pub async fn clustered_with(
+    name: &str,
+    dir: &std::path::Path,
+    seeds: &[std::net::SocketAddr],
+    up: mcpcluster_api::UpstreamConfig,
+) -> mcp_node::Running {
     let mut c = super::common::cluster_config(name, dir, seeds);
     c.shutdown_grace_secs = 1;
-    c.upstreams = vec![mcpcluster_api::UpstreamConfig::new("up", url)];
+    c.upstreams = vec![up];
     super::common::start_config(c).await
 }
