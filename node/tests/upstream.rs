@@ -1866,6 +1866,11 @@ async fn client_sessions_have_their_own_upstream_sessions() {
     )
     .await;
     assert!(!script.deleted.lock().contains(&"s1".to_string()));
+    let metrics = metrics_text(node.admin_addr).await;
+    assert!(
+        metrics.contains("mcp_upstream_sessions_ended_total{upstream=\"up\"} 2"),
+        "{metrics}"
+    );
     // At shutdown the node ends its own sessions (s1 forgotten upstream: its DELETE is
     // sent all the same) and the one for 2026-07-28 clients.
     node.shutdown().await;

@@ -717,9 +717,12 @@ impl Client {
             return;
         };
         let http = self.http.clone();
+        let metrics = self.metrics.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                let _ = tokio::time::timeout(END_WITHIN, http.request(req)).await;
+                if let Ok(Ok(_)) = tokio::time::timeout(END_WITHIN, http.request(req)).await {
+                    metrics.ended();
+                }
             });
         }
     }
@@ -770,6 +773,7 @@ impl Client {
         };
         match tokio::time::timeout(within, self.http.request(req)).await {
             Ok(Ok(resp)) => {
+                self.metrics.ended();
                 tracing::debug!(upstream = %self.name, status = %resp.status(), "a client's upstream session ended");
             }
             Ok(Err(e)) => {
@@ -1254,6 +1258,7 @@ impl Client {
         for outcome in futures_util::future::join_all(ends).await {
             match outcome {
                 Ok(Ok(resp)) => {
+                    self.metrics.ended();
                     tracing::debug!(upstream = %self.name, status = %resp.status(), "upstream session ended");
                 }
                 Ok(Err(e)) => {

@@ -36,6 +36,7 @@ pub struct UpstreamMetrics {
     errors: Family<ErrorLabels, Counter>,
     seconds: Family<UpstreamLabels, Histogram>,
     initializations: Family<UpstreamLabels, Counter>,
+    ended: Family<UpstreamLabels, Counter>,
     tools: Family<UpstreamLabels, Gauge>,
     in_flight: Family<UpstreamLabels, Gauge>,
     queued: Family<UpstreamLabels, Gauge>,
@@ -51,6 +52,7 @@ impl UpstreamMetrics {
             errors: Family::default(),
             seconds: Family::new_with_constructor(latency_histogram),
             initializations: Family::default(),
+            ended: Family::default(),
             tools: Family::default(),
             in_flight: Family::default(),
             queued: Family::default(),
@@ -76,6 +78,11 @@ impl UpstreamMetrics {
             "upstream_initializations",
             "Sessions opened with an upstream (the first and every re-initialization)",
             m.initializations.clone(),
+        );
+        registry.register(
+            "upstream_sessions_ended",
+            "Upstream sessions this node ended with a DELETE the upstream answered (its own at shutdown, client sessions' own when they ended, a duplicate two requests opened at once); opened minus ended, summed over the nodes, is about the sessions open",
+            m.ended.clone(),
         );
         registry.register(
             "upstream_tools",
@@ -114,6 +121,7 @@ impl UpstreamMetrics {
             requests: self.requests.get_or_create(&u).clone(),
             seconds: self.seconds.get_or_create(&u).clone(),
             initializations: self.initializations.get_or_create(&u).clone(),
+            ended: self.ended.get_or_create(&u).clone(),
             tools: self.tools.get_or_create(&u).clone(),
             in_flight: self.in_flight.get_or_create(&u).clone(),
             queued: self.queued.get_or_create(&u).clone(),
@@ -131,6 +139,7 @@ pub struct Handle {
     requests: Counter,
     seconds: Histogram,
     initializations: Counter,
+    ended: Counter,
     tools: Gauge,
     in_flight: Gauge,
     queued: Gauge,
@@ -158,6 +167,11 @@ impl Handle {
     /// Counts a session opened with the upstream.
     pub fn initialized(&self) {
         self.initializations.inc();
+    }
+
+    /// Counts a session ended with a DELETE the upstream answered.
+    pub fn ended(&self) {
+        self.ended.inc();
     }
 
     /// Sets the number of tools last listed.
