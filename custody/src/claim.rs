@@ -216,5 +216,16 @@ impl Custody {
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < NOTE_TTL);
         self.drops
             .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < NOTE_TTL);
+        self.void_claims
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < NOTE_TTL);
+    }
+
+    /// Whether `claim` is one this node gave up before it was in force.
+    pub(crate) fn is_void(&self, id: SessionId, claim: Claim) -> bool {
+        claim.owner == self.members.me().addr
+            && self
+                .void_claims
+                .get(&id)
+                .is_some_and(|(e, _)| *e == claim.epoch)
     }
 }

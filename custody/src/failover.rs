@@ -279,24 +279,24 @@ impl Custody {
         }
         let entries = sessions
             .iter()
-            .map(|s| {
+            .flat_map(|s| {
                 let id = SessionId(*s);
-                let (mut role, mut epoch, mut owner, mut seq) =
-                    match self.sessions.get(&id).map(|e| &e.role) {
-                        // An owner answers with the last copy whose changes are durable (what
-                        // it may have shown: the copies after it may yet be given up); one not
-                        // confirmed (yet, or again) as role 5 — an owner to a take-over
-                        // candidate, but not one a confirmed owner yields to as such.
-                        Some(Role::Owner(o)) if o.confirm != 0 => (5, o.epoch, me, durable_seq(o)),
-                        Some(Role::Owner(o)) => (2, o.epoch, me, durable_seq(o)),
-                        Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
-                        // Handed off from here: a note of the claim it went with (the
-                        // successor, when it answers, speaks for itself).
-                        None => match self.moved.get(&id) {
-                            Some((to, epoch, _)) => (3, *epoch, *to, 0),
-                            None => (0, 0, me, 0),
-                        },
-                    };
+                let held = match self.sessions.get(&id).map(|e| &e.role) {
+                    // An owner answers with the last copy whose changes are durable (what
+                    // it may have shown: the copies after it may yet be given up); one not
+                    // confirmed (yet, or again) as role 5 — an owner to a take-over
+                    // candidate, but not one a confirmed owner yields to as such.
+                    Some(Role::Owner(o)) if o.confirm != 0 => (5, o.epoch, me, durable_seq(o)),
+                    Some(Role::Owner(o)) => (2, o.epoch, me, durable_seq(o)),
+                    Some(Role::Copy(c)) => (1, c.epoch, c.owner.addr, c.seq),
+                    // Handed off from here: a note of the claim it went with (the
+                    // successor, when it answers, speaks for itself).
+                    None => match self.moved.get(&id) {
+                        Some((to, epoch, _)) => (3, *epoch, *to, 0),
+                        None => (0, 0, me, 0),
+                    },
+                };
+                let (mut role, mut epoch, mut owner, mut seq) = held;
                 // A newer claim noted here (claim.rs) than what this node holds — unless it
                 // owns the session: its own answer (how far its changes are durable) is what
                 // the claimant must weigh (seed 7811); the claim's note is with a majority.
@@ -316,13 +316,25 @@ impl Custody {
                 {
                     (role, epoch, owner, seq) = (4, claim.epoch, claim.owner, *below);
                 }
-                Holding {
+                let answer = Holding {
                     session: *s,
                     role,
                     epoch,
                     owner,
                     seq,
-                }
+                };
+                // A copy the answer above stands in for is reported too: the noted claim's
+                // owner may have died before it copied anything, and then this copy may be
+                // the newest data there is (seed 543511571: a copy holding an acknowledged
+                // change hidden behind a dead hand-in's note, and an older copy promoted).
+                let copy = (held.0 == 1 && role != 1).then_some(Holding {
+                    session: *s,
+                    role: 1,
+                    epoch: held.1,
+                    owner: held.2,
+                    seq: held.3,
+                });
+                std::iter::once(answer).chain(copy)
             })
             .collect();
         self.send(
@@ -449,6 +461,19 @@ impl Custody {
                     if h.role == 3 && holders.contains(&h.owner) {
                         return false;
                     }
+                    // A note of a claim this node gave up before it was in force: nothing
+                    // was copied under it.
+                    if h.role == 3
+                        && self.is_void(
+                            s,
+                            crate::wire::Claim {
+                                epoch: h.epoch,
+                                owner: h.owner,
+                            },
+                        )
+                    {
+                        return false;
+                    }
                     if h.role != 3 || h.owner == me {
                         return true;
                     }
@@ -555,6 +580,15 @@ impl Custody {
                     .map(|(a, _)| *a),
             };
             if let Some(to) = went_on {
+                // This claim never took effect: its notes must not make the copies of the
+                // claim that went on look obsolete — to this node, which may hold one of
+                // them later (seed 9472: it dropped its own copy, the newest there was, for
+                // its void claim's notes once that owner died).
+                let void = crate::wire::Claim { epoch, owner: me };
+                self.void_claims.insert(s, (epoch, now));
+                if self.notes.get(&s).is_some_and(|(c, _)| *c == void) {
+                    self.notes.remove(&s);
+                }
                 self.release(s, Some(to), crate::action::Release::Superseded);
                 return;
             }

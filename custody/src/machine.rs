@@ -173,6 +173,11 @@ pub struct Custody {
     pub(crate) deferred: Map<SessionId, (SocketAddr, Instant)>,
     /// The newest claim noted per session (claim.rs), and when.
     pub(crate) notes: Map<SessionId, (crate::wire::Claim, Instant)>,
+    /// Claims this node made and gave up before they were in force (failover.rs,
+    /// `confirm_owned`: the claim they came from went on): their epoch, and when. Such a
+    /// claim copied nothing and served nothing, so its notes on other members say nothing
+    /// about where the session's data is.
+    pub(crate) void_claims: Map<SessionId, (u32, Instant)>,
     /// Claims announced and not sent yet.
     pub(crate) claiming: Vec<(u128, crate::wire::Claim)>,
     /// Members dropped from replica sets without their confirmation, noted here (claim.rs):
@@ -241,6 +246,7 @@ impl Custody {
             next_inquiry: 0,
             deferred: Map::default(),
             notes: Map::default(),
+            void_claims: Map::default(),
             claiming: Vec::new(),
             drops: Map::default(),
             dropping: Vec::new(),

@@ -49,7 +49,16 @@
 //!   live member) while that claimant itself did not answer; it gave the session up to the
 //!   silent claimant at once, and that claimant (killed) and its replica (killed right after
 //!   answering) took the last data with them. An owner now waits for a winning claim whose
-//!   owner did not answer, as it does for notes of such claims.
+//!   owner did not answer, as it does for notes of such claims. 543511571 — a replica that
+//!   held the last acknowledged change (a log level) under one claim had noted a newer claim
+//!   (a hand-off's successor, killed before it copied anything) and answered inquiries with
+//!   that note alone; the note's claimant counted as dead, nobody seemed to hold more than
+//!   the inquirer's older copy, and it took the session over with the level undone. A member
+//!   now reports the copy it holds beside a newer claim's note. 9472 failed an intermediate
+//!   version of that change: a take-over that gave its claim up before it was in force (the
+//!   claim it came from went on — now visible through the copies reported beside notes) later
+//!   dropped its own copy of the claim that went on, the newest there was, for its void claim's
+//!   notes. A node now keeps the claims it gave up so, and their notes count for nothing to it.
 
 use mcp_custody::sim::{World, random};
 
@@ -67,7 +76,7 @@ const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 
 const PAST_20000: &[u64] = &[25227];
 
-const RANDOM_SMOKE: &[u64] = &[14202686];
+const RANDOM_SMOKE: &[u64] = &[14202686, 543511571, 9472];
 
 #[test]
 fn seeds_that_once_failed_pass() {
