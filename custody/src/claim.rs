@@ -178,7 +178,7 @@ impl Custody {
             if !o
                 .set
                 .iter()
-                .any(|t| t.addr == *member && t.dropped_below == Some(*below))
+                .any(|t| t.addr == *member && t.announced && t.announced_below == *below)
             {
                 continue;
             }
@@ -201,8 +201,20 @@ impl Custody {
             else {
                 continue;
             };
-            o.set.retain(|t| t.addr != *member);
             o.drop_noted.retain(|(m, _)| m != member);
+            // A note from an earlier copy than the first the member missed: it stays, and
+            // what its copy holds may be shown (owner.rs, `advance`).
+            if let Some(t) = o
+                .set
+                .iter_mut()
+                .find(|t| t.addr == *member && t.dropped_below.is_some_and(|d| *below < d))
+            {
+                t.announced = false;
+                t.noted_below = Some(*below);
+                self.advance(id);
+                continue;
+            }
+            o.set.retain(|t| t.addr != *member);
             let epoch = o.epoch;
             self.digest_set_changed(id, epoch, &[*member], &[]);
             self.advance(id);

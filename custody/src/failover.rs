@@ -788,6 +788,9 @@ impl Custody {
                 forget_after: Vec::new(),
                 drop_noted: Vec::new(),
                 handed_from: None,
+                // Its first copy brings the members the data of another claim.
+                changed: true,
+                durable_changed: 0,
             })),
         ) else {
             return;

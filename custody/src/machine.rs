@@ -91,6 +91,12 @@ pub(crate) struct Owned {
     /// once this node's claim is confirmed and its replicas hold the session (until then the
     /// sender keeps the session, and takes it back if this node goes away).
     pub(crate) handed_from: Option<(SocketAddr, Ack)>,
+    /// The session's data (state or streams) changed since the last copy was made — as
+    /// opposed to a copy made only for the set (a member joined or left, a drop noted) or a
+    /// retransmission.
+    pub(crate) changed: bool,
+    /// The last copy made durable that changed the session's data (`changed`).
+    pub(crate) durable_changed: u64,
 }
 
 /// One replica of an owned session.
@@ -118,6 +124,15 @@ pub(crate) struct Track {
     /// to show something the copy lacks, and forgotten if the member turns up again (then it
     /// is told to forget, as any member leaving the set).
     pub(crate) announced: bool,
+    /// The `below` of the drop note announced (or noted): the copy number from which on the
+    /// member's copy is stale. It is below `dropped_below` when the copies the member missed
+    /// up to what is shown changed nothing (they only changed the set): a copy made before
+    /// the drop then holds all that is shown.
+    pub(crate) announced_below: u64,
+    /// A majority noted a drop note whose `below` is less than `dropped_below`: the member
+    /// stays (leaving) and what its copy holds may be shown without a new note; showing a
+    /// change made after that copy needs the note again, raised.
+    pub(crate) noted_below: Option<u64>,
 }
 
 /// A copy sent and not yet acknowledged by every replica, and what it makes durable.
@@ -127,6 +142,9 @@ pub(crate) struct Pending {
     /// `(stream, highest event number, finished)`.
     pub(crate) marks: Vec<(u32, u32, bool)>,
     pub(crate) tickets: Vec<Ticket>,
+    /// It carries a change of the session's data (`Owned::changed`): a member that missed
+    /// only copies that do not holds the same session (`advance`, drop notes).
+    pub(crate) changed: bool,
 }
 
 /// A hand-off in progress.
@@ -448,6 +466,8 @@ impl Custody {
             forget_after: Vec::new(),
             drop_noted: Vec::new(),
             handed_from: None,
+            changed: false,
+            durable_changed: 0,
         };
         self.sessions.insert(
             id,
@@ -458,7 +478,7 @@ impl Custody {
             },
         );
         self.owned += 1;
-        self.mark(id);
+        self.mark_changed(id);
         Ok((id, ticket))
     }
 
@@ -542,7 +562,11 @@ impl Custody {
             }
         }
         o.tickets.push(ticket);
-        self.mark(id);
+        if same {
+            self.mark(id);
+        } else {
+            self.mark_changed(id);
+        }
         Some(ticket)
     }
 
@@ -551,7 +575,7 @@ impl Custody {
         let e = self.owned_mut(id)?;
         let n = e.data.next_request;
         e.data.next_request = n.saturating_add(1);
-        self.mark(id);
+        self.mark_changed(id);
         Some(n)
     }
 
@@ -559,7 +583,7 @@ impl Custody {
     pub fn open_stream(&mut self, id: SessionId, kind: StreamKind) -> Option<u32> {
         let e = self.owned_mut(id)?;
         let n = e.data.open_stream(kind);
-        self.mark(id);
+        self.mark_changed(id);
         Some(n)
     }
 
@@ -573,7 +597,7 @@ impl Custody {
         if !self.cfg.durable_events {
             self.show_now(id, stream);
         }
-        self.mark(id);
+        self.mark_changed(id);
         Some(seq)
     }
 
@@ -592,7 +616,7 @@ impl Custody {
         if !self.cfg.durable_events {
             self.show_now(id, stream);
         }
-        self.mark(id);
+        self.mark_changed(id);
     }
 
     /// Events of `stream` after `after` that may be shown (a reader attaching or resuming);
@@ -835,6 +859,18 @@ impl Custody {
     }
 
     /// Queues a session for a copy at the next poll.
+    /// Marks a change of an owned session's data for the next copy.
+    pub(crate) fn mark_changed(&mut self, id: SessionId) {
+        if let Some(Entry {
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        {
+            o.changed = true;
+        }
+        self.mark(id);
+    }
+
     pub(crate) fn mark(&mut self, id: SessionId) {
         if let Some(e) = self.sessions.get_mut(&id)
             && !e.dirty

@@ -134,6 +134,8 @@ impl Custody {
                         forget_after: None,
                         dropped_below: None,
                         announced: false,
+                        announced_below: 0,
+                        noted_below: None,
                     });
                     if t.leaving {
                         // Back in the set after being told to forget: it needs it whole.
@@ -141,6 +143,7 @@ impl Custody {
                         t.forget_after = None;
                         t.dropped_below = None;
                         t.announced = false;
+                        t.noted_below = None;
                         t.full = true;
                         t.acked = 0;
                     }
@@ -172,6 +175,8 @@ impl Custody {
                 }
                 let t = Track {
                     dropped_below: None,
+                    announced: false,
+                    noted_below: None,
                     ..t
                 };
                 set.push(Track {
@@ -269,6 +274,7 @@ impl Custody {
             seq,
             marks,
             tickets: std::mem::take(&mut o.tickets),
+            changed: std::mem::take(&mut o.changed),
         });
         let newly_unacked = o.unacked_since.is_none();
         if newly_unacked {
@@ -436,20 +442,36 @@ impl Custody {
             .map(|t| t.acked)
             .min()
             .unwrap_or(u64::MAX);
-        if unannounced
-            && o.pending
-                .iter()
-                .take_while(|p| p.seq <= upto)
-                .any(|p| !p.tickets.is_empty() || data.would_show(&p.marks))
-        {
-            // About to show what a dropped member lacks: a majority must note first that its
-            // copy is stale (claim.rs).
-            let epoch = o.epoch;
-            let mut drops = Vec::new();
-            for t in o.set.iter_mut().filter(|t| t.leaving) {
-                t.announced = true;
-                drops.push((t.dropped_below.unwrap_or(0), t.addr));
+        // What becomes durable now: whether it shows or settles anything, and the last copy
+        // that changed the session up to it (a copy from it on holds all of that).
+        let mut shows = false;
+        let mut need = o.durable_changed;
+        for p in o.pending.iter().take_while(|p| p.seq <= upto) {
+            shows |= !p.tickets.is_empty() || data.would_show(&p.marks);
+            if p.changed {
+                need = p.seq;
             }
+        }
+        let mut drops = Vec::new();
+        if unannounced && shows {
+            // About to show what a dropped member may lack: a majority must note first from
+            // which copy on its copy is stale (claim.rs) — the first it missed, or, when the
+            // copies it missed up to this one changed nothing, the last that changed the
+            // session (seed 14206170: a replica back from a stall was sent the copies it
+            // missed, the ones after them only dropped it from the set, and its copy held
+            // everything shown).
+            for t in o.set.iter_mut().filter(|t| t.leaving) {
+                let below = need.min(t.dropped_below.unwrap_or(0));
+                if below == 0 || t.noted_below.is_some_and(|n| n >= below) {
+                    continue;
+                }
+                t.announced = true;
+                t.announced_below = below;
+                drops.push((below, t.addr));
+            }
+        }
+        if !drops.is_empty() {
+            let epoch = o.epoch;
             // Re-sent until a majority noted it (`retransmit_due`).
             let schedule = !o.in_retransmit;
             o.in_retransmit = true;
@@ -474,6 +496,9 @@ impl Custody {
                 }
             }
             settled.extend(p.tickets);
+            if p.changed {
+                o.durable_changed = p.seq;
+            }
         }
         let done = o.pending.is_empty() && o.unacked_since.take().is_some();
         if done {
@@ -586,10 +611,10 @@ impl Custody {
             let mut forgets = Vec::new();
             let mut drops = Vec::new();
             for t in &mut o.set {
-                if let Some(below) = t.dropped_below {
+                if t.dropped_below.is_some() {
                     // Announced: again, until a majority noted it.
                     if t.announced {
-                        drops.push((o.epoch, below, t.addr));
+                        drops.push((o.epoch, t.announced_below, t.addr));
                         resend = true;
                     }
                     continue;

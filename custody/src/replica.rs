@@ -277,6 +277,9 @@ impl Custody {
                     forget_after: previous,
                     drop_noted: Vec::new(),
                     handed_from: Some((from, ack)),
+                    // Its first copy brings the members the data of another claim.
+                    changed: true,
+                    durable_changed: 0,
                 })),
                 dirty: false,
             },

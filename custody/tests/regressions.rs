@@ -59,6 +59,11 @@
 //!   claim it came from went on — now visible through the copies reported beside notes) later
 //!   dropped its own copy of the claim that went on, the newest there was, for its void claim's
 //!   notes. A node now keeps the claims it gave up so, and their notes count for nothing to it.
+//!   14206170 — a replica back from a stall was sent the copies it had missed; the owner's
+//!   next copies only dropped it from the set, and the drop note it announced (from the first
+//!   copy the replica missed) made the replica drop, once the owner and its new replica were
+//!   killed, a copy that held everything its client was told. A drop note now starts at the
+//!   last copy that changed the session when the copies missed after it changed nothing.
 
 use mcp_custody::sim::{World, random};
 
@@ -76,7 +81,7 @@ const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 
 const PAST_20000: &[u64] = &[25227];
 
-const RANDOM_SMOKE: &[u64] = &[14202686, 543511571, 9472];
+const RANDOM_SMOKE: &[u64] = &[14202686, 543511571, 9472, 14206170];
 
 #[test]
 fn seeds_that_once_failed_pass() {

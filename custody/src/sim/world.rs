@@ -1482,7 +1482,16 @@ impl World {
                                     i as Idx,
                                     o.epoch,
                                     o.seq,
-                                    o.set.iter().map(|t| t.addr).collect(),
+                                    // A member dropped while gone stays listed, leaving
+                                    // and copied nothing, until showing what its copy may
+                                    // lack makes the owner announce the drop (an idle
+                                    // session may never): it is not a replica. (Its copy,
+                                    // if any, is counted below as a copy that should not be.)
+                                    o.set
+                                        .iter()
+                                        .filter(|t| !(t.leaving && t.dropped_below.is_some()))
+                                        .map(|t| t.addr)
+                                        .collect(),
                                 ),
                             )
                             .is_some()
