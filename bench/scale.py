@@ -37,7 +37,9 @@ Env: NODES (0: enough for the fd limit, at least 6), STAGES, HOLD_SECONDS, RATE,
 STAGE_HOLD, ANNOUNCE_EVERY, RELAY_FRACTION (0.8), REPLICATION_FACTOR (2), DEADLINE (15),
 ROLLING (1; QUICK 0), KILL (1; 0 skips stage 3, for a run that measures only the ramp and
 the hold), LOAD_NICE (-5: the load ahead of the nodes, see bench/scalecfg.py), CARGO,
-NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries).
+NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries), TERM_WAIT (60: how long a
+SIGTERMed node may take before it is SIGKILLed), DUMP_AFTER (20: a node still stopping then has
+its threads' stacks written beside its log with gdb, before its own 25 s bound ends it).
 """
 
 import atexit
@@ -62,6 +64,10 @@ from scalecfg import (ANNOUNCE, DEADLINE, KILL, LOAD, LOAD_NICE, NODE, NODE_NET,
                       DOC, FINAL_RATE, HOLD, env, log, nofile)
 
 PROCS = []
+# How long a SIGTERMed node may take to exit before it is SIGKILLed (its stacks dumped first).
+TERM_WAIT = float(env("TERM_WAIT", 60))
+# When a node still stopping has its threads' stacks dumped (below its own 25 s bound).
+DUMP_AFTER = float(env("DUMP_AFTER", 20))
 
 
 def kill_all():
@@ -201,17 +207,40 @@ class Node:
             self.proc.wait(timeout=10)
 
     def term(self, timeout):
-        """SIGTERM and wait for the exit; seconds it took, or None (then SIGKILLed)."""
+        """SIGTERM and wait for the exit; (seconds it took or None when SIGKILLed, exit status).
+        A node still running after DUMP_AFTER s has its threads' stacks written first: its own
+        watchdog ends a stop past its bound (25 s by default, exit status 70), so a node stuck
+        somewhere is caught while it still is."""
         if not self.pid:
-            return 0.0
+            return 0.0, None
         t = time.monotonic()
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(timeout=timeout)
-            return time.monotonic() - t
+            self.proc.wait(timeout=min(DUMP_AFTER, timeout))
+            return time.monotonic() - t, self.proc.returncode
+        except subprocess.TimeoutExpired:
+            self.dump_threads()
+        try:
+            self.proc.wait(timeout=max(0.0, timeout - (time.monotonic() - t)))
+            return time.monotonic() - t, self.proc.returncode
         except subprocess.TimeoutExpired:
             self.kill9()
-            return None
+            return None, None
+
+    def dump_threads(self):
+        """Where a node that has not exited is: every thread's stack (gdb, when installed) into
+        <name>.stacks beside its log."""
+        gdb = shutil.which("gdb")
+        if not gdb or not self.pid:
+            return
+        out = os.path.join(self.work, f"{self.name}.stacks")
+        try:
+            with open(out, "w") as f:
+                subprocess.run([gdb, "-p", str(self.proc.pid), "-batch", "-ex", "thread apply all bt"],
+                               stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120)
+            log(f"{self.name} has not exited after {DUMP_AFTER:g} s: its threads' stacks are in {out}")
+        except (OSError, subprocess.TimeoutExpired):
+            pass
 
 
 class Cluster:
@@ -553,13 +582,15 @@ def main():
                 break
             t_stop = time.time()
             run.events.append((t_stop, f"SIGTERM {x.name}"))
-            took = x.term(60)
+            took, status = x.term(TERM_WAIT)
             x.start(cluster.seeds)
             rejoin = cluster.wait_all_alive(WAIT_CLUSTER_S)
             recovered = wait_recovered(tl, t_stop, 30)
-            stops.append({"node": x.name, "t": t_stop, "exit_s": took, "rejoin_s": rejoin})
+            stops.append({"node": x.name, "t": t_stop, "exit_s": took, "exit_status": status, "rejoin_s": rejoin,
+                          "term_wait": TERM_WAIT})
             log(f"  {x.name}: exited after {took if took is None else round(took, 1)} s"
-                f"{' (SIGKILLed after 60 s)' if took is None else ''}; alive everywhere again after "
+                f"{f' (SIGKILLed after {TERM_WAIT:g} s)' if took is None else ''}"
+                f"{f' with status {status}' if status else ''}; alive everywhere again after "
                 f"{rejoin if rejoin is None else round(rejoin, 1)} s; {'no session impaired' if recovered else 'sessions still impaired'}")
             time.sleep(3)
         tl.poll()

@@ -168,6 +168,9 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
     for s in stages:
         if s["false_deaths"]:
             failures.append(f"{s['name']}: {s['false_deaths']} false deaths")
+        for r in s.get("restarts", []):
+            if r["exit_s"] is None or r.get("exit_status"):
+                failures.append(f"{r['node']}'s stop did not end by itself ({exit_text(r)})")
     failures += run.notes
     return {"stages": stages, "failures": failures, "report": report}
 
@@ -237,7 +240,7 @@ def render(res, run):
                          f"'declared down; rejoined' {s['rejoined']}.")
         if s.get("restarts"):
             lines.append("Rolling restart, per node (SIGTERM to exit; restart to alive everywhere): "
-                         + "; ".join(f"{r['node']} {('%.1f s' % r['exit_s']) if r['exit_s'] is not None else 'SIGKILLed after 60 s'}, "
+                         + "; ".join(f"{r['node']} {exit_text(r)}, "
                                      f"{('%.1f s' % r['rejoin_s']) if r['rejoin_s'] is not None else 'not within 60 s'}"
                                      for r in s["restarts"]) + ".")
     lines.append("")
@@ -336,3 +339,14 @@ def write_plots(res, run, tl, procs, metrics, cluster, work):
             log(f"plot {name}: {p.stderr.strip()[-300:]}")
     return written
 
+
+def exit_text(r):
+    """How a node of the rolling restart ended: seconds to its exit, and how."""
+    if r["exit_s"] is None:
+        return f"SIGKILLed after {r.get('term_wait', 60):g} s"
+    status = r.get("exit_status")
+    if status == 70:
+        return f"{r['exit_s']:.1f} s (its stop cut short at its bound: exit status 70)"
+    if status:
+        return f"{r['exit_s']:.1f} s (exit status {status})"
+    return f"{r['exit_s']:.1f} s"

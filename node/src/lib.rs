@@ -154,6 +154,9 @@ pub async fn start_with(
         http::serve(listener, task_node.clone(), mcp_stop).await;
         node::drain::finish(&task_node).await;
         // After the drain: peers reached this node while it drained; now they learn it left.
+        task_node
+            .stop
+            .enter(task_node.now_ms(), node::stop::StopPhase::Leave);
         if let Some(cluster) = cluster {
             cluster.leave(&task_node).await;
         }
@@ -161,6 +164,9 @@ pub async fn start_with(
             task.abort();
         }
         housekeeping.abort();
+        task_node
+            .stop
+            .enter(task_node.now_ms(), node::stop::StopPhase::Upstreams);
         drop(upstreams);
         if task_node.layer().is_none() {
             // Outside a cluster nobody continues this node's sessions: their own upstream
@@ -174,6 +180,9 @@ pub async fn start_with(
         }
         task_node.upstreams.close(Duration::from_secs(1)).await;
         let _ = admin_task.await;
+        task_node
+            .stop
+            .enter(task_node.now_ms(), node::stop::StopPhase::Exit);
     });
     tracing::info!(%mcp_addr, %admin_addr, max_connections = node.settings.max_connections, "mcp-node serving");
     Ok(Running {
@@ -191,13 +200,22 @@ pub async fn start(settings: Settings) -> anyhow::Result<Running> {
     start_with(settings, |_| {}).await
 }
 
-/// Runs a node until `shutdown` resolves, then drains and returns.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// Runs a node until `shutdown` resolves, then drains and returns. The returned watchdog
+/// ([`node::drain::StopWatch`]) bounds the whole stop, the runtime's own shutdown included:
+/// keep it until the runtime is shut down (`Runtime::shutdown_timeout` with
+/// [`node::drain::RUNTIME_STOP`]), then drop it. Past [`node::drain::stop_bound`] from
+/// `shutdown` it ends the process.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<node::drain::StopWatch> {
     let running = start(settings).await?;
     shutdown.await;
-    tracing::info!("shutting down");
+    let bound = node::drain::stop_bound(&running.node);
+    tracing::info!(bound_s = bound.as_secs_f64(), "shutting down");
+    let watch = node::drain::StopWatch::start(running.node.clone(), bound);
     running.shutdown().await;
-    Ok(())
+    Ok(watch)
 }
 
 /// How often sessions idle past `limits.sessionIdleTtlSecs` are looked for (one goes at most

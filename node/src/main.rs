@@ -48,7 +48,13 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(mcp_node::run(settings, mcp_node::shutdown_signal())) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(watch) => {
+            // Tasks still running (connections past the grace period) are dropped here; a
+            // blocking task is not waited for. The watchdog bounds this too.
+            runtime.shutdown_timeout(mcp_node::node::drain::RUNTIME_STOP);
+            drop(watch);
+            ExitCode::SUCCESS
+        }
         Err(err) => {
             tracing::error!(error = %err, "node failed");
             eprintln!("mcp-node: {err:#}");

@@ -1,9 +1,10 @@
 //! [`Node`]: the state shared by every connection of one node process. How it drains:
-//! [`drain`]; how a change reaches its sessions: [`announce`].
+//! [`drain`] (a stop's phases: [`stop`]); how a change reaches its sessions: [`announce`].
 
 pub mod announce;
 pub mod broadcasts;
 pub mod drain;
+pub mod stop;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -41,6 +42,8 @@ pub struct Node {
     pub draining: AtomicBool,
     /// Wakes connection loops waiting between requests when a drain begins.
     drain_started: tokio::sync::Notify,
+    /// Which phase of a stop (SIGTERM) the node is in (`drain.rs`).
+    pub stop: stop::Stop,
     /// Bytes held by request buffers across all connections (`limits.maxBufferedRequestBytes`).
     pub body_budget: crate::http::budget::BodyBudget,
     /// This node's name in the cluster (`/cluster`'s `self`): `cluster.nodeName` (also
@@ -112,6 +115,7 @@ impl Node {
             metrics,
             body_budget,
             drain_started: tokio::sync::Notify::new(),
+            stop: stop::Stop::default(),
             connections: AtomicU32::new(0),
             inflight: AtomicU32::new(0),
             draining: AtomicBool::new(false),

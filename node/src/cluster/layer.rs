@@ -12,7 +12,7 @@ use super::relay;
 use crate::content::ChangeEvent;
 use crate::node::Node;
 use crate::session::layer::{
-    Admission, Hops, RelayError, RelayRequest, Relayed, Route, SessionLayer,
+    Admission, Hops, RelayError, RelayRequest, Relayed, Route, SessionLayer, StopFigures,
 };
 use crate::session::{Session, SessionId};
 
@@ -126,6 +126,10 @@ impl SessionLayer for Layer {
             Some(node) => self.peers.handoff_round(&node),
             None => 0,
         }
+    }
+
+    fn stop_figures(&self) -> StopFigures {
+        self.peers.stop_figures()
     }
 
     fn hand_off_all(&self, deadline: Duration) -> BoxFuture<'static, ()> {

@@ -378,6 +378,20 @@ impl Peers {
         (self.relays.in_flight(), self.relays.serving())
     }
 
+    /// What this node still waits for between nodes while it stops (never waits for a lock).
+    pub fn stop_figures(&self) -> crate::session::layer::StopFigures {
+        let (relayed, serving) = self.relays.try_counts();
+        crate::session::layer::StopFigures {
+            handing: self.handing.try_lock().map(|h| h.len()),
+            held: self
+                .acks
+                .try_lock()
+                .map(|a| a.values().filter(|w| w.held.is_some()).count()),
+            relayed,
+            serving,
+        }
+    }
+
     /// Live members (alive or suspect), this node included.
     pub fn live(&self) -> Vec<NodeId> {
         self.view

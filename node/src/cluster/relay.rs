@@ -200,6 +200,15 @@ impl Relays {
     pub fn serving(&self) -> usize {
         self.serving.lock().len()
     }
+
+    /// [`Self::in_flight`] and [`Self::serving`] without waiting for their locks (`None`:
+    /// held right then), for a stopping node's reports.
+    pub fn try_counts(&self) -> (Option<usize>, Option<usize>) {
+        (
+            self.pending.try_lock().map(|p| p.len()),
+            self.serving.try_lock().map(|s| s.len()),
+        )
+    }
 }
 
 /// Relays `req` to `to` and waits (bounded) for the head of its answer.

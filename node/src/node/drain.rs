@@ -25,13 +25,21 @@
 //!    the node leave the membership (`Cluster::leave`), so peers reach it while it drains.
 //!
 //! `DELETE /drain` ([`Node::cancel_drain`]) calls a `POST /drain` off.
+//!
+//! A stop has an overall bound ([`stop_bound`]: `shutdownGraceSecs` + [`HANDOFF_DEADLINE`] +
+//! [`STOP_SLACK`]). From SIGTERM on, [`StopWatch`] (a thread of its own, outside the runtime,
+//! so a wedged runtime cannot silence it) logs every [`STOP_REPORT_EVERY`] which phase
+//! ([`StopPhase`]) the stop is in and what it still waits for; past the bound it logs what is
+//! abandoned and ends the process (exit status [`ABANDONED_EXIT`]): the replicas take over what
+//! it still held, as after a crash.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::Node;
+pub use super::stop::{Stop, StopPhase};
 
 /// How long a leaving node tries to hand its sessions off before it goes anyway (their
 /// replicas then take over).
@@ -126,6 +134,7 @@ impl Node {
 /// streams opened since a `POST /drain` must end too.
 pub async fn stopping(node: Arc<Node>, stop: impl Future<Output = ()>) {
     stop.await;
+    node.stop.enter(node.now_ms(), StopPhase::Connections);
     node.set_draining(true);
     node.end_streams_for_drain();
 }
@@ -174,8 +183,172 @@ pub async fn hand_off_while_draining(node: Arc<Node>, period: Duration) {
 /// SIGTERM's last phase, once the connections are closed: hands every session still here
 /// off, in rounds, until none is left or [`HANDOFF_DEADLINE`].
 pub async fn finish(node: &Node) {
+    node.stop.enter(node.now_ms(), StopPhase::HandOff);
     if let Some(layer) = node.layer() {
         layer.hand_off_all(HANDOFF_DEADLINE).await;
+    }
+}
+
+/// What a stop may take beyond `shutdownGraceSecs` and [`HANDOFF_DEADLINE`]: the membership
+/// leave (about 1.2 s), ending the upstream sessions (1 s), the runtime's own shutdown
+/// ([`RUNTIME_STOP`]).
+pub const STOP_SLACK: Duration = Duration::from_secs(5);
+
+/// How long the runtime may take to stop its tasks once the stop's phases are over (`main`:
+/// `Runtime::shutdown_timeout`; a blocking task still running is left behind).
+pub const RUNTIME_STOP: Duration = Duration::from_secs(2);
+
+/// How often a stop that has not ended says where it stands.
+pub const STOP_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The exit status of a process whose stop passed [`stop_bound`] and was cut short.
+pub const ABANDONED_EXIT: i32 = 70;
+
+/// The longest a stop may take from SIGTERM to the process's exit: `shutdownGraceSecs` for
+/// the connections, [`HANDOFF_DEADLINE`] for the last hand-offs, [`STOP_SLACK`] for the rest.
+pub fn stop_bound(node: &Node) -> Duration {
+    Duration::from_secs(node.settings.config.shutdown_grace_secs) + HANDOFF_DEADLINE + STOP_SLACK
+}
+
+/// Where a stop stands: its phase and what it still waits for.
+#[derive(Debug, Clone, Copy)]
+pub struct StopReport {
+    /// The phase.
+    pub phase: StopPhase,
+    /// How long the phase has lasted.
+    pub phase_for: Duration,
+    /// Open client connections.
+    pub connections: u32,
+    /// Requests being handled.
+    pub inflight: u32,
+    /// Sessions owned here (handed off or taken over by their replicas when the node goes).
+    pub sessions: usize,
+    /// What the session layer waits for (in a cluster).
+    pub between_nodes: Option<crate::session::layer::StopFigures>,
+}
+
+impl Node {
+    /// Where a stop stands (never waits for a lock: the watchdog calls it from its thread).
+    pub fn stop_report(&self) -> StopReport {
+        let (phase, phase_for) = self.stop.phase(self.now_ms());
+        StopReport {
+            phase,
+            phase_for,
+            connections: self.connections.load(Ordering::Acquire),
+            inflight: self.inflight.load(Ordering::Acquire),
+            sessions: self.sessions.len(),
+            between_nodes: self.layer().map(|l| l.stop_figures()),
+        }
+    }
+}
+
+/// Watches a stop from a thread of its own: every [`STOP_REPORT_EVERY`] it logs the
+/// [`StopReport`]; past the bound it logs what is abandoned and exits the process with
+/// [`ABANDONED_EXIT`]. Dropping it (the stop ended) ends the thread.
+#[derive(Debug)]
+pub struct StopWatch {
+    done: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StopWatch {
+    /// Starts watching `node`'s stop, bounded by `bound` from now. Without a thread (the
+    /// system refused one) the stop goes on unwatched, and says so.
+    pub fn start(node: Arc<Node>, bound: Duration) -> Self {
+        Self::start_with(node, bound, STOP_REPORT_EVERY, || {
+            std::process::exit(ABANDONED_EXIT)
+        })
+    }
+
+    /// [`Self::start`] reporting every `every`, with `abandon` run past the bound instead of
+    /// the exit (tests).
+    fn start_with(
+        node: Arc<Node>,
+        bound: Duration,
+        every: Duration,
+        abandon: impl FnOnce() + Send + 'static,
+    ) -> Self {
+        let (done, rx) = std::sync::mpsc::channel::<()>();
+        let started = Instant::now();
+        let thread = std::thread::Builder::new()
+            .name("stop-watch".into())
+            .spawn(move || watch(&node, &rx, started, bound, every, abandon));
+        match thread {
+            Ok(t) => Self {
+                done: Some(done),
+                thread: Some(t),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the stop's watchdog: the stop is not bounded");
+                Self {
+                    done: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for StopWatch {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn watch(
+    node: &Node,
+    done: &std::sync::mpsc::Receiver<()>,
+    started: Instant,
+    bound: Duration,
+    every: Duration,
+    abandon: impl FnOnce(),
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        let left = bound.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            let r = node.stop_report();
+            tracing::error!(
+                bound_s = bound.as_secs_f64(),
+                phase = ?r.phase,
+                waiting_for = r.phase.waits_for(),
+                phase_for_ms = r.phase_for.as_millis() as u64,
+                connections = r.connections,
+                inflight = r.inflight,
+                sessions = r.sessions,
+                between_nodes = ?r.between_nodes,
+                "the stop did not end within its bound: exiting now; abandoned: these connections \
+                 (their clients reconnect elsewhere), requests in flight, sessions (their replicas \
+                 take them over)"
+            );
+            abandon();
+            return;
+        }
+        match done.recv_timeout(every.min(left)) {
+            Err(RecvTimeoutError::Timeout) if started.elapsed() < bound => {
+                let r = node.stop_report();
+                tracing::warn!(
+                    stopping_for_ms = started.elapsed().as_millis() as u64,
+                    bound_s = bound.as_secs_f64(),
+                    phase = ?r.phase,
+                    waiting_for = r.phase.waits_for(),
+                    phase_for_ms = r.phase_for.as_millis() as u64,
+                    connections = r.connections,
+                    inflight = r.inflight,
+                    sessions = r.sessions,
+                    between_nodes = ?r.between_nodes,
+                    "still stopping"
+                );
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                tracing::info!(took_ms = started.elapsed().as_millis() as u64, "stopped");
+                return;
+            }
+        }
     }
 }
 
@@ -190,4 +363,57 @@ pub struct DrainProgress {
     pub connections: u32,
     /// Whether the node can be removed without cutting a client off.
     pub done: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    fn node() -> Arc<Node> {
+        let settings = crate::Settings::validate(mcpcluster_api::NodeConfig::default())
+            .expect("default config");
+        Node::new(
+            settings,
+            crate::CatalogBuilder::new().build().expect("empty"),
+        )
+    }
+
+    #[test]
+    fn a_stop_past_its_bound_is_abandoned_and_one_within_it_is_not() {
+        let n = node();
+        n.stop.enter(n.now_ms(), StopPhase::HandOff);
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let flag = abandoned.clone();
+        let w = StopWatch::start_with(
+            n.clone(),
+            Duration::from_millis(120),
+            Duration::from_millis(20),
+            move || flag.store(true, Ordering::Release),
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(abandoned.load(Ordering::Acquire), "past the bound");
+        drop(w);
+        let report = n.stop_report();
+        assert_eq!(report.phase, StopPhase::HandOff);
+        assert!(report.phase_for >= Duration::from_millis(400));
+
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let flag = abandoned.clone();
+        let w = StopWatch::start_with(
+            n,
+            Duration::from_secs(30),
+            Duration::from_millis(20),
+            move || flag.store(true, Ordering::Release),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        drop(w); // the stop ended: the watchdog ends at once
+        assert!(!abandoned.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn the_default_bound_is_grace_plus_hand_off_plus_slack() {
+        assert_eq!(stop_bound(&node()), Duration::from_secs(10 + 10 + 5));
+    }
 }

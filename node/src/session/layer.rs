@@ -85,6 +85,26 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     /// Hands every session off, in rounds, until none is left or `deadline` (the last phase of
     /// a shutdown).
     fn hand_off_all(&self, deadline: Duration) -> BoxFuture<'static, ()>;
+    /// What a stopping node still waits for between nodes, for the stop's reports
+    /// (`node/drain.rs`'s `StopWatch`). Read from a thread outside the runtime, so it never
+    /// waits for a lock: a figure whose lock is held right then is `None`.
+    fn stop_figures(&self) -> StopFigures {
+        StopFigures::default()
+    }
+}
+
+/// What a stopping node still waits for between nodes ([`SessionLayer::stop_figures`]);
+/// `None`: its lock was held when looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopFigures {
+    /// Hand-offs sent and not acknowledged yet (their sessions are frozen here).
+    pub handing: Option<usize>,
+    /// Copies whose acknowledgement holds SSE events back (`cluster.durableEvents`).
+    pub held: Option<usize>,
+    /// Requests this node forwarded to a peer and streams it relays from one, not ended yet.
+    pub relayed: Option<usize>,
+    /// Requests peers forwarded here, still being served.
+    pub serving: Option<usize>,
 }
 
 /// Whether a new session is accepted, or why it is refused before it is created.
