@@ -35,7 +35,8 @@ bench/scale_report.py.
 
 Env: NODES (0: enough for the fd limit, at least 6), STAGES, HOLD_SECONDS, RATE, RAMP_RATE,
 STAGE_HOLD, ANNOUNCE_EVERY, RELAY_FRACTION (0.8), REPLICATION_FACTOR (2), DEADLINE (15),
-ROLLING (1; QUICK 0), KILL (1; 0 skips stage 3, for a run that measures only the ramp and
+ROLLING (1; QUICK 0), DURABLE_EVENTS (true/false: the nodes' `cluster.durableEvents`; unset: the
+node's default), KILL (1; 0 skips stage 3, for a run that measures only the ramp and
 the hold), LOAD_NICE (-5: the load ahead of the nodes, see bench/scalecfg.py), CARGO,
 NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries), TERM_WAIT (60: how long a
 SIGTERMed node may take before it is SIGKILLed), DUMP_AFTER (20: a node still stopping then has
@@ -59,7 +60,7 @@ import urllib.request
 import benchdoc
 
 import scale_report
-from scalecfg import (ANNOUNCE, DEADLINE, KILL, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
+from scalecfg import (ANNOUNCE, DEADLINE, DURABLE, KILL, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
                       RECOVERY_WAIT_S, ROLLING, ROOT, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
                       DOC, FINAL_RATE, HOLD, env, log, nofile)
 
@@ -178,6 +179,8 @@ class Node:
                "--cluster-ca-file", os.path.join(certs, "ca.crt"),
                "--cluster-cert-file", os.path.join(certs, "tls.crt"),
                "--cluster-key-file", os.path.join(certs, "tls.key")]
+        if DURABLE:
+            cmd += ["--cluster-durable-events", DURABLE]
         env_ = {k: v for k, v in os.environ.items() if not k.startswith("MCP_NODE_")}
         f = open(self.log_path, "a")
         self.proc = spawn(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=subprocess.STDOUT, env=env_,

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import benchdoc
-from scalecfg import (ANNOUNCE, DEADLINE, LOAD, LOAD_NICE, PLOTS, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY, ROOT,
+from scalecfg import (ANNOUNCE, DEADLINE, DURABLE, LOAD, LOAD_NICE, PLOTS, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY, ROOT,
                       TITLE, TITLE_QUICK, WRITE_DOC, log, nofile)
 
 
@@ -185,7 +185,8 @@ def render(res, run):
              f"Command: `{'make bench-scale-quick' if QUICK else 'make bench-scale'}` (bench/scale.py{', QUICK=1' if QUICK else ''}, {res['minutes']:.1f} min). "
              f"Machine: {benchdoc.machine(ROOT)}; kernel {os.uname().release}; RLIMIT_NOFILE {nofile()}; "
              f"load average {res['loadavg'][0]:.1f} at the start. {res['nodes']} mcp-node ({PROFILE}, R = {R}, "
-             f"each on its own 127.0.2.x, QUIC with the dev certificates, `echo` + `conformance` packs) and "
+             f"each on its own 127.0.2.x, QUIC with the dev certificates, `echo` + `conformance` packs, "
+             f"durable SSE events {durable_text()}) and "
              f"`mcp-load cluster` ({rep.get('processes', '?')} processes from 127.2.K.x) on the same 2 cores"
              f"{f' (the load at nice {LOAD_NICE} relative to the nodes, as clients with CPUs of their own)' if LOAD_NICE else ''}: "
              f"legacy sessions with their GET stream ({RELAY:.0%} opened through a node other than the one that "
@@ -350,3 +351,10 @@ def exit_text(r):
     if status:
         return f"{r['exit_s']:.1f} s (exit status {status})"
     return f"{r['exit_s']:.1f} s"
+
+
+def durable_text():
+    """The nodes' `cluster.durableEvents` as the run set it."""
+    if DURABLE:
+        return f"{'on' if DURABLE == 'true' else 'off'} (`DURABLE_EVENTS={DURABLE}`)"
+    return "on (the default)"

@@ -46,6 +46,11 @@ ROLLING = env("ROLLING", "0" if QUICK else "1") == "1"
 # run at its negation instead). LOAD_NICE=0 runs both alike.
 LOAD_NICE = int(env("LOAD_NICE", -5))
 KILL = env("KILL", "1") == "1"
+# DURABLE_EVENTS=true/false: the nodes' `cluster.durableEvents` (`--cluster-durable-events`);
+# unset: the node's default (on). The nodes get no MCP_NODE_* variable from the environment.
+DURABLE = env("DURABLE_EVENTS", "")
+if DURABLE not in ("", "true", "false"):
+    sys.exit(f"bench-scale: DURABLE_EVENTS must be true or false, not {DURABLE!r}")
 WRITE_DOC = env("DOC", "0" if QUICK else "1") == "1" and env("NO_DOC", "0") != "1"
 NODE_NET = "127.0.2"
 WAIT_CLUSTER_S = 60
