@@ -68,7 +68,7 @@ e2e-failover: ## (root) sessions survive node failures: 3 netns nodes + mcp-fail
 	$(CARGO) build -p mcp-node -p mcp-load
 	e2e/cluster/failover.sh target/debug/mcp-node target/debug/mcp-failover
 
-fuzz: ## Run each cargo-fuzz target (HTTP connection loop, peer frames and wire, config, JSON-RPC, /mcp bodies, upstream SSE) for FUZZ_SECONDS (default 30); installs nightly/cargo-fuzz if missing
+fuzz: ## Run each cargo-fuzz target (HTTP connection loop, peer frames and wire, config, JSON-RPC, /mcp bodies, upstream SSE, relayed bodies read for what must not run twice) for FUZZ_SECONDS (default 30); installs nightly/cargo-fuzz if missing
 	node/fuzz/run.sh $(FUZZ_SECONDS)
 
 fuzz-smoke: ## CI's short fuzz pass: every target for FUZZ_SMOKE_SECONDS (default 20) from its seeds

@@ -14,7 +14,7 @@ seconds="${1:-30}"
 shift || true
 here="$(cd "$(dirname "$0")" && pwd)"
 version=0.13.2
-all=(http_conn peer_frames peer_wire custody_wire config mcp_post_body jsonrpc_envelope small_parsers upstream_sse)
+all=(http_conn peer_frames peer_wire custody_wire config mcp_post_body jsonrpc_envelope small_parsers upstream_sse repeat_body)
 [[ $# -gt 0 ]] && targets=("$@") || targets=("${all[@]}")
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
