@@ -42,6 +42,11 @@ pub(crate) struct Client {
     /// The log level the last acknowledged change set, and a change waiting for its ticket.
     pub(crate) level: Option<u8>,
     pub(crate) updating: Option<(Idx, u64, Ticket, u8)>,
+    /// A later change whose outcome is unknown (not acknowledged, or its node died before
+    /// answering): the session's level is `level` or this one — any other undoes what the
+    /// client was told. (Two such changes in a row and the simulator stops checking the level
+    /// until the next acknowledged one.)
+    pub(crate) level_alt: Option<u8>,
     /// Per stream, the hash of every event seen (index = seq - 1).
     pub(crate) seen: HashMap<u32, Vec<u64>, BuildHasherDefault<DefaultHasher>>,
     /// Calls made.
@@ -56,6 +61,22 @@ impl Client {
     /// Whether it may do something else now (nothing it waits for).
     pub(crate) fn idle(&self) -> bool {
         self.creating.is_none() && self.updating.is_none()
+    }
+
+    /// A change to level `v` whose outcome is unknown.
+    pub(crate) fn level_unknown(&mut self, v: u8) {
+        if self.level_alt.is_none() {
+            self.level_alt = Some(v);
+        } else {
+            self.level = None;
+            self.level_alt = None;
+        }
+    }
+
+    /// Whether `have` is a level the session may have.
+    pub(crate) fn level_may_be(&self, have: u8) -> bool {
+        self.level
+            .is_none_or(|want| want == have || self.level_alt == Some(have))
     }
 }
 

@@ -509,10 +509,10 @@ impl World {
     }
 
     fn holds_acknowledged(cl: &Client, data: &SessionData) -> bool {
-        if cl.updating.is_none()
-            && let Some(level) = cl.level
-            && data.log_level != level
-        {
+        // The level acknowledged last, one a change of unknown outcome set, or the one a
+        // change in flight sets.
+        let have = data.log_level;
+        if !cl.level_may_be(have) && cl.updating.is_none_or(|(_, _, _, v)| v != have) {
             return false;
         }
         // A stream the copy lacks holds what the client saw only if the copy knew it and
@@ -872,7 +872,12 @@ impl World {
                     client.updating = None;
                     // Not acknowledged is not "not applied": like a timeout, the change may
                     // or may not have taken effect.
-                    client.level = ok.then_some(v);
+                    if ok {
+                        client.level = Some(v);
+                        client.level_alt = None;
+                    } else {
+                        client.level_unknown(v);
+                    }
                     if let Some(id) = client.session
                         && self.watched(id.0)
                     {
@@ -961,12 +966,12 @@ impl World {
             self.clients[c].creating = None;
             self.clients[c].session = None;
         }
-        if let Some((n, g, _, _)) = self.clients[c].updating
+        if let Some((n, g, _, v)) = self.clients[c].updating
             && !self.node_is(n, g)
         {
             // Its node died before answering: the change may or may not have survived.
             self.clients[c].updating = None;
-            self.clients[c].level = None;
+            self.clients[c].level_unknown(v);
         }
         if !self.clients[c].idle() {
             return;
@@ -1057,6 +1062,7 @@ impl World {
             client.readers.clear();
             client.seen.clear();
             client.level = None;
+            client.level_alt = None;
             self.by_session.insert(id, c);
             self.tickets.insert((i, generation, ticket), c);
         }
@@ -1163,7 +1169,7 @@ impl World {
             .as_ref()
             .and_then(|x| x.session(id))
             .map(|d| d.log_level);
-        if have != Some(want) {
+        if !have.is_some_and(|h| client.level_may_be(h)) {
             self.violation(format!(
                 "client {c}: acknowledged log level {want} of {id} is {have:?} at node {at}"
             ));
