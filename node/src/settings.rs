@@ -156,6 +156,15 @@ impl Settings {
         if !config.mcp_path.starts_with('/') {
             return Err(field("mcpPath", "must start with `/`"));
         }
+        if config.shutdown_grace_secs > MAX_SHUTDOWN_GRACE_SECS {
+            return Err(field(
+                "shutdownGraceSecs",
+                format!(
+                    "{} is more than {MAX_SHUTDOWN_GRACE_SECS} (a day); a stop is bounded by it",
+                    config.shutdown_grace_secs
+                ),
+            ));
+        }
         for pack in &config.packs {
             if !crate::content::packs::KNOWN.contains(&pack.as_str()) {
                 return Err(field(
@@ -356,9 +365,28 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
     Ok(())
 }
 
+/// The longest `shutdownGraceSecs` accepted: a stop's deadlines are computed from it
+/// (`node/drain.rs`'s `stop_bound`), and a value near `u64::MAX` seconds overflows them.
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 86_400;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shutdown_grace_past_a_day_names_the_field() {
+        let c = NodeConfig {
+            shutdown_grace_secs: u64::MAX,
+            ..Default::default()
+        };
+        let err = Settings::validate(c).expect_err("invalid");
+        assert!(err.to_string().contains("`shutdownGraceSecs`"), "{err}");
+        let c = NodeConfig {
+            shutdown_grace_secs: MAX_SHUTDOWN_GRACE_SECS,
+            ..Default::default()
+        };
+        assert!(Settings::validate(c).is_ok());
+    }
 
     #[test]
     fn default_validates() {

@@ -207,7 +207,9 @@ pub const ABANDONED_EXIT: i32 = 70;
 /// The longest a stop may take from SIGTERM to the process's exit: `shutdownGraceSecs` for
 /// the connections, [`HANDOFF_DEADLINE`] for the last hand-offs, [`STOP_SLACK`] for the rest.
 pub fn stop_bound(node: &Node) -> Duration {
-    Duration::from_secs(node.settings.config.shutdown_grace_secs) + HANDOFF_DEADLINE + STOP_SLACK
+    Duration::from_secs(node.settings.config.shutdown_grace_secs)
+        .saturating_add(HANDOFF_DEADLINE)
+        .saturating_add(STOP_SLACK)
 }
 
 /// Where a stop stands: its phase and what it still waits for.
