@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 /// Where a node reads Secret keys by default (and where the operator mounts them).
 pub const DEFAULT_SECRETS_DIR: &str = "/etc/mcp-node/secrets";
 
+/// The longest `shutdownGraceSecs` a node accepts (it refuses more at start, naming the field).
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 86_400;
+
+/// How long a node's stop may take beyond `shutdownGraceSecs`: the last hand-offs (10 s) and
+/// the rest of the stop — leaving the cluster, ending upstream sessions, the runtime (5 s).
+/// The node's overall bound is `shutdownGraceSecs` plus this; the operator's pod grace period
+/// covers it (after the preStop sleep).
+pub const STOP_BEYOND_GRACE_SECS: u64 = 15;
+
 /// Configuration of one `mcp-node` process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -37,7 +46,10 @@ pub struct NodeConfig {
     pub content: ContentConfig,
     /// Logging.
     pub log: LogConfig,
-    /// Seconds a shutdown waits for open requests and streams before closing them. Default 10.
+    /// Seconds a shutdown waits for open requests and streams before closing them. Default 10,
+    /// at most 86,400 (a day). A stop may take 15 s more: the last hand-offs and leaving the
+    /// cluster.
+    #[schemars(range(max = 86_400))]
     pub shutdown_grace_secs: u64,
     /// Clustering with peer nodes (off by default).
     pub cluster: crate::ClusterConfig,

@@ -366,8 +366,9 @@ fn apply_overrides(config: &mut NodeConfig, cli: &Cli) -> Result<(), ConfigError
 }
 
 /// The longest `shutdownGraceSecs` accepted: a stop's deadlines are computed from it
-/// (`node/drain.rs`'s `stop_bound`), and a value near `u64::MAX` seconds overflows them.
-pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 86_400;
+/// (`node/drain.rs`'s `stop_bound`), and a value near `u64::MAX` seconds overflows them. The
+/// CRD's schema says the same (`mcpcluster_api::node_config`).
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = mcpcluster_api::node_config::MAX_SHUTDOWN_GRACE_SECS;
 
 #[cfg(test)]
 mod tests {

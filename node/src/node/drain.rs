@@ -194,6 +194,13 @@ pub async fn finish(node: &Node) {
 /// ([`RUNTIME_STOP`]).
 pub const STOP_SLACK: Duration = Duration::from_secs(5);
 
+// The operator gives a pod `shutdownGraceSecs` + this (after its preStop sleep) before it is
+// killed: the node's bound must fit in it.
+const _: () = assert!(
+    HANDOFF_DEADLINE.as_secs() + STOP_SLACK.as_secs()
+        == mcpcluster_api::node_config::STOP_BEYOND_GRACE_SECS
+);
+
 /// How long the runtime may take to stop its tasks once the stop's phases are over (`main`:
 /// `Runtime::shutdown_timeout`; a blocking task still running is left behind).
 pub const RUNTIME_STOP: Duration = Duration::from_secs(2);

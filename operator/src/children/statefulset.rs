@@ -31,6 +31,9 @@ use crate::names::{CONFIG_HASH_ANNOTATION, Names};
 
 /// Seconds the pod waits in `preStop` before SIGTERM, so endpoints stop routing to it first.
 pub const PRE_STOP_SLEEP_SECS: i64 = 5;
+
+/// Seconds the pod's grace period leaves after the node's overall stop bound.
+pub const STOP_MARGIN_SECS: i64 = 5;
 /// The node's user and group in the image (distroless `nonroot`).
 pub const NODE_UID: i64 = 65532;
 /// Mode of the mounted Secret files: owner and group (`fsGroup`) read.
@@ -255,9 +258,12 @@ pub fn statefulset(
     labels.extend(names.selector()); // the selector wins
     let mut annotations = o.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.into());
+    // The preStop sleep, then the node's whole stop (its overall bound: the grace, the last
+    // hand-offs, leaving the cluster), then a margin before the kubelet kills it.
     let grace = i64::try_from(cluster.spec.node.shutdown_grace_secs).unwrap_or(3600)
         + PRE_STOP_SLEEP_SECS
-        + 10;
+        + i64::try_from(mcpcluster_api::node_config::STOP_BEYOND_GRACE_SECS).unwrap_or(15)
+        + STOP_MARGIN_SECS;
     let pod = PodSpec {
         containers: vec![container(cluster, names)],
         service_account_name: Some(

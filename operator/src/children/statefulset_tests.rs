@@ -26,8 +26,8 @@ fn stable_identities_config_probes_and_grace() {
 
     let pod = pod_spec(&s);
     assert_eq!(pod.service_account_name.as_deref(), Some("demo-node"));
-    // 10 s node grace + 5 s preStop + 10 s margin.
-    assert_eq!(pod.termination_grace_period_seconds, Some(25));
+    // preStop 5 s + shutdownGraceSecs 10 + the node's stop beyond it 15 + margin 5.
+    assert_eq!(pod.termination_grace_period_seconds, Some(35));
     let c0 = &pod.containers[0];
     let ready = c0
         .readiness_probe
