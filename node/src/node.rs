@@ -65,6 +65,17 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node with the default configuration and no content, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test() -> Arc<Self> {
+        let settings = crate::Settings::validate(mcpcluster_api::NodeConfig::default())
+            .expect("default config");
+        Self::new(
+            settings,
+            crate::CatalogBuilder::new().build().expect("empty"),
+        )
+    }
+
     /// Builds the node state.
     pub fn new(settings: Settings, catalog: Catalog) -> Arc<Self> {
         let sessions = Registry::new(settings.config.limits.max_sessions as usize);

@@ -43,12 +43,7 @@ mod tests {
     use super::*;
 
     fn node() -> Arc<Node> {
-        let settings = crate::Settings::validate(mcpcluster_api::NodeConfig::default())
-            .expect("default config");
-        Node::new(
-            settings,
-            crate::CatalogBuilder::new().build().expect("empty"),
-        )
+        Node::for_test()
     }
 
     #[test]

@@ -116,12 +116,7 @@ mod tests {
     use crate::stream_queue::{self, Receiver};
 
     fn node() -> Arc<Node> {
-        let settings = crate::Settings::validate(mcpcluster_api::NodeConfig::default())
-            .expect("default config");
-        Node::new(
-            settings,
-            crate::CatalogBuilder::new().build().expect("empty"),
-        )
+        Node::for_test()
     }
 
     /// `n` sessions with a GET stream each, and their readers.
