@@ -384,3 +384,54 @@ impl Inner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::LocalCa;
+
+    /// A caller that checked for a connection, found none, and was descheduled while the
+    /// dial under way finished (what a busy machine does between `live()` and `dial()`),
+    /// must not dial a second time: the deciding peer would take the second connection
+    /// over the first and close the first with frames in flight on it (seen as
+    /// `quic_transport::three_endpoints_exchange_frames_in_order` losing its last frames
+    /// about one run in thirty beside a CPU hog).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_no_connection_check_does_not_dial_again() {
+        let ca = LocalCa::generate().expect("ca");
+        let bind = || {
+            Transport::bind(
+                Config {
+                    bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    ..Config::default()
+                },
+                &ca.issue(&["mcp-peer"]).expect("cert"),
+            )
+            .expect("binds")
+        };
+        let ((a, _ra), (b, _rb)) = (bind(), bind());
+        a.connect(b.local_addr()).await.expect("connects");
+        let peer = a.inner.peer(b.local_addr());
+        let first = peer.live().expect("a connection is up");
+
+        // What `send` does after its stale check: asks for a dial.
+        a.inner.dial(&peer);
+        assert!(
+            !peer.is_dialing(),
+            "a connection is open: no second dial may start"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            first.close_reason().is_none(),
+            "the first connection stays open: {:?}",
+            first.close_reason()
+        );
+        assert_eq!(
+            peer.live().map(|c| c.stable_id()),
+            Some(first.stable_id()),
+            "and stays the one used"
+        );
+        a.close();
+        b.close();
+    }
+}

@@ -5,7 +5,11 @@
 //!   lower address decides which (the first one up; a later one is closed);
 //!   the other node writes frames only on a connection the lower one has
 //!   confirmed by opening its frame stream on it, so no frame is ever
-//!   written on a connection that is then closed as a duplicate.
+//!   written on a connection that is then closed as a duplicate. That holds
+//!   because a node dials only when it has no open connection to the peer,
+//!   checked while it holds the peer's dial flag (`Peer::start_dialing`): the
+//!   lower node replaces a connection the other dialed with a newer one it
+//!   dialed, taking the newer one as proof that the older is dead there.
 //! - One long-lived unidirectional stream per direction carries frames
 //!   ([`crate::frame`]): a per-peer bounded [`crate::frame::Batcher`] feeds a
 //!   sender task that writes whole frames and never waits for ACK-based

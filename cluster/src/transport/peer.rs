@@ -117,8 +117,22 @@ impl Peer {
         })
     }
 
+    /// Takes the right to dial this peer: true only when no dial is under way *and*, with
+    /// the flag held, no connection is open. The check must come after the flag: a dial
+    /// installs its connection before it drops the flag, so a caller that saw no connection
+    /// a moment ago (and was then descheduled while that dial finished) would otherwise dial
+    /// a second time. The deciding peer replaces a connection the other side dialed with a
+    /// newer one it dialed (it dials only when it has none open), so a needless second dial
+    /// made the decider close the first one with frames still in flight on it: lost.
     pub(crate) fn start_dialing(&self) -> bool {
-        !self.dialing.swap(true, Ordering::AcqRel)
+        if self.dialing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        if self.live().is_some() {
+            self.stop_dialing();
+            return false;
+        }
+        true
     }
 
     pub(crate) fn stop_dialing(&self) {
