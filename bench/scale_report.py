@@ -56,6 +56,25 @@ def span(seconds, t_from, t_to):
     return out
 
 
+def broadcast_split(seconds, t_from, t_to):
+    """The stage's calls in two parts: the seconds in which the streams received events (an
+    announcement's broadcast reaching the clients: every `ANNOUNCE` s one event per stream,
+    paced over several seconds) and the other seconds. Says how much of the stage's tail the
+    broadcasts make."""
+    sel = [s for s in seconds if t_from <= s["t"] < t_to]
+    parts = {}
+    for name, keep in (("broadcast", lambda s: s.get("events", 0) > 0), ("quiet", lambda s: s.get("events", 0) == 0)):
+        part = [s for s in sel if keep(s)]
+        merged = {}
+        for s in part:
+            for v, c in s.get("latency", []):
+                merged[v] = merged.get(v, 0) + c
+        bins = sorted(merged.items())
+        parts[name] = {"seconds": len(part), "calls": sum(c for _, c in bins),
+                       "lat": {q: percentile(bins, p) for q, p in (("p50", .5), ("p95", .95), ("p99", .99), ("p999", .999))}}
+    return parts
+
+
 def served_again(tl, t_event_unix, limit_unix):
     """Seconds from an event (a kill, a SIGTERM) until the last outage that followed it ended:
     outages are followed until the first 2 s in a row that end with no session impaired;
@@ -159,7 +178,8 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
         if st.get("restarts") and held_at_event:
             vals = [served_again(tl, r["t"], r["t"] + 60) for r in st["restarts"]]
             served = None if any(v is None for v in vals) else max(vals, default=0.0)
-        stages.append({**st, "span": sp, "cpu": cpu, "rss": rss, "failovers": delta("failovers"), "held_before": held_at_event,
+        split = broadcast_split(tl.seconds, tl.sec(a), max(tl.sec(b), tl.sec(a) + 1)) if st["name"].startswith("hold") else None
+        stages.append({**st, "span": sp, "split": split, "cpu": cpu, "rss": rss, "failovers": delta("failovers"), "held_before": held_at_event,
                        "wire": delta("wire"), "raw": delta("raw"), "downs": len(downs), "rejoined": len(rejoined),
                        "false_deaths": false_deaths, "served_again_s": served})
     # What the load judged (sessions lost, events missed, stages not reached, the final
@@ -233,6 +253,13 @@ def render(res, run):
         f"final check {rep.get('final_ok', 0):,} of {rep.get('final_checked', 0):,}; "
         f"failed attempts by kind: {', '.join(f'{k} {v:,}' for k, v in sorted(total.get('errors', {}).items(), key=lambda kv: -kv[1])[:12]) or 'none'}.")
     for s in res["stages"]:
+        if s.get("split"):
+            b, q = s["split"]["broadcast"], s["split"]["quiet"]
+            lat = lambda x: " / ".join(fmt_ms(x["lat"][k]) for k in ("p50", "p95", "p99", "p999"))
+            lines.append(f"`{s['name']}` split by the announcements' broadcasts (an event on every stream every "
+                         f"{ANNOUNCE:g} s, paced): the {b['seconds']} s in which streams received events, "
+                         f"{b['calls']:,} calls, p50 / p95 / p99 / p99.9 {lat(b)} ms; the other {q['seconds']} s, "
+                         f"{q['calls']:,} calls, {lat(q)} ms.")
         if s.get("kill"):
             lines.append(f"`{s['name']}`: it owned {s['victim_sessions']:,} sessions; the survivors' `/cluster` showed it "
                          f"down after {s['detect_s'] if s['detect_s'] is None else round(s['detect_s'], 2)} s; restarted, "
