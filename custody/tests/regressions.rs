@@ -69,6 +69,13 @@
 //!   replica's copy with an older level counted as holding the session and its loss (the
 //!   owner and the replica holding the acknowledged level both killed) as a violation. The
 //!   level is now the acknowledged one or the one of the change of unknown outcome.
+//!   900009399 was the simulator's too: the client set its level 1 → 2 → 1 while a replica
+//!   was stalled and dropped from the set; the owner and the new replica, the holders of the
+//!   last two acknowledged changes, were killed, and the drop note made the stalled replica
+//!   drop its copy — which held level 1 from before the 2. The simulator compared values and
+//!   counted that copy as holding what the client was told. A level is now the value and the
+//!   change that set it (a tag the simulated client writes beside it): the copy missed two
+//!   acknowledged changes, and the loss is one with all their holders.
 
 use mcp_custody::sim::{World, random};
 
@@ -86,7 +93,7 @@ const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 
 const PAST_20000: &[u64] = &[25227];
 
-const RANDOM_SMOKE: &[u64] = &[14202686, 543511571, 9472, 14206170, 900002555];
+const RANDOM_SMOKE: &[u64] = &[14202686, 543511571, 9472, 14206170, 900002555, 900009399];
 
 #[test]
 fn seeds_that_once_failed_pass() {

@@ -13,6 +13,14 @@ use crate::id::SessionId;
 
 use super::links::Idx;
 
+/// A log level as the session holds it: the value and the change that set it (its tag, kept in
+/// the session's `next_request`, which the simulated clients do not otherwise use). Levels are
+/// compared by both: a copy holding the same value from an earlier change (a level set
+/// 1 → 2 → 1, a copy from before the 2) does not hold what the client was told — it missed
+/// two acknowledged changes — and a take-over from it would have undone them, whatever the
+/// values say (seed 900009399).
+pub(crate) type Level = (u8, i64);
+
 /// One stream a client reads.
 #[derive(Debug, Clone)]
 pub(crate) struct Reader {
@@ -39,14 +47,15 @@ pub(crate) struct Client {
     /// Lost otherwise: a violation (recorded once).
     pub(crate) lost: bool,
     pub(crate) readers: Vec<Reader>,
-    /// The log level the last acknowledged change set, and a change waiting for its ticket.
-    pub(crate) level: Option<u8>,
-    pub(crate) updating: Option<(Idx, u64, Ticket, u8)>,
+    /// The log level the last acknowledged change set (with the change that set it), and a
+    /// change waiting for its ticket.
+    pub(crate) level: Option<Level>,
+    pub(crate) updating: Option<(Idx, u64, Ticket, Level)>,
     /// A later change whose outcome is unknown (not acknowledged, or its node died before
     /// answering): the session's level is `level` or this one — any other undoes what the
     /// client was told. (Two such changes in a row and the simulator stops checking the level
     /// until the next acknowledged one.)
-    pub(crate) level_alt: Option<u8>,
+    pub(crate) level_alt: Option<Level>,
     /// Per stream, the hash of every event seen (index = seq - 1).
     pub(crate) seen: HashMap<u32, Vec<u64>, BuildHasherDefault<DefaultHasher>>,
     /// Calls made.
@@ -64,7 +73,7 @@ impl Client {
     }
 
     /// A change to level `v` whose outcome is unknown.
-    pub(crate) fn level_unknown(&mut self, v: u8) {
+    pub(crate) fn level_unknown(&mut self, v: Level) {
         if self.level_alt.is_none() {
             self.level_alt = Some(v);
         } else {
@@ -74,7 +83,7 @@ impl Client {
     }
 
     /// Whether `have` is a level the session may have.
-    pub(crate) fn level_may_be(&self, have: u8) -> bool {
+    pub(crate) fn level_may_be(&self, have: Level) -> bool {
         self.level
             .is_none_or(|want| want == have || self.level_alt == Some(have))
     }

@@ -202,6 +202,8 @@ pub struct World {
     report: Report,
     steps: u64,
     last_path: String,
+    /// The tag the next level change gets (client.rs, `Level`): unique in the run.
+    next_tag: i64,
 }
 
 /// The simulated address of node `i`.
@@ -254,6 +256,8 @@ impl World {
             report: Report::default(),
             steps: 0,
             last_path: String::new(),
+            // Above every session's initial `next_request` (1).
+            next_tag: 2,
             seed,
             cfg,
         };
@@ -511,7 +515,7 @@ impl World {
     fn holds_acknowledged(cl: &Client, data: &SessionData) -> bool {
         // The level acknowledged last, one a change of unknown outcome set, or the one a
         // change in flight sets.
-        let have = data.log_level;
+        let have = (data.log_level, data.next_request);
         if !cl.level_may_be(have) && cl.updating.is_none_or(|(_, _, _, v)| v != have) {
             return false;
         }
@@ -882,7 +886,7 @@ impl World {
                         && self.watched(id.0)
                     {
                         eprintln!(
-                            "[{:>9.3}s] node {i}: level {v} settled ok={ok}",
+                            "[{:>9.3}s] node {i}: level {v:?} settled ok={ok}",
                             self.now.as_secs_f64()
                         );
                     }
@@ -1168,10 +1172,10 @@ impl World {
             .custody
             .as_ref()
             .and_then(|x| x.session(id))
-            .map(|d| d.log_level);
+            .map(|d| (d.log_level, d.next_request));
         if !have.is_some_and(|h| client.level_may_be(h)) {
             self.violation(format!(
-                "client {c}: acknowledged log level {want} of {id} is {have:?} at node {at}"
+                "client {c}: acknowledged log level {want:?} (level, change) of {id} is {have:?} at node {at}"
             ));
         }
     }
@@ -1232,11 +1236,25 @@ impl World {
                 self.now.as_secs_f64()
             );
         }
+        let tag = self.next_tag;
+        self.next_tag += 1;
         let Some(x) = self.nodes[usize::from(at)].custody.as_mut() else {
             return;
         };
-        if let Some(t) = x.update(id, |d| d.log_level = v) {
-            self.clients[c].updating = Some((at, generation, t, v));
+        // A change of value is tagged (client.rs, `Level`); setting the value the session has
+        // changes nothing, tag included, so such a change stays one the machine settles
+        // without a copy of its own (seed 8832).
+        let set = |d: &mut SessionData| {
+            if d.log_level != v {
+                d.log_level = v;
+                d.next_request = tag;
+            }
+        };
+        if let Some(t) = x.update(id, set) {
+            let now = x
+                .session(id)
+                .map_or((v, tag), |d| (d.log_level, d.next_request));
+            self.clients[c].updating = Some((at, generation, t, now));
             self.tickets.insert((at, generation, t), c);
         }
     }
@@ -1625,13 +1643,14 @@ fn short(msg: &crate::wire::CustodyMsg) -> String {
     use crate::wire::CustodyMsg as M;
     match msg {
         M::Replicate(r) => format!(
-            "Replicate epoch {} seq {} owner {} full {} handoff {} level {} streams {:?}",
+            "Replicate epoch {} seq {} owner {} full {} handoff {} level {} ({}) streams {:?}",
             r.epoch,
             r.seq,
             r.owner,
             r.full,
             r.handoff,
             r.state.log_level,
+            r.state.next_request,
             r.streams
                 .iter()
                 .map(|s| (s.id, s.next_seq, s.finished, s.events.len()))
