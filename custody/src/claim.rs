@@ -163,9 +163,8 @@ impl Custody {
         }
     }
 
-    /// Members that noted drops made here: once more than half of the cluster (with this
-    /// node; no tie broken by the lowest address, members.rs) noted one, the dropped member
-    /// leaves the set for good.
+    /// Members that noted drops made here: once a majority (with this node) noted one, the
+    /// dropped member leaves the set for good.
     pub(crate) fn on_drops_noted(&mut self, from: SocketAddr, entries: &[(u128, SocketAddr, u64)]) {
         for (session, member, below) in entries {
             let id = SessionId(*session);
@@ -192,7 +191,7 @@ impl Custody {
                 .filter(|(m, _)| m == member)
                 .map(|(_, by)| *by)
                 .collect();
-            if !self.members.strict_majority_of(&noters) {
+            if !self.members.majority_of(&noters) {
                 continue;
             }
             let Some(crate::machine::Entry {
