@@ -15,6 +15,8 @@ addresses) through these stages, all under load:
    60 s), restart it, wait until every node sees it alive;
 4. rolling restart (not in QUICK): each node in turn SIGTERM, wait for its exit, restart, wait
    until every node sees it alive;
+4b. spread: the sessions each node owns until SPREAD_WAIT s (60) after the last restart; past
+   share x 1.10 then (issue 11: rebalancing evens the spread within a minute) the run fails;
 5. final check: every held session must answer one more call and have its stream up.
 
 Per stage: sessions held, ramp rate, p50/p95/p99/p99.9 from the due time, error rate, false
@@ -35,7 +37,7 @@ bench/scale_report.py.
 
 Env: NODES (0: enough for the fd limit, at least 6), STAGES, HOLD_SECONDS, RATE, RAMP_RATE,
 STAGE_HOLD, ANNOUNCE_EVERY, RELAY_FRACTION (0.8), REPLICATION_FACTOR (2), DEADLINE (15),
-ROLLING (1; QUICK 0), DURABLE_EVENTS (true/false: the nodes' `cluster.durableEvents`; unset: the
+ROLLING (1; QUICK 0), SPREAD_WAIT (60; 0 skips stage 4b), DURABLE_EVENTS (true/false: the nodes' `cluster.durableEvents`; unset: the
 node's default), KILL (1; 0 skips stage 3, for a run that measures only the ramp and
 the hold), LOAD_NICE (-5: the load ahead of the nodes, see bench/scalecfg.py), CARGO,
 NO_BUILD=1, NO_DOC=1, KEEP_LOGS=1, PROFILE=debug (debug binaries), TERM_WAIT (60: how long a
@@ -61,7 +63,7 @@ import benchdoc
 
 import scale_report
 from scalecfg import (ANNOUNCE, DEADLINE, DURABLE, KILL, LOAD, LOAD_NICE, NODE, NODE_NET, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY,
-                      RECOVERY_WAIT_S, ROLLING, ROOT, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
+                      RECOVERY_WAIT_S, ROLLING, ROOT, SPREAD_LIMIT, SPREAD_WAIT_S, SESSIONS, STAGE_HOLD, STAGES, WAIT_CLUSTER_S, WRITE_DOC, CARGO,
                       DOC, FINAL_RATE, HOLD, env, log, nofile)
 
 PROCS = []
@@ -433,6 +435,31 @@ class Run:
         self.notes = []
 
 
+def watch_spread(cluster, since_unix, wait_s, loader_alive):
+    """The sessions each node owns, every 2 s until `wait_s` after `since_unix` (the cluster's
+    last change): when the largest first came within SPREAD_LIMIT x the share (seconds after
+    the change, or None) and the counts at the end."""
+    within_at, counts = None, []
+    while loader_alive():
+        counts = []
+        for x in cluster.nodes:
+            try:
+                counts.append(int(x.status()["sessions"]))
+            except (OSError, ValueError, KeyError):
+                counts.append(-1)
+        total = sum(c for c in counts if c > 0)
+        share = total / len(counts) if counts else 0
+        if within_at is None and share and min(counts) >= 0 and max(counts) <= SPREAD_LIMIT * share:
+            within_at = time.time() - since_unix
+        if time.time() - since_unix >= wait_s:
+            break
+        time.sleep(2)
+    total = sum(c for c in counts if c > 0)
+    share = total / len(counts) if counts else 0
+    return {"within_s": within_at, "counts": counts, "share": share,
+            "max_ratio": (max(counts) / share) if share else None, "after_s": time.time() - since_unix}
+
+
 def wait_recovered(tl, since_unix, limit_s):
     """Until the load's timeline shows no impaired session at the end of 3 seconds in a row
     after `since_unix`."""
@@ -588,6 +615,7 @@ def main():
             took, status = x.term(TERM_WAIT)
             x.start(cluster.seeds)
             rejoin = cluster.wait_all_alive(WAIT_CLUSTER_S)
+            run.events.append((time.time(), f"{x.name} back"))
             recovered = wait_recovered(tl, t_stop, 30)
             stops.append({"node": x.name, "t": t_stop, "exit_s": took, "exit_status": status, "rejoin_s": rejoin,
                           "term_wait": TERM_WAIT})
@@ -599,6 +627,20 @@ def main():
         tl.poll()
         run.stages.append({"name": "rolling restart", "from": t_roll, "to": time.time(), "stops": len(stops),
                            "restarts": stops})
+
+    # 4b. The spread a minute after the last change: rebalancing, paced in the background,
+    # must have brought every node within its share + 10 % (issue 11).
+    last_change = max((e[0] for e in run.events), default=None)
+    if SPREAD_WAIT_S > 0 and last_change is not None and loader_alive():
+        t_spread = time.time()
+        log(f"spread: the owned counts until {SPREAD_WAIT_S:g} s after the last restart")
+        spread = watch_spread(cluster, last_change, SPREAD_WAIT_S, loader_alive)
+        within = spread["within_s"]
+        log(f"  {spread['after_s']:.0f} s after it: owned per node {spread['counts']}, share {spread['share']:.0f}, "
+            f"largest {spread['max_ratio'] or 0:.2f}x the share; within {SPREAD_LIMIT - 1:.0%} of it "
+            f"{'after %.0f s' % within if within is not None else 'not by then'}")
+        tl.poll()
+        run.stages.append({"name": "spread", "from": t_spread, "to": time.time(), "stops": 0, "spread": spread})
 
     # 5. Final check.
     t_final = time.time()

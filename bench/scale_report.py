@@ -9,7 +9,7 @@ import time
 
 import benchdoc
 from scalecfg import (ANNOUNCE, DEADLINE, DURABLE, LOAD, LOAD_NICE, PLOTS, POOL, PROFILE, QUICK, R, RAMP_RATE, RATE, RELAY, ROOT,
-                      TITLE, TITLE_QUICK, WRITE_DOC, log, nofile)
+                      SPREAD_LIMIT, TITLE, TITLE_QUICK, WRITE_DOC, log, nofile)
 
 
 # --- Figures from the load's seconds (the same sums as mcp_load::cluster::second::Span).
@@ -191,6 +191,12 @@ def figures(run, tl, procs, metrics, log_events, cluster, report):
         for r in s.get("restarts", []):
             if r["exit_s"] is None or r.get("exit_status"):
                 failures.append(f"{r['node']}'s stop did not end by itself ({exit_text(r)})")
+        sp = s.get("spread")
+        if sp and (sp["max_ratio"] is None or sp["max_ratio"] > SPREAD_LIMIT):
+            node = max(range(len(sp["counts"])), key=lambda i: sp["counts"][i]) if sp["counts"] else None
+            failures.append(f"spread: {sp['after_s']:.0f} s after the last restart n{node} owned {max(sp['counts'], default=0):,} "
+                            f"sessions, {sp['max_ratio'] or 0:.2f}x the share of {sp['share']:,.0f} "
+                            f"(at most {SPREAD_LIMIT:.2f}x)")
     failures += run.notes
     return {"stages": stages, "failures": failures, "report": report}
 
@@ -253,6 +259,12 @@ def render(res, run):
         f"final check {rep.get('final_ok', 0):,} of {rep.get('final_checked', 0):,}; "
         f"failed attempts by kind: {', '.join(f'{k} {v:,}' for k, v in sorted(total.get('errors', {}).items(), key=lambda kv: -kv[1])[:12]) or 'none'}.")
     for s in res["stages"]:
+        if s.get("spread"):
+            sp = s["spread"]
+            lines.append(f"`spread`: {sp['after_s']:.0f} s after the last restart the nodes owned "
+                         f"{', '.join(f'{c:,}' for c in sp['counts'])} sessions (share {sp['share']:,.0f}); the largest "
+                         f"{sp['max_ratio'] or 0:.2f}x the share; every node within {SPREAD_LIMIT - 1:.0%} of it "
+                         + (f"{sp['within_s']:.0f} s after the restart." if sp["within_s"] is not None else "not by then."))
         if s.get("split"):
             b, q = s["split"]["broadcast"], s["split"]["quiet"]
             lat = lambda x: " / ".join(fmt_ms(x["lat"][k]) for k in ("p50", "p95", "p99", "p999"))
