@@ -881,7 +881,17 @@ impl Peers {
                 );
                 return;
             }
-            tracing::warn!(session = %own.id, %from, epoch = r.epoch, mine, "a peer owns a newer version of a session owned here; keeping it as a replica");
+            if r.epoch == mine.wrapping_add(1) && self.handing.lock().contains_key(&id) {
+                // Being handed off from here (with `epoch + 1`): its successor took it and its
+                // first copy came in before this node handled the acknowledgement (the waiting
+                // task runs late on a busy node). The expected end of a hand-off, not two
+                // owners: one `bench-scale-quick` rebalancing logged 1,771 of these as
+                // warnings. (Were it a take-over instead, the verdict that made it is logged by
+                // the membership; demoting is right either way.)
+                tracing::debug!(session = %own.id, %from, epoch = r.epoch, mine, "a session being handed off from here came back as its successor's copy before the acknowledgement was handled; keeping it as a replica");
+            } else {
+                tracing::warn!(session = %own.id, %from, epoch = r.epoch, mine, "a peer owns a newer version of a session owned here; keeping it as a replica");
+            }
             self.demote(node, &own, Some(from));
         }
         let of = Box::new(ReplicaOf {
