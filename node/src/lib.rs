@@ -137,6 +137,10 @@ pub async fn start_with(
                     node.session_changed(s);
                 }
             }));
+        // What a client session's own upstream stream carries reaches it here.
+        task_node
+            .upstreams
+            .on_client_hooks(task_node.client_hooks());
         let upstreams = task_node.upstreams.spawn(to_node.clone(), to_node);
         let admin_task = tokio::spawn(admin::serve(
             admin,

@@ -5,6 +5,7 @@ pub mod announce;
 pub mod broadcasts;
 pub mod drain;
 pub mod stop;
+pub mod upstream_hooks;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -174,21 +175,30 @@ impl Node {
     }
 
     /// This node now owns `s`, taken over or handed here: its subscriptions to upstream
-    /// resources are made in this node's upstream sessions, so their updates reach it here.
-    pub fn session_adopted(&self, s: &crate::session::Session) {
+    /// resources are made in this node's upstream sessions, so their updates reach it here,
+    /// or, in its own upstream sessions (`sessions: perClient`), their standalone streams
+    /// are opened here when it needs them.
+    pub fn session_adopted(&self, s: &Arc<crate::session::Session>) {
         if self.upstreams.is_empty() {
             return;
         }
-        let uris: Vec<String> = s
-            .state
-            .lock()
-            .subscriptions
-            .iter()
-            .map(|u| u.to_string())
-            .collect();
-        if !uris.is_empty() {
+        let (uris, own) = {
+            let st = s.state.lock();
+            let uris: Vec<String> = st.subscriptions.iter().map(|u| u.to_string()).collect();
+            (uris, st.upstreams.is_some())
+        };
+        if !uris.is_empty() || own {
             self.upstreams
-                .adopt(uris, |uri| self.catalog.resource_exists(uri));
+                .adopt(s, uris, |uri| self.catalog.resource_exists(uri));
+        }
+    }
+
+    /// This node no longer owns `s` (handed to a peer, or a peer owns a newer version): the
+    /// standalone streams it held for the session's own upstream sessions are closed, so
+    /// its new owner opens them.
+    pub fn session_left(&self, s: &crate::session::Session) {
+        if !self.upstreams.is_empty() {
+            self.upstreams.session_left(s);
         }
     }
 

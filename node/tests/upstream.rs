@@ -1878,6 +1878,205 @@ async fn client_sessions_have_their_own_upstream_sessions() {
     assert!(deleted.contains(&"s4".to_string()), "{deleted:?}");
 }
 
+/// `sessions: perClient`: a client session's subscriptions are made in its own upstream
+/// session, whose standalone stream the node opens with the first (before answering it) and
+/// closes after the last, so the upstream's updates — which it sends to the subscribed
+/// session only, as server-everything does — reach that client and no other; log messages the
+/// upstream sends there outside any request reach the client at its level; a request the
+/// upstream sends there to a client holding no stream is answered with an error at once; a
+/// client that neither subscribes nor sets a level costs no stream; the upstream losing the
+/// session gets the subscriptions made again in the new one; DELETE closes the stream.
+#[tokio::test]
+async fn a_clients_own_upstream_session_carries_its_subscriptions_and_their_updates() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
+    let node = node_with(vec![per_client(&url)]).await;
+    let addr = node.mcp_addr;
+    let a = initialize(addr).await;
+    let b = initialize(addr).await;
+    let idle = initialize(addr).await;
+    wait_for_tool(addr, &a, "up__echo", Duration::from_secs(10)).await;
+    wait_for_upstream_stream(&script, 1).await;
+    let node_session = script.gets.lock()[0].clone();
+    for s in [&a, &b, &idle] {
+        let r = call(addr, s, "up__echo", json!({"text": "x"})).await;
+        assert_eq!(text_of(&r), "echo: x", "{r}");
+    }
+    let own = script.called_in("echo");
+    let (sa, sb) = (own[0].clone(), own[1].clone());
+    assert_eq!(
+        *script.gets.lock(),
+        std::slice::from_ref(&node_session),
+        "calls alone open no stream"
+    );
+
+    // Subscriptions go in the client's own session; its stream is open once answered.
+    for uri in ["test://shared", "up+test://builtin"] {
+        let r = legacy(addr, &a, "resources/subscribe", json!({ "uri": uri })).await;
+        assert_eq!(r["result"], json!({}), "{uri}: {r}");
+    }
+    let r = legacy(
+        addr,
+        &b,
+        "resources/subscribe",
+        json!({"uri": "test://shared"}),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let asked: Vec<(Value, String)> = script.asked("resources/subscribe");
+    assert_eq!(
+        asked,
+        [
+            (json!({"uri": "test://shared"}), sa.clone()),
+            (json!({"uri": "test://builtin"}), sa.clone()),
+            (json!({"uri": "test://shared"}), sb.clone()),
+        ]
+    );
+    let mut open = script.open_gets.lock().clone();
+    open.sort();
+    let mut want = vec![node_session.clone(), sa.clone(), sb.clone()];
+    want.sort();
+    assert_eq!(open, want, "one stream per subscribed client session");
+    assert_eq!(node.node.upstreams.own_streams("up"), 2);
+
+    // Updates: each to the sessions subscribed, under the URI each used.
+    let stream_a = get_stream(addr, &a, Duration::from_secs(2));
+    let stream_b = get_stream(addr, &b, Duration::from_secs(2));
+    let stream_idle = get_stream(addr, &idle, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for uri in ["test://shared", "test://builtin"] {
+        let r = call(addr, &idle, "up__touch", json!({ "uri": uri })).await;
+        assert_eq!(text_of(&r), "touched", "{r}");
+    }
+    // A log message outside any request, to `a` only.
+    let r = call(
+        addr,
+        &a,
+        "up__say",
+        json!({"level": "info", "text": "hello a"}),
+    )
+    .await;
+    assert_eq!(text_of(&r), "said", "{r}");
+    let heard_a = stream_a.await.expect("GET stream");
+    assert_eq!(
+        updated_uris(&heard_a),
+        ["test://shared", "up+test://builtin"],
+        "{}",
+        heard_a.body
+    );
+    let said: Vec<Value> = sse_messages(&heard_a.body)
+        .into_iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .map(|m| m["params"]["data"].clone())
+        .collect();
+    assert_eq!(said, [json!("hello a")], "{}", heard_a.body);
+    let heard_b = stream_b.await.expect("GET stream");
+    assert_eq!(
+        updated_uris(&heard_b),
+        ["test://shared"],
+        "{}",
+        heard_b.body
+    );
+    let heard_idle = stream_idle.await.expect("GET stream");
+    assert!(
+        sse_messages(&heard_idle.body).is_empty(),
+        "{}",
+        heard_idle.body
+    );
+
+    // A level below the message's: not relayed; at or above: relayed.
+    let r = legacy(addr, &a, "logging/setLevel", json!({"level": "warning"})).await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let stream_a = get_stream(addr, &a, Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (level, text) in [("info", "quiet"), ("error", "loud")] {
+        let r = call(addr, &a, "up__say", json!({"level": level, "text": text})).await;
+        assert_eq!(text_of(&r), "said", "{r}");
+    }
+    let heard_a = stream_a.await.expect("GET stream");
+    let said: Vec<Value> = sse_messages(&heard_a.body)
+        .into_iter()
+        .filter(|m| m["method"] == "notifications/message")
+        .map(|m| m["params"]["data"].clone())
+        .collect();
+    assert_eq!(said, [json!("loud")], "{}", heard_a.body);
+
+    // A client that never opened a GET stream holds an upstream stream of its own once it
+    // set a level, and is asked `roots/list` on it: the upstream gets an error at once.
+    let c = initialize(addr).await;
+    let r = legacy(addr, &c, "logging/setLevel", json!({"level": "info"})).await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let r = call(addr, &c, "up__echo", json!({"text": "c"})).await;
+    assert_eq!(text_of(&r), "echo: c", "{r}");
+    let sc = script.called_in("echo").last().cloned().unwrap_or_default();
+    until("c's own stream", Duration::from_secs(5), || {
+        script.open_gets.lock().contains(&sc)
+    })
+    .await;
+    let r = call(addr, &c, "up__ask-later", json!({})).await;
+    assert_eq!(text_of(&r), "asked", "{r}");
+    until(
+        "the upstream's request answered",
+        Duration::from_secs(5),
+        || !script.responses.lock().is_empty(),
+    )
+    .await;
+    let answer = script.responses.lock()[0].clone();
+    assert!(
+        answer["id"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("later-")),
+        "{answer}"
+    );
+    assert_eq!(answer["error"]["code"], -32603, "{answer}");
+
+    // The last unsubscribe closes `b`'s stream (it set no level).
+    let r = legacy(
+        addr,
+        &b,
+        "resources/unsubscribe",
+        json!({"uri": "test://shared"}),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    assert_eq!(
+        script.asked("resources/unsubscribe"),
+        [(json!({"uri": "test://shared"}), sb.clone())]
+    );
+    until("b's stream closed", Duration::from_secs(5), || {
+        !script.open_gets.lock().contains(&sb)
+    })
+    .await;
+
+    // The upstream lost every session: `a`'s new one gets its subscriptions again.
+    script
+        .forgotten
+        .store(script.sessions.load(Ordering::SeqCst), Ordering::SeqCst);
+    let r = call(addr, &a, "up__echo", json!({"text": "again"})).await;
+    assert_eq!(text_of(&r), "echo: again", "{r}");
+    let fresh = script.called_in("echo").last().cloned().unwrap_or_default();
+    assert_ne!(fresh, sa);
+    let mut again: Vec<Value> = script
+        .asked("resources/subscribe")
+        .into_iter()
+        .filter(|(_, s)| *s == fresh)
+        .map(|(p, _)| p["uri"].clone())
+        .collect();
+    again.sort_by_key(|v| v.to_string());
+    assert_eq!(again, [json!("test://builtin"), json!("test://shared")]);
+
+    // DELETE ends `a`'s upstream session and closes its stream.
+    let r = send(addr, "DELETE", &[("mcp-session-id", &a)], "").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    until("a's streams closed", Duration::from_secs(5), || {
+        let open = script.open_gets.lock();
+        !open.contains(&sa) && !open.contains(&fresh)
+    })
+    .await;
+    node.shutdown().await;
+}
+
 /// `sessions: perClient` in a cluster: a client session's calls through any node run at its
 /// owner in its own upstream session; when the owner leaves, the successor goes on in that
 /// same upstream session (it is in the replicated session state: no new `initialize`), and
@@ -1945,15 +2144,39 @@ async fn a_clients_upstream_session_follows_it_across_nodes() {
 /// A session owned by one node and used through another: its subscription to an upstream
 /// resource is made by the owner, and the upstream's update reaches the client on the other
 /// node's stream. When the owner leaves (hand-off), the successor subscribes in its own
-/// upstream session and the updates keep coming.
+/// upstream session and the updates keep coming (`sessions: shared`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resource_updates_follow_the_session_across_nodes() {
+    updates_follow_the_session(false).await;
+}
+
+/// [`resource_updates_follow_the_session_across_nodes`] with `sessions: perClient`: the
+/// subscription is in the client session's own upstream session, whose standalone stream
+/// its owner holds; the successor opens that stream again in the same upstream session (no
+/// new subscription, no new `initialize`) once the node it left closed its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_updates_follow_a_per_client_session_across_nodes() {
+    updates_follow_the_session(true).await;
+}
+
+async fn updates_follow_the_session(per_client_sessions: bool) {
     let (url, script) = scripted_upstream().await;
     script.content.store(true, Ordering::SeqCst);
     script.streams.store(true, Ordering::SeqCst);
-    let dir = dev_certs("upstream-updates-test");
-    let a = clustered("node-a", &dir, &[], &url).await;
-    let b = clustered("node-b", &dir, &[peer_addr(&a)], &url).await;
+    let dir = dev_certs(if per_client_sessions {
+        "upstream-updates-own-test"
+    } else {
+        "upstream-updates-test"
+    });
+    let up = || {
+        if per_client_sessions {
+            per_client(&url)
+        } else {
+            upstream("up", &url)
+        }
+    };
+    let a = clustered_with("node-a", &dir, &[], up()).await;
+    let b = clustered_with("node-b", &dir, &[peer_addr(&a)], up()).await;
     until("2 live members everywhere", Duration::from_secs(10), || {
         [&a, &b].iter().all(|n| live_members(n) == 2)
     })
@@ -1988,20 +2211,42 @@ async fn resource_updates_follow_the_session_across_nodes() {
     touch(b.mcp_addr).await;
     let heard = stream.await.expect("GET stream");
     assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
+    let initialized = script.sessions.load(Ordering::SeqCst);
 
-    // The owner leaves; the successor subscribes in its own upstream session.
+    // The owner leaves.
     a.shutdown().await;
     touch(b.mcp_addr).await;
-    until("the successor subscribes", Duration::from_secs(5), || {
-        script.asked("resources/subscribe").len() >= 2
-    })
-    .await;
-    let asked = script.asked("resources/subscribe");
-    assert_ne!(
-        asked[1].1, first[0].1,
-        "in another upstream session: {asked:?}"
-    );
-    assert_eq!(asked[1].0["uri"], "test://shared", "{asked:?}");
+    if per_client_sessions {
+        // The successor holds the stream of the client's own upstream session again.
+        let own = first[0].1.clone();
+        until("the successor's stream", Duration::from_secs(5), || {
+            script.gets.lock().iter().filter(|s| **s == own).count() == 2
+                && script.open_gets.lock().contains(&own)
+        })
+        .await;
+        assert_eq!(
+            script.asked("resources/subscribe").len(),
+            1,
+            "no new subscription"
+        );
+        assert_eq!(
+            script.sessions.load(Ordering::SeqCst),
+            initialized,
+            "no new initialize"
+        );
+    } else {
+        // The successor subscribes in its own upstream session.
+        until("the successor subscribes", Duration::from_secs(5), || {
+            script.asked("resources/subscribe").len() >= 2
+        })
+        .await;
+        let asked = script.asked("resources/subscribe");
+        assert_ne!(
+            asked[1].1, first[0].1,
+            "in another upstream session: {asked:?}"
+        );
+        assert_eq!(asked[1].0["uri"], "test://shared", "{asked:?}");
+    }
     let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(2));
     tokio::time::sleep(Duration::from_millis(300)).await;
     touch(b.mcp_addr).await;

@@ -1168,6 +1168,7 @@ impl Peers {
             }
         }
         drop(st);
+        node.session_left(own);
         node.metrics.sessions.set(node.sessions.len() as i64);
         node.metrics.cluster.superseded();
     }
@@ -1306,6 +1307,7 @@ impl Peers {
                     for stream in s.state.lock().streams.iter_mut() {
                         stream.finish();
                     }
+                    node.session_left(&s);
                 }
                 for a in others {
                     peers.send(a, &PeerMsg::Forget { session: s.id.0 });

@@ -363,11 +363,13 @@ fn input_or_error(node: &Node, name: &str, era: Era, e: CallError) -> Result<Val
 }
 
 /// `resources/subscribe` (`on`) or `resources/unsubscribe` of `uri` in a legacy session: a
-/// URI served by an upstream is passed to it (upstream/kept.rs: counted per node, told again
-/// to a new upstream session) before the session records it, so a refusal leaves nothing.
+/// URI served by an upstream is passed to it — in the session's own session with it
+/// (`sessions: perClient`, `upstream/client/own.rs`), else in the node's (upstream/kept.rs:
+/// counted per node, told again to a new upstream session) — before the session records it,
+/// so a refusal leaves nothing.
 async fn subscription(
     node: &Node,
-    session: &Session,
+    session: &Arc<Session>,
     uri: &str,
     on: bool,
 ) -> Result<(), CallError> {
@@ -387,18 +389,26 @@ async fn subscription(
     if let Some(route) = &route {
         let client = route.upstream.client();
         let asked = if on && !had {
-            client.subscribe(&route.uri, uri).await
+            client.subscribe_for(session, &route.uri, uri).await
         } else if !on && had {
-            client.unsubscribe(&route.uri, uri).await
+            client.unsubscribe_for(session, &route.uri, uri).await
         } else {
             Ok(())
         };
         asked.map_err(|e| CallError::Rpc(e.to_rpc(route.upstream.name())))?;
     }
-    let mut st = session.state.lock();
-    st.subscriptions.retain(|u| &**u != uri);
-    if on {
-        st.subscriptions.push(uri.into());
+    {
+        let mut st = session.state.lock();
+        st.subscriptions.retain(|u| &**u != uri);
+        if on {
+            st.subscriptions.push(uri.into());
+        }
+    }
+    if let Some(route) = &route {
+        // In its own upstream session (`sessions: perClient`), the updates come on that
+        // session's standalone stream: opened with the first subscription (and answered once
+        // open, so an update sent right after is not missed), closed after the last.
+        route.upstream.client().review(session, on).await;
     }
     Ok(())
 }

@@ -76,8 +76,9 @@ use super::kept::Kept;
 use super::metrics::Handle;
 use super::{modern, sse};
 use crate::content::context::LOG_LEVELS;
-use crate::session::{Session as ClientSession, UpstreamSession};
+use crate::session::{Session as ClientSession, SessionId, UpstreamSession};
 
+mod own;
 mod stream;
 mod wire;
 
@@ -183,6 +184,14 @@ pub struct Client {
     /// Tells the node a client session's durable state changed (an upstream session was
     /// opened or replaced in it), so its replicas get it.
     session_changed: OnceLock<SessionChangedFn>,
+    /// How what arrives on a client session's own standalone stream reaches that client
+    /// (set once, when the node starts).
+    hooks: OnceLock<super::hooks::ClientHooks>,
+    /// The standalone streams held for client sessions' own upstream sessions (`own.rs`),
+    /// by client session: the number of the task holding it, and the task.
+    own_streams: Mutex<HashMap<SessionId, (u64, tokio::task::AbortHandle)>>,
+    /// This client, for the tasks that hold those streams (set by [`Client::into_arc`]).
+    me: std::sync::Weak<Client>,
 }
 
 /// Whose session with the upstream a request goes in.
@@ -272,6 +281,18 @@ impl Client {
             per_client: config.sessions == UpstreamConfig::PER_CLIENT,
             declared: Mutex::new(HashMap::new()),
             session_changed: OnceLock::new(),
+            hooks: OnceLock::new(),
+            own_streams: Mutex::new(HashMap::new()),
+            me: std::sync::Weak::new(),
+        })
+    }
+
+    /// The client, shared, knowing itself (the tasks holding client sessions' standalone
+    /// streams need it).
+    pub fn into_arc(self) -> Arc<Client> {
+        Arc::new_cyclic(|me| Client {
+            me: me.clone(),
+            ..self
         })
     }
 
@@ -572,7 +593,13 @@ impl Client {
                 // The client's level goes to its new session unless it is the default (all).
                 let level = (level > 0).then_some(level);
                 let (fresh, level) = self.open_own(&caps, level).await?;
-                Ok(Some(self.keep_for_client(s, fresh, level, None)))
+                let kept = self.keep_for_client(s, fresh, level, None);
+                if level.is_some() {
+                    // It asked for log messages: its standalone stream carries those the
+                    // upstream sends outside requests (`own.rs`).
+                    self.review(s, false).await;
+                }
+                Ok(Some(kept))
             }
             Own::Declared(key) => {
                 if let Some(kept) = self.declared.lock().get(key).cloned() {
@@ -599,7 +626,12 @@ impl Client {
                     (st.client_capabilities(), level)
                 };
                 let (fresh, level) = self.open_own(&caps, level).await?;
-                Ok(self.keep_for_client(s, fresh, level, Some(stale)))
+                let kept = self.keep_for_client(s, fresh.clone(), level, Some(stale));
+                if kept.id == fresh.id {
+                    // Its subscriptions to this upstream are made again in the new session.
+                    self.restore_own(s, &kept).await;
+                }
+                Ok(kept)
             }
             Own::Declared(key) => {
                 let caps: Value = serde_json::from_str(key).unwrap_or_default();
@@ -761,6 +793,7 @@ impl Client {
         if changed && let Some(f) = self.session_changed.get() {
             f(s);
         }
+        self.review(s, false).await;
         Ok(())
     }
 

@@ -15,6 +15,7 @@
 //! - [`bridge`]: questions across eras (server→client requests, `input_required`), the
 //!   calls held for 2026-07-28 clients.
 //! - [`headers`]: the configured headers, plain or read from Secret files (and re-read).
+//! - [`hooks`]: how a client session's own upstream stream reaches that client (the node's).
 //! - [`error`]: why a request failed, as the JSON-RPC error a client gets.
 //! - [`sse`]: reading an upstream's event stream.
 //! - [`metrics`]: the `mcp_upstream_*` metrics; [`report`]: each upstream's health for the
@@ -43,6 +44,7 @@ pub mod client;
 pub mod error;
 pub mod gate;
 pub mod headers;
+pub mod hooks;
 pub mod kept;
 pub mod listing;
 pub mod metrics;
@@ -223,6 +225,7 @@ impl Upstreams {
     /// Client session `session` ended (DELETE, expiry) on the node that owned it: its own
     /// sessions with upstreams are ended there too (DELETE), in a task, each within 5 s.
     pub fn session_ended(&self, session: &crate::session::Session) {
+        self.session_left(session);
         let ended = self.ends(vec![session.state.lock().take_upstream_sessions()]);
         if ended.is_empty() {
             return;
@@ -272,25 +275,73 @@ impl Upstreams {
         }
     }
 
-    /// A session this node now owns (taken over or handed here) was subscribed to `uris`:
-    /// those served by an upstream are subscribed to in this node's session with it, in a
-    /// task (a refusal is logged), so the upstream's updates reach the session here.
-    pub fn adopt(&self, uris: Vec<String>, catalog_claims: impl Fn(&str) -> bool) {
+    /// How what arrives on client sessions' own upstream streams reaches them
+    /// (`client/own.rs`); set once, when the node starts.
+    pub fn on_client_hooks(&self, hooks: hooks::ClientHooks) {
+        for u in &self.list {
+            u.client().on_client_hooks(hooks.clone());
+        }
+    }
+
+    /// Client session `session` is no longer owned here (it ended, or a peer owns it now):
+    /// the standalone streams this node held for its own upstream sessions are closed.
+    pub fn session_left(&self, session: &crate::session::Session) {
+        if session.state.lock().upstreams.is_none() {
+            return;
+        }
+        for u in &self.list {
+            u.client().stop_own_stream(session);
+        }
+    }
+
+    /// How many client sessions' standalone streams this node holds with `upstream`.
+    pub fn own_streams(&self, upstream: &str) -> usize {
+        self.list
+            .iter()
+            .find(|u| u.name() == upstream)
+            .map_or(0, |u| u.client().own_streams())
+    }
+
+    /// Session `s`, which this node now owns (taken over or handed here), was subscribed to
+    /// `uris`. With an upstream it holds a session of its own with (`sessions: perClient`),
+    /// its subscriptions are in that session, upstream: its standalone stream is opened here
+    /// when it needs one (`client/own.rs`). With the others, those of `uris` they serve are
+    /// subscribed to in this node's session, so their updates reach the session here. In a
+    /// task; a refusal is logged.
+    pub fn adopt(
+        &self,
+        s: &Arc<crate::session::Session>,
+        uris: Vec<String>,
+        catalog_claims: impl Fn(&str) -> bool,
+    ) {
+        let own: Vec<Arc<Upstream>> = {
+            let st = s.state.lock();
+            self.list
+                .iter()
+                .filter(|u| st.upstream_session(u.name()).is_some())
+                .cloned()
+                .collect()
+        };
         let routed: Vec<(Arc<Upstream>, String, String)> = uris
             .into_iter()
             .filter_map(|served| {
                 let r = self.route_resource(&served, &catalog_claims)?;
                 Some((r.upstream.clone(), r.uri, served))
             })
+            .filter(|(u, _, _)| !own.iter().any(|o| Arc::ptr_eq(o, u)))
             .collect();
-        if routed.is_empty() {
+        if routed.is_empty() && own.is_empty() {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::warn!("no runtime to subscribe upstream for a session taken over");
             return;
         };
+        let s = s.clone();
         runtime.spawn(async move {
+            for u in own {
+                u.client().review(&s, false).await;
+            }
             for (u, uri, served) in routed {
                 if let Err(e) = u.client().subscribe(&uri, &served).await {
                     tracing::warn!(upstream = %u.name(), uri, error = %e, "cannot subscribe for a session taken over");

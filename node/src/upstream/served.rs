@@ -83,7 +83,7 @@ pub type AnnounceFn = Arc<dyn Fn(ChangeEvent) + Send + Sync>;
 /// One upstream as the node serves it.
 #[derive(Debug)]
 pub struct Upstream {
-    client: Client,
+    client: Arc<Client>,
     prefix: String,
     builtin: Arc<HashSet<String>>,
     /// Per [`Kind`]: tools and prompts as served (prefixed), resources and templates as the
@@ -110,7 +110,7 @@ impl Upstream {
         Self {
             held,
             prefix,
-            client,
+            client: client.into_arc(),
             builtin,
             lists: Default::default(),
             uris: Default::default(),
@@ -551,6 +551,7 @@ impl Upstream {
 
     /// Ends this node's session with the upstream.
     pub async fn close(&self, within: Duration) {
+        self.client.stop_own_streams();
         self.client.close(within).await;
     }
 

@@ -31,8 +31,12 @@ pub struct Script {
     pub deleted: parking_lot::Mutex<Vec<String>>,
     /// Whether GET opens a standalone stream (else 405).
     pub streams: AtomicBool,
-    /// Events for the open standalone streams.
-    pub stream_events: Option<tokio::sync::broadcast::Sender<String>>,
+    /// Events for the open standalone streams: for one session's, or (`None`) for all.
+    pub stream_events: Option<tokio::sync::broadcast::Sender<(Option<String>, String)>>,
+    /// The session of each standalone stream opened, in order, and of those open now (one
+    /// per session, as the TypeScript SDK allows: a second is answered 409).
+    pub gets: parking_lot::Mutex<Vec<String>>,
+    pub open_gets: parking_lot::Mutex<Vec<String>>,
     /// Whether `initialize` announces resources and prompts (`content`), and the content
     /// added by calling `grow-content` (a prompt and a resource each).
     pub content: AtomicBool,
@@ -54,6 +58,22 @@ pub struct Script {
 }
 
 impl Script {
+    /// The sessions subscribed to `uri` now (their last `resources/subscribe` or
+    /// `unsubscribe` of it was a subscribe).
+    pub fn subscribed(&self, uri: &str) -> Vec<String> {
+        let mut now: Vec<String> = Vec::new();
+        for (method, params, session) in self.asked.lock().iter() {
+            if params["uri"] != uri {
+                continue;
+            }
+            now.retain(|s| s != session);
+            if method == "resources/subscribe" {
+                now.push(session.clone());
+            }
+        }
+        now
+    }
+
     /// The sessions the calls of `tool` came in, in order.
     pub fn called_in(&self, tool: &str) -> Vec<String> {
         self.calls
@@ -136,22 +156,64 @@ pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
         got.drain(..end + 4 + len);
         if head.starts_with("GET ") && script.streams.load(Ordering::SeqCst) {
             // A standalone stream: open until the connection closes.
+            let session = header("mcp-session-id").unwrap_or_default();
+            let taken = {
+                let mut open = script.open_gets.lock();
+                let taken = open.contains(&session);
+                if !taken {
+                    open.push(session.clone());
+                    script.gets.lock().push(session.clone());
+                }
+                taken
+            };
+            if taken {
+                let _ = stream
+                    .write_all(&http(
+                        "409 Conflict",
+                        "",
+                        "text/plain",
+                        "one stream per session",
+                    ))
+                    .await;
+                continue;
+            }
+            let closed = |script: &Script| {
+                let mut open = script.open_gets.lock();
+                if let Some(i) = open.iter().position(|s| *s == session) {
+                    open.remove(i);
+                }
+            };
             let Some(mut events) = script.stream_events.as_ref().map(|t| t.subscribe()) else {
+                closed(&script);
                 return;
             };
             let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: open\n\n";
             if stream.write_all(open.as_bytes()).await.is_err() {
+                closed(&script);
                 return;
             }
-            while let Ok(event) = events.recv().await {
+            loop {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    // The client closed the stream.
+                    n = stream.read(&mut buf) => match n {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => continue,
+                    },
+                };
+                let Ok((to, event)) = event else { break };
+                if to.as_ref().is_some_and(|to| *to != session) {
+                    continue;
+                }
                 if stream
                     .write_all(format!("data: {event}\n\n").as_bytes())
                     .await
                     .is_err()
                 {
-                    return;
+                    break;
                 }
             }
+            closed(&script);
             return;
         }
         if let Some(k) = header("x-key") {
@@ -531,19 +593,39 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
                     http("200 OK", "", "text/event-stream", &sse)
                 }
                 "touch" => {
-                    // Said on the standalone stream only, as server-everything does.
+                    // Said on the standalone stream of each session subscribed to it only, as
+                    // server-everything does.
                     let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": args["uri"]}});
                     if let Some(tx) = &script.stream_events {
-                        let _ = tx.send(note.to_string());
+                        for to in script.subscribed(args["uri"].as_str().unwrap_or_default()) {
+                            let _ = tx.send((Some(to), note.to_string()));
+                        }
                     }
                     http("200 OK", "", "application/json", &result(&id, text("touched".into())))
+                }
+                "say" => {
+                    // A log message on the caller's standalone stream, outside any request.
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": args["level"], "data": args["text"]}});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send((session.clone(), note.to_string()));
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("said".into())))
+                }
+                "ask-later" => {
+                    // A `roots/list` request on the caller's standalone stream, outside any
+                    // request; its answer lands in `responses`.
+                    let q = json!({"jsonrpc": "2.0", "id": format!("later-{id}"), "method": "roots/list", "params": {}});
+                    if let Some(tx) = &script.stream_events {
+                        let _ = tx.send((session.clone(), q.to_string()));
+                    }
+                    http("200 OK", "", "application/json", &result(&id, text("asked".into())))
                 }
                 "grow-quietly" => {
                     // The change is announced on the standalone stream only.
                     script.added.fetch_add(1, Ordering::SeqCst);
                     let note = json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"});
                     if let Some(tx) = &script.stream_events {
-                        let _ = tx.send(note.to_string());
+                        let _ = tx.send((None, note.to_string()));
                     }
                     http("200 OK", "", "application/json", &result(&id, text("grown".into())))
                 }
