@@ -37,16 +37,17 @@ pub struct UpstreamConfig {
     /// answer legacy). Default `legacy`.
     #[serde(default = "default_era")]
     pub era: String,
-    /// Whose sessions the node holds with a session-based (legacy) upstream: `shared`
-    /// (default) — one session per node for every client (fewest upstream sessions; the
-    /// upstream sees the node's capabilities and one logging level, and keeps any per-session
-    /// state for all clients together) — or `perClient`: each client session gets its own
-    /// upstream session the first time it uses the upstream, declaring that client's
-    /// capabilities and carrying its logging level, kept in the replicated session state so
-    /// the node that takes the client session over continues it, ended when the client
-    /// session ends; 2026-07-28 clients (no session) share one per set of declared
-    /// capabilities. Lists, resource subscriptions and the standalone stream use the node's
-    /// own session either way; a 2026-07-28 upstream has no sessions.
+    /// Whose sessions the node holds with a session-based (legacy) upstream: `perClient`
+    /// (default) — each client session gets its own upstream session the first time it uses
+    /// the upstream, declaring that client's capabilities and carrying its logging level and
+    /// resource subscriptions (with a standalone stream, held by the node that owns the client
+    /// session, while it has a subscription or set a level), kept in the replicated session
+    /// state so the node that takes the client session over continues it, ended when the
+    /// client session ends; 2026-07-28 clients (no session) share one per set of declared
+    /// capabilities — or `shared`: one session per node for every client (fewest upstream
+    /// sessions; the upstream sees the node's capabilities and one logging level, and keeps
+    /// any per-session state for all clients together). Lists, pings and list changes use the
+    /// node's own session either way; a 2026-07-28 upstream has no sessions.
     #[serde(default = "default_sessions")]
     pub sessions: String,
     /// What the names of its tools and prompts are served under: `<prefix><tool>`. Default
@@ -177,7 +178,7 @@ fn default_era() -> String {
     "legacy".into()
 }
 fn default_sessions() -> String {
-    UpstreamConfig::SHARED.into()
+    UpstreamConfig::PER_CLIENT.into()
 }
 fn default_timeout_ms() -> u64 {
     30_000
@@ -207,9 +208,9 @@ impl UpstreamConfig {
     pub const MAX_CONCURRENCY: u32 = 100_000;
     /// Longest `toolsRefreshSecs` accepted (one day).
     pub const MAX_REFRESH_SECS: u64 = 86_400;
-    /// `sessions: perClient`: an upstream session per client session.
+    /// `sessions: perClient`: an upstream session per client session (the default).
     pub const PER_CLIENT: &'static str = "perClient";
-    /// `sessions: shared`: one upstream session per node (the default).
+    /// `sessions: shared`: one upstream session per node.
     pub const SHARED: &'static str = "shared";
     /// Largest `maxQueued` accepted.
     pub const MAX_QUEUED: u32 = 100_000;

@@ -28,6 +28,13 @@ fn upstream(name: &str, url: &str) -> UpstreamConfig {
     UpstreamConfig::new(name, url)
 }
 
+/// [`upstream`] with `sessions: shared` (one upstream session per node for every client).
+fn shared(name: &str, url: &str) -> UpstreamConfig {
+    let mut up = upstream(name, url);
+    up.sessions = UpstreamConfig::SHARED.into();
+    up
+}
+
 async fn node_with(upstreams: Vec<UpstreamConfig>) -> mcp_node::Running {
     let mut config = NodeConfig {
         listen: "127.0.0.1:0".into(),
@@ -289,16 +296,20 @@ async fn tools_are_federated_with_a_prefix_for_both_eras() {
     assert_eq!(text_of(&r), "echo: new");
     assert_eq!(r["result"]["resultType"], "complete", "{r}");
 
-    // One upstream session served all of this, with the configured header on every request.
-    assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
+    // Three upstream sessions served all of this (`sessions: perClient`, the default): the
+    // node's own (its lists), the legacy client's, and the one for 2026-07-28 clients
+    // declaring nothing; the configured header on every request.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 3);
     let seen = script.headers_seen.lock().clone();
     assert!(
         !seen.is_empty() && seen.iter().all(|(_, v)| v == "k1"),
         "{seen:?}"
     );
-    // At shutdown the node ends its upstream session.
+    // At shutdown the node (alone: nobody continues its clients) ends its upstream sessions.
     node.shutdown().await;
-    assert_eq!(*script.deleted.lock(), vec!["s1".to_string()]);
+    let mut deleted = script.deleted.lock().clone();
+    deleted.sort();
+    assert_eq!(deleted, ["s1", "s2", "s3"]);
 }
 
 #[tokio::test]
@@ -425,8 +436,8 @@ async fn a_full_upstream_refuses_at_once_and_a_slow_one_times_out() {
     );
     assert_eq!(
         script.sessions.load(Ordering::SeqCst),
-        2,
-        "one session per upstream entry"
+        4,
+        "per upstream entry, the node's own and the client's"
     );
     node.shutdown().await;
 }
@@ -928,7 +939,8 @@ async fn the_upstreams_list_changed_refreshes_the_served_list_at_once() {
     assert_eq!(text_of(&r), "grown");
     wait_for_tool(addr, &session, "up__added-1", Duration::from_secs(5)).await;
     println!("listed {:?} after the call", t.elapsed());
-    assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
+    // The node's own, whose stream said it, and the client's, which called.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 2);
     node.shutdown().await;
 }
 
@@ -1033,8 +1045,9 @@ async fn upstream_calls_follow_the_session_across_nodes() {
     );
     let r = post_until_served(b.mcp_addr, &session, &body, Duration::from_secs(10)).await;
     assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
-    // Each node had its own upstream session; the one that left ended its own.
-    assert_eq!(script.sessions.load(Ordering::SeqCst), 3);
+    // Each node had its own upstream session, and the client session its own, which its
+    // successor continued; the node that left ended its own only.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 4);
     assert_eq!(
         script.deleted.lock().len(),
         1,
@@ -1351,7 +1364,8 @@ async fn an_upstreams_resource_and_prompt_list_changes_reach_the_client() {
     ] {
         assert!(heard.body.contains(note), "{note}: {}", heard.body);
     }
-    assert_eq!(script.sessions.load(Ordering::SeqCst), 1);
+    // The node's own and the client's.
+    assert_eq!(script.sessions.load(Ordering::SeqCst), 2);
     node.shutdown().await;
 }
 
@@ -1509,13 +1523,17 @@ async fn wait_for_upstream_stream(script: &Script, streams: usize) {
 /// under the URI the client used (a collided one too) and no other session, and the last
 /// unsubscribe is passed on; `logging/setLevel` is passed on (only when more verbose than
 /// what the upstream already sends) and the upstream's log messages reach the client at its
-/// own level. Refusals name the upstream.
+/// own level. Refusals name the upstream. With `sessions: shared`, where subscriptions and
+/// levels are the node's session's, counted for all its clients (`upstream/kept.rs`); with
+/// `perClient` (the default) they are each client's own: see
+/// `a_clients_own_upstream_session_carries_its_subscriptions_and_their_updates` and
+/// `client_sessions_have_their_own_upstream_sessions`.
 #[tokio::test]
 async fn completion_subscriptions_and_logging_pass_through() {
     let (url, script) = scripted_upstream().await;
     script.content.store(true, Ordering::SeqCst);
     script.streams.store(true, Ordering::SeqCst);
-    let node = node_with(vec![upstream("up", &url)]).await;
+    let node = node_with(vec![shared("up", &url)]).await;
     let addr = node.mcp_addr;
     let session = initialize(addr).await;
     let other = initialize(addr).await;
@@ -2172,7 +2190,7 @@ async fn updates_follow_the_session(per_client_sessions: bool) {
         if per_client_sessions {
             per_client(&url)
         } else {
-            upstream("up", &url)
+            shared("up", &url)
         }
     };
     let a = clustered_with("node-a", &dir, &[], up()).await;
