@@ -9,17 +9,31 @@ upstream under `upstreams:` as `up` (so its `echo` is served as `up__echo`). `mc
 `tools/call` at one open-loop rate (legacy 2025-11-25 sessions, `HELD` sessions held open) to:
 
 1. direct: the upstream itself, `echo`;
-2. gateway: n0, `up__echo` in sessions n0 owns (n0 calls the upstream in its own session);
-3. gateway, forwarded: n1, `up__echo` in sessions n0 owns (n1 forwards over QUIC to n0, which
+2. gateway: n0, `up__echo` in sessions n0 owns (`sessions: perClient`, the default: n0 calls
+   the upstream in the client session's own upstream session);
+3. gateway, shared: n0, `sh__echo` — the same upstream as `sh` with `sessions: shared` (n0
+   calls it in its one session for every client);
+4. gateway, forwarded: n1, `up__echo` in sessions n0 owns (n1 forwards over QUIC to n0, which
    calls the upstream).
 
-The three alternate for `ROUNDS` rounds; latency is from each call's due time (mcp-load's
+The four alternate for `ROUNDS` rounds; latency is from each call's due time (mcp-load's
 p50/p99); the ratios are each path's p50 and p99 over the direct path's, in the same round.
-Prints a table and rewrites the "Gateway (`make bench-gateway`)" section of docs/BENCHMARKS.md.
-Every process started here is killed at exit (also on Ctrl-C).
 
-Env: RATE (calls/s, 1000), TRIAL_SECONDS (5), ROUNDS (3), WORKERS (16), HELD (100), CARGO,
-NO_BUILD=1 (use the release binaries as they are), NO_DOC=1 (print only), KEEP_LOGS=1.
+Then sessions held through the gateway at scale, for each `sessions:` mode: a fresh gateway
+node alone (127.0.0.14) in front of the same upstream, and `mcp-load` creating a legacy session
+for every call (`--calls-per-session 1`) at `SCALE_RATE` for `SCALE_SECONDS`, so each of those
+sessions used the upstream once and stays held (idle) afterwards. Reported: the sessions the
+gateway holds, the upstream sessions it opened (`mcp_upstream_initializations_total`), the
+gateway's and the upstream's RSS growth per session (VmRSS before and after), and the latency
+of those first calls (each includes its `initialize`, and with `perClient` the upstream
+session's opening).
+
+Prints the tables and rewrites the "Gateway (`make bench-gateway`)" section of
+docs/BENCHMARKS.md. Every process started here is killed at exit (also on Ctrl-C).
+
+Env: RATE (calls/s, 1000), TRIAL_SECONDS (5), ROUNDS (3), WORKERS (16), HELD (100),
+SCALE_RATE (500), SCALE_SECONDS (10), CARGO, NO_BUILD=1 (use the release binaries as they are),
+NO_DOC=1 (print only), KEEP_LOGS=1.
 """
 
 import atexit
@@ -44,9 +58,14 @@ TRIAL = float(os.environ.get("TRIAL_SECONDS", "5"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WORKERS = int(os.environ.get("WORKERS", "16"))
 HELD = int(os.environ.get("HELD", "100"))
+SCALE_RATE = float(os.environ.get("SCALE_RATE", "500"))
+SCALE_SECONDS = float(os.environ.get("SCALE_SECONDS", "10"))
 UPSTREAM_IP = "127.0.0.21"
-PATHS = [("direct", "upstream `echo`"), ("gateway", "n0 `up__echo` (owner)"),
-         ("forwarded", "n1 `up__echo` (forwarded to n0)")]
+ALONE_IP = "127.0.0.14"
+PATHS = [("direct", "upstream `echo`"), ("gateway", "n0 `up__echo` (owner, `perClient`)"),
+         ("shared", "n0 `sh__echo` (owner, `shared`)"),
+         ("forwarded", "n1 `up__echo` (forwarded to n0, `perClient`)")]
+MODES = [("perClient", "up__echo"), ("shared", "sh__echo")]
 
 
 def log(msg):
@@ -54,7 +73,7 @@ def log(msg):
 
 
 def start_upstream(work):
-    """The upstream node; its MCP URL once it answers."""
+    """The upstream node: its MCP URL once it answers, and its process."""
     port = bc.free_port(UPSTREAM_IP)
     admin = bc.free_port(UPSTREAM_IP)
     config = os.path.join(work, "upstream.yaml")
@@ -70,19 +89,76 @@ def start_upstream(work):
             raise RuntimeError(f"the upstream exited: {bc.tail(os.path.join(work, 'upstream.log'))}")
         try:
             urllib.request.urlopen(f"http://{UPSTREAM_IP}:{admin}/healthz", timeout=1).read()
-            return f"http://{UPSTREAM_IP}:{port}/mcp"
+            return f"http://{UPSTREAM_IP}:{port}/mcp", p
         except OSError:
             time.sleep(0.05)
     raise RuntimeError("the upstream did not start within 20 s")
 
 
 def gateway_config(work, upstream_url):
+    """The gateway's configuration: the upstream as `up` (`perClient`) and as `sh` (`shared`)."""
     path = os.path.join(work, "gateway.yaml")
     with open(path, "w") as f:
-        f.write(bc.NODE_CONFIG)
-        f.write(f"upstreams:\n  - name: up\n    url: {upstream_url}\n    maxConcurrency: 1024\n")
+        f.write(bc.NODE_CONFIG.replace("allowedHosts: [", f"allowedHosts: [{ALONE_IP}, "))
+        f.write("upstreams:\n")
+        for name, mode in (("up", "perClient"), ("sh", "shared")):
+            f.write(f"  - name: {name}\n    url: {upstream_url}\n    maxConcurrency: 1024\n"
+                    f"    sessions: {mode}\n")
     return path
 
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def scale(work, config, upstream_pid, mode, tool):
+    """Sessions held through one gateway node at scale (module docs); a dict of figures."""
+    port, admin = bc.free_port(ALONE_IP), bc.free_port(ALONE_IP)
+    with open(os.path.join(work, f"alone-{mode}.log"), "w") as out:
+        p = bc.spawn([bc.NODE, "--config", config, "--listen", f"{ALONE_IP}:{port}",
+                      "--admin-listen", f"{ALONE_IP}:{admin}", "--admin-insecure-local"],
+                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://{ALONE_IP}:{port}/mcp"
+
+    def metrics():
+        return bc.parse_metrics(bc.http_get(f"http://{ALONE_IP}:{admin}/metrics", timeout=3))
+
+    try:
+        end = time.monotonic() + 20
+        while True:
+            if p.poll() is not None or time.monotonic() > end:
+                raise RuntimeError(f"the gateway did not start: {bc.tail(out.name)}")
+            try:
+                m = metrics()
+                if (bc.metric_sum(m, "mcp_upstream_tools", upstream="up") or 0) > 0:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        # A few calls first, so what every node allocates once is not counted per session.
+        bc.load(url, url, rate=50, workers=4, duration=1, label="warm-up", tool=tool,
+                calls_per_session=1)
+        time.sleep(1)
+        m0, rss0, up0 = metrics(), rss_kib(p.pid), rss_kib(upstream_pid)
+        rep = bc.load(url, url, rate=SCALE_RATE, workers=WORKERS, duration=SCALE_SECONDS,
+                      label=f"scale-{mode}", tool=tool, calls_per_session=1)
+        time.sleep(2)
+        m1, rss1, up1 = metrics(), rss_kib(p.pid), rss_kib(upstream_pid)
+    finally:
+        p.kill()
+        p.wait()
+    sessions = (bc.metric_sum(m1, "mcp_sessions") or 0) - (bc.metric_sum(m0, "mcp_sessions") or 0)
+    opened = ((bc.metric_sum(m1, "mcp_upstream_initializations") or 0)
+              - (bc.metric_sum(m0, "mcp_upstream_initializations") or 0))
+    fig = {"mode": mode, "rep": rep, "sessions": int(sessions), "opened": int(opened),
+           "rss_kib": rss1 - rss0, "upstream_rss_kib": up1 - up0}
+    log(f"  scale {mode}: {fig['sessions']} sessions, {fig['opened']} upstream sessions opened, "
+        f"gateway +{rss1 - rss0} KiB, upstream +{up1 - up0} KiB; {bc.describe(rep)}")
+    return fig
 
 def run(url, call_url, tool, label):
     rep = bc.load(url, call_url, rate=RATE, sessions=HELD, workers=WORKERS, duration=TRIAL,
@@ -118,12 +194,14 @@ def main():
         atexit.register(shutil.rmtree, work, True)
     subprocess.run([bc.NODE, "--write-dev-certs", os.path.join(work, "certs")], check=True,
                    stdout=subprocess.DEVNULL, timeout=30)
-    upstream = start_upstream(work)
-    c = bc.Cluster(work, gateway_config(work, upstream), 2)
+    upstream, upstream_proc = start_upstream(work)
+    config = gateway_config(work, upstream)
+    c = bc.Cluster(work, config, 2)
     rounds = []
     try:
         targets = {"direct": (upstream, upstream, "echo"),
                    "gateway": (c.url(0), c.url(0), "up__echo"),
+                   "shared": (c.url(0), c.url(0), "sh__echo"),
                    "forwarded": (c.url(0), c.url(1), "up__echo")}
         for name, (url, call_url, tool) in targets.items():
             bc.load(url, call_url, rate=RATE / 4, sessions=HELD, workers=WORKERS, duration=1,
@@ -131,10 +209,15 @@ def main():
         for k in range(ROUNDS):
             log(f"round {k + 1}/{ROUNDS}")
             order = [n for n, _ in PATHS]
-            order = order[k % 3:] + order[:k % 3]  # each path first once in three rounds
+            order = order[k % len(order):] + order[:k % len(order)]  # another path first each round
             rounds.append({n: run(*targets[n], n) for n in order})
     finally:
         c.stop()
+    scaled = []
+    try:
+        for mode, tool in MODES:
+            scaled.append(scale(work, config, upstream_proc.pid, mode, tool))
+    finally:
         bc.kill_all()
 
     def lat(rep, q):
@@ -161,6 +244,20 @@ def main():
         lines.append(f"| {what} | {us(p50)} | {us(p99)} | {rs(r50)} | {rs(r99)} |")
     table = "\n".join(lines)
     print(table)
+    slines = ["| `sessions:` | client sessions held | upstream sessions opened | gateway RSS per session | upstream RSS per session | first call p50 / p99 µs (with `initialize`) |",
+              "|---|---|---|---|---|---|"]
+    for r in scaled:
+        n = r["sessions"]
+
+        def per(kib):
+            return f"{kib * 1024 / n:.0f} B" if n > 0 else "—"
+        rep = r["rep"]
+        lat_s = (f"{rep['latency']['p50_us']} / {rep['latency']['p99_us']}"
+                 if rep else "— (the run failed)")
+        slines.append(f"| `{r['mode']}` | {n} | {r['opened']} | {per(r['rss_kib'])} | "
+                      f"{per(r['upstream_rss_kib'])} | {lat_s} |")
+    scale_table = "\n".join(slines)
+    print(scale_table)
     failed = sum(1 for r in rounds for v in r.values() if v is None)
     section = f"""{TITLE}
 
@@ -179,7 +276,15 @@ same round.
 Trials that failed (an error, a call not answered): {failed}. Every path shares the machine's
 2 cores with the load generator and the other processes, so the overhead includes the
 gateway's CPU as well as the extra hop (client → node → upstream, plus QUIC to the owner when
-forwarded).
+forwarded). `up` and `sh` are the same upstream: the held sessions opened their own upstream
+sessions (`perClient`) during the warm-up, so the two n0 rows compare steady calls.
+
+Sessions held through the gateway at scale: one gateway node alone ({ALONE_IP}) in front of the
+same upstream, `mcp-load --calls-per-session 1` at {SCALE_RATE:g}/s for {SCALE_SECONDS:g} s (a
+new legacy session per call, each calling the upstream's tool once, then held idle); RSS
+growth from the processes' VmRSS before and after, over the sessions the gateway holds.
+
+{scale_table}
 """
     if os.environ.get("NO_DOC") != "1":
         benchdoc.replace_section(DOC, section)
