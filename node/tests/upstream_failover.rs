@@ -19,16 +19,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use fleet::stream::{assert_consecutive, hold, trigger_list_changed};
+use fleet::stream::{Held, assert_consecutive, hold, trigger_list_changed};
 use fleet::{converge, sse_ids, start_fleet_with, temp, write_certs};
 use scripted::scripted_upstream;
 
 /// `tools/call` of `name` in `session` through `addr`: the HTTP status and the JSON-RPC message
 /// (an SSE answer's last message).
 async fn call(addr: SocketAddr, session: &str, id: u32, name: &str, args: Value) -> (u16, Value) {
-    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-        "params": {"name": name, "arguments": args}})
-    .to_string();
+    rpc(
+        addr,
+        session,
+        id,
+        "tools/call",
+        json!({"name": name, "arguments": args}),
+    )
+    .await
+}
+
+/// Request `method` in `session` through `addr`: the HTTP status and the JSON-RPC message.
+async fn rpc(
+    addr: SocketAddr,
+    session: &str,
+    id: u32,
+    method: &str,
+    params: Value,
+) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string();
     let r = common::send_with(
         addr,
         "POST",
@@ -48,6 +64,15 @@ async fn call(addr: SocketAddr, session: &str, id: u32, name: &str, args: Value)
         Value::String(r.body.clone())
     };
     (r.status, msg)
+}
+
+/// Polls `ok` until it holds, at most `limit`.
+async fn until_true(what: &str, limit: Duration, ok: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn text_of(msg: &Value) -> &str {
@@ -83,6 +108,9 @@ async fn wait_for_upstream_tools(addr: SocketAddr, session: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     let (url, script) = scripted_upstream().await;
+    // Resources (a subscription) and standalone streams (where its updates come).
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
     let certs = write_certs("certs-upstream-kill");
     let logs = temp("logs-upstream-kill");
     let config = logs.join("node.yaml");
@@ -125,7 +153,33 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
         h.list_changed() == 1
     })
     .await;
-    // The event reaches the session's replica (asynchronously) before the owner goes.
+    // A subscription, made by the owner in the client's own upstream session, whose stream
+    // the owner holds; an update reaches the stream held at node-1.
+    let (status, msg) = rpc(
+        ports[2].mcp,
+        &session,
+        40,
+        "resources/subscribe",
+        json!({"uri": "test://shared"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["result"], json!({}), "{msg}");
+    let updates = |h: &Held| h.text().matches("notifications/resources/updated").count();
+    let (status, msg) = call(
+        ports[1].mcp,
+        &session,
+        41,
+        "up__touch",
+        json!({"uri": "test://shared"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{msg}");
+    held.until("the first update", Duration::from_secs(5), |h| {
+        updates(h) == 1
+    })
+    .await;
+    // The events reach the session's replica (asynchronously) before the owner goes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let upstream_sessions = script.sessions.load(Ordering::SeqCst);
     // Every call ran at the owner in the client session's own upstream session
@@ -227,11 +281,41 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     );
     assert_eq!(held.list_changed(), 2, "{}", held.text());
     assert_consecutive(&held);
+    // The new owner holds the stream of the client's upstream session again (no new
+    // subscription): the next update reaches the held stream.
+    until_true(
+        "the new owner's stream with the upstream",
+        Duration::from_secs(10),
+        || {
+            script.gets.lock().iter().filter(|s| **s == own).count() == 2
+                && script.open_gets.lock().contains(&own)
+        },
+    )
+    .await;
+    let (status, msg) = call(
+        ports[2].mcp,
+        &session,
+        42,
+        "up__touch",
+        json!({"uri": "test://shared"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{msg}");
+    held.until("the update after the kill", Duration::from_secs(5), |h| {
+        updates(h) == 2
+    })
+    .await;
+    assert_eq!(
+        script.asked("resources/subscribe").len(),
+        1,
+        "not subscribed again"
+    );
     // The new owner went on in the client's upstream session: the upstream saw the same
     // Mcp-Session-Id continue (the calls after the kill, the idempotent call sent again) and
     // no new `initialize` (the survivors' own sessions were opened at start, for the lists).
     let echoes = script.called_in("echo");
     assert_eq!(echoes.len(), 5, "{echoes:?}");
+    assert_eq!(script.called_in("touch"), [own.clone(), own.clone()]);
     assert!(echoes.iter().all(|s| *s == own), "{echoes:?}");
     assert_eq!(script.called_in("slow_safe"), [own.clone(), own.clone()]);
     assert_eq!(

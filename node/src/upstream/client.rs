@@ -35,17 +35,20 @@
 //!   answer that will not come. `initialize` declares `sampling` and `elicitation`, so an
 //!   upstream asks at all; a client that cannot answer gets the upstream an error.
 //!
-//! - **Whose session** ([`Whose`]): the node's own (lists, pings, subscriptions, the
-//!   standalone stream; every request with `sessions: shared`), or with `sessions: perClient`
-//!   a legacy client session's own — opened at its first request that needs one, declaring
-//!   what that client declared of `sampling`, `elicitation`, `roots` and set to its logging
-//!   level, kept in the client session's record (replicated: the node that takes the session
-//!   over goes on with the same `Mcp-Session-Id`), opened again with its level when the
-//!   upstream lost it, ended ([`Client::end`]) when the client session ends — or, for a
-//!   2026-07-28 client, the one for the capabilities it declared (at most [`MAX_DECLARED`]
-//!   sets). A 2026-07-28 upstream, or one that issues no session id, has no sessions to keep.
+//! - **Whose session** ([`Whose`]): the node's own (lists, pings, the standalone stream; every
+//!   request and the subscriptions with `sessions: shared`), or with `sessions: perClient` (the
+//!   default) a legacy client session's own — opened at its first request that needs one,
+//!   declaring what that client declared of `sampling`, `elicitation`, `roots` and set to its
+//!   logging level, carrying its resource subscriptions, kept in the client session's record
+//!   (replicated: the node that takes the session over goes on with the same
+//!   `Mcp-Session-Id`), opened again with its level and subscriptions when the upstream lost
+//!   it, ended ([`Client::end`]) when the client session ends, its standalone stream held while
+//!   the client needs one (`client/own.rs`) — or, for a 2026-07-28 client, the one for the
+//!   capabilities it declared (at most [`MAX_DECLARED`] sets). A 2026-07-28 upstream, or one
+//!   that issues no session id, has no sessions to keep.
 //!
-//! Here the sessions and their requests; `client/stream.rs` the standalone stream,
+//! Here the sessions and their requests; `client/stream.rs` the node's standalone stream,
+//! `client/own.rs` a client session's own session's subscriptions and stream,
 //! `client/wire.rs` the JSON-RPC bodies, cancellation and error text.
 //!
 //! HTTP: hyper's pooling client over `hyper-rustls` (http and https, native roots), as the

@@ -3,10 +3,11 @@
 //! upstream session (the upstream lost ours) is told again, and so that an upstream's
 //! `notifications/resources/updated` can be given back under the URIs clients subscribed with.
 //!
-//! Subscriptions are kept in the node's own session with the upstream, shared by every client
-//! session it owns, whatever `sessions:` says (an update is about a URI and comes on that
-//! session's standalone stream); so is the logging level with `sessions: shared` (with
-//! `perClient` each client session's own upstream session carries its own level). So:
+//! With `sessions: shared` subscriptions and the logging level are kept in the node's own
+//! session with the upstream, shared by every client session it owns; so are the
+//! subscriptions of 2026-07-28 clients' `subscriptions/listen` streams either way (they have no
+//! session). With `perClient` (the default) a legacy client session's own upstream session
+//! carries its own level and subscriptions (`client/own.rs`). Here:
 //! - **subscriptions** are counted per client-facing URI: the upstream is asked to subscribe
 //!   each time a client subscribes (idempotent there, and the client learns the upstream's
 //!   answer), and to unsubscribe only when the last client session of this node that

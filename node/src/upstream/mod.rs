@@ -34,9 +34,12 @@
 //! in the client's era, and the answer goes back in the upstream's: [`bridge`].
 //!
 //! Sessions (`sessions: perClient | shared`, `client.rs`): the node's own session with each
-//! upstream (lists, pings, subscriptions, the standalone stream), and with `perClient` each
-//! legacy client session's own, kept in its replicated record ([`Upstreams::session_ended`]
-//! ends them with it), and one per capability set 2026-07-28 clients declare.
+//! upstream (lists, pings, the standalone stream; with `shared` the subscriptions too), and
+//! with `perClient` (the default) each legacy client session's own, kept in its replicated
+//! record, carrying its subscriptions, its standalone stream held by the session's owner while
+//! it needs one ([`Upstreams::session_ended`] / [`Upstreams::session_left`] end or close them
+//! with it, [`Upstreams::adopt`] opens them on a new owner), and one per capability set
+//! 2026-07-28 clients declare.
 
 pub mod breaker;
 pub mod bridge;

@@ -9,7 +9,8 @@
 //!   (`logging/setLevel`: it asked for log messages, which an upstream may send outside
 //!   requests). Otherwise none: an idle client, or one that only calls tools, costs no
 //!   connection and no task. A subscription is answered once its stream is open (bounded by
-//!   `timeoutMs`), so an update the upstream sends right after is not missed.
+//!   `timeoutMs`; a first try that fails answers it, the stream is asked for again in the
+//!   background), so an update the upstream sends right after is not missed.
 //! - **Where it is held**: on the node that owns the client session. A node that takes the
 //!   session over (kill -9, drain, rebalancing: `Node::session_adopted`) opens it again in
 //!   the same upstream session (the subscriptions are still there, upstream); the node the
@@ -49,8 +50,10 @@ use super::{
 /// Numbers the tasks holding streams, so a task that ends removes only its own entry.
 static TASKS: AtomicU64 = AtomicU64::new(1);
 
-/// Shortest and longest pause before a standalone stream is asked for again.
+/// Pause before a standalone stream is asked for again after it could not be opened (then
+/// doubling to [`LONGEST_PAUSE`]), and after one that was open ended.
 const FIRST_PAUSE: Duration = Duration::from_millis(200);
+const AFTER_OPEN: Duration = Duration::from_secs(1);
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 
 /// How one of a client session's standalone streams ended.
@@ -232,7 +235,7 @@ impl Client {
     }
 
     /// One standalone stream of client session `s`'s own session, until it ends; `opened`
-    /// is told once it is open (or could not be).
+    /// is told once it is open.
     async fn own_stream_once(
         &self,
         s: &Arc<ClientSession>,
@@ -349,10 +352,14 @@ async fn hold(
         let Some(session) = current.filter(|_| owned && client.needs_own_stream(&s)) else {
             break;
         };
-        match client.own_stream_once(&s, &session, &mut opened).await {
+        let outcome = client.own_stream_once(&s, &session, &mut opened).await;
+        // Whoever waits for the stream waits for the first try only (a subscription is
+        // answered either way; the stream is asked for again in the background).
+        drop(opened.take());
+        match outcome {
             Ok(Ended::Closed(was_open)) => {
                 if was_open {
-                    pause = FIRST_PAUSE;
+                    pause = AFTER_OPEN;
                 }
             }
             Ok(Ended::NoStream) => {
@@ -378,7 +385,6 @@ async fn hold(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
-    drop(opened);
     let mut streams = client.own_streams.lock();
     if streams.get(&s.id).is_some_and(|(n, _)| *n == number) {
         streams.remove(&s.id);
