@@ -2231,9 +2231,16 @@ async fn updates_follow_the_session(per_client_sessions: bool) {
     assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
     let initialized = script.sessions.load(Ordering::SeqCst);
 
-    // The owner leaves.
+    // The owner leaves; a call (no update: one sent now may land in the stream opened
+    // below, or not) is served by the successor.
     a.shutdown().await;
-    touch(b.mcp_addr).await;
+    let body = rpc(
+        6,
+        "tools/call",
+        json!({"name": "up__echo", "arguments": {"text": "after"}}),
+    );
+    let r = post_until_served(b.mcp_addr, &session, &body, Duration::from_secs(10)).await;
+    assert_eq!(text_of(&r.json()), "echo: after", "{r:?}");
     if per_client_sessions {
         // The successor holds the stream of the client's own upstream session again.
         let own = first[0].1.clone();
