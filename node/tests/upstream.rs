@@ -1957,6 +1957,11 @@ async fn a_clients_own_upstream_session_carries_its_subscriptions_and_their_upda
     want.sort();
     assert_eq!(open, want, "one stream per subscribed client session");
     assert_eq!(node.node.upstreams.own_streams("up"), 2);
+    let metrics = metrics_text(node.admin_addr).await;
+    assert!(
+        metrics.contains("mcp_upstream_client_streams{upstream=\"up\"} 2"),
+        "{metrics}"
+    );
 
     // Updates: each to the sessions subscribed, under the URI each used.
     let stream_a = get_stream(addr, &a, Duration::from_secs(2));
@@ -2066,6 +2071,8 @@ async fn a_clients_own_upstream_session_carries_its_subscriptions_and_their_upda
         !script.open_gets.lock().contains(&sb)
     })
     .await;
+    // `a`'s and `c`'s are held.
+    assert_eq!(node.node.upstreams.own_streams("up"), 2);
 
     // The upstream lost every session: `a`'s new one gets its subscriptions again.
     script

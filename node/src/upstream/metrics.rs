@@ -42,6 +42,7 @@ pub struct UpstreamMetrics {
     queued: Family<UpstreamLabels, Gauge>,
     state: Family<UpstreamLabels, Gauge>,
     opened: Family<UpstreamLabels, Counter>,
+    client_streams: Family<UpstreamLabels, Gauge>,
 }
 
 impl UpstreamMetrics {
@@ -58,6 +59,7 @@ impl UpstreamMetrics {
             queued: Family::default(),
             state: Family::default(),
             opened: Family::default(),
+            client_streams: Family::default(),
         };
         registry.register(
             "upstream_requests",
@@ -109,6 +111,11 @@ impl UpstreamMetrics {
             "Times an upstream was marked down by its circuit breaker (a failed probe included)",
             m.opened.clone(),
         );
+        registry.register(
+            "upstream_client_streams",
+            "Standalone streams this node holds with an upstream for client sessions' own upstream sessions (sessions: perClient: those that subscribed there or set a logging level)",
+            m.client_streams.clone(),
+        );
         m
     }
 
@@ -127,6 +134,7 @@ impl UpstreamMetrics {
             queued: self.queued.get_or_create(&u).clone(),
             state: self.state.get_or_create(&u).clone(),
             opened: self.opened.get_or_create(&u).clone(),
+            client_streams: self.client_streams.get_or_create(&u).clone(),
             errors: self.errors.clone(),
             name: upstream.to_owned(),
         }
@@ -145,6 +153,7 @@ pub struct Handle {
     queued: Gauge,
     state: Gauge,
     opened: Counter,
+    client_streams: Gauge,
     errors: Family<ErrorLabels, Counter>,
     name: String,
 }
@@ -172,6 +181,11 @@ impl Handle {
     /// Counts a session ended with a DELETE the upstream answered.
     pub fn ended(&self) {
         self.ended.inc();
+    }
+
+    /// Sets the number of client sessions' standalone streams held with the upstream.
+    pub fn client_streams(&self, n: usize) {
+        self.client_streams.set(n as i64);
     }
 
     /// Sets the number of tools last listed.

@@ -194,6 +194,7 @@ impl Client {
             let number = TASKS.fetch_add(1, Ordering::Relaxed);
             let task = runtime.spawn(hold(me, s.clone(), number, tx));
             streams.insert(s.id, (number, task.abort_handle()));
+            self.metrics.client_streams(streams.len());
         }
         if wait {
             let _ = tokio::time::timeout(self.timeout, rx).await;
@@ -203,16 +204,20 @@ impl Client {
     /// Stops client session `s`'s standalone stream with this upstream, if held here (it
     /// ended, left this node, or needs none any more).
     pub fn stop_own_stream(&self, s: &ClientSession) {
-        if let Some((_, task)) = self.own_streams.lock().remove(&s.id) {
+        let mut streams = self.own_streams.lock();
+        if let Some((_, task)) = streams.remove(&s.id) {
             task.abort();
+            self.metrics.client_streams(streams.len());
         }
     }
 
     /// Stops every client session's standalone stream held here (the node stops).
     pub fn stop_own_streams(&self) {
-        for (_, (_, task)) in self.own_streams.lock().drain() {
+        let mut streams = self.own_streams.lock();
+        for (_, (_, task)) in streams.drain() {
             task.abort();
         }
+        self.metrics.client_streams(0);
     }
 
     /// How many client sessions' standalone streams this node holds with the upstream.
@@ -388,5 +393,6 @@ async fn hold(
     let mut streams = client.own_streams.lock();
     if streams.get(&s.id).is_some_and(|(n, _)| *n == number) {
         streams.remove(&s.id);
+        client.metrics.client_streams(streams.len());
     }
 }
