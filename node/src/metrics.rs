@@ -84,7 +84,14 @@ pub enum Reason {
     not_acceptable,
     unsupported_media_type,
     method_not_allowed,
+    /// A stream opened on a draining node by a client (503: open it on another node).
     draining,
+    /// A stream relayed to a draining node for a session still owned there, not yet handed
+    /// off (503).
+    draining_owner,
+    /// A request for a session being handed off (or taken over) that did not settle within
+    /// the wait (503).
+    session_moving,
     /// The session left this node (hand-off, newer owner) between the routing of the request
     /// and its lookup (503).
     session_moved,

@@ -2,6 +2,7 @@
 //! change fan-out. One task reads them all, in order per peer.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mcp_cluster::transport::Incoming;
 use tokio::sync::mpsc;
@@ -20,8 +21,13 @@ pub async fn run(
     mut rx: mpsc::Receiver<Incoming>,
 ) {
     let mut batch = Vec::with_capacity(256);
+    let mut taken = Taken::default();
     while rx.recv_many(&mut batch, 256).await > 0 {
-        node.metrics.cluster.set_inbound_queued(rx.len());
+        let started = Instant::now();
+        let queued = rx.len();
+        node.metrics.cluster.set_inbound_queued(queued);
+        taken.queued_max = taken.queued_max.max(queued);
+        taken.messages += batch.len();
         for Incoming { from, message } in batch.drain(..) {
             let msg = match PeerMsg::decode(message.kind, &message.body) {
                 Ok(m) => m,
@@ -32,8 +38,64 @@ pub async fn run(
                     continue;
                 }
             };
+            if let PeerMsg::Replicate(r) = &msg
+                && r.handoff
+            {
+                taken.handoffs += 1;
+            }
             handle(&node, &peers, &handler, from, msg);
         }
+        taken.busy += started.elapsed();
+        taken.log_if_due(&node);
+    }
+}
+
+/// How often the hand-offs taken are summed up in a log line.
+const TAKEN_EVERY: Duration = Duration::from_secs(1);
+
+/// What the inbound task did since its last `hand-offs taken` line (logged only in a period
+/// when hand-offs arrived: a drain or rebalancing elsewhere): how many hand-offs it applied
+/// (each acknowledged at once), how many messages it handled in all, how long it was busy
+/// with them, and the deepest its queue got. A busy share near 1 means acknowledgements wait
+/// behind this one task.
+struct Taken {
+    since: Instant,
+    handoffs: usize,
+    messages: usize,
+    busy: Duration,
+    queued_max: usize,
+}
+
+impl Default for Taken {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            handoffs: 0,
+            messages: 0,
+            busy: Duration::ZERO,
+            queued_max: 0,
+        }
+    }
+}
+
+impl Taken {
+    fn log_if_due(&mut self, node: &Node) {
+        let period = self.since.elapsed();
+        if period < TAKEN_EVERY {
+            return;
+        }
+        if self.handoffs > 0 {
+            tracing::info!(
+                node = %node.name,
+                handoffs = self.handoffs,
+                messages = self.messages,
+                busy_ms = self.busy.as_millis() as u64,
+                period_ms = period.as_millis() as u64,
+                queued_max = self.queued_max,
+                "hand-offs taken"
+            );
+        }
+        *self = Self::default();
     }
 }
 

@@ -92,6 +92,10 @@ impl SessionLayer for Layer {
         self.peers.is_leaving(id)
     }
 
+    fn is_handing_off(&self, id: SessionId) -> bool {
+        self.peers.is_handing_off(id)
+    }
+
     fn is_live(&self, addr: SocketAddr) -> bool {
         self.peers.live().iter().any(|m| m.addr == addr)
     }
@@ -130,6 +134,10 @@ impl SessionLayer for Layer {
 
     fn stop_figures(&self) -> StopFigures {
         self.peers.stop_figures()
+    }
+
+    fn handoff_figures(&self) -> crate::session::layer::HandoffFigures {
+        self.peers.handoff_figures()
     }
 
     fn hand_off_all(&self, deadline: Duration) -> BoxFuture<'static, ()> {

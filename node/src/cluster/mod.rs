@@ -24,6 +24,7 @@ pub mod config;
 pub mod connection_balance;
 pub mod detector;
 pub mod digest;
+pub mod handoff_stats;
 pub mod inbound;
 pub mod layer;
 pub mod metrics;

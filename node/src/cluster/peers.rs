@@ -50,6 +50,19 @@ const HANDOFF_WAITS: u32 = 5;
 /// How long a hand-off waits for the successor before trying again.
 const HANDOFF_RETRY: Duration = Duration::from_secs(2);
 
+/// Hand-offs sent to one member and not yet acknowledged, at most. A hand-off's session is
+/// frozen from its copy until the acknowledgement, and everything this node sends that member
+/// after the copy (the heads and chunks of requests and streams relayed through it, other
+/// acknowledgements) waits behind it in the link's one ordered stream. A drain used to send
+/// every session at once, paced only by the link's queue before framing (`BUSY_LINK_MESSAGES`),
+/// so thousands of copies sat in the transport's send buffer: at 60,000 sessions on six
+/// nodes, 10,000-12,000 sessions were frozen 4-5 s into each drain, acknowledgements took up
+/// to 7.5 s, and 13,830 relayed requests got no answer within `forwardTimeoutMs`. With a
+/// window the sessions not yet sent stay served here (streams attached), each hand-off is
+/// frozen about `HANDOFF_WINDOW` / (the member's hand-off rate), and the drain takes as long as
+/// the link's rate allows, as before.
+pub const HANDOFF_WINDOW: usize = 64;
+
 /// How long a node that moved a session for balance forwards requests for it to where it went
 /// (then they follow the ranking: the new owner ranks first among the others, or holds a copy).
 const MOVED_KEEP: Duration = Duration::from_secs(60);
@@ -136,11 +149,18 @@ pub struct Peers {
     moved: Mutex<HashMap<SessionId, SocketAddr>>,
     /// Hand-offs sent and not yet acknowledged, with when.
     handing: Mutex<HashMap<SessionId, Instant>>,
+    /// Hand-offs sent and not yet acknowledged, per member ([`HANDOFF_WINDOW`]).
+    in_flight_to: Mutex<HashMap<SocketAddr, usize>>,
+    /// The sessions a drain's last round found to send, per successor, waiting for room in
+    /// its window: an acknowledgement sends the next one at once (`refill`).
+    drain_queue: Mutex<HashMap<SocketAddr, std::collections::VecDeque<Arc<Session>>>>,
     /// Sessions moved away by rebalancing, oldest first (when, which, where): their `moved`
     /// entries go after [`MOVED_KEEP`] (a draining node exits; a rebalancing one stays).
     rebalanced: Mutex<std::collections::VecDeque<(Instant, SessionId, SocketAddr)>>,
     /// Rebalancing hand-offs acknowledged so far (the burst summary's count).
     rebalanced_total: AtomicU64,
+    /// Hand-offs sent, acknowledged, given up, and how long acknowledgements took.
+    handoff_stats: super::handoff_stats::HandoffStats,
     /// Sessions handed to this node, oldest first, kept [`ARRIVED_KEEP`]: rebalancing leaves
     /// them here until then.
     arrived: Mutex<Arrivals>,
@@ -238,8 +258,11 @@ impl Peers {
             replicas: Registry::new(max_sessions),
             moved: Mutex::new(HashMap::new()),
             handing: Mutex::new(HashMap::new()),
+            in_flight_to: Mutex::default(),
+            drain_queue: Mutex::default(),
             rebalanced: Mutex::new(std::collections::VecDeque::new()),
             rebalanced_total: AtomicU64::new(0),
+            handoff_stats: super::handoff_stats::HandoffStats::default(),
             arrived: Mutex::default(),
             dirty,
             want_ack: Mutex::new(HashMap::new()),
@@ -378,6 +401,30 @@ impl Peers {
         (self.relays.in_flight(), self.relays.serving())
     }
 
+    /// Where this node's hand-offs stand (a drain's progress log): the counters, the
+    /// hand-offs waiting for their acknowledgement and the oldest one's wait, and the queue
+    /// of each link to a member that takes hand-offs.
+    pub fn handoff_figures(&self) -> super::handoff_stats::HandoffFigures {
+        let mut f = self.handoff_stats.read();
+        {
+            let handing = self.handing.lock();
+            f.handing = handing.len();
+            f.oldest_handing_ms = handing
+                .values()
+                .map(|t| t.elapsed().as_millis() as u64)
+                .max()
+                .unwrap_or(0);
+        }
+        let me = self.me().addr;
+        f.queued = self
+            .live_takers()
+            .into_iter()
+            .filter(|m| m.addr != me)
+            .map(|m| (m.addr, self.transport.queued(m.addr)))
+            .collect();
+        f
+    }
+
     /// What this node still waits for between nodes while it stops (never waits for a lock).
     pub fn stop_figures(&self) -> crate::session::layer::StopFigures {
         let (relayed, serving) = self.relays.try_counts();
@@ -510,6 +557,11 @@ impl Peers {
         self.moved.lock().contains_key(&id)
             || self.handing.lock().contains_key(&id)
             || self.replicas.get(&id).is_some()
+    }
+
+    /// Whether the session `id` is frozen for a hand-off (its copy sent, not acknowledged yet).
+    pub fn is_handing_off(&self, id: SessionId) -> bool {
+        self.handing.lock().contains_key(&id)
     }
 
     /// Makes a replica's copy the session (the owner is gone and this node is its successor).
@@ -1181,11 +1233,14 @@ impl Peers {
         routing::has_quorum(&self.view.borrow())
     }
 
-    /// Sends every owned session to its successor (drain). Sessions with a request in progress
-    /// wait for a later round. A session is frozen from the moment its copy is taken until the
-    /// successor acknowledges it (requests for it wait: `Holding::HandingOff`), then requests
-    /// are forwarded to the successor; without an acknowledgement in `HANDOFF_RETRY` it thaws
-    /// and a later round tries again. Returns how many are still here.
+    /// Sends every owned session to its successor (drain), at most [`HANDOFF_WINDOW`]
+    /// unacknowledged per successor: the round queues the sessions per successor and sends
+    /// what the windows take; each acknowledgement sends the next one (`refill`), and the next
+    /// round queues again what is left. Sessions with a request in progress wait for a later
+    /// round. A session is frozen from the moment its copy is taken until the successor
+    /// acknowledges it (requests for it wait: `Holding::HandingOff`), then requests are
+    /// forwarded to the successor; without an acknowledgement in `HANDOFF_RETRY` it thaws and a
+    /// later round tries again. Returns how many are still here.
     pub fn handoff_round(self: &Arc<Self>, node: &Arc<Node>) -> usize {
         let takers: Vec<NodeId> = self
             .live_takers()
@@ -1195,33 +1250,86 @@ impl Peers {
         if takers.is_empty() {
             return node.sessions.len();
         }
-        let now = Instant::now();
+        let mut queues: HashMap<SocketAddr, std::collections::VecDeque<Arc<Session>>> =
+            HashMap::new();
         node.sessions.for_each(|s| {
             if self.handing.lock().contains_key(&s.id) {
                 // Sent and waiting for its acknowledgement (`hand_off`'s waiter thaws it when
                 // that comes, or when the successor is gone or stayed silent too long).
                 return;
             }
-            let Some(to) = ownership::rank(&key(s.id), &takers).first().map(|m| m.addr) else {
-                return;
-            };
-            if self.link_busy(to) {
-                // Paced by the link: a later round sends it (it is served here meanwhile,
-                // not frozen), so the successor's link never holds a backlog of hand-offs
-                // that requests relayed to it wait behind.
+            if let Some(to) = ownership::rank(&key(s.id), &takers).first() {
+                queues.entry(to.addr).or_default().push_back(s.clone());
+            }
+        });
+        *self.drain_queue.lock() = queues;
+        for to in &takers {
+            self.refill(node, to.addr);
+        }
+        let left: usize = self.drain_queue.lock().values().map(|q| q.len()).sum();
+        self.handoff_stats.held_back(left as u64);
+        node.sessions.len()
+    }
+
+    /// Sends `to` the next sessions of the drain's queue for it while its window
+    /// ([`HANDOFF_WINDOW`]) has room and its link is not busy: the rest are served here
+    /// meanwhile, not frozen. Skips sessions that left or are being handed off already, and
+    /// leaves those with a request in progress to a later round.
+    fn refill(self: &Arc<Self>, node: &Arc<Node>, to: SocketAddr) {
+        loop {
+            if self.link_busy(to) || self.in_flight(to) >= HANDOFF_WINDOW {
                 return;
             }
-            self.hand_off(node, s, to, now, Handoff::Drain);
-        });
-        node.sessions.len()
+            let next = self
+                .drain_queue
+                .lock()
+                .get_mut(&to)
+                .and_then(std::collections::VecDeque::pop_front);
+            let Some(s) = next else { return };
+            let here = node
+                .sessions
+                .get(&s.id)
+                .is_some_and(|now_here| Arc::ptr_eq(&now_here, &s));
+            if !here || self.handing.lock().contains_key(&s.id) {
+                continue;
+            }
+            self.hand_off(node, &s, to, Instant::now(), Handoff::Drain);
+        }
+    }
+
+    /// Hand-offs sent to `to` and not yet acknowledged.
+    fn in_flight(&self, to: SocketAddr) -> usize {
+        self.in_flight_to.lock().get(&to).copied().unwrap_or(0)
+    }
+
+    /// Takes a place in `to`'s window; `false` when it is full.
+    fn take_slot(&self, to: SocketAddr) -> bool {
+        let mut m = self.in_flight_to.lock();
+        let n = m.entry(to).or_insert(0);
+        if *n >= HANDOFF_WINDOW {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// Gives a place in `to`'s window back.
+    fn free_slot(&self, to: SocketAddr) {
+        let mut m = self.in_flight_to.lock();
+        if let Some(n) = m.get_mut(&to) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&to);
+            }
+        }
     }
 
     /// Hands `s` to `to` (drain or rebalancing): freezes it, sends it whole with `handoff` and
     /// `epoch + 1`, and waits in a task for the acknowledgement — then the session is removed
     /// here, remembered as moved, its streams here end (clients resume with `Last-Event-ID`
     /// through any node) and its other replicas get `Forget`; without one it thaws. Returns
-    /// whether it was sent: not when a request is in progress in it (a later round tries
-    /// again) or the link refused it.
+    /// whether it was sent: not when `to`'s window ([`HANDOFF_WINDOW`]) is full, a request is
+    /// in progress in the session (a later round tries again) or the link refused it.
     fn hand_off(
         self: &Arc<Self>,
         node: &Arc<Node>,
@@ -1230,6 +1338,9 @@ impl Peers {
         now: Instant,
         why: Handoff,
     ) -> bool {
+        if !self.take_slot(to) {
+            return false;
+        }
         // Frozen before the copy is taken: a request routed from now on waits, so no
         // change made here is missing from the successor's copy.
         self.handing.lock().insert(s.id, now);
@@ -1237,6 +1348,7 @@ impl Peers {
         if st.has_inflight() {
             drop(st);
             self.handing.lock().remove(&s.id);
+            self.free_slot(to);
             return false;
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -1277,8 +1389,11 @@ impl Peers {
         if !self.send(to, &msg) {
             self.acks.lock().remove(&token);
             self.handing.lock().remove(&s.id);
+            self.free_slot(to);
+            self.handoff_stats.refused();
             return false;
         }
+        self.handoff_stats.sent();
         let (peers, node, s) = (self.clone(), node.clone(), s.clone());
         tokio::spawn(async move {
             // A late acknowledgement is still an acknowledgement: wait for it while the
@@ -1293,6 +1408,11 @@ impl Peers {
                     Err(_) => break false,
                 }
             };
+            if acked {
+                peers.handoff_stats.acked(now.elapsed());
+            } else {
+                peers.handoff_stats.gave_up();
+            }
             // The session may have been handed back here before this task ran (under load
             // it can run tens of ms after the acknowledgement): a newer object is registered
             // under its id then, owned here with its own replicas. Leave that one alone —
@@ -1326,9 +1446,20 @@ impl Peers {
                 }
             }
             // Thawed (or done) — unless a later round sent it again meanwhile.
-            let mut handing = peers.handing.lock();
-            if handing.get(&s.id) == Some(&now) {
-                handing.remove(&s.id);
+            {
+                let mut handing = peers.handing.lock();
+                if handing.get(&s.id) == Some(&now) {
+                    handing.remove(&s.id);
+                }
+            }
+            peers.free_slot(to);
+            // The window has room again: a drain sends the next session at once.
+            if why == Handoff::Drain {
+                if node.is_draining() {
+                    peers.refill(&node, to);
+                } else {
+                    peers.drain_queue.lock().clear(); // the drain was called off
+                }
             }
         });
         true

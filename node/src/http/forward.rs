@@ -95,6 +95,7 @@ pub async fn intercept(
             }
             Route::Wait => {
                 node.metrics.cluster.forwarded(ForwardOutcome::timeout);
+                node.metrics.reject(crate::metrics::Reason::session_moving);
                 return Some(reply::overloaded(
                     StatusCode::SERVICE_UNAVAILABLE,
                     None,

@@ -496,6 +496,19 @@ pub fn get(node: Arc<Node>, headers: &HeaderMap, relayed: bool) -> Response<Body
     let limits = &node.settings.config.limits;
     let (tx, rx) = stream_queue::channel(limits.outbound_queue as usize);
     let mut st = session.state.lock();
+    // Routed here just before its hand-off copy was taken (the copy is taken under this lock,
+    // after the session is marked as handing off): a stream attached now would get events the
+    // successor's copy lacks. The retry is routed to the successor.
+    if node.layer().is_some_and(|l| l.is_handing_off(session.id)) {
+        drop(st);
+        node.metrics.reject(Reason::session_moved);
+        return reply::overloaded(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "the session is moving to another node; retry",
+            node.settings.config.limits.retry_after_secs,
+        );
+    }
     st.last_seen_ms = node.now_ms();
     let resume = header(headers, "last-event-id").and_then(EventId::parse);
     let resumed = match resume {

@@ -140,7 +140,7 @@ async fn serve(
     // back with 503 until the node exited (seconds, at 100K sessions).
     let draining_get = method == Method::GET && node.is_draining();
     if draining_get && via == Via::Client {
-        return refuse_draining_stream(&node);
+        return refuse_draining_stream(&node, Reason::draining);
     }
     if let Some(layer) = node.layer()
         && headers.contains_key(SESSION_ID)
@@ -173,9 +173,13 @@ async fn serve(
             return forwarded;
         }
     }
-    // Served here: the session (if any) is held here now, a take-over included.
-    if draining_get {
-        return refuse_draining_stream(&node);
+    // Served here: the session (if any) is held here now, a take-over included. A stream a
+    // peer relays for a session still owned here, not handed off yet, is served: it ends when
+    // the session's hand-off copy is taken, like every stream of the sessions owned here, and
+    // its client resumes at the successor. Refused, its client could only retry until the
+    // hand-off: with a drain's hand-offs paced (a window per successor), seconds.
+    if draining_get && !(via != Via::Client && owned_until_handed_off(&node, headers)) {
+        return refuse_draining_stream(&node, Reason::draining_owner);
     }
     if let Some(p) = &principal
         && let Err(refusal) = check_session_principal(&node, headers, p)
@@ -229,9 +233,18 @@ fn reopen(
     })
 }
 
+/// Whether the request names a session owned here that a peer can take over by hand-off (a
+/// draining node serves its relayed streams until then).
+fn owned_until_handed_off(node: &Node, headers: &HeaderMap) -> bool {
+    node.layer().is_some_and(|l| l.has_successor())
+        && header(headers, SESSION_ID)
+            .and_then(crate::session::SessionId::parse)
+            .is_some_and(|id| node.sessions.get(&id).is_some())
+}
+
 /// 503 for a stream that a draining node would serve itself.
-fn refuse_draining_stream(node: &Node) -> Response<Body> {
-    node.metrics.reject(Reason::draining);
+fn refuse_draining_stream(node: &Node, reason: Reason) -> Response<Body> {
+    node.metrics.reject(reason);
     reply::overloaded(
         StatusCode::SERVICE_UNAVAILABLE,
         None,

@@ -14,9 +14,14 @@
 //!    streams this node relays for peers' sessions end [`RELAYED_STREAMS_ENDED_PER_SEC`] at a
 //!    time.
 //! 2. **Hand off** ([`hand_off_while_draining`], in a cluster): while draining, every
-//!    `cluster.loadPublishMs` the session layer sends the sessions owned here to their
-//!    successors (`SessionLayer::hand_off_round`; the protocol is `cluster/peers.rs`'s), and
-//!    the node gossips `draining: true` so peers stop choosing it as a replica.
+//!    `cluster.loadPublishMs` the session layer queues the sessions owned here for their
+//!    successors and sends each successor a window of them (`SessionLayer::hand_off_round`;
+//!    the protocol is `cluster/peers.rs`'s: `HANDOFF_WINDOW` unacknowledged per successor,
+//!    each acknowledgement sending the next), so only the sessions in flight are frozen and
+//!    the others stay served here; the node gossips `draining: true` so peers stop choosing
+//!    it as a replica. It logs `drain progress` every [`PROGRESS_EVERY`]: sessions owned,
+//!    hand-offs sent / acknowledged / in flight, acknowledgement times, the successors' link
+//!    queues and the 503s by reason.
 //! 3. **Done** ([`Node::drain_progress`], `GET /drain`): alone, when no client is connected
 //!    and nothing is in flight; in a cluster, when every session was handed off.
 //! 4. **Stop** (SIGTERM only): the accept loop stops and the open connections get
@@ -166,17 +171,94 @@ async fn end_relayed_streams_in_batches(node: Weak<Node>) {
 }
 
 /// Hands sessions off, a round every `period`, whenever the node drains (runs until aborted;
-/// only with a session layer).
+/// only with a session layer); logs the drain's progress every [`PROGRESS_EVERY`] meanwhile.
 pub async fn hand_off_while_draining(node: Arc<Node>, period: Duration) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut progress: Option<Progress> = None;
     loop {
         tick.tick().await;
         if node.is_draining()
             && let Some(layer) = node.layer()
         {
+            let p = progress.get_or_insert_with(|| Progress::start(&node));
             layer.hand_off_round();
+            if p.last.elapsed() >= PROGRESS_EVERY {
+                p.log(&node);
+            }
+        } else if let Some(mut p) = progress.take() {
+            p.log(&node);
         }
+    }
+}
+
+/// How often a drain logs its progress (`drain progress`).
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// A drain's progress log: per line, the sessions owned here, the hand-offs sent,
+/// acknowledged and given up since the drain began, those waiting for their acknowledgement
+/// (frozen sessions), the acknowledgement times since the last line, the successors' link
+/// queues, and the streams and requests refused with 503 since the drain began, by reason.
+struct Progress {
+    began: Instant,
+    last: Instant,
+    at_start: crate::session::layer::HandoffFigures,
+    refused_at_start: [u64; 3],
+}
+
+const REFUSALS: [crate::metrics::Reason; 3] = [
+    crate::metrics::Reason::draining,
+    crate::metrics::Reason::draining_owner,
+    crate::metrics::Reason::session_moving,
+];
+
+impl Progress {
+    fn start(node: &Node) -> Self {
+        let at_start = node
+            .layer()
+            .map(|l| l.handoff_figures())
+            .unwrap_or_default();
+        Self {
+            began: Instant::now(),
+            last: Instant::now(),
+            at_start,
+            refused_at_start: REFUSALS.map(|r| node.metrics.rejected(r)),
+        }
+    }
+
+    fn log(&mut self, node: &Node) {
+        self.last = Instant::now();
+        let Some(layer) = node.layer() else { return };
+        let f = layer.handoff_figures();
+        let s = &self.at_start;
+        let refused: Vec<u64> = REFUSALS
+            .iter()
+            .zip(self.refused_at_start)
+            .map(|(r, at)| node.metrics.rejected(*r).saturating_sub(at))
+            .collect();
+        let queued: Vec<String> = f.queued.iter().map(|(a, n)| format!("{a}={n}")).collect();
+        tracing::info!(
+            node = %node.name,
+            draining_for_ms = self.began.elapsed().as_millis() as u64,
+            owned = node.sessions.len(),
+            handing = f.handing,
+            oldest_handing_ms = f.oldest_handing_ms,
+            sent = f.sent.saturating_sub(s.sent),
+            acked = f.acked.saturating_sub(s.acked),
+            gave_up = f.gave_up.saturating_sub(s.gave_up),
+            refused_by_link = f.refused.saturating_sub(s.refused),
+            held_back = f.held_back.saturating_sub(s.held_back),
+            acks = f.ack_ms.0,
+            ack_p50_ms = f.ack_ms.1,
+            ack_p99_ms = f.ack_ms.2,
+            ack_max_ms = f.ack_ms.3,
+            queued = %queued.join(","),
+            connections = node.connections.load(Ordering::Acquire),
+            refused_draining = refused[0],
+            refused_draining_owner = refused[1],
+            refused_session_moving = refused[2],
+            "drain progress"
+        );
     }
 }
 

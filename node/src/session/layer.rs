@@ -60,6 +60,13 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     /// here as a copy since a newer owner appeared): a request routed here (`Route::Local`)
     /// that no longer finds it is answered 503, not 404, and its retry goes where it went.
     fn is_leaving(&self, id: SessionId) -> bool;
+    /// Whether the session `id`, owned here, is frozen for a hand-off: its copy was sent and
+    /// the successor has not acknowledged it yet. A stream must not attach to it then (events
+    /// written to it from now on are not in the successor's copy).
+    fn is_handing_off(&self, id: SessionId) -> bool {
+        let _ = id;
+        false
+    }
     /// Whether `addr` is a live member.
     fn is_live(&self, addr: SocketAddr) -> bool;
     /// Relays `req` (which `hops` nodes passed already) to `to` and resolves with the head of
@@ -91,6 +98,10 @@ pub trait SessionLayer: Send + Sync + fmt::Debug {
     fn stop_figures(&self) -> StopFigures {
         StopFigures::default()
     }
+    /// Where this node's hand-offs stand, for a drain's progress log (`node/drain.rs`).
+    fn handoff_figures(&self) -> HandoffFigures {
+        HandoffFigures::default()
+    }
 }
 
 /// What a stopping node still waits for between nodes ([`SessionLayer::stop_figures`]);
@@ -105,6 +116,31 @@ pub struct StopFigures {
     pub relayed: Option<usize>,
     /// Requests peers forwarded here, still being served.
     pub serving: Option<usize>,
+}
+
+/// Where a node's hand-offs (drain and rebalancing) stand ([`SessionLayer::handoff_figures`]):
+/// counters since the node started, and the state now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandoffFigures {
+    /// Hand-offs sent (each try counts).
+    pub sent: u64,
+    /// Hand-offs acknowledged.
+    pub acked: u64,
+    /// Hand-offs whose acknowledgement did not come in time (the session thawed here).
+    pub gave_up: u64,
+    /// Hand-offs the successor's link refused (its queue was full).
+    pub refused: u64,
+    /// Sessions a drain's round left waiting for room in their successor's window (or for
+    /// its busy link), summed over the rounds.
+    pub held_back: u64,
+    /// Hand-offs sent and not acknowledged yet (their sessions frozen here).
+    pub handing: usize,
+    /// How long the oldest of those has waited, ms.
+    pub oldest_handing_ms: u64,
+    /// Acknowledgement times since the last read, ms: (count, p50, p99, max).
+    pub ack_ms: (usize, u32, u32, u32),
+    /// Messages queued (not yet framed) on each link to a member taking hand-offs.
+    pub queued: Vec<(std::net::SocketAddr, usize)>,
 }
 
 /// Whether a new session is accepted, or why it is refused before it is created.
