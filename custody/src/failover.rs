@@ -509,12 +509,15 @@ impl Custody {
             }
             let theirs: Vec<(SocketAddr, Holding)> =
                 theirs.into_iter().filter(|(_, h)| h.role != 4).collect();
-            // A newer claim exists (another owner took it over since this copy was made):
-            // this copy is obsolete. That owner sends a full copy if it wants one here.
-            if theirs
-                .iter()
-                .any(|(_, h)| h.role != 0 && beats((h.epoch, h.owner), (mine.0, mine.1)))
-            {
+            // A newer claim in force exists (another owner took it over since this copy was
+            // made): this copy is obsolete. That owner sends a full copy if it wants one here.
+            // A claim not confirmed yet (role 5) is not in force: it copied nothing, and its
+            // claimant may die before it confirms, with this copy the newest there is — it is
+            // waited for below, as an owner waits (seed 970008353: a take-over killed 0.4 s
+            // after it claimed; the replica that had answered it dropped the last copy).
+            if theirs.iter().any(|(_, h)| {
+                !matches!(h.role, 0 | 5) && beats((h.epoch, h.owner), (mine.0, mine.1))
+            }) {
                 self.drop_copy(s);
                 self.stats.copies_dropped += 1;
                 continue;

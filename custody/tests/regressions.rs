@@ -82,6 +82,12 @@
 //!   of force without the tie, so the owner showed nothing more before it and its new
 //!   replica were killed; the note's holders still told the dropped replica its copy was
 //!   stale, and it discarded the one copy that held everything its client was told.
+//!   970008353 (stop 21's fresh block, R = 3): the owner and another node were killed; a
+//!   replica took the session over (a claim not confirmed yet) and was killed 0.17 s later;
+//!   the other replica had asked meanwhile, heard the claimant answer as a fresh owner, and
+//!   dropped its copy — the newest there was — for a claim that was never in force. A copy is
+//!   now dropped only for a claim in force (a confirmed owner, or a copy made under it); a
+//!   fresh claimant is waited for, as owners wait for one.
 
 use mcp_custody::sim::{World, random};
 
@@ -100,7 +106,7 @@ const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 const PAST_20000: &[u64] = &[25227];
 
 const RANDOM_SMOKE: &[u64] = &[
-    14202686, 543511571, 9472, 14206170, 900002555, 900009399, 1639,
+    14202686, 543511571, 9472, 14206170, 900002555, 900009399, 1639, 970008353,
 ];
 
 #[test]
