@@ -18,7 +18,7 @@ build: ## Debug build of the workspace
 release: ## Optimized build
 	$(CARGO) build --release --workspace
 
-test: lint crds-check test-unit sim-smoke fuzz-smoke e2e-protocol e2e-auth e2e-upstream e2e-upstream-conformance e2e-cluster e2e-netns e2e-failover manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, a bounded random simulator run, short fuzz pass, protocol, auth, upstream MCP servers, conformance through an upstream, cluster (processes, netns), chart, image, Kubernetes e2e
+test: lint crds-check test-unit sim-smoke fuzz-smoke e2e-protocol e2e-auth e2e-upstream e2e-upstream-conformance e2e-cluster e2e-netns e2e-failover bench-scale-quick manifests-check helm-lint image e2e e2e-chart e2e-k8s-auth ## Everything CI runs: lint, CRD check, unit + black-box, a bounded random simulator run, short fuzz pass, protocol, auth, upstream MCP servers, conformance through an upstream, cluster (processes, netns), 20K sessions on 6+ release nodes with a kill -9 (bench-scale-quick), chart, image, Kubernetes e2e
 	e2e/k8s/cluster.sh down  # e2e-chart leaves the control plane up; a test run leaves nothing running
 	@echo "make test: all stages passed"
 
