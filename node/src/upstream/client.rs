@@ -77,14 +77,16 @@ use super::gate::Gate;
 use super::headers::Headers;
 use super::kept::Kept;
 use super::metrics::Handle;
-use super::{modern, sse};
+use super::modern;
 use crate::content::context::LOG_LEVELS;
 use crate::session::{Session as ClientSession, SessionId, UpstreamSession};
 
+mod messages;
 mod own;
 mod stream;
 mod wire;
 
+use messages::Messages;
 use wire::{CancelOnDrop, Http, QUOTED_BODY, chain, is_json, quoted, request_body, result_of};
 
 /// Gets the notifications (method, params) an upstream sends on one request's stream.
@@ -1157,57 +1159,46 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let mut body = resp.into_body();
+        let body = resp.into_body();
         if content_type.starts_with("text/event-stream") {
-            let mut decoder = sse::Decoder::new(MAX_MESSAGE);
-            while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
-                let Ok(data) = frame.into_data() else {
-                    continue;
-                };
-                let events = decoder
-                    .feed(&data)
-                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-                for event in events {
-                    let Ok(message) = serde_json::from_slice::<Value>(&event) else {
-                        continue;
-                    };
-                    if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
-                        return Ok((Some(message), session_id));
-                    }
-                    if let (Some(notes), Some(method), None) = (
-                        notes,
-                        message.get("method").and_then(Value::as_str),
-                        message.get("id"),
-                    ) {
-                        notes(method, message.get("params").unwrap_or(&Value::Null));
-                    }
-                    if let (Some(asks), Some(method), Some(id)) = (
-                        asks,
-                        message.get("method").and_then(Value::as_str),
-                        message.get("id"),
-                    ) {
-                        let params = message.get("params").cloned().unwrap_or(Value::Null);
-                        let answer = match asks(method, params).await {
-                            Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
-                            Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
-                        };
-                        let body = serde_json::to_vec(&answer).unwrap_or_default();
-                        match self.deliver(session, body).await {
-                            Ok(()) => {}
-                            Err(Failure::Error(e)) => return Err(e.into()),
-                            // Sending the request again would ask the client again.
-                            Err(Failure::SessionGone) => {
-                                return Err(UpstreamError::Protocol(
-                                    "the upstream lost the session while its request asked the client".into(),
-                                )
-                                .into());
-                            }
-                        }
-                        continue;
-                    }
-                    self.on_message(session, &message).await;
+            let mut messages = Messages::new(body, MAX_MESSAGE);
+            while let Some(message) = messages.next().await? {
+                if message.get("id") == Some(&json!(want)) && message.get("method").is_none() {
+                    return Ok((Some(message), session_id));
                 }
+                if let (Some(notes), Some(method), None) = (
+                    notes,
+                    message.get("method").and_then(Value::as_str),
+                    message.get("id"),
+                ) {
+                    notes(method, message.get("params").unwrap_or(&Value::Null));
+                }
+                if let (Some(asks), Some(method), Some(id)) = (
+                    asks,
+                    message.get("method").and_then(Value::as_str),
+                    message.get("id"),
+                ) {
+                    let params = message.get("params").cloned().unwrap_or(Value::Null);
+                    let answer = match asks(method, params).await {
+                        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+                        Err(error) => json!({ "jsonrpc": "2.0", "id": id, "error": error }),
+                    };
+                    let body = serde_json::to_vec(&answer).unwrap_or_default();
+                    match self.deliver(session, body).await {
+                        Ok(()) => {}
+                        Err(Failure::Error(e)) => return Err(e.into()),
+                        // Sending the request again would ask the client again.
+                        Err(Failure::SessionGone) => {
+                            return Err(UpstreamError::Protocol(
+                                "the upstream lost the session while its request asked the client"
+                                    .into(),
+                            )
+                            .into());
+                        }
+                    }
+                    continue;
+                }
+                self.on_message(session, &message).await;
             }
             return Err(UpstreamError::Protocol(
                 "the event stream ended before the response".into(),

@@ -36,11 +36,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::ACCEPT;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use serde_json::{Value, json};
 
 use super::super::hooks::ClientHooks;
-use super::super::sse;
+use super::messages::Messages;
 use super::wire::{chain, quoted};
 use super::{
     Client, ClientSession, Failure, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError,
@@ -282,21 +282,9 @@ impl Client {
         if let Some(tx) = opened.take() {
             let _ = tx.send(());
         }
-        let mut body = resp.into_body();
-        let mut decoder = sse::Decoder::new(MAX_MESSAGE);
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let events = decoder
-                .feed(&data)
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            for event in events {
-                if let Ok(message) = serde_json::from_slice::<Value>(&event) {
-                    self.on_own_message(s, session, message).await;
-                }
-            }
+        let mut messages = Messages::new(resp.into_body(), MAX_MESSAGE);
+        while let Some(message) = messages.next().await? {
+            self.on_own_message(s, session, message).await;
         }
         Ok(Ended::Closed(true))
     }

@@ -8,10 +8,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::ACCEPT;
 use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use serde_json::{Value, json};
+use http_body_util::Full;
+use serde_json::json;
 
-use super::super::{modern, sse};
+use super::super::modern;
+use super::messages::Messages;
 use super::wire::{chain, is_event_stream, quoted, request_body};
 use super::{Client, Failure, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError, VERSION_HEADER};
 
@@ -128,26 +129,14 @@ impl Client {
             }
             .into());
         }
-        let mut body = resp.into_body();
-        let mut decoder = sse::Decoder::new(MAX_MESSAGE);
+        let mut messages = Messages::new(resp.into_body(), MAX_MESSAGE);
         loop {
-            let frame = tokio::select! {
-                frame = body.frame() => frame,
+            let message = tokio::select! {
+                message = messages.next() => message?,
                 _ = &mut relisten, if session.modern => return Ok(Ended::Relisten),
             };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| UpstreamError::Unreachable(chain(&e)))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            let events = decoder
-                .feed(&data)
-                .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
-            for event in events {
-                if let Ok(message) = serde_json::from_slice::<Value>(&event) {
-                    self.on_message(session, &message).await;
-                }
-            }
+            let Some(message) = message else { break };
+            self.on_message(session, &message).await;
         }
         Ok(Ended::Closed)
     }
