@@ -566,13 +566,19 @@ impl Peers {
 
     /// Makes a replica's copy the session (the owner is gone and this node is its successor).
     pub fn promote(&self, node: &Arc<Node>, copy: &Arc<Session>) {
+        // The new owner's epoch must be newer than every copy of the old one; a copy at the top
+        // of the range (only a faulty or hostile peer sends one) cannot be, so it is not taken.
+        if copy.state.lock().epoch == u32::MAX {
+            tracing::warn!(session = %copy.id, "not taken over: its copy's epoch is at the top of the range");
+            return;
+        }
         let Some(copy) = self.replicas.remove(&copy.id) else {
             return; // promoted already
         };
         {
             let mut st = copy.state.lock();
             st.replica_of = None;
-            st.epoch += 1;
+            st.epoch = st.epoch.saturating_add(1); // below u32::MAX: checked above
             // Held from now until its first copy says whether it has a live replica.
             st.hold = self.durable;
             st.reset_replication();
@@ -1345,10 +1351,16 @@ impl Peers {
         // change made here is missing from the successor's copy.
         self.handing.lock().insert(s.id, now);
         let mut st = s.state.lock();
-        if st.has_inflight() {
+        // An epoch that cannot advance (only a copy from a faulty or hostile peer reaches the
+        // top of the range) is not handed on: the session stays here.
+        let epoch = st.epoch.checked_add(1);
+        if st.has_inflight() || epoch.is_none() {
             drop(st);
             self.handing.lock().remove(&s.id);
             self.free_slot(to);
+            if epoch.is_none() {
+                tracing::warn!(session = %s.id, "not handed off: its epoch is at the top of the range");
+            }
             return false;
         }
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
@@ -1363,7 +1375,7 @@ impl Peers {
         }
         let msg = PeerMsg::Replicate(Box::new(Replicate {
             session: s.id.0,
-            epoch: st.epoch + 1,
+            epoch: epoch.unwrap_or(u32::MAX),
             seq: st.next_copy_seq(),
             owner: self.me().addr,
             owner_generation: self.me().generation,

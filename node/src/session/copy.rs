@@ -220,7 +220,9 @@ impl SessionState {
 
     /// Numbers the next copy (the owner's side).
     pub fn next_copy_seq(&mut self) -> u64 {
-        self.copy_seq += 1;
+        // Wraps only after a copy numbered u64::MAX (a faulty peer's): the replica then sees
+        // a gap and is sent a full copy.
+        self.copy_seq = self.copy_seq.wrapping_add(1);
         self.copy_seq
     }
 

@@ -220,7 +220,7 @@ impl SessionState {
     /// Opens a stream; returns its number.
     pub fn open_stream(&mut self, kind: StreamKind, live: Option<stream_queue::Sender>) -> u32 {
         let id = self.next_stream;
-        self.next_stream += 1;
+        self.next_stream = self.next_stream.saturating_add(1); // from a copy: any u32
         if self.streams.len() >= MAX_STREAMS
             // No reader: finished (its reader let go once nothing was held), or gone. A
             // finished stream whose reader still waits for its held answer stays.
@@ -316,7 +316,7 @@ impl SessionState {
     /// Registers a server→client request; returns its id and the receiver of the answer.
     pub fn new_client_request(&mut self) -> (i64, oneshot::Receiver<Result<Value, Value>>) {
         let id = self.next_request;
-        self.next_request += 1;
+        self.next_request = self.next_request.saturating_add(1); // from a copy: any value
         let (tx, rx) = oneshot::channel();
         self.pending.retain(|(_, tx)| !tx.is_closed());
         self.pending.push((id, tx));

@@ -233,7 +233,7 @@ impl StreamState {
         // `after_seq` comes from the client's header: any u32.
         let complete = after_seq.saturating_add(1) >= oldest;
         if after_seq >= self.next_seq && after_seq - self.next_seq < MAX_ID_SKIP {
-            self.next_seq = after_seq + 1;
+            self.next_seq = after_seq.saturating_add(1);
             self.shown = self.shown.max(after_seq);
         }
         for (seq, event) in &self.log {
@@ -396,6 +396,18 @@ mod tests {
         let (tx, _rx) = stream_queue::channel(16);
         assert!(s.resume(u32::MAX, tx));
         assert_eq!(s.push(b"{}", 16).seq, 7);
+    }
+
+    #[test]
+    fn ids_at_the_top_of_the_range_panic_nothing() {
+        // A copy's next id is a peer's number: any u32. A client then resumes at the largest.
+        let mut s = StreamState::new(1, StreamKind::Standalone, None);
+        s.next_seq = u32::MAX - 1;
+        let (tx, _rx) = stream_queue::channel(16);
+        assert!(s.resume(u32::MAX, tx));
+        assert_eq!(s.next_seq, u32::MAX);
+        s.push(b"{}", 16);
+        s.push(b"{}", 16);
     }
 
     /// The events a reader got so far, as their ids.
