@@ -193,10 +193,23 @@ pub struct Client {
     /// (set once, when the node starts).
     hooks: OnceLock<super::hooks::ClientHooks>,
     /// The standalone streams held for client sessions' own upstream sessions (`own.rs`),
-    /// by client session: the number of the task holding it, and the task.
-    own_streams: Mutex<HashMap<SessionId, (u64, tokio::task::AbortHandle)>>,
+    /// by client session: the task holding it.
+    own_streams: Mutex<HashMap<SessionId, Holder>>,
     /// This client, for the tasks that hold those streams (set by [`Client::into_arc`]).
     me: std::sync::Weak<Client>,
+}
+
+/// The task holding one client session's standalone stream (`own.rs`), in
+/// [`Client`]'s table.
+#[derive(Debug)]
+struct Holder {
+    /// Its number, so a task that ends removes only its own entry.
+    number: u64,
+    task: tokio::task::AbortHandle,
+    /// `Client::review` found the task running after the client session's needs changed: a
+    /// task that decided to stop looks again before it leaves the table (both under the
+    /// table's lock), so a subscription made while it stops is not left without a stream.
+    look_again: bool,
 }
 
 /// Whose session with the upstream a request goes in.

@@ -10,7 +10,10 @@
 //!   requests). Otherwise none: an idle client, or one that only calls tools, costs no
 //!   connection and no task. A subscription is answered once its stream is open (bounded by
 //!   `timeoutMs`; a first try that fails answers it, the stream is asked for again in the
-//!   background), so an update the upstream sends right after is not missed.
+//!   background), so an update the upstream sends right after is not missed. A task that
+//!   decided to stop leaves the table only if no review found it there meanwhile (it looks
+//!   again otherwise), so a subscription racing the last unsubscribe is not left without a
+//!   stream.
 //! - **Where it is held**: on the node that owns the client session. A node that takes the
 //!   session over (kill -9, drain, rebalancing: `Node::session_adopted`) opens it again in
 //!   the same upstream session (the subscriptions are still there, upstream); the node the
@@ -43,7 +46,7 @@ use super::super::hooks::ClientHooks;
 use super::messages::Messages;
 use super::wire::{chain, quoted};
 use super::{
-    Client, ClientSession, Failure, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError,
+    Client, ClientSession, Failure, Holder, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError,
     VERSION_HEADER, Whose, held,
 };
 
@@ -188,12 +191,22 @@ impl Client {
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
             let mut streams = self.own_streams.lock();
-            if streams.contains_key(&s.id) {
+            if let Some(holder) = streams.get_mut(&s.id) {
+                // Held already — or its task decided to stop before this change and has not
+                // left the table yet: it looks again.
+                holder.look_again = true;
                 return;
             }
             let number = TASKS.fetch_add(1, Ordering::Relaxed);
             let task = runtime.spawn(hold(me, s.clone(), number, tx));
-            streams.insert(s.id, (number, task.abort_handle()));
+            streams.insert(
+                s.id,
+                Holder {
+                    number,
+                    task: task.abort_handle(),
+                    look_again: false,
+                },
+            );
             self.metrics.client_streams(streams.len());
         }
         if wait {
@@ -205,8 +218,8 @@ impl Client {
     /// ended, left this node, or needs none any more).
     pub fn stop_own_stream(&self, s: &ClientSession) {
         let mut streams = self.own_streams.lock();
-        if let Some((_, task)) = streams.remove(&s.id) {
-            task.abort();
+        if let Some(holder) = streams.remove(&s.id) {
+            holder.task.abort();
             self.metrics.client_streams(streams.len());
         }
     }
@@ -214,8 +227,8 @@ impl Client {
     /// Stops every client session's standalone stream held here (the node stops).
     pub fn stop_own_streams(&self) {
         let mut streams = self.own_streams.lock();
-        for (_, (_, task)) in streams.drain() {
-            task.abort();
+        for (_, holder) in streams.drain() {
+            holder.task.abort();
         }
         self.metrics.client_streams(0);
     }
@@ -329,8 +342,9 @@ impl Client {
 
 /// Holds client session `s`'s standalone stream with `client`'s upstream while it needs one
 /// and this node owns it (checked before each opening), re-opening it after a pause, and its
-/// upstream session when the upstream lost it. Ends by itself, or aborted
-/// ([`Client::stop_own_stream`]).
+/// upstream session when the upstream lost it. Ends by itself — leaving the table only when
+/// no [`Client::review`] asked it to look again meanwhile ([`Holder::look_again`]) —, or
+/// aborted ([`Client::stop_own_stream`]).
 async fn hold(
     client: Arc<Client>,
     s: Arc<ClientSession>,
@@ -343,7 +357,10 @@ async fn hold(
         let owned = client.hooks.get().is_some_and(|h| (h.owns)(&s));
         let current = s.state.lock().upstream_session(&client.name).and_then(held);
         let Some(session) = current.filter(|_| owned && client.needs_own_stream(&s)) else {
-            break;
+            if leave(&client, &s, number).await {
+                break;
+            }
+            continue;
         };
         let outcome = client.own_stream_once(&s, &session, &mut opened).await;
         // Whoever waits for the stream waits for the first try only (a subscription is
@@ -357,7 +374,10 @@ async fn hold(
             }
             Ok(Ended::NoStream) => {
                 tracing::debug!(upstream = %client.name, "no standalone stream (405) for a client's session");
-                break;
+                if leave(&client, &s, number).await {
+                    break;
+                }
+                continue;
             }
             Err(Failure::SessionGone) => {
                 tracing::info!(upstream = %client.name, "the upstream lost a client's session; initializing again");
@@ -378,9 +398,167 @@ async fn hold(
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
+}
+
+/// Task `number`, holding client session `s`'s stream, decided to stop: it leaves the table
+/// (`true`), unless a [`Client::review`] since asked it to look again (`false`: the flag is
+/// cleared, and the task checks once more whether a stream is needed). Deciding and leaving
+/// under one lock would hold the table's lock while reading the session's state; the flag
+/// closes the same gap.
+async fn leave(client: &Client, s: &ClientSession, number: u64) -> bool {
+    #[cfg(test)]
+    tests::pause_before_leaving().await;
     let mut streams = client.own_streams.lock();
-    if streams.get(&s.id).is_some_and(|(n, _)| *n == number) {
-        streams.remove(&s.id);
-        client.metrics.client_streams(streams.len());
+    match streams.get_mut(&s.id) {
+        Some(holder) if holder.number == number => {
+            if std::mem::take(&mut holder.look_again) {
+                return false;
+            }
+            streams.remove(&s.id);
+            client.metrics.client_streams(streams.len());
+            true
+        }
+        // Replaced or removed (stopped) meanwhile: not this task's entry any more.
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use mcpcluster_api::UpstreamConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::session::{ProtocolEra, SessionId, UpstreamSession};
+    use crate::upstream::metrics::UpstreamMetrics;
+
+    /// Where a holding task that decided to stop waits, when a test asks for it: the test
+    /// is told (first), and the task goes on when the test says (second).
+    type PausePoint = (oneshot::Sender<()>, oneshot::Receiver<()>);
+    static PAUSE: parking_lot::Mutex<Option<PausePoint>> = parking_lot::Mutex::new(None);
+
+    /// The pause point between a holding task's decision to stop and its leaving the table
+    /// (used once, by the test that set it).
+    pub(super) async fn pause_before_leaving() {
+        let point = PAUSE.lock().take();
+        if let Some((reached, go)) = point {
+            let _ = reached.send(());
+            let _ = go.await;
+        }
+    }
+
+    /// An upstream that answers every GET with an event stream that ends at once, counting
+    /// them.
+    async fn upstream(gets: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let gets = gets.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if head.starts_with(b"GET ") {
+                        gets.fetch_add(1, Ordering::SeqCst);
+                    }
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}/mcp")
+    }
+
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..100 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("not within 5 s: {what}");
+    }
+
+    /// The task holding a client session's stream decides to stop (its last subscription
+    /// went), and before it leaves the table the client subscribes again: `review` finds the
+    /// task still there and starts none, so the task must look again rather than leave the
+    /// subscription without a stream.
+    #[tokio::test]
+    async fn a_subscription_made_while_the_stream_stops_keeps_a_stream() {
+        let gets = Arc::new(AtomicUsize::new(0));
+        let url = upstream(gets.clone()).await;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = UpstreamMetrics::register(&mut registry).of("u");
+        let client = Client::new(
+            &UpstreamConfig::new("u", &url),
+            std::path::Path::new("/nonexistent"),
+            metrics,
+        )
+        .expect("client")
+        .into_arc();
+        client.on_client_hooks(ClientHooks {
+            owns: Arc::new(|_| true),
+            notify: Arc::new(|_, _, _| {}),
+            ask: Arc::new(|_, _, _| Box::pin(async { Err(Value::Null) })),
+            route: Arc::new(|uri| Some(("u".to_owned(), uri.to_owned()))),
+        });
+        let s = Arc::new(ClientSession::new(
+            SessionId::random(),
+            ProtocolEra::V2025_11_25,
+            &json!({}),
+            10,
+            0,
+        ));
+        {
+            let mut state = s.state.lock();
+            state.set_upstream_session(UpstreamSession {
+                upstream: "u".into(),
+                id: "up-1".into(),
+                version: "2025-11-25".into(),
+                level: None,
+            });
+            state.subscriptions.push("test://a".into());
+        }
+        let (reached, at_pause) = oneshot::channel();
+        let (go, going) = oneshot::channel();
+        *PAUSE.lock() = Some((reached, going));
+
+        client.review(&s, true).await;
+        assert_eq!(client.own_streams(), 1);
+        assert_eq!(gets.load(Ordering::SeqCst), 1);
+
+        let opened = gets.load(Ordering::SeqCst);
+        // The last subscription goes, and the task (its stream ended, asked for again after
+        // a pause) decides by itself to stop — as when the unsubscribe's review ran before
+        // the task's last check —, then waits at the pause point, still in the table.
+        s.state.lock().subscriptions.clear();
+        tokio::time::timeout(Duration::from_secs(5), at_pause)
+            .await
+            .expect("the task decided to stop within 5 s")
+            .expect("pause point");
+        // A new subscription, reviewed while the task is between its decision and leaving.
+        s.state.lock().subscriptions.push("test://a".into());
+        client.review(&s, false).await;
+        assert_eq!(client.own_streams(), 1);
+        let _ = go.send(());
+        // The task looks again and holds the stream: it stays in the table and asks again.
+        eventually("the stream is asked for again", || {
+            gets.load(Ordering::SeqCst) > opened
+        })
+        .await;
+        assert_eq!(client.own_streams(), 1, "the subscription has its stream");
+        client.stop_own_streams();
     }
 }
