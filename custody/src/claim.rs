@@ -29,6 +29,17 @@ pub(crate) const NOTE_TTL: Duration = Duration::from_secs(600);
 /// Claims per message.
 const CLAIM_CHUNK: usize = 1_000;
 
+/// A drop noted here: the claim it was made under, the copy number from which on the
+/// dropped member's copy is stale, and from which copy on that is in force (0: noted, not
+/// known to be in force — the member is told nothing from it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NotedDrop {
+    pub(crate) claim: Claim,
+    pub(crate) below: u64,
+    pub(crate) forced_below: u64,
+    pub(crate) at: Instant,
+}
+
 /// Whether claim `a` is newer than claim `b`.
 pub(crate) fn newer(a: Claim, b: Claim) -> bool {
     beats((a.epoch, a.owner), (b.epoch, b.owner))
@@ -96,12 +107,13 @@ impl Custody {
     }
 
     /// Notes (at the next tick, to every reachable member) that `member` was dropped from
-    /// `id`'s replica set under this node's claim `epoch`, missing copies from `below` on.
+    /// `id`'s replica set under this node's claim `epoch`, missing copies from `below` on —
+    /// `forced`: the second round, more than half of the cluster noted the first.
     pub(crate) fn announce_drop(
         &mut self,
         id: SessionId,
         epoch: u32,
-        below: u64,
+        (below, forced): (u64, bool),
         member: SocketAddr,
     ) {
         let note = DropNote {
@@ -110,6 +122,7 @@ impl Custody {
             owner: self.members.me().addr,
             below,
             member,
+            forced,
         };
         // Kept here too, as a claim is (`announce_claim`): a restarted process learns the
         // notes from the members it asks (recovery.rs), and the owner that made the drop is
@@ -137,15 +150,16 @@ impl Custody {
     /// Another owner's drop notes: the newest per (session, member) is kept, and the owner
     /// is told they are noted.
     pub(crate) fn on_dropped(&mut self, from: SocketAddr, notes: Vec<DropNote>) {
-        let noted: Vec<(u128, SocketAddr, u64)> = notes
+        let noted: Vec<(u128, SocketAddr, u64, bool)> = notes
             .iter()
-            .map(|d| (d.session, d.member, d.below))
+            .map(|d| (d.session, d.member, d.below, d.forced))
             .collect();
         self.note_drops(notes);
         self.send(from, CustodyMsg::DropsNoted(noted));
     }
 
-    /// Keeps the newest drop note per (session, member).
+    /// Keeps the newest drop note per (session, member): under the newest claim, the
+    /// highest `below` noted and the highest known to be in force.
     pub(crate) fn note_drops(&mut self, notes: Vec<DropNote>) {
         let now = self.now;
         for d in notes {
@@ -154,19 +168,46 @@ impl Custody {
                 epoch: d.epoch,
                 owner: d.owner,
             };
-            let keep = self.drops.get(&key).is_some_and(|(c, below, _)| {
-                newer(*c, claim) || (*c == claim && *below >= d.below)
-            });
-            if !keep {
-                self.drops.insert(key, (claim, d.below, now));
+            let forced_below = if d.forced { d.below } else { 0 };
+            match self.drops.get_mut(&key) {
+                Some(n) if newer(n.claim, claim) => {}
+                Some(n) if n.claim == claim => {
+                    if d.below > n.below || forced_below > n.forced_below {
+                        n.below = n.below.max(d.below);
+                        n.forced_below = n.forced_below.max(forced_below);
+                        n.at = now;
+                    }
+                }
+                _ => {
+                    self.drops.insert(
+                        key,
+                        NotedDrop {
+                            claim,
+                            below: d.below,
+                            forced_below,
+                            at: now,
+                        },
+                    );
+                }
             }
         }
     }
 
-    /// Members that noted drops made here: once a majority (with this node) noted one, the
-    /// dropped member leaves the set for good.
-    pub(crate) fn on_drops_noted(&mut self, from: SocketAddr, entries: &[(u128, SocketAddr, u64)]) {
-        for (session, member, below) in entries {
+    /// Members that noted drops made here. A drop is noted in two rounds, each done once
+    /// more than half of the cluster (with this node; no tie broken by the lowest address,
+    /// members.rs) noted it: the first makes it in force, the second makes that known —
+    /// only then does the dropped member leave the set for good, and what its copy lacks
+    /// may be shown. A member that noted the first round alone cannot tell whether the drop
+    /// came into force (this owner may have died short of it, having shown nothing the
+    /// dropped copy lacks), so it tells the dropped member nothing (failover.rs,
+    /// `on_inquire`); every group of more than half shares a member with the second round's,
+    /// so a dropped member's inquiry meets the note once anything was shown without it.
+    pub(crate) fn on_drops_noted(
+        &mut self,
+        from: SocketAddr,
+        entries: &[(u128, SocketAddr, u64, bool)],
+    ) {
+        for (session, member, below, forced) in entries {
             let id = SessionId(*session);
             let Some(crate::machine::Entry {
                 role: crate::machine::Role::Owner(o),
@@ -175,14 +216,21 @@ impl Custody {
             else {
                 continue;
             };
-            if !o
-                .set
-                .iter()
-                .any(|t| t.addr == *member && t.announced && t.announced_below == *below)
-            {
+            if !o.set.iter().any(|t| {
+                t.addr == *member
+                    && t.announced
+                    && t.announced_below == *below
+                    && t.forcing == *forced
+            }) {
                 continue;
             }
-            if !o.drop_noted.contains(&(*member, from)) {
+            // The dropped member's own word does not count: it is the one the notes must
+            // reach through others (its inquiry does not consult its own notes), and a
+            // member back in touch is told to forget instead (seed 1639: the stalled replica
+            // noted its own drop and so completed the first round, which the owner's death
+            // left short of the second; the note in force made it discard the one copy that
+            // held all its client was told).
+            if from != *member && !o.drop_noted.contains(&(*member, from)) {
                 o.drop_noted.push((*member, from));
             }
             let noters: crate::det::Set<SocketAddr> = o
@@ -191,7 +239,7 @@ impl Custody {
                 .filter(|(m, _)| m == member)
                 .map(|(_, by)| *by)
                 .collect();
-            if !self.members.majority_of(&noters) {
+            if !self.members.strict_majority_of(&noters) {
                 continue;
             }
             let Some(crate::machine::Entry {
@@ -202,6 +250,16 @@ impl Custody {
                 continue;
             };
             o.drop_noted.retain(|(m, _)| m != member);
+            if !*forced {
+                // In force: the second round tells the members so (re-sent with the first's
+                // retransmissions until more than half noted it).
+                if let Some(t) = o.set.iter_mut().find(|t| t.addr == *member) {
+                    t.forcing = true;
+                }
+                let epoch = o.epoch;
+                self.announce_drop(id, epoch, (*below, true), *member);
+                continue;
+            }
             // A note from an earlier copy than the first the member missed: it stays, and
             // what its copy holds may be shown (owner.rs, `advance`).
             if let Some(t) = o
@@ -210,6 +268,7 @@ impl Custody {
                 .find(|t| t.addr == *member && t.dropped_below.is_some_and(|d| *below < d))
             {
                 t.announced = false;
+                t.forcing = false;
                 t.noted_below = Some(*below);
                 self.advance(id);
                 continue;
@@ -227,7 +286,7 @@ impl Custody {
         self.notes
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < NOTE_TTL);
         self.drops
-            .retain(|_, (_, _, at)| now.saturating_duration_since(*at) < NOTE_TTL);
+            .retain(|_, n| now.saturating_duration_since(n.at) < NOTE_TTL);
         self.void_claims
             .retain(|_, (_, at)| now.saturating_duration_since(*at) < NOTE_TTL);
     }

@@ -308,13 +308,17 @@ impl Custody {
                     (role, epoch, owner, seq) = (3, note.epoch, note.owner, 0);
                 }
                 // The inquirer was dropped from the session's replica set (claim.rs): unless
-                // a newer claim is known, tell it from which copy on it missed changes.
+                // a newer claim is known, tell it from which copy on it missed changes that
+                // may have been shown — the drop in force; 0 when this node does not know it
+                // in force: its owner may have died before more than half noted it, having
+                // shown nothing the inquirer's copy lacks, and that copy may be the one that
+                // holds all its client was told (seed 1639).
                 if matches!(role, 0 | 3)
-                    && let Some((claim, below, _)) = self.drops.get(&(id, from))
+                    && let Some(n) = self.drops.get(&(id, from))
                     && (role == 0
-                        || !crate::claim::newer(crate::wire::Claim { epoch, owner }, *claim))
+                        || !crate::claim::newer(crate::wire::Claim { epoch, owner }, n.claim))
                 {
-                    (role, epoch, owner, seq) = (4, claim.epoch, claim.owner, *below);
+                    (role, epoch, owner, seq) = (4, n.claim.epoch, n.claim.owner, n.forced_below);
                 }
                 let answer = Holding {
                     session: *s,

@@ -129,6 +129,12 @@ pub(crate) struct Track {
     /// up to what is shown changed nothing (they only changed the set): a copy made before
     /// the drop then holds all that is shown.
     pub(crate) announced_below: u64,
+    /// More than half of the cluster noted the announced drop, and the second round is out
+    /// (`DropNote::forced`): the member leaves, and what its copy lacks may be shown, once
+    /// more than half noted the drop in force too. Only a note in force tells the member its
+    /// copy is stale: one short of force may be all its owner made before it died, having
+    /// shown nothing the copy lacks (seed 1639).
+    pub(crate) forcing: bool,
     /// A majority noted a drop note whose `below` is less than `dropped_below`: the member
     /// stays (leaving) and what its copy holds may be shown without a new note; showing a
     /// change made after that copy needs the note again, raised.
@@ -200,7 +206,7 @@ pub struct Custody {
     pub(crate) claiming: Vec<(u128, crate::wire::Claim)>,
     /// Members dropped from replica sets without their confirmation, noted here (claim.rs):
     /// by (session, member), the claim and the first copy number it missed.
-    pub(crate) drops: Map<(SessionId, SocketAddr), (crate::wire::Claim, u64, Instant)>,
+    pub(crate) drops: Map<(SessionId, SocketAddr), crate::claim::NotedDrop>,
     /// Drop notes made here and not sent yet.
     pub(crate) dropping: Vec<crate::wire::DropNote>,
     /// Since when this node has had a majority (take-overs wait a lease after it).

@@ -334,6 +334,44 @@ impl Members {
     pub fn majority_of(&self, who: &crate::det::Set<SocketAddr>) -> bool {
         self.decides(|m| m.id.addr == self.me.addr || who.contains(&m.id.addr))
     }
+
+    /// How many of the members that count for the quorum `ok` holds for, and how many count
+    /// (the known ones, or the configured size when that is larger).
+    fn count(&self, ok: impl Fn(&Member) -> bool) -> (usize, usize) {
+        let (mut yes, mut known) = (0, 0);
+        for m in self.all.iter().filter(|m| m.live || !m.draining) {
+            known += 1;
+            yes += usize::from(ok(m));
+        }
+        (yes, known.max(self.size))
+    }
+
+    /// Whether `who` (addresses; this node counts itself) are more than half of the cluster —
+    /// no tie broken by the lowest address. Notes (claims confirmed, drops noted) and the
+    /// inquiries that decide on them count so: a note held by exactly half with the lowest
+    /// address rests on that one process's memory, which a restart takes; the restarted
+    /// process then needs every other member's notes, and one member down stops every
+    /// take-over (seed 14202013).
+    pub fn strict_majority_of(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        let (yes, total) = self.count(|m| m.id.addr == self.me.addr || who.contains(&m.id.addr));
+        yes * 2 > total
+    }
+
+    /// The same without this node: a restarted process that has not learned its
+    /// predecessor's notes does not count itself (recovery.rs).
+    pub fn strict_majority_without_me(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        let (yes, total) = self.count(|m| m.id.addr != self.me.addr && who.contains(&m.id.addr));
+        yes * 2 > total
+    }
+
+    /// Whether `who` (addresses other than this node's) are at least half of the cluster: then
+    /// they share a member with every strict majority less this node — whatever note such a
+    /// majority noted, one of them holds it (a restarted process has learned every note in
+    /// force once it has the notes of such a group, recovery.rs).
+    pub fn half_without_me(&self, who: &crate::det::Set<SocketAddr>) -> bool {
+        let (yes, total) = self.count(|m| m.id.addr != self.me.addr && who.contains(&m.id.addr));
+        yes > 0 && yes * 2 >= total
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +470,36 @@ mod tests {
         assert!(no_size.majority_without_me(&both));
         assert!(no_size.all_others_in(&both));
         assert!(!m.all_others_in(&both), "node 0 is unknown to it");
+    }
+
+    #[test]
+    fn notes_count_more_than_half_with_no_tie_broken() {
+        use MemberState::{Alive, Down};
+        // Seed 14202013's cluster: node 0 (the lowest address) restarted, node 2 down.
+        let view: Vec<MemberView> = [(0, Alive), (1, Alive), (2, Down), (3, Alive)]
+            .iter()
+            .map(|(i, s)| row(*i, 1, *s, false))
+            .collect();
+        let mut m = Members::new(view[0].id, 4);
+        m.update(&view, false, 0, Instant::now());
+        let set = |ids: &[u8]| -> crate::det::Set<SocketAddr> {
+            ids.iter().map(|i| node(*i, 1).addr).collect()
+        };
+        assert!(
+            m.majority_of(&set(&[1])),
+            "exactly half with the lowest address"
+        );
+        assert!(!m.strict_majority_of(&set(&[1])), "but no more than half");
+        assert!(m.strict_majority_of(&set(&[1, 3])));
+        assert!(!m.strict_majority_without_me(&set(&[1, 3])), "2 of 4");
+        assert!(
+            !m.majority_without_me(&set(&[1, 3])),
+            "nor half with the lowest (itself)"
+        );
+        // Every strict majority less node 0 holds 2 of 1, 2, 3: nodes 1 and 3 share one
+        // with each, so their notes are all the notes in force.
+        assert!(m.half_without_me(&set(&[1, 3])));
+        assert!(!m.half_without_me(&set(&[3])));
     }
 
     #[test]

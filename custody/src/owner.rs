@@ -135,6 +135,7 @@ impl Custody {
                         dropped_below: None,
                         announced: false,
                         announced_below: 0,
+                        forcing: false,
                         noted_below: None,
                     });
                     if t.leaving {
@@ -143,6 +144,7 @@ impl Custody {
                         t.forget_after = None;
                         t.dropped_below = None;
                         t.announced = false;
+                        t.forcing = false;
                         t.noted_below = None;
                         t.full = true;
                         t.acked = 0;
@@ -176,6 +178,7 @@ impl Custody {
                 let t = Track {
                     dropped_below: None,
                     announced: false,
+                    forcing: false,
                     noted_below: None,
                     ..t
                 };
@@ -443,13 +446,31 @@ impl Custody {
             .min()
             .unwrap_or(u64::MAX);
         // What becomes durable now: whether it shows or settles anything, and the last copy
-        // that changed the session up to it (a copy from it on holds all of that).
+        // that changed the session up to it (a copy from it on holds all of that). The
+        // copies up to `free` may become durable without a new drop note: they show nothing
+        // a dropped member may lack, or its note in force covers what they change. They are
+        // shown even when the rest waits for a note: a note in force whose owner then shows
+        // nothing (it needs the note again, raised, first) would tell the dropped member
+        // its copy is stale although that copy holds all its client saw, should the owner
+        // die before the raised note is in force (seed 14206170 with notes in two rounds).
+        let covered = |need: u64| {
+            o.set.iter().filter(|t| t.leaving).all(|t| {
+                let below = need.min(t.dropped_below.unwrap_or(0));
+                below == 0 || t.noted_below.is_some_and(|n| n >= below)
+            })
+        };
         let mut shows = false;
         let mut need = o.durable_changed;
+        let mut free = 0;
+        let mut blocked = false;
         for p in o.pending.iter().take_while(|p| p.seq <= upto) {
             shows |= !p.tickets.is_empty() || data.would_show(&p.marks);
             if p.changed {
                 need = p.seq;
+            }
+            blocked |= unannounced && shows && !covered(need);
+            if !blocked {
+                free = p.seq;
             }
         }
         let mut drops = Vec::new();
@@ -467,26 +488,34 @@ impl Custody {
                 }
                 t.announced = true;
                 t.announced_below = below;
+                t.forcing = false;
                 drops.push((below, t.addr));
             }
         }
         if !drops.is_empty() {
             let epoch = o.epoch;
-            // Re-sent until a majority noted it (`retransmit_due`).
+            // Re-sent until more than half noted it, then in force (`retransmit_due`).
             let schedule = !o.in_retransmit;
             o.in_retransmit = true;
             for (below, member) in drops {
-                self.announce_drop(id, epoch, below, member);
+                self.announce_drop(id, epoch, (below, false), member);
             }
             if schedule {
                 self.retransmit
                     .push_back((self.now + self.cfg.retransmit, id));
             }
-            return;
         }
+        let Some(Entry {
+            data,
+            role: Role::Owner(o),
+            ..
+        }) = self.sessions.get_mut(&id)
+        else {
+            return;
+        };
         let mut shown = Vec::new();
         let mut settled: Vec<Ticket> = Vec::new();
-        while o.pending.front().is_some_and(|p| p.seq <= upto) {
+        while o.pending.front().is_some_and(|p| p.seq <= free) {
             let Some(p) = o.pending.pop_front() else {
                 break;
             };
@@ -612,9 +641,9 @@ impl Custody {
             let mut drops = Vec::new();
             for t in &mut o.set {
                 if t.dropped_below.is_some() {
-                    // Announced: again, until a majority noted it.
+                    // Announced: again, until more than half noted it (in force).
                     if t.announced {
-                        drops.push((o.epoch, t.announced_below, t.addr));
+                        drops.push((o.epoch, (t.announced_below, t.forcing), t.addr));
                         resend = true;
                     }
                     continue;

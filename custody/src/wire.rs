@@ -175,6 +175,11 @@ pub struct DropNote {
     pub below: u64,
     /// The member dropped.
     pub member: SocketAddr,
+    /// The drop is in force: more than half of the cluster noted it (the owner's second
+    /// round), and the owner may show what the member lacks. Only such a note tells the
+    /// member its copy is stale; a note short of force (its owner may have died before a
+    /// majority noted it, having shown nothing the member lacks) tells it nothing.
+    pub forced: bool,
 }
 
 /// One peer message of the session layer.
@@ -260,8 +265,8 @@ pub enum CustodyMsg {
     /// confirmation (they were gone): each receiver notes them, and tells such a member,
     /// should it inquire about the session, that its copy is stale.
     Dropped(Vec<DropNote>),
-    /// The receiver noted these drops: `(session, member dropped, below)`.
-    DropsNoted(Vec<(u128, SocketAddr, u64)>),
+    /// The receiver noted these drops: `(session, member dropped, below, forced)`.
+    DropsNoted(Vec<(u128, SocketAddr, u64, bool)>),
     /// A restarted process asks for the notes (claims, drops) the receiver holds: its
     /// predecessor's are lost, and until it learned them from enough members its answers to
     /// inquiries do not count (recovery.rs).
@@ -453,14 +458,16 @@ impl CustodyMsg {
                     w.addr(d.owner);
                     w.u64(d.below);
                     w.addr(d.member);
+                    w.u8(u8::from(d.forced));
                 }
             }
             Self::DropsNoted(entries) => {
                 w.len(entries.len());
-                for (session, member, below) in entries {
+                for (session, member, below, forced) in entries {
                     w.u128(*session);
                     w.addr(*member);
                     w.u64(*below);
+                    w.u8(u8::from(*forced));
                 }
             }
             Self::NotesRequest { round } => w.u64(*round),
@@ -489,6 +496,7 @@ impl CustodyMsg {
                     w.addr(d.owner);
                     w.u64(d.below);
                     w.addr(d.member);
+                    w.u8(u8::from(d.forced));
                 }
             }
         }
@@ -669,7 +677,7 @@ impl CustodyMsg {
                 Self::Claims(claims)
             }
             kind::DROPPED => {
-                let n = r.count(42)?;
+                let n = r.count(43)?;
                 let mut notes = Vec::with_capacity(n);
                 for _ in 0..n {
                     notes.push(DropNote {
@@ -678,15 +686,16 @@ impl CustodyMsg {
                         owner: r.addr()?,
                         below: r.u64()?,
                         member: r.addr()?,
+                        forced: r.flag()?,
                     });
                 }
                 Self::Dropped(notes)
             }
             kind::DROPS_NOTED => {
-                let n = r.count(31)?;
+                let n = r.count(32)?;
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {
-                    entries.push((r.u128()?, r.addr()?, r.u64()?));
+                    entries.push((r.u128()?, r.addr()?, r.u64()?, r.flag()?));
                 }
                 Self::DropsNoted(entries)
             }
@@ -711,7 +720,7 @@ impl CustodyMsg {
                         },
                     ));
                 }
-                let n = r.count(42)?;
+                let n = r.count(43)?;
                 let mut drops = Vec::with_capacity(n);
                 for _ in 0..n {
                     drops.push(DropNote {
@@ -720,6 +729,7 @@ impl CustodyMsg {
                         owner: r.addr()?,
                         below: r.u64()?,
                         member: r.addr()?,
+                        forced: r.flag()?,
                     });
                 }
                 Self::Notes {
@@ -849,8 +859,12 @@ pub fn samples() -> Vec<CustodyMsg> {
             owner: sample_addr(1),
             below: 17,
             member: sample_v6(),
+            forced: true,
         }]),
-        CustodyMsg::DropsNoted(vec![(9, sample_addr(3), 17)]),
+        CustodyMsg::DropsNoted(vec![
+            (9, sample_addr(3), 17, true),
+            (9, sample_addr(4), 17, false),
+        ]),
         CustodyMsg::NotesRequest { round: u64::MAX },
         CustodyMsg::Notes {
             round: 3,
@@ -870,6 +884,7 @@ pub fn samples() -> Vec<CustodyMsg> {
                 owner: sample_addr(2),
                 below: 1,
                 member: sample_addr(5),
+                forced: false,
             }],
         },
     ]

@@ -77,8 +77,8 @@
 //!   change that set it (a tag the simulated client writes beside it): the copy missed two
 //!   acknowledged changes, and the loss is one with all their holders.
 //!   1639 failed an intermediate version (stop 21) that counted notes only by more than half
-//!   of the cluster, with no tie broken by the lowest address (it fixed 14202013, still
-//!   open: docs/PROTOCOL.md): 3 of 6 members noted an owner's drop of a stalled replica, short
+//!   of the cluster, with no tie broken by the lowest address (it fixed 14202013, below): 3
+//!   of 6 members noted an owner's drop of a stalled replica, short
 //!   of force without the tie, so the owner showed nothing more before it and its new
 //!   replica were killed; the note's holders still told the dropped replica its copy was
 //!   stale, and it discarded the one copy that held everything its client was told.
@@ -88,6 +88,23 @@
 //!   dropped its copy — the newest there was — for a claim that was never in force. A copy is
 //!   now dropped only for a claim in force (a confirmed owner, or a copy made under it); a
 //!   fresh claimant is waited for, as owners wait for one.
+//!   14202013 (a CI run's `sim-smoke`, stop 20; fixed at its root in stop 22): 4 nodes, node
+//!   2 killed; the owner of a session, node 0 (the lowest address), dropped a stalled replica
+//!   — a drop noted by exactly half, itself and the new replica, node 3, in force by the tie
+//!   — and was killed and restarted. The restarted process needed every other member's notes
+//!   (node 2's too: with the lowest address, it and node 2 alone made a majority that might
+//!   have noted something), so no inquiry anywhere could decide until node 2 came back; node
+//!   3, holding the newest copy, drained meanwhile and took it away, and the drop note
+//!   discarded the stalled replica's copy. Notes (claims confirmed, drops noted) and the
+//!   inquiries that decide on them now take more than half of the cluster, no tie; a
+//!   restarted process recovers with the notes of half of the others. That alone broke 1639
+//!   (above), so a drop is noted in two rounds, and only a note in force — the second round,
+//!   sent once more than half noted the first — tells the dropped member its copy is stale.
+//!   With two rounds, 14206170 failed until an owner showed what a note in force covers
+//!   before announcing the raised note the rest needs (else the note in force, followed by
+//!   nothing shown, discarded a copy holding all its client saw once the owner died), and
+//!   1639 until the dropped member's own noting stopped counting toward either round (the
+//!   stalled replica had completed the first; the owner died short of the second).
 
 use mcp_custody::sim::{World, random};
 
@@ -106,7 +123,7 @@ const PAST_10000: &[u64] = &[11271, 12322, 12481, 15714];
 const PAST_20000: &[u64] = &[25227];
 
 const RANDOM_SMOKE: &[u64] = &[
-    14202686, 543511571, 9472, 14206170, 900002555, 900009399, 1639, 970008353,
+    14202686, 543511571, 9472, 14206170, 900002555, 900009399, 1639, 970008353, 14202013,
 ];
 
 #[test]

@@ -663,6 +663,12 @@ impl World {
                     crate::wire::CustodyMsg::Holdings { entries, .. } => {
                         entries.iter().any(|h| self.watched(h.session))
                     }
+                    crate::wire::CustodyMsg::Dropped(notes) => {
+                        notes.iter().any(|d| self.watched(d.session))
+                    }
+                    crate::wire::CustodyMsg::DropsNoted(entries) => {
+                        entries.iter().any(|e| self.watched(e.0))
+                    }
                     m => Self::msg_session(m).is_some_and(|id| self.watched(id)),
                 };
             if show {
@@ -672,6 +678,22 @@ impl World {
                         entries
                             .iter()
                             .filter(|h| self.watched(h.session))
+                            .collect::<Vec<_>>()
+                    ),
+                    crate::wire::CustodyMsg::Dropped(notes) => format!(
+                        " {:?}",
+                        notes
+                            .iter()
+                            .filter(|d| self.watched(d.session))
+                            .map(|d| (d.member, d.below, d.forced))
+                            .collect::<Vec<_>>()
+                    ),
+                    crate::wire::CustodyMsg::DropsNoted(entries) => format!(
+                        " {:?}",
+                        entries
+                            .iter()
+                            .filter(|e| self.watched(e.0))
+                            .map(|e| (e.1, e.2, e.3))
                             .collect::<Vec<_>>()
                     ),
                     _ => String::new(),
@@ -1663,6 +1685,8 @@ fn short(msg: &crate::wire::CustodyMsg) -> String {
             entries.len(),
             entries.first()
         ),
+        M::Dropped(notes) => format!("Dropped ({} notes)", notes.len()),
+        M::DropsNoted(entries) => format!("DropsNoted ({} entries)", entries.len()),
         m => format!("{m:?}"),
     }
 }
