@@ -225,11 +225,13 @@ impl Custody {
                 continue;
             }
             // The dropped member's own word does not count: it is the one the notes must
-            // reach through others (its inquiry does not consult its own notes), and a
-            // member back in touch is told to forget instead (seed 1639: the stalled replica
-            // noted its own drop and so completed the first round, which the owner's death
-            // left short of the second; the note in force made it discard the one copy that
-            // held all its client was told).
+            // reach through others (its inquiry does not consult its own notes). Seed 1639:
+            // the stalled replica, back, noted its own drop and so completed the first
+            // round, which the owner's death left short of the second; the note in force
+            // made it discard the one copy that held all its client was told. The cost: a
+            // dropped member back after the announcement that no longer ranks in the set
+            // waits for the note like a gone one, so while more than half of the others are
+            // not up the session shows nothing.
             if from != *member && !o.drop_noted.contains(&(*member, from)) {
                 o.drop_noted.push((*member, from));
             }
