@@ -138,9 +138,10 @@ pub struct Holding {
     pub session: u128,
     /// 0 nothing, 1 a copy, 2 the session itself (owner), 3 only a note of this claim (no
     /// data: see claim.rs), 4 a note that the inquirer was dropped from the replica set under
-    /// this claim (`seq`: the first copy it missed), 5 the session itself under a claim not
-    /// confirmed (yet: a take-over or a hand-in, or again: back from a stall; see `yields` in
-    /// replica.rs).
+    /// this claim (`seq`: the copy from which on its copy is stale, as far as the note is
+    /// known here to be in force; 0 when it is not: the copy is not to be dropped for it —
+    /// claim.rs), 5 the session itself under a claim not confirmed (yet: a take-over or a
+    /// hand-in, or again: back from a stall; see `yields` in replica.rs).
     pub role: u8,
     /// The epoch of the claim held (the copy's owner's, or its own).
     pub epoch: u32,
