@@ -4,6 +4,7 @@
 //! every refusal and its exact response.
 
 mod common;
+mod scripted;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -931,4 +932,83 @@ async fn the_binding_survives_the_owner_being_killed() {
     }
     assert_eq!(counted, 2.0, "both refusals counted by the new owner");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 2026-07-28 `tools/call` of the scripted upstream's `up__ask` as `token`, with `more`
+/// params (the retry's `inputResponses` and `requestState`); the JSON-RPC answer.
+async fn modern_ask(addr: SocketAddr, token: &str, more: Value) -> Value {
+    let mut params = json!({"name": "up__ask", "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    }});
+    if let Value::Object(m) = more {
+        for (k, v) in m {
+            params[k] = v;
+        }
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": params});
+    let auth = bearer(token);
+    let headers = [
+        ACCEPT_BOTH,
+        JSON,
+        ("authorization", auth.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "up__ask"),
+    ];
+    let r = send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &headers,
+        &body.to_string(),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    r.body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .next_back()
+        .unwrap_or_else(|| r.json())
+}
+
+/// A call a legacy upstream asked a 2026-07-28 client about is held for that client's
+/// principal: another principal's retry with the same signed `requestState` is refused (the
+/// call stays held), the principal's own continues it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_continues_only_for_its_principal() {
+    let issuer = Issuer::start().await;
+    let (url, _script) = scripted::scripted_upstream().await;
+    let mut c = config(&issuer);
+    c.upstreams = vec![mcpcluster_api::UpstreamConfig::new("up", &url)];
+    let node = common::start(c).await;
+    let addr = node.mcp_addr;
+    let alice = issuer.sign(&issuer.claims("alice", RESOURCE, "mcp:tools"), "k1");
+    let mallory = issuer.sign(&issuer.claims("mallory", RESOURCE, "mcp:tools"), "k1");
+    let r = modern_ask(addr, &alice, json!({})).await;
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let key = r["result"]["inputRequests"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned())
+        .unwrap_or_default();
+    let retry = |name: &str| {
+        json!({"inputResponses": {key.clone(): {"action": "accept", "content": {"name": name}}},
+               "requestState": r["result"]["requestState"]})
+    };
+    let stolen = modern_ask(addr, &mallory, retry("Mal")).await;
+    assert_eq!(stolen["error"]["code"], -32602, "{stolen}");
+    assert!(
+        stolen["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another principal")),
+        "{stolen}"
+    );
+    let done = modern_ask(addr, &alice, retry("Al")).await;
+    assert_eq!(
+        done["result"]["content"][0]["text"], "answered: ok:Al",
+        "{done}"
+    );
+    node.shutdown().await;
 }

@@ -700,8 +700,9 @@ async fn a_call_given_up_across_the_bridge_is_cancelled_at_the_upstream() {
 }
 
 /// A 2026-07-28 client's retry that reaches another node of the cluster is forwarded to the
-/// node holding the call and answered from there; once that node is gone, a retry is a clear
-/// error naming it, at once.
+/// node holding the call and answered from there; once that node is gone, a retry of this
+/// call (`ask`, which may act twice: not run again elsewhere) is a clear error naming it, at
+/// once (`upstream_failover.rs` continues one that may run twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_call_is_continued_through_any_node() {
     let (url, _script) = scripted_upstream().await;
@@ -761,6 +762,12 @@ async fn a_held_call_is_continued_through_any_node() {
     assert_eq!(
         r["error"]["data"]["node"].as_str(),
         Some(gone.as_str()),
+        "{r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not run again")),
         "{r}"
     );
     b.shutdown().await;

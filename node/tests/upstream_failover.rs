@@ -329,3 +329,200 @@ async fn a_session_talking_to_an_upstream_survives_its_owner_killed() {
     let _ = std::fs::remove_dir_all(certs);
     let _ = std::fs::remove_dir_all(logs);
 }
+
+/// A 2026-07-28 request through `addr` (stateless): `method` with `params` and the
+/// `_meta` of a client that declared elicitation; its JSON-RPC answer (an SSE answer's last
+/// message).
+async fn modern(addr: SocketAddr, method: &str, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    });
+    let name = params["name"].as_str().unwrap_or_default().to_owned();
+    let body = json!({"jsonrpc": "2.0", "id": 9, "method": method, "params": params}).to_string();
+    let mut headers = vec![
+        common::ACCEPT_BOTH,
+        common::JSON,
+        ("mcp-protocol-version", "2026-07-28"),
+        ("mcp-method", method),
+    ];
+    if !name.is_empty() {
+        headers.push(("mcp-name", &name));
+    }
+    let r = common::send_with(
+        addr,
+        "POST",
+        "/mcp",
+        &headers,
+        &body,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    let last = r
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .next_back();
+    last.unwrap_or_else(|| r.json())
+}
+
+/// The one question of an `input_required` answer: its key and params, and the state.
+fn question(r: &Value) -> (String, Value, Value) {
+    assert_eq!(r["result"]["resultType"], "input_required", "{r}");
+    let asked = r["result"]["inputRequests"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(asked.len(), 1, "{r}");
+    let (key, q) = asked.into_iter().next().unwrap_or_default();
+    (
+        key,
+        q["params"].clone(),
+        r["result"]["requestState"].clone(),
+    )
+}
+
+fn answering(tool: &str, key: &str, name: &str, state: &Value) -> Value {
+    json!({"name": tool, "arguments": {"times": 3},
+        "inputResponses": {key: {"action": "accept", "content": {"name": name}}},
+        "requestState": state})
+}
+
+/// A call a legacy upstream asked a 2026-07-28 client about is held on the node that sent it;
+/// that node is SIGKILLed between two of the client's answers. The client's next retry,
+/// through a survivor, continues the call there: the upstream's call (`ask_safe`, annotated
+/// `idempotentHint`) is sent again, its first two questions answered from the signed
+/// `requestState` (the first) and the retry (the second), the third asked of the client, held
+/// on that survivor now and answered through the third node. A held call of a tool that may
+/// act twice (`ask`) is not run again: a clear error naming the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_survives_its_node_killed() {
+    let (url, script) = scripted_upstream().await;
+    let certs = write_certs("certs-held-kill");
+    let logs = temp("logs-held-kill");
+    let config = logs.join("node.yaml");
+    std::fs::write(
+        &config,
+        format!("upstreams:\n  - name: up\n    url: {url}\n    timeoutMs: 20000\n"),
+    )
+    .expect("config file");
+    let (mut fleet, ports) = start_fleet_with(&certs, &logs, Some(&config));
+    let admins: Vec<SocketAddr> = ports.iter().map(|p| p.admin).collect();
+    converge(&admins).await;
+    // Each node knows the tool's annotations (its lists are fetched at start).
+    for p in &ports {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let r = modern(p.mcp, "tools/list", json!({})).await;
+            if r.to_string().contains("up__ask_safe") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no up__ask_safe at {}: {r}",
+                p.mcp
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // Asked through node-0 (held there), the first answer through node-1 (forwarded to
+    // node-0): the second question, still held at node-0.
+    let r = modern(
+        ports[0].mcp,
+        "tools/call",
+        json!({"name": "up__ask_safe", "arguments": {"times": 3}}),
+    )
+    .await;
+    let (key1, q1, state1) = question(&r);
+    assert_eq!(q1["message"], "name 0?", "{r}");
+    let r = modern(
+        ports[1].mcp,
+        "tools/call",
+        answering("up__ask_safe", &key1, "Bo", &state1),
+    )
+    .await;
+    let (key2, q2, state2) = question(&r);
+    assert_eq!(q2["message"], "name 1?", "{r}");
+    // A call of a tool that may act twice, held at node-0 too.
+    let r = modern(
+        ports[0].mcp,
+        "tools/call",
+        json!({"name": "up__ask", "arguments": {"times": 3}}),
+    )
+    .await;
+    let (key_unsafe, _, state_unsafe) = question(&r);
+    let runs = script.slow_ids.lock().len();
+    assert_eq!(runs, 2, "ask_safe and ask, once each");
+
+    let mut holder = fleet.0[0].take().expect("node-0");
+    let killed = Instant::now();
+    holder.kill().expect("SIGKILL");
+    holder.wait().expect("node-0 reaped");
+
+    // The second answer through node-1: the call is sent again there, the first question
+    // answered from the state and the second from the retry; the third is the client's.
+    let r = modern(
+        ports[1].mcp,
+        "tools/call",
+        answering("up__ask_safe", &key2, "Cy", &state2),
+    )
+    .await;
+    println!(
+        "the retry after the kill answered {:?} after it: {r}",
+        killed.elapsed()
+    );
+    let (key3, q3, state3) = question(&r);
+    assert_eq!(q3["message"], "name 2?", "{r}");
+    assert_ne!(key3, key2, "{r}");
+    assert_eq!(
+        script.slow_ids.lock().len(),
+        runs + 1,
+        "the upstream got the call again"
+    );
+    // Held at node-1 now: answered through node-2, forwarded there.
+    let r = modern(
+        ports[2].mcp,
+        "tools/call",
+        answering("up__ask_safe", &key3, "Di", &state3),
+    )
+    .await;
+    assert_eq!(
+        r["result"]["content"][0]["text"], "answered: ok:Bo,ok:Cy,ok:Di",
+        "{r}"
+    );
+    assert_eq!(r["result"]["resultType"], "complete", "{r}");
+
+    // The call that may act twice is not run again: gone, naming the node.
+    let r = modern(
+        ports[2].mcp,
+        "tools/call",
+        answering("up__ask", &key_unsafe, "Ed", &state_unsafe),
+    )
+    .await;
+    assert_eq!(r["error"]["code"], -32000, "{r}");
+    assert_eq!(r["error"]["data"]["reason"], "gone", "{r}");
+    assert_eq!(r["error"]["data"]["upstream"], "up", "{r}");
+    assert_eq!(
+        r["error"]["data"]["node"].as_str(),
+        Some(ports[0].peer.to_string().as_str()),
+        "{r}"
+    );
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("not run again")),
+        "{r}"
+    );
+    assert_eq!(
+        script.slow_ids.lock().len(),
+        runs + 1,
+        "`ask` not sent again"
+    );
+    drop(fleet);
+    let _ = std::fs::remove_dir_all(certs);
+    let _ = std::fs::remove_dir_all(logs);
+}

@@ -20,6 +20,11 @@ impl std::fmt::Debug for PrincipalId {
 }
 
 impl PrincipalId {
+    /// The id in hex (what a signed `requestState` binds a held call to).
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+
     /// The id of `subject` at `issuer`.
     pub fn of(issuer: &str, subject: &str) -> Self {
         let mut h = Sha256::new();

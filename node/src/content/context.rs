@@ -183,6 +183,7 @@ struct CxInner {
     input_responses: Option<Map<String, Value>>,
     request_state: Option<Value>,
     announce: Option<Arc<dyn Announce>>,
+    principal: Option<String>,
     asked: AtomicU32,
 }
 
@@ -226,6 +227,7 @@ pub struct ToolCxBuilder {
     input_responses: Option<Map<String, Value>>,
     request_state: Option<Value>,
     announce: Option<Arc<dyn Announce>>,
+    principal: Option<String>,
 }
 
 impl std::fmt::Debug for ToolCxBuilder {
@@ -277,6 +279,11 @@ impl ToolCxBuilder {
         self.announce = Some(to);
         self
     }
+    /// The authenticated principal making the request (auth on), as a stable text id.
+    pub fn principal(mut self, principal: Option<String>) -> Self {
+        self.principal = principal;
+        self
+    }
     /// Finishes the context.
     pub fn build(self) -> ToolCx {
         ToolCx(Arc::new(CxInner {
@@ -288,6 +295,7 @@ impl ToolCxBuilder {
             input_responses: self.input_responses,
             request_state: self.request_state,
             announce: self.announce,
+            principal: self.principal,
             asked: AtomicU32::new(0),
         }))
     }
@@ -369,6 +377,11 @@ impl ToolCx {
         if let Some(to) = &self.0.announce {
             to.announce(event);
         }
+    }
+
+    /// The authenticated principal making the request (auth on), as a stable text id.
+    pub fn principal(&self) -> Option<&str> {
+        self.0.principal.as_deref()
     }
 
     /// The state this handler returned with its last `input_required` result (2026-07-28

@@ -189,16 +189,20 @@ pub struct Held<'a> {
 }
 
 /// Relays a 2026-07-28 retry to `held.at`, the node holding the call it continues (an upstream
-/// asked the client something, `upstream/bridge.rs`), and returns that node's answer. A node
-/// that is not a live member, or does not answer, is a JSON-RPC error saying so
-/// (`reason: gone`): the held call is lost with it, and the client calls again.
+/// asked the client something, `upstream/bridge.rs`), and returns that node's answer. `None`
+/// when that node is gone — not a live member, or down before it answered (it never got the
+/// retry): the call held there is lost with it, and this node continues it from what the
+/// state carries, or refuses (`upstream/bridge.rs`, `Marker::Held`). A node that refused the
+/// relay, did not answer in time, or went down after it started is a JSON-RPC error saying so
+/// (`reason: gone`): it may still hold the call, or have passed the answer on, so the call is
+/// not run here beside it.
 pub async fn to_held(
     node: &Node,
     layer: &dyn SessionLayer,
     held: Held<'_>,
     headers: &HeaderMap,
     origin: Origin<'_>,
-) -> Response<Body> {
+) -> Option<Response<Body>> {
     let Held {
         at: to,
         upstream,
@@ -213,10 +217,10 @@ pub async fn to_held(
             ),
         )
         .with_data(json!({ "upstream": upstream, "reason": "gone", "node": to.to_string() }));
-        reply::rpc_error(StatusCode::OK, Some(id), &e)
+        Some(reply::rpc_error(StatusCode::OK, Some(id), &e))
     };
     if !layer.is_live(to) {
-        return gone("is gone");
+        return None;
     }
     let relayed;
     let headers = match origin.principal {
@@ -233,10 +237,15 @@ pub async fn to_held(
         body: origin.body.clone(),
     };
     match layer.forward(to, Hops::CLIENT, req).await {
-        Ok(relayed) => response(relayed, to),
+        Ok(relayed) => Some(response(relayed, to)),
         Err(why) => {
             node.metrics.cluster.forwarded(outcome(why));
-            gone("did not answer")
+            match why {
+                RelayError::TargetDown => None,
+                RelayError::Refused => gone("refused it"),
+                RelayError::Timeout => gone("did not answer in time"),
+                RelayError::OutcomeUnknown => gone("went down after it started"),
+            }
         }
     }
 }

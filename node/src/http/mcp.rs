@@ -442,7 +442,7 @@ async fn handle_message(
     };
     let header_is_modern = header_version.is_some_and(|v| !versions::LEGACY.contains(&v));
     if header_is_modern || (!is_initialize && meta_version) {
-        modern::post(node, headers, msg, origin).await
+        modern::post(node, headers, msg, principal, origin).await
     } else {
         legacy::post(node, headers, msg, principal).await
     }

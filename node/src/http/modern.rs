@@ -64,12 +64,14 @@ fn decode_header_value(v: &str) -> Option<String> {
     }
 }
 
-/// POST of a 2026-07-28 message; `origin` is the client's request as it came (a retry of a
-/// call held on another node is forwarded there; `None` when a peer relayed it).
+/// POST of a 2026-07-28 message by `principal` (auth on); `origin` is the client's request as
+/// it came (a retry of a call held on another node is forwarded there; `None` when a peer
+/// relayed it).
 pub async fn post(
     node: Arc<Node>,
     headers: &HeaderMap,
     msg: Incoming,
+    principal: Option<&crate::auth::Principal>,
     origin: Option<Origin<'_>>,
 ) -> Response<Body> {
     let r = match msg {
@@ -144,8 +146,13 @@ pub async fn post(
                             upstream: &upstream,
                             id: &r.id,
                         };
-                        return forward::to_held(&node, layer.as_ref(), held, headers, origin)
-                            .await;
+                        // Answered there — or, that node being gone, continued here when the
+                        // state allows it (`upstream/bridge.rs`, `Marker::Held`).
+                        if let Some(answer) =
+                            forward::to_held(&node, layer.as_ref(), held, headers, origin).await
+                        {
+                            return answer;
+                        }
                     }
                     Some(state)
                 }
@@ -179,6 +186,7 @@ pub async fn post(
         .announce_to(node.clone())
         .input_responses(input_responses)
         .request_state(request_state)
+        .principal(principal.map(|p| p.id.to_hex()))
         .build();
     let work = dispatch::dispatch(node.clone(), Scope::Modern, cx, r.method, params);
     exchange::drive(

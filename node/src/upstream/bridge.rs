@@ -12,10 +12,17 @@
 //! holds a [`Marker`] under [`STATE_KEY`]. A held call lives while the upstream request does
 //! (its `timeoutMs`, which counts the time the client takes): a retry after that, or on a
 //! node that restarted, is a clear error (`reason: expired`); a retry that reaches another node
-//! of the cluster is forwarded to the node the state names (`http/modern.rs`), and one whose
-//! node is gone is an error saying so (`reason: gone`).
+//! of the cluster is forwarded to the node the state names (`http/modern.rs`). When that node
+//! is gone (killed, stopped), the node the retry reached continues the call from its state
+//! ([`Marker::Held`]: the questions answered before, each as a digest with its answer): it
+//! sends the call to the upstream again and answers the same questions, asked in the same
+//! order, with the same answers, the last with the retry's — for a call that may run twice (a
+//! read, a prompt, a tool marked `readOnlyHint` or `idempotentHint`) whose answers fit in
+//! [`MAX_REPLAY_BYTES`]; anything else is an error saying so (`reason: gone`). A question the
+//! upstream asks differently this time is asked of the client. With auth on, the state is
+//! bound to the client's principal.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
@@ -36,6 +43,40 @@ pub const MAX_ROUNDS: u32 = 16;
 pub const MAX_HELD: usize = 10_000;
 /// Where the node's part of a bridged call's `requestState` is.
 pub const STATE_KEY: &str = "upstreamInput";
+/// At most this many bytes of answers (JSON) a held call's state carries for another node to
+/// continue it; past them it carries none, and the call is lost with its node.
+pub const MAX_REPLAY_BYTES: usize = 32 * 1024;
+
+/// One question of a held call answered by its client: the question's [`digest`] and the
+/// answer (a result object).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    pub asked: String,
+    pub answer: Value,
+}
+
+impl Round {
+    fn to_json(&self) -> Value {
+        json!({ "q": self.asked, "a": self.answer })
+    }
+    fn of(v: &Value) -> Option<Self> {
+        Some(Self {
+            asked: v.get("q")?.as_str()?.to_owned(),
+            answer: v.get("a").filter(|a| a.is_object())?.clone(),
+        })
+    }
+}
+
+/// What identifies a question an upstream asked (its method and params) across two runs of
+/// the same call: 128 bits of SHA-256, hex.
+pub fn digest(method: &str, params: &Value) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes = serde_json::to_vec(&json!([method, params])).unwrap_or_default();
+    Sha256::digest(&bytes)[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// What the node keeps in the `requestState` of a call whose upstream asked for input.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,12 +89,19 @@ pub enum Marker {
         state: Option<String>,
     },
     /// A legacy upstream's question; its call is held on node `node` (`None` outside a
-    /// cluster) under `id`, waiting for the answer under `key`.
+    /// cluster) under `id`, waiting for the answer under `key` to the question `asked` (its
+    /// [`digest`]). `before`: the questions answered before it, in order, which another node
+    /// needs to continue the call when `node` is gone (`None`: they did not fit in
+    /// [`MAX_REPLAY_BYTES`], or a state of an older node). `by`: the principal the client
+    /// authenticated as (auth on), the only one whose retry continues it.
     Held {
         upstream: String,
         node: Option<SocketAddr>,
         id: u64,
         key: String,
+        asked: Option<String>,
+        before: Option<Vec<Round>>,
+        by: Option<String>,
     },
 }
 
@@ -63,6 +111,7 @@ impl Marker {
         let m = state?.get(STATE_KEY)?;
         let upstream = m.get("upstream")?.as_str()?.to_owned();
         if let Some(id) = m.get("held").and_then(Value::as_u64) {
+            let text = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
             return Some(Self::Held {
                 upstream,
                 node: m
@@ -70,7 +119,13 @@ impl Marker {
                     .and_then(Value::as_str)
                     .and_then(|a| a.parse().ok()),
                 id,
-                key: m.get("key")?.as_str()?.to_owned(),
+                key: text("key")?,
+                asked: text("asked"),
+                before: m
+                    .get("before")
+                    .and_then(Value::as_array)
+                    .and_then(|rounds| rounds.iter().map(Round::of).collect()),
+                by: text("by"),
             });
         }
         let keys = m
@@ -99,12 +154,27 @@ impl Marker {
                 node,
                 id,
                 key,
-            } => json!({
-                "upstream": upstream,
-                "node": node.map(|a| a.to_string()),
-                "held": id,
-                "key": key,
-            }),
+                asked,
+                before,
+                by,
+            } => {
+                let mut m = json!({
+                    "upstream": upstream,
+                    "node": node.map(|a| a.to_string()),
+                    "held": id,
+                    "key": key,
+                });
+                if let Some(asked) = asked {
+                    m["asked"] = json!(asked);
+                }
+                if let Some(before) = before {
+                    m["before"] = Value::Array(before.iter().map(Round::to_json).collect());
+                }
+                if let Some(by) = by {
+                    m["by"] = json!(by);
+                }
+                m
+            }
         };
         json!({ STATE_KEY: m })
     }
@@ -129,6 +199,76 @@ pub fn refusal(upstream: &str, reason: &str, message: String) -> CallError {
         )
         .with_data(json!({ "upstream": upstream, "reason": reason })),
     )
+}
+
+/// A retry of a call held for another principal's client (auth on): refused like a state
+/// this node did not issue.
+pub fn check_principal(cx: &ToolCx, by: Option<&str>) -> Result<(), CallError> {
+    match by {
+        Some(by) if cx.principal() != Some(by) => Err(CallError::InvalidParams(
+            "`requestState` was issued to another principal".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The held call's node `node` is gone: the answers to give the upstream when the call is
+/// sent again here (the questions answered before, then the retry's answer under `key`), or
+/// the error saying why it cannot be continued (`reason: gone`, naming the node). `repeatable`:
+/// the call may run twice (it ran up to its question on the node that is gone).
+pub fn replay_of(
+    cx: &ToolCx,
+    upstream: &str,
+    node: Option<SocketAddr>,
+    key: &str,
+    asked: Option<&str>,
+    before: Option<&[Round]>,
+    repeatable: bool,
+) -> Result<Vec<Round>, CallError> {
+    let node = node.map(|a| a.to_string()).unwrap_or_default();
+    let gone = |why: &str| {
+        CallError::Rpc(
+            RpcError::new(
+                code::OVERLOADED,
+                format!(
+                    "upstream `{upstream}`: the node holding the call this retry continues \
+                     ({node}) is gone, and {why}; call again"
+                ),
+            )
+            .with_data(json!({ "upstream": upstream, "reason": "gone", "node": node })),
+        )
+    };
+    if !repeatable {
+        return Err(gone(
+            "the call may act twice (its tool is not marked readOnlyHint or idempotentHint), \
+             so it is not run again",
+        ));
+    }
+    let (Some(asked), Some(before)) = (asked, before) else {
+        return Err(gone(&format!(
+            "its state does not carry the answers given before (over {MAX_REPLAY_BYTES} bytes)"
+        )));
+    };
+    let answer = answer_to(cx, key)?;
+    let mut rounds = before.to_vec();
+    rounds.push(Round {
+        asked: asked.to_owned(),
+        answer,
+    });
+    Ok(rounds)
+}
+
+/// The retry's answer under `key` (a result object).
+fn answer_to(cx: &ToolCx, key: &str) -> Result<Value, CallError> {
+    match cx.input_responses().and_then(|m| m.get(key)) {
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(CallError::InvalidParams(format!(
+            "`inputResponses.{key}` must be a result object"
+        ))),
+        None => Err(CallError::InvalidParams(format!(
+            "missing `inputResponses.{key}` (the answer the upstream waits for)"
+        ))),
+    }
 }
 
 /// The JSON-RPC `error` object an upstream is answered with when its question failed.
@@ -244,6 +384,29 @@ pub struct Waiting {
     asks: mpsc::Receiver<Ask>,
     sink: Sink,
     rounds: u32,
+    /// The questions answered so far, for the state (`None` once past [`MAX_REPLAY_BYTES`]).
+    answered: Option<Vec<Round>>,
+    answered_bytes: usize,
+    /// Answers given without asking the client, while the upstream asks these questions in
+    /// this order (a call continued from its state on another node than the one that held it).
+    replay: VecDeque<Round>,
+}
+
+impl Waiting {
+    /// Keeps `round` for the state, until the answers outgrow [`MAX_REPLAY_BYTES`].
+    fn record(&mut self, round: Round) {
+        let Some(list) = &mut self.answered else {
+            return;
+        };
+        let bytes = serde_json::to_vec(&round.answer).map_or(usize::MAX, |b| b.len());
+        match self.answered_bytes.checked_add(bytes) {
+            Some(total) if total <= MAX_REPLAY_BYTES => {
+                self.answered_bytes = total;
+                list.push(round);
+            }
+            _ => self.answered = None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Waiting {
@@ -290,11 +453,12 @@ impl Call {
     }
 }
 
-/// A held call and the question its client must answer.
+/// A held call and the question its client must answer (its [`digest`]: `asked`).
 struct Held {
     waiting: Waiting,
     ask: Ask,
     key: String,
+    asked: String,
 }
 
 /// The calls held on this node for 2026-07-28 clients (their upstream asked them something),
@@ -339,7 +503,8 @@ impl HeldCalls {
 
     /// Starts `call` (a request to `upstream` answering its questions through `tx`'s
     /// receiver `asks`) for the 2026-07-28 request `cx`, and waits for its result or its
-    /// first question.
+    /// first question; the questions of `replay` are answered without asking, as long as the
+    /// upstream asks them in that order ([`replay_of`]).
     pub async fn run(
         self: &Arc<Self>,
         cx: &ToolCx,
@@ -347,6 +512,7 @@ impl HeldCalls {
         call: CallFuture,
         asks: mpsc::Receiver<Ask>,
         sink: Sink,
+        replay: Vec<Round>,
     ) -> Result<Value, CallError> {
         let waiting = Waiting {
             upstream: upstream.to_owned(),
@@ -354,6 +520,9 @@ impl HeldCalls {
             asks,
             sink,
             rounds: 0,
+            answered: Some(Vec::new()),
+            answered_bytes: 0,
+            replay: replay.into(),
         };
         self.wait(cx, waiting).await
     }
@@ -380,19 +549,7 @@ impl HeldCalls {
                 ),
             ));
         }
-        let answer = match cx.input_responses().and_then(|m| m.get(key)) {
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => {
-                return Err(CallError::InvalidParams(format!(
-                    "`inputResponses.{key}` must be a result object"
-                )));
-            }
-            None => {
-                return Err(CallError::InvalidParams(format!(
-                    "missing `inputResponses.{key}` (the answer the upstream waits for)"
-                )));
-            }
-        };
+        let answer = answer_to(cx, key)?;
         let held = {
             let mut calls = self.calls.lock();
             match calls.remove(&id) {
@@ -413,8 +570,17 @@ impl HeldCalls {
                     .into(),
             ));
         };
-        let Held { waiting, ask, .. } = held;
+        let Held {
+            mut waiting,
+            ask,
+            asked,
+            ..
+        } = held;
         waiting.sink.set(Some(cx.clone()));
+        waiting.record(Round {
+            asked,
+            answer: answer.clone(),
+        });
         let _ = ask.answer.send(Ok(answer));
         self.wait(cx, waiting).await
     }
@@ -434,6 +600,19 @@ impl HeldCalls {
                 // The call ended (its answer is ready) or gave up asking.
                 return waiting.call.result().await.map_err(named);
             };
+            let asked = digest(&ask.method, &ask.params);
+            if waiting.replay.front().is_some_and(|r| r.asked == asked)
+                && waiting.rounds < MAX_ROUNDS
+                && let Some(round) = waiting.replay.pop_front()
+            {
+                // Asked and answered before, on the node that held the call.
+                waiting.rounds += 1;
+                let _ = ask.answer.send(Ok(round.answer.clone()));
+                waiting.record(round);
+                continue;
+            }
+            // Asked otherwise this time (or more): the client answers from here on.
+            waiting.replay.clear();
             let Some(request) = InputRequest::relayed("", &ask.method, Value::Null) else {
                 let _ = ask.answer.send(Err(not_relayed(&ask.method)));
                 continue;
@@ -459,13 +638,19 @@ impl HeldCalls {
                     format!("it asked more than {MAX_ROUNDS} questions in one request"),
                 ));
             }
-            return self.hold(waiting, ask);
+            return self.hold(cx, waiting, ask, asked);
         }
     }
 
     /// Holds the call (spawned if it was inline) until the client's retry answers `ask`;
     /// the client's `input_required`.
-    fn hold(self: &Arc<Self>, mut waiting: Waiting, ask: Ask) -> Result<Value, CallError> {
+    fn hold(
+        self: &Arc<Self>,
+        cx: &ToolCx,
+        mut waiting: Waiting,
+        ask: Ask,
+        asked: String,
+    ) -> Result<Value, CallError> {
         let upstream = waiting.upstream.clone();
         waiting.sink.set(None);
         if let Call::Inline(f) = &mut waiting.call
@@ -477,6 +662,7 @@ impl HeldCalls {
         let Some(request) = InputRequest::relayed(&key, &ask.method, ask.params.clone()) else {
             return Err(CallError::Internal("a question checked before".into()));
         };
+        let before = waiting.answered.clone();
         let id = {
             let mut calls = self.calls.lock();
             calls.retain(|_, h| !h.waiting.call.finished());
@@ -502,6 +688,7 @@ impl HeldCalls {
                     waiting,
                     ask,
                     key: key.clone(),
+                    asked: asked.clone(),
                 },
             );
             id
@@ -511,6 +698,9 @@ impl HeldCalls {
             node: self.me(),
             id,
             key,
+            asked: Some(asked),
+            before,
+            by: cx.principal().map(str::to_owned),
         };
         Err(CallError::InputRequired {
             requests: vec![request],
@@ -598,6 +788,12 @@ mod tests {
             node: Some("10.0.0.1:7000".parse().unwrap_or_else(|_| unreachable!())),
             id: 7,
             key: "u-1".into(),
+            asked: Some(digest("elicitation/create", &json!({"message": "?"}))),
+            before: Some(vec![Round {
+                asked: digest("sampling/createMessage", &json!({})),
+                answer: json!({"role": "assistant"}),
+            }]),
+            by: Some("ab12".into()),
         };
         let state = held.to_state();
         assert_eq!(Marker::of(Some(&state)), Some(held));
@@ -615,6 +811,126 @@ mod tests {
         assert_eq!(held_at(&state), None);
         assert_eq!(Marker::of(Some(&json!({"stage": 1}))), None);
         assert_eq!(Marker::of(None), None);
+    }
+
+    fn waiting() -> Waiting {
+        let (_tx, asks) = mpsc::channel(1);
+        Waiting {
+            upstream: "u".into(),
+            call: Call::Inline(None),
+            asks,
+            sink: Sink::default(),
+            rounds: 0,
+            answered: Some(Vec::new()),
+            answered_bytes: 0,
+            replay: VecDeque::new(),
+        }
+    }
+
+    #[test]
+    fn the_answers_a_state_carries_are_bounded() {
+        let mut w = waiting();
+        let round = |text: &str| Round {
+            asked: digest("sampling/createMessage", &json!({})),
+            answer: json!({"content": {"type": "text", "text": text}}),
+        };
+        w.record(round("a"));
+        assert_eq!(w.answered.as_ref().map(Vec::len), Some(1));
+        // One more answer past the bound: the state carries none from then on.
+        w.record(round(&"x".repeat(MAX_REPLAY_BYTES)));
+        assert_eq!(w.answered, None);
+        w.record(round("b"));
+        assert_eq!(w.answered, None);
+        let held = Marker::Held {
+            upstream: "u".into(),
+            node: None,
+            id: 1,
+            key: "u-3".into(),
+            asked: Some("q".into()),
+            before: None,
+            by: None,
+        };
+        assert_eq!(Marker::of(Some(&held.to_state())), Some(held));
+        // The same question gets the same digest; another, another.
+        assert_eq!(
+            digest("elicitation/create", &json!({"message": "a", "n": 1})),
+            digest("elicitation/create", &json!({"n": 1, "message": "a"}))
+        );
+        assert_ne!(
+            digest("elicitation/create", &json!({"message": "a"})),
+            digest("elicitation/create", &json!({"message": "b"}))
+        );
+    }
+
+    #[test]
+    fn a_call_whose_node_is_gone_is_continued_only_when_it_can_be() {
+        let node: Option<SocketAddr> = "10.0.0.1:7000".parse().ok();
+        let before = vec![Round {
+            asked: "q0".into(),
+            answer: json!({"action": "accept"}),
+        }];
+        let answered = crate::content::context::ToolCxBuilder::new(Era::Modern)
+            .input_responses(json!({"u-2": {"action": "decline"}}).as_object().cloned())
+            .build();
+        let rounds = replay_of(&answered, "u", node, "u-2", Some("q1"), Some(&before), true);
+        assert!(
+            matches!(&rounds, Ok(r) if r.len() == 2 && r[1].asked == "q1" && r[1].answer["action"] == "decline"),
+            "{rounds:?}"
+        );
+        let gone = |r: Result<Vec<Round>, CallError>, says: &str| match r {
+            Err(CallError::Rpc(e)) => {
+                assert_eq!(e.code, code::OVERLOADED);
+                let data = e.data.unwrap_or_default();
+                assert_eq!(data["reason"], "gone");
+                assert_eq!(data["node"], "10.0.0.1:7000");
+                assert!(e.message.contains(says), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        };
+        gone(
+            replay_of(
+                &answered,
+                "u",
+                node,
+                "u-2",
+                Some("q1"),
+                Some(&before),
+                false,
+            ),
+            "not run again",
+        );
+        gone(
+            replay_of(&answered, "u", node, "u-2", Some("q1"), None, true),
+            "does not carry the answers",
+        );
+        gone(
+            replay_of(&answered, "u", node, "u-2", None, Some(&before), true),
+            "does not carry the answers",
+        );
+        let missing = replay_of(&answered, "u", node, "u-9", Some("q1"), Some(&before), true);
+        assert!(
+            matches!(&missing, Err(CallError::InvalidParams(m)) if m.contains("u-9")),
+            "{missing:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_bound_to_a_principal_is_refused_to_another() {
+        let cx = |p: Option<&str>| {
+            crate::content::context::ToolCxBuilder::new(Era::Modern)
+                .principal(p.map(str::to_owned))
+                .build()
+        };
+        assert!(check_principal(&cx(Some("aa")), Some("aa")).is_ok());
+        assert!(check_principal(&cx(None), None).is_ok());
+        assert!(check_principal(&cx(Some("aa")), None).is_ok());
+        for other in [cx(Some("bb")), cx(None)] {
+            let r = check_principal(&other, Some("aa"));
+            assert!(
+                matches!(&r, Err(CallError::InvalidParams(m)) if m.contains("another principal")),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]

@@ -281,14 +281,35 @@ impl Upstream {
         extra: Extra,
     ) -> Result<Value, CallError> {
         let named = |e: UpstreamError| CallError::Rpc(e.to_rpc(self.name()));
+        // A retry continuing a call held on a node that is gone: sent again here, the
+        // questions answered before answered from its state (`bridge::replay_of`).
+        let mut replay = Vec::new();
         match Marker::of(cx.request_state()) {
             Some(Marker::Held {
                 upstream,
                 node,
                 id,
                 key,
+                asked,
+                before,
+                by,
             }) if upstream == self.name() => {
-                return self.held.resume(cx, &upstream, node, id, &key).await;
+                bridge::check_principal(cx, by.as_deref())?;
+                if node.is_none() || node == self.held.me() {
+                    return self.held.resume(cx, &upstream, node, id, &key).await;
+                }
+                // `http/modern.rs` forwards a retry to the node holding its call, and lets it
+                // through only when that node is gone.
+                replay = bridge::replay_of(
+                    cx,
+                    &upstream,
+                    node,
+                    &key,
+                    asked.as_deref(),
+                    before.as_deref(),
+                    self.may_repeat(method, &params),
+                )?;
+                tracing::info!(upstream = %upstream, node = ?node, rounds = replay.len(), "continuing a call held on a node that is gone");
             }
             Some(Marker::Passed {
                 upstream,
@@ -341,6 +362,7 @@ impl Upstream {
                         method,
                         params.clone(),
                         extra.clone(),
+                        std::mem::take(&mut replay),
                     )
                     .await
                     .map_err(missing_capability)?,
@@ -378,9 +400,29 @@ impl Upstream {
         ))
     }
 
+    /// Whether request `method` with `params` (as sent to the upstream) may run twice: a read,
+    /// a prompt, or a call of a tool the upstream lists as `readOnlyHint` or `idempotentHint`
+    /// (as `http/repeat.rs` decides for a relayed call).
+    fn may_repeat(&self, method: &str, params: &Value) -> bool {
+        if method != "tools/call" {
+            return true;
+        }
+        let Some(tool) = params.get("name").and_then(Value::as_str) else {
+            return false;
+        };
+        let served = format!("{}{tool}", self.prefix);
+        let says = |a: &Value, hint: &str| a.get(hint) == Some(&Value::Bool(true));
+        self.tools()
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some(served.as_str()))
+            .and_then(|t| t.get("annotations"))
+            .is_some_and(|a| says(a, "readOnlyHint") || says(a, "idempotentHint"))
+    }
+
     /// A request for a 2026-07-28 client: in a future of its own, so that when a legacy
     /// upstream asks the client something the call can be held (`bridge::HeldCalls`) while
     /// the client answers with a retry; its notes go to whichever request waits for it.
+    #[allow(clippy::too_many_arguments)]
     async fn for_modern(
         self: &Arc<Self>,
         cx: &ToolCx,
@@ -389,6 +431,7 @@ impl Upstream {
         method: &str,
         params: Value,
         extra: Extra,
+        replay: Vec<bridge::Round>,
     ) -> Result<Value, CallError> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let sink = Sink::to(cx);
@@ -406,7 +449,7 @@ impl Upstream {
                 .request_full(&method, params, Some(&relay), Some(&asks), extra, whose)
                 .await
         });
-        self.held.run(cx, self.name(), call, rx, sink).await
+        self.held.run(cx, self.name(), call, rx, sink, replay).await
     }
 
     /// The served form of an upstream's tool or prompt list: prefixed names, built-in tool

@@ -100,7 +100,9 @@ pub const BULK: usize = 300;
 
 /// A 2025-11-25 upstream: `initialize` issues a session, other requests need one issued and
 /// not forgotten (404 otherwise); `tools/list` in two pages; tools `echo` (JSON answer), `streamed` (SSE
-/// answer after a notification), `slow` (answers after 2 s), `slow_safe` (the same, annotated `idempotentHint`), `fails` (JSON-RPC error), `dup`.
+/// answer after a notification), `slow` (answers after 2 s), `slow_safe` (the same, annotated `idempotentHint`), `fails` (JSON-RPC error), `dup`;
+/// `ask` (unlisted: served by its prefix) and `ask_safe` (listed, annotated `idempotentHint`)
+/// ask the client questions (see [`ask`]).
 /// With `content` set: resources (`test://shared`, `test://builtin`, then a second page of
 /// [`BULK`] `test://bulk/N`), the template `test://items/{id}`, the prompt `greet` (argument
 /// `who`), each read or prompt naming the URL path it was asked at; completions (naming the
@@ -221,7 +223,7 @@ pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
         }
         if let Ok(msg) = serde_json::from_slice::<Value>(&body)
             && msg["method"] == "tools/call"
-            && msg["params"]["name"] == "ask"
+            && (msg["params"]["name"] == "ask" || msg["params"]["name"] == "ask_safe")
         {
             ask(&mut stream, &msg, &script).await;
             return;
@@ -514,9 +516,12 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
                 Some("page-2") => {
                     let mut slow_safe = tool("slow_safe");
                     slow_safe["annotations"] = json!({ "idempotentHint": true });
+                    let mut ask_safe = tool("ask_safe");
+                    ask_safe["annotations"] = json!({ "idempotentHint": true });
                     let mut tools = vec![
                         tool("slow"),
                         slow_safe,
+                        ask_safe,
                         tool("fails"),
                         tool("dup"),
                         tool("echo"),
