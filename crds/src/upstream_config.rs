@@ -90,6 +90,17 @@ pub struct UpstreamConfig {
     /// all are also fetched again when the upstream sends a `list_changed`). Default 60.
     #[serde(default = "default_refresh_secs")]
     pub tools_refresh_secs: u64,
+    /// Whether a client session's own standalone stream with this upstream (`sessions:
+    /// perClient`) is resumed with `Last-Event-ID` where it stopped — after the session moved
+    /// to another node, or after the stream ended —, so what the upstream said meanwhile is
+    /// not missed: the id of the last event delivered is kept in the replicated session state.
+    /// Set it only for an upstream whose event store replays the events of that stream and
+    /// keeps the resumed one as the session's standalone stream, as the MCP specification
+    /// asks (`@modelcontextprotocol/server-everything` 2026.8.31 does not: its store replays
+    /// every stream's events and maps the resumed stream under an event id, so the
+    /// notifications after it are never sent). Default false: streams open afresh.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resume_streams: bool,
     /// Headers sent with every request to the upstream (e.g. `Authorization`): each a plain
     /// value or `valueFrom: {secretKeyRef: {name, key}}`, a key of a Secret (the operator
     /// mounts it into the pods; a node reads it from `<secretsDir>/<name>/<key>`, again every
@@ -233,6 +244,7 @@ impl UpstreamConfig {
             timeout_ms: default_timeout_ms(),
             max_concurrency: default_max_concurrency(),
             tools_refresh_secs: default_refresh_secs(),
+            resume_streams: false,
             max_queued: 0,
             breaker_failures: default_breaker_failures(),
             breaker_open_ms: default_breaker_open_ms(),

@@ -2288,6 +2288,90 @@ async fn updates_follow_the_session(per_client_sessions: bool) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// `sessions: perClient` and `resumeStreams` with an upstream that can resume its standalone
+/// streams (event ids, `Last-Event-ID`): the owner records the id of the last event the client's own stream
+/// delivered in the client session's replicated state; the owner leaves, and while no stream
+/// of that upstream session is open (the successor's GET refused meanwhile) the upstream says
+/// an update; once the successor's stream opens it resumes after that id, and the update
+/// reaches the client.
+#[tokio::test]
+async fn a_clients_own_stream_resumes_after_its_session_moved() {
+    let (url, script) = scripted_upstream().await;
+    script.content.store(true, Ordering::SeqCst);
+    script.streams.store(true, Ordering::SeqCst);
+    script.resumable.store(true, Ordering::SeqCst);
+    let dir = dev_certs("upstream-resume-test");
+    let up = || {
+        let mut up = per_client(&url);
+        up.resume_streams = true;
+        up
+    };
+    let a = clustered_with("node-a", &dir, &[], up()).await;
+    let b = clustered_with("node-b", &dir, &[peer_addr(&a)], up()).await;
+    until("2 live members everywhere", Duration::from_secs(10), || {
+        [&a, &b].iter().all(|n| live_members(n) == 2)
+    })
+    .await;
+    let session = initialize(a.mcp_addr).await;
+    wait_for_tool(b.mcp_addr, &session, "up__echo", Duration::from_secs(10)).await;
+    wait_for_upstream_stream(&script, 2).await;
+    let r = legacy(
+        b.mcp_addr,
+        &session,
+        "resources/subscribe",
+        json!({ "uri": "test://shared" }),
+    )
+    .await;
+    assert_eq!(r["result"], json!({}), "{r}");
+    let own = script.asked("resources/subscribe")[0].1.clone();
+    let touch = |addr: SocketAddr| {
+        let session = session.clone();
+        async move {
+            let body = rpc(
+                5,
+                "tools/call",
+                json!({"name": "up__touch", "arguments": {"uri": "test://shared"}}),
+            );
+            let r = post_until_served(addr, &session, &body, Duration::from_secs(10)).await;
+            assert_eq!(text_of(&r.json()), "touched", "{r:?}");
+        }
+    };
+    let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(2));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    touch(b.mcp_addr).await;
+    let heard = stream.await.expect("GET stream");
+    assert_eq!(updated_uris(&heard), ["test://shared"], "{heard:?}");
+    let opened = |script: &Script| -> Vec<Option<String>> {
+        script
+            .resumed_from
+            .lock()
+            .iter()
+            .filter(|(s, _)| *s == own)
+            .map(|(_, from)| from.clone())
+            .collect()
+    };
+    assert_eq!(opened(&script), [None], "opened afresh");
+
+    // The owner leaves; the successor's GETs are refused for now, and the upstream says an
+    // update meanwhile.
+    script.refuse_gets.store(true, Ordering::SeqCst);
+    a.shutdown().await;
+    touch(b.mcp_addr).await;
+    let stream = get_stream(b.mcp_addr, &session, Duration::from_secs(4));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    script.refuse_gets.store(false, Ordering::SeqCst);
+    let heard = stream.await.expect("GET stream");
+    assert_eq!(
+        updated_uris(&heard),
+        ["test://shared"],
+        "the update said while no stream was open: {heard:?}"
+    );
+    // Resumed after the first update's id (1: the upstream's events are numbered from 1).
+    assert_eq!(opened(&script), [None, Some("1".to_owned())]);
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// A node of ours serving the 2026-07-28 era (statelessly), with a tool `touch` that says
 /// resource `uri` was updated.
 async fn stateless_upstream() -> mcp_node::Running {

@@ -760,6 +760,7 @@ mod tests {
                         id: "7f9c-session".into(),
                         version: "2025-11-25".into(),
                         level: Some(3),
+                        last_event: Some("ev-9".into()),
                     }],
                 },
                 streams: vec![StreamCopy {

@@ -69,6 +69,9 @@ pub fn caps_with_upstreams(caps: &str, upstreams: &[UpstreamSession]) -> String 
             if let Some(level) = u.level {
                 e["level"] = level.into();
             }
+            if let Some(last) = &u.last_event {
+                e["lastEventId"] = (&**last).into();
+            }
             e
         })
         .collect();
@@ -116,11 +119,16 @@ pub fn split_caps(caps: String) -> Result<(String, Vec<UpstreamSession>), String
                 _ => return Err(format!("upstream session {i}: `level` is not 0-7")),
             },
         };
+        let last_event = match e.get("lastEventId") {
+            None => None,
+            Some(_) => Some(field("lastEventId")?),
+        };
         out.push(UpstreamSession {
             upstream: field("upstream")?,
             id: field("id")?,
             version: field("version")?,
             level,
+            last_event,
         });
     }
     Ok((serde_json::Value::Object(map).to_string(), out))
@@ -358,6 +366,7 @@ mod tests {
             id: "abc".into(),
             version: "2025-11-25".into(),
             level: Some(4),
+            last_event: Some("0_17".into()),
         };
         st.set_upstream_session(entry.clone());
         st.set_upstream_session(UpstreamSession {
@@ -388,6 +397,11 @@ mod tests {
             "x".repeat(UpstreamSession::MAX_FIELD + 1)
         );
         assert!(split_caps(long).is_err());
+        let last = format!(
+            r#"{{"{UPSTREAM_SESSIONS_KEY}":[{{"upstream":"u","id":"a","version":"v","lastEventId":"{}"}}]}}"#,
+            "x".repeat(UpstreamSession::MAX_FIELD + 1)
+        );
+        assert!(split_caps(last).is_err());
         let level = format!(
             r#"{{"{UPSTREAM_SESSIONS_KEY}":[{{"upstream":"u","id":"a","version":"v","level":8}}]}}"#
         );

@@ -110,6 +110,10 @@ pub struct UpstreamSession {
     /// The logging level set in it (index in the MCP level list), to set again in a new
     /// session when the upstream lost this one.
     pub level: Option<u8>,
+    /// The id of the last event its standalone stream delivered (the upstream's `id:`, when it
+    /// gives them: it can resume), sent as `Last-Event-ID` when the stream is opened again —
+    /// by whichever node owns the client session then.
+    pub last_event: Option<Box<str>>,
 }
 
 impl UpstreamSession {

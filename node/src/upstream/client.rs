@@ -184,6 +184,8 @@ pub struct Client {
     /// `sessions: perClient`: a legacy upstream gets a session per client session, and one
     /// per set of capabilities 2026-07-28 clients declared.
     per_client: bool,
+    /// `resumeStreams`: client sessions' own streams are resumed with `Last-Event-ID`.
+    resume_streams: bool,
     /// The sessions for 2026-07-28 clients, by the capabilities declared (compact JSON).
     declared: Mutex<HashMap<String, Session>>,
     /// Tells the node a client session's durable state changed (an upstream session was
@@ -297,6 +299,7 @@ impl Client {
             relisten: Notify::new(),
             metrics,
             per_client: config.sessions == UpstreamConfig::PER_CLIENT,
+            resume_streams: config.resume_streams,
             declared: Mutex::new(HashMap::new()),
             session_changed: OnceLock::new(),
             hooks: OnceLock::new(),
@@ -715,6 +718,8 @@ impl Client {
             id: id.into(),
             version: fresh.version.to_str().unwrap_or(PROTOCOL_VERSION).into(),
             level,
+            // A new session: its stream starts afresh.
+            last_event: None,
         };
         let winner = {
             let mut st = s.state.lock();

@@ -1,8 +1,10 @@
 //! Reading an upstream's `text/event-stream` answer: bytes in, the `data` of each complete
 //! event out, as the WHATWG event-stream rules read it: one leading UTF-8 BOM skipped; lines
 //! may end in LF, CRLF or CR; `data` lines of one event are joined with LF; an event without
-//! `data`, or not ended by a blank line, gives nothing; comments, `id`, `event` and `retry`
-//! are ignored (the client never resumes an upstream stream in this slice).
+//! `data`, or not ended by a blank line, gives nothing; comments, `event` and `retry` are
+//! ignored. `id` (without NUL) sets the last event id, which each event carries
+//! ([`Decoder::feed_events`]: what a client session's own stream is resumed from with
+//! `Last-Event-ID`, `client/own.rs`).
 //!
 //! Bounded, since the bytes are an upstream's: the line being read plus the data of the event
 //! so far may not exceed the limit (a line of any field counts), so no buffer grows past it;
@@ -16,6 +18,14 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[error("an SSE event is larger than {0} bytes")]
 pub struct TooLarge(pub usize);
 
+/// One event: its data, and the stream's last event id when it was dispatched (`None`
+/// before any `id` field, or after an empty one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub data: Vec<u8>,
+    pub id: Option<Vec<u8>>,
+}
+
 /// Incremental SSE decoder.
 #[derive(Debug)]
 pub struct Decoder {
@@ -24,6 +34,8 @@ pub struct Decoder {
     line: Vec<u8>,
     data: Vec<u8>,
     has_data: bool,
+    /// The last event id buffer (bounded like a line: it was one).
+    id: Option<Vec<u8>>,
     /// The previous chunk ended in CR: an LF starting the next one belongs to it.
     after_cr: bool,
     limit: usize,
@@ -37,6 +49,7 @@ impl Decoder {
             line: Vec::new(),
             data: Vec::new(),
             has_data: false,
+            id: None,
             after_cr: false,
             limit,
         }
@@ -45,6 +58,15 @@ impl Decoder {
     /// Feeds bytes; returns the data of every event they complete. After an error the
     /// decoder is of no further use (the stream is to be dropped).
     pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, TooLarge> {
+        Ok(self
+            .feed_events(bytes)?
+            .into_iter()
+            .map(|e| e.data)
+            .collect())
+    }
+
+    /// [`Decoder::feed`], each event with the last event id it was dispatched with.
+    pub fn feed_events(&mut self, bytes: &[u8]) -> Result<Vec<Event>, TooLarge> {
         let mut out = Vec::new();
         for &b in bytes {
             if let Some(seen) = self.bom {
@@ -63,7 +85,7 @@ impl Decoder {
         Ok(out)
     }
 
-    fn byte(&mut self, b: u8, out: &mut Vec<Vec<u8>>) -> Result<(), TooLarge> {
+    fn byte(&mut self, b: u8, out: &mut Vec<Event>) -> Result<(), TooLarge> {
         if self.after_cr {
             self.after_cr = false;
             if b == b'\n' {
@@ -86,7 +108,7 @@ impl Decoder {
         Ok(())
     }
 
-    fn end_line(&mut self, out: &mut Vec<Vec<u8>>) {
+    fn end_line(&mut self, out: &mut Vec<Event>) {
         // The line's buffer is kept for the next line.
         let mut line = std::mem::take(&mut self.line);
         self.take_line(&line, out);
@@ -94,10 +116,13 @@ impl Decoder {
         self.line = line;
     }
 
-    fn take_line(&mut self, line: &[u8], out: &mut Vec<Vec<u8>>) {
+    fn take_line(&mut self, line: &[u8], out: &mut Vec<Event>) {
         if line.is_empty() {
             if self.has_data {
-                out.push(std::mem::take(&mut self.data));
+                out.push(Event {
+                    data: std::mem::take(&mut self.data),
+                    id: self.id.clone(),
+                });
                 self.has_data = false;
             }
             return;
@@ -116,6 +141,8 @@ impl Decoder {
             }
             self.data.extend_from_slice(value);
             self.has_data = true;
+        } else if field == b"id" && !value.contains(&0) {
+            self.id = (!value.is_empty()).then(|| value.to_vec());
         }
     }
 }
@@ -136,6 +163,22 @@ mod tests {
                 vec![b"{\"a\":\n1}".to_vec(), b"x".to_vec(), b"y".to_vec()],
                 "split at {split}"
             );
+        }
+    }
+
+    #[test]
+    fn events_carry_the_last_event_id() {
+        let text = b"id: p1\ndata:\n\ndata: a\n\nid: 7\r\ndata: b\r\n\r\nid\ndata: c\n\nid: x\0y\ndata: d\n\n";
+        for split in 0..text.len() {
+            let mut d = Decoder::new(64);
+            let mut got = d.feed_events(&text[..split]).expect("small");
+            got.extend(d.feed_events(&text[split..]).expect("small"));
+            let ids: Vec<Option<&[u8]>> = got.iter().map(|e| e.id.as_deref()).collect();
+            // The priming event (empty data) carries its id; an id stays until another; an
+            // empty one clears it; one with NUL is ignored.
+            let want: Vec<Option<&[u8]>> = vec![Some(b"p1"), Some(b"p1"), Some(b"7"), None, None];
+            assert_eq!(ids, want, "split at {split}");
+            assert_eq!(got[0].data, b"", "split at {split}");
         }
     }
 

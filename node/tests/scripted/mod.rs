@@ -55,6 +55,42 @@ pub struct Script {
     pub initialized: parking_lot::Mutex<Vec<Value>>,
     /// Each `tools/call` answered: the tool and the session it came in.
     pub calls: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Whether standalone streams can be resumed: events said by `touch` and `say` are kept
+    /// (`event_log`: id, the session or all, the event) and sent with their `id`, a stream
+    /// opens with a priming event (the last id so far), and a GET with `Last-Event-ID` gets
+    /// the session's events after that id first.
+    pub resumable: AtomicBool,
+    pub event_log: parking_lot::Mutex<Vec<(u64, Option<String>, String)>>,
+    /// The session and `Last-Event-ID` (`None`: without one) of each standalone stream
+    /// opened while streams are resumable.
+    pub resumed_from: parking_lot::Mutex<Vec<(String, Option<String>)>>,
+    /// While set, every GET is answered 409 (as while another stream of the session is open).
+    pub refuse_gets: AtomicBool,
+}
+
+impl Script {
+    /// Says `event` on the standalone stream of session `to` (or of all), kept when streams
+    /// are resumable.
+    pub fn emit(&self, to: Option<String>, event: String) {
+        if self.resumable.load(Ordering::SeqCst) {
+            let mut log = self.event_log.lock();
+            let id = log.len() as u64 + 1;
+            log.push((id, to.clone(), event.clone()));
+        }
+        if let Some(tx) = &self.stream_events {
+            let _ = tx.send((to, event));
+        }
+    }
+
+    /// The events of session `session`'s stream after id `after`, with their ids.
+    fn events_after(&self, session: &str, after: u64) -> Vec<(u64, String)> {
+        self.event_log
+            .lock()
+            .iter()
+            .filter(|(id, to, _)| *id > after && to.as_deref().is_none_or(|to| to == session))
+            .map(|(id, _, e)| (*id, e.clone()))
+            .collect()
+    }
 }
 
 impl Script {
@@ -159,6 +195,12 @@ pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
         if head.starts_with("GET ") && script.streams.load(Ordering::SeqCst) {
             // A standalone stream: open until the connection closes.
             let session = header("mcp-session-id").unwrap_or_default();
+            if script.refuse_gets.load(Ordering::SeqCst) {
+                let _ = stream
+                    .write_all(&http("409 Conflict", "", "text/plain", "not now"))
+                    .await;
+                continue;
+            }
             let taken = {
                 let mut open = script.open_gets.lock();
                 let taken = open.contains(&session);
@@ -191,6 +233,42 @@ pub async fn serve(mut stream: TcpStream, script: Arc<Script>) {
             };
             let open = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n: open\n\n";
             if stream.write_all(open.as_bytes()).await.is_err() {
+                closed(&script);
+                return;
+            }
+            if script.resumable.load(Ordering::SeqCst) {
+                let from = header("last-event-id");
+                script
+                    .resumed_from
+                    .lock()
+                    .push((session.clone(), from.clone()));
+                let mut sent = match from.and_then(|f| f.parse::<u64>().ok()) {
+                    Some(after) => after,
+                    None => script.event_log.lock().len() as u64,
+                };
+                // The priming event, then what the session missed.
+                let mut out = format!("id: {sent}\ndata:\n\n");
+                loop {
+                    for (id, event) in script.events_after(&session, sent) {
+                        out.push_str(&format!("id: {id}\ndata: {event}\n\n"));
+                        sent = id;
+                    }
+                    if stream.write_all(out.as_bytes()).await.is_err() {
+                        break;
+                    }
+                    out.clear();
+                    tokio::select! {
+                        e = events.recv() => {
+                            if e.is_err() {
+                                break;
+                            }
+                        }
+                        n = stream.read(&mut buf) => match n {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) => continue,
+                        },
+                    }
+                }
                 closed(&script);
                 return;
             }
@@ -601,10 +679,8 @@ pub async fn answer(head: &str, session: Option<String>, body: &[u8], script: &S
                     // Said on the standalone stream of each session subscribed to it only, as
                     // server-everything does.
                     let note = json!({"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": args["uri"]}});
-                    if let Some(tx) = &script.stream_events {
-                        for to in script.subscribed(args["uri"].as_str().unwrap_or_default()) {
-                            let _ = tx.send((Some(to), note.to_string()));
-                        }
+                    for to in script.subscribed(args["uri"].as_str().unwrap_or_default()) {
+                        script.emit(Some(to), note.to_string());
                     }
                     http("200 OK", "", "application/json", &result(&id, text("touched".into())))
                 }

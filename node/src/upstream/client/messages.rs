@@ -1,6 +1,7 @@
 //! An upstream's `text/event-stream` body read as JSON-RPC messages, one at a time: body frames
 //! into the bounded [`sse::Decoder`], each event's data parsed as JSON. An event whose data is
-//! not JSON is skipped (an upstream may send other events; nothing of ours is lost by it); an
+//! not JSON is skipped (an upstream may send other events; nothing of ours is lost by it) by
+//! [`Messages::next`], handed out as `None` by [`Messages::next_event`] (its id counts); an
 //! event past the limit (`client::MAX_MESSAGE`) ends the stream with an error. Used by every reader of an upstream
 //! stream: a request's answer stream, the node's standalone stream and a client's own stream.
 
@@ -18,8 +19,11 @@ use crate::upstream::sse;
 pub(super) struct Messages {
     body: Incoming,
     decoder: sse::Decoder,
-    /// Decoded from frames already read, not yet handed out.
-    ready: VecDeque<Value>,
+    /// Decoded from frames already read, not yet handed out (`None`: not JSON), each with the
+    /// stream's last event id.
+    ready: VecDeque<(Option<Value>, Option<Vec<u8>>)>,
+    /// The last event id of the last event handed out or skipped.
+    last_id: Option<Vec<u8>>,
 }
 
 impl Messages {
@@ -29,6 +33,7 @@ impl Messages {
             body,
             decoder: sse::Decoder::new(limit),
             ready: VecDeque::new(),
+            last_id: None,
         }
     }
 
@@ -36,7 +41,27 @@ impl Messages {
     /// next body frame, which a dropped call does not take), so it may be raced in `select!`.
     pub(super) async fn next(&mut self) -> Result<Option<Value>, UpstreamError> {
         loop {
-            if let Some(message) = self.ready.pop_front() {
+            match self.next_event().await? {
+                None => return Ok(None),
+                Some(Some(message)) => return Ok(Some(message)),
+                Some(None) => {}
+            }
+        }
+    }
+
+    /// The last event id (`id:`) of the last event [`Messages::next_event`] or
+    /// [`Messages::next`] handed out or skipped.
+    pub(super) fn last_event_id(&self) -> Option<&[u8]> {
+        self.last_id.as_deref()
+    }
+
+    /// The next event: its message, or `None` when its data is not JSON (a priming event's
+    /// empty data: its id is still [`Messages::last_event_id`] then); `None` once the stream
+    /// ended. Cancel-safe like [`Messages::next`].
+    pub(super) async fn next_event(&mut self) -> Result<Option<Option<Value>>, UpstreamError> {
+        loop {
+            if let Some((message, id)) = self.ready.pop_front() {
+                self.last_id = id;
                 return Ok(Some(message));
             }
             let Some(frame) = self.body.frame().await else {
@@ -48,12 +73,12 @@ impl Messages {
             };
             let events = self
                 .decoder
-                .feed(&data)
+                .feed_events(&data)
                 .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
             self.ready.extend(
                 events
-                    .iter()
-                    .filter_map(|event| serde_json::from_slice::<Value>(event).ok()),
+                    .into_iter()
+                    .map(|event| (serde_json::from_slice::<Value>(&event.data).ok(), event.id)),
             );
         }
     }

@@ -28,6 +28,14 @@
 //!   back (the stream is read on once it is answered or `limits.clientRequestTimeoutSecs`
 //!   passed; a client without a GET stream gets the upstream an error at once); the rest is
 //!   dropped.
+//! - **Resumed** (`resumeStreams`, off by default: an upstream's event store must replay per
+//!   stream, which server-everything's does not): when the upstream gives its events ids,
+//!   the id of the last one delivered is
+//!   kept in the client session's record of that upstream session (replicated: each event
+//!   marks the session changed), and a stream opened again — by this node, or by the one the
+//!   session moved to — carries it as `Last-Event-ID`, so what the upstream said while no
+//!   stream was open is sent then (at least once: after a kill -9 the replicas may hold an
+//!   older id). A refusal of a resumed GET drops the id (the next try opens it afresh).
 //! - **A lost session**: when the upstream lost it (404 to the GET, or to a request), the new
 //!   one is opened with the level and every subscription of the client session that routes
 //!   here made again, then the stream is opened again in it.
@@ -38,7 +46,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::ACCEPT;
-use http::{Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{Value, json};
 
@@ -49,6 +57,10 @@ use super::{
     Client, ClientSession, Failure, Holder, MAX_MESSAGE, SESSION_HEADER, Session, UpstreamError,
     VERSION_HEADER, Whose, held,
 };
+use crate::session::UpstreamSession;
+
+/// The header a stream is resumed with.
+const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Numbers the tasks holding streams, so a task that ends removes only its own entry.
 static TASKS: AtomicU64 = AtomicU64::new(1);
@@ -266,6 +278,13 @@ impl Client {
         if let Some(id) = &session.id {
             req = req.header(SESSION_HEADER, id.clone());
         }
+        // Resumed after the last event delivered, by this node or the one the session was on.
+        let resumed = self
+            .last_event(s, session)
+            .and_then(|id| HeaderValue::from_str(&id).ok());
+        if let Some(id) = &resumed {
+            req = req.header(LAST_EVENT_ID, id.clone());
+        }
         for (k, v) in self.headers.current().iter() {
             req = req.header(k, v);
         }
@@ -284,6 +303,10 @@ impl Client {
             // closed its own yet): asked again after a pause.
             StatusCode::CONFLICT => return Ok(Ended::Closed(false)),
             _ if !status.is_success() => {
+                if resumed.is_some() {
+                    // Perhaps the id it no longer knows: the next try opens it afresh.
+                    self.note_event(s, session, None);
+                }
                 return Err(UpstreamError::Status {
                     status: status.as_u16(),
                     body: quoted(resp.into_body()).await,
@@ -296,10 +319,70 @@ impl Client {
             let _ = tx.send(());
         }
         let mut messages = Messages::new(resp.into_body(), MAX_MESSAGE);
-        while let Some(message) = messages.next().await? {
-            self.on_own_message(s, session, message).await;
+        let mut last = resumed.map(|v| v.as_bytes().to_vec());
+        while let Some(message) = messages.next_event().await? {
+            if let Some(message) = message {
+                self.on_own_message(s, session, message).await;
+            }
+            // Delivered (or nothing to deliver, as a priming event): resumed after it.
+            if let Some(id) = messages.last_event_id()
+                && last.as_deref() != Some(id)
+            {
+                last = Some(id.to_vec());
+                self.note_event(s, session, Some(id));
+            }
         }
         Ok(Ended::Closed(true))
+    }
+
+    /// The last event id recorded for client session `s`'s standalone stream in `session`
+    /// (none unless `resumeStreams`).
+    fn last_event(&self, s: &ClientSession, session: &Session) -> Option<Box<str>> {
+        if !self.resume_streams {
+            return None;
+        }
+        let st = s.state.lock();
+        let entry = st.upstream_session(&self.name)?;
+        let same = session
+            .id
+            .as_ref()
+            .is_some_and(|id| id.as_bytes() == entry.id.as_bytes());
+        same.then(|| entry.last_event.clone()).flatten()
+    }
+
+    /// Records `id` as the last event client session `s`'s stream in `session` delivered (an
+    /// id that is not a header value of at most `UpstreamSession::MAX_FIELD` bytes is not
+    /// kept: the stream is not resumed), replicated with the session.
+    fn note_event(&self, s: &Arc<ClientSession>, session: &Session, id: Option<&[u8]>) {
+        if !self.resume_streams {
+            return;
+        }
+        let id: Option<Box<str>> = id
+            .filter(|id| id.len() <= UpstreamSession::MAX_FIELD)
+            .filter(|id| HeaderValue::from_bytes(id).is_ok())
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .map(Into::into);
+        {
+            let mut st = s.state.lock();
+            let Some(entry) = st.upstreams.as_mut().and_then(|list| {
+                list.iter_mut().find(|u| {
+                    *u.upstream == *self.name
+                        && session
+                            .id
+                            .as_ref()
+                            .is_some_and(|v| v.as_bytes() == u.id.as_bytes())
+                })
+            }) else {
+                return;
+            };
+            if entry.last_event == id {
+                return;
+            }
+            entry.last_event = id;
+        }
+        if let Some(changed) = self.session_changed.get() {
+            changed(s);
+        }
     }
 
     /// A notification or a server→client request on client session `s`'s own stream.
@@ -528,6 +611,7 @@ mod tests {
                 id: "up-1".into(),
                 version: "2025-11-25".into(),
                 level: None,
+                last_event: None,
             });
             state.subscriptions.push("test://a".into());
         }
