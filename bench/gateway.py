@@ -32,7 +32,7 @@ Prints the tables and rewrites the "Gateway (`make bench-gateway`)" section of
 docs/BENCHMARKS.md. Every process started here is killed at exit (also on Ctrl-C).
 
 Env: RATE (calls/s, 1000), TRIAL_SECONDS (5), ROUNDS (3), WORKERS (16), HELD (100),
-SCALE_RATE (500), SCALE_SECONDS (10), CARGO, NO_BUILD=1 (use the release binaries as they are),
+SCALE_RATE (1000), SCALE_SECONDS (100: 100,000 sessions per mode, the cluster's target), CARGO, NO_BUILD=1 (use the release binaries as they are),
 NO_DOC=1 (print only), KEEP_LOGS=1.
 """
 
@@ -58,8 +58,8 @@ TRIAL = float(os.environ.get("TRIAL_SECONDS", "5"))
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 WORKERS = int(os.environ.get("WORKERS", "16"))
 HELD = int(os.environ.get("HELD", "100"))
-SCALE_RATE = float(os.environ.get("SCALE_RATE", "500"))
-SCALE_SECONDS = float(os.environ.get("SCALE_SECONDS", "10"))
+SCALE_RATE = float(os.environ.get("SCALE_RATE", "1000"))
+SCALE_SECONDS = float(os.environ.get("SCALE_SECONDS", "100"))
 UPSTREAM_IP = "127.0.0.21"
 ALONE_IP = "127.0.0.14"
 PATHS = [("direct", "upstream `echo`"), ("gateway", "n0 `up__echo` (owner, `perClient`)"),
@@ -281,8 +281,9 @@ sessions (`perClient`) during the warm-up, so the two n0 rows compare steady cal
 
 Sessions held through the gateway at scale: one gateway node alone ({ALONE_IP}) in front of the
 same upstream, `mcp-load --calls-per-session 1` at {SCALE_RATE:g}/s for {SCALE_SECONDS:g} s (a
-new legacy session per call, each calling the upstream's tool once, then held idle); RSS
-growth from the processes' VmRSS before and after, over the sessions the gateway holds.
+new legacy session per call, each calling the upstream's tool once, then held idle; a held
+session costs the gateway no connection, so one node holds them all); RSS growth from the
+processes' VmRSS before and after, over the sessions the gateway holds.
 
 {scale_table}
 """
