@@ -28,9 +28,10 @@ crds-check: ## Fail when crds/generated/ differs from what crdgen prints for the
 test-unit: ## Unit and black-box tests (cargo test)
 	$(CARGO) test --workspace
 
-lint: layers ## rustfmt --check, clippy -D warnings and the node's layer rules
+lint: layers ## rustfmt --check, clippy -D warnings, rustdoc links -D warnings and the node's layer rules
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
 
 layers: ## Fail when node/src has an import cycle, or its session/cluster layer or node.rs imports what sits above (node/tools/modcycle.py)
 	python3 node/tools/modcycle.py --max-scc 1 --forbid cluster/:http/ --forbid session/:http/ --forbid session/:cluster/ --forbid node.rs:cluster/ --forbid node/:cluster/ --forbid node/:http/

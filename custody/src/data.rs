@@ -4,8 +4,8 @@
 //! server→client requests, cancellation handles, rate buckets) stays with the node that owns
 //! the session and is not here.
 //!
-//! The copy protocol lives here too: [`SessionData::copy`] builds what a replica needs (whole,
-//! or the events it has not seen), [`SessionData::apply`] applies it on the replica and refuses
+//! The copy protocol lives here too: `SessionData::copy` builds what a replica needs (whole,
+//! or the events it has not seen), `SessionData::apply` applies it on the replica and refuses
 //! a delta that does not continue the replica's copy exactly ([`Gap`]).
 
 use std::collections::VecDeque;

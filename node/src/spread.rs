@@ -26,7 +26,7 @@ pub struct Slices {
 
 impl Slices {
     /// Slices for work done once per `period` (at least one slice; ticks at least
-    /// [`MIN_TICK`] apart unless the period itself is shorter).
+    /// `MIN_TICK` apart unless the period itself is shorter).
     pub fn over(period: Duration) -> Self {
         let by_tick = (period.as_millis() / MIN_TICK.as_millis()).max(1);
         let count = u32::try_from(by_tick).unwrap_or(MAX_SLICES).min(MAX_SLICES);

@@ -278,7 +278,7 @@ impl Membership {
 
     /// When [`Membership::handle_timeout`] should next be called. Periodic timers that
     /// would do nothing now (gossip with nothing to gossip, announcements to down members
-    /// with none down) do not count: they are parked (see [`Idle`]).
+    /// with none down) do not count: they are parked (see `Idle`).
     pub fn poll_timeout(&self) -> Instant {
         let idle = self.idle();
         self.queues

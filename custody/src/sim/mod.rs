@@ -1,5 +1,5 @@
 //! A deterministic simulator of the session layer: N nodes, each a [`Membership`] (the real
-//! SWIM state machine) and a [`Custody`] (the real session layer), over a simulated gossip
+//! SWIM state machine) and a [`Custody`](crate::Custody) (the real session layer), over a simulated gossip
 //! network and simulated data links, in virtual time, with thousands of clients checking the
 //! invariants as they go. One seed fixes every choice, so a failure replays exactly.
 //!

@@ -23,7 +23,7 @@ pub struct ClusterArgs {
     /// Comma-separated seed peers, host:port [config: cluster.seeds]
     #[arg(long, env = "MCP_NODE_SEEDS", value_delimiter = ',')]
     pub seeds: Option<Vec<String>>,
-    /// DNS name whose A/AAAA records are seeds, name[:port] [config: cluster.seedDns]
+    /// DNS name whose A/AAAA records are seeds, `name` or `name:port` [config: cluster.seedDns]
     #[arg(long, env = "MCP_NODE_SEED_DNS")]
     pub seed_dns: Option<String>,
     /// Cluster CA certificate (PEM) [config: cluster.tls.caFile]

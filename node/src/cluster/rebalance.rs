@@ -1,4 +1,4 @@
-//! The rebalancing task: every [`ROUND`] it asks [`Balancer`] (`balance.rs`) whether this
+//! The rebalancing task: every `ROUND` it asks [`Balancer`] (`balance.rs`) whether this
 //! node owns more than its share and, if so, hands that many sessions to the members under
 //! theirs through the drain's hand-off (`Peers::rebalance_round`), paced by
 //! `cluster.rebalanceRate` and by the links. One log line per burst, not per session.

@@ -9,7 +9,7 @@
 //! chunks are what the client gets, so what is read here is exactly what it saw, whichever
 //! node produced them (a relay through two nodes, a peer of an older version); it costs a scan
 //! of bytes just received and no change to the peer message. Only the start of a line split
-//! across chunks is kept, and only [`MAX_ID_LINE`] bytes of it: no buffer grows with events.
+//! across chunks is kept, and only `MAX_ID_LINE` bytes of it: no buffer grows with events.
 
 /// Longest `id` line remembered (ours are `<stream>-<seq>`, at most 24 bytes); a longer id
 /// is ignored as if the line were not an id.

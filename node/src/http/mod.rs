@@ -117,8 +117,8 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
     tracing::info!("all connections closed");
 }
 
-/// TCP keepalive after `idle` of silence (then every [`KEEPALIVE_INTERVAL`], up to
-/// [`KEEPALIVE_PROBES`]), and on Linux `TCP_USER_TIMEOUT` of `idle` + 30 s, so sent data that
+/// TCP keepalive after `idle` of silence (then every `KEEPALIVE_INTERVAL`, up to
+/// `KEEPALIVE_PROBES`), and on Linux `TCP_USER_TIMEOUT` of `idle` + 30 s, so sent data that
 /// stays unacknowledged that long (a vanished client behind a stream) ends the connection too.
 pub fn set_keepalive(stream: &TcpStream, idle: Duration) {
     let sock = socket2::SockRef::from(stream);

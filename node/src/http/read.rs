@@ -66,7 +66,7 @@ pub enum ReadError {
     /// A transfer coding we do not implement: 501.
     #[error("{0}")]
     Unsupported(&'static str),
-    /// Request head (or trailers) over [`MAX_HEAD`] or [`MAX_HEADERS`]: 431.
+    /// Request head (or trailers) over [`MAX_HEAD`] or `MAX_HEADERS`: 431.
     #[error("request head too large")]
     HeadTooLarge,
     /// Body over `maxBodyBytes`: 413.

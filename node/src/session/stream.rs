@@ -225,7 +225,7 @@ impl StreamState {
     /// when events the reader needs were already evicted from the log.
     ///
     /// A reader that saw ids this log never had (`after_seq` at or past the next id, by at
-    /// most [`MAX_ID_SKIP`]) got events from an owner that died before its replicas held
+    /// most `MAX_ID_SKIP`) got events from an owner that died before its replicas held
     /// them: the next id moves past what it saw, so the next event is not sent under an id
     /// the client already has (one `Last-Event-ID` duplicate after a kill -9).
     pub fn resume(&mut self, after_seq: u32, tx: stream_queue::Sender) -> bool {

@@ -44,7 +44,7 @@
 //!   `Mcp-Session-Id`), opened again with its level and subscriptions when the upstream lost
 //!   it, ended ([`Client::end`]) when the client session ends, its standalone stream held while
 //!   the client needs one (`client/own.rs`) — or, for a 2026-07-28 client, the one for the
-//!   capabilities it declared (at most [`MAX_DECLARED`] sets). A 2026-07-28 upstream, or one
+//!   capabilities it declared (at most `MAX_DECLARED` sets). A 2026-07-28 upstream, or one
 //!   that issues no session id, has no sessions to keep.
 //!
 //! Here the sessions and their requests; `client/stream.rs` the node's standalone stream,

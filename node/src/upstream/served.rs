@@ -185,7 +185,7 @@ impl Upstream {
         self.list(Kind::Tools)
     }
 
-    /// A list as kept (see [`Upstream::lists`]), as last fetched.
+    /// A list as kept (see `Upstream::lists`), as last fetched.
     pub fn list(&self, kind: Kind) -> Arc<Vec<Value>> {
         self.lists[kind.index()].read().clone()
     }
