@@ -253,13 +253,13 @@ impl Custody {
             };
             o.drop_noted.retain(|(m, _)| m != member);
             if !*forced {
-                // In force: the second round tells the members so (re-sent with the first's
-                // retransmissions until more than half noted it).
+                // In force: the second round tells the members so — started by `advance`
+                // (owner.rs) once the note is all that keeps this owner from showing, so that
+                // notes in force are not left behind by an owner that then shows nothing.
                 if let Some(t) = o.set.iter_mut().find(|t| t.addr == *member) {
-                    t.forcing = true;
+                    t.first_noted = true;
                 }
-                let epoch = o.epoch;
-                self.announce_drop(id, epoch, (*below, true), *member);
+                self.advance(id);
                 continue;
             }
             // A note from an earlier copy than the first the member missed: it stays, and
@@ -270,6 +270,7 @@ impl Custody {
                 .find(|t| t.addr == *member && t.dropped_below.is_some_and(|d| *below < d))
             {
                 t.announced = false;
+                t.first_noted = false;
                 t.forcing = false;
                 t.noted_below = Some(*below);
                 self.advance(id);

@@ -129,11 +129,13 @@ pub(crate) struct Track {
     /// up to what is shown changed nothing (they only changed the set): a copy made before
     /// the drop then holds all that is shown.
     pub(crate) announced_below: u64,
-    /// More than half of the cluster noted the announced drop, and the second round is out
-    /// (`DropNote::forced`): the member leaves, and what its copy lacks may be shown, once
-    /// more than half noted the drop in force too. Only a note in force tells the member its
-    /// copy is stale: one short of force may be all its owner made before it died, having
-    /// shown nothing the copy lacks (seed 1639).
+    /// More than half of the cluster noted the announced drop (its first round): the second
+    /// is started by `advance` when the note is all that keeps it from showing.
+    pub(crate) first_noted: bool,
+    /// The second round is out (`DropNote::forced`): the member leaves, and what its copy
+    /// lacks may be shown, once more than half noted the drop in force too. Only a note in
+    /// force tells the member its copy is stale: one short of force may be all its owner made
+    /// before it died, having shown nothing the copy lacks (seed 1639).
     pub(crate) forcing: bool,
     /// A majority noted a drop note whose `below` is less than `dropped_below`: the member
     /// stays (leaving) and what its copy holds may be shown without a new note; showing a

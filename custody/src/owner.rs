@@ -135,6 +135,7 @@ impl Custody {
                         dropped_below: None,
                         announced: false,
                         announced_below: 0,
+                        first_noted: false,
                         forcing: false,
                         noted_below: None,
                     });
@@ -144,6 +145,7 @@ impl Custody {
                         t.forget_after = None;
                         t.dropped_below = None;
                         t.announced = false;
+                        t.first_noted = false;
                         t.forcing = false;
                         t.noted_below = None;
                         t.full = true;
@@ -178,6 +180,7 @@ impl Custody {
                 let t = Track {
                     dropped_below: None,
                     announced: false,
+                    first_noted: false,
                     forcing: false,
                     noted_below: None,
                     ..t
@@ -429,12 +432,13 @@ impl Custody {
             return;
         }
         // A member that may still hold a copy and has not confirmed it forgot it (or a
-        // dropped one whose drop a majority has not noted) holds everything back — except a
-        // dropped member whose drop is not announced: copies that show nothing may pass it.
-        if o.set
-            .iter()
-            .any(|t| t.leaving && (t.dropped_below.is_none() || t.announced))
-        {
+        // dropped one whose drop note is in a round) holds everything back — except a
+        // dropped member whose drop is not announced: copies that show nothing may pass it;
+        // and one whose note's first round is done waits for the second, started here.
+        if o.set.iter().any(|t| {
+            t.leaving
+                && (t.dropped_below.is_none() || (t.announced && (t.forcing || !t.first_noted)))
+        }) {
             return;
         }
         let unannounced = o.set.iter().any(|t| t.leaving);
@@ -481,24 +485,38 @@ impl Custody {
             // session (seed 14206170: a replica back from a stall was sent the copies it
             // missed, the ones after them only dropped it from the set, and its copy held
             // everything shown).
+            // A note whose first round is done goes into its second now, and only now:
+            // this owner shows as soon as it is in force. Started when the first round ended,
+            // it put notes in force at members while the owner went on showing nothing
+            // (re-confirming after a heal, a new replica not caught up), and a note in force
+            // with nothing shown discards a copy that holds all its client saw, should the
+            // owner die meanwhile (seed 980002840).
             for t in o.set.iter_mut().filter(|t| t.leaving) {
                 let below = need.min(t.dropped_below.unwrap_or(0));
                 if below == 0 || t.noted_below.is_some_and(|n| n >= below) {
                     continue;
                 }
+                if t.announced {
+                    if t.first_noted && !t.forcing {
+                        t.forcing = true;
+                        drops.push((t.announced_below, true, t.addr));
+                    }
+                    continue;
+                }
                 t.announced = true;
                 t.announced_below = below;
                 t.forcing = false;
-                drops.push((below, t.addr));
+                t.first_noted = false;
+                drops.push((below, false, t.addr));
             }
         }
         if !drops.is_empty() {
             let epoch = o.epoch;
-            // Re-sent until more than half noted it, then in force (`retransmit_due`).
+            // Re-sent until more than half noted it (`retransmit_due`).
             let schedule = !o.in_retransmit;
             o.in_retransmit = true;
-            for (below, member) in drops {
-                self.announce_drop(id, epoch, (below, false), member);
+            for (below, forced, member) in drops {
+                self.announce_drop(id, epoch, (below, forced), member);
             }
             if schedule {
                 self.retransmit
@@ -641,8 +659,9 @@ impl Custody {
             let mut drops = Vec::new();
             for t in &mut o.set {
                 if t.dropped_below.is_some() {
-                    // Announced: again, until more than half noted it (in force).
-                    if t.announced {
+                    // Announced: again, until more than half noted it (a first round that is
+                    // done waits for `advance` to start the second).
+                    if t.announced && (t.forcing || !t.first_noted) {
                         drops.push((o.epoch, (t.announced_below, t.forcing), t.addr));
                         resend = true;
                     }
