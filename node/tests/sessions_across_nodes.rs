@@ -199,6 +199,9 @@ async fn a_drain_hands_sessions_off_while_the_node_runs() {
     // The draining node takes no new connection; its clients go to the peer.
     let r = echo(a.mcp_addr, &session, 31, "refused").await;
     assert_eq!(r.status, 503, "{r:?}");
+    // With `Retry-After: 0`: a member with room is there, so the client should not wait
+    // before its next try (a lone node, or one at its cap with nobody else, says 1).
+    assert_eq!(r.header("retry-after"), Some("0"), "{r:?}");
     a.shutdown().await;
     b.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);

@@ -43,6 +43,13 @@ use crate::node::Node;
 use slot::ConnectionSlot;
 
 const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: 88\r\nConnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\"connection limit reached\"}}";
+/// The same refusal when another member can take the connection: `Retry-After: 0`, since what
+/// is full is this node, not the cluster — the client's next try, through the Service, most
+/// likely lands on a node with room, and waiting a second first only eats into the client's
+/// patience (docs/PROTOCOL.md, "Connections spread out after churn": over a rolling restart at
+/// 100K the reopens of a drained node's clients pile onto the nodes not restarted yet, and a
+/// client refused at the cap finds room only by trying again).
+const OVER_CAPACITY_TRY_ELSEWHERE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Type: application/json\r\nContent-Length: 88\r\nConnection: close\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32000,\"message\":\"connection limit reached\"}}";
 
 /// Interval between TCP keepalive probes once they started.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -83,7 +90,9 @@ pub async fn serve(listener: TcpListener, node: Arc<Node>, shutdown: impl Future
                 Reason::connection_cap
             };
             node.metrics.reject(reason);
-            tokio::spawn(refuse(stream));
+            // Another live member that takes sessions (not draining) can serve this client.
+            let elsewhere = node.layer().is_some_and(|l| l.has_successor());
+            tokio::spawn(refuse(stream, elsewhere));
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -136,9 +145,15 @@ pub fn set_keepalive(stream: &TcpStream, idle: Duration) {
     }
 }
 
-/// Answers a connection over the cap with 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(OVER_CAPACITY)).await;
+/// Answers a connection over the cap (or to a draining node) with 503 and closes it:
+/// `Retry-After: 0` when another member can take it (`elsewhere`), 1 s when not.
+async fn refuse(mut stream: TcpStream, elsewhere: bool) {
+    let answer = if elsewhere {
+        OVER_CAPACITY_TRY_ELSEWHERE
+    } else {
+        OVER_CAPACITY
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer)).await;
     let _ = stream.shutdown().await;
 }
 
