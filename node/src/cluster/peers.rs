@@ -578,7 +578,9 @@ impl Peers {
         {
             let mut st = copy.state.lock();
             st.replica_of = None;
-            st.epoch = st.epoch.saturating_add(1); // below u32::MAX: checked above
+            // Saturating: a copy at the top was refused above; one raised there since (a
+            // faulty peer's, between the check and this lock) stays at the top.
+            st.epoch = st.epoch.saturating_add(1);
             // Held from now until its first copy says whether it has a live replica.
             st.hold = self.durable;
             st.reset_replication();
