@@ -424,7 +424,19 @@ class Timeline:
             elif d.get("type") == "phase":
                 self.phases.append((d["name"], d["t"]))
             elif d.get("type") == "second":
-                self.seconds.append(d)
+                if d.get("revised"):
+                    # A second written before, again with a starved shard's late report
+                    # merged in: it replaces the earlier line (or fills a second no shard
+                    # had reported in time), so the stages count what the load's report does.
+                    for k in range(len(self.seconds) - 1, -1, -1):
+                        if self.seconds[k]["t"] == d["t"]:
+                            self.seconds[k] = d
+                            break
+                    else:
+                        self.seconds.append(d)
+                        self.seconds.sort(key=lambda x: x["t"])
+                else:
+                    self.seconds.append(d)
 
     def sec(self, unix):
         """The load's second index of a Unix time."""

@@ -258,6 +258,12 @@ def render(res, run):
         f"{rep.get('events', {}).get('duplicates', 0)} duplicates, {rep.get('events', {}).get('resets', 0)} forgotten streams; "
         f"final check {rep.get('final_ok', 0):,} of {rep.get('final_checked', 0):,}; "
         f"failed attempts by kind: {', '.join(f'{k} {v:,}' for k, v in sorted(total.get('errors', {}).items(), key=lambda kv: -kv[1])[:12]) or 'none'}.")
+    staged = sum(s["span"]["lost"] for s in res["stages"])
+    if staged != rep.get("lost", 0):
+        # Stages are whole seconds of the load's timeline from their start to their end; a
+        # second between two of them (the bench choosing its next step) is in neither.
+        lines.append(f"The stages' rows add up to {staged:,} sessions lost; the whole run lost "
+                     f"{rep.get('lost', 0):,} (the difference in seconds outside the stages).")
     for s in res["stages"]:
         if s.get("spread"):
             sp = s["spread"]

@@ -279,17 +279,21 @@ impl Shards {
             if let Some(prev) = self.timeline.last()
                 && prev.t >= t
             {
-                // A late report of a second already written: merge it in place.
-                if let Some(same) = self.timeline.iter_mut().rev().find(|p| p.t == t) {
-                    same.merge(&s);
+                // A late report of a second already written (a shard starved for more than
+                // 3 s): merge it in place, or put it in order if no shard had reported that
+                // second, and write the second again, whole, marked `revised`, so that a
+                // reader of the file counts what the report counts.
+                let at = self.timeline.partition_point(|p| p.t < t);
+                if self.timeline.get(at).is_some_and(|p| p.t == t) {
+                    self.timeline[at].merge(&s);
+                } else {
+                    self.timeline.insert(at, s);
                 }
+                let line = second_line(&self.timeline[at], true);
+                self.record(&line);
                 continue;
             }
-            let v = serde_json::to_value(&s).unwrap_or_default();
-            let mut line = serde_json::json!({ "type": "second" });
-            if let (Some(obj), serde_json::Value::Object(fields)) = (line.as_object_mut(), v) {
-                obj.extend(fields);
-            }
+            let line = second_line(&s, false);
             self.record(&line);
             self.timeline.push(s);
         }
@@ -580,6 +584,20 @@ fn progress_line(st: &Shards, plan: &Plan) -> String {
     )
 }
 
+/// One second as a line of the timeline file. `revised`: the second was written before and
+/// this line replaces it (late shard reports merged in).
+fn second_line(s: &Second, revised: bool) -> serde_json::Value {
+    let v = serde_json::to_value(s).unwrap_or_default();
+    let mut line = serde_json::json!({ "type": "second" });
+    if let (Some(obj), serde_json::Value::Object(fields)) = (line.as_object_mut(), v) {
+        if revised {
+            obj.insert("revised".into(), serde_json::Value::Bool(true));
+        }
+        obj.extend(fields);
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,5 +610,85 @@ mod tests {
         for k in 0..6 {
             assert!(share(999, 6, k) <= share(1_000, 6, k));
         }
+    }
+
+    fn second(t: u32, held: u64, lost: u64) -> Second {
+        Second {
+            t,
+            shards: 1,
+            held,
+            lost,
+            ..Second::default()
+        }
+    }
+
+    /// What the timeline file says, read the way `bench/scale.py` reads it: a `revised` line
+    /// replaces the second written before.
+    fn read_back(path: &Path) -> Vec<(u32, u64, u64)> {
+        let mut out: Vec<(u32, u64, u64)> = Vec::new();
+        for line in std::fs::read_to_string(path)
+            .expect("a readable test timeline")
+            .lines()
+        {
+            let v: serde_json::Value =
+                serde_json::from_str(line).expect("a readable test timeline");
+            let row = (
+                v["t"].as_u64().expect("a readable test timeline") as u32,
+                v["held"].as_u64().expect("a readable test timeline"),
+                v["lost"].as_u64().expect("a readable test timeline"),
+            );
+            match out.iter_mut().find(|r| r.0 == row.0) {
+                Some(r) if v["revised"] == true => *r = row,
+                Some(_) => panic!("second {} written twice without `revised`", row.0),
+                None => out.push(row),
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_shard_reporting_late_is_counted_in_the_file_too() {
+        let path = std::env::temp_dir().join(format!("mcp-load-timeline-{}", std::process::id()));
+        let mut st = Shards {
+            stdins: Vec::new(),
+            children: Vec::new(),
+            alive: vec![true, true],
+            done: vec![None, None],
+            ramp: vec![None, None],
+            pending: BTreeMap::new(),
+            timeline: Vec::new(),
+            last_t: 0,
+            problems: Vec::new(),
+            out: Some(std::fs::File::create(&path).expect("a temporary file")),
+        };
+        // Shard 0 reports seconds 0-9; shard 1 reports nothing until second 9, then its
+        // seconds 0-9 (second 1 it lost 5 sessions). Seconds more than 3 s behind the newest
+        // were written with shard 0's part alone.
+        for t in 0..10 {
+            if t != 2 {
+                st.handle(Event::Msg(0, ShardMsg::Second(Box::new(second(t, 100, 0)))));
+            }
+            st.flush(false);
+        }
+        for t in 0..10 {
+            let lost = if t == 1 { 5 } else { 0 };
+            st.handle(Event::Msg(
+                1,
+                ShardMsg::Second(Box::new(second(t, 50, lost))),
+            ));
+            st.flush(false);
+        }
+        st.flush(true);
+        drop(st.out.take());
+        let mut expected: Vec<(u32, u64, u64)> = (0..10)
+            .map(|t| (t, if t == 2 { 50 } else { 150 }, if t == 1 { 5 } else { 0 }))
+            .collect();
+        expected.sort();
+        assert_eq!(read_back(&path), expected);
+        let in_memory: Vec<(u32, u64, u64)> =
+            st.timeline.iter().map(|s| (s.t, s.held, s.lost)).collect();
+        assert_eq!(in_memory, expected);
+        let _ = std::fs::remove_file(&path);
     }
 }
