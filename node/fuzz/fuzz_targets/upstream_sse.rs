@@ -6,18 +6,24 @@
 //! - the events do not depend on how the stream was cut into chunks;
 //! - they are the events the WHATWG event-stream rules give (`model` below: a leading BOM
 //!   skipped, LF/CR/CRLF line ends, comments, `data` lines joined with LF, an event without
-//!   data or not yet ended by a blank line dispatches nothing);
-//! - no event is larger than the limit and none contains CR; the limit is refused only when
-//!   the lines since the last blank line really exceed it, and never when they do not.
+//!   data or not yet ended by a blank line dispatches nothing), each with the last event id
+//!   (`id` sets it unless its value has NUL; an empty one clears it) — the id a client's own
+//!   stream is resumed from (`Decoder::feed_events`);
+//! - no event or id is larger than the limit, no event contains CR and no id CR, LF or NUL;
+//!   the limit is refused only when the lines since the last blank line really exceed it, and
+//!   never when they do not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mcp_node::upstream::sse::Decoder;
 
+/// An event's data and the last event id it was dispatched with.
+type Event = (Vec<u8>, Option<Vec<u8>>);
+
 /// What a decoder run gave: the events, and whether it stopped on the limit.
 #[derive(Debug, PartialEq)]
 struct Run {
-    events: Vec<Vec<u8>>,
+    events: Vec<Event>,
     refused: bool,
 }
 
@@ -25,8 +31,8 @@ fn run<'a>(limit: usize, chunks: impl Iterator<Item = &'a [u8]>) -> Run {
     let mut d = Decoder::new(limit);
     let mut events = Vec::new();
     for chunk in chunks {
-        match d.feed(chunk) {
-            Ok(got) => events.extend(got),
+        match d.feed_events(chunk) {
+            Ok(got) => events.extend(got.into_iter().map(|e| (e.data, e.id))),
             Err(_) => {
                 return Run {
                     events,
@@ -43,10 +49,11 @@ fn run<'a>(limit: usize, chunks: impl Iterator<Item = &'a [u8]>) -> Run {
 
 /// The events of a whole stream by the spec's rules, written plainly, and the most bytes of
 /// lines (line ends not counted) between two blank lines (the unfinished last line included).
-fn model(stream: &[u8]) -> (Vec<Vec<u8>>, usize) {
+fn model(stream: &[u8]) -> (Vec<Event>, usize) {
     let stream = stream.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(stream);
     let mut events = Vec::new();
     let mut data: Vec<u8> = Vec::new();
+    let mut id: Option<Vec<u8>> = None;
     let mut block = 0usize;
     let mut largest = 0usize;
     let mut i = 0;
@@ -67,7 +74,7 @@ fn model(stream: &[u8]) -> (Vec<Vec<u8>>, usize) {
             block = 0;
             if !data.is_empty() {
                 data.pop(); // the LF after the last data line
-                events.push(std::mem::take(&mut data));
+                events.push((std::mem::take(&mut data), id.clone()));
             }
             continue;
         }
@@ -82,6 +89,12 @@ fn model(stream: &[u8]) -> (Vec<Vec<u8>>, usize) {
         if field == b"data" {
             data.extend_from_slice(value);
             data.push(b'\n');
+        } else if field == b"id" && !value.contains(&0) {
+            id = if value.is_empty() {
+                None
+            } else {
+                Some(value.to_vec())
+            };
         }
     }
 }
@@ -124,13 +137,20 @@ fuzz_target!(|input: &[u8]| {
             r.events,
             expected
         );
-        for e in &r.events {
+        for (e, id) in &r.events {
             assert!(
                 e.len() <= limit,
                 "an event of {} bytes passed a limit of {limit}",
                 e.len()
             );
             assert!(!e.contains(&b'\r'), "an event contains CR");
+            if let Some(id) = id {
+                assert!(id.len() <= limit, "an id of {} bytes passed a limit of {limit}", id.len());
+                assert!(
+                    !id.iter().any(|b| matches!(b, b'\r' | b'\n' | 0)),
+                    "an id contains CR, LF or NUL"
+                );
+            }
         }
     }
     if whole.refused {
