@@ -1,6 +1,9 @@
 //! The session layer's peer messages and their binary form: the body of one
-//! `mcp_cluster::frame::Message`, whose `kind` byte says which message. Kinds 1-31 belong to
-//! the session layer; the node's request relay uses others (docs/PROTOCOL.md).
+//! `mcp_cluster::frame::Message`, whose `kind` byte says which message. Kinds 32-63 belong
+//! to the session layer: the node's own messages (`node/src/cluster/wire.rs`: its request
+//! relay, and `peers.rs`'s copies until custody replaces it) use 1-31, with other layouts
+//! under some of the same names, so during a rolling upgrade neither side reads the other's
+//! message as one of its own (docs/PROTOCOL.md).
 //!
 //! Decoding checks every length against what is left and returns a [`WireError`] for anything
 //! malformed: it never panics (property-tested below, fuzzed by `node/fuzz`).
@@ -15,43 +18,44 @@ use crate::codec::{Reader, Writer};
 /// Message kinds (the frame message's `kind`).
 pub mod kind {
     /// [`super::Replicate`]: owner → replicas; leaving owner → successor (`handoff`).
-    pub const REPLICATE: u8 = 1;
+    pub const REPLICATE: u8 = 32;
     /// [`super::CustodyMsg::Acks`]: replica → owner.
-    pub const ACKS: u8 = 2;
+    pub const ACKS: u8 = 33;
     /// [`super::CustodyMsg::Resync`]: replica → owner.
-    pub const RESYNC: u8 = 7;
+    pub const RESYNC: u8 = 34;
     /// [`super::CustodyMsg::Notify`]: any → every live member.
-    pub const NOTIFY: u8 = 8;
+    pub const NOTIFY: u8 = 35;
     /// [`super::CustodyMsg::Forget`]: owner → replica.
-    pub const FORGET: u8 = 9;
+    pub const FORGET: u8 = 36;
     /// [`super::CustodyMsg::Superseded`].
-    pub const SUPERSEDED: u8 = 10;
+    pub const SUPERSEDED: u8 = 37;
     /// [`super::CustodyMsg::Heartbeat`]: every node → every live peer.
-    pub const HEARTBEAT: u8 = 11;
+    pub const HEARTBEAT: u8 = 38;
     /// [`super::CustodyMsg::Digest`]: owner → every live peer.
-    pub const DIGEST: u8 = 12;
+    pub const DIGEST: u8 = 39;
     /// [`super::CustodyMsg::InventoryRequest`]: replica → owner.
-    pub const INVENTORY_REQUEST: u8 = 13;
+    pub const INVENTORY_REQUEST: u8 = 40;
     /// [`super::CustodyMsg::Inventory`]: owner → replica.
-    pub const INVENTORY: u8 = 14;
+    pub const INVENTORY: u8 = 41;
     /// [`super::CustodyMsg::Inquire`]: a take-over candidate → every live member.
-    pub const INQUIRE: u8 = 15;
+    pub const INQUIRE: u8 = 42;
     /// [`super::CustodyMsg::Holdings`]: the answer.
-    pub const HOLDINGS: u8 = 16;
+    pub const HOLDINGS: u8 = 43;
     /// [`super::CustodyMsg::Claims`]: a new owner → every member.
-    pub const CLAIMS: u8 = 17;
+    pub const CLAIMS: u8 = 44;
     /// [`super::CustodyMsg::Dropped`]: an owner → every member.
-    pub const DROPPED: u8 = 18;
+    pub const DROPPED: u8 = 45;
     /// [`super::CustodyMsg::DropsNoted`]: every member → the owner.
-    pub const DROPS_NOTED: u8 = 19;
+    pub const DROPS_NOTED: u8 = 46;
     /// [`super::CustodyMsg::NotesRequest`]: a restarted process → every member.
-    pub const NOTES_REQUEST: u8 = 20;
+    pub const NOTES_REQUEST: u8 = 47;
     /// [`super::CustodyMsg::Notes`]: the answer, in parts.
-    pub const NOTES: u8 = 21;
+    pub const NOTES: u8 = 48;
 
-    /// Whether `k` is a session-layer kind.
+    /// Whether `k` is a session-layer kind: the block 32-63 is reserved for it (32-48 in
+    /// use), so the node can route a frame message by its kind before decoding it.
     pub fn is_custody(k: u8) -> bool {
-        matches!(k, 1 | 2 | 7..=21)
+        matches!(k, 32..=63)
     }
 }
 
@@ -919,6 +923,10 @@ mod tests {
             assert!(CustodyMsg::decode(m.kind(), &Bytes::from(longer)).is_err());
         }
         assert!(CustodyMsg::decode(3, &Bytes::new()).is_err(), "relay kind");
+        assert!(
+            CustodyMsg::decode(49, &Bytes::new()).is_err(),
+            "reserved, unused kind"
+        );
     }
 
     #[test]
@@ -939,7 +947,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(k in 0u8..24, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        fn arbitrary_bytes_never_panic(k in 0u8..72, body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = CustodyMsg::decode(k, &Bytes::from(body));
         }
 

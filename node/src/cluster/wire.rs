@@ -40,7 +40,7 @@ pub mod kind {
     /// [`super::PeerMsg::Inventory`]: part of that list.
     pub const INVENTORY: u8 = 14;
     /// [`super::PeerMsg::HandoffDeclined`]: a rebalancing hand-off the receiver did not take.
-    /// (15-21 are the custody layer's, docs/PROTOCOL.md.)
+    /// (32-63 are the custody layer's, `mcp_custody::wire::kind`; docs/PROTOCOL.md.)
     pub const HANDOFF_DECLINED: u8 = 22;
     /// [`super::PeerMsg::ForwardStarted`]: owner → forwarding node, before running what may
     /// not run twice.
@@ -860,6 +860,34 @@ mod tests {
         for m in samples() {
             let body = Bytes::from(m.encode());
             assert_eq!(PeerMsg::decode(m.kind(), &body), Ok(m));
+        }
+    }
+
+    /// The session layer that is to replace `peers.rs` (`mcp-custody`, docs/ARCHITECTURE.md
+    /// "Custody into the node: the plan") speaks on the same links, and during a rolling
+    /// upgrade a node of one layer receives the other's messages: none of its messages may
+    /// decode as one of the node's (before its kinds moved to 32-63, its `Resync` was the
+    /// node's byte for byte), and none of the node's kinds may be routed to it.
+    #[test]
+    fn custody_messages_are_never_read_as_the_nodes() {
+        use mcp_custody::wire::{CustodyMsg, kind::is_custody};
+        for m in mcp_custody::wire::samples() {
+            let body = Bytes::from(m.encode());
+            match PeerMsg::decode(m.kind(), &body) {
+                Err(e) => assert_eq!(e.what, "unknown kind", "{m:?}"),
+                Ok(ours) => panic!("custody's {m:?} decoded as the node's {ours:?}"),
+            }
+        }
+        for k in (0..=u8::MAX).filter(|k| is_custody(*k)) {
+            assert!(PeerMsg::decode(k, &Bytes::new()).is_err(), "kind {k}");
+        }
+        for m in samples() {
+            assert!(!is_custody(m.kind()), "{m:?}");
+            let body = Bytes::from(m.encode());
+            assert!(
+                CustodyMsg::decode(m.kind(), &body).is_err(),
+                "the node's {m:?} decoded as custody's"
+            );
         }
     }
 
