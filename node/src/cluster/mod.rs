@@ -17,11 +17,14 @@
 //!   binary form; [`digest`]: anti-entropy between owners and replicas that costs nothing
 //!   per idle session; [`rebalance`]: moves sessions from a node owning more than its share
 //!   to members under theirs, as [`balance`] decides.
+//! - [`custody`]: the driver of `mcp-custody`, the session layer that is to replace
+//!   [`peers`] (docs/ARCHITECTURE.md "Custody into the node: the plan"); not started yet.
 
 pub mod args;
 pub mod balance;
 pub mod config;
 pub mod connection_balance;
+pub mod custody;
 pub mod detector;
 pub mod digest;
 pub mod handoff_stats;
