@@ -41,12 +41,14 @@ pub struct ClusterConfig {
     /// session's owner before answering 503 with `Retry-After`; re-routed at once if the owner
     /// is declared down meanwhile. Default 5000.
     pub forward_timeout_ms: u64,
-    /// Sessions per second a node owning more than its share of the cluster's sessions (by
-    /// more than 5 %) hands to members under theirs, once the members have been the same for
-    /// 15 s — so after a restart or a scale-up the spread is even again within a minute and
-    /// the next crash does not hit one node's surplus. Each move is a drain's hand-off: the
-    /// session waits (never fails) while its copy is in flight and its streams end, to be
-    /// resumed with `Last-Event-ID`. 0 turns rebalancing off. Default 200 (at most 100000).
+    /// Sessions per second the whole cluster hands from nodes owning more than their share of
+    /// the sessions (by more than 5 %) to members under theirs, split evenly over the nodes
+    /// that move, once the members have been the same for 15 s — so after a restart or a
+    /// scale-up the spread is even again within a minute and the next crash does not hit one
+    /// node's surplus. A node holds off while its admission control refuses or 64 of its
+    /// hand-offs wait for acknowledgements. Each move is a drain's hand-off: the session waits
+    /// (never fails) while its copy is in flight and its streams end, to be resumed with
+    /// `Last-Event-ID`. 0 turns rebalancing off. Default 400 (at most 100000).
     pub rebalance_rate: u32,
     /// Show a session's SSE events (notifications, progress, a response sent on a stream) to
     /// its client only once every live replica holds them, so a stream resumed with
@@ -79,7 +81,7 @@ impl Default for ClusterConfig {
             load_publish_ms: 500,
             replication_factor: 2,
             forward_timeout_ms: 5000,
-            rebalance_rate: 200,
+            rebalance_rate: 400,
             durable_events: true,
             membership: MembershipTimers::default(),
         }

@@ -47,7 +47,7 @@ pub struct ClusterArgs {
     /// Wait for a forwarded request's first answer [config: cluster.forwardTimeoutMs] [default: 5000]
     #[arg(long, env = "MCP_NODE_CLUSTER_FORWARD_TIMEOUT_MS")]
     pub cluster_forward_timeout_ms: Option<u64>,
-    /// Sessions per second moved to members under their share, 0 = off [config: cluster.rebalanceRate] [default: 200]
+    /// Sessions per second the cluster moves to members under their share, split over the nodes that move, 0 = off [config: cluster.rebalanceRate] [default: 400]
     #[arg(long, env = "MCP_NODE_CLUSTER_REBALANCE_RATE")]
     pub cluster_rebalance_rate: Option<u32>,
     /// Show an SSE event, and answer a request that changed its session (log level, subscriptions), only once the session's replicas hold it; false = at once, faster, an event or change may be lost with its node [config: cluster.durableEvents] [default: true]

@@ -39,7 +39,8 @@ pub struct ClusterSettings {
     pub replication_factor: usize,
     /// How long a forwarded request waits for the owner's first answer.
     pub forward_timeout: Duration,
-    /// Sessions per second moved for balance (0: never; `balance.rs`).
+    /// Sessions per second the cluster moves for balance, split over the nodes that move (0:
+    /// never; `balance.rs`).
     pub rebalance_rate: f64,
     /// SSE events are shown, and answers to requests that changed their session sent, only once
     /// the session's replicas hold them (`peers.rs`).

@@ -73,9 +73,12 @@ type Arrivals = (
     HashMap<SessionId, Instant>,
 );
 
-/// A session handed to this node is not moved on for balance before this long: two nodes that
-/// both think they own more than their share (gossiped counts lag while sessions are being
-/// opened) otherwise hand the same session back and forth within milliseconds.
+/// A session handed to this node *for balance* is not moved on for balance before this long:
+/// two nodes that both think they own more than their share (gossiped counts lag while
+/// sessions are being opened) otherwise hand the same session back and forth within
+/// milliseconds. A drain's hand-offs are not kept: the sessions a drained node ranks first go
+/// back to it once it has restarted, which is what rebalancing is for (kept 30 s, they were
+/// out of reach for most of the minute after a rolling restart: issue 11, the spread).
 const ARRIVED_KEEP: Duration = Duration::from_secs(30);
 
 /// Why a session is handed to another member.
@@ -911,11 +914,12 @@ impl Peers {
             self.replicas.remove(&id);
             // Handed back to a node it once left: no longer moved from here.
             self.moved.lock().remove(&id);
-            let now = Instant::now();
-            let mut arrived = self.arrived.lock();
-            arrived.0.push_back((now, id));
-            arrived.1.insert(id, now);
-            drop(arrived);
+            if r.rebalance {
+                let now = Instant::now();
+                let mut arrived = self.arrived.lock();
+                arrived.0.push_back((now, id));
+                arrived.1.insert(id, now);
+            }
             node.metrics.sessions.set(node.sessions.len() as i64);
             if ok {
                 node.metrics.cluster.handoff_received();
@@ -1497,6 +1501,11 @@ impl Peers {
         let now = Instant::now();
         let mut room: Vec<(SocketAddr, usize, u64)> =
             receivers.iter().map(|(a, n)| (*a, *n, 0)).collect();
+        let takes: Vec<SocketAddr> = receivers
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(a, _)| *a)
+            .collect();
         let mut left = count;
         let mut try_send = |s: &Arc<Session>, to: SocketAddr, left: &mut usize| {
             let Some(r) = room.iter_mut().find(|r| r.0 == to && r.1 > 0) else {
@@ -1526,7 +1535,11 @@ impl Peers {
                 return;
             };
             if ranked.first().is_some_and(|m| m.addr == me) {
-                if ranked_here.len() < count {
+                // Only those with somewhere to go: keeping the first `count` whatever their
+                // successor, a node kept the same ones each round (the map's order is
+                // stable) once the others had gone, and moved nothing more though it owned
+                // 1.5x its share (issue 11, the spread at 20K and 100K).
+                if ranked_here.len() < count && takes.contains(&to) {
                     ranked_here.push((s.clone(), to));
                 }
                 return;
@@ -1540,6 +1553,24 @@ impl Peers {
             try_send(&s, to, &mut left);
         }
         room.into_iter().map(|(a, _, n)| (a, n)).collect()
+    }
+
+    /// Whether some live, non-draining member (this node included) owns more than its share +
+    /// 10 % (`balance::spread_uneven`, over this node's count and the gossiped ones).
+    pub(super) fn sessions_uneven(&self, node: &Node) -> bool {
+        let others: Vec<u64> = self
+            .balance_view()
+            .0
+            .iter()
+            .filter(|m| m.standing == super::balance::Standing::Alive)
+            .map(|m| m.sessions)
+            .collect();
+        super::balance::spread_uneven(self.owned_staying(node), &others)
+    }
+
+    /// Hand-offs waiting for their acknowledgement (rebalancing's `busy`: `balance::WINDOW`).
+    pub(super) fn handing_count(&self) -> usize {
+        self.handing.lock().len()
     }
 
     /// Rebalancing hand-offs acknowledged since this node started.

@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::balance::{Balancer, Hold, Input, Plan, SLACK};
+use super::balance::{Balancer, Hold, Input, Plan, SLACK, WINDOW};
 use super::peers::Peers;
 use crate::node::Node;
+use crate::session::layer::Admission;
 
 /// How often the decision is taken: 50 sessions a round at the default 200/s.
 const ROUND: Duration = Duration::from_millis(250);
@@ -26,7 +27,8 @@ struct Burst {
 }
 
 /// Runs until aborted (the cluster layer's tasks stop at leave). `rate`: sessions per second
-/// (0: rebalancing off, the task only idles).
+/// the cluster moves in all, split over the nodes that move (0: rebalancing off, the task
+/// only idles).
 pub async fn run(node: Arc<Node>, peers: Arc<Peers>, rate: f64) {
     let mut balancer = Balancer::new(rate, SLACK);
     let mut tick = tokio::time::interval(ROUND);
@@ -43,6 +45,7 @@ pub async fn run(node: Arc<Node>, peers: Arc<Peers>, rate: f64) {
             quorum,
             settled,
             stable_for,
+            busy: peers.admission() != Admission::Open || peers.handing_count() >= WINDOW,
         };
         let now = Instant::now();
         let plan = balancer.decide(now, &input);
