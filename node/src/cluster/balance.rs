@@ -93,6 +93,22 @@ pub fn spread_uneven(owned: u64, others: &[u64]) -> bool {
     most as f64 > share * (1.0 + SPREAD)
 }
 
+/// Of the receivers with their room left, the one with the most (the first of equals), if any
+/// has room: where a rebalancing round sends a session none of whose successors has room
+/// (`Peers::rebalance_round`'s last pass).
+pub fn most_room(room: impl IntoIterator<Item = (SocketAddr, usize)>) -> Option<SocketAddr> {
+    room.into_iter()
+        .filter(|(_, n)| *n > 0)
+        .fold(
+            None,
+            |best: Option<(SocketAddr, usize)>, (a, n)| match best {
+                Some((_, m)) if m >= n => best,
+                _ => Some((a, n)),
+            },
+        )
+        .map(|(a, _)| a)
+}
+
 /// What a member is, as this node sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
@@ -716,6 +732,18 @@ mod tests {
         assert!(!spread_uneven(16_500, &[15_000, 14_000, 14_500]));
         assert!(!spread_uneven(0, &[]));
         assert!(!spread_uneven(u64::MAX, &[u64::MAX]), "no overflow");
+    }
+
+    #[test]
+    fn a_session_with_no_successor_with_room_goes_where_there_is_most() {
+        assert_eq!(
+            most_room([(addr(2), 30), (addr(3), 1_050), (addr(4), 1_050)]),
+            Some(addr(3)),
+            "the first of equals"
+        );
+        assert_eq!(most_room([(addr(2), 0), (addr(3), 1)]), Some(addr(3)));
+        assert_eq!(most_room([(addr(2), 0)]), None);
+        assert_eq!(most_room([]), None);
     }
 
     #[test]

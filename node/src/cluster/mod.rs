@@ -315,10 +315,12 @@ async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>, rebalanc
         };
         let was = shedder.shedding();
         let want = shedder.decide(mine, &others, wait);
+        // Logged on the change of state: a node above the bound that waits (for
+        // rebalancing, or while busy) keeps its state and ends nothing meanwhile.
+        if !was && shedder.shedding() {
+            tracing::info!(connections = mine, peers = ?others, ?wait, "connections far above the cluster's mean: ending some streams so their clients reconnect elsewhere");
+        }
         if want > 0 {
-            if !was {
-                tracing::info!(connections = mine, peers = ?others, "connections far above the cluster's mean: ending some streams so their clients reconnect elsewhere");
-            }
             let mut ended = peers.end_some_relayed_streams(want);
             if ended < want {
                 node.sessions.for_each(|s| {
@@ -335,7 +337,7 @@ async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>, rebalanc
             }
             node.metrics.cluster.streams_rebalanced(ended as u64);
             shed_since_start += ended;
-        } else if was {
+        } else if was && !shedder.shedding() {
             tracing::info!(
                 connections = mine,
                 ended = shed_since_start,

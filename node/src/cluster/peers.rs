@@ -81,6 +81,15 @@ type Arrivals = (
 /// out of reach for most of the minute after a rolling restart: issue 11, the spread).
 const ARRIVED_KEEP: Duration = Duration::from_secs(30);
 
+/// What one rebalancing round found (`Peers::rebalance_round`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct RoundStats {
+    /// Sessions tried whose successor was a receiver with room.
+    pub(super) candidates: usize,
+    /// Of those, not sent: the link busy, the successor's window full, a request in progress.
+    pub(super) not_sent: usize,
+}
+
 /// Why a session is handed to another member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handoff {
@@ -162,6 +171,9 @@ pub struct Peers {
     rebalanced: Mutex<std::collections::VecDeque<(Instant, SessionId, SocketAddr)>>,
     /// Rebalancing hand-offs acknowledged so far (the burst summary's count).
     rebalanced_total: AtomicU64,
+    /// Rebalancing hand-offs the receivers declined (`HandoffDeclined`) since this node
+    /// started (the burst summary's count).
+    rebalance_declined: AtomicU64,
     /// Hand-offs sent, acknowledged, given up, and how long acknowledgements took.
     handoff_stats: super::handoff_stats::HandoffStats,
     /// Sessions handed to this node, oldest first, kept [`ARRIVED_KEEP`]: rebalancing leaves
@@ -265,6 +277,7 @@ impl Peers {
             drain_queue: Mutex::default(),
             rebalanced: Mutex::new(std::collections::VecDeque::new()),
             rebalanced_total: AtomicU64::new(0),
+            rebalance_declined: AtomicU64::new(0),
             handoff_stats: super::handoff_stats::HandoffStats::default(),
             arrived: Mutex::default(),
             dirty,
@@ -1488,14 +1501,17 @@ impl Peers {
     /// copies, as a drain would — when the successor is one of `receivers` with room left and
     /// its link is not busy. Sessions another member ranks first for go first (they return to
     /// where ranking puts them, e.g. a restarted node); sessions this node ranks first for go
-    /// only when those are not enough. Sessions with a request in progress stay. Returns how
-    /// many went to each receiver.
+    /// only when those are not enough; then, when still not enough, any session to the
+    /// receiver with the most room. Sessions with a request in progress stay. Returns how
+    /// many went to each receiver, and how many sessions had a receiver as successor and how
+    /// many of those could not be sent (link busy, window full, request in progress) — what
+    /// the task logs when a round moves nothing.
     pub(super) fn rebalance_round(
         self: &Arc<Self>,
         node: &Arc<Node>,
         count: usize,
         receivers: &[(SocketAddr, usize)],
-    ) -> Vec<(SocketAddr, u64)> {
+    ) -> (Vec<(SocketAddr, u64)>, RoundStats) {
         let me = self.me().addr;
         let takers = self.live_takers();
         let now = Instant::now();
@@ -1507,34 +1523,48 @@ impl Peers {
             .map(|(a, _)| *a)
             .collect();
         let mut left = count;
-        let mut try_send = |s: &Arc<Session>, to: SocketAddr, left: &mut usize| {
+        let mut stats = RoundStats::default();
+        let try_send = |s: &Arc<Session>,
+                        to: SocketAddr,
+                        room: &mut Vec<(SocketAddr, usize, u64)>,
+                        left: &mut usize,
+                        stats: &mut RoundStats| {
             let Some(r) = room.iter_mut().find(|r| r.0 == to && r.1 > 0) else {
                 return;
             };
+            stats.candidates += 1;
             if !self.link_busy(to) && self.hand_off(node, s, to, now, Handoff::Rebalance) {
                 r.1 -= 1;
                 r.2 += 1;
                 *left -= 1;
+            } else {
+                stats.not_sent += 1;
             }
         };
-        let mut ranked_here = Vec::new();
-        node.sessions.for_each(|s| {
-            if left == 0
-                || self.handing.lock().contains_key(&s.id)
+        // Being handed off already, or handed here for balance a moment ago.
+        let pinned = |s: &Arc<Session>| {
+            self.handing.lock().contains_key(&s.id)
                 || self
                     .arrived
                     .lock()
                     .1
                     .get(&s.id)
                     .is_some_and(|t| t.elapsed() < ARRIVED_KEEP)
-            {
+        };
+        let successor = |s: &Arc<Session>| {
+            let ranked = ownership::rank(&key(s.id), &takers);
+            let to = ranked.iter().find(|m| m.addr != me).map(|m| m.addr)?;
+            Some((to, ranked.first().is_some_and(|m| m.addr == me)))
+        };
+        let mut ranked_here = Vec::new();
+        node.sessions.for_each(|s| {
+            if left == 0 || pinned(s) {
                 return;
             }
-            let ranked = ownership::rank(&key(s.id), &takers);
-            let Some(to) = ranked.iter().find(|m| m.addr != me).map(|m| m.addr) else {
+            let Some((to, mine)) = successor(s) else {
                 return;
             };
-            if ranked.first().is_some_and(|m| m.addr == me) {
+            if mine {
                 // Only those with somewhere to go: keeping the first `count` whatever their
                 // successor, a node kept the same ones each round (the map's order is
                 // stable) once the others had gone, and moved nothing more though it owned
@@ -1544,15 +1574,35 @@ impl Peers {
                 }
                 return;
             }
-            try_send(s, to, &mut left);
+            try_send(s, to, &mut room, &mut left, &mut stats);
         });
         for (s, to) in ranked_here {
             if left == 0 {
                 break;
             }
-            try_send(&s, to, &mut left);
+            try_send(&s, to, &mut room, &mut left, &mut stats);
         }
-        room.into_iter().map(|(a, _, n)| (a, n)).collect()
+        if left > 0 {
+            // No session left here whose successor has room (theirs are at their share): any
+            // session goes to the receiver with the most room. Its top-ranked member, if not
+            // the receiver, becomes its first replica, so ranking still finds it. Without
+            // this a node stayed at 1.18x its share for good: its sessions' successors were
+            // two members at share × 1.05 (not moving: within the slack), which held the
+            // sessions of the emptiest member (`QUICK=1 ROLLING=1`, issue 11).
+            node.sessions.for_each(|s| {
+                if left == 0 || pinned(s) {
+                    return;
+                }
+                if successor(s).is_some_and(|(to, _)| takes.contains(&to)) {
+                    return; // tried above
+                }
+                let Some(to) = super::balance::most_room(room.iter().map(|r| (r.0, r.1))) else {
+                    return;
+                };
+                try_send(s, to, &mut room, &mut left, &mut stats);
+            });
+        }
+        (room.into_iter().map(|(a, _, n)| (a, n)).collect(), stats)
     }
 
     /// Whether some live, non-draining member (this node included) owns more than its share +
@@ -1598,7 +1648,13 @@ impl Peers {
     /// The receiver declined the rebalancing hand-off carrying `token`: its waiter gives up at
     /// once and the session thaws here (as when no acknowledgement comes).
     pub fn declined(&self, token: u64) {
+        self.rebalance_declined.fetch_add(1, Ordering::Relaxed);
         self.acks.lock().remove(&token);
+    }
+
+    /// Rebalancing hand-offs declined by their receivers since this node started.
+    pub(super) fn rebalance_declined(&self) -> u64 {
+        self.rebalance_declined.load(Ordering::Relaxed)
     }
 
     /// Sessions owned here, hand-offs waiting for their acknowledgement not counted.

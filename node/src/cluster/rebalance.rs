@@ -21,6 +21,11 @@ const QUIET: Duration = Duration::from_secs(5);
 struct Burst {
     started: Instant,
     acked_before: u64,
+    declined_before: u64,
+    /// The acknowledged count when it last grew, and when.
+    acked_seen: (u64, Instant),
+    /// When a burst that moved nothing for [`QUIET`] was last logged.
+    stall_logged: Option<Instant>,
     last_sent: Instant,
     sent: Vec<(std::net::SocketAddr, u64)>,
     share: f64,
@@ -55,7 +60,7 @@ pub async fn run(node: Arc<Node>, peers: Arc<Peers>, rate: f64) {
                 receivers,
                 share,
             } => {
-                let sent = peers.rebalance_round(&node, count, &receivers);
+                let (sent, stats) = peers.rebalance_round(&node, count, &receivers);
                 let b = burst.get_or_insert_with(|| {
                     tracing::info!(
                         owned = input.owned,
@@ -65,12 +70,40 @@ pub async fn run(node: Arc<Node>, peers: Arc<Peers>, rate: f64) {
                     Burst {
                         started: now,
                         acked_before: peers.rebalanced_total(),
+                        declined_before: peers.rebalance_declined(),
+                        acked_seen: (peers.rebalanced_total(), now),
+                        stall_logged: None,
                         last_sent: now,
                         sent: Vec::new(),
                         share,
                     }
                 });
                 b.share = share;
+                // Asked to move and moving nothing (sending none, or only what the receivers
+                // decline) for a while: say why, at most once per QUIET.
+                let acked = peers.rebalanced_total();
+                if acked != b.acked_seen.0 {
+                    b.acked_seen = (acked, now);
+                }
+                let declined = peers.rebalance_declined() - b.declined_before;
+                if now.duration_since(b.acked_seen.1) >= QUIET
+                    && b.stall_logged
+                        .is_none_or(|t| now.duration_since(t) >= QUIET)
+                {
+                    b.stall_logged = Some(now);
+                    let to: Vec<String> =
+                        receivers.iter().map(|(a, n)| format!("{a}={n}")).collect();
+                    tracing::info!(
+                        owned = input.owned,
+                        share = share.round() as u64,
+                        count,
+                        receivers = %to.join(","),
+                        candidates = stats.candidates,
+                        not_sent = stats.not_sent,
+                        declined,
+                        "rebalancing moves nothing: no session here has a receiver as successor, none could be sent, or the receivers decline"
+                    );
+                }
                 for (to, n) in sent.into_iter().filter(|(_, n)| *n > 0) {
                     balancer.sent(now, to, n);
                     b.last_sent = now;
@@ -87,9 +120,11 @@ pub async fn run(node: Arc<Node>, peers: Arc<Peers>, rate: f64) {
                 if why == Hold::Balanced || now.duration_since(b.last_sent) >= QUIET {
                     let b = burst.take().expect("checked");
                     let moved = peers.rebalanced_total() - b.acked_before;
+                    let declined = peers.rebalance_declined() - b.declined_before;
                     let to: Vec<String> = b.sent.iter().map(|(a, n)| format!("{a}={n}")).collect();
                     tracing::info!(
                         moved,
+                        declined,
                         sent = %to.join(","),
                         owned = input.owned,
                         share = b.share.round() as u64,
