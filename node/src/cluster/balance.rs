@@ -75,24 +75,6 @@ pub fn takes_rebalanced(owned: u64, others: &[u64], slack: f64) -> bool {
     (owned.saturating_add(1)) as f64 <= share * (1.0 + slack)
 }
 
-/// How far above its share a member may own once the spread is even (issue 11: within
-/// `share + 10 %` a minute after a change): connection shedding waits while any member owns
-/// more ([`spread_uneven`]).
-pub const SPREAD: f64 = 0.10;
-
-/// Whether some node owns more than `share × (1 + SPREAD)`, given this node's count and the
-/// gossiped ones of the other live, non-draining members: rebalancing still has sessions to
-/// move, and connection shedding waits for it (`connection_balance.rs`). Rebalancing ends
-/// streams on the fuller nodes anyway (their clients reopen elsewhere); both at once ended
-/// ~2,000 streams a second at 100K and cost sessions. Summed as floats: gossiped counts are a
-/// peer's word, and a saturated total would read as uneven.
-pub fn spread_uneven(owned: u64, others: &[u64]) -> bool {
-    let total: f64 = others.iter().map(|n| *n as f64).sum::<f64>() + owned as f64;
-    let share = total / (others.len() + 1) as f64;
-    let most = others.iter().copied().fold(owned, u64::max);
-    most as f64 > share * (1.0 + SPREAD)
-}
-
 /// Of the receivers with their room left, the one with the most (the first of equals), if any
 /// has room: where a rebalancing round sends a session none of whose successors has room
 /// (`Peers::rebalance_round`'s last pass).
@@ -714,24 +696,6 @@ mod tests {
             !takes_rebalanced(u64::MAX, &[u64::MAX], SLACK),
             "no overflow"
         );
-    }
-
-    #[test]
-    fn the_spread_is_uneven_while_a_node_owns_more_than_ten_percent_over_its_share() {
-        // Run B of stop 22, 15 s after the last restart: 18,376 on the fullest, share 14,286.
-        assert!(spread_uneven(
-            18_376,
-            &[17_459, 17_673, 17_414, 16_803, 12_275, 0]
-        ));
-        // Seen from the empty node: the same.
-        assert!(spread_uneven(
-            0,
-            &[18_376, 17_459, 17_673, 17_414, 16_803, 12_275]
-        ));
-        // Within share + 10 % everywhere (share 15,000, bound 16,500).
-        assert!(!spread_uneven(16_500, &[15_000, 14_000, 14_500]));
-        assert!(!spread_uneven(0, &[]));
-        assert!(!spread_uneven(u64::MAX, &[u64::MAX]), "no overflow");
     }
 
     #[test]

@@ -11,10 +11,10 @@
 //! resume elsewhere).
 //!
 //! Paced by what the cluster absorbs (issue 11; docs/PROTOCOL.md, "Connections spread out
-//! after churn"): [`SHED_PER_SEC`] is the whole cluster's, split over the nodes that shed; a
-//! node sheds nothing while the sessions are still being rebalanced (a rebalancing hand-off
-//! ends streams on the fuller nodes too, and both at once ended ~2,000 streams a second at
-//! 100K, which cost 6,022 sessions), nor while it is busy (its admission control refuses).
+//! after churn"): [`SHED_PER_SEC`] is the whole cluster's, split over the nodes that shed (at
+//! 100K four nodes shedding 250 a second each beside rebalancing ended ~2,000 streams a
+//! second, which cost 6,022 sessions), and a node sheds nothing while it is busy (its
+//! admission control refuses).
 
 /// Start shedding above this multiple of the mean (plus [`SLACK`]).
 pub const SHED_ABOVE: f64 = 1.20;
@@ -29,17 +29,6 @@ pub const SLACK: u64 = 500;
 /// included), at least one.
 pub const SHED_PER_SEC: usize = 250;
 
-/// Why a node sheds nothing this second although it is above the bound.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wait {
-    /// Nothing stops it.
-    No,
-    /// Some member owns more sessions than the spread allows: rebalancing goes first.
-    Rebalancing,
-    /// This node is busy (its admission control refuses).
-    Busy,
-}
-
 /// Whether a node sheds, with memory of whether it was shedding (hysteresis).
 #[derive(Debug, Default, Clone)]
 pub struct Shedder {
@@ -49,9 +38,9 @@ pub struct Shedder {
 impl Shedder {
     /// How many streams to end now, given this node's connection count and those of the other
     /// live, non-draining members (a draining node or one with fewer than two others sheds
-    /// nothing: the caller passes no peers then), and whether something makes it wait (it
-    /// keeps its hysteresis state meanwhile and ends nothing).
-    pub fn decide(&mut self, mine: u64, others: &[u64], wait: Wait) -> usize {
+    /// nothing: the caller passes no peers then), and whether this node is busy (its
+    /// admission control refuses: it keeps its hysteresis state and ends nothing meanwhile).
+    pub fn decide(&mut self, mine: u64, others: &[u64], busy: bool) -> usize {
         if others.len() < 2 {
             self.shedding = false;
             return 0;
@@ -67,7 +56,7 @@ impl Shedder {
         if self.shedding && mine_f <= to {
             self.shedding = false;
         }
-        if !self.shedding || wait != Wait::No {
+        if !self.shedding || busy {
             return 0;
         }
         // The nodes shedding now (this one and the others above the start bound) share the
@@ -92,11 +81,11 @@ mod tests {
     fn an_even_cluster_sheds_nothing() {
         let mut s = Shedder::default();
         assert_eq!(
-            s.decide(14_300, &[14_200, 14_400, 14_350, 14_100], Wait::No),
+            s.decide(14_300, &[14_200, 14_400, 14_350, 14_100], false),
             0
         );
         // Within 20 % + 500 of the mean: still nothing.
-        assert_eq!(s.decide(17_000, &[14_000, 14_000, 14_000], Wait::No), 0);
+        assert_eq!(s.decide(17_000, &[14_000, 14_000, 14_000], false), 0);
     }
 
     #[test]
@@ -105,19 +94,19 @@ mod tests {
         // After a restart: one node near empty, the others near the cap.
         let others = [1_000, 19_400, 19_400, 19_400, 19_400, 19_400];
         // mean = 16,800; starts above 20,660: 19,400 is below that, nothing yet.
-        assert_eq!(s.decide(19_400, &others, Wait::No), 0);
+        assert_eq!(s.decide(19_400, &others, false), 0);
         let others = [0, 0, 19_400, 19_400, 19_400, 19_400];
         // mean ≈ 13,857: above 17,128, sheds toward 15,743; five nodes are above the start
         // bound, so each ends a fifth of the cluster's SHED_PER_SEC.
-        assert_eq!(s.decide(19_400, &others, Wait::No), SHED_PER_SEC / 5);
+        assert_eq!(s.decide(19_400, &others, false), SHED_PER_SEC / 5);
         assert!(s.shedding());
         // Hysteresis: below the start bound but above the target, it keeps shedding.
         let others = [2_000, 2_000, 16_500, 16_500, 16_500, 16_500];
-        let n = s.decide(16_500, &others, Wait::No);
+        let n = s.decide(16_500, &others, false);
         assert!(n > 0 && n <= SHED_PER_SEC, "{n}");
         // At the target it stops.
         let others = [10_000, 10_000, 10_000, 10_000, 10_000, 10_000];
-        assert_eq!(s.decide(11_000, &others, Wait::No), 0);
+        assert_eq!(s.decide(11_000, &others, false), 0);
         assert!(!s.shedding());
     }
 
@@ -126,24 +115,22 @@ mod tests {
         let mut s = Shedder::default();
         let others = [10_000, 10_000, 10_000];
         // 14,000 here, mean 11,000: above the start bound 13,700; target 12,600.
-        assert_eq!(s.decide(14_000, &others, Wait::No), SHED_PER_SEC);
+        assert_eq!(s.decide(14_000, &others, false), SHED_PER_SEC);
         // 12,300 here, mean 10,575: target 12,132.5, so only the 168 above it.
-        assert_eq!(s.decide(12_300, &others, Wait::No), 168);
+        assert_eq!(s.decide(12_300, &others, false), 168);
     }
 
     #[test]
-    fn a_node_waits_while_sessions_are_rebalanced_or_it_is_busy() {
+    fn a_busy_node_waits() {
         let mut s = Shedder::default();
         let others = [10_000, 10_000, 10_000];
-        // Above the start bound, but rebalancing (or load) goes first: nothing ends, and it
-        // sheds as soon as nothing stops it.
-        assert_eq!(s.decide(14_000, &others, Wait::Rebalancing), 0);
-        assert_eq!(s.decide(14_000, &others, Wait::Busy), 0);
-        assert_eq!(s.decide(14_000, &others, Wait::No), SHED_PER_SEC);
+        // Above the start bound, but busy: nothing ends, and it sheds once it is not.
+        assert_eq!(s.decide(14_000, &others, true), 0);
+        assert_eq!(s.decide(14_000, &others, false), SHED_PER_SEC);
         // Waiting keeps the hysteresis: between the bounds it sheds on once it may.
-        assert_eq!(s.decide(12_300, &others, Wait::Rebalancing), 0);
+        assert_eq!(s.decide(12_300, &others, true), 0);
         assert!(s.shedding());
-        assert_eq!(s.decide(12_300, &others, Wait::No), 168);
+        assert_eq!(s.decide(12_300, &others, false), 168);
     }
 
     #[test]
@@ -152,18 +139,18 @@ mod tests {
         // 19,744, each ending 250 a second, 1,000 in all.
         let mut s = Shedder::default();
         let others = [19_744, 19_744, 19_744, 15_696, 8_106, 1_041];
-        assert_eq!(s.decide(19_744, &others, Wait::No), SHED_PER_SEC / 4);
+        assert_eq!(s.decide(19_744, &others, false), SHED_PER_SEC / 4);
         // Many shedders: at least one each.
         let mut s = Shedder::default();
         let mut others = vec![100_000u64; 300];
         others.extend([0u64; 300]);
-        assert_eq!(s.decide(100_000, &others, Wait::No), 1);
+        assert_eq!(s.decide(100_000, &others, false), 1);
     }
 
     #[test]
     fn two_nodes_or_fewer_never_shed() {
         let mut s = Shedder::default();
-        assert_eq!(s.decide(19_000, &[0], Wait::No), 0);
-        assert_eq!(s.decide(19_000, &[], Wait::No), 0);
+        assert_eq!(s.decide(19_000, &[0], false), 0);
+        assert_eq!(s.decide(19_000, &[], false), 0);
     }
 }

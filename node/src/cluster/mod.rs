@@ -168,11 +168,7 @@ pub async fn start(
         tokio::spawn(peers::replicator(node.clone(), peers.clone(), dirty)),
         tokio::spawn(peers::expire_acks(node.clone(), peers.clone())),
         tokio::spawn(refresh(node.clone(), peers.clone())),
-        tokio::spawn(balance_connections(
-            node.clone(),
-            peers.clone(),
-            s.rebalance_rate > 0.0,
-        )),
+        tokio::spawn(balance_connections(node.clone(), peers.clone())),
     ];
     if s.rebalance_rate > 0.0 {
         tasks.push(tokio::spawn(rebalance::run(
@@ -290,7 +286,7 @@ async fn refresh(node: Arc<Node>, peers: Arc<peers::Peers>) {
 /// then those of sessions owned here. Once a second; nothing while this node drains or the
 /// cluster is not calm (`Peers::calm_for_balance`: a member joined, left or drains, or is
 /// suspect).
-async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>, rebalancing: bool) {
+async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shedder = connection_balance::Shedder::default();
@@ -303,22 +299,15 @@ async fn balance_connections(node: Arc<Node>, peers: Arc<peers::Peers>, rebalanc
             peers.peer_connections()
         };
         let mine = u64::from(node.connections.load(std::sync::atomic::Ordering::Relaxed));
-        // Sessions first: while rebalancing still has some to move, its hand-offs end
-        // streams on the fuller nodes (docs/PROTOCOL.md, "Connections spread out after
-        // churn"); and nothing while this node refuses new sessions.
-        let wait = if peers.admission() != crate::session::layer::Admission::Open {
-            connection_balance::Wait::Busy
-        } else if rebalancing && !others.is_empty() && peers.sessions_uneven(&node) {
-            connection_balance::Wait::Rebalancing
-        } else {
-            connection_balance::Wait::No
-        };
+        // Nothing while this node refuses new sessions (docs/PROTOCOL.md, "Connections
+        // spread out after churn").
+        let busy = peers.admission() != crate::session::layer::Admission::Open;
         let was = shedder.shedding();
-        let want = shedder.decide(mine, &others, wait);
-        // Logged on the change of state: a node above the bound that waits (for
-        // rebalancing, or while busy) keeps its state and ends nothing meanwhile.
+        let want = shedder.decide(mine, &others, busy);
+        // Logged on the change of state: a busy node above the bound keeps its state and
+        // ends nothing meanwhile.
         if !was && shedder.shedding() {
-            tracing::info!(connections = mine, peers = ?others, ?wait, "connections far above the cluster's mean: ending some streams so their clients reconnect elsewhere");
+            tracing::info!(connections = mine, peers = ?others, busy, "connections far above the cluster's mean: ending some streams so their clients reconnect elsewhere");
         }
         if want > 0 {
             let mut ended = peers.end_some_relayed_streams(want);

@@ -1605,19 +1605,6 @@ impl Peers {
         (room.into_iter().map(|(a, _, n)| (a, n)).collect(), stats)
     }
 
-    /// Whether some live, non-draining member (this node included) owns more than its share +
-    /// 10 % (`balance::spread_uneven`, over this node's count and the gossiped ones).
-    pub(super) fn sessions_uneven(&self, node: &Node) -> bool {
-        let others: Vec<u64> = self
-            .balance_view()
-            .0
-            .iter()
-            .filter(|m| m.standing == super::balance::Standing::Alive)
-            .map(|m| m.sessions)
-            .collect();
-        super::balance::spread_uneven(self.owned_staying(node), &others)
-    }
-
     /// Hand-offs waiting for their acknowledgement (rebalancing's `busy`: `balance::WINDOW`).
     pub(super) fn handing_count(&self) -> usize {
         self.handing.lock().len()
